@@ -1,0 +1,2 @@
+//! Core micro benchmarks.
+fn main() {}

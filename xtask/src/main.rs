@@ -1,0 +1,2 @@
+//! xtask: the project tasks.
+fn main() {}
