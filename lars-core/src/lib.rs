@@ -20,6 +20,6 @@
 #[cfg(test)]
 extern crate std;
 
-// pub mod pool;
+pub mod pool;
 pub mod time;
 pub mod wire;

@@ -160,5 +160,4 @@ mod tests {
         assert_eq!(std::format!("{}", Duration::from_micros(1_500)), "1.500ms");
         assert_eq!(std::format!("{t}"), "1.500250s");
     }
-
 }

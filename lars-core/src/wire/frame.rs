@@ -199,13 +199,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameDecoder<B> {
         if self.delivered {
             self.reset();
         }
-        if self.head_filled == 0 {
-            if let Some((head, body)) = input.split_first_chunk::<HEADER_LEN>() {
-                let header = Header::parse(head, self.max_body)?;
-                if let Some(body) = body.get(..header.len as usize) {
-                    let frame = Frame { msgid: header.msgid, body };
-                    return Ok(Decoded { consumed: header.frame_len(), frame: Some(frame) });
-                }
+        // Fast path: a whole frame in the input and nothing pending, so no copy.
+        if self.head_filled == 0
+            && let Some((head, body)) = input.split_first_chunk::<HEADER_LEN>()
+        {
+            let header = Header::parse(head, self.max_body)?;
+            if let Some(body) = body.get(..header.len as usize) {
+                let frame = Frame { msgid: header.msgid, body };
+                return Ok(Decoded { consumed: header.frame_len(), frame: Some(frame) });
             }
         }
 
@@ -229,8 +230,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameDecoder<B> {
         let len = header.len as usize;
         let take = (len - self.body_filled).min(input.len() - consumed);
         let buf = self.buf.as_mut();
-        buf[self.body_filled..self.body_filled + take]
-            .copy_from_slice(&input[consumed..consumed + take]);
+        buf[self.body_filled..self.body_filled + take].copy_from_slice(&input[consumed..consumed + take]);
         self.body_filled += take;
         consumed += take;
         if self.body_filled < len {
@@ -250,7 +250,10 @@ mod tests {
     /// GetHostRequest { seq: 1, modid: 2, cmdid: 3 } in a frame.
     static GET_HOST_FRAME: [u8; 14] = [4, 0, 0, 0, 6, 0, 0, 0, 0x08, 0x01, 0x10, 0x02, 0x18, 0x03];
 
-    fn decode_all(decoder: &mut FrameDecoder<[u8; 128]>, chunks: &[&[u8]]) -> Result<Vec<(MsgId, Vec<u8>)>, Error> {
+    fn decode_all(
+        decoder: &mut FrameDecoder<[u8; 128]>,
+        chunks: &[&[u8]],
+    ) -> Result<Vec<(MsgId, Vec<u8>)>, Error> {
         let mut frames = Vec::new();
         for chunk in chunks {
             let mut rest = *chunk;
@@ -300,7 +303,10 @@ mod tests {
         );
         let mut long = GET_HOST_FRAME.to_vec();
         long.push(0);
-        assert_eq!(Frame::parse_datagram(&long, MAX_BODY), Err(Error::LengthMismatch { expected: 14, actual: 15 }));
+        assert_eq!(
+            Frame::parse_datagram(&long, MAX_BODY),
+            Err(Error::LengthMismatch { expected: 14, actual: 15 })
+        );
         assert_eq!(Frame::parse_datagram(&GET_HOST_FRAME[..7], MAX_BODY), Err(Error::Truncated));
     }
 
@@ -313,7 +319,11 @@ mod tests {
         assert_eq!(expected[1], (MsgId::GetRouteRequest, Vec::new()));
         for split in 0..=stream.len() {
             let (a, b) = stream.split_at(split);
-            assert_eq!(decode_all(&mut FrameDecoder::new([0; 128]), &[a, b]).unwrap(), expected, "split {split}");
+            assert_eq!(
+                decode_all(&mut FrameDecoder::new([0; 128]), &[a, b]).unwrap(),
+                expected,
+                "split {split}"
+            );
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(decode_all(&mut FrameDecoder::new([0; 128]), &bytes).unwrap(), expected);
@@ -365,6 +375,9 @@ mod tests {
         let mut out = [0xa5; 16];
         assert_eq!(encode(MsgId::GetHostRequest, &Raw(&GET_HOST_FRAME[8..]), &mut out), Ok(14));
         assert_eq!(out[..14], GET_HOST_FRAME);
-        assert_eq!(encode(MsgId::GetHostRequest, &Raw(&GET_HOST_FRAME[8..]), &mut out[..13]), Err(Error::BufferTooSmall));
+        assert_eq!(
+            encode(MsgId::GetHostRequest, &Raw(&GET_HOST_FRAME[8..]), &mut out[..13]),
+            Err(Error::BufferTooSmall)
+        );
     }
 }

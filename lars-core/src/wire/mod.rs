@@ -18,7 +18,7 @@ use core::fmt;
 
 pub mod frame;
 pub mod lars;
-// pub mod native;
+pub mod native;
 mod proto;
 
 pub use frame::{Frame, FrameDecoder, Header};
@@ -91,6 +91,38 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// The outcome of an agent request, as in the original's `LarsRetCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(i32)]
+pub enum RetCode {
+    /// The request succeeded.
+    Succ = 0,
+    /// Every host of the route is overloaded and this was not a probe turn.
+    Overload = 1,
+    /// The agent could not serve the request.
+    SystemError = 2,
+    /// The route is unknown, or still being pulled from lars-dns.
+    NoExist = 3,
+}
+
+impl RetCode {
+    /// The code's numeric value on the Lars wire.
+    pub const fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The code for a Lars wire value, if it is one.
+    pub const fn from_i32(value: i32) -> Option<RetCode> {
+        match value {
+            0 => Some(RetCode::Succ),
+            1 => Some(RetCode::Overload),
+            2 => Some(RetCode::SystemError),
+            3 => Some(RetCode::NoExist),
+            _ => None,
+        }
+    }
+}
 
 /// A message body that writes itself into a caller's buffer.
 pub trait Encode {
@@ -193,7 +225,11 @@ enum ListRepr<'a, T> {
     Slice(&'a [T]),
     /// `bytes` holds exactly `len` items that `next` decodes one by one. The bytes were validated
     /// when the message was parsed, so `next` cannot fail part way.
-    Encoded { bytes: &'a [u8], len: usize, next: fn(&mut &'a [u8]) -> Option<T> },
+    Encoded {
+        bytes: &'a [u8],
+        len: usize,
+        next: fn(&mut &'a [u8]) -> Option<T>,
+    },
 }
 
 impl<'a, T: Copy> List<'a, T> {

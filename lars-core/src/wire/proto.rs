@@ -241,7 +241,10 @@ mod tests {
     fn malformed_varints() {
         assert_eq!(Reader::new(&[0x80, 0x80]).varint(), Err(Error::Truncated));
         assert_eq!(Reader::new(&[0xff; 10]).varint(), Err(Error::BadVarint));
-        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(), Err(Error::BadVarint));
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(),
+            Err(Error::BadVarint)
+        );
         assert_eq!(Reader::new(&[0x00]).key(), Err(Error::BadValue));
     }
 

@@ -48,7 +48,10 @@ fn get_route_response() {
     );
     let gone = GetRouteResponse::parse(vector!("get_route_response_gone")).unwrap();
     assert!(gone.hosts.is_empty());
-    check_quartet(vector!("get_route_response_gone"), GetRouteResponse { modid: 1001, cmdid: 2, hosts: List::default() });
+    check_quartet(
+        vector!("get_route_response_gone"),
+        GetRouteResponse { modid: 1001, cmdid: 2, hosts: List::default() },
+    );
 }
 
 #[test]
@@ -84,7 +87,10 @@ fn get_host() {
 
 #[test]
 fn report_request() {
-    check_quartet(vector!("report_request"), ReportRequest { modid: 1001, cmdid: 2, host: Some(B), retcode: 1 });
+    check_quartet(
+        vector!("report_request"),
+        ReportRequest { modid: 1001, cmdid: 2, host: Some(B), retcode: 1 },
+    );
 }
 
 #[test]
@@ -106,12 +112,9 @@ fn repeated_singular_sub_message_merges() {
 #[test]
 fn hosts_interleaved_with_other_fields_keep_their_order() {
     // host A, then modid, then host B: the list walks past the scalar.
-    let bytes = [
-        &vector!("get_route_response")[5..21],
-        &[0x08, 0x05][..],
-        &vector!("get_route_response")[21..],
-    ]
-    .concat();
+    let bytes =
+        [&vector!("get_route_response")[5..21], &[0x08, 0x05][..], &vector!("get_route_response")[21..]]
+            .concat();
     let route = GetRouteResponse::parse(&bytes).unwrap();
     assert_eq!(route.modid, 5);
     assert_eq!(route.hosts.iter().collect::<std::vec::Vec<_>>(), [A, B]);
@@ -122,7 +125,10 @@ fn malformed_bodies_are_precise_errors() {
     // Port 70000 does not fit.
     assert_eq!(ReportRequest::parse(&[0x1a, 0x04, 0x10, 0xf0, 0xa2, 0x04]), Err(Error::BadValue));
     // modid sent as a string.
-    assert_eq!(GetRouteRequest::parse(&[0x0a, 0x01, 0x00]), Err(Error::BadWireType { field: 1, wire_type: 2 }));
+    assert_eq!(
+        GetRouteRequest::parse(&[0x0a, 0x01, 0x00]),
+        Err(Error::BadWireType { field: 1, wire_type: 2 })
+    );
     // host sent as a varint.
     assert_eq!(GetRouteResponse::parse(&[0x18, 0x01]), Err(Error::BadWireType { field: 3, wire_type: 0 }));
     // A host whose length runs past the body.
