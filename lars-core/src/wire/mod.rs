@@ -18,10 +18,12 @@ use core::fmt;
 
 pub mod frame;
 pub mod lars;
+mod message;
 pub mod native;
 mod proto;
 
 pub use frame::{Frame, FrameDecoder, Header};
+pub use message::Message;
 
 /// Why bytes could not be decoded or encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
