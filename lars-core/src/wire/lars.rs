@@ -11,7 +11,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use super::proto::{self, Reader, Writer};
+use super::proto::{self, Reader, Writer, len_key, varint_key};
 use super::{Decode, Encode, Error, List};
 
 /// `HostInfo { 1: int32 ip; 2: int32 port }` as a socket address.
@@ -28,15 +28,27 @@ fn write_host(w: &mut Writer<'_>, field: u32, host: &HostInfo) -> Result<(), Err
     })
 }
 
+/// Reads an `int32 ip` value: the host-order address.
+fn read_ip(r: &mut Reader<'_>) -> Result<Ipv4Addr, Error> {
+    Ok(Ipv4Addr::from_bits(r.int32()? as u32))
+}
+
+/// Reads an `int32 port` value, which must fit a `u16`.
+fn read_port(r: &mut Reader<'_>) -> Result<u16, Error> {
+    u16::try_from(r.int32()?).map_err(|_| Error::BadValue)
+}
+
 /// Decodes a `HostInfo`, starting from `base` so that a repeated singular field merges.
 fn parse_host(bytes: &[u8], base: HostInfo) -> Result<HostInfo, Error> {
+    const IP: u64 = varint_key(1);
+    const PORT: u64 = varint_key(2);
     let mut host = base;
     let mut r = Reader::new(bytes);
-    while !r.is_empty() {
-        match r.key()? {
-            (1, wt) => host.set_ip(Ipv4Addr::from_bits(r.int32(1, wt)? as u32)),
-            (2, wt) => host.set_port(u16::try_from(r.int32(2, wt)?).map_err(|_| Error::BadValue)?),
-            (field, wt) => r.skip(field, wt)?,
+    while let Some(key) = r.next_key()? {
+        match key {
+            IP => host.set_ip(read_ip(&mut r)?),
+            PORT => host.set_port(read_port(&mut r)?),
+            other => r.skip(other, 2)?,
         }
     }
     Ok(host)
@@ -44,20 +56,19 @@ fn parse_host(bytes: &[u8], base: HostInfo) -> Result<HostInfo, Error> {
 
 const NO_HOST: HostInfo = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
 
-/// Yields the next sub-message of field `FIELD` from already-validated bytes.
-fn next_repeated<'a, T, const FIELD: u32>(
+/// Yields the next sub-message with key `KEY` from already-validated bytes.
+fn next_repeated<'a, T, const KEY: u64>(
     bytes: &mut &'a [u8],
     parse: fn(&[u8]) -> Result<T, Error>,
 ) -> Option<T> {
     let mut r = Reader::new(bytes);
-    while !r.is_empty() {
-        let (field, wt) = r.key().ok()?;
-        if field == FIELD {
-            let item = parse(r.bytes(field, wt).ok()?).ok();
+    while let Some(key) = r.next_key().ok()? {
+        if key == KEY {
+            let item = parse(r.len_delimited().ok()?).ok();
             *bytes = r.bytes_left();
             return item;
         }
-        r.skip(field, wt).ok()?;
+        r.skip(key, 0).ok()?;
     }
     *bytes = &[];
     None
@@ -87,13 +98,15 @@ impl Encode for GetRouteRequest {
 
 impl Decode<'_> for GetRouteRequest {
     fn parse(body: &[u8]) -> Result<Self, Error> {
+        const MODID: u64 = varint_key(1);
+        const CMDID: u64 = varint_key(2);
         let mut m = GetRouteRequest::default();
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => m.modid = r.int32(1, wt)?,
-                (2, wt) => m.cmdid = r.int32(2, wt)?,
-                (field, wt) => r.skip(field, wt)?,
+        while let Some(key) = r.next_key()? {
+            match key {
+                MODID => m.modid = r.int32()?,
+                CMDID => m.cmdid = r.int32()?,
+                other => r.skip(other, 2)?,
             }
         }
         Ok(m)
@@ -131,20 +144,23 @@ impl Encode for GetRouteResponse<'_> {
 
 impl<'a> Decode<'a> for GetRouteResponse<'a> {
     fn parse(body: &'a [u8]) -> Result<Self, Error> {
+        const MODID: u64 = varint_key(1);
+        const CMDID: u64 = varint_key(2);
+        const HOST: u64 = len_key(3);
         let (mut modid, mut cmdid, mut hosts) = (0, 0, 0);
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => modid = r.int32(1, wt)?,
-                (2, wt) => cmdid = r.int32(2, wt)?,
-                (3, wt) => {
-                    parse_host(r.bytes(3, wt)?, NO_HOST)?;
+        while let Some(key) = r.next_key()? {
+            match key {
+                MODID => modid = r.int32()?,
+                CMDID => cmdid = r.int32()?,
+                HOST => {
+                    parse_host(r.len_delimited()?, NO_HOST)?;
                     hosts += 1;
                 }
-                (field, wt) => r.skip(field, wt)?,
+                other => r.skip(other, 3)?,
             }
         }
-        let next = |bytes: &mut &'a [u8]| next_repeated::<_, 3>(bytes, |b| parse_host(b, NO_HOST));
+        let next = |bytes: &mut &'a [u8]| next_repeated::<_, HOST>(bytes, |b| parse_host(b, NO_HOST));
         Ok(GetRouteResponse { modid, cmdid, hosts: List::encoded(body, hosts, next) })
     }
 }
@@ -171,16 +187,21 @@ impl HostCallResult {
     }
 
     fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        const IP: u64 = varint_key(1);
+        const PORT: u64 = varint_key(2);
+        const SUCC: u64 = varint_key(3);
+        const ERR: u64 = varint_key(4);
+        const OVERLOAD: u64 = varint_key(5);
         let mut m = HostCallResult { host: NO_HOST, succ: 0, err: 0, overload: false };
         let mut r = Reader::new(bytes);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => m.host.set_ip(Ipv4Addr::from_bits(r.int32(1, wt)? as u32)),
-                (2, wt) => m.host.set_port(u16::try_from(r.int32(2, wt)?).map_err(|_| Error::BadValue)?),
-                (3, wt) => m.succ = r.uint32(3, wt)?,
-                (4, wt) => m.err = r.uint32(4, wt)?,
-                (5, wt) => m.overload = r.bool(5, wt)?,
-                (field, wt) => r.skip(field, wt)?,
+        while let Some(key) = r.next_key()? {
+            match key {
+                IP => m.host.set_ip(read_ip(&mut r)?),
+                PORT => m.host.set_port(read_port(&mut r)?),
+                SUCC => m.succ = r.uint32()?,
+                ERR => m.err = r.uint32()?,
+                OVERLOAD => m.overload = r.bool()?,
+                other => r.skip(other, 5)?,
             }
         }
         Ok(m)
@@ -234,22 +255,27 @@ impl Encode for ReportStatusRequest<'_> {
 
 impl<'a> Decode<'a> for ReportStatusRequest<'a> {
     fn parse(body: &'a [u8]) -> Result<Self, Error> {
+        const MODID: u64 = varint_key(1);
+        const CMDID: u64 = varint_key(2);
+        const CALLER: u64 = varint_key(3);
+        const RESULT: u64 = len_key(4);
+        const TS: u64 = varint_key(5);
         let (mut modid, mut cmdid, mut caller, mut ts, mut results) = (0, 0, 0, 0, 0);
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => modid = r.int32(1, wt)?,
-                (2, wt) => cmdid = r.int32(2, wt)?,
-                (3, wt) => caller = r.int32(3, wt)?,
-                (4, wt) => {
-                    HostCallResult::parse(r.bytes(4, wt)?)?;
+        while let Some(key) = r.next_key()? {
+            match key {
+                MODID => modid = r.int32()?,
+                CMDID => cmdid = r.int32()?,
+                CALLER => caller = r.int32()?,
+                RESULT => {
+                    HostCallResult::parse(r.len_delimited()?)?;
                     results += 1;
                 }
-                (5, wt) => ts = r.uint32(5, wt)?,
-                (field, wt) => r.skip(field, wt)?,
+                TS => ts = r.uint32()?,
+                other => r.skip(other, 5)?,
             }
         }
-        let next = |bytes: &mut &'a [u8]| next_repeated::<_, 4>(bytes, HostCallResult::parse);
+        let next = |bytes: &mut &'a [u8]| next_repeated::<_, RESULT>(bytes, HostCallResult::parse);
         Ok(ReportStatusRequest { modid, cmdid, caller, results: List::encoded(body, results, next), ts })
     }
 }
@@ -281,14 +307,17 @@ impl Encode for GetHostRequest {
 
 impl Decode<'_> for GetHostRequest {
     fn parse(body: &[u8]) -> Result<Self, Error> {
+        const SEQ: u64 = varint_key(1);
+        const MODID: u64 = varint_key(2);
+        const CMDID: u64 = varint_key(3);
         let mut m = GetHostRequest::default();
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => m.seq = r.uint32(1, wt)?,
-                (2, wt) => m.modid = r.int32(2, wt)?,
-                (3, wt) => m.cmdid = r.int32(3, wt)?,
-                (field, wt) => r.skip(field, wt)?,
+        while let Some(key) = r.next_key()? {
+            match key {
+                SEQ => m.seq = r.uint32()?,
+                MODID => m.modid = r.int32()?,
+                CMDID => m.cmdid = r.int32()?,
+                other => r.skip(other, 3)?,
             }
         }
         Ok(m)
@@ -335,16 +364,21 @@ impl Encode for GetHostResponse {
 
 impl Decode<'_> for GetHostResponse {
     fn parse(body: &[u8]) -> Result<Self, Error> {
+        const SEQ: u64 = varint_key(1);
+        const MODID: u64 = varint_key(2);
+        const CMDID: u64 = varint_key(3);
+        const RETCODE: u64 = varint_key(4);
+        const HOST: u64 = len_key(5);
         let mut m = GetHostResponse::default();
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => m.seq = r.uint32(1, wt)?,
-                (2, wt) => m.modid = r.int32(2, wt)?,
-                (3, wt) => m.cmdid = r.int32(3, wt)?,
-                (4, wt) => m.retcode = r.int32(4, wt)?,
-                (5, wt) => m.host = Some(parse_host(r.bytes(5, wt)?, m.host.unwrap_or(NO_HOST))?),
-                (field, wt) => r.skip(field, wt)?,
+        while let Some(key) = r.next_key()? {
+            match key {
+                SEQ => m.seq = r.uint32()?,
+                MODID => m.modid = r.int32()?,
+                CMDID => m.cmdid = r.int32()?,
+                RETCODE => m.retcode = r.int32()?,
+                HOST => m.host = Some(parse_host(r.len_delimited()?, m.host.unwrap_or(NO_HOST))?),
+                other => r.skip(other, 5)?,
             }
         }
         Ok(m)
@@ -387,15 +421,19 @@ impl Encode for ReportRequest {
 
 impl Decode<'_> for ReportRequest {
     fn parse(body: &[u8]) -> Result<Self, Error> {
+        const MODID: u64 = varint_key(1);
+        const CMDID: u64 = varint_key(2);
+        const HOST: u64 = len_key(3);
+        const RETCODE: u64 = varint_key(4);
         let mut m = ReportRequest::default();
         let mut r = Reader::new(body);
-        while !r.is_empty() {
-            match r.key()? {
-                (1, wt) => m.modid = r.int32(1, wt)?,
-                (2, wt) => m.cmdid = r.int32(2, wt)?,
-                (3, wt) => m.host = Some(parse_host(r.bytes(3, wt)?, m.host.unwrap_or(NO_HOST))?),
-                (4, wt) => m.retcode = r.int32(4, wt)?,
-                (field, wt) => r.skip(field, wt)?,
+        while let Some(key) = r.next_key()? {
+            match key {
+                MODID => m.modid = r.int32()?,
+                CMDID => m.cmdid = r.int32()?,
+                HOST => m.host = Some(parse_host(r.len_delimited()?, m.host.unwrap_or(NO_HOST))?),
+                RETCODE => m.retcode = r.int32()?,
+                other => r.skip(other, 4)?,
             }
         }
         Ok(m)

@@ -25,23 +25,37 @@ impl<'a> Reader<'a> {
         Reader { bytes }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     /// The bytes not read yet.
     pub(crate) fn bytes_left(&self) -> &'a [u8] {
         self.bytes
     }
 
+    /// Reads a varint. One- and two-byte varints (keys, and values under 16384 such as most
+    /// ids) take the fast path.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, Error> {
+        match self.bytes {
+            [low @ 0..0x80, rest @ ..] => {
+                self.bytes = rest;
+                Ok(u64::from(*low))
+            }
+            [low, high @ 0..0x80, rest @ ..] => {
+                self.bytes = rest;
+                Ok(u64::from(*low & 0x7f) | u64::from(*high) << 7)
+            }
+            _ => self.varint_multi_byte(),
+        }
+    }
+
+    fn varint_multi_byte(&mut self) -> Result<u64, Error> {
         let mut value = 0u64;
         for (i, &byte) in self.bytes.iter().enumerate().take(10) {
-            if i == 9 && byte > 1 {
-                return Err(Error::BadVarint);
-            }
             value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
+            if byte < 0x80 {
+                // The tenth byte may only carry the 64th bit.
+                if i == 9 && byte > 1 {
+                    return Err(Error::BadVarint);
+                }
                 self.bytes = &self.bytes[i + 1..];
                 return Ok(value);
             }
@@ -49,14 +63,28 @@ impl<'a> Reader<'a> {
         Err(if self.bytes.len() < 10 { Error::Truncated } else { Error::BadVarint })
     }
 
-    /// Reads a field key: `(field number, wire type)`.
-    pub(crate) fn key(&mut self) -> Result<(u32, u8), Error> {
-        let key = self.varint()?;
-        let field = u32::try_from(key >> 3).map_err(|_| Error::BadValue)?;
-        if field == 0 {
-            return Err(Error::BadValue);
-        }
-        Ok((field, (key & 7) as u8))
+    /// Reads the next field's key (`field << 3 | wire_type`), or `None` at the end of the body.
+    #[inline]
+    pub(crate) fn next_key(&mut self) -> Result<Option<u64>, Error> {
+        if self.bytes.is_empty() { Ok(None) } else { self.varint().map(Some) }
+    }
+
+    /// Reads an `int32` value: the low 32 bits of the varint.
+    #[inline]
+    pub(crate) fn int32(&mut self) -> Result<i32, Error> {
+        Ok(self.varint()? as u32 as i32)
+    }
+
+    /// Reads a `uint32` value: the low 32 bits of the varint.
+    #[inline]
+    pub(crate) fn uint32(&mut self) -> Result<u32, Error> {
+        Ok(self.varint()? as u32)
+    }
+
+    /// Reads a `bool` value: any non-zero varint is true.
+    #[inline]
+    pub(crate) fn bool(&mut self) -> Result<bool, Error> {
+        Ok(self.varint()? != 0)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
@@ -68,45 +96,42 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    /// Reads a varint field's value, checking the wire type first.
-    fn varint_field(&mut self, field: u32, wire_type: u8) -> Result<u64, Error> {
-        if wire_type != VARINT {
-            return Err(Error::BadWireType { field, wire_type });
-        }
-        self.varint()
-    }
-
-    pub(crate) fn int32(&mut self, field: u32, wire_type: u8) -> Result<i32, Error> {
-        Ok(self.varint_field(field, wire_type)? as u32 as i32)
-    }
-
-    pub(crate) fn uint32(&mut self, field: u32, wire_type: u8) -> Result<u32, Error> {
-        Ok(self.varint_field(field, wire_type)? as u32)
-    }
-
-    pub(crate) fn bool(&mut self, field: u32, wire_type: u8) -> Result<bool, Error> {
-        Ok(self.varint_field(field, wire_type)? != 0)
-    }
-
-    /// Reads a length-delimited field's bytes.
-    pub(crate) fn bytes(&mut self, field: u32, wire_type: u8) -> Result<&'a [u8], Error> {
-        if wire_type != LEN {
-            return Err(Error::BadWireType { field, wire_type });
-        }
+    /// Reads a length-delimited field's bytes (after its key).
+    #[inline]
+    pub(crate) fn len_delimited(&mut self) -> Result<&'a [u8], Error> {
         let len = usize::try_from(self.varint()?).map_err(|_| Error::Truncated)?;
         self.take(len)
     }
 
-    /// Skips a field this message does not know.
-    pub(crate) fn skip(&mut self, field: u32, wire_type: u8) -> Result<(), Error> {
+    /// Skips a field that the message did not match. Messages number their fields `1..=known`,
+    /// so a field in that range reaching here has the wrong wire type: an error, not a skip.
+    pub(crate) fn skip(&mut self, key: u64, known: u32) -> Result<(), Error> {
+        let field = u32::try_from(key >> 3).map_err(|_| Error::BadValue)?;
+        let wire_type = (key & 7) as u8;
+        if field == 0 {
+            return Err(Error::BadValue);
+        }
+        if field <= known {
+            return Err(Error::BadWireType { field, wire_type });
+        }
         match wire_type {
             VARINT => self.varint().map(drop),
             I64 => self.take(8).map(drop),
-            LEN => self.bytes(field, wire_type).map(drop),
+            LEN => self.len_delimited().map(drop),
             I32 => self.take(4).map(drop),
             _ => Err(Error::BadWireType { field, wire_type }),
         }
     }
+}
+
+/// The key of a varint field.
+pub(crate) const fn varint_key(field: u32) -> u64 {
+    (field as u64) << 3 | VARINT as u64
+}
+
+/// The key of a length-delimited field.
+pub(crate) const fn len_key(field: u32) -> u64 {
+    (field as u64) << 3 | LEN as u64
 }
 
 /// Cursor writing protobuf into a caller's slice.
@@ -233,8 +258,9 @@ mod tests {
         assert_eq!(buf, [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         assert_eq!(int32_len(1, -1), 11);
         let mut r = Reader::new(&buf);
-        assert_eq!(r.key(), Ok((1, VARINT)));
-        assert_eq!(r.int32(1, VARINT), Ok(-1));
+        assert_eq!(r.next_key(), Ok(Some(varint_key(1))));
+        assert_eq!(r.varint().map(|v| v as i32), Ok(-1));
+        assert_eq!(r.next_key(), Ok(None));
     }
 
     #[test]
@@ -245,22 +271,21 @@ mod tests {
             Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(),
             Err(Error::BadVarint)
         );
-        assert_eq!(Reader::new(&[0x00]).key(), Err(Error::BadValue));
+        assert_eq!(Reader::new(&[]).skip(0x00, 0), Err(Error::BadValue));
     }
 
     #[test]
     fn skips_every_known_wire_type_and_refuses_groups() {
         let bytes = [0x08, 0x96, 0x01, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1a, 2, 9, 9, 0x25, 1, 2, 3, 4];
         let mut r = Reader::new(&bytes);
-        while !r.is_empty() {
-            let (field, wire_type) = r.key().unwrap();
-            r.skip(field, wire_type).unwrap();
+        while let Some(key) = r.next_key().unwrap() {
+            r.skip(key, 0).unwrap();
         }
-        let mut r = Reader::new(&[0x0b]);
-        let (field, wire_type) = r.key().unwrap();
-        assert_eq!(r.skip(field, wire_type), Err(Error::BadWireType { field: 1, wire_type: 3 }));
-        let mut r = Reader::new(&[0x1a, 5, 1]);
-        let (field, wire_type) = r.key().unwrap();
-        assert_eq!(r.bytes(field, wire_type), Err(Error::Truncated));
+        assert_eq!(Reader::new(&[]).skip(0x0b, 0), Err(Error::BadWireType { field: 1, wire_type: 3 }));
+        assert_eq!(
+            Reader::new(&[1]).skip(varint_key(2), 2),
+            Err(Error::BadWireType { field: 2, wire_type: 0 })
+        );
+        assert_eq!(Reader::new(&[5, 1]).skip(len_key(3), 0), Err(Error::Truncated));
     }
 }
