@@ -1,2 +1,151 @@
-//! xtask: the project tasks.
-fn main() {}
+//! xtask: the project's tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! - `test`: every gate CI runs, in order, with a summary at the end.
+//! - `bench`: the benchmarks, printing figures and writing JSON under `target/bench/`.
+
+mod mysql;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds
+  bench   micro benchmarks; figures go to target/bench/*.json
+";
+
+/// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
+/// thumbv7em is the gateway firmware's.
+const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+const NO_STD_CRATES: [&str; 2] = ["lars-core", "lars-embedded"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("help" | "-h" | "--help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace").to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(args).current_dir(root());
+    command
+}
+
+enum Outcome {
+    Passed,
+    Failed(String),
+    NotRun(String),
+}
+
+struct Step {
+    name: String,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// Runs the gates in order. A failed gate does not stop the later ones (so one run shows every
+/// problem), except that the tests never run without MySQL.
+fn test() -> Result<(), String> {
+    let mut steps = Vec::new();
+    let run = |steps: &mut Vec<Step>, name: &str, mut command: Command| {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let outcome = match command.status() {
+            Ok(status) if status.success() => Outcome::Passed,
+            Ok(status) => Outcome::Failed(format!("exited with {status}")),
+            Err(e) => Outcome::Failed(format!("could not start: {e}")),
+        };
+        steps.push(Step { name: name.to_string(), outcome, took: start.elapsed() });
+    };
+
+    run(&mut steps, "fmt", cargo(&["fmt", "--all", "--check"]));
+    run(&mut steps, "clippy", cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]));
+
+    println!("\n==> mysql");
+    let start = Instant::now();
+    match mysql::ensure() {
+        Ok(server) => {
+            println!("MySQL for the tests: {}", server.url);
+            steps.push(Step {
+                name: format!("mysql ({})", server.origin),
+                outcome: Outcome::Passed,
+                took: start.elapsed(),
+            });
+            let mut tests = cargo(&["test", "--workspace"]);
+            tests.env("LARS_MYSQL_URL", &server.url);
+            run(&mut steps, "workspace tests", tests);
+            drop(server);
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            steps.push(Step {
+                name: "mysql".into(),
+                outcome: Outcome::Failed(message),
+                took: start.elapsed(),
+            });
+            steps.push(Step {
+                name: "workspace tests".into(),
+                outcome: Outcome::NotRun("no MySQL to test against".into()),
+                took: Duration::ZERO,
+            });
+        }
+    }
+
+    for krate in NO_STD_CRATES {
+        for target in NO_STD_TARGETS {
+            run(
+                &mut steps,
+                &format!("no_std build {krate} {target}"),
+                cargo(&["build", "-p", krate, "--target", target]),
+            );
+        }
+    }
+
+    println!("\n==> summary");
+    let mut failed = 0;
+    for step in &steps {
+        let (mark, detail) = match &step.outcome {
+            Outcome::Passed => ("ok     ", String::new()),
+            Outcome::Failed(why) => ("FAILED ", format!(": {why}")),
+            Outcome::NotRun(why) => ("NOT RUN", format!(": {why}")),
+        };
+        if !matches!(step.outcome, Outcome::Passed) {
+            failed += 1;
+        }
+        println!("{mark} {:>6.1}s  {}{detail}", step.took.as_secs_f64(), step.name);
+    }
+    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} steps did not pass", steps.len())) }
+}
+
+fn bench() -> Result<(), String> {
+    let out = root().join("target/bench/core.json");
+    let status = cargo(&["bench", "-p", "lars-core", "--bench", "core"])
+        .env("LARS_BENCH_OUT", &out)
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("core benchmarks failed: {status}")) }
+}

@@ -1,0 +1,114 @@
+//! Tidy checks, run as ordinary tests: repository rules that the compiler cannot see.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use lars_core::wire::{Encode, Message, MsgId};
+
+fn root() -> PathBuf {
+    super::root()
+}
+
+/// Every `.rs` file of the repository outside `target/`.
+fn rust_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root(), &mut files);
+    assert!(files.len() > 10, "found only {} Rust files under {}", files.len(), root().display());
+    files
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn every_rust_file_opens_with_a_module_doc() {
+    let missing: Vec<_> = rust_files()
+        .into_iter()
+        .filter(|path| !read(path).starts_with("//!"))
+        .map(|path| path.strip_prefix(root()).unwrap_or(&path).display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files that do not open with a `//!` line saying what they are: {missing:?}");
+}
+
+#[test]
+fn unsafe_code_in_lars_core_is_confined_to_the_pool() {
+    let core_src = root().join("lars-core/src");
+    let offenders: Vec<_> = rust_files()
+        .into_iter()
+        .filter(|path| path.starts_with(&core_src) && !path.ends_with("pool.rs"))
+        .flat_map(|path| {
+            read(&path)
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    let code = line.split("//").next().unwrap_or_default();
+                    ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"].iter().any(|u| code.contains(u))
+                })
+                .map(|(i, line)| format!("{}:{}: {}", path.display(), i + 1, line.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(offenders.is_empty(), "unsafe outside lars-core/src/pool.rs: {offenders:#?}");
+    assert!(read(&core_src.join("lib.rs")).contains("#![deny(unsafe_code)]"));
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap_or_else(|_| panic!("`{b}` is not a hex byte")))
+        .collect()
+}
+
+#[test]
+fn protocol_doc_vectors_decode_and_reencode_exactly() {
+    let doc = read(&root().join("docs/PROTOCOL.md"));
+    let mut covered = Vec::new();
+    for line in doc.lines() {
+        let Some(rest) = line.strip_prefix("vector ") else { continue };
+        let (name, bytes) = rest.split_once(':').unwrap_or_else(|| panic!("malformed vector line `{line}`"));
+        let msgid = *MsgId::ALL
+            .iter()
+            .find(|id| format!("{id:?}") == name)
+            .unwrap_or_else(|| panic!("vector for unknown message `{name}`"));
+        let body = hex(bytes);
+        let message = Message::parse(msgid, &body).unwrap_or_else(|e| panic!("vector `{line}` does not decode: {e}"));
+        let mut out = vec![0; message.buffer_len()];
+        message.emit(&mut out).unwrap();
+        assert_eq!(out, body, "vector `{line}` does not re-encode to itself");
+        covered.push(msgid);
+    }
+    let missing: Vec<_> = MsgId::ALL.iter().filter(|id| !covered.contains(id)).collect();
+    assert!(missing.is_empty(), "docs/PROTOCOL.md has no vector for {missing:?}");
+}
+
+#[test]
+fn protocol_doc_lists_every_msgid() {
+    let doc = read(&root().join("docs/PROTOCOL.md"));
+    for id in MsgId::ALL {
+        let number = if id.is_lars() { id.as_u32().to_string() } else { format!("{:#x}", id.as_u32()) };
+        let row = format!("| {number} | {id:?} |");
+        assert!(doc.contains(&row), "docs/PROTOCOL.md's msgid table lacks the row `{row}`");
+    }
+}
+
+#[test]
+fn architecture_doc_maps_every_crate() {
+    let doc = read(&root().join("ARCHITECTURE.md"));
+    for krate in ["lars-core", "lars-std", "lars-embedded", "bins", "xtask", "tests"] {
+        assert!(doc.contains(&format!("`{krate}/`")), "ARCHITECTURE.md's code map lacks `{krate}/`");
+    }
+}
