@@ -57,7 +57,9 @@ fn unsafe_code_in_lars_core_is_confined_to_the_pool() {
                 .enumerate()
                 .filter(|(_, line)| {
                     let code = line.split("//").next().unwrap_or_default();
-                    ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"].iter().any(|u| code.contains(u))
+                    ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"]
+                        .iter()
+                        .any(|u| code.contains(u))
                 })
                 .map(|(i, line)| format!("{}:{}: {}", path.display(), i + 1, line.trim()))
                 .collect::<Vec<_>>()
@@ -85,7 +87,8 @@ fn protocol_doc_vectors_decode_and_reencode_exactly() {
             .find(|id| format!("{id:?}") == name)
             .unwrap_or_else(|| panic!("vector for unknown message `{name}`"));
         let body = hex(bytes);
-        let message = Message::parse(msgid, &body).unwrap_or_else(|e| panic!("vector `{line}` does not decode: {e}"));
+        let message =
+            Message::parse(msgid, &body).unwrap_or_else(|e| panic!("vector `{line}` does not decode: {e}"));
         let mut out = vec![0; message.buffer_len()];
         message.emit(&mut out).unwrap();
         assert_eq!(out, body, "vector `{line}` does not re-encode to itself");
