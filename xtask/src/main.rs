@@ -7,8 +7,9 @@ mod mysql;
 #[cfg(test)]
 mod tidy;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
@@ -71,6 +72,7 @@ struct Step {
 /// problem), except that the tests never run without MySQL.
 fn test() -> Result<(), String> {
     let mut steps = Vec::new();
+    let mut totals = TestTotals::default();
     let run = |steps: &mut Vec<Step>, name: &str, mut command: Command| {
         println!("\n==> {name}");
         let start = Instant::now();
@@ -97,7 +99,14 @@ fn test() -> Result<(), String> {
             });
             let mut tests = cargo(&["test", "--workspace"]);
             tests.env("LARS_MYSQL_URL", &server.url);
-            run(&mut steps, "workspace tests", tests);
+            println!("\n==> workspace tests");
+            let start = Instant::now();
+            let outcome = match run_counting_tests(tests, &mut totals) {
+                Ok(true) => Outcome::Passed,
+                Ok(false) => Outcome::Failed("some tests failed".into()),
+                Err(e) => Outcome::Failed(e),
+            };
+            steps.push(Step { name: "workspace tests".into(), outcome, took: start.elapsed() });
             drop(server);
         }
         Err(message) => {
@@ -138,7 +147,36 @@ fn test() -> Result<(), String> {
         }
         println!("{mark} {:>6.1}s  {}{detail}", step.took.as_secs_f64(), step.name);
     }
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} steps did not pass", steps.len())) }
+}
+
+#[derive(Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs `cargo test`, echoing its output and adding up its `test result:` lines.
+fn run_counting_tests(mut command: Command, totals: &mut TestTotals) -> Result<bool, String> {
+    let mut child = command.stdout(Stdio::piped()).spawn().map_err(|e| format!("could not start: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("read cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            let count = |label: &str| {
+                result
+                    .split([';', '.'])
+                    .find_map(|part| part.trim().strip_suffix(label)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            totals.passed += count("passed");
+            totals.failed += count("failed");
+        }
+    }
+    let status = child.wait().map_err(|e| format!("wait for cargo test: {e}"))?;
+    Ok(status.success())
 }
 
 fn bench() -> Result<(), String> {
