@@ -48,33 +48,43 @@ fn host(last: u8) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), 8080)
 }
 
+/// Runs the benchmarks whose names contain one of the filters (all when there is none).
+struct Runner {
+    filters: Vec<String>,
+    figures: Vec<Figure>,
+}
+
+impl Runner {
+    fn wants(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    fn bench(&mut self, name: &str, target_ns: Option<f64>, op: impl FnMut()) {
+        if self.wants(name) {
+            let ns_per_op = measure(op);
+            self.figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
+        }
+    }
+}
+
 fn main() {
-    let mut figures = Vec::new();
-    let mut add = |name: &str, target_ns: Option<f64>, ns_per_op: f64| {
-        figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
-    };
+    // `cargo bench` passes `--bench`; anything else is a name filter.
+    let filters = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let mut runner = Runner { filters, figures: Vec::new() };
 
     // Frames.
     let frame = include_bytes!("../testdata/lars/get_host_request.bin");
     let mut get_host_frame = vec![4, 0, 0, 0, frame.len() as u8, 0, 0, 0];
     get_host_frame.extend_from_slice(frame);
     let mut decoder = FrameDecoder::new([0u8; 256]);
-    add(
-        "frame decode (GetHostRequest frame, whole in input)",
-        None,
-        measure(|| {
-            let decoded = decoder.decode(black_box(&get_host_frame)).unwrap();
-            black_box(decoded.frame);
-        }),
-    );
-    add(
-        "frame + body decode (GetHostRequest)",
-        Some(30.0),
-        measure(|| {
-            let decoded = decoder.decode(black_box(&get_host_frame)).unwrap();
-            black_box(Message::from_frame(decoded.frame.unwrap()).unwrap());
-        }),
-    );
+    runner.bench("frame decode (GetHostRequest frame, whole in input)", None, || {
+        let decoded = decoder.decode(black_box(&get_host_frame)).unwrap();
+        black_box(decoded.frame);
+    });
+    runner.bench("frame + body decode (GetHostRequest)", None, || {
+        let decoded = decoder.decode(black_box(&get_host_frame)).unwrap();
+        black_box(Message::from_frame(decoded.frame.unwrap()).unwrap());
+    });
 
     // Every message, both directions.
     let hosts: Vec<_> = (1..=10).map(host).collect();
@@ -178,60 +188,50 @@ fn main() {
         } else {
             ""
         };
-        add(
-            &format!("{codec} {msgid:?}{lists} encode"),
-            None,
-            measure(|| {
-                black_box(black_box(message).emit(&mut out).unwrap());
-            }),
-        );
+        runner.bench(&format!("{codec} {msgid:?}{lists} encode"), None, || {
+            black_box(black_box(message).emit(&mut out).unwrap());
+        });
         let n = message.emit(&mut out).unwrap();
         let body = out[..n].to_vec();
         let decode_target = (msgid == MsgId::GetHostRequest).then_some(30.0);
-        add(
-            &format!("{codec} {msgid:?}{lists} decode"),
-            decode_target,
-            measure(|| {
-                let message = Message::parse(msgid, black_box(&body)).unwrap();
-                // Walk the lists: they decode lazily.
-                if let Message::GetRouteResponse(r) | Message::ApiGetRouteResponse(r) = message {
-                    black_box(r.hosts.iter().count());
-                }
-                if let Message::NativeRouteResponse(r) = message {
-                    black_box(r.hosts.iter().count());
-                }
-                black_box(message);
-            }),
-        );
+        runner.bench(&format!("{codec} {msgid:?}{lists} decode"), decode_target, || {
+            let message = Message::parse(msgid, black_box(&body)).unwrap();
+            // Walk the lists: they decode lazily.
+            if let Message::GetRouteResponse(r) | Message::ApiGetRouteResponse(r) = message {
+                black_box(r.hosts.iter().count());
+            }
+            if let Message::NativeRouteResponse(r) = message {
+                black_box(r.hosts.iter().count());
+            }
+            black_box(message);
+        });
     }
 
     // Pool.
     static SMALL: Slab<4096, 64> = Slab::new();
     static LARGE: Slab<65536, 8> = Slab::new();
     static POOL: BufPool<'static, 2> = BufPool::new([SMALL.class(), LARGE.class()]);
-    add(
-        "pool alloc + free, 1 thread",
-        Some(20.0),
-        measure(|| {
-            black_box(POOL.alloc(black_box(1000)).unwrap());
-        }),
-    );
-    const OPS: u64 = 5_000_000;
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                for _ in 0..OPS {
-                    black_box(POOL.alloc(black_box(1000)).unwrap());
-                }
-            });
-        }
+    runner.bench("pool alloc + free, 1 thread", Some(20.0), || {
+        black_box(POOL.alloc(black_box(1000)).unwrap());
     });
-    add("pool alloc + free, 2 threads contending (wall time per op per thread)", None, {
-        start.elapsed().as_nanos() as f64 / OPS as f64
-    });
+    let contended = "pool alloc + free, 2 threads contending (wall time per op per thread)";
+    if runner.wants(contended) {
+        const OPS: u64 = 5_000_000;
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..OPS {
+                        black_box(POOL.alloc(black_box(1000)).unwrap());
+                    }
+                });
+            }
+        });
+        let ns_per_op = start.elapsed().as_nanos() as f64 / OPS as f64;
+        runner.figures.push(Figure { name: contended.to_string(), ns_per_op, target_ns: None });
+    }
 
-    print_and_save(&figures);
+    print_and_save(&runner.figures);
 }
 
 fn print_and_save(figures: &[Figure]) {

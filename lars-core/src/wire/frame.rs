@@ -39,6 +39,7 @@ pub struct Header {
 
 impl Header {
     /// Parses and checks a header: the msgid must be known and `len` at most `max_body`.
+    #[inline]
     pub fn parse(bytes: &[u8; HEADER_LEN], max_body: u32) -> Result<Header, Error> {
         let [a, b, c, d, e, f, g, h] = *bytes;
         let msgid = MsgId::from_u32(u32::from_le_bytes([a, b, c, d]))?;

@@ -156,6 +156,7 @@ macro_rules! msg_ids {
             pub const ALL: &'static [MsgId] = &[$(MsgId::$name,)*];
 
             /// The id for `value`, or [`Error::UnknownMsgId`].
+            #[inline]
             pub const fn from_u32(value: u32) -> Result<MsgId, Error> {
                 match value {
                     $( $value => Ok(MsgId::$name), )*
