@@ -7,7 +7,10 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use lars_core::agent::{Agent, AgentConfig};
+use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
 use lars_core::pool::{BufPool, Slab};
+use lars_core::time::Instant as CoreInstant;
 use lars_core::wire::frame::FrameDecoder;
 use lars_core::wire::{Encode, List, Message, MsgId, RetCode, lars, native};
 
@@ -231,7 +234,82 @@ fn main() {
         runner.figures.push(Figure { name: contended.to_string(), ns_per_op, target_ns: None });
     }
 
+    bench_policies(&mut runner);
+    bench_agent(&mut runner);
+
     print_and_save(&runner.figures);
+}
+
+/// Pick + report on routes of 10 and 1,000 hosts, for each policy.
+fn bench_policies(runner: &mut Runner) {
+    let policies = [
+        ("lars", PolicyKind::Lars),
+        ("round robin", PolicyKind::RoundRobin),
+        ("weighted", PolicyKind::Weighted),
+        ("p2c", PolicyKind::P2c),
+        ("maglev", PolicyKind::Maglev),
+    ];
+    for hosts in [10u16, 1000] {
+        let route: Vec<_> = (0..hosts)
+            .map(|i| native::WeightedHost {
+                addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8), 80)),
+                weight: 1 + u32::from(i % 4),
+            })
+            .collect();
+        for (name, kind) in policies {
+            let mut balancer: Box<Balancer<1024>> = Box::new(Balancer::new(kind, &LbConfig::default()));
+            balancer.update(CoreInstant::ZERO, &route).unwrap();
+            let mut rng = Rng::new(1);
+            let mut now = CoreInstant::ZERO;
+            let mut key = 0u64;
+            let target = (name == "lars" && hosts == 1000).then_some(50.0);
+            runner.bench(&format!("lb {name}: pick + report, {hosts} hosts"), target, || {
+                now += lars_core::time::Duration::from_micros(1);
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                if let Pick::Host(addr) = balancer.pick(now, Some(key), &mut rng) {
+                    balancer.report(now, addr, native::Outcome::Ok, 100);
+                }
+            });
+        }
+    }
+}
+
+/// The agent's whole API path: a Lars get_host datagram decoded, answered and encoded, then the
+/// matching report datagram.
+fn bench_agent(runner: &mut Runner) {
+    let name = "agent: get_host + report datagrams (Lars codec, 10-host route)";
+    if !runner.wants(name) {
+        return;
+    }
+    let start = CoreInstant::ZERO;
+    let mut agent: Box<Agent<4, 1024>> = Box::new(Agent::new(AgentConfig::default(), start));
+    agent.handle_dns_link(start, true);
+    let mut buf = vec![0u8; 70_000];
+    let mut datagram = [0u8; 64];
+    let mut reply = [0u8; 256];
+    let request = Message::GetHostRequest(lars::GetHostRequest { seq: 1, modid: 1001, cmdid: 2 });
+    let n = request.emit_frame(&mut datagram).unwrap();
+    agent.handle_api_datagram(start, &datagram[..n], &mut reply).unwrap();
+    while agent.poll_transmit(start, &mut buf).is_some() {}
+    let hosts: Vec<_> = (1..=10).map(host).collect();
+    let route = lars::GetRouteResponse { modid: 1001, cmdid: 2, hosts: List::from_slice(&hosts) };
+    let len = lars_core::wire::frame::encode(MsgId::GetRouteResponse, &route, &mut buf).unwrap();
+    let frame = lars_core::wire::Frame::parse_datagram(&buf[..len], 65527).unwrap();
+    agent.handle_dns_frame(start, frame).unwrap();
+    let mut report = [0u8; 64];
+    let report_len = Message::ReportRequest(lars::ReportRequest {
+        modid: 1001,
+        cmdid: 2,
+        host: Some(host(1)),
+        retcode: 0,
+    })
+    .emit_frame(&mut report)
+    .unwrap();
+    runner.bench(name, None, || {
+        let len = agent.handle_api_datagram(start, black_box(&datagram[..n]), &mut reply).unwrap();
+        black_box(&reply[..len]);
+        agent.handle_api_datagram(start, black_box(&report[..report_len]), &mut reply).unwrap();
+    });
 }
 
 fn print_and_save(figures: &[Figure]) {

@@ -7,6 +7,9 @@
 //!   Lars-compatible protobuf bodies (msgids 1..=8) and the native postcard bodies (msgids
 //!   0x100..).
 //! - [`pool`]: a fixed-capacity buffer pool over caller-provided static storage.
+//! - [`agent`]: the whole load-balancing agent as a sans-IO state machine.
+//! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth
+//!   weighted round robin, power of two choices over EWMA latency, and consistent hashing.
 //!
 //! Guarantees, checked by tests and by `cargo xtask test`:
 //! - `#![no_std]` always, and no allocator: capacity is chosen by the caller.
@@ -20,6 +23,8 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod agent;
+pub mod lb;
 pub mod pool;
 pub mod time;
 pub mod wire;

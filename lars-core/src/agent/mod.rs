@@ -1,0 +1,845 @@
+//! The lars agent as a sans-IO state machine (`agent` layer).
+//!
+//! The agent serves local callers (`get_host`, `report`, `get_route`), keeps one balancer per
+//! route, pulls routes from lars-dns and sends call statistics to lars-reporter. It performs no
+//! IO and reads no clock. A driver (the std daemon, or the smoltcp gateway node) feeds it:
+//! - API datagrams with [`Agent::handle_api_datagram`], which writes the reply (if any) into a
+//!   buffer the driver then sends back to the datagram's source;
+//! - frames from the dns link with [`Agent::handle_dns_frame`], and link changes with
+//!   [`Agent::handle_dns_link`] and [`Agent::handle_reporter_link`];
+//! - the passing of time with [`Agent::handle_timeout`], no later than [`Agent::poll_timeout`].
+//!
+//! After any `handle_*` call the driver drains [`Agent::poll_transmit`] (frames for the dns and
+//! reporter links) and [`Agent::poll_event`] (things worth logging) until they return `None`.
+//!
+//! Capacity is fixed by the const generics: `R` routes of up to `H` hosts each. A full table or
+//! an oversized route is refused with a clear error code and counted, never a panic. Both body
+//! codecs are accepted from callers, and each answer uses the codec of its request.
+
+mod route;
+mod stats;
+
+use core::net::{SocketAddr, SocketAddrV4};
+
+pub use route::RouteState;
+use route::{Pull, Route, route_key};
+
+use crate::lb::{Balance, LbConfig, Pick, PolicyKind, Rng, UpdateError};
+use crate::time::{Duration, Instant};
+use crate::wire::native::{self, Outcome, WeightedHost};
+use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
+
+/// Which body codec a link speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// The Lars-compatible protobuf bodies (msgids 1–8): works with an original lars-dns or
+    /// lars-reporter, IPv4 only, no versions or weights.
+    Lars,
+    /// The native postcard bodies (msgids 0x100..).
+    #[default]
+    Native,
+}
+
+/// A route that uses another policy than [`AgentConfig::default_policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The policy for that route.
+    pub policy: PolicyKind,
+}
+
+/// How the agent behaves. `Default` gives the shipped Lars configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Policy parameters.
+    pub lb: LbConfig,
+    /// The policy of routes not listed in `route_policies`.
+    pub default_policy: PolicyKind,
+    /// Per-route policy choices.
+    pub route_policies: heapless::Vec<RoutePolicy, 32>,
+    /// Age after which a route's hosts are refreshed from lars-dns (served meanwhile).
+    pub update_timeout: Duration,
+    /// How long a pull waits for its answer before it is sent again; doubles on each retry.
+    pub pull_timeout: Duration,
+    /// The longest wait between two pulls of one route.
+    pub pull_backoff_max: Duration,
+    /// How often call statistics go to lars-reporter.
+    pub report_interval: Duration,
+    /// Statistics go out early once this many results are waiting.
+    pub report_after: u32,
+    /// The codec spoken to lars-dns.
+    pub dns_codec: Codec,
+    /// The codec spoken to lars-reporter.
+    pub reporter_codec: Codec,
+    /// This agent's id in statistics (the original used its IPv4 address as an integer).
+    pub caller: u32,
+    /// Seed of the policies' randomness.
+    pub seed: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            lb: LbConfig::default(),
+            default_policy: PolicyKind::Lars,
+            route_policies: heapless::Vec::new(),
+            update_timeout: Duration::from_secs(15),
+            pull_timeout: Duration::from_secs(1),
+            pull_backoff_max: Duration::from_secs(30),
+            report_interval: Duration::from_secs(1),
+            report_after: 1000,
+            dns_codec: Codec::Native,
+            reporter_codec: Codec::Native,
+            caller: 0,
+            seed: 0x6c61_7273,
+        }
+    }
+}
+
+/// Why an API datagram got no answer. Each is counted in [`AgentStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The datagram is not a valid frame or body.
+    Malformed(Error),
+    /// The msgid is not a request an agent serves.
+    Unexpected(MsgId),
+    /// The answer does not fit the reply buffer (a very large route asked for over UDP).
+    ReplyTooLarge,
+}
+
+impl core::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ApiError::Malformed(e) => write!(f, "malformed API datagram: {e}"),
+            ApiError::Unexpected(id) => write!(f, "msgid {id:?} is not an agent request"),
+            ApiError::ReplyTooLarge => f.write_str("the answer does not fit in the reply buffer"),
+        }
+    }
+}
+
+impl core::error::Error for ApiError {}
+
+/// Why a frame from lars-dns was refused: the driver should close the dns link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsError {
+    /// The body does not decode.
+    Malformed(Error),
+    /// The msgid is not something lars-dns sends.
+    Unexpected(MsgId),
+}
+
+impl core::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DnsError::Malformed(e) => write!(f, "malformed frame from lars-dns: {e}"),
+            DnsError::Unexpected(id) => write!(f, "lars-dns sent msgid {id:?}"),
+        }
+    }
+}
+
+impl core::error::Error for DnsError {}
+
+/// Which link a transmit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The TCP link to lars-dns.
+    Dns,
+    /// The TCP link to lars-reporter.
+    Reporter,
+}
+
+/// A frame [`Agent::poll_transmit`] wrote: send `buf[..len]` on `link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where it goes.
+    pub link: Link,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
+/// Something that happened, for the driver to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// A request created a route; it is being pulled.
+    RouteCreated {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// lars-dns sent the route's hosts.
+    RouteUpdated {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Hosts now in the route.
+        hosts: usize,
+    },
+    /// lars-dns sent an empty host list: the route is gone.
+    RouteRemoved {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// lars-dns sent more hosts than a route can hold; the previous hosts stay.
+    RouteTooLarge {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Hosts sent.
+        hosts: usize,
+    },
+    /// A route passed `update_timeout` and is being refreshed.
+    RouteStale {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// A pull got no answer in time and will be sent again.
+    PullTimedOut {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Pulls sent so far without an answer.
+        attempts: u32,
+    },
+    /// Statistics were dropped because lars-reporter is unreachable.
+    StatsDropped {
+        /// Host entries dropped.
+        entries: u32,
+    },
+}
+
+/// The agent's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentStats {
+    /// API datagrams handled.
+    pub api_requests: u64,
+    /// API datagrams refused as malformed or unexpected.
+    pub api_errors: u64,
+    /// `get_host` requests.
+    pub get_host: u64,
+    /// Call results reported.
+    pub reports: u64,
+    /// Reports for routes the agent does not hold.
+    pub reports_unknown_route: u64,
+    /// Requests refused because the route table was full.
+    pub route_table_full: u64,
+    /// Route updates refused because they had more hosts than a route can hold.
+    pub route_over_capacity: u64,
+    /// Hosts left out of a Lars-codec answer because they are IPv6.
+    pub ipv6_not_representable: u64,
+    /// Pull requests sent to lars-dns.
+    pub pulls_sent: u64,
+    /// Pulls that timed out and were sent again.
+    pub pull_timeouts: u64,
+    /// Route answers and pushes applied.
+    pub routes_received: u64,
+    /// Frames from lars-dns refused.
+    pub dns_errors: u64,
+    /// Statistics frames sent to lars-reporter.
+    pub stats_frames: u64,
+    /// Host statistics entries sent.
+    pub stats_entries: u64,
+    /// Host statistics entries dropped (reporter unreachable, or a tally table full).
+    pub stats_dropped: u64,
+    /// Events dropped because the driver did not drain them.
+    pub events_dropped: u64,
+}
+
+/// What an API request asked for, decoded from either codec.
+enum ApiRequest<'a> {
+    GetHost { seq: u32, modid: i32, cmdid: i32, key: Option<u64>, codec: Codec },
+    Report { modid: i32, cmdid: i32, host: SocketAddr, outcome: Outcome, latency_us: u32 },
+    Reports(native::ReportBatch<'a>),
+    GetRoute { seq: u32, modid: i32, cmdid: i32, codec: Codec },
+}
+
+/// The agent, for `R` routes of up to `H` hosts each.
+pub struct Agent<const R: usize, const H: usize> {
+    config: AgentConfig,
+    rng: Rng,
+    routes: heapless::Vec<Route<H>, R>,
+    /// `(route_key, slot)`, sorted by key.
+    index: heapless::Vec<(u64, u16), R>,
+    dns_up: bool,
+    reporter_up: bool,
+    /// Routes whose pull is `Due`: lets `poll_transmit` skip the scan when there are none.
+    pulls_due: usize,
+    next_flush: Instant,
+    waiting_reports: u32,
+    flush: stats::Flush,
+    /// Unix time minus the driver's clock, in seconds, for statistics timestamps.
+    unix_offset: Option<i64>,
+    events: heapless::Deque<AgentEvent, 64>,
+    stats: AgentStats,
+}
+
+impl<const R: usize, const H: usize> Agent<R, H> {
+    /// An agent with no routes and both links down.
+    pub fn new(config: AgentConfig, now: Instant) -> Self {
+        const { assert!(R <= u16::MAX as usize, "an agent holds at most 65535 routes") };
+        Agent {
+            rng: Rng::new(config.seed),
+            next_flush: now + config.report_interval,
+            config,
+            routes: heapless::Vec::new(),
+            index: heapless::Vec::new(),
+            dns_up: false,
+            reporter_up: false,
+            pulls_due: 0,
+            waiting_reports: 0,
+            flush: stats::Flush::default(),
+            unix_offset: None,
+            events: heapless::Deque::new(),
+            stats: AgentStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &AgentStats {
+        &self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Number of routes held.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// The lifecycle state of a route, if the agent holds it.
+    pub fn route_state(&self, modid: i32, cmdid: i32) -> Option<RouteState> {
+        self.find(modid, cmdid).map(|slot| self.routes[slot].state)
+    }
+
+    /// The hosts of a route, if the agent holds it.
+    pub fn route_hosts(&self, modid: i32, cmdid: i32) -> Option<impl Iterator<Item = WeightedHost> + '_> {
+        let route = &self.routes[self.find(modid, cmdid)?];
+        Some((0..route.balancer.len()).filter_map(|i| route.balancer.host(i)))
+    }
+
+    /// Whether the route's policy currently treats `host` as overloaded.
+    pub fn is_overloaded(&self, modid: i32, cmdid: i32, host: SocketAddr) -> bool {
+        self.find(modid, cmdid).is_some_and(|slot| self.routes[slot].balancer.is_overloaded(host))
+    }
+
+    /// Tells the agent the wall-clock time, for the timestamps of its statistics.
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
+        self.unix_offset = Some(unix_secs as i64 - now.as_micros().div_euclid(1_000_000) as i64);
+    }
+
+    fn unix_secs(&self, now: Instant) -> u32 {
+        self.unix_offset
+            .map_or(0, |offset| (now.as_micros() / 1_000_000) as i64 + offset)
+            .clamp(0, u32::MAX as i64) as u32
+    }
+
+    fn find(&self, modid: i32, cmdid: i32) -> Option<usize> {
+        let key = route_key(modid, cmdid);
+        let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        Some(usize::from(self.index[pos].1))
+    }
+
+    fn push_event(&mut self, event: AgentEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        let _ = self.events.push_back(event);
+    }
+
+    fn policy_for(&self, modid: i32, cmdid: i32) -> PolicyKind {
+        self.config
+            .route_policies
+            .iter()
+            .find(|p| p.modid == modid && p.cmdid == cmdid)
+            .map_or(self.config.default_policy, |p| p.policy)
+    }
+
+    /// The route's slot, creating the route (pulling) if the table has room.
+    fn find_or_create(&mut self, now: Instant, modid: i32, cmdid: i32) -> Option<usize> {
+        if let Some(slot) = self.find(modid, cmdid) {
+            return Some(slot);
+        }
+        let policy = self.policy_for(modid, cmdid);
+        let slot = self.routes.len();
+        if self.routes.push(Route::new(modid, cmdid, policy, &self.config.lb, now)).is_err() {
+            self.stats.route_table_full += 1;
+            return None;
+        }
+        let key = route_key(modid, cmdid);
+        let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).unwrap_or_else(|p| p);
+        let _ = self.index.insert(pos, (key, slot as u16)); // room: index and routes have equal capacity
+        self.pulls_due += 1;
+        self.push_event(AgentEvent::RouteCreated { modid, cmdid });
+        Some(slot)
+    }
+
+    fn remove_route(&mut self, slot: usize) {
+        let route = self.routes.swap_remove(slot);
+        if route.pull == Pull::Due {
+            self.pulls_due -= 1;
+        }
+        self.stats.stats_dropped += route.tallies.len() as u64;
+        self.index.retain(|&(k, _)| k != route_key(route.modid, route.cmdid));
+        if let Some(moved) = self.routes.get(slot) {
+            let key = route_key(moved.modid, moved.cmdid);
+            if let Some(entry) = self.index.iter_mut().find(|(k, _)| *k == key) {
+                entry.1 = slot as u16;
+            }
+        }
+        self.flush.route_removed(slot);
+    }
+
+    fn mark_due(&mut self, slot: usize) {
+        if self.routes[slot].pull != Pull::Due {
+            self.routes[slot].pull = Pull::Due;
+            self.pulls_due += 1;
+        }
+    }
+
+    /// Marks a fresh route stale (and re-pulls it) once it is older than `update_timeout`.
+    fn refresh_if_old(&mut self, now: Instant, slot: usize) {
+        let route = &mut self.routes[slot];
+        if route.state == RouteState::Fresh
+            && now.saturating_since(route.updated_at) > self.config.update_timeout
+        {
+            route.state = RouteState::Stale;
+            let (modid, cmdid) = (route.modid, route.cmdid);
+            if route.pull == Pull::Idle {
+                self.mark_due(slot);
+            }
+            self.push_event(AgentEvent::RouteStale { modid, cmdid });
+        }
+    }
+
+    /// Chooses a host: the agent's `get_host`.
+    pub fn get_host(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        key: Option<u64>,
+    ) -> (RetCode, Option<SocketAddr>) {
+        self.stats.get_host += 1;
+        let Some(slot) = self.find_or_create(now, modid, cmdid) else {
+            return (RetCode::SystemError, None);
+        };
+        self.refresh_if_old(now, slot);
+        let route = &mut self.routes[slot];
+        match route.balancer.pick(now, key, &mut self.rng) {
+            Pick::Host(host) => (RetCode::Succ, Some(host)),
+            Pick::Overloaded => (RetCode::Overload, None),
+            Pick::NoHosts => (RetCode::NoExist, None),
+        }
+    }
+
+    /// Records a call's result: the agent's `report`.
+    pub fn report(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        host: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    ) {
+        self.stats.reports += 1;
+        let Some(slot) = self.find(modid, cmdid) else {
+            self.stats.reports_unknown_route += 1;
+            return;
+        };
+        let route = &mut self.routes[slot];
+        route.balancer.report(now, host, outcome, latency_us);
+        if route.tally(host, outcome, latency_us) {
+            self.waiting_reports = self.waiting_reports.saturating_add(1);
+        } else {
+            self.stats.stats_dropped += 1;
+        }
+    }
+
+    /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
+    /// Returns the answer's length: 0 for a report, which has no answer.
+    pub fn handle_api_datagram(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        self.stats.api_requests += 1;
+        let result = self.serve_api(now, datagram, reply);
+        if result.is_err() {
+            self.stats.api_errors += 1;
+        }
+        result
+    }
+
+    fn serve_api(&mut self, now: Instant, datagram: &[u8], reply: &mut [u8]) -> Result<usize, ApiError> {
+        let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
+        match Self::parse_api(frame)? {
+            ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
+                let (code, host) = self.get_host(now, modid, cmdid, key);
+                self.encode_get_host(codec, seq, modid, cmdid, code, host, reply)
+            }
+            ApiRequest::Report { modid, cmdid, host, outcome, latency_us } => {
+                self.report(now, modid, cmdid, host, outcome, latency_us);
+                Ok(0)
+            }
+            ApiRequest::Reports(batch) => {
+                for r in &batch.reports {
+                    self.report(now, r.modid, r.cmdid, r.host, r.outcome, r.latency_us);
+                }
+                Ok(0)
+            }
+            ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
+                self.get_route_reply(now, codec, seq, modid, cmdid, reply)
+            }
+        }
+    }
+
+    fn parse_api(frame: Frame<'_>) -> Result<ApiRequest<'_>, ApiError> {
+        let malformed = ApiError::Malformed;
+        Ok(match frame.msgid {
+            MsgId::GetHostRequest => {
+                let r = lars::GetHostRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetHost {
+                    seq: r.seq,
+                    modid: r.modid,
+                    cmdid: r.cmdid,
+                    key: None,
+                    codec: Codec::Lars,
+                }
+            }
+            MsgId::NativeGetHostRequest => {
+                let r = native::GetHostRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetHost {
+                    seq: r.seq,
+                    modid: r.modid,
+                    cmdid: r.cmdid,
+                    key: r.key,
+                    codec: Codec::Native,
+                }
+            }
+            MsgId::ReportRequest => {
+                let r = lars::ReportRequest::parse(frame.body).map_err(malformed)?;
+                let host = SocketAddr::V4(r.host.ok_or(ApiError::Malformed(Error::BadValue))?);
+                // The original API's convention: 0 is success, anything else a failure.
+                let outcome = if r.retcode == 0 { Outcome::Ok } else { Outcome::Fail };
+                ApiRequest::Report { modid: r.modid, cmdid: r.cmdid, host, outcome, latency_us: 0 }
+            }
+            MsgId::NativeReport => {
+                let r = native::Report::parse(frame.body).map_err(malformed)?;
+                let (modid, cmdid, host, outcome, latency_us) =
+                    (r.modid, r.cmdid, r.host, r.outcome, r.latency_us);
+                ApiRequest::Report { modid, cmdid, host, outcome, latency_us }
+            }
+            MsgId::NativeReportBatch => {
+                ApiRequest::Reports(native::ReportBatch::parse(frame.body).map_err(malformed)?)
+            }
+            MsgId::ApiGetRouteRequest => {
+                let r = lars::GetRouteRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetRoute { seq: 0, modid: r.modid, cmdid: r.cmdid, codec: Codec::Lars }
+            }
+            MsgId::NativeGetRouteRequest => {
+                let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
+            }
+            other => return Err(ApiError::Unexpected(other)),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode_get_host(
+        &mut self,
+        codec: Codec,
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        mut code: RetCode,
+        host: Option<SocketAddr>,
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        let written = match codec {
+            Codec::Lars => {
+                let host = match host {
+                    Some(SocketAddr::V4(v4)) => Some(v4),
+                    Some(SocketAddr::V6(_)) => {
+                        self.stats.ipv6_not_representable += 1;
+                        code = RetCode::SystemError;
+                        None
+                    }
+                    None => None,
+                };
+                let body = lars::GetHostResponse { seq, modid, cmdid, retcode: code.as_i32(), host };
+                frame::encode(MsgId::GetHostResponse, &body, reply)
+            }
+            Codec::Native => {
+                let body = native::GetHostResponse { seq, modid, cmdid, code, host };
+                frame::encode(MsgId::NativeGetHostResponse, &body, reply)
+            }
+        };
+        written.map_err(|_| ApiError::ReplyTooLarge)
+    }
+
+    fn get_route_reply(
+        &mut self,
+        now: Instant,
+        codec: Codec,
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        let slot = self.find_or_create(now, modid, cmdid);
+        if let Some(slot) = slot {
+            self.refresh_if_old(now, slot);
+        }
+        let route = slot.map(|s| &self.routes[s]);
+        let count = route.map_or(0, |r| r.balancer.len());
+        let host_at = |i: usize| route.and_then(|r| r.balancer.host(i));
+        let written = match codec {
+            Codec::Lars => {
+                let mut v4 = [SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0); H];
+                let mut n = 0;
+                for host in (0..count).filter_map(host_at) {
+                    match host.addr {
+                        SocketAddr::V4(a) => {
+                            v4[n] = a;
+                            n += 1;
+                        }
+                        SocketAddr::V6(_) => self.stats.ipv6_not_representable += 1,
+                    }
+                }
+                let body = lars::GetRouteResponse { modid, cmdid, hosts: List::from_slice(&v4[..n]) };
+                frame::encode(MsgId::ApiGetRouteResponse, &body, reply)
+            }
+            Codec::Native => {
+                let mut hosts =
+                    [WeightedHost { addr: SocketAddr::V4(SocketAddrV4::new(0.into(), 0)), weight: 0 }; H];
+                for (slot, host) in hosts.iter_mut().zip((0..count).filter_map(host_at)) {
+                    *slot = host;
+                }
+                let code = if count == 0 { RetCode::NoExist } else { RetCode::Succ };
+                let version = route.map_or(0, |r| r.version);
+                let hosts = List::from_slice(&hosts[..count]);
+                let body = native::RouteResponse { seq, modid, cmdid, code, version, hosts };
+                frame::encode(MsgId::NativeRouteResponse, &body, reply)
+            }
+        };
+        written.map_err(|_| ApiError::ReplyTooLarge)
+    }
+
+    /// The dns link came up (`true`) or went down. Coming up re-pulls every route, which also
+    /// renews the subscriptions a new lars-dns connection does not have; going down turns
+    /// pulls in flight back into pulls to send.
+    pub fn handle_dns_link(&mut self, _now: Instant, up: bool) {
+        self.dns_up = up;
+        for slot in 0..self.routes.len() {
+            if up || matches!(self.routes[slot].pull, Pull::InFlight { .. }) {
+                self.mark_due(slot);
+            }
+        }
+    }
+
+    /// The reporter link came up (`true`) or went down.
+    pub fn handle_reporter_link(&mut self, _now: Instant, up: bool) {
+        self.reporter_up = up;
+    }
+
+    /// Handles a frame from lars-dns: a route answer or push. An error means the link is
+    /// unusable; the driver should close it (and reconnect).
+    pub fn handle_dns_frame(&mut self, now: Instant, frame: Frame<'_>) -> Result<(), DnsError> {
+        let result = self.apply_dns_frame(now, frame);
+        if result.is_err() {
+            self.stats.dns_errors += 1;
+        }
+        result
+    }
+
+    fn apply_dns_frame(&mut self, now: Instant, frame: Frame<'_>) -> Result<(), DnsError> {
+        let mut hosts = [WeightedHost { addr: SocketAddr::V4(SocketAddrV4::new(0.into(), 0)), weight: 1 }; H];
+        let (modid, cmdid, version, count) = match frame.msgid {
+            MsgId::GetRouteResponse => {
+                let r = lars::GetRouteResponse::parse(frame.body).map_err(DnsError::Malformed)?;
+                let count = r.hosts.len();
+                for (slot, host) in hosts.iter_mut().zip(r.hosts.iter()) {
+                    slot.addr = SocketAddr::V4(host);
+                }
+                (r.modid, r.cmdid, 0, count)
+            }
+            MsgId::NativeRouteResponse => {
+                let r = native::RouteResponse::parse(frame.body).map_err(DnsError::Malformed)?;
+                let count = if r.code == RetCode::Succ { r.hosts.len() } else { 0 };
+                for (slot, host) in hosts.iter_mut().zip(r.hosts.iter()).take(count) {
+                    *slot = host;
+                }
+                (r.modid, r.cmdid, r.version, count)
+            }
+            // A native lars-dns greets and keeps the link alive; neither needs an answer here.
+            MsgId::Hello | MsgId::Heartbeat => return Ok(()),
+            other => return Err(DnsError::Unexpected(other)),
+        };
+        self.apply_route(now, modid, cmdid, version, &hosts[..count.min(H)], count);
+        Ok(())
+    }
+
+    fn apply_route(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        version: u64,
+        hosts: &[WeightedHost],
+        count: usize,
+    ) {
+        // Answers for routes nobody asked this agent for are ignored, as in the original.
+        let Some(slot) = self.find(modid, cmdid) else { return };
+        self.stats.routes_received += 1;
+        let route = &mut self.routes[slot];
+        if version != 0 && version < route.version {
+            return; // an older replica's view: keep the newer hosts
+        }
+        if route.pull == Pull::Due {
+            self.pulls_due -= 1;
+        }
+        route.pull = Pull::Idle;
+        route.attempts = 0;
+        if count == 0 {
+            self.remove_route(slot);
+            self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
+            return;
+        }
+        let update = if count > H {
+            Err(UpdateError::OverCapacity { hosts: count, capacity: H })
+        } else {
+            route.balancer.update(now, hosts)
+        };
+        match update {
+            Ok(()) => {
+                route.state = RouteState::Fresh;
+                route.version = version;
+                route.updated_at = now;
+                let hosts = route.balancer.len();
+                self.push_event(AgentEvent::RouteUpdated { modid, cmdid, hosts });
+            }
+            Err(UpdateError::OverCapacity { hosts, .. }) => {
+                // Keep serving what we had; try again at the next refresh.
+                route.updated_at = now;
+                self.stats.route_over_capacity += 1;
+                self.push_event(AgentEvent::RouteTooLarge { modid, cmdid, hosts });
+            }
+        }
+    }
+
+    /// Advances time: retries pulls that got no answer and starts statistics flushes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for slot in 0..self.routes.len() {
+            if let Pull::InFlight { deadline } = self.routes[slot].pull
+                && now >= deadline
+            {
+                self.stats.pull_timeouts += 1;
+                let route = &self.routes[slot];
+                let event = AgentEvent::PullTimedOut {
+                    modid: route.modid,
+                    cmdid: route.cmdid,
+                    attempts: route.attempts,
+                };
+                self.mark_due(slot);
+                self.push_event(event);
+            }
+        }
+        if now >= self.next_flush || self.waiting_reports >= self.config.report_after {
+            self.next_flush = now + self.config.report_interval;
+            self.waiting_reports = 0;
+            if self.reporter_up {
+                self.flush.start();
+            } else {
+                let dropped: usize =
+                    self.routes.iter_mut().map(|r| core::mem::take(&mut r.tallies).len()).sum();
+                if dropped > 0 {
+                    self.stats.stats_dropped += dropped as u64;
+                    self.push_event(AgentEvent::StatsDropped { entries: dropped as u32 });
+                }
+            }
+        }
+    }
+
+    /// When [`Agent::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.next_flush;
+        if self.waiting_reports >= self.config.report_after {
+            next = Instant::ZERO; // now
+        }
+        for route in &self.routes {
+            if let Pull::InFlight { deadline } = route.pull {
+                next = next.min(deadline);
+            }
+        }
+        Some(next)
+    }
+
+    /// Writes the next frame for the dns or reporter link into `buf`. Call again until `None`
+    /// after any `handle_*` call. Frames for a link that is down are not produced.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if self.dns_up && self.pulls_due > 0 {
+            for slot in 0..self.routes.len() {
+                if self.routes[slot].pull != Pull::Due {
+                    continue;
+                }
+                let route = &self.routes[slot];
+                let written = match self.config.dns_codec {
+                    Codec::Lars => frame::encode(
+                        MsgId::GetRouteRequest,
+                        &lars::GetRouteRequest { modid: route.modid, cmdid: route.cmdid },
+                        buf,
+                    ),
+                    Codec::Native => frame::encode(
+                        MsgId::NativeGetRouteRequest,
+                        &native::GetRouteRequest { seq: 0, modid: route.modid, cmdid: route.cmdid },
+                        buf,
+                    ),
+                };
+                // A buffer too small for a 30-byte request is the driver's bug; leave it due.
+                let len = written.ok()?;
+                let deadline =
+                    route.pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
+                let route = &mut self.routes[slot];
+                route.pull = Pull::InFlight { deadline };
+                route.attempts = route.attempts.saturating_add(1);
+                self.pulls_due -= 1;
+                self.stats.pulls_sent += 1;
+                return Some(Transmit { link: Link::Dns, len });
+            }
+        }
+        if self.reporter_up {
+            let ts = self.unix_secs(now);
+            if let Some(len) = self.flush.next_frame(&mut self.routes, &self.config, ts, buf, &mut self.stats)
+            {
+                return Some(Transmit { link: Link::Reporter, len });
+            }
+        }
+        None
+    }
+
+    /// The next event worth logging.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<AgentEvent> {
+        self.events.pop_front()
+    }
+}

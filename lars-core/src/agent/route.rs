@@ -1,0 +1,140 @@
+//! One route of the agent's table: its balancer, its lifecycle and its pull state.
+//!
+//! Lifecycle: a route is created **pulling** by the first request for it and answers "does not
+//! exist" until lars-dns sends its hosts. Then it is **fresh**. Once `update_timeout` has passed
+//! since the last answer or push, the next request marks it **stale** and re-pulls it, while
+//! its last known hosts keep being served, for as long as lars-dns stays unreachable if need be.
+//!
+//! Pulls have a deadline: a pull with no answer is sent again with exponential backoff (the
+//! original could wait in PULLING forever). A dns link that drops and comes back re-pulls every
+//! route, which also renews the agent's subscriptions.
+
+use core::net::SocketAddr;
+
+use crate::lb::{Balancer, PolicyKind};
+use crate::time::{Duration, Instant};
+use crate::wire::native::{HostStats, Outcome};
+
+/// Where a route is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    /// Created by a request; waiting for lars-dns to send its hosts.
+    Pulling,
+    /// Hosts known and recent.
+    Fresh,
+    /// Hosts known but older than `update_timeout`; still served while a refresh is pulled.
+    Stale,
+}
+
+/// The state of a route's pull request to lars-dns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pull {
+    /// Nothing to send.
+    Idle,
+    /// To be sent when the dns link can take it.
+    Due,
+    /// Sent; if no answer comes by `deadline`, it is due again.
+    InFlight { deadline: Instant },
+}
+
+/// Per-host call tallies since the last flush to lars-reporter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) host: SocketAddr,
+    pub(crate) succ: u32,
+    pub(crate) err: u32,
+    pub(crate) overload: u32,
+    pub(crate) latency_sum_us: u64,
+    pub(crate) latency_max_us: u32,
+}
+
+pub(crate) struct Route<const H: usize> {
+    pub(crate) modid: i32,
+    pub(crate) cmdid: i32,
+    pub(crate) state: RouteState,
+    pub(crate) balancer: Balancer<H>,
+    /// The store's version of the hosts we hold (native dns only; 0 from a Lars dns).
+    pub(crate) version: u64,
+    pub(crate) updated_at: Instant,
+    pub(crate) pull: Pull,
+    /// Pulls sent since the last answer: drives the backoff.
+    pub(crate) attempts: u32,
+    /// Sorted by host address.
+    pub(crate) tallies: heapless::Vec<Tally, H>,
+}
+
+impl<const H: usize> Route<H> {
+    pub(crate) fn new(
+        modid: i32,
+        cmdid: i32,
+        policy: PolicyKind,
+        lb: &crate::lb::LbConfig,
+        now: Instant,
+    ) -> Self {
+        Route {
+            modid,
+            cmdid,
+            state: RouteState::Pulling,
+            balancer: Balancer::new(policy, lb),
+            version: 0,
+            updated_at: now,
+            pull: Pull::Due,
+            attempts: 0,
+            tallies: heapless::Vec::new(),
+        }
+    }
+
+    /// The pull timeout for the next attempt: `base · 2^attempts`, at most `max`.
+    pub(crate) fn pull_deadline(&self, now: Instant, base: Duration, max: Duration) -> Instant {
+        let factor = 1u64 << self.attempts.min(20);
+        now + base.saturating_mul(factor).min(max)
+    }
+
+    /// Records a call result; returns false when the tally table is full (the result is lost
+    /// for statistics, though the balancer saw it).
+    pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> bool {
+        let i = match self.tallies.binary_search_by(|t| t.host.cmp(&host)) {
+            Ok(i) => i,
+            Err(i) => {
+                let fresh =
+                    Tally { host, succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0 };
+                if self.tallies.insert(i, fresh).is_err() {
+                    return false;
+                }
+                i
+            }
+        };
+        let t = &mut self.tallies[i];
+        match outcome {
+            Outcome::Ok => t.succ = t.succ.saturating_add(1),
+            Outcome::Fail => t.err = t.err.saturating_add(1),
+            Outcome::Overload => {
+                t.err = t.err.saturating_add(1);
+                t.overload = t.overload.saturating_add(1);
+            }
+        }
+        t.latency_sum_us = t.latency_sum_us.saturating_add(u64::from(latency_us));
+        t.latency_max_us = t.latency_max_us.max(latency_us);
+        true
+    }
+
+    pub(crate) fn host_stats(&self, tally: &Tally) -> HostStats {
+        use crate::lb::Balance;
+        HostStats {
+            modid: self.modid,
+            cmdid: self.cmdid,
+            host: tally.host,
+            succ: tally.succ,
+            err: tally.err,
+            overload: tally.overload,
+            overloaded: self.balancer.is_overloaded(tally.host),
+            latency_sum_us: tally.latency_sum_us,
+            latency_max_us: tally.latency_max_us,
+        }
+    }
+}
+
+/// The table key of a route: modid in the high half, cmdid in the low half.
+pub(crate) fn route_key(modid: i32, cmdid: i32) -> u64 {
+    (u64::from(modid as u32) << 32) | u64::from(cmdid as u32)
+}

@@ -1,0 +1,358 @@
+//! Load-balance policies (`lb` layer): which host of a route serves the next call.
+//!
+//! Every policy is allocation-free, deterministic given `(now, seed)`, and O(1) or O(log n) per
+//! pick and per report (O(1) expected for the host lookup by address), with its capacity `H`
+//! (hosts per route) fixed by a const generic. The one exception is slow start: while hosts
+//! ramp up, a pick may pass over several of them, up to the whole route. Weight 0 drains a host
+//! in the weighted and Maglev policies; Lars, round robin and P2C ignore weights.
+//! - [`lars`]: the original Lars idle/overload algorithm, the default;
+//! - [`round_robin`]: plain rotation;
+//! - [`weighted`]: smooth weighted round robin;
+//! - [`p2c`]: power of two choices over an EWMA of reported latency;
+//! - [`maglev`]: consistent hashing on a caller's key.
+//!
+//! [`Balancer`] holds any one of them for a route, so a route slot costs the largest policy,
+//! not the sum. Policies see hosts as [`WeightedHost`]s and calls as [`Outcome`]s; a host that a
+//! route update keeps keeps its state.
+
+use core::net::SocketAddr;
+
+use crate::time::{Duration, Instant};
+use crate::wire::native::{Outcome, WeightedHost};
+
+pub mod lars;
+pub mod maglev;
+pub mod p2c;
+pub mod round_robin;
+pub mod weighted;
+
+/// The answer to a pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Call this host.
+    Host(SocketAddr),
+    /// Every host is overloaded and this is not a probe turn (Lars return code 1).
+    Overloaded,
+    /// The route has no hosts.
+    NoHosts,
+}
+
+/// Why a route update was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The route has more hosts than the balancer's capacity; the update was not applied.
+    OverCapacity {
+        /// Hosts in the update.
+        hosts: usize,
+        /// The capacity.
+        capacity: usize,
+    },
+}
+
+impl core::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UpdateError::OverCapacity { hosts, capacity } => {
+                write!(f, "route has {hosts} hosts, over the capacity of {capacity}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for UpdateError {}
+
+/// What a balancer does. Each policy module implements it; [`Balancer`] dispatches to one.
+pub trait Balance {
+    /// Replaces the route's hosts. Hosts that stay keep their state; new hosts start fresh (and
+    /// in slow start, if configured). A duplicate address is kept once (the first). Fails,
+    /// changing nothing, when the update has more than `H` entries, duplicates included.
+    fn update(&mut self, now: Instant, hosts: &[WeightedHost]) -> Result<(), UpdateError>;
+
+    /// Chooses a host for the next call. `key` is the caller's affinity key, used by
+    /// consistent hashing and ignored by the others.
+    fn pick(&mut self, now: Instant, key: Option<u64>, rng: &mut Rng) -> Pick;
+
+    /// Records how a call to `addr` ended. Unknown addresses are ignored.
+    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32);
+
+    /// The number of hosts.
+    fn len(&self) -> usize;
+
+    /// Whether the route has no hosts.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th host, in the order of the last update.
+    fn host(&self, i: usize) -> Option<WeightedHost>;
+
+    /// Whether the policy currently avoids `addr` as overloaded (only the Lars policy does).
+    fn is_overloaded(&self, addr: SocketAddr) -> bool;
+}
+
+/// Which policy a route uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyKind {
+    /// [`lars`]: idle/overload with probing. The default.
+    #[default]
+    Lars,
+    /// [`round_robin`].
+    RoundRobin,
+    /// [`weighted`]: smooth weighted round robin.
+    Weighted,
+    /// [`p2c`]: power of two choices over EWMA latency.
+    P2c,
+    /// [`maglev`]: consistent hashing on the caller's key.
+    Maglev,
+}
+
+/// Parameters of every policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbConfig {
+    /// The Lars policy's thresholds.
+    pub lars: lars::LarsConfig,
+    /// The P2C policy's parameters.
+    pub p2c: p2c::P2cConfig,
+    /// Ramp-up window for hosts that join or recover: a host in its window is chosen less often,
+    /// in proportion to the time it has been up. Zero turns slow start off (the default, which
+    /// keeps the Lars policy identical to the original).
+    pub slow_start: Duration,
+}
+
+impl Default for LbConfig {
+    fn default() -> Self {
+        LbConfig {
+            lars: lars::LarsConfig::default(),
+            p2c: p2c::P2cConfig::default(),
+            slow_start: Duration::ZERO,
+        }
+    }
+}
+
+/// A route's balancer: one of the policies, each with room for `H` hosts.
+#[allow(clippy::large_enum_variant)] // a route slot is sized for its largest policy on purpose
+pub enum Balancer<const H: usize> {
+    /// Lars idle/overload.
+    Lars(lars::Lars<H>),
+    /// Round robin.
+    RoundRobin(round_robin::RoundRobin<H>),
+    /// Smooth weighted round robin.
+    Weighted(weighted::Weighted<H>),
+    /// Power of two choices.
+    P2c(p2c::P2c<H>),
+    /// Consistent hashing.
+    Maglev(maglev::Maglev<H>),
+}
+
+impl<const H: usize> Balancer<H> {
+    /// An empty balancer of kind `kind`.
+    pub fn new(kind: PolicyKind, config: &LbConfig) -> Self {
+        match kind {
+            PolicyKind::Lars => Balancer::Lars(lars::Lars::new(config.lars, config.slow_start)),
+            PolicyKind::RoundRobin => Balancer::RoundRobin(round_robin::RoundRobin::new(config.slow_start)),
+            PolicyKind::Weighted => Balancer::Weighted(weighted::Weighted::new(config.slow_start)),
+            PolicyKind::P2c => Balancer::P2c(p2c::P2c::new(config.p2c, config.slow_start)),
+            PolicyKind::Maglev => Balancer::Maglev(maglev::Maglev::new()),
+        }
+    }
+
+    /// The policy this balancer runs.
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            Balancer::Lars(_) => PolicyKind::Lars,
+            Balancer::RoundRobin(_) => PolicyKind::RoundRobin,
+            Balancer::Weighted(_) => PolicyKind::Weighted,
+            Balancer::P2c(_) => PolicyKind::P2c,
+            Balancer::Maglev(_) => PolicyKind::Maglev,
+        }
+    }
+
+    fn inner(&self) -> &dyn Balance {
+        match self {
+            Balancer::Lars(b) => b,
+            Balancer::RoundRobin(b) => b,
+            Balancer::Weighted(b) => b,
+            Balancer::P2c(b) => b,
+            Balancer::Maglev(b) => b,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn Balance {
+        match self {
+            Balancer::Lars(b) => b,
+            Balancer::RoundRobin(b) => b,
+            Balancer::Weighted(b) => b,
+            Balancer::P2c(b) => b,
+            Balancer::Maglev(b) => b,
+        }
+    }
+}
+
+impl<const H: usize> Balance for Balancer<H> {
+    fn update(&mut self, now: Instant, hosts: &[WeightedHost]) -> Result<(), UpdateError> {
+        self.inner_mut().update(now, hosts)
+    }
+
+    fn pick(&mut self, now: Instant, key: Option<u64>, rng: &mut Rng) -> Pick {
+        self.inner_mut().pick(now, key, rng)
+    }
+
+    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32) {
+        self.inner_mut().report(now, addr, outcome, latency_us)
+    }
+
+    fn len(&self) -> usize {
+        self.inner().len()
+    }
+
+    fn host(&self, i: usize) -> Option<WeightedHost> {
+        self.inner().host(i)
+    }
+
+    fn is_overloaded(&self, addr: SocketAddr) -> bool {
+        self.inner().is_overloaded(addr)
+    }
+}
+
+/// A small, fast, seeded generator (SplitMix64): the only randomness the policies use.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    /// A generator whose sequence is fixed by `seed`.
+    pub const fn new(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0), without modulo bias worth measuring.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// Slow start: whether a host up since `since` takes this pick. It accepts with probability
+/// `elapsed / window`, so a new host's share ramps up linearly over the window.
+pub(crate) fn slow_start_admits(now: Instant, since: Instant, window: Duration, rng: &mut Rng) -> bool {
+    let elapsed = now.saturating_since(since).as_micros();
+    let window = window.as_micros();
+    elapsed >= window || (rng.next_u64() % window) < elapsed
+}
+
+/// Finds a host's position by address in O(1) expected time: an open-addressing hash table of
+/// positions with `2H` slots, so it is never more than half full.
+pub(crate) struct HostIndex<const H: usize> {
+    slots: [[u16; 2]; H],
+}
+
+const EMPTY_SLOT: u16 = u16::MAX;
+
+impl<const H: usize> HostIndex<H> {
+    pub(crate) const fn new() -> Self {
+        const { assert!(H < u16::MAX as usize, "a route holds at most 65534 hosts") };
+        HostIndex { slots: [[EMPTY_SLOT; 2]; H] }
+    }
+
+    fn table(&self) -> &[u16] {
+        self.slots.as_flattened()
+    }
+
+    /// The first slot to probe for `addr`.
+    fn home(addr: SocketAddr) -> usize {
+        let mixed = match addr {
+            SocketAddr::V4(a) => (u64::from(a.ip().to_bits()) << 16) | u64::from(a.port()),
+            SocketAddr::V6(a) => {
+                let bits = a.ip().to_bits();
+                ((bits >> 64) as u64 ^ bits as u64).rotate_left(16) ^ u64::from(a.port())
+            }
+        };
+        // Fibonacci hashing, then map onto the table without a division.
+        let hash = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((u128::from(hash) * (2 * H) as u128) >> 64) as usize
+    }
+
+    /// Position of `addr` among the hosts this index was built for.
+    pub(crate) fn find(&self, addr: SocketAddr, addr_of: impl Fn(usize) -> SocketAddr) -> Option<usize> {
+        let table = self.table();
+        let mut probe = Self::home(addr);
+        loop {
+            let position = *table.get(probe)?;
+            if position == EMPTY_SLOT {
+                return None;
+            }
+            if addr_of(usize::from(position)) == addr {
+                return Some(usize::from(position));
+            }
+            probe = if probe + 1 == table.len() { 0 } else { probe + 1 };
+        }
+    }
+
+    /// Adds host `position` unless its address is already indexed; returns the earlier position
+    /// of a duplicate.
+    fn insert(&mut self, position: usize, addr_of: impl Fn(usize) -> SocketAddr) -> Option<usize> {
+        let addr = addr_of(position);
+        let len = self.slots.len() * 2;
+        let table = self.slots.as_flattened_mut();
+        let mut probe = Self::home(addr);
+        loop {
+            match table[probe] {
+                EMPTY_SLOT => {
+                    table[probe] = position as u16; // `position < H < u16::MAX`
+                    return None;
+                }
+                other if addr_of(usize::from(other)) == addr => return Some(usize::from(other)),
+                _ => probe = if probe + 1 == len { 0 } else { probe + 1 },
+            }
+        }
+    }
+
+    /// Rebuilds the index for hosts `0..len` (at most `H`).
+    pub(crate) fn rebuild(&mut self, len: usize, addr_of: impl Fn(usize) -> SocketAddr) {
+        self.slots = [[EMPTY_SLOT; 2]; H];
+        for position in 0..len.min(H) {
+            self.insert(position, &addr_of);
+        }
+    }
+}
+
+/// A route update, checked against the capacity `H`: its hosts in order with duplicate
+/// addresses dropped (the first occurrence wins), and an index to test membership in O(1).
+pub(crate) struct NewHosts<const H: usize> {
+    pub(crate) hosts: heapless::Vec<WeightedHost, H>,
+    index: HostIndex<H>,
+}
+
+impl<const H: usize> NewHosts<H> {
+    /// Fails when the update has more than `H` entries, duplicates included.
+    pub(crate) fn new(hosts: &[WeightedHost]) -> Result<Self, UpdateError> {
+        if hosts.len() > H {
+            return Err(UpdateError::OverCapacity { hosts: hosts.len(), capacity: H });
+        }
+        let mut update = NewHosts { hosts: heapless::Vec::new(), index: HostIndex::new() };
+        for host in hosts {
+            let position = update.hosts.len();
+            let _ = update.hosts.push(*host); // fits: checked above
+            let kept = &update.hosts;
+            if update.index.insert(position, |i| kept[i].addr).is_some() {
+                update.hosts.pop();
+            }
+        }
+        Ok(update)
+    }
+
+    /// Whether the update holds `addr`.
+    pub(crate) fn contains(&self, addr: SocketAddr) -> bool {
+        self.index.find(addr, |i| self.hosts[i].addr).is_some()
+    }
+}

@@ -1,0 +1,557 @@
+//! Deterministic simulation of the agent: the real `Agent` with an in-memory lars-dns, an
+//! in-memory lars-reporter and API callers, over in-memory links on a virtual clock (in the
+//! manner of quinn-proto's test `Pair`). Every frame crosses the real codecs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, ApiError, Codec, Link, RouteState};
+use lars_core::lb::PolicyKind;
+use lars_core::time::{Duration, Instant};
+use lars_core::wire::frame::{self, MAX_BODY};
+use lars_core::wire::native::{self, Outcome, WeightedHost};
+use lars_core::wire::{Error, Frame, List, Message, MsgId, RetCode, lars};
+
+type Key = (i32, i32);
+
+fn host(last: u8) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), 8000 + u16::from(last)))
+}
+
+fn weighted(lasts: &[u8]) -> Vec<WeightedHost> {
+    lasts.iter().map(|&l| WeightedHost { addr: host(l), weight: 1 }).collect()
+}
+
+/// An in-memory lars-dns: a route table, subscriptions, and switches to go down or go silent.
+#[derive(Default)]
+struct Dns {
+    routes: BTreeMap<Key, Vec<WeightedHost>>,
+    version: u64,
+    subscribed: BTreeSet<Key>,
+    pulls: Vec<(Instant, Key)>,
+    up: bool,
+    /// Connected but never answers.
+    silent: bool,
+    codec: Option<Codec>,
+}
+
+/// An in-memory lars-reporter summing what it receives per (route, host).
+#[derive(Default)]
+struct Reporter {
+    up: bool,
+    totals: BTreeMap<(Key, SocketAddr), (u64, u64)>,
+    overloaded: BTreeMap<(Key, SocketAddr), bool>,
+    frames: usize,
+}
+
+struct Sim {
+    now: Instant,
+    agent: Agent<8, 8>,
+    dns: Dns,
+    reporter: Reporter,
+    seq: u32,
+    buf: Vec<u8>,
+    events: Vec<AgentEvent>,
+}
+
+impl Sim {
+    fn new(config: AgentConfig) -> Sim {
+        let now = Instant::from_millis(1_000);
+        let mut sim = Sim {
+            now,
+            agent: Agent::new(config, now),
+            dns: Dns { up: true, ..Dns::default() },
+            reporter: Reporter { up: true, ..Reporter::default() },
+            seq: 0,
+            buf: vec![0; 70_000],
+            events: Vec::new(),
+        };
+        sim.agent.handle_dns_link(now, true);
+        sim.agent.handle_reporter_link(now, true);
+        sim.agent.set_unix_time(now, 1_764_000_000);
+        sim
+    }
+
+    /// Delivers every frame the agent wants to send, and the dns answers, until quiet.
+    fn drive(&mut self) {
+        while let Some(tx) = self.agent.poll_transmit(self.now, &mut self.buf) {
+            let bytes = self.buf[..tx.len].to_vec();
+            match tx.link {
+                Link::Dns => self.dns_receive(&bytes),
+                Link::Reporter => self.reporter_receive(&bytes),
+            }
+        }
+        while let Some(event) = self.agent.poll_event() {
+            self.events.push(event);
+        }
+    }
+
+    fn dns_receive(&mut self, bytes: &[u8]) {
+        assert!(self.dns.up, "the agent sent to a dns link it was told is down");
+        let frame = Frame::parse_datagram(bytes, MAX_BODY).expect("the agent sends whole frames");
+        let (key, codec) = match Message::from_frame(frame).expect("the agent sends valid bodies") {
+            Message::GetRouteRequest(r) => ((r.modid, r.cmdid), Codec::Lars),
+            Message::NativeGetRouteRequest(r) => ((r.modid, r.cmdid), Codec::Native),
+            other => panic!("the agent sent {other:?} to dns"),
+        };
+        self.dns.codec = Some(codec);
+        self.dns.pulls.push((self.now, key));
+        self.dns.subscribed.insert(key);
+        if !self.dns.silent {
+            self.dns_send(key);
+        }
+    }
+
+    /// lars-dns sends its current hosts of `key` (an answer or a push).
+    fn dns_send(&mut self, key: Key) {
+        let hosts = self.dns.routes.get(&key).cloned().unwrap_or_default();
+        let mut out = vec![0; 70_000];
+        let len = match self.dns.codec.unwrap_or(Codec::Native) {
+            Codec::Lars => {
+                let v4: Vec<SocketAddrV4> = hosts
+                    .iter()
+                    .map(|h| if let SocketAddr::V4(a) = h.addr { a } else { unreachable!() })
+                    .collect();
+                let body =
+                    lars::GetRouteResponse { modid: key.0, cmdid: key.1, hosts: List::from_slice(&v4) };
+                frame::encode(MsgId::GetRouteResponse, &body, &mut out)
+            }
+            Codec::Native => {
+                let code = if hosts.is_empty() { RetCode::NoExist } else { RetCode::Succ };
+                let body = native::RouteResponse {
+                    seq: 0,
+                    modid: key.0,
+                    cmdid: key.1,
+                    code,
+                    version: self.dns.version,
+                    hosts: List::from_slice(&hosts),
+                };
+                frame::encode(MsgId::NativeRouteResponse, &body, &mut out)
+            }
+        }
+        .unwrap();
+        let frame = Frame::parse_datagram(&out[..len], MAX_BODY).unwrap();
+        self.agent.handle_dns_frame(self.now, frame).expect("the agent accepts dns frames");
+    }
+
+    /// The store changes a route; lars-dns pushes it to subscribers.
+    fn dns_set_route(&mut self, key: Key, lasts: &[u8]) {
+        self.dns.version += 1;
+        self.dns.routes.insert(key, weighted(lasts));
+        if self.dns.up && self.dns.subscribed.contains(&key) {
+            self.dns_send(key);
+        }
+        self.drive();
+    }
+
+    fn dns_down(&mut self) {
+        self.dns.up = false;
+        self.dns.subscribed.clear(); // a new connection starts with no subscriptions
+        self.agent.handle_dns_link(self.now, false);
+        self.drive();
+    }
+
+    fn dns_up(&mut self) {
+        self.dns.up = true;
+        self.agent.handle_dns_link(self.now, true);
+        self.drive();
+    }
+
+    fn reporter_receive(&mut self, bytes: &[u8]) {
+        assert!(self.reporter.up, "the agent sent to a reporter link it was told is down");
+        let frame = Frame::parse_datagram(bytes, MAX_BODY).unwrap();
+        self.reporter.frames += 1;
+        match Message::from_frame(frame).unwrap() {
+            Message::NativeCallStats(stats) => {
+                assert_eq!(stats.ts, 1_764_000_000 + (self.now.as_millis() / 1000) as u32 - 1);
+                for e in &stats.entries {
+                    let total = self.reporter.totals.entry(((e.modid, e.cmdid), e.host)).or_default();
+                    total.0 += u64::from(e.succ);
+                    total.1 += u64::from(e.err);
+                    self.reporter.overloaded.insert(((e.modid, e.cmdid), e.host), e.overloaded);
+                }
+            }
+            Message::ReportStatusRequest(r) => {
+                for e in &r.results {
+                    let total =
+                        self.reporter.totals.entry(((r.modid, r.cmdid), SocketAddr::V4(e.host))).or_default();
+                    total.0 += u64::from(e.succ);
+                    total.1 += u64::from(e.err);
+                }
+            }
+            other => panic!("the agent sent {other:?} to the reporter"),
+        }
+    }
+
+    /// Moves the virtual clock forward by `by`, stopping at every deadline the agent asks for.
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        loop {
+            let next = self.agent.poll_timeout().map_or(end, |t| t.max(self.now)).min(end);
+            self.now = next;
+            self.agent.handle_timeout(self.now);
+            self.drive();
+            if self.now >= end {
+                break;
+            }
+        }
+    }
+
+    fn api(&mut self, message: &Message<'_>) -> Result<Option<Message<'static>>, ApiError> {
+        let mut datagram = vec![0; 1024];
+        let n = message.emit_frame(&mut datagram).unwrap();
+        let mut reply = vec![0; 65_536];
+        let len = self.agent.handle_api_datagram(self.now, &datagram[..n], &mut reply)?;
+        self.drive();
+        if len == 0 {
+            return Ok(None);
+        }
+        let reply: &'static [u8] = reply[..len].to_vec().leak();
+        Ok(Some(Message::from_frame(Frame::parse_datagram(reply, MAX_BODY).unwrap()).unwrap()))
+    }
+
+    /// `get_host` over the Lars protocol, checking the echo of seq, modid and cmdid.
+    fn get_host(&mut self, key: Key) -> (RetCode, Option<SocketAddr>) {
+        self.seq += 1;
+        let request = lars::GetHostRequest { seq: self.seq, modid: key.0, cmdid: key.1 };
+        let Some(Message::GetHostResponse(r)) = self.api(&Message::GetHostRequest(request)).unwrap() else {
+            panic!("get_host got no GetHostResponse")
+        };
+        assert_eq!((r.seq, r.modid, r.cmdid), (self.seq, key.0, key.1), "echo");
+        (RetCode::from_i32(r.retcode).unwrap(), r.host.map(SocketAddr::V4))
+    }
+
+    /// `get_host` over the native protocol.
+    fn get_host_native(&mut self, key: Key) -> (RetCode, Option<SocketAddr>) {
+        self.seq += 1;
+        let request = native::GetHostRequest { seq: self.seq, modid: key.0, cmdid: key.1, key: None };
+        let Some(Message::NativeGetHostResponse(r)) =
+            self.api(&Message::NativeGetHostRequest(request)).unwrap()
+        else {
+            panic!("native get_host got no NativeGetHostResponse")
+        };
+        assert_eq!((r.seq, r.modid, r.cmdid), (self.seq, key.0, key.1), "echo");
+        (r.code, r.host)
+    }
+
+    fn report(&mut self, key: Key, addr: SocketAddr, ok: bool) {
+        let SocketAddr::V4(v4) = addr else { unreachable!() };
+        let request =
+            lars::ReportRequest { modid: key.0, cmdid: key.1, host: Some(v4), retcode: i32::from(!ok) };
+        assert_eq!(self.api(&Message::ReportRequest(request)).unwrap(), None);
+    }
+
+    fn report_native(&mut self, key: Key, addr: SocketAddr, outcome: Outcome, latency_us: u32) {
+        let report = native::Report { modid: key.0, cmdid: key.1, host: addr, outcome, latency_us };
+        assert_eq!(self.api(&Message::NativeReport(report)).unwrap(), None);
+    }
+
+    /// A caller's loop: get a host, call it (failing on `bad` hosts), report. Returns the
+    /// number of calls that went to each host.
+    fn calls(
+        &mut self,
+        key: Key,
+        n: usize,
+        bad: &[SocketAddr],
+        spacing: Duration,
+    ) -> BTreeMap<SocketAddr, usize> {
+        let mut picks = BTreeMap::new();
+        for _ in 0..n {
+            if let (RetCode::Succ, Some(addr)) = self.get_host(key) {
+                *picks.entry(addr).or_insert(0) += 1;
+                self.report(key, addr, !bad.contains(&addr));
+            }
+            self.advance(spacing);
+        }
+        picks
+    }
+}
+
+const ROUTE: Key = (1001, 1);
+
+fn sim_with_route(lasts: &[u8]) -> Sim {
+    let mut sim = Sim::new(AgentConfig::default());
+    sim.dns.routes.insert(ROUTE, weighted(lasts));
+    sim
+}
+
+#[test]
+fn an_unknown_route_is_pulled_and_then_served() {
+    let mut sim = sim_with_route(&[1, 2]);
+    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None), "not known yet: code 3 while pulling");
+    assert_eq!(sim.dns.pulls.len(), 1);
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh));
+    let picks: Vec<_> = (0..4).map(|_| sim.get_host(ROUTE)).collect();
+    assert_eq!(picks, [1, 2, 1, 2].map(|l| (RetCode::Succ, Some(host(l)))));
+    assert!(sim.events.contains(&AgentEvent::RouteCreated { modid: 1001, cmdid: 1 }));
+    assert!(sim.events.contains(&AgentEvent::RouteUpdated { modid: 1001, cmdid: 1, hosts: 2 }));
+}
+
+#[test]
+fn a_pull_without_answer_is_retried_with_backoff() {
+    let mut sim = sim_with_route(&[1]);
+    sim.dns.silent = true;
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist);
+    sim.advance(Duration::from_secs(40));
+    let times: Vec<u64> = sim.dns.pulls.iter().map(|(t, _)| t.as_millis()).collect();
+    // Sent at 1 s, then after 1, 2, 4, 8, 16 s, then capped at 30 s.
+    assert_eq!(times, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]);
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist, "still pulling");
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Pulling));
+    assert_eq!(sim.agent.stats().pull_timeouts, 5);
+    sim.dns.silent = false;
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))));
+}
+
+#[test]
+fn an_old_route_is_refreshed_while_served_and_served_stale_while_dns_is_down() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    sim.advance(Duration::from_secs(16));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))), "served while refreshed");
+    assert_eq!(sim.dns.pulls.len(), 2, "re-pulled after update_timeout");
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh), "the refresh came back");
+
+    sim.dns_down();
+    sim.advance(Duration::from_secs(16));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))), "last known hosts keep serving");
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Stale));
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))));
+    assert_eq!(sim.dns.pulls.len(), 2, "nothing is sent while the link is down");
+
+    sim.dns.routes.insert(ROUTE, weighted(&[2]));
+    sim.dns_up();
+    assert_eq!(sim.dns.pulls.len(), 3, "reconnecting re-pulls every route");
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(2))));
+    assert!(sim.dns.subscribed.contains(&ROUTE), "the new connection carries the subscription");
+    sim.dns_set_route(ROUTE, &[3]);
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(3))), "pushes flow again");
+}
+
+#[test]
+fn a_push_keeps_the_state_of_hosts_that_stay_and_an_empty_push_removes_the_route() {
+    let mut sim = sim_with_route(&[1, 2, 3]);
+    sim.get_host(ROUTE);
+    for _ in 0..15 {
+        sim.report(ROUTE, host(1), false);
+    }
+    assert!(sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(1)));
+    sim.dns_set_route(ROUTE, &[1, 3, 4]);
+    assert!(sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(1)), "host 1 stayed: still overloaded");
+    let hosts: BTreeSet<_> = sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+    assert_eq!(hosts, [1, 3, 4].map(host).into());
+    let picks = sim.calls(ROUTE, 30, &[], Duration::from_millis(10));
+    assert!(!picks.contains_key(&host(2)), "a removed host is never handed out");
+
+    sim.dns_set_route(ROUTE, &[]);
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), None, "an empty host list removes the route");
+    assert!(sim.events.contains(&AgentEvent::RouteRemoved { modid: 1001, cmdid: 1 }));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None), "and the next request pulls it anew");
+}
+
+#[test]
+fn a_failing_host_is_overloaded_then_probed_back() {
+    let mut sim = sim_with_route(&[1, 2, 3]);
+    sim.get_host(ROUTE);
+    // Host 2 fails every call: after 15 failures in a row it only gets probes.
+    let picks = sim.calls(ROUTE, 600, &[host(2)], Duration::from_millis(5));
+    assert!(sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(2)));
+    let bad_share = picks[&host(2)] as f64 / 600.0;
+    assert!(bad_share < 0.15, "an overloaded host gets about one call in 11: {bad_share}");
+    // Host 2 heals: its next probes succeed and bring it back.
+    let picks = sim.calls(ROUTE, 300, &[], Duration::from_millis(5));
+    assert!(!sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(2)), "probed back");
+    assert!(picks[&host(2)] > 60, "back in rotation: {}", picks[&host(2)]);
+}
+
+#[test]
+fn every_host_overloaded_answers_overload_except_probe_turns() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    for _ in 0..15 {
+        sim.report(ROUTE, host(1), false);
+    }
+    let codes: Vec<_> = (0..11).map(|_| sim.get_host(ROUTE).0).collect();
+    assert_eq!(codes[..10], [RetCode::Overload; 10]);
+    assert_eq!(codes[10], RetCode::Succ);
+}
+
+#[test]
+fn a_route_push_during_load_takes_effect_at_once() {
+    let mut sim = sim_with_route(&[1, 2]);
+    sim.get_host(ROUTE);
+    let mut after_push = BTreeMap::new();
+    for i in 0..400 {
+        if i == 200 {
+            sim.dns_set_route(ROUTE, &[2, 3]);
+        }
+        let (code, addr) = sim.get_host(ROUTE);
+        assert_eq!(code, RetCode::Succ);
+        let addr = addr.unwrap();
+        sim.report(ROUTE, addr, true);
+        if i >= 200 {
+            *after_push.entry(addr).or_insert(0) += 1;
+        }
+        sim.advance(Duration::from_millis(2));
+    }
+    assert_eq!(after_push.keys().copied().collect::<Vec<_>>(), [host(2), host(3)]);
+    sim.advance(Duration::from_secs(2));
+    let total: u64 = sim.reporter.totals.values().map(|(s, _)| s).sum();
+    assert_eq!(total, 400, "every report reached the reporter");
+}
+
+#[test]
+fn reports_are_batched_and_sum_up_exactly() {
+    let mut sim = sim_with_route(&[1, 2, 3]);
+    sim.get_host(ROUTE);
+    let picks = sim.calls(ROUTE, 900, &[host(3)], Duration::from_micros(900));
+    sim.advance(Duration::from_secs(2));
+    for (addr, n) in &picks {
+        let (succ, err) = sim.reporter.totals[&(ROUTE, *addr)];
+        assert_eq!(succ + err, *n as u64, "{addr}");
+        assert_eq!(err > 0, *addr == host(3));
+    }
+    assert!(sim.reporter.frames <= 4, "900 results in {} frames, not one per call", sim.reporter.frames);
+    assert_eq!(sim.reporter.overloaded.get(&(ROUTE, host(3))), Some(&true));
+}
+
+#[test]
+fn reports_go_out_early_after_report_after_results() {
+    let config = AgentConfig {
+        report_after: 50,
+        report_interval: Duration::from_secs(3600),
+        ..AgentConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    sim.dns.routes.insert(ROUTE, weighted(&[1]));
+    sim.get_host(ROUTE);
+    for _ in 0..49 {
+        sim.report_native(ROUTE, host(1), Outcome::Ok, 100);
+    }
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.reporter.frames, 0);
+    sim.report_native(ROUTE, host(1), Outcome::Ok, 100);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (50, 0));
+}
+
+#[test]
+fn statistics_are_dropped_and_counted_while_the_reporter_is_down() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    sim.reporter.up = false;
+    sim.agent.handle_reporter_link(sim.now, false);
+    for _ in 0..100 {
+        sim.report(ROUTE, host(1), true);
+    }
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.agent.stats().stats_dropped, 1, "one host's tally, dropped whole");
+    assert!(sim.events.contains(&AgentEvent::StatsDropped { entries: 1 }));
+    sim.reporter.up = true;
+    sim.agent.handle_reporter_link(sim.now, true);
+    sim.report(ROUTE, host(1), true);
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (1, 0), "only what came after");
+}
+
+#[test]
+fn both_codecs_on_the_api_and_on_the_links() {
+    for codec in [Codec::Lars, Codec::Native] {
+        let config = AgentConfig { dns_codec: codec, reporter_codec: codec, ..AgentConfig::default() };
+        let mut sim = Sim::new(config);
+        sim.dns.routes.insert(ROUTE, weighted(&[1, 2]));
+        assert_eq!(sim.get_host_native(ROUTE), (RetCode::NoExist, None));
+        assert_eq!(sim.dns.codec, Some(codec));
+        assert_eq!(sim.get_host_native(ROUTE), (RetCode::Succ, Some(host(1))));
+        assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(2))));
+        sim.report_native(ROUTE, host(1), Outcome::Ok, 250);
+        sim.report(ROUTE, host(2), false);
+
+        let route =
+            sim.api(&Message::ApiGetRouteRequest(lars::GetRouteRequest { modid: ROUTE.0, cmdid: ROUTE.1 }));
+        let Some(Message::ApiGetRouteResponse(r)) = route.unwrap() else { panic!("no Lars route answer") };
+        assert_eq!((r.modid, r.cmdid, r.hosts.len()), (ROUTE.0, ROUTE.1, 2));
+        let request = native::GetRouteRequest { seq: 77, modid: ROUTE.0, cmdid: ROUTE.1 };
+        let Some(Message::NativeRouteResponse(r)) =
+            sim.api(&Message::NativeGetRouteRequest(request)).unwrap()
+        else {
+            panic!("no native route answer")
+        };
+        assert_eq!((r.seq, r.code, r.hosts.len()), (77, RetCode::Succ, 2));
+
+        sim.advance(Duration::from_secs(2));
+        assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (1, 0), "{codec:?}");
+        assert_eq!(sim.reporter.totals[&(ROUTE, host(2))], (0, 1), "{codec:?}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_counted() {
+    let mut sim = sim_with_route(&[1]);
+    let mut reply = [0u8; 256];
+    let now = sim.now;
+    assert_eq!(
+        sim.agent.handle_api_datagram(now, &[4, 0, 0], &mut reply),
+        Err(ApiError::Malformed(Error::Truncated))
+    );
+    let wrong_len = [4, 0, 0, 0, 9, 0, 0, 0, 8, 1];
+    assert!(matches!(
+        sim.agent.handle_api_datagram(now, &wrong_len, &mut reply),
+        Err(ApiError::Malformed(Error::LengthMismatch { .. }))
+    ));
+    let response_msgid = [5, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        sim.agent.handle_api_datagram(now, &response_msgid, &mut reply),
+        Err(ApiError::Unexpected(MsgId::GetHostResponse))
+    );
+    let bad_body = [4, 0, 0, 0, 2, 0, 0, 0, 0x08, 0x80];
+    assert_eq!(
+        sim.agent.handle_api_datagram(now, &bad_body, &mut reply),
+        Err(ApiError::Malformed(Error::Truncated))
+    );
+    assert_eq!(sim.agent.stats().api_errors, 4);
+    let garbage = Frame { msgid: MsgId::NativeRouteResponse, body: &[0xff, 0xff] };
+    assert!(sim.agent.handle_dns_frame(now, garbage).is_err());
+    let unexpected = Frame { msgid: MsgId::GetHostRequest, body: &[] };
+    assert!(sim.agent.handle_dns_frame(now, unexpected).is_err());
+    assert_eq!(sim.agent.stats().dns_errors, 2);
+    // The agent still serves.
+    sim.get_host(ROUTE);
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))));
+}
+
+#[test]
+fn a_full_table_and_an_oversized_route_are_clear_errors() {
+    let mut sim = Sim::new(AgentConfig::default());
+    for modid in 0..8 {
+        sim.dns.routes.insert((modid, 1), weighted(&[1]));
+        assert_eq!(sim.get_host((modid, 1)).0, RetCode::NoExist);
+    }
+    assert_eq!(sim.get_host((99, 1)), (RetCode::SystemError, None), "table full: code 2");
+    assert_eq!(sim.agent.stats().route_table_full, 1);
+    assert_eq!(sim.get_host((0, 1)), (RetCode::Succ, Some(host(1))), "the others still serve");
+
+    sim.dns_set_route((0, 1), &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(sim.agent.stats().route_over_capacity, 1);
+    assert!(sim.events.contains(&AgentEvent::RouteTooLarge { modid: 0, cmdid: 1, hosts: 9 }));
+    assert_eq!(sim.get_host((0, 1)), (RetCode::Succ, Some(host(1))), "the previous hosts stay");
+}
+
+#[test]
+fn per_route_policies_are_honoured() {
+    let mut config = AgentConfig::default();
+    config
+        .route_policies
+        .push(lars_core::agent::RoutePolicy { modid: 7, cmdid: 7, policy: PolicyKind::RoundRobin })
+        .unwrap();
+    let mut sim = Sim::new(config);
+    sim.dns.routes.insert((7, 7), weighted(&[1, 2]));
+    sim.get_host((7, 7));
+    for _ in 0..20 {
+        sim.report((7, 7), host(1), false);
+    }
+    assert!(!sim.agent.is_overloaded(7, 7, host(1)), "round robin does not overload hosts");
+}
