@@ -93,15 +93,13 @@ impl<'a> Frame<'a> {
 /// Fails with [`Error::TooLong`] when the body is over [`MAX_BODY`], and with
 /// [`Error::BufferTooSmall`] when `out` is shorter than the frame.
 pub fn encode(msgid: MsgId, body: &impl Encode, out: &mut [u8]) -> Result<usize, Error> {
-    let body_len = body.buffer_len();
-    let len = u32::try_from(body_len).unwrap_or(u32::MAX);
+    // Emit first and take the length from it: one pass over the message instead of two.
+    let (head, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(Error::BufferTooSmall)?;
+    let written = body.emit(rest)?;
+    let len = u32::try_from(written).unwrap_or(u32::MAX);
     if len > MAX_BODY {
         return Err(Error::TooLong { len, max: MAX_BODY });
     }
-    let out = out.get_mut(..HEADER_LEN + body_len).ok_or(Error::BufferTooSmall)?;
-    let (head, rest) = out.split_at_mut(HEADER_LEN);
-    let written = body.emit(rest)?;
-    debug_assert_eq!(written, body_len, "buffer_len disagrees with emit");
     Header { msgid, len }.emit(head)?;
     Ok(HEADER_LEN + written)
 }
