@@ -1,8 +1,18 @@
 //! lars-std: lars on Linux servers, wrapping `lars-core` with sockets, threads, clocks and stores.
 //!
 //! This crate only moves bytes, time and stored results in and out of `lars-core`; every decision
-//! is made there. Its modules (the reactor on `polling`, config loading, the MySQL and route-file
-//! stores, the dns, reporter and agent services, the client API) arrive with their issues.
-//! `ARCHITECTURE.md` at the repository root has the map.
+//! is made there.
+//! - [`time`]: the only place that reads the system clock, converting it for the core.
+//! - [`pool`]: the process-wide buffer pool every connection draws from.
+//! - [`reactor`]: the event loop on `polling`, timers, cross-thread tasks, framed TCP servers
+//!   and clients, UDP endpoints.
+//! - [`config`]: the INI loader that reads the original Lars `.conf` files.
+//! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
 
 pub use lars_core as core;
+
+pub mod config;
+pub mod pool;
+pub mod reactor;
+pub mod signal;
+pub mod time;

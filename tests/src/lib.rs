@@ -1,2 +1,122 @@
-//! lars-tests: integration tests that start real lars daemons on loopback against the route file
-//! and against MariaDB. The tests live in `tests/`; this library will hold their shared harness.
+//! lars-tests: integration tests that start real lars components on loopback. This library holds
+//! what the test files share: a blocking framed client and an echo service.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use lars_core::wire::{MsgId, Raw};
+use lars_std::reactor::{Conns, Control, Sender, ServerConfig, ServerHandle, Service, TcpServer};
+
+/// Builds a frame: header and body.
+pub fn frame_bytes(msgid: u32, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + body.len());
+    bytes.extend_from_slice(&msgid.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A blocking client speaking frames, with a read timeout so a broken server fails the test
+/// instead of hanging it.
+pub struct FrameClient {
+    /// The socket.
+    pub stream: TcpStream,
+}
+
+impl FrameClient {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> io::Result<FrameClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(FrameClient { stream })
+    }
+
+    /// Writes raw bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one frame: `(msgid, body)`.
+    pub fn read_frame(&mut self) -> io::Result<(u32, Vec<u8>)> {
+        let mut header = [0u8; 8];
+        self.stream.read_exact(&mut header)?;
+        let msgid = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let mut body = vec![0; len as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok((msgid, body))
+    }
+
+    /// Whether the server closed the connection (read gives EOF or a reset).
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
+        }
+    }
+}
+
+/// Tasks the echo service takes from other threads.
+pub enum EchoTask {
+    /// Send `count` frames of `size` bytes to every connection of the worker.
+    Push {
+        /// Frames per connection.
+        count: usize,
+        /// Body size.
+        size: usize,
+    },
+}
+
+/// Echoes every frame back on its msgid; pushes on request.
+pub struct Echo;
+
+impl Service for Echo {
+    type Task = EchoTask;
+
+    fn frame(
+        &mut self,
+        _conn: lars_std::reactor::ConnId,
+        frame: lars_core::wire::Frame<'_>,
+        reply: &mut Sender<'_>,
+    ) -> Control {
+        match reply.send(frame.msgid, &Raw(frame.body)) {
+            Ok(()) => Control::Continue,
+            Err(_) => Control::Close,
+        }
+    }
+
+    fn task(&mut self, task: EchoTask, conns: &mut Conns<'_>) {
+        let EchoTask::Push { count, size } = task;
+        let body = vec![0x5a; size];
+        let ids: Vec<_> = conns.ids().collect();
+        for id in ids {
+            for _ in 0..count {
+                if conns.send(id, MsgId::Heartbeat, &Raw(&body)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Starts an echo server on a free loopback port.
+pub fn echo_server(threads: usize, max_conns: usize) -> ServerHandle<EchoTask> {
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = threads;
+    config.max_conns = max_conns;
+    TcpServer::start(config, |_| Echo).expect("start the echo server")
+}
+
+/// Waits up to 5 s for `condition`.
+#[allow(clippy::disallowed_methods)] // a test's own deadline, not time the code under test sees
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -74,6 +74,24 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
+    /// Splits the first whole frame off `input` and says how many bytes it took: `Ok(None)` when
+    /// more bytes are needed. The header is checked as soon as its 8 bytes are there, so a bad
+    /// frame fails before its body arrives. This is the zero-copy path for a reader that keeps
+    /// its own buffer; [`FrameDecoder`] assembles frames for one that does not.
+    #[inline]
+    pub fn parse_prefix(input: &'a [u8], max_body: u32) -> Result<Option<(Frame<'a>, usize)>, Error> {
+        let Some((head, rest)) = input.split_first_chunk::<HEADER_LEN>() else { return Ok(None) };
+        let header = Header::parse(head, max_body)?;
+        Ok(rest
+            .get(..header.len as usize)
+            .map(|body| (Frame { msgid: header.msgid, body }, header.frame_len())))
+    }
+
+    /// The header announced by the first 8 bytes of `input`, if they are there.
+    pub fn peek_header(input: &[u8], max_body: u32) -> Result<Option<Header>, Error> {
+        input.split_first_chunk::<HEADER_LEN>().map(|(head, _)| Header::parse(head, max_body)).transpose()
+    }
+
     /// Decodes a datagram, which must hold exactly one frame: its length must equal `8 + len`.
     pub fn parse_datagram(datagram: &'a [u8], max_body: u32) -> Result<Frame<'a>, Error> {
         let (head, body) = datagram.split_first_chunk::<HEADER_LEN>().ok_or(Error::Truncated)?;
@@ -200,13 +218,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameDecoder<B> {
         }
         // Fast path: a whole frame in the input and nothing pending, so no copy.
         if self.head_filled == 0
-            && let Some((head, body)) = input.split_first_chunk::<HEADER_LEN>()
+            && let Some((frame, consumed)) = Frame::parse_prefix(input, self.max_body)?
         {
-            let header = Header::parse(head, self.max_body)?;
-            if let Some(body) = body.get(..header.len as usize) {
-                let frame = Frame { msgid: header.msgid, body };
-                return Ok(Decoded { consumed: header.frame_len(), frame: Some(frame) });
-            }
+            return Ok(Decoded { consumed, frame: Some(frame) });
         }
 
         let mut consumed = 0;
@@ -351,6 +365,18 @@ mod tests {
     }
 
     #[test]
+    fn parse_prefix_splits_whole_frames_only() {
+        let two = [&GET_HOST_FRAME[..], &GET_HOST_FRAME[..]].concat();
+        let (frame, used) = Frame::parse_prefix(&two, MAX_BODY).unwrap().unwrap();
+        assert_eq!((frame.msgid, frame.body, used), (MsgId::GetHostRequest, &GET_HOST_FRAME[8..], 14));
+        assert_eq!(Frame::parse_prefix(&GET_HOST_FRAME[..13], MAX_BODY), Ok(None));
+        assert_eq!(Frame::parse_prefix(&GET_HOST_FRAME[..7], MAX_BODY), Ok(None));
+        assert_eq!(Frame::parse_prefix(&[9, 0, 0, 0, 0, 0, 0, 0], MAX_BODY), Err(Error::UnknownMsgId(9)));
+        assert_eq!(Frame::peek_header(&GET_HOST_FRAME[..8], 4), Err(Error::TooLong { len: 6, max: 4 }));
+        assert_eq!(Frame::peek_header(&GET_HOST_FRAME[..3], 4), Ok(None));
+    }
+
+    #[test]
     fn pending_counts_partial_frames() {
         let mut decoder = FrameDecoder::new([0; 128]);
         assert_eq!(decoder.decode(&GET_HOST_FRAME[..10]).unwrap().consumed, 10);
@@ -361,22 +387,10 @@ mod tests {
 
     #[test]
     fn encode_writes_header_and_body() {
-        struct Raw<'a>(&'a [u8]);
-        impl Encode for Raw<'_> {
-            fn buffer_len(&self) -> usize {
-                self.0.len()
-            }
-            fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
-                out.get_mut(..self.0.len()).ok_or(Error::BufferTooSmall)?.copy_from_slice(self.0);
-                Ok(self.0.len())
-            }
-        }
         let mut out = [0xa5; 16];
-        assert_eq!(encode(MsgId::GetHostRequest, &Raw(&GET_HOST_FRAME[8..]), &mut out), Ok(14));
+        assert_eq!(encode(MsgId::GetHostRequest, &crate::wire::Raw(&GET_HOST_FRAME[8..]), &mut out), Ok(14));
         assert_eq!(out[..14], GET_HOST_FRAME);
-        assert_eq!(
-            encode(MsgId::GetHostRequest, &Raw(&GET_HOST_FRAME[8..]), &mut out[..13]),
-            Err(Error::BufferTooSmall)
-        );
+        let short = encode(MsgId::GetHostRequest, &crate::wire::Raw(&GET_HOST_FRAME[8..]), &mut out[..13]);
+        assert_eq!(short, Err(Error::BufferTooSmall));
     }
 }

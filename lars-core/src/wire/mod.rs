@@ -136,6 +136,21 @@ pub trait Encode {
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error>;
 }
 
+/// Bytes sent as a body as they are: for relays, echo servers and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(pub &'a [u8]);
+
+impl Encode for Raw<'_> {
+    fn buffer_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
+        out.get_mut(..self.0.len()).ok_or(Error::BufferTooSmall)?.copy_from_slice(self.0);
+        Ok(self.0.len())
+    }
+}
+
 /// A message body decoded from (and borrowing) a frame body.
 pub trait Decode<'a>: Sized {
     /// Decodes the whole of `body`, or says precisely why it cannot.

@@ -1,0 +1,344 @@
+//! Configuration: INI files in the original Lars format, overridden by `LARS_*` environment
+//! variables and command-line flags.
+//!
+//! The format is the original's (`config_file.cpp`): `[section]` lines, `key = value` lines with
+//! both sides trimmed, `#` and `;` comment lines, later duplicates overriding earlier ones, and
+//! repeated sections merging. Unlike the original, a key before any section, an unreadable
+//! file, or a value of the wrong type is an error that names the file, the line and the key
+//! (D-R-19), and `false` can override a `true` default.
+//!
+//! Overrides: `LARS_<SECTION>_<KEY>` (upper case; e.g. `LARS_REACTOR_PORT=7000`) and
+//! [`Ini::set`] for flags, in that order of precedence: flag over environment over file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of a file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag or a built-in override.
+    Flag,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Flag => f.write_str("command line"),
+        }
+    }
+}
+
+/// A configuration error, naming where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the bad input is.
+    pub origin: Origin,
+    /// `section.key`, when the error concerns a key.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: key `{key}`: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    origin: Origin,
+}
+
+/// A parsed configuration: sections of keys, each value remembering where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Ini {
+    sections: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Ini {
+    /// An empty configuration (every key at its default).
+    pub fn new() -> Ini {
+        Ini::default()
+    }
+
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Ini, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: Origin::File { path: path.to_path_buf(), line: 0 },
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Ini::parse(&text, path)
+    }
+
+    /// Parses `text`, attributing lines to `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Ini, ConfigError> {
+        let mut ini = Ini::new();
+        let mut section: Option<String> = None;
+        for (index, raw) in text.lines().enumerate() {
+            let origin = Origin::File { path: path.to_path_buf(), line: index + 1 };
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(ConfigError { origin, key: None, message: "empty section name".into() });
+                }
+                section = Some(name.to_string());
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(ConfigError {
+                    origin,
+                    key: None,
+                    message: format!("expected `key = value`, found `{line}`"),
+                });
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(ConfigError { origin, key: None, message: "a value without a key".into() });
+            }
+            let Some(section) = &section else {
+                return Err(ConfigError {
+                    origin,
+                    key: Some(key.to_string()),
+                    message: "key outside any [section]".into(),
+                });
+            };
+            ini.insert(section, key, value.trim(), origin);
+        }
+        Ok(ini)
+    }
+
+    fn insert(&mut self, section: &str, key: &str, value: &str, origin: Origin) {
+        self.sections
+            .entry(section.to_string())
+            .or_default()
+            .insert(key.to_string(), Value { text: value.to_string(), origin });
+    }
+
+    /// Overrides `section.key` (for a command-line flag).
+    pub fn set(&mut self, section: &str, key: &str, value: &str) {
+        self.insert(section, key, value, Origin::Flag);
+    }
+
+    /// Applies `LARS_<SECTION>_<KEY>` variables from `vars` for every `(section, key)` listed
+    /// in `known` (pass `std::env::vars()`).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>, known: &[(&str, &str)]) {
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        for (section, key) in known {
+            let name = format!("LARS_{}_{}", section.to_uppercase(), key.to_uppercase());
+            if let Some(value) = vars.get(&name) {
+                self.insert(section, key, value, Origin::Env(name));
+            }
+        }
+    }
+
+    /// The raw text of `section.key`.
+    pub fn get_str(&self, section: &str, key: &str) -> Option<&str> {
+        self.value(section, key).map(|v| v.text.as_str())
+    }
+
+    fn value(&self, section: &str, key: &str) -> Option<&Value> {
+        self.sections.get(section)?.get(key)
+    }
+
+    /// `section.key` parsed as `T`, or `default` when absent; an unparsable value is an error
+    /// naming where it came from.
+    pub fn get<T: ConfigValue>(&self, section: &str, key: &str, default: T) -> Result<T, ConfigError> {
+        let Some(value) = self.value(section, key) else { return Ok(default) };
+        T::parse_config(&value.text).map_err(|message| ConfigError {
+            origin: value.origin.clone(),
+            key: Some(format!("{section}.{key}")),
+            message: format!("`{}` is not {message}", value.text),
+        })
+    }
+}
+
+/// A type a config value can be read as.
+pub trait ConfigValue: Sized {
+    /// Parses the text, or says what was expected ("a number", ...).
+    fn parse_config(text: &str) -> Result<Self, String>;
+}
+
+macro_rules! numeric {
+    ($($ty:ty),*) => {$(
+        impl ConfigValue for $ty {
+            fn parse_config(text: &str) -> Result<Self, String> {
+                text.parse().map_err(|_| format!("a number in the range of {}", stringify!($ty)))
+            }
+        }
+    )*};
+}
+
+numeric!(u16, u32, u64, usize, i32, i64, f64);
+
+impl ConfigValue for bool {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err("true or false".into()),
+        }
+    }
+}
+
+impl ConfigValue for String {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        Ok(text.to_string())
+    }
+}
+
+impl ConfigValue for IpAddr {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        IpAddr::from_str(text).map_err(|_| "an IP address".into())
+    }
+}
+
+/// A list of addresses, `host:port` separated by commas or spaces.
+impl ConfigValue for Vec<SocketAddr> {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        text.split([',', ' ', '\t'])
+            .filter(|s| !s.is_empty())
+            .map(|s| SocketAddr::from_str(s).map_err(|_| format!("a list of ip:port addresses (`{s}`)")))
+            .collect()
+    }
+}
+
+/// `[reactor]`: where a daemon listens and how many threads and connections it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactorConfig {
+    /// Listen address.
+    pub ip: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// `maxConn`: connections open at once.
+    pub max_conn: usize,
+    /// `threadNum`: worker threads (at least 1).
+    pub thread_num: usize,
+}
+
+impl ReactorConfig {
+    /// The keys of `[reactor]`, for [`Ini::apply_env`].
+    pub const KEYS: [(&'static str, &'static str); 4] =
+        [("reactor", "ip"), ("reactor", "port"), ("reactor", "maxConn"), ("reactor", "threadNum")];
+
+    /// Reads `[reactor]`, with `default_port` when the file has none.
+    pub fn from_ini(ini: &Ini, default_port: u16) -> Result<Self, ConfigError> {
+        let config = ReactorConfig {
+            ip: ini.get("reactor", "ip", IpAddr::from([127, 0, 0, 1]))?,
+            port: ini.get("reactor", "port", default_port)?,
+            max_conn: ini.get("reactor", "maxConn", 1024)?,
+            thread_num: ini.get("reactor", "threadNum", 5)?,
+        };
+        if config.thread_num == 0 {
+            let value = ini.value("reactor", "threadNum").map_or(Origin::Flag, |v| v.origin.clone());
+            return Err(ConfigError {
+                origin: value,
+                key: Some("reactor.threadNum".into()),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The original `lars_reporter.conf`, including its misspelt `[repoter]` section.
+    const REPORTER_CONF: &str = "[reactor]\nmaxConn = 1024\nthreadNum = 5\nip = 127.0.0.1\nport = 7779\n\n\
+        [mysql]\ndb_host = 127.0.0.1\ndb_port = 3306\ndb_user = root\ndb_passwd = aceld\ndb_name = lars_dns\n\n\
+        [repoter]\ndb_thread_cnt = 3\n";
+
+    #[test]
+    fn reads_an_original_conf_file_unchanged() {
+        let ini = Ini::parse(REPORTER_CONF, Path::new("lars_reporter.conf")).unwrap();
+        let reactor = ReactorConfig::from_ini(&ini, 7779).unwrap();
+        assert_eq!(
+            reactor,
+            ReactorConfig { ip: [127, 0, 0, 1].into(), port: 7779, max_conn: 1024, thread_num: 5 }
+        );
+        assert_eq!(ini.get_str("mysql", "db_passwd"), Some("aceld"));
+        assert_eq!(ini.get("repoter", "db_thread_cnt", 0u32), Ok(3));
+        assert_eq!(ini.get("mysql", "missing", 7u16), Ok(7));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_key() {
+        let ini = Ini::parse("# comment\n[reactor]\nport = 77x\n", Path::new("/etc/lars/dns.conf")).unwrap();
+        let error = ini.get("reactor", "port", 0u16).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/lars/dns.conf:3: key `reactor.port`: `77x` is not a number in the range of u16"
+        );
+        let error = Ini::parse("port = 1\n", Path::new("a.conf")).unwrap_err();
+        assert_eq!(error.to_string(), "a.conf:1: key `port`: key outside any [section]");
+        let error = Ini::parse("[a]\njust words\n", Path::new("b.conf")).unwrap_err();
+        assert_eq!(error.to_string(), "b.conf:2: expected `key = value`, found `just words`");
+        let error = Ini::load(Path::new("/nonexistent/lars.conf")).unwrap_err();
+        assert!(error.to_string().starts_with("/nonexistent/lars.conf:0: cannot read the file"), "{error}");
+        let zero = Ini::parse("[reactor]\nthreadNum = 0\n", Path::new("c.conf")).unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&zero, 1).unwrap_err().to_string(),
+            "c.conf:2: key `reactor.threadNum`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn flags_override_env_which_overrides_the_file() {
+        let mut ini = Ini::parse("[reactor]\nport = 7778\nip = 0.0.0.0\n", Path::new("dns.conf")).unwrap();
+        let env =
+            [("LARS_REACTOR_PORT".to_string(), "9000".to_string()), ("LARS_REACTOR_IP".into(), "bad".into())];
+        ini.apply_env(env, &ReactorConfig::KEYS);
+        assert_eq!(ini.get("reactor", "port", 0u16), Ok(9000));
+        assert_eq!(
+            ini.get("reactor", "ip", IpAddr::from([0, 0, 0, 0])).unwrap_err().to_string(),
+            "environment variable LARS_REACTOR_IP: key `reactor.ip`: `bad` is not an IP address"
+        );
+        ini.set("reactor", "port", "9100");
+        assert_eq!(ini.get("reactor", "port", 0u16), Ok(9100));
+    }
+
+    #[test]
+    fn values_of_every_type() {
+        let ini = Ini::parse(
+            "[s]\nflag = false\nlist = 127.0.0.1:1, [::1]:2\nrate = 0.7\n[s]\nflag = off\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(ini.get("s", "flag", true), Ok(false), "false overrides a true default; sections merge");
+        let list: Vec<SocketAddr> = ini.get("s", "list", Vec::new()).unwrap();
+        assert_eq!(list, ["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]);
+        assert_eq!(ini.get("s", "rate", 0.0f64), Ok(0.7));
+    }
+}

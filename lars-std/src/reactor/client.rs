@@ -1,0 +1,253 @@
+//! A framed TCP client that keeps itself connected: asynchronous connect with a timeout,
+//! reconnect with exponential backoff and jitter, and failover across a list of addresses (so
+//! an agent can use several lars-dns or lars-reporter replicas).
+//!
+//! The client lives in its owner's [`EventLoop`]: the owner forwards the readiness of the
+//! client's key to [`TcpClient::on_io`] and calls [`TcpClient::on_timer`] when the client's
+//! timer token fires. Output is bounded by the connection's pooled buffer; sending while
+//! disconnected, or faster than the peer reads, is an error to the caller rather than a silent
+//! loss. A reconnect starts from empty buffers (the original resent stale bytes, D-R-14).
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+
+use lars_core::lb::Rng;
+use lars_core::time::{Duration, Instant};
+use lars_core::wire::{Encode, Frame, MsgId, frame};
+
+use super::conn::Sender;
+use super::{Control, EventLoop, FramedConn, Interest, Registered, SendError};
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Servers to try, in order; a failure moves on to the next.
+    pub addrs: Vec<SocketAddr>,
+    /// First retry delay.
+    pub backoff_min: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// How long a connect may take.
+    pub connect_timeout: Duration,
+    /// Largest frame body accepted from the server.
+    pub max_body: u32,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
+impl ClientConfig {
+    /// Defaults for `addrs`: backoff 100 ms to 10 s, connect timeout 3 s.
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        ClientConfig {
+            addrs,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_body: frame::MAX_BODY,
+            seed: 1,
+        }
+    }
+}
+
+/// A change of the client's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Connected to this server.
+    Up(SocketAddr),
+    /// The link went down (or a connect failed); a retry is scheduled.
+    Down,
+}
+
+enum State {
+    /// Waiting to retry at `at`.
+    Waiting {
+        at: Instant,
+    },
+    Connecting {
+        stream: Registered<TcpStream>,
+        addr: SocketAddr,
+        deadline: Instant,
+    },
+    Connected {
+        conn: FramedConn,
+        addr: SocketAddr,
+    },
+}
+
+/// A self-reconnecting framed TCP client.
+pub struct TcpClient {
+    config: ClientConfig,
+    key: usize,
+    timer_token: u64,
+    state: State,
+    failures: u32,
+    next_addr: usize,
+    rng: Rng,
+    connects: u64,
+}
+
+impl TcpClient {
+    /// A client registered under `key`, using `timer_token` for its timer. It connects on the
+    /// first [`TcpClient::on_timer`] (set for now).
+    pub fn new<T>(event_loop: &mut EventLoop<T>, config: ClientConfig, key: usize, timer_token: u64) -> Self {
+        let now = event_loop.now();
+        event_loop.set_timer(now, timer_token);
+        let rng = Rng::new(config.seed);
+        TcpClient {
+            config,
+            key,
+            timer_token,
+            state: State::Waiting { at: now },
+            failures: 0,
+            next_addr: 0,
+            rng,
+            connects: 0,
+        }
+    }
+
+    /// The server connected to, if any.
+    pub fn connected_to(&self) -> Option<SocketAddr> {
+        match &self.state {
+            State::Connected { addr, .. } => Some(*addr),
+            _ => None,
+        }
+    }
+
+    /// Successful connects so far.
+    pub fn connects(&self) -> u64 {
+        self.connects
+    }
+
+    /// Sends a frame. Fails with [`SendError::Broken`] while disconnected and with
+    /// [`SendError::Full`] when the output queue is full.
+    pub fn send(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+        let State::Connected { conn, .. } = &mut self.state else { return Err(SendError::Broken) };
+        let sent = conn.sender().send(msgid, body);
+        match conn.after_send() {
+            Ok(()) => sent,
+            Err(_) => sent.and(Err(SendError::Broken)),
+        }
+    }
+
+    /// Bytes queued for the server.
+    pub fn queued_output(&self) -> usize {
+        match &self.state {
+            State::Connected { conn, .. } => conn.queued_output(),
+            _ => 0,
+        }
+    }
+
+    /// Handles readiness of the client's key; `handle` gets each frame from the server.
+    pub fn on_io<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        readable: bool,
+        writable: bool,
+        mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
+    ) -> Option<LinkEvent> {
+        match &mut self.state {
+            State::Waiting { .. } => None,
+            State::Connecting { stream, addr, .. } => {
+                if !writable && !readable {
+                    return None;
+                }
+                let addr = *addr;
+                match rustix::net::sockopt::socket_error(stream.get()) {
+                    Ok(Ok(())) => {
+                        let State::Connecting { stream, .. } =
+                            std::mem::replace(&mut self.state, State::Waiting { at: Instant::ZERO })
+                        else {
+                            unreachable!("matched Connecting above")
+                        };
+                        Some(self.established(event_loop, stream, addr))
+                    }
+                    _ => Some(self.fail(event_loop)),
+                }
+            }
+            State::Connected { conn, .. } => match conn.on_ready(writable, readable, &mut handle) {
+                Ok(()) => None,
+                Err(_) => Some(self.fail(event_loop)),
+            },
+        }
+    }
+
+    /// Handles the client's timer token: connects when a retry is due, or gives up a connect
+    /// that takes too long.
+    pub fn on_timer<T>(&mut self, event_loop: &mut EventLoop<T>) -> Option<LinkEvent> {
+        let now = event_loop.now();
+        match &self.state {
+            State::Waiting { at } if now >= *at => self.connect(event_loop),
+            State::Connecting { deadline, .. } if now >= *deadline => Some(self.fail(event_loop)),
+            _ => None,
+        }
+    }
+
+    /// Drops the link (for example after a bad frame) and schedules a reconnect.
+    pub fn reset<T>(&mut self, event_loop: &mut EventLoop<T>) -> LinkEvent {
+        self.fail(event_loop)
+    }
+
+    fn connect<T>(&mut self, event_loop: &mut EventLoop<T>) -> Option<LinkEvent> {
+        let Some(&addr) = self.config.addrs.get(self.next_addr % self.config.addrs.len().max(1)) else {
+            return None; // no server configured: stay waiting
+        };
+        match self.start_connect(event_loop, addr) {
+            Ok(Some(stream)) => Some(self.established(event_loop, stream, addr)),
+            Ok(None) => None,
+            Err(_) => Some(self.fail(event_loop)),
+        }
+    }
+
+    /// Starts a non-blocking connect: `Some` if it completed at once, `None` if in progress.
+    fn start_connect<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        addr: SocketAddr,
+    ) -> io::Result<Option<Registered<TcpStream>>> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
+        let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let fd = socket_with(family, SocketType::STREAM, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)?;
+        let stream = Registered::new(event_loop, TcpStream::from(fd), self.key, Interest::WRITABLE)?;
+        match rustix::net::connect(stream.get(), &addr) {
+            Ok(()) => Ok(Some(stream)),
+            Err(rustix::io::Errno::INPROGRESS) => {
+                let deadline = event_loop.now() + self.config.connect_timeout;
+                event_loop.set_timer(deadline, self.timer_token);
+                self.state = State::Connecting { stream, addr, deadline };
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn established<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        stream: Registered<TcpStream>,
+        addr: SocketAddr,
+    ) -> LinkEvent {
+        let _ = stream.get().set_nodelay(true);
+        if stream.set_interest(Interest::READABLE).is_err() {
+            return self.fail(event_loop);
+        }
+        self.state = State::Connected { conn: FramedConn::new(stream, self.config.max_body), addr };
+        self.failures = 0;
+        self.connects += 1;
+        LinkEvent::Up(addr)
+    }
+
+    /// Closes whatever is open and schedules the next attempt, on the next address, after an
+    /// exponential backoff with jitter (between half and all of the nominal delay).
+    fn fail<T>(&mut self, event_loop: &mut EventLoop<T>) -> LinkEvent {
+        let nominal =
+            self.config.backoff_min.saturating_mul(1 << self.failures.min(16)).min(self.config.backoff_max);
+        let half = nominal.as_micros() / 2;
+        let delay = Duration::from_micros(half + (self.rng.next_u64() % (half + 1)));
+        self.failures = self.failures.saturating_add(1);
+        self.next_addr = self.next_addr.wrapping_add(1);
+        let at = event_loop.now() + delay;
+        self.state = State::Waiting { at };
+        event_loop.set_timer(at, self.timer_token);
+        LinkEvent::Down
+    }
+}

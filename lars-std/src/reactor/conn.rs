@@ -1,0 +1,378 @@
+//! A framed, non-blocking TCP connection whose buffers come from the pool.
+//!
+//! Reading: one `read` per readiness event into a pooled input buffer (4 KiB, or 64 KiB when a
+//! frame needs it), then every whole frame is split off in place and handed to the handler. The
+//! buffer goes back to the pool as soon as it is empty, so idle connections hold none.
+//!
+//! Writing: a reply is encoded into a pooled buffer and written at once; only what the socket
+//! does not take stays queued, and the connection asks for writability until it drains.
+//!
+//! Backpressure: while output is queued the connection stops reading (and stops handling frames
+//! it has already read), so a peer that does not read its replies cannot make us queue without
+//! bound. When the pool has no buffer for input, reading pauses until the owner retries
+//! ([`FramedConn::is_starved`]). A frame with a bad header closes the connection.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+use lars_core::pool::Buf;
+use lars_core::wire::{Encode, Error, Frame, MsgId, frame};
+
+use super::{Interest, Registered};
+use crate::pool;
+
+/// Why a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side.
+    PeerClosed,
+    /// A read or write failed (reset, broken pipe...).
+    Io(io::ErrorKind),
+    /// The peer sent a frame that does not decode.
+    BadFrame(Error),
+    /// Output could not be queued: the peer does not read fast enough.
+    OutputFull,
+    /// The handler asked for it.
+    Handler,
+}
+
+/// What the handler wants after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// Close the connection.
+    Close,
+}
+
+/// Why a frame could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The output queue is full (or the pool has no buffer for it).
+    Full,
+    /// The message does not encode (too long for a frame).
+    Encode(Error),
+    /// The connection already failed.
+    Broken,
+}
+
+/// Queues and writes frames on one connection; handed to handlers.
+pub struct Sender<'a> {
+    stream: &'a TcpStream,
+    output: &'a mut Option<Buf<'static>>,
+    broken: &'a mut Option<io::ErrorKind>,
+    frames_out: &'a mut u64,
+}
+
+impl Sender<'_> {
+    /// Sends a frame: written at once if nothing is queued and the socket takes it, queued
+    /// otherwise.
+    pub fn send(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+        if self.broken.is_some() {
+            return Err(SendError::Broken);
+        }
+        let len = frame::HEADER_LEN + body.buffer_len();
+        if len > frame::HEADER_LEN + frame::MAX_BODY as usize {
+            return Err(SendError::Encode(Error::TooLong { len: len as u32, max: frame::MAX_BODY }));
+        }
+        let write_now = self.output.is_none();
+        let out = match self.output.take() {
+            None => match pool::alloc(len) {
+                Some(buf) => buf,
+                None => return self.send_unpooled(msgid, body),
+            },
+            Some(mut queued) => {
+                if queued.spare_mut().len() < len {
+                    queued.compact();
+                }
+                if queued.spare_mut().len() >= len {
+                    queued
+                } else {
+                    // Grow into a large block if that is enough; otherwise the peer is too slow.
+                    let needed = queued.len() + len;
+                    let bigger = (needed <= pool::LARGE && queued.capacity() < pool::LARGE)
+                        .then(|| pool::alloc(needed))
+                        .flatten();
+                    let Some(mut bigger) = bigger else {
+                        *self.output = Some(queued);
+                        return Err(SendError::Full);
+                    };
+                    bigger.append(queued.data());
+                    bigger
+                }
+            }
+        };
+        let mut out = out;
+        let written = frame::encode(msgid, body, out.spare_mut()).map_err(SendError::Encode)?;
+        out.commit(written);
+        *self.frames_out += 1;
+        if write_now {
+            write_some(self.stream, &mut out, self.broken);
+        }
+        if !out.is_empty() {
+            *self.output = Some(out);
+        }
+        Ok(())
+    }
+}
+
+impl Sender<'_> {
+    /// Sends with the pool exhausted: encodes on the stack and writes at once, so a reply is not
+    /// lost because other connections hold every buffer. Only a remainder the socket does not
+    /// take needs a block; without one the peer is both slow and unlucky, and the send fails.
+    #[cold]
+    #[inline(never)]
+    fn send_unpooled(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+        let mut scratch = [0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+        let len = frame::encode(msgid, body, &mut scratch).map_err(SendError::Encode)?;
+        let mut written = 0;
+        while written < len {
+            match self.stream.write(&scratch[written..len]) {
+                Ok(0) => {
+                    *self.broken = Some(io::ErrorKind::WriteZero);
+                    return Err(SendError::Broken);
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    *self.broken = Some(e.kind());
+                    return Err(SendError::Broken);
+                }
+            }
+        }
+        *self.frames_out += 1;
+        if written < len {
+            let mut rest = pool::alloc(len - written).ok_or(SendError::Full)?;
+            rest.append(&scratch[written..len]);
+            *self.output = Some(rest);
+        }
+        Ok(())
+    }
+}
+
+/// Writes what `out` holds until the socket would block; records a hard error in `broken`.
+fn write_some(mut stream: &TcpStream, out: &mut Buf<'static>, broken: &mut Option<io::ErrorKind>) {
+    while !out.is_empty() {
+        match stream.write(out.data()) {
+            Ok(0) => {
+                *broken = Some(io::ErrorKind::WriteZero);
+                return;
+            }
+            Ok(n) => out.consume(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                *broken = Some(e.kind());
+                return;
+            }
+        }
+    }
+}
+
+/// A framed connection registered with an event loop.
+pub struct FramedConn {
+    stream: Registered<TcpStream>,
+    input: Option<Buf<'static>>,
+    output: Option<Buf<'static>>,
+    max_body: u32,
+    interest: Interest,
+    starved: bool,
+    broken: Option<io::ErrorKind>,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl FramedConn {
+    /// Wraps a registered, non-blocking stream polled for reading; frames over `max_body`
+    /// close it.
+    pub fn new(stream: Registered<TcpStream>, max_body: u32) -> Self {
+        FramedConn {
+            stream,
+            input: None,
+            output: None,
+            max_body: max_body.min(frame::MAX_BODY),
+            interest: Interest::READABLE,
+            starved: false,
+            broken: None,
+            frames_in: 0,
+            frames_out: 0,
+        }
+    }
+
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.stream.get()
+    }
+
+    /// Frames received and sent so far.
+    pub fn frame_counts(&self) -> (u64, u64) {
+        (self.frames_in, self.frames_out)
+    }
+
+    /// Whether reading is paused because the pool had no buffer; call
+    /// [`FramedConn::on_ready`] again later to retry.
+    pub fn is_starved(&self) -> bool {
+        self.starved
+    }
+
+    /// Bytes queued for the peer.
+    pub fn queued_output(&self) -> usize {
+        self.output.as_ref().map_or(0, Buf::len)
+    }
+
+    /// A sender for frames not prompted by the peer (pushes). Call [`FramedConn::after_send`]
+    /// when done.
+    pub fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            stream: self.stream.get(),
+            output: &mut self.output,
+            broken: &mut self.broken,
+            frames_out: &mut self.frames_out,
+        }
+    }
+
+    /// Settles the connection after [`FramedConn::sender`] was used: fails if a write broke it,
+    /// and polls for writability if output is queued.
+    pub fn after_send(&mut self) -> Result<(), CloseReason> {
+        self.update_interest()
+    }
+
+    /// Handles readiness: flushes queued output, handles frames already read, then reads once
+    /// more if nothing is queued, and handles the new frames. `handle` gets each whole frame.
+    pub fn on_ready(
+        &mut self,
+        writable: bool,
+        readable: bool,
+        mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
+    ) -> Result<(), CloseReason> {
+        if writable && let Some(out) = &mut self.output {
+            write_some(self.stream.get(), out, &mut self.broken);
+            if out.is_empty() {
+                self.output = None;
+            }
+        }
+        if let Some(kind) = self.broken {
+            return Err(CloseReason::Io(kind));
+        }
+        self.handle_buffered(&mut handle)?;
+        if (readable || self.starved) && self.output.is_none() {
+            self.read_once()?;
+            self.handle_buffered(&mut handle)?;
+        }
+        self.update_interest()
+    }
+
+    /// Reads once into the input buffer, growing it when a frame needs more room.
+    fn read_once(&mut self) -> Result<(), CloseReason> {
+        let input = match self.input.take() {
+            Some(buf) => buf,
+            None => match pool::alloc(pool::SMALL) {
+                Some(buf) => buf,
+                None => {
+                    self.starved = true;
+                    return Ok(());
+                }
+            },
+        };
+        let mut input = input;
+        let needed = Frame::peek_header(input.data(), self.max_body)
+            .map_err(CloseReason::BadFrame)?
+            .map(|h| h.frame_len());
+        if let Some(needed) = needed
+            && needed > input.capacity()
+        {
+            let Some(mut bigger) = pool::alloc(needed) else {
+                self.input = Some(input);
+                self.starved = true;
+                return Ok(());
+            };
+            bigger.append(input.data());
+            input = bigger;
+        }
+        if input.spare_mut().is_empty() {
+            input.compact();
+        }
+        self.starved = false;
+        let result = loop {
+            match self.stream.get().read(input.spare_mut()) {
+                Ok(0) => break Err(CloseReason::PeerClosed),
+                Ok(n) => {
+                    input.commit(n);
+                    break Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(CloseReason::Io(e.kind())),
+            }
+        };
+        if !input.is_empty() {
+            self.input = Some(input);
+        }
+        result
+    }
+
+    /// Hands every whole buffered frame to `handle`, stopping while output is queued.
+    fn handle_buffered(
+        &mut self,
+        handle: &mut impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
+    ) -> Result<(), CloseReason> {
+        let Some(input) = &mut self.input else { return Ok(()) };
+        while self.output.is_none() {
+            let Some((frame, used)) =
+                Frame::parse_prefix(input.data(), self.max_body).map_err(CloseReason::BadFrame)?
+            else {
+                break;
+            };
+            self.frames_in += 1;
+            let mut sender = Sender {
+                stream: self.stream.get(),
+                output: &mut self.output,
+                broken: &mut self.broken,
+                frames_out: &mut self.frames_out,
+            };
+            let control = handle(frame, &mut sender);
+            input.consume(used);
+            if control == Control::Close {
+                return Err(CloseReason::Handler);
+            }
+            if let Some(kind) = self.broken {
+                return Err(CloseReason::Io(kind));
+            }
+        }
+        if input.is_empty() {
+            self.input = None;
+        }
+        Ok(())
+    }
+
+    /// Writes queued output with the socket made blocking for at most `timeout`: used on
+    /// shutdown, where a last reply is worth a short wait.
+    pub fn flush_blocking(&mut self, timeout: std::time::Duration) {
+        let Some(out) = &mut self.output else { return };
+        let stream = self.stream.get();
+        if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(timeout)).is_ok() {
+            let mut writer = stream;
+            let _ = writer.write_all(out.data());
+        }
+        self.output = None;
+    }
+
+    fn update_interest(&mut self) -> Result<(), CloseReason> {
+        if let Some(kind) = self.broken {
+            return Err(CloseReason::Io(kind));
+        }
+        let wanted = if self.output.is_some() {
+            Interest::WRITABLE
+        } else if self.starved {
+            Interest::NONE
+        } else {
+            Interest::READABLE
+        };
+        if wanted != self.interest {
+            self.stream.set_interest(wanted).map_err(|e| CloseReason::Io(e.kind()))?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+}

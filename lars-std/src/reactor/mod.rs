@@ -1,0 +1,263 @@
+//! The reactor: an event loop on `polling`, with timers and a cross-thread task queue, and the
+//! framed TCP server, TCP client and UDP endpoint built on it.
+//!
+//! # Model
+//!
+//! An [`EventLoop`] belongs to one thread. Sources (sockets) are registered under a `usize` key
+//! with an [`Interest`]; [`EventLoop::poll`] waits for readiness, for the earliest timer, or for a
+//! task posted from another thread through a [`Waker`], and returns what happened as [`Ready`]
+//! items. The loop is **level-triggered**: a source that stays readable is reported again on the
+//! next poll, so a handler may read one buffer per event and stay fair to other sources, and
+//! turning interest off (backpressure) is just [`Registered::set_interest`].
+//!
+//! Timers are a deadline heap: [`EventLoop::set_timer`] returns nothing to cancel; a timer that
+//! is no longer wanted is ignored by its owner when it fires (put a generation in the token).
+//! Timers fire in deadline order, ties in the order they were set.
+//!
+//! Tasks are bounded: [`Waker::post`] refuses a task (handing it back) when the queue is full,
+//! so a flood from one thread cannot grow another's memory without limit.
+//!
+//! # Contract
+//!
+//! - `poll` returns after at least one item is ready, after `max_wait`, or spuriously with none.
+//! - Every registered source is deleted from the poller before it is closed ([`Registered`]
+//!   owns it and deletes on drop); this is what `polling` requires of its callers.
+//! - Nothing here panics on what a peer sends; IO errors are returned to the caller.
+
+mod client;
+mod conn;
+mod server;
+mod udp;
+
+pub use client::{ClientConfig, LinkEvent, TcpClient};
+pub use conn::{CloseReason, Control, FramedConn, SendError, Sender};
+pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
+pub use udp::{UdpEndpoint, UdpStats};
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Mutex};
+
+use lars_core::time::Instant;
+use polling::{Event, Events, PollMode, Poller};
+
+use crate::time::Clock;
+
+/// What a source should be polled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    /// Report when reading would not block.
+    pub readable: bool,
+    /// Report when writing would not block.
+    pub writable: bool,
+}
+
+impl Interest {
+    /// Readable only.
+    pub const READABLE: Interest = Interest { readable: true, writable: false };
+    /// Writable only.
+    pub const WRITABLE: Interest = Interest { readable: false, writable: true };
+    /// Both.
+    pub const BOTH: Interest = Interest { readable: true, writable: true };
+    /// Neither: registered but silent.
+    pub const NONE: Interest = Interest { readable: false, writable: false };
+
+    fn event(self, key: usize) -> Event {
+        match (self.readable, self.writable) {
+            (true, true) => Event::all(key),
+            (true, false) => Event::readable(key),
+            (false, true) => Event::writable(key),
+            (false, false) => Event::none(key),
+        }
+    }
+}
+
+/// Something [`EventLoop::poll`] found ready.
+#[derive(Debug)]
+pub enum Ready<T> {
+    /// The source registered under `key` is readable and/or writable (or has an error or hang-up
+    /// pending, which the next read or write reports).
+    Io {
+        /// The source's key.
+        key: usize,
+        /// Reading would not block.
+        readable: bool,
+        /// Writing would not block.
+        writable: bool,
+    },
+    /// A timer set with this token has fired.
+    Timer(u64),
+    /// A task posted through a [`Waker`].
+    Task(T),
+}
+
+struct TaskQueue<T> {
+    tasks: Mutex<VecDeque<T>>,
+    capacity: usize,
+    poller: Arc<Poller>,
+}
+
+/// Posts tasks to an [`EventLoop`] from any thread, waking it.
+pub struct Waker<T> {
+    queue: Arc<TaskQueue<T>>,
+}
+
+impl<T> Clone for Waker<T> {
+    fn clone(&self) -> Self {
+        Waker { queue: Arc::clone(&self.queue) }
+    }
+}
+
+impl<T> Waker<T> {
+    /// Queues `task` for the loop and wakes it. Gives the task back when the queue is full.
+    pub fn post(&self, task: T) -> Result<(), T> {
+        {
+            let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if tasks.len() >= self.queue.capacity {
+                return Err(task);
+            }
+            tasks.push_back(task);
+        }
+        // A failed notify means the poller is gone with its loop: the task will never run,
+        // which is what posting to a finished loop means.
+        let _ = self.queue.poller.notify();
+        Ok(())
+    }
+
+    /// Tasks waiting.
+    pub fn queued(&self) -> usize {
+        self.queue.tasks.lock().map_or(0, |t| t.len())
+    }
+}
+
+/// A source registered with a poller. Owns the source so that it is deleted from the poller
+/// before it closes, and hands out only shared references so that it cannot be swapped out.
+pub struct Registered<S: AsFd> {
+    source: S,
+    poller: Arc<Poller>,
+    key: usize,
+}
+
+impl<S: AsFd> Registered<S> {
+    /// Registers `source` under `key`, level-triggered.
+    pub fn new(
+        event_loop: &EventLoop<impl Sized>,
+        source: S,
+        key: usize,
+        interest: Interest,
+    ) -> io::Result<Self> {
+        let poller = Arc::clone(&event_loop.poller);
+        // SAFETY: `polling` requires the source to be deleted from the poller before it is
+        // closed. `Registered` owns `source`, never gives out `&mut S` (which could replace it),
+        // and deletes it in `Drop` before the field itself is dropped and closed.
+        unsafe { poller.add_with_mode(source.as_fd().as_raw_fd(), interest.event(key), PollMode::Level)? };
+        Ok(Registered { source, poller, key })
+    }
+
+    /// Changes what the source is polled for.
+    pub fn set_interest(&self, interest: Interest) -> io::Result<()> {
+        self.poller.modify_with_mode(self.source.as_fd(), interest.event(self.key), PollMode::Level)
+    }
+
+    /// The source.
+    pub fn get(&self) -> &S {
+        &self.source
+    }
+
+    /// The key it is registered under.
+    pub fn key(&self) -> usize {
+        self.key
+    }
+}
+
+impl<S: AsFd> Drop for Registered<S> {
+    fn drop(&mut self) {
+        // Nothing useful to do if the poller refuses: the fd closes right after either way.
+        let _ = self.poller.delete(self.source.as_fd());
+    }
+}
+
+/// One thread's event loop; `T` is the type of the tasks other threads post to it.
+pub struct EventLoop<T> {
+    poller: Arc<Poller>,
+    events: Events,
+    timers: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    timer_seq: u64,
+    queue: Arc<TaskQueue<T>>,
+    clock: Clock,
+}
+
+impl<T> EventLoop<T> {
+    /// A loop whose task queue holds at most `task_capacity` tasks.
+    pub fn new(clock: Clock, task_capacity: usize) -> io::Result<Self> {
+        let poller = Arc::new(Poller::new()?);
+        let queue = Arc::new(TaskQueue {
+            tasks: Mutex::new(VecDeque::new()),
+            capacity: task_capacity,
+            poller: Arc::clone(&poller),
+        });
+        Ok(EventLoop { poller, events: Events::new(), timers: BinaryHeap::new(), timer_seq: 0, queue, clock })
+    }
+
+    /// A handle for posting tasks to this loop from other threads.
+    pub fn waker(&self) -> Waker<T> {
+        Waker { queue: Arc::clone(&self.queue) }
+    }
+
+    /// The loop's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Now, by the loop's clock.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Fires `token` at `deadline` (or on the next poll if it has passed).
+    pub fn set_timer(&mut self, deadline: Instant, token: u64) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((deadline, self.timer_seq, token)));
+    }
+
+    /// The earliest timer's deadline.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// Waits for readiness, a timer or a task (at most `max_wait`, or until the next timer), and
+    /// appends what is ready to `out`: IO first, then tasks, then due timers in deadline order.
+    pub fn poll(&mut self, out: &mut Vec<Ready<T>>, max_wait: Option<std::time::Duration>) -> io::Result<()> {
+        let until_timer = self.next_timer().map(|deadline| self.clock.until(deadline));
+        let timeout = match (max_wait, until_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let has_tasks = self.queue.tasks.lock().is_ok_and(|t| !t.is_empty());
+        self.events.clear();
+        let timeout = if has_tasks { Some(std::time::Duration::ZERO) } else { timeout };
+        match self.poller.wait(&mut self.events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in self.events.iter() {
+            out.push(Ready::Io { key: event.key, readable: event.readable, writable: event.writable });
+        }
+        {
+            let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            out.extend(tasks.drain(..).map(Ready::Task));
+        }
+        let now = self.clock.now();
+        while let Some(Reverse((deadline, _, token))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            out.push(Ready::Timer(token));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! Pool exhaustion and recovery, in its own process because the buffer pool is process-wide.
+//!
+//! 600 connections each send the first 5,000 bytes of a 60 KB frame, more than a 4 KiB block, so each needs a 64 KiB
+//! buffer to hold it and the pool has 512. The last ones starve: the server stops reading them,
+//! without failing or closing them. When the frames complete, buffers come back, the starved
+//! connections resume, and every echo arrives.
+
+use std::sync::atomic::Ordering;
+
+use lars_tests::{FrameClient, echo_server, eventually, frame_bytes};
+
+#[test]
+fn exhausted_pool_pauses_reading_and_recovers() {
+    let server = echo_server(2, 1000);
+    let frame = frame_bytes(0x101, &[9u8; 60_000]);
+    let mut clients: Vec<_> = (0..600).map(|_| FrameClient::connect(server.local_addr()).unwrap()).collect();
+    for client in &mut clients {
+        client.write(&frame[..5000]).unwrap();
+    }
+    eventually("the large class runs dry", || {
+        let [_, large] = lars_std::pool::stats();
+        large.in_use == large.blocks && large.failed > 0
+    });
+    assert_eq!(server.stats().open.load(Ordering::Relaxed), 600, "starved connections stay open");
+    for client in &mut clients {
+        client.write(&frame[5000..]).unwrap();
+    }
+    for client in &mut clients {
+        assert_eq!(client.read_frame().unwrap(), (0x101, vec![9u8; 60_000]));
+    }
+    drop(clients);
+    eventually("every buffer back", || {
+        let [small, large] = lars_std::pool::stats();
+        small.in_use == 0 && large.in_use == 0
+    });
+    assert_eq!(server.stats().bad_frames.load(Ordering::Relaxed), 0);
+}

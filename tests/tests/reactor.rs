@@ -1,0 +1,354 @@
+//! The reactor through real sockets on loopback: framing edge cases, limits, bad peers,
+//! backpressure, reconnects, UDP, timers and tasks.
+// Test deadlines, not time the code under test sees.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lars_core::time::Duration as CoreDuration;
+use lars_core::wire::MsgId;
+use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint};
+use lars_std::time::Clock;
+use lars_tests::{EchoTask, FrameClient, echo_server, eventually, frame_bytes};
+
+const ECHO: u32 = 0x101; // Heartbeat: any known msgid will do, the reactor does not read bodies
+
+#[test]
+fn frames_split_at_every_byte_boundary() {
+    let server = echo_server(2, 64);
+    let stream: Vec<u8> =
+        [frame_bytes(ECHO, b"first"), frame_bytes(ECHO, &[7; 300]), frame_bytes(ECHO, b"")].concat();
+    for split in 0..=stream.len() {
+        let mut client = FrameClient::connect(server.local_addr()).unwrap();
+        client.write(&stream[..split]).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+        client.write(&stream[split..]).unwrap();
+        assert_eq!(client.read_frame().unwrap(), (ECHO, b"first".to_vec()), "split {split}");
+        assert_eq!(client.read_frame().unwrap(), (ECHO, vec![7; 300]), "split {split}");
+        assert_eq!(
+            client.read_frame().unwrap(),
+            (ECHO, vec![]),
+            "split {split}: zero-length body at the end"
+        );
+    }
+    assert_eq!(server.stats().bad_frames.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn many_frames_in_one_read_and_a_zero_length_body_last() {
+    let server = echo_server(1, 64);
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    let mut stream: Vec<u8> = (0..500u32).flat_map(|i| frame_bytes(ECHO, &i.to_le_bytes())).collect();
+    stream.extend(frame_bytes(1, b"")); // GetRouteRequest for modid 0 / cmdid 0: an empty body (D-R-3)
+    client.write(&stream).unwrap();
+    for i in 0..500u32 {
+        assert_eq!(client.read_frame().unwrap(), (ECHO, i.to_le_bytes().to_vec()));
+    }
+    assert_eq!(client.read_frame().unwrap(), (1, vec![]));
+}
+
+#[test]
+fn bad_frames_close_only_their_connection() {
+    let server = echo_server(2, 64);
+    let mut good = FrameClient::connect(server.local_addr()).unwrap();
+    let bad_headers = [
+        [1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], // negative length
+        [1, 0, 0, 0, 0xf8, 0xff, 0, 0],         // 65528 > 65527
+        [9, 0, 0, 0, 0, 0, 0, 0],               // unknown msgid
+    ];
+    for header in bad_headers {
+        let mut bad = FrameClient::connect(server.local_addr()).unwrap();
+        bad.write(&header).unwrap();
+        assert!(bad.is_closed_by_server(), "{header:?} closes the connection");
+        good.write(&frame_bytes(ECHO, b"still here")).unwrap();
+        assert_eq!(good.read_frame().unwrap(), (ECHO, b"still here".to_vec()));
+    }
+    eventually("three bad frames counted", || server.stats().bad_frames.load(Ordering::Relaxed) == 3);
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    let server = echo_server(2, 2000);
+    let mut clients: Vec<_> = (0..1000).map(|_| FrameClient::connect(server.local_addr()).unwrap()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.write(&frame_bytes(ECHO, &(i as u32).to_le_bytes())).unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.read_frame().unwrap(), (ECHO, (i as u32).to_le_bytes().to_vec()));
+    }
+    assert_eq!(server.stats().open.load(Ordering::Relaxed), 1000);
+    drop(clients);
+    eventually("all closed", || server.stats().open.load(Ordering::Relaxed) == 0);
+}
+
+#[test]
+fn connections_over_max_conn_are_refused_at_once() {
+    let server = echo_server(2, 8);
+    let mut held: Vec<_> = (0..8).map(|_| FrameClient::connect(server.local_addr()).unwrap()).collect();
+    for client in &mut held {
+        client.write(&frame_bytes(ECHO, b"x")).unwrap();
+        client.read_frame().unwrap();
+    }
+    for _ in 0..4 {
+        let mut extra = FrameClient::connect(server.local_addr()).unwrap();
+        assert!(extra.is_closed_by_server(), "the ninth connection is closed at accept");
+    }
+    assert_eq!(server.stats().refused.load(Ordering::Relaxed), 4);
+    held.clear();
+    eventually("the slots free up", || server.stats().open.load(Ordering::Relaxed) == 0);
+    let mut again = FrameClient::connect(server.local_addr()).unwrap();
+    again.write(&frame_bytes(ECHO, b"y")).unwrap();
+    assert_eq!(again.read_frame().unwrap(), (ECHO, b"y".to_vec()));
+}
+
+#[test]
+fn a_peer_that_resets_mid_frame() {
+    let server = echo_server(1, 64);
+    for _ in 0..20 {
+        let client = TcpStream::connect(server.local_addr()).unwrap();
+        let frame = frame_bytes(ECHO, &[1; 1000]);
+        (&client).write_all_ok(&frame[..500]);
+        set_linger_zero(&client);
+        drop(client); // RST with half a frame buffered on the server
+    }
+    eventually("the reset connections are closed", || server.stats().open.load(Ordering::Relaxed) == 0);
+    let mut good = FrameClient::connect(server.local_addr()).unwrap();
+    good.write(&frame_bytes(ECHO, b"ok")).unwrap();
+    assert_eq!(good.read_frame().unwrap(), (ECHO, b"ok".to_vec()));
+}
+
+trait WriteAllOk {
+    fn write_all_ok(self, bytes: &[u8]);
+}
+
+impl WriteAllOk for &TcpStream {
+    fn write_all_ok(mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self, bytes).unwrap();
+    }
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    rustix::net::sockopt::set_socket_linger(stream, Some(Duration::ZERO)).unwrap();
+}
+
+#[test]
+fn a_slow_reader_is_throttled_and_loses_nothing() {
+    let server = echo_server(1, 64);
+    let mut slow = FrameClient::connect(server.local_addr()).unwrap();
+    // 400 requests of 60 KB (24 MB of replies) while not reading: far more than the socket
+    // buffers and our output block hold, so the server must stop reading from this peer.
+    let body = vec![3u8; 60_000];
+    let writer = slow.stream.try_clone().unwrap();
+    let request = frame_bytes(ECHO, &body);
+    let feeder = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..400 {
+            if std::io::Write::write_all(&mut writer, &request).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile another client is served at once.
+    let mut other = FrameClient::connect(server.local_addr()).unwrap();
+    other.write(&frame_bytes(ECHO, b"quick")).unwrap();
+    assert_eq!(other.read_frame().unwrap(), (ECHO, b"quick".to_vec()));
+    // 24 MB cannot all sit in socket buffers: the writer is still blocked, so the server has
+    // stopped reading this peer instead of queueing its replies without bound.
+    assert!(!feeder.is_finished(), "the server kept reading a peer that does not read its replies");
+    // Now read everything: all 400 replies arrive, in order, intact.
+    for _ in 0..400 {
+        assert_eq!(slow.read_frame().unwrap(), (ECHO, body.clone()));
+    }
+    assert!(feeder.join().unwrap());
+}
+
+#[test]
+fn pushes_to_a_peer_that_never_reads_close_it() {
+    let server = echo_server(1, 64);
+    let client = FrameClient::connect(server.local_addr()).unwrap();
+    eventually("connected", || server.stats().open.load(Ordering::Relaxed) == 1);
+    for _ in 0..50 {
+        if server.stats().output_full.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        let _ = server.post(0, EchoTask::Push { count: 64, size: 60_000 });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eventually("the connection is closed for a full output queue", || {
+        server.stats().output_full.load(Ordering::Relaxed) == 1
+            && server.stats().open.load(Ordering::Relaxed) == 0
+    });
+    drop(client);
+}
+
+#[test]
+fn a_client_reconnects_after_its_server_restarts() {
+    let server = echo_server(1, 64);
+    let addr = server.local_addr();
+    let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
+    let mut config = ClientConfig::new(vec![addr]);
+    config.backoff_min = CoreDuration::from_millis(20);
+    config.backoff_max = CoreDuration::from_millis(200);
+    let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
+    let mut echoes = Vec::new();
+    let mut links = Vec::new();
+    let mut run = |event_loop: &mut EventLoop<()>, client: &mut TcpClient, until: &Until<'_>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut ready = Vec::new();
+        while !until(&links, &echoes) {
+            assert!(std::time::Instant::now() < deadline, "client loop timed out: {links:?}");
+            ready.clear();
+            event_loop.poll(&mut ready, Some(Duration::from_millis(50))).unwrap();
+            for item in ready.drain(..) {
+                let event = match item {
+                    Ready::Io { readable, writable, .. } => {
+                        client.on_io(event_loop, readable, writable, |frame, _| {
+                            echoes.push(frame.body.to_vec());
+                            Control::Continue
+                        })
+                    }
+                    Ready::Timer(_) => client.on_timer(event_loop),
+                    Ready::Task(()) => None,
+                };
+                links.extend(event);
+            }
+        }
+    };
+    run(&mut event_loop, &mut client, &|links, _| links.contains(&LinkEvent::Up(addr)));
+    assert_eq!(client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"one")), Ok(()));
+    run(&mut event_loop, &mut client, &|_, echoes| echoes.len() == 1);
+
+    server.shutdown();
+    run(&mut event_loop, &mut client, &|links, _| links.last() == Some(&LinkEvent::Down));
+    assert!(
+        client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"lost")).is_err(),
+        "sending while down is an error"
+    );
+
+    let restarted = restart_on(addr);
+    run(&mut event_loop, &mut client, &|links, _| {
+        links.iter().filter(|l| **l == LinkEvent::Up(addr)).count() == 2
+    });
+    assert_eq!(client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"two")), Ok(()));
+    run(&mut event_loop, &mut client, &|_, echoes| echoes.len() == 2);
+    assert_eq!(echoes, [b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(client.connects(), 2);
+    drop(restarted);
+}
+
+/// When the client loop of the reconnect test may stop, given the link events and echoes so far.
+type Until<'a> = dyn Fn(&[LinkEvent], &[Vec<u8>]) -> bool + 'a;
+
+/// Starts an echo server on exactly `addr` (retrying while the old socket lets go).
+fn restart_on(addr: SocketAddr) -> lars_std::reactor::ServerHandle<EchoTask> {
+    let mut config = lars_std::reactor::ServerConfig::new(addr);
+    config.threads = 1;
+    for _ in 0..100 {
+        if let Ok(server) = lars_std::reactor::TcpServer::start(config.clone(), |_| lars_tests::Echo) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("could not listen on {addr} again");
+}
+
+#[test]
+fn timers_fire_in_deadline_order() {
+    let mut event_loop = EventLoop::<()>::new(Clock::new(), 4).unwrap();
+    let now = event_loop.now();
+    for (after_ms, token) in [(30, 3), (10, 1), (20, 2), (10, 11), (0, 0)] {
+        event_loop.set_timer(now + CoreDuration::from_millis(after_ms), token);
+    }
+    let mut fired = Vec::new();
+    let mut ready = Vec::new();
+    while fired.len() < 5 {
+        ready.clear();
+        event_loop.poll(&mut ready, None).unwrap();
+        fired.extend(ready.drain(..).filter_map(|r| if let Ready::Timer(t) = r { Some(t) } else { None }));
+    }
+    assert_eq!(fired, [0, 1, 11, 2, 3], "deadline order, ties in the order set");
+    assert!(event_loop.now().saturating_since(now) >= CoreDuration::from_millis(30));
+}
+
+#[test]
+fn tasks_wake_the_loop_and_the_queue_is_bounded() {
+    let mut event_loop = EventLoop::<u32>::new(Clock::new(), 3).unwrap();
+    let waker = event_loop.waker();
+    let poster = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        (0..5).map(|i| waker.post(i).is_ok()).collect::<Vec<_>>()
+    });
+    let mut ready = Vec::new();
+    let start = std::time::Instant::now();
+    event_loop.poll(&mut ready, Some(Duration::from_secs(10))).unwrap();
+    let accepted = poster.join().unwrap();
+    while ready.len() < 3 {
+        event_loop.poll(&mut ready, Some(Duration::from_millis(10))).unwrap();
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "woken by the post, not the timeout");
+    assert_eq!(accepted.iter().filter(|ok| **ok).count(), 3, "a full queue refuses tasks: {accepted:?}");
+    let tasks: Vec<u32> =
+        ready.into_iter().filter_map(|r| if let Ready::Task(t) = r { Some(t) } else { None }).collect();
+    assert_eq!(tasks, [0, 1, 2]);
+}
+
+#[test]
+fn udp_replies_go_to_each_datagrams_source_and_bad_datagrams_are_dropped() {
+    let mut event_loop = EventLoop::<()>::new(Clock::new(), 4).unwrap();
+    let mut endpoint = UdpEndpoint::bind(&event_loop, "127.0.0.1:0".parse().unwrap(), 0, true).unwrap();
+    let server = endpoint.local_addr().unwrap();
+    let clients: Vec<_> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for (i, client) in clients.iter().enumerate() {
+        client.send_to(&frame_bytes(ECHO, &[i as u8; 4]), server).unwrap();
+    }
+    let mut short = frame_bytes(ECHO, b"abcd");
+    short.pop(); // length says 4, datagram holds 3
+    clients[0].send_to(&short, server).unwrap();
+    clients[0].send_to(&[1, 2, 3], server).unwrap();
+    let mut handled = 0;
+    let mut ready = Vec::new();
+    while endpoint.stats().received < 5 {
+        ready.clear();
+        event_loop.poll(&mut ready, Some(Duration::from_secs(5))).unwrap();
+        endpoint
+            .serve(64, |frame, _raw, _from, reply| {
+                handled += 1;
+                let bytes = frame_bytes(frame.msgid.as_u32(), frame.body);
+                reply[..bytes.len()].copy_from_slice(&bytes);
+                bytes.len()
+            })
+            .unwrap();
+    }
+    assert_eq!((handled, endpoint.stats().malformed, endpoint.stats().replies), (3, 2, 3));
+    for (i, client) in clients.iter().enumerate() {
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((from, &buf[..n]), (server, &frame_bytes(ECHO, &[i as u8; 4])[..]));
+    }
+}
+
+#[test]
+fn shutdown_stops_accepting_and_closes_everything() {
+    let server = echo_server(2, 64);
+    let addr = server.local_addr();
+    let mut client = FrameClient::connect(addr).unwrap();
+    client.write(&frame_bytes(ECHO, b"before")).unwrap();
+    client.read_frame().unwrap();
+    server.shutdown();
+    assert!(client.is_closed_by_server(), "open connections are closed");
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(), "nothing listens any more");
+}
+
+#[test]
+fn sigterm_is_delivered_as_a_shutdown() {
+    let mut shutdown = lars_std::signal::Shutdown::install().unwrap();
+    let waiter = std::thread::spawn(move || shutdown.wait().is_ok());
+    std::thread::sleep(Duration::from_millis(50));
+    signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+    assert!(waiter.join().unwrap());
+}
