@@ -79,6 +79,7 @@ fn a_thousand_concurrent_connections() {
         assert_eq!(client.read_frame().unwrap(), (ECHO, (i as u32).to_le_bytes().to_vec()));
     }
     assert_eq!(server.stats().open.load(Ordering::Relaxed), 1000);
+    assert_eq!(server.queue_depths(), [0, 0], "every connection handed over");
     drop(clients);
     eventually("all closed", || server.stats().open.load(Ordering::Relaxed) == 0);
 }

@@ -19,7 +19,7 @@ usage: cargo xtask <task>
 
 tasks:
   test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds
-  bench   micro benchmarks; figures go to target/bench/*.json
+  bench   core micro benchmarks and the reactor echo benchmark; figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -185,10 +185,16 @@ fn run_counting_tests(mut command: Command, totals: &mut TestTotals) -> Result<b
 }
 
 fn bench() -> Result<(), String> {
-    let out = root().join("target/bench/core.json");
-    let status = cargo(&["bench", "-p", "lars-core", "--bench", "core"])
-        .env("LARS_BENCH_OUT", &out)
-        .status()
-        .map_err(|e| format!("could not start cargo: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("core benchmarks failed: {status}")) }
+    let suites = [("lars-core", "core", "core.json"), ("lars-tests", "echo", "echo.json")];
+    for (package, bench, json) in suites {
+        println!("\n==> {package} bench {bench}");
+        let status = cargo(&["bench", "-p", package, "--bench", bench])
+            .env("LARS_BENCH_OUT", root().join("target/bench").join(json))
+            .status()
+            .map_err(|e| format!("could not start cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("{package} bench {bench} failed: {status}"));
+        }
+    }
+    Ok(())
 }

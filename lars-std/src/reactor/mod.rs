@@ -31,7 +31,7 @@ mod udp;
 
 pub use client::{ClientConfig, LinkEvent, TcpClient};
 pub use conn::{CloseReason, Control, FramedConn, SendError, Sender};
-pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
+pub use server::{ConnId, Conns, Poster, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
 pub use udp::{UdpEndpoint, UdpStats};
 
 use std::cmp::Reverse;

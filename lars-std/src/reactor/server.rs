@@ -203,23 +203,27 @@ enum WorkerMsg<T> {
 pub struct ServerHandle<T: Send + 'static> {
     local_addr: SocketAddr,
     acceptor: Waker<()>,
-    workers: Vec<Waker<WorkerMsg<T>>>,
+    poster: Poster<T>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<ServerStats>,
 }
 
-impl<T: Send + 'static> ServerHandle<T> {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
+/// Posts tasks to a server's workers from anywhere, including from inside a [`Service`]
+/// (hand it over in a task, or through a `OnceLock` filled after [`TcpServer::start`]).
+pub struct Poster<T> {
+    workers: Vec<Waker<WorkerMsg<T>>>,
+    stats: Arc<ServerStats>,
+}
 
-    /// The number of worker threads.
-    pub fn workers(&self) -> usize {
-        self.workers.len()
+impl<T> Clone for Poster<T> {
+    fn clone(&self) -> Self {
+        Poster { workers: self.workers.clone(), stats: Arc::clone(&self.stats) }
     }
+}
 
-    /// Posts `task` to worker `worker`; gives it back if that worker's queue is full.
+impl<T: Send + 'static> Poster<T> {
+    /// Posts `task` to worker `worker`; gives it back if that worker's queue is full (counted in
+    /// [`ServerStats::tasks_refused`]) or there is no such worker.
     pub fn post(&self, worker: usize, task: T) -> Result<(), T> {
         let Some(waker) = self.workers.get(worker) else { return Err(task) };
         waker.post(WorkerMsg::Task(task)).map_err(|msg| {
@@ -233,9 +237,41 @@ impl<T: Send + 'static> ServerHandle<T> {
         })
     }
 
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+impl<T: Send + 'static> ServerHandle<T> {
+    /// A cloneable handle for posting tasks to the workers.
+    pub fn poster(&self) -> Poster<T> {
+        self.poster.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.poster.workers()
+    }
+
+    /// Posts `task` to worker `worker`; gives it back if that worker's queue is full.
+    pub fn post(&self, worker: usize, task: T) -> Result<(), T> {
+        self.poster.post(worker, task)
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// Tasks waiting in each worker's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.poster.workers.iter().map(Waker::queued).collect()
     }
 
     /// Stops accepting, flushes what connections have queued (briefly), closes them and waits
@@ -247,12 +283,13 @@ impl<T: Send + 'static> ServerHandle<T> {
 
 impl<T: Send + 'static> Drop for ServerHandle<T> {
     fn drop(&mut self) {
+        // The flag first: a worker whose queue is full refuses the message below, but it is
+        // awake with work to do and checks the flag after every batch.
+        self.stats.shutting_down.store(1, Ordering::Release);
         let _ = self.acceptor.post(());
-        for worker in &self.workers {
-            // A full queue still wakes the worker; it then finds the flag below.
+        for worker in &self.poster.workers {
             let _ = worker.post(WorkerMsg::Shutdown);
         }
-        self.stats.shutting_down.store(1, Ordering::Release);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -305,7 +342,8 @@ impl TcpServer {
         };
         let acceptor_waker = acceptor.event_loop.waker();
         threads.push(std::thread::Builder::new().name("lars-acceptor".into()).spawn(move || acceptor.run())?);
-        Ok(ServerHandle { local_addr, acceptor: acceptor_waker, workers, threads, stats })
+        let poster = Poster { workers, stats: Arc::clone(&stats) };
+        Ok(ServerHandle { local_addr, acceptor: acceptor_waker, poster, threads, stats })
     }
 }
 

@@ -1,0 +1,147 @@
+//! Reactor echo benchmark, in the manner of the original's `qps_test`: each client thread
+//! holds one connection and ping-pongs a small frame ("Hello Lars!!!"), either closed loop (one
+//! request in flight) or pipelined (32 in flight). The same clients also run against a plain
+//! thread-per-connection blocking echo server, the baseline, in the same process.
+//!
+//! These VMs make waking an idle CPU expensive, so closed-loop figures depend on whether the
+//! other core is busy: every closed-loop figure is taken twice, on an otherwise idle machine
+//! and with one core kept busy by a spinning thread, and labelled so. Compare like with like.
+//! Figures go to stdout and to `LARS_BENCH_OUT` (JSON).
+// Measuring wall time is the point here.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lars_tests::{echo_server, frame_bytes};
+
+const RUN: Duration = Duration::from_millis(1500);
+const PIPELINE: usize = 32;
+
+/// The baseline: a blocking echo server with one thread per connection.
+fn blocking_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut stream = stream;
+                let mut header = [0u8; 8];
+                let mut body = vec![0u8; 65536];
+                while stream.read_exact(&mut header).is_ok() {
+                    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+                    if len > body.len() || stream.read_exact(&mut body[..len]).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.extend_from_slice(&body[..len]);
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Round trips per second summed over `threads` clients, each keeping `in_flight` requests out.
+fn run_clients(addr: SocketAddr, threads: usize, in_flight: usize) -> f64 {
+    let request = frame_bytes(0x101, b"Hello Lars!!!");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            let request = request.clone();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut reply = vec![0u8; request.len()];
+                for _ in 0..in_flight {
+                    stream.write_all(&request).unwrap();
+                }
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    stream.read_exact(&mut reply).unwrap();
+                    assert_eq!(reply, request);
+                    count += 1;
+                    stream.write_all(&request).unwrap();
+                }
+                count
+            })
+        })
+        .collect();
+    std::thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    total as f64 / RUN.as_secs_f64()
+}
+
+/// Keeps one core busy while alive.
+struct Spinner(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Spinner {
+    fn start() -> Spinner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        Spinner(stop, Some(thread))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let reactor = echo_server(2, 1024);
+    let blocking = blocking_echo_server();
+    let mut rows = Vec::new();
+    println!("{:<44} {:>12} {:>12} {:>7}", "echo (round trips/s)", "lars reactor", "blocking", "ratio");
+    for (mode, in_flight) in [("closed loop", 1), ("pipelined x32", PIPELINE)] {
+        let conditions: &[&str] = if in_flight == 1 { &["idle", "one core busy"] } else { &["idle"] };
+        for &condition in conditions {
+            for threads in [1, 2] {
+                let name = format!(
+                    "{mode}, {threads} client thread{}, {condition}",
+                    if threads > 1 { "s" } else { "" }
+                );
+                if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+                    continue;
+                }
+                let spinner = (condition != "idle").then(Spinner::start);
+                let ours = run_clients(reactor.local_addr(), threads, in_flight);
+                let theirs = run_clients(blocking, threads, in_flight);
+                drop(spinner);
+                println!("{name:<44} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
+                rows.push(format!(
+                    "  {{\"name\": \"{name}\", \"lars_per_sec\": {ours:.0}, \"blocking_per_sec\": {theirs:.0}, \"ratio\": {:.3}}}",
+                    ours / theirs
+                ));
+            }
+        }
+    }
+    println!("original Lars reactor, measured here (closed loop, idle): 17.5k/s at 1 thread, 39.9k/s at 2");
+    if let Some(path) = std::env::var_os("LARS_BENCH_OUT") {
+        let path = std::path::PathBuf::from(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("[\n{}\n]", rows.join(",\n"))).unwrap();
+        println!("wrote {}", path.display());
+    }
+    let stats = reactor.stats();
+    assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 0);
+}
