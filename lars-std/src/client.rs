@@ -1,0 +1,262 @@
+//! The client API: `get_host`, `report`, `get_route` and `reg_init` against the local agent.
+//!
+//! Safe to share between threads: each call borrows a UDP socket from a small pool (one per
+//! agent port), so concurrent calls never read each other's replies. Every wait has a timeout
+//! and is retried (the original blocked forever, D-API-1); a reply is matched to its request by
+//! its exact sequence number (the original's `<` broke at wrap-around, D-API-2). The native
+//! codec is used, so IPv6 hosts and call latencies work.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use lars_core::wire::native::{self, Outcome, WeightedHost};
+use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame};
+
+/// Where the agent is and how patient to be.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The agent's API endpoints; a route's requests go to `(modid + cmdid) mod n`.
+    pub agent: Vec<SocketAddr>,
+    /// How long one attempt waits for its answer.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+}
+
+impl Default for ClientConfig {
+    /// The agent on 127.0.0.1:8888-8890, 200 ms per attempt, 2 retries.
+    fn default() -> Self {
+        ClientConfig {
+            agent: (8888..=8890).map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect(),
+            timeout: Duration::from_millis(200),
+            retries: 2,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Every host of the route is overloaded (Lars code 1); back off or degrade.
+    Overloaded,
+    /// The route does not exist, or the agent is still fetching it (Lars code 3).
+    NoRoute,
+    /// The agent could not serve the request (Lars code 2).
+    AgentError,
+    /// No answer after every retry: is the agent running?
+    Timeout,
+    /// The agent answered something that does not decode.
+    Malformed(lars_core::wire::Error),
+    /// A socket error.
+    Io(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Overloaded => f.write_str("every host of the route is overloaded"),
+            ClientError::NoRoute => f.write_str("no such route (or the agent is still fetching it)"),
+            ClientError::AgentError => f.write_str("the agent could not serve the request"),
+            ClientError::Timeout => f.write_str("no answer from the agent"),
+            ClientError::Malformed(e) => write!(f, "malformed answer from the agent: {e}"),
+            ClientError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// A route as the agent holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The store's version of these hosts.
+    pub version: u64,
+    /// The hosts.
+    pub hosts: Vec<WeightedHost>,
+}
+
+/// A client of the local agent.
+pub struct Client {
+    config: ClientConfig,
+    pools: Vec<Mutex<Vec<UdpSocket>>>,
+    seq: AtomicU32,
+}
+
+impl Client {
+    /// A client for the agent at `config.agent`.
+    pub fn new(config: ClientConfig) -> Client {
+        let pools = config.agent.iter().map(|_| Mutex::new(Vec::new())).collect();
+        Client { config, pools, seq: AtomicU32::new(1) }
+    }
+
+    fn port_index(&self, modid: i32, cmdid: i32) -> usize {
+        (i64::from(modid) + i64::from(cmdid)).rem_euclid(self.config.agent.len().max(1) as i64) as usize
+    }
+
+    /// Runs `call` with a pooled socket connected to the route's agent port.
+    fn with_socket<T>(
+        &self,
+        modid: i32,
+        cmdid: i32,
+        call: impl FnOnce(&UdpSocket) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let index = self.port_index(modid, cmdid);
+        let agent = *self.config.agent.get(index).ok_or(ClientError::AgentError)?;
+        let pooled = self.pools[index].lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let socket = match pooled {
+            Some(socket) => socket,
+            None => {
+                let local: SocketAddr =
+                    if agent.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { ([0u16; 8], 0).into() };
+                let socket = UdpSocket::bind(local)?;
+                socket.connect(agent)?;
+                socket
+            }
+        };
+        let result = call(&socket);
+        // A socket whose call failed may still receive a late answer; the next call skips it
+        // by its sequence number, so it can go back to the pool.
+        self.pools[index].lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+        result
+    }
+
+    /// Sends `request` and waits for an answer `is_ours` accepts (matching its seq), retrying
+    /// on timeout. Returns the answer's body range in `buf`.
+    fn request(
+        &self,
+        socket: &UdpSocket,
+        msgid: MsgId,
+        request: &impl Encode,
+        reply_id: MsgId,
+        buf: &mut [u8],
+        is_ours: impl Fn(&[u8]) -> Result<bool, lars_core::wire::Error>,
+    ) -> Result<std::ops::Range<usize>, ClientError> {
+        let mut out = [0u8; 256];
+        let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
+        socket.set_read_timeout(Some(self.config.timeout))?;
+        for _ in 0..=self.config.retries {
+            socket.send(&out[..len])?;
+            loop {
+                let n = match socket.recv(buf) {
+                    Ok(n) => n,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                        break;
+                    }
+                    // Nothing listens (ICMP port unreachable): wait, the agent may be starting.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        std::thread::sleep(self.config.timeout);
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Ok(frame) = Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else { continue };
+                // Answers to earlier, timed-out calls are skipped by their seq.
+                if frame.msgid == reply_id && is_ours(frame.body).map_err(ClientError::Malformed)? {
+                    return Ok(frame::HEADER_LEN..n);
+                }
+            }
+        }
+        Err(ClientError::Timeout)
+    }
+
+    fn next_seq(&self) -> u32 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A host for the next call to `(modid, cmdid)`. `key` pins a caller to a host on
+    /// consistent-hash routes.
+    pub fn get_host(&self, modid: i32, cmdid: i32, key: Option<u64>) -> Result<SocketAddr, ClientError> {
+        let seq = self.next_seq();
+        let request = native::GetHostRequest { seq, modid, cmdid, key };
+        self.with_socket(modid, cmdid, |socket| {
+            let mut buf = [0u8; 512];
+            let is_ours = |body: &[u8]| native::GetHostResponse::parse(body).map(|r| r.seq == seq);
+            let body = self.request(
+                socket,
+                MsgId::NativeGetHostRequest,
+                &request,
+                MsgId::NativeGetHostResponse,
+                &mut buf,
+                is_ours,
+            )?;
+            let reply = native::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+            match (reply.code, reply.host) {
+                (RetCode::Succ, Some(host)) => Ok(host),
+                (RetCode::Overload, _) => Err(ClientError::Overloaded),
+                (RetCode::NoExist, _) => Err(ClientError::NoRoute),
+                _ => Err(ClientError::AgentError),
+            }
+        })
+    }
+
+    /// Reports how a call to `host` went. Fire and forget: only a local send error fails.
+    pub fn report(
+        &self,
+        modid: i32,
+        cmdid: i32,
+        host: SocketAddr,
+        outcome: Outcome,
+        latency: Duration,
+    ) -> Result<(), ClientError> {
+        let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        let report = native::Report { modid, cmdid, host, outcome, latency_us };
+        let mut out = [0u8; 128];
+        let len = frame::encode(MsgId::NativeReport, &report, &mut out).map_err(ClientError::Malformed)?;
+        self.with_socket(modid, cmdid, |socket| {
+            socket.send(&out[..len])?;
+            Ok(())
+        })
+    }
+
+    /// Every host of a route.
+    pub fn get_route(&self, modid: i32, cmdid: i32) -> Result<Route, ClientError> {
+        let seq = self.next_seq();
+        let request = native::GetRouteRequest { seq, modid, cmdid };
+        self.with_socket(modid, cmdid, |socket| {
+            let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+            let is_ours = |body: &[u8]| native::RouteResponse::parse(body).map(|r| r.seq == seq);
+            let body = self.request(
+                socket,
+                MsgId::NativeGetRouteRequest,
+                &request,
+                MsgId::NativeRouteResponse,
+                &mut buf,
+                is_ours,
+            )?;
+            let reply = native::RouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+            match reply.code {
+                RetCode::Succ => Ok(Route { version: reply.version, hosts: reply.hosts.iter().collect() }),
+                RetCode::NoExist => Err(ClientError::NoRoute),
+                _ => Err(ClientError::AgentError),
+            }
+        })
+    }
+
+    /// Makes the agent fetch a route before the first `get_host` (the original's `reg_init`):
+    /// asks for it up to `attempts` times, 50 ms apart, until it has hosts.
+    pub fn reg_init(&self, modid: i32, cmdid: i32, attempts: u32) -> Result<Route, ClientError> {
+        let mut last = ClientError::NoRoute;
+        for attempt in 0..attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match self.get_route(modid, cmdid) {
+                Ok(route) => return Ok(route),
+                Err(e @ (ClientError::NoRoute | ClientError::Timeout)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}

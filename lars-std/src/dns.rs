@@ -1,0 +1,424 @@
+//! lars-dns: serves routes from an immutable snapshot and pushes changes to the agents that
+//! asked for them.
+//!
+//! Worker threads answer `GetRouteRequest` (Lars msgid 1, answered with msgid 2; native 0x120,
+//! answered with 0x121) from the current [`RouteTable`] snapshot, and remember each connection's
+//! subscriptions. A loader thread polls the store's version every `poll_interval` (1 s) and
+//! reloads everything every `reload_interval` (10 s); when the table changes it swaps the
+//! snapshot (readers never wait for the loader) and sends each worker the changed routes, which
+//! the worker pushes to their subscribers with the full new host list (empty: the route is
+//! gone). If the store goes away, lars-dns keeps serving the last snapshot and retries with
+//! backoff.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use lars_core::wire::native::{self, Role};
+use lars_core::wire::{Decode, Frame, List, MsgId, RetCode, lars};
+
+use crate::reactor::{
+    CloseReason, ConnId, Conns, Control, Poster, Sender, ServerConfig, ServerHandle, Service, TcpServer,
+};
+use crate::store::{RouteKey, RouteStore, RouteTable};
+
+/// How lars-dns runs.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// The TCP server (`[reactor]`).
+    pub server: ServerConfig,
+    /// How often the store's version is checked.
+    pub poll_interval: Duration,
+    /// How often everything is reloaded regardless.
+    pub reload_interval: Duration,
+    /// The longest wait between retries while the store is unreachable.
+    pub retry_max: Duration,
+}
+
+impl DnsConfig {
+    /// The original's intervals (1 s poll, 10 s reload) on `server`.
+    pub fn new(server: ServerConfig) -> Self {
+        DnsConfig {
+            server,
+            poll_interval: Duration::from_secs(1),
+            reload_interval: Duration::from_secs(10),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// lars-dns's counters.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    /// Successful loads.
+    pub loads: AtomicU64,
+    /// Failed loads or version checks.
+    pub load_errors: AtomicU64,
+    /// Routes in the snapshot.
+    pub routes: AtomicU64,
+    /// Host entries in the snapshot.
+    pub hosts: AtomicU64,
+    /// Route requests answered.
+    pub requests: AtomicU64,
+    /// Route pushes sent.
+    pub pushes: AtomicU64,
+    /// Pushes that could not be sent (the agent's connection was full or gone).
+    pub push_failures: AtomicU64,
+    /// Routes too large to send in one frame.
+    pub oversize_routes: AtomicU64,
+    /// Requests with a body that does not decode, or a msgid lars-dns does not serve.
+    pub bad_requests: AtomicU64,
+}
+
+type Snapshot = Arc<RwLock<Arc<RouteTable>>>;
+
+fn current(snapshot: &Snapshot) -> Arc<RouteTable> {
+    Arc::clone(&snapshot.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// A running lars-dns.
+pub struct Dns {
+    server: ServerHandle<Push>,
+    snapshot: Snapshot,
+    stats: Arc<DnsStats>,
+    stop: Arc<AtomicBool>,
+    loader: Option<JoinHandle<()>>,
+}
+
+impl Dns {
+    /// Loads the routes (an unreachable store is retried in the background; lars-dns starts
+    /// empty meanwhile), starts the server and the loader.
+    pub fn start(config: DnsConfig, mut store: Box<dyn RouteStore>) -> io::Result<Dns> {
+        let stats = Arc::new(DnsStats::default());
+        let initial = match store.load() {
+            Ok(table) => {
+                stats.loads.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "lars-dns: loaded {} routes, {} hosts from {}",
+                    table.routes.len(),
+                    table.host_count(),
+                    store.describe()
+                );
+                table
+            }
+            Err(e) => {
+                stats.load_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("lars-dns: {e}; starting with no routes and retrying");
+                RouteTable::default()
+            }
+        };
+        stats.routes.store(initial.routes.len() as u64, Ordering::Relaxed);
+        stats.hosts.store(initial.host_count() as u64, Ordering::Relaxed);
+        let snapshot: Snapshot = Arc::new(RwLock::new(Arc::new(initial)));
+        let server = TcpServer::start(config.server.clone(), |_| DnsWorker {
+            snapshot: Arc::clone(&snapshot),
+            stats: Arc::clone(&stats),
+            subscriptions: HashMap::new(),
+            subscribers: HashMap::new(),
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = Loader {
+            store,
+            snapshot: Arc::clone(&snapshot),
+            poster: server.poster(),
+            stats: Arc::clone(&stats),
+            stop: Arc::clone(&stop),
+            config,
+        };
+        let loader =
+            std::thread::Builder::new().name("lars-dns-loader".into()).spawn(move || loader.run())?;
+        Ok(Dns { server, snapshot, stats, stop, loader: Some(loader) })
+    }
+
+    /// Where lars-dns listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// lars-dns's counters.
+    pub fn stats(&self) -> &DnsStats {
+        &self.stats
+    }
+
+    /// The server's counters (connections, frames).
+    pub fn server_stats(&self) -> &crate::reactor::ServerStats {
+        self.server.stats()
+    }
+
+    /// The routes being served.
+    pub fn snapshot(&self) -> Arc<RouteTable> {
+        current(&self.snapshot)
+    }
+
+    /// Stops the loader and the server.
+    pub fn shutdown(mut self) {
+        self.stop_loader();
+    }
+
+    fn stop_loader(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(loader) = self.loader.take() {
+            loader.thread().unpark();
+            let _ = loader.join();
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop_loader();
+    }
+}
+
+/// Changed routes, for each worker to push to its subscribers.
+struct Push {
+    table: Arc<RouteTable>,
+    changed: Arc<Vec<RouteKey>>,
+}
+
+struct Loader {
+    store: Box<dyn RouteStore>,
+    snapshot: Snapshot,
+    poster: Poster<Push>,
+    stats: Arc<DnsStats>,
+    stop: Arc<AtomicBool>,
+    config: DnsConfig,
+}
+
+impl Loader {
+    fn run(mut self) {
+        let mut last_load = std::time::Instant::now();
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::Acquire) {
+            let wait = if failures == 0 {
+                self.config.poll_interval
+            } else {
+                (self.config.poll_interval * 2u32.saturating_pow(failures.min(10))).min(self.config.retry_max)
+            };
+            std::thread::park_timeout(wait);
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let served = current(&self.snapshot);
+            let due = match self.store.version() {
+                Ok(version) => {
+                    version != served.version || last_load.elapsed() >= self.config.reload_interval
+                }
+                Err(e) => {
+                    self.failed(&mut failures, &e);
+                    continue;
+                }
+            };
+            if !due {
+                continue;
+            }
+            match self.store.load() {
+                Ok(table) => {
+                    if failures > 0 {
+                        eprintln!("lars-dns: {} is back", self.store.describe());
+                    }
+                    failures = 0;
+                    last_load = std::time::Instant::now();
+                    self.install(&served, table);
+                }
+                Err(e) => self.failed(&mut failures, &e),
+            }
+        }
+    }
+
+    fn failed(&self, failures: &mut u32, error: &crate::store::StoreError) {
+        self.stats.load_errors.fetch_add(1, Ordering::Relaxed);
+        if *failures == 0 {
+            eprintln!("lars-dns: {error}; serving the last routes and retrying");
+        }
+        *failures += 1;
+    }
+
+    /// Swaps in `table` and sends the changed routes to every worker.
+    fn install(&mut self, served: &RouteTable, table: RouteTable) {
+        self.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let changed = served.changed_routes(&table);
+        let version = table.version;
+        self.stats.routes.store(table.routes.len() as u64, Ordering::Relaxed);
+        self.stats.hosts.store(table.host_count() as u64, Ordering::Relaxed);
+        let table = Arc::new(table);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&table);
+        if !changed.is_empty() {
+            let changed = Arc::new(changed);
+            for worker in 0..self.poster.workers() {
+                let push = Push { table: Arc::clone(&table), changed: Arc::clone(&changed) };
+                if self.poster.post(worker, push).is_err() {
+                    eprintln!(
+                        "lars-dns: worker {worker}'s queue is full; its agents get this change at their next refresh"
+                    );
+                }
+            }
+        }
+        if let Err(e) = self.store.changes_applied(version) {
+            eprintln!("lars-dns: could not clear the change log: {e}");
+        }
+    }
+}
+
+/// How a subscriber asked, so that pushes use the same codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Lars,
+    Native,
+}
+
+struct DnsWorker {
+    snapshot: Snapshot,
+    stats: Arc<DnsStats>,
+    subscriptions: HashMap<ConnId, HashMap<RouteKey, Codec>>,
+    subscribers: HashMap<RouteKey, HashSet<ConnId>>,
+}
+
+impl DnsWorker {
+    fn subscribe(&mut self, conn: ConnId, key: RouteKey, codec: Codec) {
+        self.subscriptions.entry(conn).or_default().insert(key, codec);
+        self.subscribers.entry(key).or_default().insert(conn);
+    }
+}
+
+/// Writes the Lars or native answer for `key` from `table` through `send`.
+fn send_route(
+    table: &RouteTable,
+    key: RouteKey,
+    codec: Codec,
+    seq: u32,
+    stats: &DnsStats,
+    send: impl FnOnce(MsgId, &dyn lars_core::wire::Encode) -> bool,
+) -> bool {
+    let hosts = table.hosts(key);
+    let (modid, cmdid) = key;
+    let fits = match codec {
+        Codec::Lars => {
+            // The Lars message carries IPv4 hosts only.
+            let v4: Vec<SocketAddrV4> = hosts
+                .iter()
+                .filter_map(|h| if let SocketAddr::V4(a) = h.addr { Some(a) } else { None })
+                .collect();
+            let body = lars::GetRouteResponse { modid, cmdid, hosts: List::from_slice(&v4) };
+            fits_frame(&body) && send(MsgId::GetRouteResponse, &body)
+        }
+        Codec::Native => {
+            let code = if hosts.is_empty() { RetCode::NoExist } else { RetCode::Succ };
+            let body = native::RouteResponse {
+                seq,
+                modid,
+                cmdid,
+                code,
+                version: table.version,
+                hosts: List::from_slice(hosts),
+            };
+            fits_frame(&body) && send(MsgId::NativeRouteResponse, &body)
+        }
+    };
+    if !fits {
+        stats.oversize_routes.fetch_add(1, Ordering::Relaxed);
+    }
+    fits
+}
+
+fn fits_frame(body: &dyn lars_core::wire::Encode) -> bool {
+    body.buffer_len() <= lars_core::wire::frame::MAX_BODY as usize
+}
+
+/// Lets a `&dyn Encode` be passed where `&impl Encode` is wanted.
+struct Dyn<'a>(&'a dyn lars_core::wire::Encode);
+
+impl lars_core::wire::Encode for Dyn<'_> {
+    fn buffer_len(&self) -> usize {
+        self.0.buffer_len()
+    }
+    fn emit(&self, out: &mut [u8]) -> Result<usize, lars_core::wire::Error> {
+        self.0.emit(out)
+    }
+}
+
+impl Service for DnsWorker {
+    type Task = Push;
+
+    fn frame(&mut self, conn: ConnId, frame: Frame<'_>, reply: &mut Sender<'_>) -> Control {
+        let (key, codec, seq) = match frame.msgid {
+            MsgId::GetRouteRequest => match lars::GetRouteRequest::parse(frame.body) {
+                Ok(r) => ((r.modid, r.cmdid), Codec::Lars, 0),
+                Err(_) => return self.bad_request(),
+            },
+            MsgId::NativeGetRouteRequest => match native::GetRouteRequest::parse(frame.body) {
+                Ok(r) => ((r.modid, r.cmdid), Codec::Native, r.seq),
+                Err(_) => return self.bad_request(),
+            },
+            MsgId::Hello => {
+                let hello = native::Hello {
+                    version: native::PROTOCOL_VERSION,
+                    role: Role::Dns,
+                    node: 0,
+                    max_body: lars_core::wire::frame::MAX_BODY,
+                };
+                return if reply.send(MsgId::Hello, &hello).is_ok() {
+                    Control::Continue
+                } else {
+                    Control::Close
+                };
+            }
+            MsgId::Heartbeat => {
+                return if reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(frame.body)).is_ok() {
+                    Control::Continue
+                } else {
+                    Control::Close
+                };
+            }
+            _ => return self.bad_request(),
+        };
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.subscribe(conn, key, codec);
+        let table = current(&self.snapshot);
+        let mut failed = false;
+        send_route(&table, key, codec, seq, &self.stats, |msgid, body| {
+            failed = reply.send(msgid, &Dyn(body)).is_err();
+            !failed
+        });
+        if failed { Control::Close } else { Control::Continue }
+    }
+
+    fn closed(&mut self, conn: ConnId, _reason: CloseReason) {
+        for key in self.subscriptions.remove(&conn).unwrap_or_default().into_keys() {
+            if let Some(subscribers) = self.subscribers.get_mut(&key) {
+                subscribers.remove(&conn);
+                if subscribers.is_empty() {
+                    self.subscribers.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn task(&mut self, push: Push, conns: &mut Conns<'_>) {
+        for key in push.changed.iter() {
+            let Some(subscribers) = self.subscribers.get(key) else { continue };
+            for &conn in subscribers {
+                let codec =
+                    self.subscriptions.get(&conn).and_then(|s| s.get(key)).copied().unwrap_or(Codec::Native);
+                let stats = &self.stats;
+                send_route(&push.table, *key, codec, 0, stats, |msgid, body| {
+                    let sent = conns.send(conn, msgid, &Dyn(body)).is_ok();
+                    let counter = if sent { &stats.pushes } else { &stats.push_failures };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    sent
+                });
+            }
+        }
+    }
+}
+
+impl DnsWorker {
+    fn bad_request(&self) -> Control {
+        self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+        Control::Close
+    }
+}

@@ -1,0 +1,293 @@
+//! lars-reporter: receives call statistics from agents and stores them in batches.
+//!
+//! Worker threads decode `ReportStatusRequest` (Lars msgid 3) and `CallStats` (native 0x130)
+//! into rows and put them on a bounded queue; when it is full the rows are dropped and counted,
+//! so the reactor never blocks on the store. Writer threads (the original's `db_thread_cnt`)
+//! take up to `batch_max` rows at a time and store them in one call (one multi-row upsert on
+//! MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
+//! Nothing is ever sent back to an agent, as in the original.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use lars_core::wire::native::{self, Role};
+use lars_core::wire::{Decode, Frame, MsgId, lars};
+
+use crate::reactor::{ConnId, Control, Sender, ServerConfig, ServerHandle, Service, TcpServer};
+use crate::store::{StatRow, StatsStore};
+use crate::time::Clock;
+
+/// How lars-reporter runs.
+#[derive(Debug, Clone)]
+pub struct ReporterConfig {
+    /// The TCP server (`[reactor]`).
+    pub server: ServerConfig,
+    /// Writer threads (`[reporter] db_thread_cnt`).
+    pub writers: usize,
+    /// Rows the queue holds before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Rows per store call at most.
+    pub batch_max: usize,
+}
+
+impl ReporterConfig {
+    /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
+    pub fn new(server: ServerConfig) -> Self {
+        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000 }
+    }
+}
+
+/// lars-reporter's counters.
+#[derive(Debug, Default)]
+pub struct ReporterStats {
+    /// Statistics frames received.
+    pub frames: AtomicU64,
+    /// Rows received.
+    pub rows_received: AtomicU64,
+    /// Rows stored.
+    pub rows_stored: AtomicU64,
+    /// Rows dropped because the queue was full.
+    pub rows_dropped: AtomicU64,
+    /// Store calls that failed (and were retried).
+    pub store_errors: AtomicU64,
+    /// Batches stored.
+    pub batches: AtomicU64,
+    /// Frames that do not decode or that lars-reporter does not take.
+    pub bad_requests: AtomicU64,
+}
+
+/// A running lars-reporter.
+pub struct Reporter {
+    server: Option<ServerHandle<()>>,
+    stats: Arc<ReporterStats>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+impl Reporter {
+    /// Starts the server and `config.writers` writer threads, each with the store `make_store`
+    /// builds for it.
+    pub fn start(
+        config: ReporterConfig,
+        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+    ) -> io::Result<Reporter> {
+        let stats = Arc::new(ReporterStats::default());
+        let (queue, rows) = sync_channel(config.queue_capacity);
+        let rows = Arc::new(Mutex::new(rows));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for index in 0..config.writers.max(1) {
+            let writer = Writer {
+                store: make_store(index),
+                rows: Arc::clone(&rows),
+                stats: Arc::clone(&stats),
+                stop: Arc::clone(&stop),
+                batch_max: config.batch_max.max(1),
+            };
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("lars-reporter-writer-{index}"))
+                    .spawn(move || writer.run())?,
+            );
+        }
+        let server = TcpServer::start(config.server, |_| ReporterWorker {
+            queue: queue.clone(),
+            stats: Arc::clone(&stats),
+        })?;
+        Ok(Reporter { server: Some(server), stats, stop, writers })
+    }
+
+    /// Where lars-reporter listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.as_ref().map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), ServerHandle::local_addr)
+    }
+
+    /// lars-reporter's counters.
+    pub fn stats(&self) -> &ReporterStats {
+        &self.stats
+    }
+
+    /// Stops taking connections, stores what is queued, and stops the writers.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        // The server first: its workers hold the queue's senders, so once they are gone the
+        // writers drain what is left and see the queue close.
+        drop(self.server.take());
+        self.stop.store(true, Ordering::Release);
+        for writer in self.writers.drain(..) {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+struct ReporterWorker {
+    queue: SyncSender<StatRow>,
+    stats: Arc<ReporterStats>,
+}
+
+impl ReporterWorker {
+    fn enqueue(&self, row: StatRow) {
+        self.stats.rows_received.fetch_add(1, Ordering::Relaxed);
+        match self.queue.try_send(row) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn bad_request(&self) -> Control {
+        self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+        Control::Close
+    }
+}
+
+impl Service for ReporterWorker {
+    type Task = ();
+
+    fn frame(&mut self, _conn: ConnId, frame: Frame<'_>, reply: &mut Sender<'_>) -> Control {
+        // A report without a time is stamped on arrival (a gateway may have no clock).
+        let arrival = Clock::unix_secs();
+        match frame.msgid {
+            MsgId::ReportStatusRequest => {
+                let Ok(report) = lars::ReportStatusRequest::parse(frame.body) else {
+                    return self.bad_request();
+                };
+                self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                for result in &report.results {
+                    self.enqueue(StatRow {
+                        modid: report.modid,
+                        cmdid: report.cmdid,
+                        host: SocketAddr::V4(result.host),
+                        caller: report.caller as u32,
+                        succ: result.succ,
+                        err: result.err,
+                        ts,
+                        overload: result.overload,
+                    });
+                }
+            }
+            MsgId::NativeCallStats => {
+                let Ok(stats) = native::CallStats::parse(frame.body) else { return self.bad_request() };
+                self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let ts = if stats.ts == 0 { arrival } else { u64::from(stats.ts) };
+                for entry in &stats.entries {
+                    self.enqueue(StatRow {
+                        modid: entry.modid,
+                        cmdid: entry.cmdid,
+                        host: entry.host,
+                        caller: stats.caller,
+                        succ: entry.succ,
+                        err: entry.err,
+                        ts,
+                        overload: entry.overloaded,
+                    });
+                }
+            }
+            MsgId::Hello => {
+                let hello = native::Hello {
+                    version: native::PROTOCOL_VERSION,
+                    role: Role::Reporter,
+                    node: 0,
+                    max_body: lars_core::wire::frame::MAX_BODY,
+                };
+                if reply.send(MsgId::Hello, &hello).is_err() {
+                    return Control::Close;
+                }
+            }
+            MsgId::Heartbeat => {
+                if reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(frame.body)).is_err() {
+                    return Control::Close;
+                }
+            }
+            _ => return self.bad_request(),
+        }
+        Control::Continue
+    }
+}
+
+struct Writer {
+    store: Box<dyn StatsStore>,
+    rows: Arc<Mutex<Receiver<StatRow>>>,
+    stats: Arc<ReporterStats>,
+    stop: Arc<AtomicBool>,
+    batch_max: usize,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.batch_max);
+        loop {
+            let closed = self.fill(&mut batch);
+            if !batch.is_empty() {
+                self.store_with_retry(&batch);
+                batch.clear();
+            }
+            if closed || (self.stop.load(Ordering::Acquire) && self.drained()) {
+                return;
+            }
+        }
+    }
+
+    /// Takes up to `batch_max` rows, waiting a little for the first. Returns whether the queue
+    /// is closed.
+    fn fill(&self, batch: &mut Vec<StatRow>) -> bool {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        match rows.recv_timeout(Duration::from_millis(50)) {
+            Ok(row) => batch.push(row),
+            Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+        while batch.len() < self.batch_max {
+            match rows.try_recv() {
+                Ok(row) => batch.push(row),
+                Err(_) => break,
+            }
+        }
+        false
+    }
+
+    fn drained(&self) -> bool {
+        self.rows.lock().map_or(true, |rows| matches!(rows.try_recv(), Err(_)))
+    }
+
+    /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).
+    fn store_with_retry(&mut self, batch: &[StatRow]) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store.store(batch) {
+                Ok(()) => {
+                    self.stats.rows_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    if self.stats.store_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("lars-reporter: {e}; retrying");
+                    }
+                    if self.stop.load(Ordering::Acquire) {
+                        self.stats.rows_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        return;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! File stores: the route file (lars-dns's embedded default) and a statistics file
+//! (lars-reporter's store when no MySQL is configured).
+//!
+//! Route file format, one host per line; `#` starts a comment:
+//!
+//! ```text
+//! # modid  cmdid  host:port          [weight]
+//! 1001     1      127.0.0.1:9001
+//! 1001     1      10.0.0.7:9001      3
+//! 1002     7      [2001:db8::5]:80
+//! ```
+//!
+//! The version is the file's modification time and size, so an edit is noticed within a poll;
+//! lars-dns also reloads every 10 s regardless. A line that does not parse fails the whole load
+//! with an error naming the file, the line and the field, and lars-dns keeps serving what it
+//! had.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use lars_core::wire::native::WeightedHost;
+
+use super::{RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
+
+/// Routes read from a text file.
+#[derive(Debug, Clone)]
+pub struct RouteFile {
+    path: PathBuf,
+}
+
+impl RouteFile {
+    /// A store over `path` (read on each load).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RouteFile { path: path.into() }
+    }
+
+    /// Parses route-file text, naming `path` in errors.
+    pub fn parse(text: &str, path: &Path, version: u64) -> Result<RouteTable, StoreError> {
+        let mut table = RouteTable { version, routes: BTreeMap::new() };
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |what: &str| {
+                StoreError::Invalid(format!("{}:{}: {what} in `{}`", path.display(), index + 1, raw.trim()))
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !(3..=4).contains(&fields.len()) {
+                return Err(at("expected `modid cmdid host:port [weight]`"));
+            }
+            let modid: i32 = fields[0].parse().map_err(|_| at("modid is not a 32-bit integer"))?;
+            let cmdid: i32 = fields[1].parse().map_err(|_| at("cmdid is not a 32-bit integer"))?;
+            let addr: SocketAddr = fields[2].parse().map_err(|_| at("host is not ip:port"))?;
+            let weight: u32 = match fields.get(3) {
+                Some(w) => w.parse().map_err(|_| at("weight is not a non-negative integer"))?,
+                None => 1,
+            };
+            table.insert((modid, cmdid), WeightedHost { addr, weight });
+        }
+        Ok(table)
+    }
+
+    /// Renders a table in the route-file format.
+    pub fn render(table: &RouteTable) -> String {
+        let mut text = String::from("# modid  cmdid  host:port  [weight]\n");
+        for ((modid, cmdid), hosts) in &table.routes {
+            for host in hosts {
+                let _ = writeln!(text, "{modid} {cmdid} {} {}", host.addr, host.weight);
+            }
+        }
+        text
+    }
+}
+
+impl RouteStore for RouteFile {
+    fn version(&mut self) -> Result<u64, StoreError> {
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(modified ^ meta.len().rotate_left(48))
+    }
+
+    fn load(&mut self) -> Result<RouteTable, StoreError> {
+        let version = self.version()?;
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
+        RouteFile::parse(&text, &self.path, version)
+    }
+
+    fn describe(&self) -> String {
+        format!("route file {}", self.path.display())
+    }
+}
+
+/// Statistics kept as a table in a text file, rewritten after each batch (latest row per
+/// route, host and caller), for running without MySQL.
+#[derive(Debug)]
+pub struct StatsFile {
+    path: PathBuf,
+    rows: BTreeMap<(RouteKey, SocketAddr, u32), StatRow>,
+}
+
+impl StatsFile {
+    /// A store writing to `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StatsFile { path: path.into(), rows: BTreeMap::new() }
+    }
+}
+
+impl StatsStore for StatsFile {
+    fn store(&mut self, rows: &[StatRow]) -> Result<(), StoreError> {
+        for row in rows {
+            self.rows.insert(((row.modid, row.cmdid), row.host, row.caller), *row);
+        }
+        let mut text = String::from("# modid cmdid host caller succ err overload ts\n");
+        for r in self.rows.values() {
+            let _ = writeln!(
+                text,
+                "{} {} {} {} {} {} {} {}",
+                r.modid,
+                r.cmdid,
+                r.host,
+                r.caller,
+                r.succ,
+                r.err,
+                u8::from(r.overload),
+                r.ts
+            );
+        }
+        let temp = self.path.with_extension("tmp");
+        std::fs::write(&temp, text)
+            .and_then(|()| std::fs::rename(&temp, &self.path))
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
+    }
+
+    fn describe(&self) -> String {
+        format!("statistics file {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_route_file_format() {
+        let text = "# routes\n1001 1 127.0.0.1:9001\n1001 1 10.0.0.7:9001 3   # heavy\n\n1002 -7 [2001:db8::5]:80\n1001 1 127.0.0.1:9001\n";
+        let table = RouteFile::parse(text, Path::new("routes.conf"), 9).unwrap();
+        assert_eq!(table.version, 9);
+        assert_eq!(table.routes.len(), 2);
+        let hosts = table.hosts((1001, 1));
+        assert_eq!(hosts.len(), 2, "duplicates count once");
+        assert_eq!(hosts[1], WeightedHost { addr: "127.0.0.1:9001".parse().unwrap(), weight: 1 });
+        assert_eq!(hosts[0].weight, 3);
+        assert_eq!(table.hosts((1002, -7))[0].addr, "[2001:db8::5]:80".parse().unwrap());
+        let again = RouteFile::parse(&RouteFile::render(&table), Path::new("x"), 9).unwrap();
+        assert_eq!(again, table, "render and parse round-trip");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_line() {
+        let err = RouteFile::parse("1 1 127.0.0.1:1\n1 x 127.0.0.1:2\n", Path::new("/etc/lars/routes"), 0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid store contents: /etc/lars/routes:2: cmdid is not a 32-bit integer in `1 x 127.0.0.1:2`"
+        );
+        let err = RouteFile::parse("1 1 localhost:80\n", Path::new("r"), 0).unwrap_err();
+        assert_eq!(err.to_string(), "invalid store contents: r:1: host is not ip:port in `1 1 localhost:80`");
+        let err = RouteFile::parse("1 1\n", Path::new("r"), 0).unwrap_err();
+        assert!(err.to_string().contains("r:1: expected `modid cmdid host:port [weight]`"));
+        assert!(matches!(RouteFile::new("/nonexistent/routes").load(), Err(StoreError::Unavailable(_))));
+    }
+
+    #[test]
+    fn changed_routes_are_the_difference() {
+        let old = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:2\n3 3 127.0.0.1:3\n", Path::new("r"), 1)
+            .unwrap();
+        let new = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:9\n4 4 127.0.0.1:4\n", Path::new("r"), 2)
+            .unwrap();
+        assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
+        assert!(new.changed_routes(&new).is_empty());
+    }
+}

@@ -1,0 +1,134 @@
+//! Stores: where routes come from and where call statistics go.
+//!
+//! [`RouteStore`] is what lars-dns loads routes from: the route file (the embedded default),
+//! MySQL (schema-compatible with the original `lars_dns` database), or memory (tests).
+//! [`StatsStore`] is where lars-reporter writes call statistics.
+//!
+//! lars-dns works out which routes changed by comparing the old and the new [`RouteTable`], so
+//! every store only has to say what the routes are now and cheaply whether that may have
+//! changed ([`RouteStore::version`]).
+
+pub mod file;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use lars_core::wire::native::WeightedHost;
+
+/// A route's key: `(modid, cmdid)`.
+pub type RouteKey = (i32, i32);
+
+/// Every route at one version of the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    /// The store's version when this was read.
+    pub version: u64,
+    /// Hosts of each route, sorted by address, without duplicates.
+    pub routes: BTreeMap<RouteKey, Vec<WeightedHost>>,
+}
+
+impl RouteTable {
+    /// Adds a host to a route (kept sorted, duplicates ignored).
+    pub fn insert(&mut self, key: RouteKey, host: WeightedHost) {
+        let hosts = self.routes.entry(key).or_default();
+        if let Err(at) = hosts.binary_search_by(|h| h.addr.cmp(&host.addr)) {
+            hosts.insert(at, host);
+        }
+    }
+
+    /// The hosts of `key` (empty if the route does not exist).
+    pub fn hosts(&self, key: RouteKey) -> &[WeightedHost] {
+        self.routes.get(&key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The routes whose hosts differ between `self` and `newer`, including routes that appeared
+    /// or disappeared.
+    pub fn changed_routes(&self, newer: &RouteTable) -> Vec<RouteKey> {
+        let mut changed: Vec<RouteKey> = newer
+            .routes
+            .iter()
+            .filter(|(key, hosts)| self.routes.get(key) != Some(hosts))
+            .map(|(key, _)| *key)
+            .collect();
+        changed.extend(self.routes.keys().filter(|key| !newer.routes.contains_key(key)));
+        changed.sort_unstable();
+        changed
+    }
+
+    /// Number of host entries over all routes.
+    pub fn host_count(&self) -> usize {
+        self.routes.values().map(Vec::len).sum()
+    }
+}
+
+/// One row of call statistics: what lars-reporter stores (the original's `ServerCallStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatRow {
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The host.
+    pub host: SocketAddr,
+    /// The reporting agent.
+    pub caller: u32,
+    /// Successful calls in the period.
+    pub succ: u32,
+    /// Failed calls in the period.
+    pub err: u32,
+    /// Unix time of the report.
+    pub ts: u64,
+    /// Whether the agent considers the host overloaded.
+    pub overload: bool,
+}
+
+/// A store failed; the caller keeps what it has and retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store cannot be reached (connection refused, file missing...).
+    Unavailable(String),
+    /// The store's contents are invalid; the message names where.
+    Invalid(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            StoreError::Invalid(why) => write!(f, "invalid store contents: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where lars-dns reads routes.
+pub trait RouteStore: Send {
+    /// A version that changes whenever the routes may have changed (the original's
+    /// `RouteVersion`, a file's modification time...). Cheap: polled every second.
+    fn version(&mut self) -> Result<u64, StoreError>;
+
+    /// Every route, now.
+    fn load(&mut self) -> Result<RouteTable, StoreError>;
+
+    /// Forgets change records up to `version`, for stores that keep a change log (the
+    /// original's `RouteChange`); lars-dns calls it after it has pushed those changes.
+    fn changes_applied(&mut self, _version: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}
+
+/// Where lars-reporter writes call statistics. Rows for the same (route, host, caller) replace
+/// each other, as the original's `ON DUPLICATE KEY UPDATE` does.
+pub trait StatsStore: Send {
+    /// Stores a batch of rows.
+    fn store(&mut self, rows: &[StatRow]) -> Result<(), StoreError>;
+
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}
