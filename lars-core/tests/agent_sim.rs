@@ -541,6 +541,35 @@ fn a_full_table_and_an_oversized_route_are_clear_errors() {
 }
 
 #[test]
+fn a_route_refused_as_too_large_is_pulled_again_later() {
+    let mut sim = Sim::new(AgentConfig::default());
+    sim.dns.routes.insert(ROUTE, weighted(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist);
+    assert_eq!(sim.agent.stats().route_over_capacity, 1);
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Pulling));
+    sim.dns.routes.insert(ROUTE, weighted(&[1, 2]));
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist, "not retried before update_timeout");
+    assert_eq!(sim.dns.pulls.len(), 1);
+    sim.advance(Duration::from_secs(6));
+    sim.get_host(ROUTE);
+    assert_eq!(sim.dns.pulls.len(), 2, "pulled again once update_timeout passed");
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ, "and served once it fits");
+}
+
+#[test]
+fn report_after_zero_means_interval_only() {
+    let config = AgentConfig { report_after: 0, ..AgentConfig::default() };
+    let mut sim = Sim::new(config);
+    sim.dns.routes.insert(ROUTE, weighted(&[1]));
+    sim.get_host(ROUTE);
+    sim.report(ROUTE, host(1), true);
+    assert!(sim.agent.poll_timeout().unwrap() > sim.now, "no spin: the next deadline is the interval");
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (1, 0));
+}
+
+#[test]
 fn per_route_policies_are_honoured() {
     let mut config = AgentConfig::default();
     config

@@ -204,11 +204,12 @@ impl Runner {
                         }
                     }
                     Ready::Timer(DNS_TIMER) => {
-                        let event = self.dns.on_timer(&mut self.event_loop);
+                        let event =
+                            self.dns.on_timer(&mut self.event_loop, |frame, _| dns_frame(agent, now, frame));
                         link_changed(agent, now, Link::Dns, event);
                     }
                     Ready::Timer(REPORTER_TIMER) => {
-                        let event = self.reporter.on_timer(&mut self.event_loop);
+                        let event = self.reporter.on_timer(&mut self.event_loop, |_, _| Control::Continue);
                         link_changed(agent, now, Link::Reporter, event);
                     }
                     Ready::Timer(_) => {
@@ -243,6 +244,21 @@ impl Runner {
                 Link::Reporter => &mut self.reporter,
             };
             let _ = client.send(frame.msgid, &Raw(frame.body));
+        }
+    }
+}
+
+/// Hands a frame from lars-dns to the agent; one it refuses closes the link (which reconnects).
+fn dns_frame<const R: usize, const H: usize>(
+    agent: &mut Agent<R, H>,
+    now: Instant,
+    frame: Frame<'_>,
+) -> Control {
+    match agent.handle_dns_frame(now, frame) {
+        Ok(()) => Control::Continue,
+        Err(e) => {
+            eprintln!("lars-agent: {e}; reconnecting");
+            Control::Close
         }
     }
 }

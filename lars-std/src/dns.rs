@@ -25,6 +25,7 @@ use crate::reactor::{
     CloseReason, ConnId, Conns, Control, Poster, Sender, ServerConfig, ServerHandle, Service, TcpServer,
 };
 use crate::store::{RouteKey, RouteStore, RouteTable};
+use crate::time::Clock;
 
 /// How lars-dns runs.
 #[derive(Debug, Clone)]
@@ -191,7 +192,8 @@ struct Loader {
 
 impl Loader {
     fn run(mut self) {
-        let mut last_load = std::time::Instant::now();
+        let clock = Clock::new();
+        let mut last_load = clock.now();
         let mut failures = 0u32;
         while !self.stop.load(Ordering::Acquire) {
             let wait = if failures == 0 {
@@ -206,7 +208,9 @@ impl Loader {
             let served = current(&self.snapshot);
             let due = match self.store.version() {
                 Ok(version) => {
-                    version != served.version || last_load.elapsed() >= self.config.reload_interval
+                    version != served.version
+                        || crate::time::to_std(clock.now().saturating_since(last_load))
+                            >= self.config.reload_interval
                 }
                 Err(e) => {
                     self.failed(&mut failures, &e);
@@ -222,7 +226,7 @@ impl Loader {
                         eprintln!("lars-dns: {} is back", self.store.describe());
                     }
                     failures = 0;
-                    last_load = std::time::Instant::now();
+                    last_load = clock.now();
                     self.install(&served, table);
                 }
                 Err(e) => self.failed(&mut failures, &e),

@@ -263,7 +263,7 @@ impl Writer {
     }
 
     fn drained(&self) -> bool {
-        self.rows.lock().map_or(true, |rows| matches!(rows.try_recv(), Err(_)))
+        self.rows.lock().map_or(true, |rows| rows.try_recv().is_err())
     }
 
     /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).

@@ -212,7 +212,10 @@ fn a_client_reconnects_after_its_server_restarts() {
                             Control::Continue
                         })
                     }
-                    Ready::Timer(_) => client.on_timer(event_loop),
+                    Ready::Timer(_) => client.on_timer(event_loop, |frame, _| {
+                        echoes.push(frame.body.to_vec());
+                        Control::Continue
+                    }),
                     Ready::Task(()) => None,
                 };
                 links.extend(event);
@@ -352,4 +355,42 @@ fn sigterm_is_delivered_as_a_shutdown() {
     std::thread::sleep(Duration::from_millis(50));
     signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
     assert!(waiter.join().unwrap());
+}
+
+/// Echoes, except that msgid 1 makes it panic: a bug in a service.
+struct Fragile;
+
+impl lars_std::reactor::Service for Fragile {
+    type Task = ();
+
+    fn frame(
+        &mut self,
+        _: lars_std::reactor::ConnId,
+        frame: lars_core::wire::Frame<'_>,
+        reply: &mut lars_std::reactor::Sender<'_>,
+    ) -> Control {
+        assert!(frame.msgid != MsgId::GetRouteRequest, "a service bug");
+        let _ = reply.send(frame.msgid, &lars_core::wire::Raw(frame.body));
+        Control::Continue
+    }
+}
+
+#[test]
+fn a_worker_that_dies_gives_back_its_connections_and_gets_no_more() {
+    let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = 2;
+    let server = lars_std::reactor::TcpServer::start(config, |_| Fragile).unwrap();
+    let mut victim = FrameClient::connect(server.local_addr()).unwrap();
+    let mut bystander = FrameClient::connect(server.local_addr()).unwrap();
+    eventually("both connected", || server.stats().open.load(Ordering::Relaxed) == 2);
+    victim.write(&frame_bytes(1, b"")).unwrap();
+    assert!(victim.is_closed_by_server(), "the dead worker's connection is closed");
+    eventually("its connection left the count", || server.stats().open.load(Ordering::Relaxed) == 1);
+    bystander.write(&frame_bytes(ECHO, b"alive")).unwrap();
+    assert_eq!(bystander.read_frame().unwrap(), (ECHO, b"alive".to_vec()), "the other worker carries on");
+    for i in 0..6u8 {
+        let mut client = FrameClient::connect(server.local_addr()).unwrap();
+        client.write(&frame_bytes(ECHO, &[i])).unwrap();
+        assert_eq!(client.read_frame().unwrap(), (ECHO, vec![i]), "new connections go to the live worker");
+    }
 }

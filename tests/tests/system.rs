@@ -36,7 +36,8 @@ fn start() -> System {
     dns_config.poll_interval = Duration::from_millis(50);
     let dns = Dns::start(dns_config, Box::new(routes.clone())).unwrap();
     let store = stats.clone();
-    let reporter = Reporter::start(ReporterConfig::new(loopback()), move |_| Box::new(store.clone())).unwrap();
+    let reporter =
+        Reporter::start(ReporterConfig::new(loopback()), move |_| Box::new(store.clone())).unwrap();
     let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
     config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
     let agent = AgentDaemon::start(config).unwrap();
@@ -53,7 +54,10 @@ fn a_route_reaches_callers_and_their_reports_reach_the_store() {
     let system = start();
     system.routes.set_route((1001, 1), &[host(1), host(2)]);
     eventually("lars-dns loaded the route", || system.dns.snapshot().hosts((1001, 1)).len() == 2);
-    assert!(matches!(system.client.get_host(1001, 1, None), Err(ClientError::NoRoute)), "first call: still pulling");
+    assert!(
+        matches!(system.client.get_host(1001, 1, None), Err(ClientError::NoRoute)),
+        "first call: still pulling"
+    );
     let route = system.client.reg_init(1001, 1, 20).unwrap();
     assert_eq!(route.hosts.len(), 2);
     let mut calls = std::collections::BTreeMap::new();

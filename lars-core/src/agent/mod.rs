@@ -68,7 +68,7 @@ pub struct AgentConfig {
     pub pull_backoff_max: Duration,
     /// How often call statistics go to lars-reporter.
     pub report_interval: Duration,
-    /// Statistics go out early once this many results are waiting.
+    /// Statistics go out early once this many results are waiting (0: only on the interval).
     pub report_after: u32,
     /// The codec spoken to lars-dns.
     pub dns_codec: Codec,
@@ -413,17 +413,23 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
-    /// Marks a fresh route stale (and re-pulls it) once it is older than `update_timeout`.
+    /// Once a route's hosts are older than `update_timeout`: a fresh route turns stale, and a
+    /// route with no pull under way (fresh, or one whose last answer could not be applied) is
+    /// pulled again. The last known hosts keep serving meanwhile.
     fn refresh_if_old(&mut self, now: Instant, slot: usize) {
         let route = &mut self.routes[slot];
-        if route.state == RouteState::Fresh
-            && now.saturating_since(route.updated_at) > self.config.update_timeout
-        {
+        if now.saturating_since(route.updated_at) <= self.config.update_timeout {
+            return;
+        }
+        let became_stale = route.state == RouteState::Fresh;
+        if became_stale {
             route.state = RouteState::Stale;
-            let (modid, cmdid) = (route.modid, route.cmdid);
-            if route.pull == Pull::Idle {
-                self.mark_due(slot);
-            }
+        }
+        let (modid, cmdid, idle) = (route.modid, route.cmdid, route.pull == Pull::Idle);
+        if idle {
+            self.mark_due(slot);
+        }
+        if became_stale {
             self.push_event(AgentEvent::RouteStale { modid, cmdid });
         }
     }
@@ -763,7 +769,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 self.push_event(event);
             }
         }
-        if now >= self.next_flush || self.waiting_reports >= self.config.report_after {
+        if now >= self.next_flush || self.early_flush_due() {
             self.next_flush = now + self.config.report_interval;
             self.waiting_reports = 0;
             if self.reporter_up {
@@ -779,10 +785,15 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
+    /// Enough results are waiting to send them before the interval ends (0 turns this off).
+    fn early_flush_due(&self) -> bool {
+        self.config.report_after > 0 && self.waiting_reports >= self.config.report_after
+    }
+
     /// When [`Agent::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_flush;
-        if self.waiting_reports >= self.config.report_after {
+        if self.early_flush_due() {
             next = Instant::ZERO; // now
         }
         for route in &self.routes {

@@ -68,11 +68,16 @@ enum State {
         addr: SocketAddr,
         deadline: Instant,
     },
+    /// `retry_read` is set while the pool has no buffer for input: reading resumes then.
     Connected {
         conn: FramedConn,
         addr: SocketAddr,
+        retry_read: Option<Instant>,
     },
 }
+
+/// How long a connection starved of pool buffers waits before reading is retried.
+const STARVED_RETRY: Duration = Duration::from_millis(5);
 
 /// A self-reconnecting framed TCP client.
 pub struct TcpClient {
@@ -164,20 +169,48 @@ impl TcpClient {
                     _ => Some(self.fail(event_loop)),
                 }
             }
-            State::Connected { conn, .. } => match conn.on_ready(writable, readable, &mut handle) {
-                Ok(()) => None,
-                Err(_) => Some(self.fail(event_loop)),
-            },
+            State::Connected { .. } => self.drive(event_loop, writable, readable, &mut handle),
         }
     }
 
-    /// Handles the client's timer token: connects when a retry is due, or gives up a connect
-    /// that takes too long.
-    pub fn on_timer<T>(&mut self, event_loop: &mut EventLoop<T>) -> Option<LinkEvent> {
+    /// Runs the connection and, if the pool left it without an input buffer, schedules a retry.
+    fn drive<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        writable: bool,
+        readable: bool,
+        handle: &mut impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
+    ) -> Option<LinkEvent> {
+        let State::Connected { conn, retry_read, .. } = &mut self.state else { return None };
+        if conn.on_ready(writable, readable, handle).is_err() {
+            return Some(self.fail(event_loop));
+        }
+        if conn.is_starved() && retry_read.is_none() {
+            let at = event_loop.now() + STARVED_RETRY;
+            *retry_read = Some(at);
+            event_loop.set_timer(at, self.timer_token);
+        }
+        None
+    }
+
+    /// Handles the client's timer token: connects when a retry is due, gives up a connect that
+    /// takes too long, or resumes reading once the pool may have buffers again (`handle` gets
+    /// the frames, as in [`TcpClient::on_io`]).
+    pub fn on_timer<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
+    ) -> Option<LinkEvent> {
         let now = event_loop.now();
-        match &self.state {
+        match &mut self.state {
             State::Waiting { at } if now >= *at => self.connect(event_loop),
             State::Connecting { deadline, .. } if now >= *deadline => Some(self.fail(event_loop)),
+            State::Connected { retry_read: Some(at), .. } if now >= *at => {
+                if let State::Connected { retry_read, .. } = &mut self.state {
+                    *retry_read = None;
+                }
+                self.drive(event_loop, false, false, &mut handle)
+            }
             _ => None,
         }
     }
@@ -230,7 +263,8 @@ impl TcpClient {
         if stream.set_interest(Interest::READABLE).is_err() {
             return self.fail(event_loop);
         }
-        self.state = State::Connected { conn: FramedConn::new(stream, self.config.max_body), addr };
+        self.state =
+            State::Connected { conn: FramedConn::new(stream, self.config.max_body), addr, retry_read: None };
         self.failures = 0;
         self.connects += 1;
         LinkEvent::Up(addr)

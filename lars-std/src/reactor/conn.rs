@@ -103,7 +103,16 @@ impl Sender<'_> {
             }
         };
         let mut out = out;
-        let written = frame::encode(msgid, body, out.spare_mut()).map_err(SendError::Encode)?;
+        let written = match frame::encode(msgid, body, out.spare_mut()) {
+            Ok(written) => written,
+            Err(e) => {
+                // Keep what was already queued.
+                if !out.is_empty() {
+                    *self.output = Some(out);
+                }
+                return Err(SendError::Encode(e));
+            }
+        };
         out.commit(written);
         *self.frames_out += 1;
         if write_now {
@@ -141,12 +150,17 @@ impl Sender<'_> {
                 }
             }
         }
-        *self.frames_out += 1;
         if written < len {
-            let mut rest = pool::alloc(len - written).ok_or(SendError::Full)?;
+            let Some(mut rest) = pool::alloc(len - written) else {
+                // Part of the frame is on the wire and the rest has nowhere to go: the stream
+                // can no longer be framed, so the connection must close.
+                *self.broken = Some(io::ErrorKind::OutOfMemory);
+                return Err(SendError::Broken);
+            };
             rest.append(&scratch[written..len]);
             *self.output = Some(rest);
         }
+        *self.frames_out += 1;
         Ok(())
     }
 }
@@ -271,7 +285,7 @@ impl FramedConn {
                 Some(buf) => buf,
                 None => {
                     self.starved = true;
-                    return Ok(());
+                    return self.check_alive();
                 }
             },
         };
@@ -285,7 +299,7 @@ impl FramedConn {
             let Some(mut bigger) = pool::alloc(needed) else {
                 self.input = Some(input);
                 self.starved = true;
-                return Ok(());
+                return self.check_alive();
             };
             bigger.append(input.data());
             input = bigger;
@@ -310,6 +324,22 @@ impl FramedConn {
             self.input = Some(input);
         }
         result
+    }
+
+    /// While starved, epoll still reports errors and hang-ups (they cannot be masked), so a
+    /// peer that resets would wake us forever: check for a pending error and peek one byte to
+    /// tell a live peer from a gone one.
+    fn check_alive(&self) -> Result<(), CloseReason> {
+        // A reset leaves unread data readable, so ask for the pending error first.
+        if let Ok(Err(errno)) = rustix::net::sockopt::socket_error(self.stream.get()) {
+            return Err(CloseReason::Io(io::Error::from(errno).kind()));
+        }
+        match self.stream.get().peek(&mut [0u8; 1]) {
+            Ok(0) => Err(CloseReason::PeerClosed),
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(()),
+            Err(e) => Err(CloseReason::Io(e.kind())),
+        }
     }
 
     /// Hands every whole buffered frame to `handle`, stopping while output is queued.

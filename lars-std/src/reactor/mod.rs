@@ -227,6 +227,11 @@ impl<T> EventLoop<T> {
         self.timers.peek().map(|Reverse((deadline, _, _))| *deadline)
     }
 
+    /// Takes every queued task without waiting (for a loop that is going away).
+    pub fn drain_tasks(&mut self) -> Vec<T> {
+        self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..).collect()
+    }
+
     /// Waits for readiness, a timer or a task (at most `max_wait`, or until the next timer), and
     /// appends what is ready to `out`: IO first, then tasks, then due timers in deadline order.
     pub fn poll(&mut self, out: &mut Vec<Ready<T>>, max_wait: Option<std::time::Duration>) -> io::Result<()> {

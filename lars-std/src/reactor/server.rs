@@ -12,7 +12,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use lars_core::time::{Duration, Instant};
@@ -121,6 +121,8 @@ pub struct Conns<'a> {
 struct Slot {
     generation: u32,
     conn: Option<FramedConn>,
+    /// Listed in `Worker::starved`.
+    starved: bool,
 }
 
 impl Conns<'_> {
@@ -312,6 +314,7 @@ impl TcpServer {
         let stats = Arc::new(ServerStats::default());
         let mut threads = Vec::new();
         let mut workers = Vec::new();
+        let alive: Arc<[AtomicBool]> = (0..config.threads.max(1)).map(|_| AtomicBool::new(true)).collect();
         for index in 0..config.threads.max(1) {
             let event_loop = EventLoop::new(clock, config.task_capacity)?;
             workers.push(event_loop.waker());
@@ -323,7 +326,9 @@ impl TcpServer {
                 free: Vec::new(),
                 stats: Arc::clone(&stats),
                 max_body: config.max_body,
+                starved: Vec::new(),
                 starved_retry_set: false,
+                alive: Arc::clone(&alive),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -336,6 +341,7 @@ impl TcpServer {
             listener: Registered::new(&event_loop, listener, 0, Interest::READABLE)?,
             event_loop,
             workers: workers.clone(),
+            alive,
             next: 0,
             max_conns: config.max_conns as u64,
             stats: Arc::clone(&stats),
@@ -363,6 +369,7 @@ struct Acceptor<T: Send + 'static> {
     listener: Registered<TcpListener>,
     event_loop: EventLoop<()>,
     workers: Vec<Waker<WorkerMsg<T>>>,
+    alive: Arc<[AtomicBool]>,
     next: usize,
     max_conns: u64,
     stats: Arc<ServerStats>,
@@ -420,10 +427,19 @@ impl<T: Send + 'static> Acceptor<T> {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return; // dropping the stream closes it at once
         }
+        // Round robin over the workers still running.
+        let count = self.workers.len();
+        let Some(worker) = (1..=count)
+            .map(|step| (self.next + step) % count)
+            .find(|&w| self.alive[w].load(Ordering::Acquire))
+        else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.next = worker;
         self.stats.open.fetch_add(1, Ordering::AcqRel);
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        self.next = (self.next + 1) % self.workers.len();
-        if self.workers[self.next].post(WorkerMsg::Conn(stream, peer)).is_err() {
+        if self.workers[worker].post(WorkerMsg::Conn(stream, peer)).is_err() {
             self.stats.open.fetch_sub(1, Ordering::AcqRel);
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -451,7 +467,26 @@ struct Worker<S: Service> {
     free: Vec<u32>,
     stats: Arc<ServerStats>,
     max_body: u32,
+    /// Connections waiting for pool buffers, retried on a timer.
+    starved: Vec<usize>,
     starved_retry_set: bool,
+    alive: Arc<[AtomicBool]>,
+}
+
+impl<S: Service> Drop for Worker<S> {
+    /// Runs however the worker ends, panics included: the acceptor stops sending it
+    /// connections, and every connection it held or had queued leaves the open count.
+    fn drop(&mut self) {
+        self.alive[usize::from(self.index)].store(false, Ordering::Release);
+        let held = self.slots.iter().filter(|s| s.conn.is_some()).count();
+        let queued =
+            self.event_loop.drain_tasks().into_iter().filter(|t| matches!(t, WorkerMsg::Conn(..))).count();
+        let lost = (held + queued) as u64;
+        if lost > 0 {
+            self.stats.open.fetch_sub(lost, Ordering::AcqRel);
+            self.stats.closed.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<S: Service> Worker<S> {
@@ -499,9 +534,7 @@ impl<S: Service> Worker<S> {
         while let Some((id, reason)) = to_close.pop() {
             self.close(id, reason);
         }
-        if !self.starved_retry_set
-            && self.slots.iter().any(|s| s.conn.as_ref().is_some_and(FramedConn::is_starved))
-        {
+        if !self.starved_retry_set && !self.starved.is_empty() {
             self.starved_retry_set = true;
             let at = self.event_loop.now() + STARVED_RETRY;
             self.event_loop.set_timer(at, RETRY_STARVED);
@@ -522,7 +555,7 @@ impl<S: Service> Worker<S> {
         let slot = match self.free.pop() {
             Some(slot) => slot as usize,
             None => {
-                self.slots.push(Slot { generation: 0, conn: None });
+                self.slots.push(Slot { generation: 0, conn: None, starved: false });
                 self.slots.len() - 1
             }
         };
@@ -556,13 +589,18 @@ impl<S: Service> Worker<S> {
             Some(s) if s.conn.is_some() => self.id(slot),
             _ => return, // closed earlier in this batch
         };
-        let Some(conn) = self.slots[slot].conn.as_mut() else { return };
+        let entry = &mut self.slots[slot];
+        let Some(conn) = entry.conn.as_mut() else { return };
         let service = &mut self.service;
         let before = conn.frame_counts();
         let result = conn.on_ready(writable, readable, |frame, reply| service.frame(id, frame, reply));
         let after = conn.frame_counts();
         self.stats.frames_in.fetch_add(after.0 - before.0, Ordering::Relaxed);
         self.stats.frames_out.fetch_add(after.1 - before.1, Ordering::Relaxed);
+        if conn.is_starved() && !entry.starved {
+            entry.starved = true;
+            self.starved.push(slot);
+        }
         if let Err(reason) = result {
             to_close.push((id, reason));
         }
@@ -570,10 +608,9 @@ impl<S: Service> Worker<S> {
 
     fn retry_starved(&mut self, to_close: &mut Vec<(ConnId, CloseReason)>) {
         self.starved_retry_set = false;
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].conn.as_ref().is_some_and(FramedConn::is_starved) {
-                self.on_io(slot, false, false, to_close);
-            }
+        for slot in std::mem::take(&mut self.starved) {
+            self.slots[slot].starved = false;
+            self.on_io(slot, false, false, to_close);
         }
     }
 
@@ -599,7 +636,7 @@ impl<S: Service> Worker<S> {
     }
 
     /// Flushes queued output for a moment, then closes everything.
-    fn shut_down(mut self) {
+    fn shut_down(&mut self) {
         for slot in 0..self.slots.len() {
             if let Some(conn) = self.slots[slot].conn.as_mut() {
                 conn.flush_blocking(FLUSH_ON_SHUTDOWN);

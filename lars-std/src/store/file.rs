@@ -23,7 +23,7 @@ use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
 
-use super::{RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
+use super::{RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
 /// Routes read from a text file.
 #[derive(Debug, Clone)]
@@ -105,7 +105,7 @@ impl RouteStore for RouteFile {
 #[derive(Debug)]
 pub struct StatsFile {
     path: PathBuf,
-    rows: BTreeMap<(RouteKey, SocketAddr, u32), StatRow>,
+    rows: BTreeMap<StatKey, StatRow>,
 }
 
 impl StatsFile {
@@ -118,7 +118,7 @@ impl StatsFile {
 impl StatsStore for StatsFile {
     fn store(&mut self, rows: &[StatRow]) -> Result<(), StoreError> {
         for row in rows {
-            self.rows.insert(((row.modid, row.cmdid), row.host, row.caller), *row);
+            self.rows.insert(row.key(), *row);
         }
         let mut text = String::from("# modid cmdid host caller succ err overload ts\n");
         for r in self.rows.values() {

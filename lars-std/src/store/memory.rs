@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
+use super::{RouteKey, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 use lars_core::wire::native::WeightedHost;
 
 /// A route store held in memory; clones share the same table, so a test can change routes
@@ -52,7 +52,7 @@ impl RouteStore for MemoryRoutes {
 /// Statistics kept in memory, latest row per (route, host, caller); clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStats {
-    rows: Arc<Mutex<BTreeMap<(RouteKey, SocketAddr, u32), StatRow>>>,
+    rows: Arc<Mutex<BTreeMap<StatKey, StatRow>>>,
 }
 
 impl MemoryStats {
@@ -71,7 +71,7 @@ impl StatsStore for MemoryStats {
     fn store(&mut self, rows: &[StatRow]) -> Result<(), StoreError> {
         let mut stored = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         for row in rows {
-            stored.insert(((row.modid, row.cmdid), row.host, row.caller), *row);
+            stored.insert(row.key(), *row);
         }
         Ok(())
     }

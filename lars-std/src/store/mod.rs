@@ -10,6 +10,7 @@
 
 pub mod file;
 pub mod memory;
+pub mod mysql;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,6 +83,16 @@ pub struct StatRow {
     pub ts: u64,
     /// Whether the agent considers the host overloaded.
     pub overload: bool,
+}
+
+/// What identifies a statistics row: a later row with the same key replaces it.
+pub type StatKey = (RouteKey, SocketAddr, u32);
+
+impl StatRow {
+    /// The row's key: route, host and caller.
+    pub fn key(&self) -> StatKey {
+        ((self.modid, self.cmdid), self.host, self.caller)
+    }
 }
 
 /// A store failed; the caller keeps what it has and retries.
