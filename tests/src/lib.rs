@@ -111,6 +111,52 @@ pub fn echo_server(threads: usize, max_conns: usize) -> ServerHandle<EchoTask> {
     TcpServer::start(config, |_| Echo).expect("start the echo server")
 }
 
+/// A uniquely named MariaDB database for one test, with the lars schema, dropped on drop.
+/// The server comes from `LARS_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`), which
+/// `cargo xtask test` always provides.
+pub struct TestDb {
+    server: mysql::Opts,
+    /// The database's name.
+    pub name: String,
+    /// Options for connecting to it.
+    pub opts: mysql::Opts,
+}
+
+impl TestDb {
+    /// Creates the database and its schema.
+    pub fn create() -> TestDb {
+        use mysql::prelude::Queryable;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let url = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let server = mysql::Opts::from_url(&url).expect("LARS_MYSQL_URL is a mysql:// URL");
+        let name = format!("lars_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut conn = mysql::Conn::new(server.clone()).unwrap_or_else(|e| {
+            panic!("MySQL at {url} is required (run the tests with `cargo xtask test`): {e}")
+        });
+        conn.query_drop(format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        conn.query_drop(format!("CREATE DATABASE {name}")).unwrap();
+        let opts: mysql::Opts =
+            mysql::OptsBuilder::from_opts(server.clone()).db_name(Some(name.clone())).into();
+        lars_std::store::mysql::init_schema(&opts).expect("create the lars schema");
+        TestDb { server, name, opts }
+    }
+
+    /// A connection to the test database.
+    pub fn conn(&self) -> mysql::Conn {
+        mysql::Conn::new(self.opts.clone()).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut conn) = mysql::Conn::new(self.server.clone()) {
+            let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+        }
+    }
+}
+
 /// Waits up to 5 s for `condition`.
 #[allow(clippy::disallowed_methods)] // a test's own deadline, not time the code under test sees
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

@@ -1,0 +1,192 @@
+//! The whole system against the real MariaDB (a fresh database per test): routes changed with
+//! plain SQL the way the original web console does it, statistics rows, and a dns restart.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+
+use lars_core::wire::native::Outcome;
+use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
+use lars_std::client::{Client, ClientConfig};
+use lars_std::dns::{Dns, DnsConfig};
+use lars_std::reactor::ServerConfig;
+use lars_std::reporter::{Reporter, ReporterConfig};
+use lars_std::store::mysql::{MysqlRoutes, MysqlStats};
+use lars_tests::{TestDb, eventually};
+
+fn loopback() -> ServerConfig {
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = 2;
+    config
+}
+
+fn dns_on(db: &TestDb, addr: SocketAddr) -> Dns {
+    let mut config = DnsConfig::new(ServerConfig { addr, ..loopback() });
+    config.poll_interval = Duration::from_millis(100);
+    Dns::start(config, Box::new(MysqlRoutes::new(db.opts.clone()))).unwrap()
+}
+
+/// What the original web console does to add a host: a RouteData row, a RouteChange row and a
+/// RouteVersion bump.
+fn console_add(db: &TestDb, modid: u32, cmdid: u32, ip: Ipv4Addr, port: u16) {
+    let mut conn = db.conn();
+    conn.exec_drop(
+        "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
+        (modid, cmdid, ip.to_bits(), port),
+    )
+    .unwrap();
+    bump(&mut conn, modid, cmdid);
+}
+
+fn console_delete(db: &TestDb, modid: u32, cmdid: u32, ip: Ipv4Addr, port: u16) {
+    let mut conn = db.conn();
+    conn.exec_drop(
+        "DELETE FROM RouteData WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?",
+        (modid, cmdid, ip.to_bits(), port),
+    )
+    .unwrap();
+    bump(&mut conn, modid, cmdid);
+}
+
+fn bump(conn: &mut mysql::Conn, modid: u32, cmdid: u32) {
+    conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
+    let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
+    conn.exec_drop(
+        "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
+        (modid, cmdid, version),
+    )
+    .unwrap();
+}
+
+struct System {
+    db: TestDb,
+    dns: Dns,
+    reporter: Reporter,
+    _agent: AgentDaemon,
+    client: Client,
+}
+
+fn start() -> System {
+    let db = TestDb::create();
+    let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
+    let opts = db.opts.clone();
+    let reporter =
+        Reporter::start(ReporterConfig::new(loopback()), move |_| Box::new(MysqlStats::new(opts.clone())))
+            .unwrap();
+    let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
+    config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    let agent = AgentDaemon::start(config).unwrap();
+    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    System { db, dns, reporter, _agent: agent, client }
+}
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+#[test]
+fn a_route_added_with_sql_reaches_get_route_within_two_seconds() {
+    let system = start();
+    assert!(system.client.get_route(9, 1).is_err(), "no such route yet: the agent subscribes to it");
+    console_add(&system.db, 9, 1, A, 8000);
+    let start = Instant::now();
+    eventually("the route reaches the client", || {
+        system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 1)
+    });
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    console_add(&system.db, 9, 1, B, 8000);
+    eventually("the second host arrives", || system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 2));
+    let remaining: u64 = system.db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
+    assert_eq!(remaining, 0, "lars-dns consumes the change log");
+}
+
+#[test]
+fn a_deleted_host_stops_being_handed_out() {
+    let system = start();
+    console_add(&system.db, 5, 5, A, 7000);
+    console_add(&system.db, 5, 5, B, 7000);
+    eventually("loaded", || system.dns.snapshot().hosts((5, 5)).len() == 2);
+    system.client.reg_init(5, 5, 20).unwrap();
+    console_delete(&system.db, 5, 5, A, 7000);
+    eventually("the deletion is pushed", || system.client.get_route(5, 5).is_ok_and(|r| r.hosts.len() == 1));
+    for _ in 0..30 {
+        assert_eq!(system.client.get_host(5, 5, None).unwrap(), SocketAddr::from((B, 7000)));
+    }
+}
+
+#[test]
+fn the_reporters_rows_appear_with_the_right_counts() {
+    let system = start();
+    console_add(&system.db, 3, 4, A, 9000);
+    console_add(&system.db, 3, 4, B, 9000);
+    eventually("loaded", || system.dns.snapshot().hosts((3, 4)).len() == 2);
+    system.client.reg_init(3, 4, 20).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..60 {
+        let host = system.client.get_host(3, 4, None).unwrap();
+        let ok = !(host.ip() == std::net::IpAddr::V4(B) && i % 3 == 0);
+        let entry = expected.entry(host).or_insert((0u32, 0u32));
+        if ok {
+            entry.0 += 1
+        } else {
+            entry.1 += 1
+        }
+        system
+            .client
+            .report(3, 4, host, if ok { Outcome::Ok } else { Outcome::Fail }, Duration::from_micros(500))
+            .unwrap();
+    }
+    eventually("rows in ServerCallStatus", || {
+        let rows: Vec<(u32, u32, u32, u32)> = system
+            .db
+            .conn()
+            .query("SELECT ip, port, succ_cnt, err_cnt FROM ServerCallStatus WHERE modid = 3 AND cmdid = 4")
+            .unwrap();
+        rows.len() == 2
+            && rows.iter().all(|&(ip, port, succ, err)| {
+                expected.get(&SocketAddr::from((Ipv4Addr::from_bits(ip), port as u16))) == Some(&(succ, err))
+            })
+    });
+    assert_eq!(system.reporter.stats().rows_dropped.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn killing_dns_leaves_the_agent_serving_and_a_restart_resumes_pushes() {
+    let db = TestDb::create();
+    console_add(&db, 8, 8, A, 1000);
+    let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
+    let dns_addr = dns.local_addr();
+    let mut config = AgentDaemonConfig::new(vec![dns_addr], vec!["127.0.0.1:9".parse().unwrap()]);
+    config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    let agent = AgentDaemon::start(config).unwrap();
+    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    client.reg_init(8, 8, 20).unwrap();
+    dns.shutdown();
+    for _ in 0..20 {
+        assert_eq!(
+            client.get_host(8, 8, None).unwrap(),
+            SocketAddr::from((A, 1000)),
+            "cached hosts keep serving"
+        );
+    }
+    console_add(&db, 8, 8, B, 1000);
+    let restarted = (0..100)
+        .find_map(|_| {
+            let mut config = DnsConfig::new(ServerConfig { addr: dns_addr, ..loopback() });
+            config.poll_interval = Duration::from_millis(100);
+            let started = Dns::start(config, Box::new(MysqlRoutes::new(db.opts.clone())));
+            if started.is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            started.ok()
+        })
+        .expect("lars-dns restarts on its port");
+    eventually("the agent reconnects and re-pulls", || {
+        client.get_route(8, 8).is_ok_and(|r| r.hosts.len() == 2)
+    });
+    console_delete(&db, 8, 8, A, 1000);
+    eventually("pushes flow again", || client.get_route(8, 8).is_ok_and(|r| r.hosts.len() == 1));
+    drop(restarted);
+}
