@@ -9,6 +9,7 @@
 //! - [`dns`]: the lars-dns service; [`reporter`]: the lars-reporter service; [`agent`]: the
 //!   lars-agent daemon.
 //! - [`client`]: the client API of the local agent.
+//! - [`daemon`]: flags, config loading and store choice shared by the binaries.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
 //! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
 //! - [`store`]: route stores (route file, memory; MySQL) and statistics stores.
@@ -18,6 +19,7 @@ pub use lars_core as core;
 pub mod agent;
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod dns;
 pub mod pool;
 pub mod reactor;

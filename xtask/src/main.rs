@@ -5,6 +5,7 @@
 // xtask times its steps and waits for servers: wall time is the point.
 #![allow(clippy::disallowed_methods)]
 
+mod demo;
 mod mysql;
 #[cfg(test)]
 mod tidy;
@@ -18,6 +19,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
+  db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds
   bench   core micro benchmarks and the reactor echo benchmark; figures in target/bench/*.json
 ";
@@ -34,6 +37,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("demo") => demo::demo(&args[1..]),
+        Some("db-init") => db_init(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -182,6 +187,20 @@ fn run_counting_tests(mut command: Command, totals: &mut TestTotals) -> Result<b
     }
     let status = child.wait().map_err(|e| format!("wait for cargo test: {e}"))?;
     Ok(status.success())
+}
+
+fn db_init(args: &[String]) -> Result<(), String> {
+    let url = match args.first() {
+        Some(url) => url.clone(),
+        None => format!(
+            "{}/lars_dns",
+            std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+        ),
+    };
+    let status = cargo(&["run", "-q", "-p", "lars", "--", "db-init", "--mysql", &url])
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("db-init failed: {status}")) }
 }
 
 fn bench() -> Result<(), String> {

@@ -23,7 +23,7 @@ use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
 
-use super::{RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
+use super::{RouteKey, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
 /// Routes read from a text file.
 #[derive(Debug, Clone)]
@@ -73,6 +73,47 @@ impl RouteFile {
             }
         }
         text
+    }
+}
+
+impl super::mysql::RouteAdmin for RouteFile {
+    fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+        let mut table = self.load_or_empty()?;
+        if let Some(hosts) = table.routes.get_mut(&key) {
+            hosts.retain(|h| h.addr != addr);
+        }
+        table.insert(key, WeightedHost { addr, weight });
+        self.save(&table)
+    }
+
+    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
+        let mut table = self.load_or_empty()?;
+        let Some(hosts) = table.routes.get_mut(&key) else { return Ok(false) };
+        let before = hosts.len();
+        hosts.retain(|h| h.addr != addr);
+        let removed = hosts.len() < before;
+        if hosts.is_empty() {
+            table.routes.remove(&key);
+        }
+        if removed {
+            self.save(&table)?;
+        }
+        Ok(removed)
+    }
+}
+
+impl RouteFile {
+    fn load_or_empty(&mut self) -> Result<RouteTable, StoreError> {
+        if self.path.exists() { self.load() } else { Ok(RouteTable::default()) }
+    }
+
+    /// Writes the table atomically (a temporary file renamed over the old one), so lars-dns
+    /// never reads half a file.
+    fn save(&self, table: &RouteTable) -> Result<(), StoreError> {
+        let temp = self.path.with_extension("tmp");
+        std::fs::write(&temp, RouteFile::render(table))
+            .and_then(|()| std::fs::rename(&temp, &self.path))
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
     }
 }
 

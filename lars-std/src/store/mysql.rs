@@ -73,9 +73,18 @@ pub fn opts(url: &str) -> Result<Opts, StoreError> {
     Opts::from_url(url).map_err(|e| StoreError::Invalid(format!("MySQL URL `{url}`: {e}")))
 }
 
-/// Creates the schema, or upgrades an existing Lars database by adding the extension columns.
-/// Safe to run again.
+/// Creates the database (if the URL names one that does not exist) and the schema, or upgrades
+/// an existing Lars database by adding the extension columns. Safe to run again.
 pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
+    if let Some(name) = opts.get_db_name() {
+        // A database name cannot be a statement parameter: accept plain identifiers only.
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Invalid(format!("database name `{name}`: use letters, digits and _")));
+        }
+        let server: Opts = mysql::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>).into();
+        let mut conn = Conn::new(server).map_err(unavailable)?;
+        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{name}`")).map_err(unavailable)?;
+    }
     let mut conn = Conn::new(opts.clone()).map_err(unavailable)?;
     for statement in SCHEMA {
         conn.query_drop(statement).map_err(unavailable)?;
@@ -251,6 +260,33 @@ impl RouteAdmin for MysqlRoutes {
         })?;
         Ok(removed > 0)
     }
+}
+
+/// Every row of `ServerCallStatus` (IPv4 hosts, as the schema holds), in key order.
+pub fn read_status(opts: &Opts) -> Result<Vec<StatRow>, StoreError> {
+    let mut conn = Conn::new(opts.clone()).map_err(unavailable)?;
+    let rows: Vec<(i32, i32, u32, u32, u32, i64, i64, u64, String)> = conn
+        .exec(
+            "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus
+             ORDER BY modid, cmdid, ip, port, caller",
+            (),
+        )
+        .map_err(unavailable)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(modid, cmdid, ip, port, caller, succ, err, ts, overload)| {
+            Some(StatRow {
+                modid,
+                cmdid,
+                host: host_of(ip, port)?,
+                caller,
+                succ: u32::try_from(succ).unwrap_or(0),
+                err: u32::try_from(err).unwrap_or(0),
+                ts,
+                overload: overload == "1",
+            })
+        })
+        .collect())
 }
 
 /// Statistics in `ServerCallStatus`, written with multi-row upserts that replace the previous

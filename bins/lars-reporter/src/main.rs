@@ -1,0 +1,67 @@
+//! lars-reporter: stores the call statistics lars agents send.
+
+use std::error::Error;
+
+use lars_std::config::ReactorConfig;
+use lars_std::daemon::{self, Args, MYSQL_KEYS};
+use lars_std::reporter::{Reporter, ReporterConfig};
+use lars_std::signal::Shutdown;
+use lars_std::store::StatsStore;
+use lars_std::store::file::StatsFile;
+use lars_std::store::mysql::{self, MysqlStats};
+
+const USAGE: &str = "\
+usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
+                     [--writers N] [--mysql URL | --stats-file FILE]
+
+Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
+ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
+with no MySQL, to a statistics file (default lars-stats.txt). SIGINT or SIGTERM stops it.
+";
+
+fn main() {
+    if let Err(error) = run() {
+        daemon::exit_with("lars-reporter", error.as_ref(), USAGE);
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    let known = ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file"];
+    let args = Args::parse(std::env::args().skip(1), &known, &["help"])?;
+    if args.switch("help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
+        .iter()
+        .chain(&MYSQL_KEYS)
+        .copied()
+        .chain([("reporter", "db_thread_cnt")])
+        .collect();
+    let mut ini = daemon::load_config(&args, &keys)?;
+    let server = daemon::server_config(&mut ini, &args, 7779)?;
+    let mut config = ReporterConfig::new(server);
+    // The original read [reporter] db_thread_cnt (its shipped file misspells the section).
+    config.writers = args.get("writers", ini.get("reporter", "db_thread_cnt", 3usize)?)?;
+    let url = if args.flag("stats-file").is_some() { None } else { daemon::mysql_url(&ini, &args)? };
+    let (reporter, target) = match url {
+        Some(url) => {
+            let opts = mysql::opts(&url)?;
+            let target = MysqlStats::new(opts.clone()).describe();
+            (Reporter::start(config, move |_| Box::new(MysqlStats::new(opts.clone())))?, target)
+        }
+        None => {
+            let path = args.flag("stats-file").unwrap_or("lars-stats.txt").to_string();
+            // One writer: a single file is rewritten after each batch.
+            config.writers = 1;
+            let target = format!("{} (no MySQL configured)", StatsFile::new(&path).describe());
+            (Reporter::start(config, move |_| Box::new(StatsFile::new(path.clone())))?, target)
+        }
+    };
+    let mut shutdown = Shutdown::install()?;
+    eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
+    shutdown.wait()?;
+    eprintln!("lars-reporter: shutting down");
+    reporter.shutdown();
+    Ok(())
+}

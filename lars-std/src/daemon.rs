@@ -1,0 +1,197 @@
+//! What the daemons and the CLI share: flag parsing, config loading with overrides, and picking
+//! a store. Kept here so the binaries stay thin `main.rs` files.
+//!
+//! Every daemon reads an original-style `.conf` (`--config FILE`, optional), applies `LARS_*`
+//! environment variables, then its flags. Flags are `--name value` (or `--name=value`); a flag
+//! that is not known, or lacks its value, is an error naming it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{ConfigError, Ini, ReactorConfig};
+use crate::reactor::ServerConfig;
+
+/// A command-line error, shown with the usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parsed command-line arguments: positional words and `--flag value` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    /// Words that are not flags, in order.
+    pub positional: Vec<String>,
+    flags: BTreeMap<String, String>,
+}
+
+impl Args {
+    /// Parses `args` (without the program name). `switches` are flags without a value.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        known: &[&str],
+        switches: &[&str],
+    ) -> Result<Args, UsageError> {
+        let mut parsed = Args::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(flag) = arg.strip_prefix("--") else {
+                parsed.positional.push(arg);
+                continue;
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((name, value)) => (name.to_string(), Some(value.to_string())),
+                None => (flag.to_string(), None),
+            };
+            if switches.contains(&name.as_str()) {
+                parsed.flags.insert(name, "true".into());
+                continue;
+            }
+            if !known.contains(&name.as_str()) {
+                return Err(UsageError(format!("unknown flag --{name}")));
+            }
+            let value = match inline.or_else(|| args.next()) {
+                Some(value) => value,
+                None => return Err(UsageError(format!("--{name} needs a value"))),
+            };
+            parsed.flags.insert(name, value);
+        }
+        Ok(parsed)
+    }
+
+    /// The value of `--name`.
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.flags.get(name).map(String::as_str)
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.flags.contains_key(name)
+    }
+
+    /// `--name` parsed as `T`, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, UsageError> {
+        match self.flag(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| UsageError(format!("--{name}: `{text}` is not valid"))),
+        }
+    }
+}
+
+/// Loads `--config FILE` (or an empty config), then `LARS_*` variables for `keys`.
+pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
+    let mut ini = match args.flag("config") {
+        Some(path) => Ini::load(Path::new(path))?,
+        None => Ini::new(),
+    };
+    ini.apply_env(std::env::vars(), keys);
+    Ok(ini)
+}
+
+/// The `[reactor]` server config, with `--listen ip:port`, `--threads` and `--max-conn`
+/// applied over the file.
+pub fn server_config(
+    ini: &mut Ini,
+    args: &Args,
+    default_port: u16,
+) -> Result<ServerConfig, Box<dyn std::error::Error>> {
+    if let Some(listen) = args.flag("listen") {
+        let addr: SocketAddr =
+            listen.parse().map_err(|_| UsageError(format!("--listen: `{listen}` is not ip:port")))?;
+        ini.set("reactor", "ip", &addr.ip().to_string());
+        ini.set("reactor", "port", &addr.port().to_string());
+    }
+    if let Some(threads) = args.flag("threads") {
+        ini.set("reactor", "threadNum", threads);
+    }
+    if let Some(max) = args.flag("max-conn") {
+        ini.set("reactor", "maxConn", max);
+    }
+    let reactor = ReactorConfig::from_ini(ini, default_port)?;
+    let mut server = ServerConfig::new(reactor.addr());
+    server.threads = reactor.thread_num;
+    server.max_conns = reactor.max_conn;
+    Ok(server)
+}
+
+/// The `[mysql]` keys of the original configs.
+pub const MYSQL_KEYS: [(&str, &str); 5] = [
+    ("mysql", "db_host"),
+    ("mysql", "db_port"),
+    ("mysql", "db_user"),
+    ("mysql", "db_passwd"),
+    ("mysql", "db_name"),
+];
+
+/// The MySQL URL: `--mysql URL` if given, else one built from an original `[mysql]` section if
+/// the config has one, else none (the daemon then uses its file store).
+pub fn mysql_url(ini: &Ini, args: &Args) -> Result<Option<String>, ConfigError> {
+    if let Some(url) = args.flag("mysql") {
+        return Ok(Some(url.to_string()));
+    }
+    if ini.get_str("mysql", "db_host").is_none() && ini.get_str("mysql", "db_name").is_none() {
+        return Ok(None);
+    }
+    let host: String = ini.get("mysql", "db_host", "127.0.0.1".to_string())?;
+    let port: u16 = ini.get("mysql", "db_port", 3306)?;
+    let user: String = ini.get("mysql", "db_user", "root".to_string())?;
+    let password: String = ini.get("mysql", "db_passwd", String::new())?;
+    let database: String = ini.get("mysql", "db_name", "lars_dns".to_string())?;
+    let credentials = if password.is_empty() { user } else { format!("{user}:{password}") };
+    Ok(Some(format!("mysql://{credentials}@{host}:{port}/{database}")))
+}
+
+/// Prints `error` and exits with the conventional usage (64) or software (70) code.
+pub fn exit_with(program: &str, error: &(dyn std::error::Error + 'static), usage: &str) -> ! {
+    if error.is::<UsageError>() {
+        eprintln!("{program}: {error}\n\n{usage}");
+        std::process::exit(64);
+    }
+    eprintln!("{program}: {error}");
+    std::process::exit(70);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Result<Args, UsageError> {
+        Args::parse(words.iter().map(|w| w.to_string()), &["listen", "mysql", "config"], &["verbose"])
+    }
+
+    #[test]
+    fn flags_and_positionals() {
+        let parsed =
+            args(&["route", "--listen", "127.0.0.1:1", "add", "--mysql=mysql://x@h/db", "--verbose"])
+                .unwrap();
+        assert_eq!(parsed.positional, ["route", "add"]);
+        assert_eq!(parsed.flag("listen"), Some("127.0.0.1:1"));
+        assert_eq!(parsed.flag("mysql"), Some("mysql://x@h/db"));
+        assert!(parsed.switch("verbose"));
+        assert_eq!(args(&["--nope", "1"]).unwrap_err().0, "unknown flag --nope");
+        assert_eq!(args(&["--listen"]).unwrap_err().0, "--listen needs a value");
+    }
+
+    #[test]
+    fn mysql_url_from_an_original_config() {
+        let ini = Ini::parse(
+            "[mysql]\ndb_host = 127.0.0.1\ndb_port = 3306\ndb_user = root\ndb_passwd = aceld\ndb_name = lars_dns\n",
+            Path::new("lars_dns.conf"),
+        )
+        .unwrap();
+        let none = Args::default();
+        assert_eq!(
+            mysql_url(&ini, &none).unwrap().as_deref(),
+            Some("mysql://root:aceld@127.0.0.1:3306/lars_dns")
+        );
+        assert_eq!(mysql_url(&Ini::new(), &none).unwrap(), None, "no [mysql]: the file store");
+    }
+}

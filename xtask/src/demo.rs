@@ -1,0 +1,167 @@
+//! `cargo xtask demo`: the whole system on loopback, on its embedded defaults (route file,
+//! statistics file) or, with `--mysql URL`, on MySQL.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{cargo, root};
+
+/// The daemons, stopped with SIGTERM when dropped (as an operator would).
+struct Daemons(Vec<(String, Child)>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for (name, child) in &mut self.0 {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    println!("stopped {name} ({status})");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn wait_for_tcp(name: &str, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{name} did not start listening on port {port}"))
+}
+
+fn bin(name: &str) -> std::path::PathBuf {
+    root().join("target/debug").join(name)
+}
+
+fn run_lars(args: &[&str]) -> Result<(), String> {
+    let status = Command::new(bin("lars")).args(args).status().map_err(|e| format!("run lars: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`lars {}` failed: {status}", args.join(" "))) }
+}
+
+pub(crate) fn demo(args: &[String]) -> Result<(), String> {
+    let mysql = match args {
+        [] => None,
+        [flag, url] if flag == "--mysql" => Some(url.clone()),
+        _ => return Err("usage: cargo xtask demo [--mysql URL]".into()),
+    };
+    println!("==> building the binaries");
+    let built =
+        cargo(&["build", "-q", "-p", "lars-dns", "-p", "lars-reporter", "-p", "lars-agent", "-p", "lars"])
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?;
+    if !built.success() {
+        return Err("build failed".into());
+    }
+    let dir = root().join("target/demo");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let routes = dir.join("routes.conf");
+    let stats = dir.join("stats.txt");
+    let _ = std::fs::remove_file(&stats);
+    let hosts = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
+    let (dns_port, reporter_port) = (free_port()?, free_port()?);
+    let api: Vec<String> =
+        (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+    let api = api.join(",");
+
+    let mut dns = Command::new(bin("lars-dns"));
+    dns.args(["--listen", &format!("127.0.0.1:{dns_port}"), "--threads", "2"]);
+    let mut reporter = Command::new(bin("lars-reporter"));
+    reporter.args(["--listen", &format!("127.0.0.1:{reporter_port}"), "--threads", "2"]);
+    match &mysql {
+        None => {
+            std::fs::write(&routes, sample_routes(&hosts))
+                .map_err(|e| format!("{}: {e}", routes.display()))?;
+            println!("==> route file {} (no MySQL needed)", routes.display());
+            dns.args(["--routes", &routes.display().to_string()]);
+            reporter.args(["--stats-file", &stats.display().to_string()]);
+        }
+        Some(url) => {
+            println!("==> MySQL at {url}");
+            run_lars(&["db-init", "--mysql", url])?;
+            for host in &hosts[..] {
+                let _ = Command::new(bin("lars"))
+                    .args(["route", "del", "1", "1", host, "--mysql", url])
+                    .stderr(Stdio::null())
+                    .status();
+                run_lars(&["route", "add", "1", "1", host, "--mysql", url])?;
+            }
+            dns.args(["--mysql", url]);
+            reporter.args(["--mysql", url]);
+        }
+    }
+    let mut daemons = Daemons(Vec::new());
+    daemons.0.push(("lars-dns".into(), dns.spawn().map_err(|e| format!("start lars-dns: {e}"))?));
+    wait_for_tcp("lars-dns", dns_port)?;
+    daemons
+        .0
+        .push(("lars-reporter".into(), reporter.spawn().map_err(|e| format!("start lars-reporter: {e}"))?));
+    wait_for_tcp("lars-reporter", reporter_port)?;
+    let agent = Command::new(bin("lars-agent"))
+        .args([
+            "--dns",
+            &format!("127.0.0.1:{dns_port}"),
+            "--reporter",
+            &format!("127.0.0.1:{reporter_port}"),
+            "--api",
+            &api,
+        ])
+        .spawn()
+        .map_err(|e| format!("start lars-agent: {e}"))?;
+    daemons.0.push(("lars-agent".into(), agent));
+
+    println!("\n==> lars get-route 1 1");
+    run_lars(&["get-route", "1", "1", "--agent", &api])?;
+    println!("\n==> lars simulate 1 1: 3000 calls; every call to {} fails", hosts[1]);
+    println!("    It is marked overloaded after 15 failures in a row, then only gets a probe call");
+    println!("    every 11th pick; each probe fails again, so it stays overloaded.");
+    let fail = format!("{}=1.0", hosts[1]);
+    run_lars(&[
+        "simulate",
+        "1",
+        "1",
+        "--count",
+        "3000",
+        "--fail",
+        &fail,
+        "--interval-ms",
+        "0",
+        "--agent",
+        &api,
+    ])?;
+    std::thread::sleep(Duration::from_millis(1500));
+    println!("\n==> what lars-reporter stored (per host: successes, failures, overloaded)");
+    match &mysql {
+        None => run_lars(&["status", "--stats-file", &stats.display().to_string()])?,
+        Some(url) => run_lars(&["status", "--mysql", url])?,
+    }
+    println!("\n==> stopping");
+    drop(daemons);
+    println!("demo done: files in {}", dir.display());
+    Ok(())
+}
+
+fn sample_routes(hosts: &[&str]) -> String {
+    let mut text = String::from("# lars demo routes: modid cmdid host:port [weight]\n");
+    for host in hosts {
+        text.push_str(&format!("1 1 {host}\n"));
+    }
+    text.push_str("2 1 127.0.0.1:9101\n2 1 127.0.0.1:9102 3\n");
+    text
+}
