@@ -262,10 +262,14 @@ impl RouteAdmin for MysqlRoutes {
     }
 }
 
+/// A `ServerCallStatus` row as stored: modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts,
+/// overload.
+type StatusRow = (i32, i32, u32, u32, u32, i64, i64, u64, String);
+
 /// Every row of `ServerCallStatus` (IPv4 hosts, as the schema holds), in key order.
 pub fn read_status(opts: &Opts) -> Result<Vec<StatRow>, StoreError> {
     let mut conn = Conn::new(opts.clone()).map_err(unavailable)?;
-    let rows: Vec<(i32, i32, u32, u32, u32, i64, i64, u64, String)> = conn
+    let rows: Vec<StatusRow> = conn
         .exec(
             "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus
              ORDER BY modid, cmdid, ip, port, caller",
