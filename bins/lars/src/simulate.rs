@@ -76,10 +76,7 @@ pub(crate) fn run(client: &Client, args: &Args, modid: i32, cmdid: i32) -> Resul
     if live {
         eprintln!();
     }
-    println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>8}  {}",
-        "host", "calls", "ok", "failed", "share", "failure rate set"
-    );
+    println!("{:<24} {:>8} {:>8} {:>8} {:>8}  failure rate set", "host", "calls", "ok", "failed", "share");
     for (host, tally) in &hosts {
         let share = 100.0 * tally.calls as f64 / count as f64;
         let rate = fail.get(host).map_or(String::from("-"), |r| format!("{:.0}%", r * 100.0));
