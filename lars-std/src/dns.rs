@@ -194,6 +194,9 @@ impl Loader {
     fn run(mut self) {
         let clock = Clock::new();
         let mut last_load = clock.now();
+        // The store's own version at the last load, to notice changes; what agents see is the
+        // snapshot's version, which `install` keeps increasing.
+        let mut store_version = current(&self.snapshot).version;
         let mut failures = 0u32;
         while !self.stop.load(Ordering::Acquire) {
             let wait = if failures == 0 {
@@ -208,7 +211,7 @@ impl Loader {
             let served = current(&self.snapshot);
             let due = match self.store.version() {
                 Ok(version) => {
-                    version != served.version
+                    version != store_version
                         || crate::time::to_std(clock.now().saturating_since(last_load))
                             >= self.config.reload_interval
                 }
@@ -227,6 +230,7 @@ impl Loader {
                     }
                     failures = 0;
                     last_load = clock.now();
+                    store_version = table.version;
                     self.install(&served, table);
                 }
                 Err(e) => self.failed(&mut failures, &e),
@@ -243,10 +247,14 @@ impl Loader {
     }
 
     /// Swaps in `table` and sends the changed routes to every worker.
-    fn install(&mut self, served: &RouteTable, table: RouteTable) {
+    fn install(&mut self, served: &RouteTable, mut table: RouteTable) {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let changed = served.changed_routes(&table);
-        let version = table.version;
+        let store_version = table.version;
+        // Agents ignore a route older than the one they hold, so the published version never
+        // goes back, even when the store's does (a file restored with an old timestamp).
+        table.version =
+            if changed.is_empty() { served.version } else { store_version.max(served.version + 1) };
         self.stats.routes.store(table.routes.len() as u64, Ordering::Relaxed);
         self.stats.hosts.store(table.host_count() as u64, Ordering::Relaxed);
         let table = Arc::new(table);
@@ -262,7 +270,7 @@ impl Loader {
                 }
             }
         }
-        if let Err(e) = self.store.changes_applied(version) {
+        if let Err(e) = self.store.changes_applied(store_version) {
             eprintln!("lars-dns: could not clear the change log: {e}");
         }
     }

@@ -10,7 +10,7 @@
 //! 1002     7      [2001:db8::5]:80
 //! ```
 //!
-//! The version is the file's modification time and size, so an edit is noticed within a poll;
+//! The version is the file's modification time, so an edit is noticed within a poll;
 //! lars-dns also reloads every 10 s regardless. A line that does not parse fails the whole load
 //! with an error naming the file, the line and the field, and lars-dns keeps serving what it
 //! had.
@@ -121,12 +121,13 @@ impl RouteStore for RouteFile {
     fn version(&mut self) -> Result<u64, StoreError> {
         let meta = std::fs::metadata(&self.path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
-        let modified = meta
+        // Nanoseconds since the epoch: an edit changes it. lars-dns, not the file, keeps the
+        // published version increasing (a file restored from a backup may be older).
+        Ok(meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        Ok(modified ^ meta.len().rotate_left(48))
+            .map_or(0, |d| d.as_nanos() as u64))
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
