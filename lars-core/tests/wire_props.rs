@@ -89,6 +89,8 @@ fn for_cases(name: &str, check: impl Fn(&mut Rng)) {
 /// Item storage for random messages with lists.
 #[derive(Default)]
 struct Items {
+    names: Vec<String>,
+    counters: Vec<(usize, u64)>,
     v4: Vec<SocketAddrV4>,
     results: Vec<lars::HostCallResult>,
     reports: Vec<native::Report>,
@@ -106,7 +108,12 @@ impl Items {
             outcome: [native::Outcome::Ok, native::Outcome::Fail, native::Outcome::Overload][rng.below(3)],
             latency_us: rng.u32(),
         };
+        let names: Vec<String> = (0..3)
+            .map(|_| (0..rng.below(12)).map(|_| (b'a' + rng.below(26) as u8) as char).collect())
+            .collect();
         Items {
+            counters: (0..n(rng)).map(|_| (rng.below(3), rng.u64_edgy())).collect(),
+            names,
             v4: (0..n(rng)).map(|_| rng.v4()).collect(),
             results: (0..n(rng))
                 .map(|_| lars::HostCallResult {
@@ -138,7 +145,14 @@ impl Items {
 }
 
 /// A random message of kind `msgid`, borrowing its lists from `items`.
-fn random_message<'a>(rng: &mut Rng, msgid: MsgId, items: &'a Items) -> Message<'a> {
+fn random_message<'a>(
+    rng: &mut Rng,
+    msgid: MsgId,
+    items: &'a Items,
+    counters: &'a mut Vec<native::Counter<'a>>,
+) -> Message<'a> {
+    *counters =
+        items.counters.iter().map(|&(i, value)| native::Counter { name: &items.names[i], value }).collect();
     let route_req = |rng: &mut Rng| lars::GetRouteRequest { modid: rng.i32(), cmdid: rng.i32() };
     let route_rsp = |rng: &mut Rng| lars::GetRouteResponse {
         modid: rng.i32(),
@@ -225,6 +239,12 @@ fn random_message<'a>(rng: &mut Rng, msgid: MsgId, items: &'a Items) -> Message<
             ts: rng.u32(),
             entries: List::from_slice(&items.stats),
         }),
+        MsgId::StatsRequest => Message::StatsRequest(native::StatsRequest { seq: rng.u32() }),
+        MsgId::StatsResponse => Message::StatsResponse(native::StatsResponse {
+            seq: rng.u32(),
+            role: native::Role::Reporter,
+            counters: List::from_slice(counters),
+        }),
     }
 }
 
@@ -250,7 +270,8 @@ fn every_message_round_trips() {
     for &msgid in MsgId::ALL {
         for_cases(&format!("round trip {msgid:?}"), |rng| {
             let items = Items::fill(rng);
-            let message = random_message(rng, msgid, &items);
+            let mut counters = Vec::new();
+            let message = random_message(rng, msgid, &items, &mut counters);
             let bytes = encode(&message);
             assert_eq!(Message::parse(msgid, &bytes), Ok(message));
             let mut frame = vec![0; bytes.len() + 8];
@@ -276,7 +297,8 @@ fn mutated_messages_never_panic_any_decoder() {
     for &msgid in MsgId::ALL {
         for_cases(&format!("mutations {msgid:?}"), |rng| {
             let items = Items::fill(rng);
-            let mut body = encode(&random_message(rng, msgid, &items));
+            let mut counters = Vec::new();
+            let mut body = encode(&random_message(rng, msgid, &items, &mut counters));
             for _ in 0..=rng.below(3) {
                 match rng.below(4) {
                     0 if !body.is_empty() => {
@@ -312,10 +334,14 @@ fn bad_framing_is_a_precise_error() {
 fn stream_decoder_is_indifferent_to_chunking() {
     for_cases("stream chunking", |rng| {
         let items = Items::fill(rng);
-        let messages: Vec<_> = (0..1 + rng.below(5))
-            .map(|_| {
+        let mut stream_counters: Vec<Vec<native::Counter<'_>>> = (0..5).map(|_| Vec::new()).collect();
+        let count = 1 + rng.below(5);
+        let messages: Vec<_> = stream_counters
+            .iter_mut()
+            .take(count)
+            .map(|counters| {
                 let msgid = MsgId::ALL[rng.below(MsgId::ALL.len())];
-                random_message(rng, msgid, &items)
+                random_message(rng, msgid, &items, counters)
             })
             .collect();
         let mut stream = Vec::new();

@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 
 use lars_core::agent::{Agent, AgentConfig, AgentStats, Link};
 use lars_core::time::Instant;
-use lars_core::wire::{Frame, Raw, frame};
+use lars_core::wire::native::{Role, StatsRequest};
+use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
 
 use crate::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint, Waker};
 use crate::time::Clock;
@@ -195,7 +196,10 @@ impl Runner {
                     }
                     Ready::Io { key, .. } => {
                         if let Some(endpoint) = self.endpoints.get_mut(key) {
-                            let served = endpoint.serve(API_BUDGET, |_frame, datagram, _from, reply| {
+                            let served = endpoint.serve(API_BUDGET, |frame, datagram, _from, reply| {
+                                if frame.msgid == MsgId::StatsRequest {
+                                    return stats_reply(agent, frame.body, reply);
+                                }
                                 agent.handle_api_datagram(now, datagram, reply).unwrap_or(0)
                             });
                             if let Err(e) = served {
@@ -246,6 +250,15 @@ impl Runner {
             let _ = client.send(frame.msgid, &Raw(frame.body));
         }
     }
+}
+
+/// Answers `lars stats`: the agent's counters and the pool's.
+fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8], reply: &mut [u8]) -> usize {
+    let Ok(request) = StatsRequest::parse(body) else { return 0 };
+    let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
+    counters.push(("routes", agent.route_count() as u64));
+    counters.extend(crate::daemon::pool_counters());
+    crate::daemon::stats_response(request.seq, Role::Agent, &counters, reply).unwrap_or(0)
 }
 
 /// Hands a frame from lars-dns to the agent; one it refuses closes the link (which reconnects).

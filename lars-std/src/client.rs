@@ -121,6 +121,7 @@ impl Client {
                     if agent.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { ([0u16; 8], 0).into() };
                 let socket = UdpSocket::bind(local)?;
                 socket.connect(agent)?;
+                socket.set_read_timeout(Some(self.config.timeout))?;
                 socket
             }
         };
@@ -144,7 +145,6 @@ impl Client {
     ) -> Result<std::ops::Range<usize>, ClientError> {
         let mut out = [0u8; 256];
         let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
-        socket.set_read_timeout(Some(self.config.timeout))?;
         for _ in 0..=self.config.retries {
             socket.send(&out[..len])?;
             loop {
@@ -243,6 +243,19 @@ impl Client {
         })
     }
 
+    /// The agent's counters (`lars stats --agent`).
+    pub fn agent_stats(&self) -> Result<Vec<(String, u64)>, ClientError> {
+        let seq = self.next_seq();
+        self.with_socket(0, 0, |socket| {
+            let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+            let is_ours = |body: &[u8]| native::StatsResponse::parse(body).map(|r| r.seq == seq);
+            let request = native::StatsRequest { seq };
+            let body =
+                self.request(socket, MsgId::StatsRequest, &request, MsgId::StatsResponse, &mut buf, is_ours)?;
+            counters(&buf[body])
+        })
+    }
+
     /// Makes the agent fetch a route before the first `get_host` (the original's `reg_init`):
     /// asks for it up to `attempts` times, 50 ms apart, until it has hosts.
     pub fn reg_init(&self, modid: i32, cmdid: i32, attempts: u32) -> Result<Route, ClientError> {
@@ -259,4 +272,32 @@ impl Client {
         }
         Err(last)
     }
+}
+
+fn counters(body: &[u8]) -> Result<Vec<(String, u64)>, ClientError> {
+    let response = native::StatsResponse::parse(body).map_err(ClientError::Malformed)?;
+    Ok(response.counters.iter().map(|c| (c.name.to_string(), c.value)).collect())
+}
+
+/// The counters of the lars-dns or lars-reporter at `addr` (`lars stats --dns` / `--reporter`).
+pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, u64)>, ClientError> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut out = [0u8; 32];
+    let len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq: 1 }, &mut out)
+        .map_err(ClientError::Malformed)?;
+    stream.write_all(&out[..len])?;
+    let mut header = [0u8; frame::HEADER_LEN];
+    stream.read_exact(&mut header).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        _ => ClientError::Io(e),
+    })?;
+    let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(ClientError::Malformed)?;
+    if header.msgid != MsgId::StatsResponse {
+        return Err(ClientError::AgentError);
+    }
+    let mut body = vec![0u8; header.len as usize];
+    stream.read_exact(&mut body)?;
+    counters(&body)
 }

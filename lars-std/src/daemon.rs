@@ -149,6 +149,33 @@ pub fn mysql_url(ini: &Ini, args: &Args) -> Result<Option<String>, ConfigError> 
     Ok(Some(format!("mysql://{credentials}@{host}:{port}/{database}")))
 }
 
+/// Writes a `StatsResponse` frame with `counters` into `out`, for a daemon answering
+/// `StatsRequest`; returns its length.
+pub fn stats_response(
+    seq: u32,
+    role: lars_core::wire::native::Role,
+    counters: &[(&str, u64)],
+    out: &mut [u8],
+) -> Result<usize, lars_core::wire::Error> {
+    use lars_core::wire::native::{Counter, StatsResponse};
+    let counters: Vec<Counter<'_>> = counters.iter().map(|&(name, value)| Counter { name, value }).collect();
+    let body = StatsResponse { seq, role, counters: lars_core::wire::List::from_slice(&counters) };
+    lars_core::wire::frame::encode(lars_core::wire::MsgId::StatsResponse, &body, out)
+}
+
+/// The process-wide pool's counters, named for a `StatsResponse`.
+pub fn pool_counters() -> Vec<(&'static str, u64)> {
+    let [small, large] = crate::pool::stats();
+    vec![
+        ("pool_small_in_use", small.in_use as u64),
+        ("pool_small_high_water", small.high_water as u64),
+        ("pool_small_failed", u64::from(small.failed)),
+        ("pool_large_in_use", large.in_use as u64),
+        ("pool_large_high_water", large.high_water as u64),
+        ("pool_large_failed", u64::from(large.failed)),
+    ]
+}
+
 /// Prints `error` and exits with the conventional usage (64) or software (70) code.
 pub fn exit_with(program: &str, error: &(dyn std::error::Error + 'static), usage: &str) -> ! {
     if error.is::<UsageError>() {

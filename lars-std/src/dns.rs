@@ -75,7 +75,53 @@ pub struct DnsStats {
     pub bad_requests: AtomicU64,
 }
 
+impl DnsStats {
+    /// Every counter, named, for a `StatsResponse`.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("loads", self.loads.load(Ordering::Relaxed)),
+            ("load_errors", self.load_errors.load(Ordering::Relaxed)),
+            ("routes", self.routes.load(Ordering::Relaxed)),
+            ("hosts", self.hosts.load(Ordering::Relaxed)),
+            ("requests", self.requests.load(Ordering::Relaxed)),
+            ("pushes", self.pushes.load(Ordering::Relaxed)),
+            ("push_failures", self.push_failures.load(Ordering::Relaxed)),
+            ("oversize_routes", self.oversize_routes.load(Ordering::Relaxed)),
+            ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 type Snapshot = Arc<RwLock<Arc<RouteTable>>>;
+
+/// The server's counters, set once the server has started (its workers are built before).
+pub(crate) type ServerStatsCell = Arc<std::sync::OnceLock<Arc<crate::reactor::ServerStats>>>;
+
+/// Answers a `StatsRequest` with a service's counters, the server's and the pool's.
+pub(crate) fn answer_stats(
+    body: &[u8],
+    role: Role,
+    own: Vec<(&'static str, u64)>,
+    server: &ServerStatsCell,
+    reply: &mut Sender<'_>,
+) -> Control {
+    let Ok(request) = native::StatsRequest::parse(body) else { return Control::Close };
+    let mut counters = own;
+    if let Some(server) = server.get() {
+        counters.extend(server.counters());
+    }
+    counters.extend(crate::daemon::pool_counters());
+    let mut out = vec![0u8; 8192];
+    match crate::daemon::stats_response(request.seq, role, &counters, &mut out) {
+        Ok(len) => match Frame::parse_datagram(&out[..len], lars_core::wire::frame::MAX_BODY) {
+            Ok(frame) if reply.send(frame.msgid, &lars_core::wire::Raw(frame.body)).is_ok() => {
+                Control::Continue
+            }
+            _ => Control::Close,
+        },
+        Err(_) => Control::Close,
+    }
+}
 
 fn current(snapshot: &Snapshot) -> Arc<RouteTable> {
     Arc::clone(&snapshot.read().unwrap_or_else(|p| p.into_inner()))
@@ -115,12 +161,15 @@ impl Dns {
         stats.routes.store(initial.routes.len() as u64, Ordering::Relaxed);
         stats.hosts.store(initial.host_count() as u64, Ordering::Relaxed);
         let snapshot: Snapshot = Arc::new(RwLock::new(Arc::new(initial)));
+        let server_stats = ServerStatsCell::default();
         let server = TcpServer::start(config.server.clone(), |_| DnsWorker {
             snapshot: Arc::clone(&snapshot),
             stats: Arc::clone(&stats),
+            server_stats: Arc::clone(&server_stats),
             subscriptions: HashMap::new(),
             subscribers: HashMap::new(),
         })?;
+        let _ = server_stats.set(server.shared_stats());
         let stop = Arc::new(AtomicBool::new(false));
         let loader = Loader {
             store,
@@ -286,6 +335,7 @@ enum Codec {
 struct DnsWorker {
     snapshot: Snapshot,
     stats: Arc<DnsStats>,
+    server_stats: ServerStatsCell,
     subscriptions: HashMap<ConnId, HashMap<RouteKey, Codec>>,
     subscribers: HashMap<RouteKey, HashSet<ConnId>>,
 }
@@ -366,6 +416,9 @@ impl Service for DnsWorker {
                 Ok(r) => ((r.modid, r.cmdid), Codec::Native, r.seq),
                 Err(_) => return self.bad_request(),
             },
+            MsgId::StatsRequest => {
+                return answer_stats(frame.body, Role::Dns, self.stats.counters(), &self.server_stats, reply);
+            }
             MsgId::Hello => {
                 let hello = native::Hello {
                     version: native::PROTOCOL_VERSION,

@@ -61,6 +61,21 @@ pub struct ReporterStats {
     pub bad_requests: AtomicU64,
 }
 
+impl ReporterStats {
+    /// Every counter, named, for a `StatsResponse`.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("frames", self.frames.load(Ordering::Relaxed)),
+            ("rows_received", self.rows_received.load(Ordering::Relaxed)),
+            ("rows_stored", self.rows_stored.load(Ordering::Relaxed)),
+            ("rows_dropped", self.rows_dropped.load(Ordering::Relaxed)),
+            ("store_errors", self.store_errors.load(Ordering::Relaxed)),
+            ("batches", self.batches.load(Ordering::Relaxed)),
+            ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// A running lars-reporter.
 pub struct Reporter {
     server: Option<ServerHandle<()>>,
@@ -95,10 +110,13 @@ impl Reporter {
                     .spawn(move || writer.run())?,
             );
         }
+        let server_stats = crate::dns::ServerStatsCell::default();
         let server = TcpServer::start(config.server, |_| ReporterWorker {
             queue: queue.clone(),
             stats: Arc::clone(&stats),
+            server_stats: Arc::clone(&server_stats),
         })?;
+        let _ = server_stats.set(server.shared_stats());
         Ok(Reporter { server: Some(server), stats, stop, writers })
     }
 
@@ -137,6 +155,7 @@ impl Drop for Reporter {
 struct ReporterWorker {
     queue: SyncSender<StatRow>,
     stats: Arc<ReporterStats>,
+    server_stats: crate::dns::ServerStatsCell,
 }
 
 impl ReporterWorker {
@@ -198,6 +217,15 @@ impl Service for ReporterWorker {
                         overload: entry.overloaded,
                     });
                 }
+            }
+            MsgId::StatsRequest => {
+                return crate::dns::answer_stats(
+                    frame.body,
+                    Role::Reporter,
+                    self.stats.counters(),
+                    &self.server_stats,
+                    reply,
+                );
             }
             MsgId::Hello => {
                 let hello = native::Hello {

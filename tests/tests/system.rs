@@ -89,3 +89,24 @@ fn a_route_change_is_pushed_and_a_removed_host_is_no_longer_handed_out() {
     }
     eventually("the agent counted the answer and the push", || system.agent.stats().routes_received >= 2);
 }
+
+#[test]
+fn every_daemon_reports_its_counters() {
+    let system = start();
+    system.routes.set_route((2, 2), &[host(1)]);
+    eventually("loaded", || !system.dns.snapshot().hosts((2, 2)).is_empty());
+    system.client.reg_init(2, 2, 20).unwrap();
+    let get =
+        |counters: &[(String, u64)], name: &str| counters.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let agent = system.client.agent_stats().unwrap();
+    assert!(get(&agent, "api_requests").unwrap() >= 1);
+    assert_eq!(get(&agent, "routes"), Some(1));
+    let dns = lars_std::client::daemon_stats(system.dns.local_addr(), Duration::from_secs(2)).unwrap();
+    assert_eq!(get(&dns, "routes"), Some(1));
+    assert!(get(&dns, "requests").unwrap() >= 1);
+    assert!(get(&dns, "open").unwrap() >= 1, "the server's counters are included");
+    let reporter =
+        lars_std::client::daemon_stats(system.reporter.local_addr(), Duration::from_secs(2)).unwrap();
+    assert!(get(&reporter, "rows_dropped").is_some());
+    assert!(get(&reporter, "pool_small_in_use").is_some(), "and the pool's");
+}

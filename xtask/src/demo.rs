@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{cargo, root};
 
 /// The daemons, stopped with SIGTERM when dropped (as an operator would).
-struct Daemons(Vec<(String, Child)>);
+pub(crate) struct Daemons(pub(crate) Vec<(String, Child)>);
 
 impl Drop for Daemons {
     fn drop(&mut self) {
@@ -28,14 +28,14 @@ impl Drop for Daemons {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
 }
 
-fn wait_for_tcp(name: &str, port: u16) -> Result<(), String> {
+pub(crate) fn wait_for_tcp(name: &str, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

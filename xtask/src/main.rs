@@ -7,6 +7,7 @@
 
 mod demo;
 mod mysql;
+mod system_bench;
 #[cfg(test)]
 mod tidy;
 
@@ -22,7 +23,9 @@ tasks:
   demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds
-  bench   core micro benchmarks and the reactor echo benchmark; figures in target/bench/*.json
+  bench [core|echo|system]
+          core micro benchmarks, the reactor echo benchmark and the system benchmark
+          (on MariaDB); figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -36,7 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("demo") => demo::demo(&args[1..]),
         Some("db-init") => db_init(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
@@ -203,9 +206,11 @@ fn db_init(args: &[String]) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("db-init failed: {status}")) }
 }
 
-fn bench() -> Result<(), String> {
+/// Runs the benchmark suites named in `only` (`core`, `echo`, `system`), or all of them.
+fn bench(only: &[String]) -> Result<(), String> {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let suites = [("lars-core", "core", "core.json"), ("lars-tests", "echo", "echo.json")];
-    for (package, bench, json) in suites {
+    for (package, bench, json) in suites.into_iter().filter(|(_, bench, _)| wanted(bench)) {
         println!("\n==> {package} bench {bench}");
         let status = cargo(&["bench", "-p", package, "--bench", bench])
             .env("LARS_BENCH_OUT", root().join("target/bench").join(json))
@@ -215,5 +220,5 @@ fn bench() -> Result<(), String> {
             return Err(format!("{package} bench {bench} failed: {status}"));
         }
     }
-    Ok(())
+    if wanted("system") { system_bench::run() } else { Ok(()) }
 }

@@ -33,6 +33,8 @@ administration (--routes FILE for the route file, or --mysql URL):
   route del MODID CMDID HOST:PORT
   route list
   status [--stats-file FILE]              call statistics stored by lars-reporter
+  stats [--dns IP:PORT | --reporter IP:PORT]
+                                          a daemon's counters (the agent's by default)
   db-init --mysql URL                     create or upgrade the lars_dns schema
 ";
 
@@ -128,6 +130,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         Some("bench") => bench::run(&args)?,
         Some("route") => route(&args)?,
         Some("status") => status(&args)?,
+        Some("stats") => {
+            let counters = match (args.flag("dns"), args.flag("reporter")) {
+                (Some(addr), None) | (None, Some(addr)) => {
+                    let addr: SocketAddr =
+                        addr.parse().map_err(|_| usage(&format!("`{addr}` is not ip:port")))?;
+                    lars_std::client::daemon_stats(addr, Duration::from_secs(2))?
+                }
+                (None, None) => client(&args)?.agent_stats()?,
+                (Some(_), Some(_)) => return Err(usage("stats asks one daemon at a time")),
+            };
+            for (name, value) in counters {
+                println!("{name:<28} {value}");
+            }
+        }
         Some("db-init") => {
             let url = args.flag("mysql").ok_or_else(|| usage("db-init needs --mysql URL"))?;
             mysql::init_schema(&mysql::opts(url)?)?;

@@ -258,6 +258,30 @@ pub struct AgentStats {
     pub events_dropped: u64,
 }
 
+impl AgentStats {
+    /// Every counter, named.
+    pub fn counters(&self) -> [(&'static str, u64); 16] {
+        [
+            ("api_requests", self.api_requests),
+            ("api_errors", self.api_errors),
+            ("get_host", self.get_host),
+            ("reports", self.reports),
+            ("reports_unknown_route", self.reports_unknown_route),
+            ("route_table_full", self.route_table_full),
+            ("route_over_capacity", self.route_over_capacity),
+            ("ipv6_not_representable", self.ipv6_not_representable),
+            ("pulls_sent", self.pulls_sent),
+            ("pull_timeouts", self.pull_timeouts),
+            ("routes_received", self.routes_received),
+            ("dns_errors", self.dns_errors),
+            ("stats_frames", self.stats_frames),
+            ("stats_entries", self.stats_entries),
+            ("stats_dropped", self.stats_dropped),
+            ("events_dropped", self.events_dropped),
+        ]
+    }
+}
+
 /// What an API request asked for, decoded from either codec.
 enum ApiRequest<'a> {
     GetHost { seq: u32, modid: i32, cmdid: i32, key: Option<u64>, codec: Codec },

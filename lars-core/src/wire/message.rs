@@ -23,6 +23,8 @@ pub enum Message<'a> {
     NativeGetRouteRequest(native::GetRouteRequest),
     NativeRouteResponse(native::RouteResponse<'a>),
     NativeCallStats(native::CallStats<'a>),
+    StatsRequest(native::StatsRequest),
+    StatsResponse(native::StatsResponse<'a>),
 }
 
 macro_rules! dispatch {
@@ -68,7 +70,9 @@ dispatch!(
     NativeReportBatch,
     NativeGetRouteRequest,
     NativeRouteResponse,
-    NativeCallStats
+    NativeCallStats,
+    StatsRequest,
+    StatsResponse
 );
 
 impl<'a> Message<'a> {

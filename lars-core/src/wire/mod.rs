@@ -217,6 +217,10 @@ msg_ids! {
     NativeRouteResponse = 0x121,
     /// Native: agent → reporter, [`native::CallStats`].
     NativeCallStats = 0x130,
+    /// Native: anyone → any daemon, [`native::StatsRequest`].
+    StatsRequest = 0x140,
+    /// Native: a daemon's counters, [`native::StatsResponse`].
+    StatsResponse = 0x141,
 }
 
 impl MsgId {

@@ -186,6 +186,33 @@ pub struct CallStats<'a> {
     pub entries: List<'a, HostStats>,
 }
 
+/// Asks a daemon for its counters (msgid 0x140).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRequest {
+    /// Caller's sequence number, echoed.
+    pub seq: u32,
+}
+
+/// One named counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter<'a> {
+    /// What it counts, such as `frames_in`.
+    pub name: &'a str,
+    /// Its value.
+    pub value: u64,
+}
+
+/// A daemon's counters (msgid 0x141), the answer to [`StatsRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatsResponse<'a> {
+    /// The request's sequence number.
+    pub seq: u32,
+    /// What answered.
+    pub role: Role,
+    /// The counters, in the daemon's order.
+    pub counters: List<'a, Counter<'a>>,
+}
+
 impl<T: Copy + Serialize> Serialize for List<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.iter())
@@ -254,6 +281,8 @@ macro_rules! postcard_decode {
 }
 
 postcard_encode!(
+    StatsRequest,
+    StatsResponse<'_>,
     Hello,
     Heartbeat,
     GetHostRequest,
@@ -264,7 +293,16 @@ postcard_encode!(
     RouteResponse<'_>,
     CallStats<'_>
 );
-postcard_decode!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest);
+postcard_decode!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
+
+impl<'a> Decode<'a> for StatsResponse<'a> {
+    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
+        let b = &mut body;
+        let stats = StatsResponse { seq: take(b)?, role: take(b)?, counters: take_list(b)? };
+        finish(body)?;
+        Ok(stats)
+    }
+}
 
 impl<'a> Decode<'a> for ReportBatch<'a> {
     fn parse(mut body: &'a [u8]) -> Result<Self, Error> {

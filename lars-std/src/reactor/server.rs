@@ -109,6 +109,24 @@ pub struct ServerStats {
     shutting_down: AtomicU64,
 }
 
+impl ServerStats {
+    /// Every counter, named, for a `StatsResponse`.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("open", self.open.load(Ordering::Relaxed)),
+            ("accepted", self.accepted.load(Ordering::Relaxed)),
+            ("refused", self.refused.load(Ordering::Relaxed)),
+            ("accept_errors", self.accept_errors.load(Ordering::Relaxed)),
+            ("closed", self.closed.load(Ordering::Relaxed)),
+            ("bad_frames", self.bad_frames.load(Ordering::Relaxed)),
+            ("output_full", self.output_full.load(Ordering::Relaxed)),
+            ("frames_in", self.frames_in.load(Ordering::Relaxed)),
+            ("frames_out", self.frames_out.load(Ordering::Relaxed)),
+            ("tasks_refused", self.tasks_refused.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// A worker's connections, for a [`Service`] to send to, close, or set timers on.
 pub struct Conns<'a> {
     worker: u16,
@@ -269,6 +287,11 @@ impl<T: Send + 'static> ServerHandle<T> {
     /// The server's counters.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// The server's counters, shared (for a service that reports them).
+    pub fn shared_stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Tasks waiting in each worker's queue.

@@ -30,6 +30,12 @@ static CALL_STATS: [u8; 29] = [
     0x01, 0x50, 0xb4, 0x01, 0x05, 0x01, 0x00, 0x90, 0xbf, 0x05, 0xc4, 0x13,
 ];
 
+static STATS_REQUEST: [u8; 1] = [0x09];
+static STATS_RESPONSE: [u8; 21] = [
+    0x09, 0x02, 0x02, 0x09, 0x66, 0x72, 0x61, 0x6d, 0x65, 0x73, 0x5f, 0x69, 0x6e, 0xd2, 0x09, 0x04, 0x6f,
+    0x70, 0x65, 0x6e, 0x03,
+];
+
 const B: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 80);
 const A: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(Ipv4Addr::new(192, 168, 1, 177)), 8080);
 const V6: SocketAddr =
@@ -120,6 +126,20 @@ fn call_stats() {
         &CALL_STATS,
         CallStats { caller: 0x0a00_0001, ts: 1_764_000_000, entries: List::from_slice(&entries) },
     );
+}
+
+#[test]
+fn stats() {
+    check_quartet(&STATS_REQUEST, StatsRequest { seq: 9 });
+    let counters = [Counter { name: "frames_in", value: 1234 }, Counter { name: "open", value: 3 }];
+    check_quartet(
+        &STATS_RESPONSE,
+        StatsResponse { seq: 9, role: Role::Dns, counters: List::from_slice(&counters) },
+    );
+    // A counter name that is not UTF-8.
+    let mut bad = STATS_RESPONSE;
+    bad[4] = 0xff;
+    assert_eq!(StatsResponse::parse(&bad), Err(Error::BadValue));
 }
 
 #[test]

@@ -1,0 +1,174 @@
+//! The system benchmark: `lars bench` (get_host + report through a running agent) at 1, 2 and
+//! 10 client threads, with lars-dns and lars-reporter on MariaDB, as the original was measured.
+//! Records throughput, get_host p50/p99, and the agent's RSS and CPU per pair, in
+//! `target/bench/system.json`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::demo::{Daemons, free_port, wait_for_tcp};
+use super::{cargo, root};
+
+const SECONDS: u64 = 5;
+
+fn bin(name: &str) -> std::path::PathBuf {
+    root().join("target/release").join(name)
+}
+
+/// User plus system CPU time of `pid`, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+pub(crate) fn run() -> Result<(), String> {
+    let base = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let url = format!("{}/lars_bench", base.trim_end_matches('/'));
+    println!("\n==> system bench: building release binaries");
+    let built = cargo(&[
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "lars-dns",
+        "-p",
+        "lars-reporter",
+        "-p",
+        "lars-agent",
+        "-p",
+        "lars",
+    ])
+    .status()
+    .map_err(|e| format!("cargo: {e}"))?;
+    if !built.success() {
+        return Err("release build failed".into());
+    }
+    let lars = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(bin("lars")).args(args).output().map_err(|e| format!("lars: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`lars {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    lars(&["db-init", "--mysql", &url])?;
+    // One module per client thread, three hosts each (idempotent across runs).
+    let listed = lars(&["route", "list", "--mysql", &url])?;
+    for modid in 1..=10 {
+        for port in [7001, 7002, 7003] {
+            let host = format!("127.0.0.1:{port}");
+            if !listed.lines().any(|l| {
+                l.split_whitespace().collect::<Vec<_>>()[..].starts_with(&[&modid.to_string(), "1", &host])
+            }) {
+                lars(&["route", "add", &modid.to_string(), "1", &host, "--mysql", &url])?;
+            }
+        }
+    }
+    let (dns_port, reporter_port) = (free_port()?, free_port()?);
+    let api: Vec<String> =
+        (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+    let api = api.join(",");
+    let mut daemons = Daemons(Vec::new());
+    let quiet = || std::process::Stdio::null();
+    let dns = Command::new(bin("lars-dns"))
+        .args(["--listen", &format!("127.0.0.1:{dns_port}"), "--mysql", &url])
+        .stderr(quiet())
+        .spawn()
+        .map_err(|e| format!("lars-dns: {e}"))?;
+    daemons.0.push(("lars-dns".into(), dns));
+    wait_for_tcp("lars-dns", dns_port)?;
+    let reporter = Command::new(bin("lars-reporter"))
+        .args(["--listen", &format!("127.0.0.1:{reporter_port}"), "--mysql", &url])
+        .stderr(quiet())
+        .spawn()
+        .map_err(|e| format!("lars-reporter: {e}"))?;
+    daemons.0.push(("lars-reporter".into(), reporter));
+    wait_for_tcp("lars-reporter", reporter_port)?;
+    let agent = Command::new(bin("lars-agent"))
+        .args([
+            "--dns",
+            &format!("127.0.0.1:{dns_port}"),
+            "--reporter",
+            &format!("127.0.0.1:{reporter_port}"),
+            "--api",
+            &api,
+        ])
+        .stderr(quiet())
+        .spawn()
+        .map_err(|e| format!("lars-agent: {e}"))?;
+    let agent_pid = agent.id();
+    let reporter_pid = daemons.0[1].1.id();
+    daemons.0.push(("lars-agent".into(), agent));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut rows = Vec::new();
+    println!(
+        "{:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>18}",
+        "threads", "pairs/s", "p50 us", "p99 us", "agent CPU/pair", "agent RSS", "reporter CPU %"
+    );
+    for threads in [1, 2, 10] {
+        let json = root().join(format!("target/bench/system-{threads}.json"));
+        let (cpu_before, rep_before, start) = (cpu_time(agent_pid), cpu_time(reporter_pid), Instant::now());
+        lars(&[
+            "bench",
+            "--threads",
+            &threads.to_string(),
+            "--seconds",
+            &SECONDS.to_string(),
+            "--agent",
+            &api,
+            "--json",
+            &json.display().to_string(),
+        ])?;
+        let wall = start.elapsed();
+        let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+        let field = |name: &str| -> f64 {
+            text.split(&format!("\"{name}\": "))
+                .nth(1)
+                .and_then(|r| r.split([',', '}']).next())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (rate, p50, p99) = (field("pairs_per_sec"), field("p50_us"), field("p99_us"));
+        let agent_cpu =
+            cpu_time(agent_pid).zip(cpu_before).map(|(a, b)| a.saturating_sub(b)).unwrap_or_default();
+        let reporter_cpu =
+            cpu_time(reporter_pid).zip(rep_before).map(|(a, b)| a.saturating_sub(b)).unwrap_or_default();
+        let pairs = rate * SECONDS as f64;
+        let us_per_pair = if pairs > 0.0 { agent_cpu.as_secs_f64() * 1e6 / pairs } else { 0.0 };
+        let reporter_pct = 100.0 * reporter_cpu.as_secs_f64() / wall.as_secs_f64();
+        let rss = rss_kib(agent_pid).unwrap_or(0);
+        println!(
+            "{threads:>8} {rate:>14.0} {p50:>9.0} {p99:>9.0} {us_per_pair:>13.2} us {:>9} KiB {reporter_pct:>17.1}",
+            rss
+        );
+        rows.push(format!(
+            "  {{\"threads\": {threads}, \"pairs_per_sec\": {rate:.0}, \"p50_us\": {p50:.0}, \"p99_us\": {p99:.0}, \
+             \"agent_cpu_us_per_pair\": {us_per_pair:.2}, \"agent_rss_kib\": {rss}, \"reporter_cpu_percent\": {reporter_pct:.1}}}"
+        ));
+        let _ = std::fs::remove_file(&json);
+    }
+    println!(
+        "original Lars, measured here: 24k / 33k / 56k pairs/s at 1 / 2 / 10 threads, ~11 us agent CPU per pair"
+    );
+    drop(daemons);
+    let out = root().join("target/bench/system.json");
+    std::fs::write(&out, format!("[\n{}\n]\n", rows.join(",\n")))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
