@@ -69,6 +69,10 @@ struct System {
 }
 
 fn start() -> System {
+    start_with(|_| {})
+}
+
+fn start_with(tune: impl FnOnce(&mut AgentDaemonConfig)) -> System {
     let db = TestDb::create();
     let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
     let opts = db.opts.clone();
@@ -77,6 +81,7 @@ fn start() -> System {
             .unwrap();
     let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
     config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    tune(&mut config);
     let agent = AgentDaemon::start(config).unwrap();
     let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
     System { db, dns, reporter, _agent: agent, client }
@@ -118,7 +123,11 @@ fn a_deleted_host_stops_being_handed_out() {
 
 #[test]
 fn the_reporters_rows_appear_with_the_right_counts() {
-    let system = start();
+    // One flush carrying all 60 results: rows hold one window each (replace semantics).
+    let system = start_with(|config| {
+        config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
+        config.agent.report_after = 60;
+    });
     console_add(&system.db, 3, 4, A, 9000);
     console_add(&system.db, 3, 4, B, 9000);
     eventually("loaded", || system.dns.snapshot().hosts((3, 4)).len() == 2);

@@ -30,6 +30,10 @@ fn loopback() -> ServerConfig {
 }
 
 fn start() -> System {
+    start_with(|_| {})
+}
+
+fn start_with(tune: impl FnOnce(&mut AgentDaemonConfig)) -> System {
     let routes = MemoryRoutes::new();
     let stats = MemoryStats::new();
     let mut dns_config = DnsConfig::new(loopback());
@@ -40,6 +44,7 @@ fn start() -> System {
         Reporter::start(ReporterConfig::new(loopback()), move |_| Box::new(store.clone())).unwrap();
     let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
     config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    tune(&mut config);
     let agent = AgentDaemon::start(config).unwrap();
     let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
     System { routes, stats, dns, reporter, agent, client }
@@ -51,7 +56,11 @@ fn host(port: u16) -> SocketAddr {
 
 #[test]
 fn a_route_reaches_callers_and_their_reports_reach_the_store() {
-    let system = start();
+    // One flush carrying all 100 results, so the stored window holds them all.
+    let system = start_with(|config| {
+        config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
+        config.agent.report_after = 100;
+    });
     system.routes.set_route((1001, 1), &[host(1), host(2)]);
     eventually("lars-dns loaded the route", || system.dns.snapshot().hosts((1001, 1)).len() == 2);
     assert!(
@@ -109,4 +118,93 @@ fn every_daemon_reports_its_counters() {
         lars_std::client::daemon_stats(system.reporter.local_addr(), Duration::from_secs(2)).unwrap();
     assert!(get(&reporter, "rows_dropped").is_some());
     assert!(get(&reporter, "pool_small_in_use").is_some(), "and the pool's");
+}
+
+#[test]
+fn the_agent_fails_over_to_a_live_dns_replica() {
+    let routes = MemoryRoutes::new();
+    routes.set_route((3, 3), &[host(1)]);
+    let dns = Dns::start(DnsConfig::new(loopback()), Box::new(routes.clone())).unwrap();
+    // The first replica listed is down: nothing listens on that port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut config =
+        AgentDaemonConfig::new(vec![dead, dns.local_addr()], vec!["127.0.0.1:9".parse().unwrap()]);
+    config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    let agent = AgentDaemon::start(config).unwrap();
+    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    eventually("routes come from the live replica", || client.get_route(3, 3).is_ok());
+    assert_eq!(client.get_host(3, 3, None).unwrap(), host(1));
+}
+
+/// A store that can be switched off, like a database that goes away.
+#[derive(Clone)]
+struct Flaky {
+    routes: MemoryRoutes,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl lars_std::store::RouteStore for Flaky {
+    fn version(&mut self) -> Result<u64, lars_std::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(lars_std::store::StoreError::Unavailable("switched off".into()));
+        }
+        self.routes.version()
+    }
+
+    fn load(&mut self) -> Result<lars_std::store::RouteTable, lars_std::store::StoreError> {
+        self.version()?;
+        self.routes.load()
+    }
+
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+#[test]
+fn dns_keeps_serving_through_a_store_outage_and_catches_up() {
+    use lars_std::store::RouteStore;
+    let store = Flaky { routes: MemoryRoutes::new(), down: Default::default() };
+    store.routes.set_route((4, 4), &[host(1)]);
+    let mut config = DnsConfig::new(loopback());
+    config.poll_interval = Duration::from_millis(20);
+    config.retry_max = Duration::from_millis(100);
+    let dns = Dns::start(config, Box::new(store.clone())).unwrap();
+    store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    store.routes.set_route((4, 4), &[host(2)]);
+    eventually("the outage is noticed", || {
+        dns.stats().load_errors.load(std::sync::atomic::Ordering::Relaxed) > 0
+    });
+    assert_eq!(dns.snapshot().hosts((4, 4))[0].addr, host(1), "the last snapshot keeps serving");
+    store.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually("caught up after the outage", || {
+        dns.snapshot().hosts((4, 4)).first().map(|h| h.addr) == Some(host(2))
+    });
+    assert!(store.describe() == "flaky");
+}
+
+#[test]
+fn the_client_is_safe_from_many_threads() {
+    let system = std::sync::Arc::new(start());
+    system.routes.set_route((5, 1), &[host(1), host(2), host(3)]);
+    eventually("loaded", || system.dns.snapshot().hosts((5, 1)).len() == 3);
+    system.client.reg_init(5, 1, 20).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let system = std::sync::Arc::clone(&system);
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let picked = system.client.get_host(5, 1, None).unwrap();
+                    assert!([host(1), host(2), host(3)].contains(&picked));
+                    system.client.report(5, 1, picked, Outcome::Ok, Duration::from_micros(50)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Stored rows hold the latest window per host (the original's replace semantics), so count
+    // at the agent: every report arrived.
+    eventually("the agent counted all 1600 reports", || system.agent.stats().reports == 1600);
 }
