@@ -28,6 +28,56 @@ impl Drop for Daemons {
     }
 }
 
+/// lars-dns, lars-reporter and lars-agent on free loopback ports.
+pub(crate) struct Cluster {
+    pub(crate) daemons: Daemons,
+    /// The agent's API endpoints, comma-separated, for `lars --agent`.
+    pub(crate) api: String,
+}
+
+impl Cluster {
+    /// Starts the daemons from the binaries in `bins`, lars-dns and lars-reporter with their
+    /// store flags, then the agent pointing at both. `quiet` silences their logs.
+    pub(crate) fn start(
+        bins: &std::path::Path,
+        dns_store: &[&str],
+        reporter_store: &[&str],
+        quiet: bool,
+    ) -> Result<Cluster, String> {
+        let (dns_port, reporter_port) = (free_port()?, free_port()?);
+        let api: Vec<String> =
+            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+        let api = api.join(",");
+        let (dns_addr, reporter_addr) =
+            (format!("127.0.0.1:{dns_port}"), format!("127.0.0.1:{reporter_port}"));
+        let mut daemons = Daemons(Vec::new());
+        let mut spawn = |name: &str, args: &[&str]| -> Result<(), String> {
+            let mut command = Command::new(bins.join(name));
+            command.args(args);
+            if quiet {
+                command.stderr(Stdio::null());
+            }
+            let child = command.spawn().map_err(|e| format!("start {name}: {e}"))?;
+            daemons.0.push((name.to_string(), child));
+            Ok(())
+        };
+        spawn("lars-dns", &[&["--listen", dns_addr.as_str(), "--threads", "2"][..], dns_store].concat())?;
+        wait_for_tcp("lars-dns", dns_port)?;
+        spawn(
+            "lars-reporter",
+            &[&["--listen", reporter_addr.as_str(), "--threads", "2"][..], reporter_store].concat(),
+        )?;
+        wait_for_tcp("lars-reporter", reporter_port)?;
+        spawn("lars-agent", &["--dns", &dns_addr, "--reporter", &reporter_addr, "--api", &api])?;
+        Ok(Cluster { daemons, api })
+    }
+
+    /// The process id of daemon `name`.
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.daemons.0.iter().find(|(n, _)| n == name).map(|(_, child)| child.id())
+    }
+}
+
 pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -75,22 +125,15 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
     let stats = dir.join("stats.txt");
     let _ = std::fs::remove_file(&stats);
     let hosts = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
-    let (dns_port, reporter_port) = (free_port()?, free_port()?);
-    let api: Vec<String> =
-        (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
-    let api = api.join(",");
-
-    let mut dns = Command::new(bin("lars-dns"));
-    dns.args(["--listen", &format!("127.0.0.1:{dns_port}"), "--threads", "2"]);
-    let mut reporter = Command::new(bin("lars-reporter"));
-    reporter.args(["--listen", &format!("127.0.0.1:{reporter_port}"), "--threads", "2"]);
-    match &mysql {
+    let (dns_store, reporter_store): (Vec<String>, Vec<String>) = match &mysql {
         None => {
             std::fs::write(&routes, sample_routes(&hosts))
                 .map_err(|e| format!("{}: {e}", routes.display()))?;
             println!("==> route file {} (no MySQL needed)", routes.display());
-            dns.args(["--routes", &routes.display().to_string()]);
-            reporter.args(["--stats-file", &stats.display().to_string()]);
+            (
+                vec!["--routes".into(), routes.display().to_string()],
+                vec!["--stats-file".into(), stats.display().to_string()],
+            )
         }
         Some(url) => {
             println!("==> MySQL at {url}");
@@ -102,29 +145,12 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
                     .status();
                 run_lars(&["route", "add", "1", "1", host, "--mysql", url])?;
             }
-            dns.args(["--mysql", url]);
-            reporter.args(["--mysql", url]);
+            (vec!["--mysql".into(), url.clone()], vec!["--mysql".into(), url.clone()])
         }
-    }
-    let mut daemons = Daemons(Vec::new());
-    daemons.0.push(("lars-dns".into(), dns.spawn().map_err(|e| format!("start lars-dns: {e}"))?));
-    wait_for_tcp("lars-dns", dns_port)?;
-    daemons
-        .0
-        .push(("lars-reporter".into(), reporter.spawn().map_err(|e| format!("start lars-reporter: {e}"))?));
-    wait_for_tcp("lars-reporter", reporter_port)?;
-    let agent = Command::new(bin("lars-agent"))
-        .args([
-            "--dns",
-            &format!("127.0.0.1:{dns_port}"),
-            "--reporter",
-            &format!("127.0.0.1:{reporter_port}"),
-            "--api",
-            &api,
-        ])
-        .spawn()
-        .map_err(|e| format!("start lars-agent: {e}"))?;
-    daemons.0.push(("lars-agent".into(), agent));
+    };
+    let cluster =
+        Cluster::start(&root().join("target/debug"), &strs(&dns_store), &strs(&reporter_store), false)?;
+    let api = cluster.api.clone();
 
     println!("\n==> lars get-route 1 1");
     run_lars(&["get-route", "1", "1", "--agent", &api])?;
@@ -152,9 +178,13 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
         Some(url) => run_lars(&["status", "--mysql", url])?,
     }
     println!("\n==> stopping");
-    drop(daemons);
+    drop(cluster);
     println!("demo done: files in {}", dir.display());
     Ok(())
+}
+
+fn strs(words: &[String]) -> Vec<&str> {
+    words.iter().map(String::as_str).collect()
 }
 
 fn sample_routes(hosts: &[&str]) -> String {

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::demo::{Daemons, free_port, wait_for_tcp};
+use super::demo::Cluster;
 use super::{cargo, root};
 
 const SECONDS: u64 = 5;
@@ -78,41 +78,11 @@ pub(crate) fn run() -> Result<(), String> {
             }
         }
     }
-    let (dns_port, reporter_port) = (free_port()?, free_port()?);
-    let api: Vec<String> =
-        (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
-    let api = api.join(",");
-    let mut daemons = Daemons(Vec::new());
-    let quiet = || std::process::Stdio::null();
-    let dns = Command::new(bin("lars-dns"))
-        .args(["--listen", &format!("127.0.0.1:{dns_port}"), "--mysql", &url])
-        .stderr(quiet())
-        .spawn()
-        .map_err(|e| format!("lars-dns: {e}"))?;
-    daemons.0.push(("lars-dns".into(), dns));
-    wait_for_tcp("lars-dns", dns_port)?;
-    let reporter = Command::new(bin("lars-reporter"))
-        .args(["--listen", &format!("127.0.0.1:{reporter_port}"), "--mysql", &url])
-        .stderr(quiet())
-        .spawn()
-        .map_err(|e| format!("lars-reporter: {e}"))?;
-    daemons.0.push(("lars-reporter".into(), reporter));
-    wait_for_tcp("lars-reporter", reporter_port)?;
-    let agent = Command::new(bin("lars-agent"))
-        .args([
-            "--dns",
-            &format!("127.0.0.1:{dns_port}"),
-            "--reporter",
-            &format!("127.0.0.1:{reporter_port}"),
-            "--api",
-            &api,
-        ])
-        .stderr(quiet())
-        .spawn()
-        .map_err(|e| format!("lars-agent: {e}"))?;
-    let agent_pid = agent.id();
-    let reporter_pid = daemons.0[1].1.id();
-    daemons.0.push(("lars-agent".into(), agent));
+    let mysql = ["--mysql", url.as_str()];
+    let cluster = Cluster::start(&root().join("target/release"), &mysql, &mysql, true)?;
+    let api = cluster.api.clone();
+    let agent_pid = cluster.pid("lars-agent").ok_or("the agent did not start")?;
+    let reporter_pid = cluster.pid("lars-reporter").ok_or("the reporter did not start")?;
     std::thread::sleep(Duration::from_millis(300));
 
     let mut rows = Vec::new();
@@ -165,7 +135,7 @@ pub(crate) fn run() -> Result<(), String> {
     println!(
         "original Lars, measured here: 24k / 33k / 56k pairs/s at 1 / 2 / 10 threads, ~11 us agent CPU per pair"
     );
-    drop(daemons);
+    drop(cluster);
     let out = root().join("target/bench/system.json");
     std::fs::write(&out, format!("[\n{}\n]\n", rows.join(",\n")))
         .map_err(|e| format!("{}: {e}", out.display()))?;

@@ -185,10 +185,6 @@ impl<const H: usize> Balance for Maglev<H> {
     fn host(&self, i: usize) -> Option<WeightedHost> {
         self.hosts.get(i).copied()
     }
-
-    fn is_overloaded(&self, _addr: SocketAddr) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

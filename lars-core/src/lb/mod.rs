@@ -24,6 +24,8 @@ pub mod lars;
 pub mod maglev;
 pub mod p2c;
 pub mod round_robin;
+#[cfg(test)]
+mod testutil;
 pub mod weighted;
 
 /// The answer to a pick.
@@ -88,7 +90,9 @@ pub trait Balance {
     fn host(&self, i: usize) -> Option<WeightedHost>;
 
     /// Whether the policy currently avoids `addr` as overloaded (only the Lars policy does).
-    fn is_overloaded(&self, addr: SocketAddr) -> bool;
+    fn is_overloaded(&self, _addr: SocketAddr) -> bool {
+        false
+    }
 }
 
 /// Which policy a route uses.

@@ -184,10 +184,6 @@ impl<const H: usize> Balance for P2c<H> {
     fn host(&self, i: usize) -> Option<WeightedHost> {
         self.slots.get(i).map(|slot| slot.host)
     }
-
-    fn is_overloaded(&self, _addr: SocketAddr) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

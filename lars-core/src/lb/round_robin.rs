@@ -97,10 +97,6 @@ impl<const H: usize> Balance for RoundRobin<H> {
     fn host(&self, i: usize) -> Option<WeightedHost> {
         self.slots.get(i).map(|slot| slot.host)
     }
-
-    fn is_overloaded(&self, _addr: SocketAddr) -> bool {
-        false
-    }
 }
 
 impl Slot {
@@ -114,19 +110,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-
-    fn addr(id: u16) -> SocketAddr {
-        // A mix of IPv4 and IPv6 hosts, so that sorting by address mixes families too.
-        if id.is_multiple_of(3) {
-            SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, id], 9000))
-        } else {
-            SocketAddr::from(([10, 0, (id >> 8) as u8, id as u8], 8000 + id % 7))
-        }
-    }
-
-    fn hosts(ids: &[u16]) -> Vec<WeightedHost> {
-        ids.iter().map(|&id| WeightedHost { addr: addr(id), weight: 1 }).collect()
-    }
+    use crate::lb::testutil::{addr, hosts};
 
     fn at(secs: u64) -> Instant {
         Instant::ZERO + Duration::from_secs(secs)

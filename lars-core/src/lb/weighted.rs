@@ -167,10 +167,6 @@ impl<const H: usize> Balance for Weighted<H> {
     fn host(&self, i: usize) -> Option<WeightedHost> {
         self.slots.get(i).map(|slot| slot.host)
     }
-
-    fn is_overloaded(&self, _addr: SocketAddr) -> bool {
-        false
-    }
 }
 
 /// A binary min-heap of host indices, ordered by a `less` the caller passes to each operation

@@ -21,6 +21,8 @@ pub mod lars;
 mod message;
 pub mod native;
 mod proto;
+#[cfg(test)]
+mod testutil;
 
 pub use frame::{Frame, FrameDecoder, Header};
 pub use message::Message;

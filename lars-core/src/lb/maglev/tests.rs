@@ -5,18 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::vec::Vec;
 
 use super::*;
-
-fn addr(id: u16) -> SocketAddr {
-    if id.is_multiple_of(3) {
-        SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, id], 9000))
-    } else {
-        SocketAddr::from(([10, 0, (id >> 8) as u8, id as u8], 8000 + id % 7))
-    }
-}
-
-fn hosts(ids: &[u16]) -> Vec<WeightedHost> {
-    ids.iter().map(|&id| WeightedHost { addr: addr(id), weight: 1 }).collect()
-}
+use crate::lb::testutil::{addr, hosts};
 
 const NOW: Instant = Instant::ZERO;
 

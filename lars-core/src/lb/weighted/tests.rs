@@ -5,14 +5,7 @@ use std::collections::HashMap;
 use std::vec::Vec;
 
 use super::*;
-
-fn addr(id: u16) -> SocketAddr {
-    if id.is_multiple_of(3) {
-        SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, id], 9000))
-    } else {
-        SocketAddr::from(([10, 0, (id >> 8) as u8, id as u8], 8000 + id % 7))
-    }
-}
+use crate::lb::testutil::addr;
 
 fn weighted(weights: &[u32]) -> Vec<WeightedHost> {
     weights.iter().enumerate().map(|(i, &weight)| WeightedHost { addr: addr(i as u16), weight }).collect()

@@ -5,6 +5,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::vec;
 
 use super::*;
+use crate::wire::testutil::check_quartet;
 
 macro_rules! vector {
     ($name:literal) => {
@@ -15,22 +16,6 @@ macro_rules! vector {
 const A: HostInfo = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 177), 8080);
 const B: HostInfo = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
 const LOCAL: HostInfo = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9000);
-
-/// Parses `bytes` into `expected` and emits `expected` back into exactly `bytes`.
-fn check_quartet<'a, M>(bytes: &'a [u8], expected: M)
-where
-    M: Decode<'a> + Encode + PartialEq + core::fmt::Debug,
-{
-    assert_eq!(M::parse(bytes).unwrap(), expected);
-    assert_eq!(expected.buffer_len(), bytes.len());
-    let mut out = vec![0xa5; bytes.len() + 4];
-    let n = expected.emit(&mut out).unwrap();
-    assert_eq!(&out[..n], bytes);
-    assert!(out[n..].iter().all(|&b| b == 0xa5), "wrote past its length");
-    if !bytes.is_empty() {
-        assert_eq!(expected.emit(&mut out[..bytes.len() - 1]), Err(Error::BufferTooSmall));
-    }
-}
 
 #[test]
 fn get_route_request() {
