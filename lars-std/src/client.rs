@@ -117,8 +117,10 @@ impl Client {
         let socket = match pooled {
             Some(socket) => socket,
             None => {
+                // The unspecified address: `connect` picks the source (loopback for a local agent,
+                // an interface address for a gateway node on the network).
                 let local: SocketAddr =
-                    if agent.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { ([0u16; 8], 0).into() };
+                    if agent.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
                 let socket = UdpSocket::bind(local)?;
                 socket.connect(agent)?;
                 socket.set_read_timeout(Some(self.config.timeout))?;

@@ -1,0 +1,361 @@
+//! The gateway node: `lars_core::agent` on a smoltcp interface.
+//!
+//! The node owns a smoltcp interface over any [`Device`], a UDP socket serving the agent API to
+//! devices behind the gateway (both codecs), and TCP sockets to lars-dns and lars-reporter that
+//! reconnect with backoff. [`Node::poll`] is the whole driver loop body: it feeds the agent
+//! what arrived, sends what the agent produced, and says how long the caller may sleep. Memory is
+//! bounded by the caller's [`NodeStorage`] and the agent's const capacities; nothing allocates.
+
+use core::net::SocketAddrV4;
+
+use lars_core::agent::{Agent, AgentConfig, Link};
+use lars_core::time::{Duration, Instant};
+use lars_core::wire::frame::FrameDecoder;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::Device;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
+
+use crate::fmt::{info, warning};
+
+/// Bytes of the API socket's buffers (each way), and of the largest API datagram.
+pub const API_BUFFER: usize = 2048;
+/// Bytes of each TCP socket's receive and send buffers, and of the largest route frame.
+pub const TCP_BUFFER: usize = 4096;
+/// Datagrams the API socket can hold each way.
+const API_PACKETS: usize = 8;
+
+/// Everything the node's sockets need, provided by the caller: a `static` on a board (so
+/// `'a` is `'static`), leaked on the host.
+pub struct NodeStorage<'a> {
+    sockets: [SocketStorage<'a>; 3],
+    api_rx_meta: [udp::PacketMetadata; API_PACKETS],
+    api_rx: [u8; API_BUFFER],
+    api_tx_meta: [udp::PacketMetadata; API_PACKETS],
+    api_tx: [u8; API_BUFFER],
+    dns_rx: [u8; TCP_BUFFER],
+    dns_tx: [u8; 512],
+    reporter_rx: [u8; 256],
+    reporter_tx: [u8; TCP_BUFFER],
+    /// Reassembles frames from lars-dns that arrive in pieces.
+    frame: [u8; TCP_BUFFER],
+    /// One API datagram in, its reply out, or one frame for a link.
+    datagram: [u8; API_BUFFER],
+    reply: [u8; TCP_BUFFER],
+}
+
+impl NodeStorage<'_> {
+    /// Empty storage, usable in a `static`.
+    pub const fn new() -> Self {
+        NodeStorage {
+            sockets: [SocketStorage::EMPTY; 3],
+            api_rx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
+            api_rx: [0; API_BUFFER],
+            api_tx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
+            api_tx: [0; API_BUFFER],
+            dns_rx: [0; TCP_BUFFER],
+            dns_tx: [0; 512],
+            reporter_rx: [0; 256],
+            reporter_tx: [0; TCP_BUFFER],
+            frame: [0; TCP_BUFFER],
+            datagram: [0; API_BUFFER],
+            reply: [0; TCP_BUFFER],
+        }
+    }
+}
+
+impl Default for NodeStorage<'_> {
+    fn default() -> Self {
+        NodeStorage::new()
+    }
+}
+
+/// How a node is addressed and whom it talks to.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The interface's hardware address.
+    pub hardware_addr: HardwareAddress,
+    /// The node's address and prefix (static configuration).
+    pub ip: IpCidr,
+    /// The default gateway, if lars-dns and lars-reporter are not on the link.
+    pub gateway: Option<Ipv4Address>,
+    /// lars-dns.
+    pub dns: SocketAddrV4,
+    /// lars-reporter.
+    pub reporter: SocketAddrV4,
+    /// The UDP port devices send API requests to (8888 by convention).
+    pub api_port: u16,
+    /// The agent's own configuration.
+    pub agent: AgentConfig,
+}
+
+/// A TCP link's reconnect state.
+struct LinkState {
+    handle: SocketHandle,
+    remote: SocketAddrV4,
+    up: bool,
+    retry_at: Instant,
+    failures: u32,
+    next_local_port: u16,
+}
+
+impl LinkState {
+    /// Backoff after a failure: 250 ms doubling up to 16 s.
+    fn failed(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = Duration::from_millis(250).saturating_mul(1 << self.failures.min(6));
+        self.retry_at = now + delay;
+    }
+}
+
+/// The gateway agent on smoltcp, for `R` routes of up to `H` hosts.
+pub struct Node<'a, D: Device, const R: usize, const H: usize> {
+    device: D,
+    iface: Interface,
+    sockets: SocketSet<'a>,
+    api: SocketHandle,
+    dns: LinkState,
+    reporter: LinkState,
+    agent: Agent<R, H>,
+    decoder: FrameDecoder<&'a mut [u8]>,
+    datagram: &'a mut [u8],
+    reply: &'a mut [u8],
+}
+
+fn to_smoltcp(now: Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(now.as_micros() as i64)
+}
+
+impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
+    /// A node on `device`, with its sockets in `storage`. `seed` varies the local ports and the
+    /// agent's randomness between boots.
+    pub fn new(
+        mut device: D,
+        config: NodeConfig,
+        storage: &'a mut NodeStorage<'a>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let mut iface_config = Config::new(config.hardware_addr);
+        iface_config.random_seed = seed;
+        let mut iface = Interface::new(iface_config, &mut device, to_smoltcp(now));
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(config.ip);
+        });
+        if let Some(gateway) = config.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+        }
+        let NodeStorage {
+            sockets,
+            api_rx_meta,
+            api_rx,
+            api_tx_meta,
+            api_tx,
+            dns_rx,
+            dns_tx,
+            reporter_rx,
+            reporter_tx,
+            frame,
+            datagram,
+            reply,
+        } = storage;
+        let mut set = SocketSet::new(&mut sockets[..]);
+        let mut api = udp::Socket::new(
+            udp::PacketBuffer::new(&mut api_rx_meta[..], &mut api_rx[..]),
+            udp::PacketBuffer::new(&mut api_tx_meta[..], &mut api_tx[..]),
+        );
+        if api.bind(config.api_port).is_err() {
+            warning!("lars node: cannot bind the API port");
+        }
+        let api = set.add(api);
+        let dns = set.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut dns_rx[..]),
+            tcp::SocketBuffer::new(&mut dns_tx[..]),
+        ));
+        let reporter = set.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut reporter_rx[..]),
+            tcp::SocketBuffer::new(&mut reporter_tx[..]),
+        ));
+        // Ephemeral ports differ between boots, so that a reconnect never meets the old
+        // connection's TIME_WAIT on the server.
+        let base = 49152 + (seed % 8192) as u16;
+        let link = |handle, remote, offset| LinkState {
+            handle,
+            remote,
+            up: false,
+            retry_at: now,
+            failures: 0,
+            next_local_port: base + offset,
+        };
+        let mut agent_config = config.agent;
+        agent_config.seed ^= seed;
+        Node {
+            device,
+            iface,
+            sockets: set,
+            api,
+            dns: link(dns, config.dns, 0),
+            reporter: link(reporter, config.reporter, 4096),
+            agent: Agent::new(agent_config, now),
+            decoder: FrameDecoder::new(&mut frame[..]),
+            datagram: &mut datagram[..],
+            reply: &mut reply[..],
+        }
+    }
+
+    /// The agent, for its counters and routes.
+    pub fn agent(&self) -> &Agent<R, H> {
+        &self.agent
+    }
+
+    /// The device (for a driver that needs it between polls, such as to wait on its fd).
+    pub fn device(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Runs everything that is due at `now` and returns how long the caller may sleep (until
+    /// the next packet at the latest).
+    pub fn poll(&mut self, now: Instant) -> Duration {
+        let stamp = to_smoltcp(now);
+        self.iface.poll(stamp, &mut self.device, &mut self.sockets);
+        self.links(now);
+        self.receive_dns(now);
+        self.serve_api(now);
+        if self.agent.poll_timeout().is_some_and(|at| at <= now) {
+            self.agent.handle_timeout(now);
+        }
+        self.transmit(now);
+        self.iface.poll(stamp, &mut self.device, &mut self.sockets);
+        while let Some(event) = self.agent.poll_event() {
+            info!("lars node: {:?}", event);
+        }
+        let mut wait = Duration::from_secs(1);
+        if let Some(delay) = self.iface.poll_delay(stamp, &self.sockets) {
+            wait = wait.min(Duration::from_micros(delay.total_micros()));
+        }
+        if let Some(at) = self.agent.poll_timeout() {
+            wait = wait.min(at.saturating_since(now));
+        }
+        for link in [&self.dns, &self.reporter] {
+            if !link.up {
+                wait = wait.min(link.retry_at.saturating_since(now));
+            }
+        }
+        wait
+    }
+
+    /// Notices links coming up or going down, and reconnects with backoff.
+    fn links(&mut self, now: Instant) {
+        for which in [Link::Dns, Link::Reporter] {
+            let link = match which {
+                Link::Dns => &mut self.dns,
+                Link::Reporter => &mut self.reporter,
+            };
+            let socket = self.sockets.get_mut::<tcp::Socket>(link.handle);
+            let established = socket.state() == tcp::State::Established;
+            if link.up && !established {
+                link.up = false;
+                socket.abort();
+                link.failed(now);
+                warning!("lars node: link to {:?} lost", which);
+                if which == Link::Dns {
+                    self.decoder.reset();
+                }
+                self.agent_link(which, now, false);
+                continue;
+            }
+            if !link.up && established {
+                link.up = true;
+                link.failures = 0;
+                info!("lars node: connected to {:?}", which);
+                self.agent_link(which, now, true);
+                continue;
+            }
+            if !link.up && !socket.is_open() && now >= link.retry_at {
+                let local = link.next_local_port;
+                link.next_local_port = if local >= 65000 { 49152 } else { local + 1 };
+                // Either way the next retry time is set: a connect that has not completed by then
+                // is aborted below and tried again, each time with a longer wait.
+                let _ = socket.connect(self.iface.context(), link.remote, local);
+                link.failed(now);
+            } else if !link.up && socket.is_open() && now >= link.retry_at {
+                socket.abort();
+            }
+        }
+    }
+
+    fn agent_link(&mut self, which: Link, now: Instant, up: bool) {
+        match which {
+            Link::Dns => self.agent.handle_dns_link(now, up),
+            Link::Reporter => self.agent.handle_reporter_link(now, up),
+        }
+    }
+
+    /// Feeds what lars-dns sent to the agent, frame by frame.
+    fn receive_dns(&mut self, now: Instant) {
+        let socket = self.sockets.get_mut::<tcp::Socket>(self.dns.handle);
+        let (agent, decoder) = (&mut self.agent, &mut self.decoder);
+        let mut broken = false;
+        while socket.can_recv() && !broken {
+            let taken = socket.recv(|chunk| {
+                let mut used = 0;
+                while used < chunk.len() {
+                    match decoder.decode(&chunk[used..]) {
+                        Ok(step) => {
+                            used += step.consumed;
+                            if let Some(frame) = step.frame
+                                && agent.handle_dns_frame(now, frame).is_err()
+                            {
+                                broken = true;
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                // A broken stream is dropped whole; the link is reset below.
+                (if broken { chunk.len() } else { used }, ())
+            });
+            if taken.is_err() {
+                break;
+            }
+        }
+        if broken {
+            warning!("lars node: bad frame from lars-dns; reconnecting");
+            socket.abort();
+        }
+    }
+
+    /// Answers every waiting API datagram.
+    fn serve_api(&mut self, now: Instant) {
+        let socket = self.sockets.get_mut::<udp::Socket>(self.api);
+        while let Ok((len, meta)) = socket.recv_slice(self.datagram) {
+            let answer = self.agent.handle_api_datagram(now, &self.datagram[..len], self.reply);
+            if let Ok(reply_len) = answer
+                && reply_len > 0
+                && socket.send_slice(&self.reply[..reply_len], meta.endpoint).is_err()
+            {
+                warning!("lars node: API reply dropped (send buffer full)");
+            }
+        }
+    }
+
+    /// Sends what the agent produced. A frame that does not fit whole in the socket's buffer
+    /// is dropped: half a frame would corrupt the stream, and the agent retries pulls.
+    fn transmit(&mut self, now: Instant) {
+        while let Some(transmit) = self.agent.poll_transmit(now, self.reply) {
+            let link = match transmit.link {
+                Link::Dns => &self.dns,
+                Link::Reporter => &self.reporter,
+            };
+            let socket = self.sockets.get_mut::<tcp::Socket>(link.handle);
+            let room = socket.send_capacity() - socket.send_queue();
+            if !link.up || room < transmit.len || socket.send_slice(&self.reply[..transmit.len]).is_err() {
+                warning!("lars node: frame for {:?} dropped", transmit.link);
+            }
+        }
+    }
+}
