@@ -1,5 +1,5 @@
-//! A `#![no_std]` static library that instantiates lars-core's agent and every load-balance
-//! policy at the gateway's size (16 routes × 16 hosts).
+//! A `#![no_std]` static library that instantiates lars-core's agent, every load-balance policy
+//! and the lars-embedded node at the gateway's size (16 routes × 16 hosts).
 //!
 //! Generic code is only compiled where it is used, so building lars-core alone for an MCU
 //! target proves little about `Agent<R, H>`. `cargo xtask test` builds this crate for
@@ -48,6 +48,65 @@ pub extern "C" fn lars_nostd_check(now_us: u64, datagram_len: usize) -> usize {
         }
     }
     total
+}
+
+/// A device that never has a packet: enough to compile the node for a target.
+struct NullDevice;
+
+/// A token over nothing.
+struct NullToken;
+
+impl smoltcp::phy::RxToken for NullToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&[])
+    }
+}
+
+impl smoltcp::phy::TxToken for NullToken {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = [0u8; 1514];
+        f(&mut frame[..len.min(1514)])
+    }
+}
+
+impl smoltcp::phy::Device for NullDevice {
+    type RxToken<'a> = NullToken;
+    type TxToken<'a> = NullToken;
+
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(NullToken, NullToken)> {
+        None
+    }
+
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<NullToken> {
+        None
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut capabilities = smoltcp::phy::DeviceCapabilities::default();
+        capabilities.medium = smoltcp::phy::Medium::Ethernet;
+        capabilities.max_transmission_unit = 1514;
+        capabilities
+    }
+}
+
+/// Builds a gateway node and polls it once.
+#[unsafe(no_mangle)]
+pub extern "C" fn lars_nostd_check_node(now_us: u64) -> u64 {
+    use lars_embedded::{Node, NodeConfig, NodeStorage};
+    use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
+    let mut storage = NodeStorage::new();
+    let config = NodeConfig {
+        hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]).into(),
+        ip: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24)),
+        gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+        dns: core::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 2), 7778),
+        reporter: core::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 2), 7779),
+        api_port: 8888,
+        agent: AgentConfig::default(),
+    };
+    let now = Instant::from_micros(now_us);
+    let mut node: Node<'_, NullDevice, 16, 16> = Node::new(NullDevice, config, &mut storage, now, now_us);
+    node.poll(now).as_micros()
 }
 
 #[panic_handler]
