@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod demo;
+mod firmware;
 mod mysql;
 mod system_bench;
 #[cfg(test)]
@@ -22,7 +23,10 @@ usage: cargo xtask <task>
 tasks:
   demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
-  test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds
+  test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds, the
+          firmware in QEMU
+  firmware [--qemu]    build the gateway firmware; boot it in QEMU against real daemons
+  size    flash and static RAM of the firmware (target/bench/firmware.json)
   bench [core|echo|system]
           core micro benchmarks, the reactor echo benchmark and the system benchmark
           (on MariaDB); figures in target/bench/*.json
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo::demo(&args[1..]),
         Some("db-init") => db_init(&args[1..]),
+        Some("firmware") => firmware::firmware(&args[1..]),
+        Some("size") => firmware::size(),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -146,6 +152,19 @@ fn test() -> Result<(), String> {
             );
         }
     }
+
+    run(
+        &mut steps,
+        "clippy lars-firmware",
+        cargo(&["clippy", "-p", "lars-firmware", "--target", NO_STD_TARGETS[0], "--", "-D", "warnings"]),
+    );
+    println!("\n==> firmware in QEMU");
+    let start = Instant::now();
+    let outcome = match firmware::firmware(&["--qemu".to_string()]) {
+        Ok(()) => Outcome::Passed,
+        Err(e) => Outcome::Failed(e),
+    };
+    steps.push(Step { name: "firmware in QEMU".into(), outcome, took: start.elapsed() });
 
     println!("\n==> summary");
     let mut failed = 0;

@@ -38,8 +38,10 @@ administration (--routes FILE for the route file, or --mysql URL):
   db-init --mysql URL                     create or upgrade the lars_dns schema
 ";
 
-const FLAGS: [&str; 15] = [
+const FLAGS: [&str; 17] = [
     "agent",
+    "dns",
+    "reporter",
     "key",
     "latency-us",
     "count",

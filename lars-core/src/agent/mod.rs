@@ -146,6 +146,7 @@ impl core::error::Error for DnsError {}
 
 /// Which link a transmit is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Link {
     /// The TCP link to lars-dns.
     Dns,
@@ -164,6 +165,7 @@ pub struct Transmit {
 
 /// Something that happened, for the driver to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum AgentEvent {
     /// A request created a route; it is being pulled.

@@ -1,0 +1,405 @@
+//! `cargo xtask firmware [--qemu]` and `cargo xtask size`: builds the gateway firmware, boots it
+//! in QEMU against real daemons inside a private network namespace, and measures its memory.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::demo::Daemons;
+use super::{cargo, root};
+
+const TARGET: &str = "thumbv7em-none-eabihf";
+const PROFILE: &str = "firmware";
+/// The firmware's build-time defaults (lars-embedded/firmware/src/main.rs): QEMU's user-mode
+/// network gives the guest 10.0.2.15 and maps 10.0.2.2 to the namespace's loopback.
+const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+const DNS: &str = "127.0.0.1:7778";
+const REPORTER: &str = "127.0.0.1:7779";
+const API: &str = "127.0.0.1:8888";
+const HOSTS: [&str; 3] = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
+/// The host whose calls all fail in the simulation.
+const FAILING: &str = "127.0.0.1:9002";
+/// Memory targets with 16 routes × 16 hosts (issue 6).
+const FLASH_TARGET: u64 = 96 * 1024;
+const RAM_TARGET: u64 = 48 * 1024;
+
+pub(crate) fn firmware(args: &[String]) -> Result<(), String> {
+    let elf = build()?;
+    match args {
+        [] => {
+            println!("firmware: {}", elf.display());
+            Ok(())
+        }
+        [flag] if flag == "--qemu" => run_in_qemu(&elf),
+        _ => Err("usage: cargo xtask firmware [--qemu]".into()),
+    }
+}
+
+/// Builds the release firmware and returns its ELF.
+pub(crate) fn build() -> Result<PathBuf, String> {
+    println!("==> building the firmware ({TARGET}, profile {PROFILE})");
+    let status = cargo(&["build", "-q", "-p", "lars-firmware", "--target", TARGET, "--profile", PROFILE])
+        .env("DEFMT_LOG", "info")
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err("the firmware did not build".into());
+    }
+    Ok(root().join("target").join(TARGET).join(PROFILE).join("lars-firmware"))
+}
+
+/// The sizes of the firmware's sections that count against flash and RAM.
+struct Sizes {
+    text: u64,
+    rodata: u64,
+    data: u64,
+    bss: u64,
+}
+
+impl Sizes {
+    fn read(elf: &Path) -> Result<Sizes, String> {
+        let output = Command::new("arm-none-eabi-size").arg("-A").arg(elf).output().map_err(|e| {
+            format!("arm-none-eabi-size: {e} (Debian: apt-get install binutils-arm-none-eabi)")
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let section = |name: &str| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut words = line.split_whitespace();
+                    (words.next() == Some(name)).then(|| words.next()?.parse::<u64>().ok()).flatten()
+                })
+                .sum::<u64>()
+        };
+        let sizes = Sizes {
+            text: section(".vector_table") + section(".text"),
+            rodata: section(".rodata"),
+            data: section(".data"),
+            bss: section(".bss") + section(".uninit"),
+        };
+        if sizes.text == 0 {
+            return Err(format!("no .text in `arm-none-eabi-size -A {}`", elf.display()));
+        }
+        Ok(sizes)
+    }
+
+    fn flash(&self) -> u64 {
+        self.text + self.rodata + self.data
+    }
+
+    fn ram(&self) -> u64 {
+        self.data + self.bss
+    }
+}
+
+/// `cargo xtask size`: flash and static RAM of the release firmware, against the targets.
+pub(crate) fn size() -> Result<(), String> {
+    let elf = build()?;
+    let sizes = Sizes::read(&elf)?;
+    let ratio = |used: u64, target: u64| used as f64 / target as f64;
+    println!(
+        "text {} + rodata {} + data {} = flash {} B ({:.2} of the {} KiB target)",
+        sizes.text,
+        sizes.rodata,
+        sizes.data,
+        sizes.flash(),
+        ratio(sizes.flash(), FLASH_TARGET),
+        FLASH_TARGET / 1024
+    );
+    println!(
+        "data {} + bss {} = static RAM {} B ({:.2} of the {} KiB target)",
+        sizes.data,
+        sizes.bss,
+        sizes.ram(),
+        ratio(sizes.ram(), RAM_TARGET),
+        RAM_TARGET / 1024
+    );
+    let json = format!(
+        "{{\"target\":\"{TARGET}\",\"routes\":16,\"hosts_per_route\":16,\"text\":{},\"rodata\":{},\"data\":{},\"bss\":{},\"flash\":{},\"static_ram\":{},\"flash_target\":{FLASH_TARGET},\"static_ram_target\":{RAM_TARGET}}}\n",
+        sizes.text,
+        sizes.rodata,
+        sizes.data,
+        sizes.bss,
+        sizes.flash(),
+        sizes.ram()
+    );
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("firmware.json");
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// A network namespace, deleted when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Result<Namespace, String> {
+        let name = format!("lars-fw-{}", std::process::id());
+        if !ip(&["netns", "add", &name])? {
+            return Err(format!(
+                "`ip netns add {name}` failed: the QEMU run needs a private network namespace (run as root)"
+            ));
+        }
+        let namespace = Namespace(name);
+        if !ip(&["netns", "exec", &namespace.0, "ip", "link", "set", "lo", "up"])? {
+            return Err("could not bring up the namespace's loopback".into());
+        }
+        Ok(namespace)
+    }
+
+    /// `program args` inside the namespace.
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0]).arg(program);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<bool, String> {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .map_err(|e| format!("ip: {e} (Debian: apt-get install iproute2)"))
+}
+
+/// Runs `lars` inside the namespace against the firmware's API port.
+fn lars(namespace: &Namespace, args: &[&str]) -> Result<Output, String> {
+    namespace
+        .command(&root().join("target/debug/lars"))
+        .args(args)
+        .args(["--agent", API])
+        .output()
+        .map_err(|e| format!("run lars: {e}"))
+}
+
+fn lars_ok(namespace: &Namespace, args: &[&str]) -> Result<String, String> {
+    let output = lars(namespace, args)?;
+    if !output.status.success() {
+        return Err(format!(
+            "`lars {}` through the firmware failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// QEMU, killed when dropped (the firmware serves until stopped).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_in_qemu(elf: &Path) -> Result<(), String> {
+    if Command::new("qemu-system-arm").arg("--version").output().is_err() {
+        return Err("qemu-system-arm not found (Debian: apt-get install qemu-system-arm)".into());
+    }
+    println!("==> building the daemons and the CLI");
+    let built = cargo(&["build", "-q", "-p", "lars-dns", "-p", "lars-reporter", "-p", "lars"])
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !built.success() {
+        return Err("the daemons did not build".into());
+    }
+    let dir = root().join("target/firmware");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let routes = dir.join("routes.conf");
+    let stats = dir.join("stats.txt");
+    let _ = std::fs::remove_file(&stats);
+    let route_text: String = HOSTS.iter().map(|host| format!("1 1 {host}\n")).collect();
+    std::fs::write(&routes, route_text).map_err(|e| format!("{}: {e}", routes.display()))?;
+
+    let namespace = Namespace::create()?;
+    println!("==> lars-dns and lars-reporter on the loopback of namespace {}", namespace.0);
+    let bins = root().join("target/debug");
+    let mut daemons = Daemons(Vec::new());
+    for (name, args) in [
+        ("lars-dns", ["--listen", DNS, "--routes", &routes.display().to_string()]),
+        ("lars-reporter", ["--listen", REPORTER, "--stats-file", &stats.display().to_string()]),
+    ] {
+        let child = namespace
+            .command(&bins.join(name))
+            .args(args)
+            .spawn()
+            .map_err(|e| format!("start {name}: {e}"))?;
+        daemons.0.push((name.to_string(), child));
+    }
+    wait_until("lars-dns to listen", Duration::from_secs(15), || {
+        Ok(namespace.command(&bins.join("lars")).args(["stats", "--dns", DNS]).output()?.status.success())
+    })?;
+
+    println!("==> booting {} in qemu-system-arm (mps2-an386, LAN9118, user-mode network)", elf.display());
+    let defmt_log = dir.join("defmt.bin");
+    let qemu_log = dir.join("qemu.log");
+    let file = |path: &Path| std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()));
+    let booted = Instant::now();
+    let mut qemu = Qemu(
+        namespace
+            .command(Path::new("qemu-system-arm"))
+            .args(["-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-nic", "user,model=lan9118,hostfwd=udp:127.0.0.1:8888-:8888"])
+            .arg("-kernel")
+            .arg(elf)
+            .stdin(Stdio::null())
+            .stdout(file(&defmt_log)?)
+            .stderr(file(&qemu_log)?)
+            .spawn()
+            .map_err(|e| format!("start qemu-system-arm: {e}"))?,
+    );
+
+    let result = exercise(&namespace, &stats, &mut qemu, booted);
+    drop(qemu);
+    drop(daemons);
+    let log = decode_log(elf, &defmt_log);
+    let errors = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+    if !errors.trim().is_empty() {
+        println!("--- qemu stderr ---\n{}", errors.trim_end());
+    }
+    match result {
+        Ok(first_answer) => {
+            let from_firmware = log.as_deref().and_then(first_route_ms);
+            println!(
+                "firmware test passed: first host answered {:.0} ms after QEMU started{}",
+                first_answer.as_secs_f64() * 1e3,
+                from_firmware
+                    .map(|ms| format!("; the firmware had its first route {ms} ms after boot"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gets hosts, checks them against the route, reports results and waits for the statistics to
+/// reach lars-reporter. Returns the time from boot to the first host answered.
+fn exercise(
+    namespace: &Namespace,
+    stats: &Path,
+    qemu: &mut Qemu,
+    booted: Instant,
+) -> Result<Duration, String> {
+    let alive = |qemu: &mut Qemu| match qemu.0.try_wait() {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(format!("QEMU exited early ({status})")),
+        Err(e) => Err(format!("QEMU: {e}")),
+    };
+    let mut first_answer = None;
+    wait_until("the firmware to answer get-host", Duration::from_secs(30), || {
+        alive(qemu).map_err(std::io::Error::other)?;
+        let answered =
+            lars(namespace, &["get-host", "1", "1"]).map_err(std::io::Error::other)?.status.success();
+        if answered {
+            first_answer = Some(booted.elapsed());
+        }
+        Ok(answered)
+    })?;
+    let first_answer = first_answer.unwrap_or_default();
+
+    let route = lars_ok(namespace, &["get-route", "1", "1"])?;
+    let mut served: Vec<&str> = route
+        .lines()
+        .filter(|l| !l.starts_with("version"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    served.sort_unstable();
+    if served != HOSTS {
+        return Err(format!("the firmware's route 1/1 is {served:?}, lars-dns has {HOSTS:?}"));
+    }
+    println!("route 1/1 through the firmware: {served:?}");
+    for call in 0..30 {
+        let host = lars_ok(namespace, &["get-host", "1", "1"])?;
+        let host = host.trim();
+        if !HOSTS.contains(&host) {
+            return Err(format!("get-host answered {host}, which is not in route 1/1"));
+        }
+        lars_ok(namespace, &["report", "1", "1", host, "ok", "--latency-us", &(100 + call).to_string()])?;
+    }
+    println!("30 get-host answers were all in the route; results reported");
+    let simulated = lars_ok(
+        namespace,
+        &["simulate", "1", "1", "--count", "400", "--fail", &format!("{FAILING}=1.0"), "--interval-ms", "0"],
+    )?;
+    print!("{simulated}");
+    alive(qemu)?;
+
+    let caller = u32::from(GUEST).to_string();
+    wait_until("lars-reporter to store the firmware's statistics", Duration::from_secs(15), || {
+        let text = std::fs::read_to_string(stats).unwrap_or_default();
+        let row = |host: &str| {
+            text.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|w| w.len() == 8 && w[0] == "1" && w[1] == "1" && w[2] == host && w[3] == caller)
+        };
+        let ok = row(HOSTS[0]).is_some_and(|w| w[4] != "0");
+        let failed = row(FAILING).is_some_and(|w| w[5] != "0");
+        Ok(ok && failed)
+    })?;
+    println!("lars-reporter stored the firmware's statistics (caller {GUEST}):");
+    print!("{}", std::fs::read_to_string(stats).unwrap_or_default());
+    Ok(first_answer)
+}
+
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> std::io::Result<bool>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match done() {
+            Ok(true) => return Ok(()),
+            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(false) => return Err(format!("timed out after {limit:?} waiting for {what}")),
+            Err(e) => return Err(format!("while waiting for {what}: {e}")),
+        }
+    }
+}
+
+/// The firmware's defmt log as text, through `defmt-print` when it is installed.
+fn decode_log(elf: &Path, raw: &Path) -> Option<String> {
+    let input = std::fs::File::open(raw).ok()?;
+    let output = Command::new("defmt-print")
+        .args(["-e"])
+        .arg(elf)
+        .args(["--log-format", "{t} {L} {s}"])
+        .stdin(input)
+        .output();
+    match output {
+        Ok(output) => {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            println!("--- firmware log (defmt) ---\n{}", text.trim_end());
+            Some(text)
+        }
+        Err(_) => {
+            println!(
+                "the firmware's defmt log is in {} (`cargo install defmt-print`, then `defmt-print -e {} < {}`)",
+                raw.display(),
+                elf.display(),
+                raw.display()
+            );
+            None
+        }
+    }
+}
+
+/// Milliseconds from boot to the first route update in a decoded log (`{t}` is seconds).
+fn first_route_ms(log: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("RouteUpdated"))?;
+    let seconds: f64 = line.split_whitespace().next()?.parse().ok()?;
+    Some((seconds * 1000.0).round() as u64)
+}
