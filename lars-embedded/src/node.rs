@@ -18,53 +18,59 @@ use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
 
 use crate::fmt::{info, warning};
 
-/// Bytes of the API socket's buffers (each way), and of the largest API datagram.
+/// Default bytes of the API socket's buffers (each way), and of the largest API datagram.
 pub const API_BUFFER: usize = 2048;
-/// Bytes of each TCP socket's receive and send buffers, and of the largest route frame.
+/// Default bytes of the TCP buffers that carry route frames in and statistics frames out, and
+/// of the largest route frame.
 pub const TCP_BUFFER: usize = 4096;
 /// Datagrams the API socket can hold each way.
 const API_PACKETS: usize = 8;
 
 /// Everything the node's sockets need, provided by the caller: a `static` on a board (so
 /// `'a` is `'static`), leaked on the host.
-pub struct NodeStorage<'a> {
+///
+/// `TCP` bounds a route frame from lars-dns (a route of `H` hosts must fit: about 10 bytes a
+/// host natively) and each statistics frame; `API` bounds an API datagram. A gateway with
+/// small routes sizes both down (the QEMU firmware uses 1024 each).
+pub struct NodeStorage<'a, const TCP: usize = TCP_BUFFER, const API: usize = API_BUFFER> {
     sockets: [SocketStorage<'a>; 3],
     api_rx_meta: [udp::PacketMetadata; API_PACKETS],
-    api_rx: [u8; API_BUFFER],
+    api_rx: [u8; API],
     api_tx_meta: [udp::PacketMetadata; API_PACKETS],
-    api_tx: [u8; API_BUFFER],
-    dns_rx: [u8; TCP_BUFFER],
+    api_tx: [u8; API],
+    dns_rx: [u8; TCP],
     dns_tx: [u8; 512],
     reporter_rx: [u8; 256],
-    reporter_tx: [u8; TCP_BUFFER],
+    reporter_tx: [u8; TCP],
     /// Reassembles frames from lars-dns that arrive in pieces.
-    frame: [u8; TCP_BUFFER],
-    /// One API datagram in, its reply out, or one frame for a link.
-    datagram: [u8; API_BUFFER],
-    reply: [u8; TCP_BUFFER],
+    frame: [u8; TCP],
+    /// One API datagram in.
+    datagram: [u8; API],
+    /// Its reply out, or one frame for a link.
+    reply: [u8; TCP],
 }
 
-impl NodeStorage<'_> {
+impl<const TCP: usize, const API: usize> NodeStorage<'_, TCP, API> {
     /// Empty storage, usable in a `static`.
     pub const fn new() -> Self {
         NodeStorage {
             sockets: [SocketStorage::EMPTY; 3],
             api_rx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
-            api_rx: [0; API_BUFFER],
+            api_rx: [0; API],
             api_tx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
-            api_tx: [0; API_BUFFER],
-            dns_rx: [0; TCP_BUFFER],
+            api_tx: [0; API],
+            dns_rx: [0; TCP],
             dns_tx: [0; 512],
             reporter_rx: [0; 256],
-            reporter_tx: [0; TCP_BUFFER],
-            frame: [0; TCP_BUFFER],
-            datagram: [0; API_BUFFER],
-            reply: [0; TCP_BUFFER],
+            reporter_tx: [0; TCP],
+            frame: [0; TCP],
+            datagram: [0; API],
+            reply: [0; TCP],
         }
     }
 }
 
-impl Default for NodeStorage<'_> {
+impl<const TCP: usize, const API: usize> Default for NodeStorage<'_, TCP, API> {
     fn default() -> Self {
         NodeStorage::new()
     }
@@ -129,10 +135,10 @@ fn to_smoltcp(now: Instant) -> smoltcp::time::Instant {
 impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
     /// A node on `device`, with its sockets in `storage`. `seed` varies the local ports and the
     /// agent's randomness between boots.
-    pub fn new(
+    pub fn new<const TCP: usize, const API: usize>(
         mut device: D,
         config: NodeConfig,
-        storage: &'a mut NodeStorage<'a>,
+        storage: &'a mut NodeStorage<'a, TCP, API>,
         now: Instant,
         seed: u64,
     ) -> Self {
@@ -343,18 +349,25 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
         }
     }
 
-    /// Sends what the agent produced. A frame that does not fit whole in the socket's buffer
-    /// is dropped: half a frame would corrupt the stream, and the agent retries pulls.
+    /// Sends what the agent produced. It is offered only as much buffer as both links can take
+    /// now: statistics frames are sized to it (what does not fit waits for the next flush),
+    /// and a pull that does not fit stays due. So no frame is cut or dropped for lack of room.
     fn transmit(&mut self, now: Instant) {
-        while let Some(transmit) = self.agent.poll_transmit(now, self.reply) {
+        let room = |link: &LinkState, sockets: &SocketSet<'_>| {
+            let socket = sockets.get::<tcp::Socket>(link.handle);
+            socket.send_capacity() - socket.send_queue()
+        };
+        loop {
+            let limit = room(&self.dns, &self.sockets).min(room(&self.reporter, &self.sockets));
+            let limit = limit.min(self.reply.len());
+            let Some(transmit) = self.agent.poll_transmit(now, &mut self.reply[..limit]) else { break };
             let link = match transmit.link {
                 Link::Dns => &self.dns,
                 Link::Reporter => &self.reporter,
             };
             let socket = self.sockets.get_mut::<tcp::Socket>(link.handle);
-            let room = socket.send_capacity() - socket.send_queue();
-            if !link.up || room < transmit.len || socket.send_slice(&self.reply[..transmit.len]).is_err() {
-                warning!("lars node: frame for {:?} dropped", transmit.link);
+            if !link.up || socket.send_slice(&self.reply[..transmit.len]).is_err() {
+                warning!("lars node: frame for {:?} dropped (link down)", transmit.link);
             }
         }
     }

@@ -11,7 +11,7 @@
 
 use core::net::SocketAddr;
 
-use crate::lb::{Balancer, PolicyKind};
+use crate::lb::{Balancer, HostAddr, PolicyKind};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{HostStats, Outcome};
 
@@ -40,7 +40,7 @@ pub(crate) enum Pull {
 /// Per-host call tallies since the last flush to lars-reporter.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tally {
-    pub(crate) host: SocketAddr,
+    pub(crate) host: HostAddr,
     pub(crate) succ: u32,
     pub(crate) err: u32,
     pub(crate) overload: u32,
@@ -93,6 +93,7 @@ impl<const H: usize> Route<H> {
     /// Records a call result; returns false when the tally table is full (the result is lost
     /// for statistics, though the balancer saw it).
     pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> bool {
+        let host = HostAddr::from(host);
         let i = match self.tallies.binary_search_by(|t| t.host.cmp(&host)) {
             Ok(i) => i,
             Err(i) => {
@@ -123,11 +124,11 @@ impl<const H: usize> Route<H> {
         HostStats {
             modid: self.modid,
             cmdid: self.cmdid,
-            host: tally.host,
+            host: tally.host.into(),
             succ: tally.succ,
             err: tally.err,
             overload: tally.overload,
-            overloaded: self.balancer.is_overloaded(tally.host),
+            overloaded: self.balancer.is_overloaded(tally.host.into()),
             latency_sum_us: tally.latency_sum_us,
             latency_max_us: tally.latency_max_us,
         }

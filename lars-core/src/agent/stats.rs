@@ -119,7 +119,7 @@ impl Flush {
         let mut n = 0;
         while n < room.min(CHUNK) {
             let Some(tally) = route.tallies.pop() else { break };
-            let SocketAddr::V4(host) = tally.host else {
+            let SocketAddr::V4(host) = SocketAddr::from(tally.host) else {
                 // The Lars message has no room for an IPv6 host.
                 stats.stats_dropped += 1;
                 stats.ipv6_not_representable += 1;

@@ -22,7 +22,7 @@
 
 use core::net::SocketAddr;
 
-use super::{Balance, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
+use super::{Balance, HostAddr, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -104,7 +104,7 @@ impl Default for LarsConfig {
 /// One host's state, as the original's `host_info`, plus its list links.
 #[derive(Debug, Clone, Copy)]
 struct Host {
-    addr: SocketAddr,
+    addr: HostAddr,
     weight: u32,
     /// Virtual counters: they drive the state changes and are reset by them.
     vsucc: u32,
@@ -115,8 +115,9 @@ struct Host {
     contin_succ: u32,
     contin_err: u32,
     overloaded: bool,
-    idle_since: Instant,
-    overload_since: Instant,
+    /// When the host entered its current state (idle or overloaded), or last reset its idle
+    /// window. The original kept separate idle and overload timestamps, always set together.
+    since: Instant,
     /// When the host joined or last recovered, for slow start.
     up_since: Instant,
     prev: u16,
@@ -126,7 +127,7 @@ struct Host {
 impl Host {
     fn new(host: WeightedHost, now: Instant, config: &LarsConfig) -> Host {
         Host {
-            addr: host.addr,
+            addr: host.addr.into(),
             weight: host.weight,
             vsucc: config.init_succ_cnt,
             verr: 0,
@@ -135,8 +136,7 @@ impl Host {
             contin_succ: 0,
             contin_err: 0,
             overloaded: false,
-            idle_since: now,
-            overload_since: now,
+            since: now,
             up_since: now,
             prev: 0,
             next: 0,
@@ -150,7 +150,6 @@ impl Host {
             next: self.next,
             ..Host::new(self.as_weighted(), now, config)
         };
-        self.overload_since = now;
     }
 
     fn set_overload(&mut self, now: Instant, config: &LarsConfig) {
@@ -161,7 +160,7 @@ impl Host {
     }
 
     fn as_weighted(&self) -> WeightedHost {
-        WeightedHost { addr: self.addr, weight: self.weight }
+        WeightedHost { addr: self.addr.into(), weight: self.weight }
     }
 
     /// The real error rate over the window reached `window_err_rate`.
@@ -303,12 +302,12 @@ impl<const H: usize> Lars<H> {
     }
 
     fn find(&self, addr: SocketAddr) -> Option<u16> {
-        self.index.find(addr, |i| self.hosts[i].addr).map(|i| i as u16)
+        self.index.find(addr, |i| self.hosts[i].addr.into()).map(|i| i as u16)
     }
 
     fn rebuild_index(&mut self) {
         let hosts = &self.hosts;
-        self.index.rebuild(hosts.len(), |i| hosts[i].addr);
+        self.index.rebuild(hosts.len(), |i| hosts[i].addr.into());
     }
 
     /// Picks since the last probe.
@@ -333,7 +332,7 @@ impl<const H: usize> Lars<H> {
             let i = cursor?;
             let host = &self.hosts[usize::from(i)];
             cursor = Some(host.next).filter(|&n| Some(n) != head);
-            Some(host.addr)
+            Some(host.addr.into())
         })
     }
 
@@ -349,7 +348,7 @@ impl<const H: usize> Balance for Lars<H> {
         let update = NewHosts::<H>::new(hosts)?;
         let mut i = 0;
         while i < self.hosts.len() {
-            if update.contains(self.hosts[i].addr) {
+            if update.contains(self.hosts[i].addr.into()) {
                 i += 1;
             } else {
                 self.remove(i as u16);
@@ -389,7 +388,7 @@ impl<const H: usize> Balance for Lars<H> {
                 self.take_idle(now, rng)
             }
         };
-        chosen.map_or(Pick::NoHosts, |i| Pick::Host(self.hosts[usize::from(i)].addr))
+        chosen.map_or(Pick::NoHosts, |i| Pick::Host(self.hosts[usize::from(i)].addr.into()))
     }
 
     fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, _latency_us: u32) {
@@ -425,14 +424,14 @@ impl<const H: usize> Balance for Lars<H> {
             self.relist(i, true);
             return;
         }
-        if !host.overloaded && now.saturating_since(host.idle_since) >= config.idle_timeout {
+        if !host.overloaded && now.saturating_since(host.since) >= config.idle_timeout {
             if host.window_failed(&config) {
                 host.set_overload(now, &config);
                 self.relist(i, false);
             } else {
                 host.set_idle(now, &config);
             }
-        } else if host.overloaded && now.saturating_since(host.overload_since) >= config.overload_timeout {
+        } else if host.overloaded && now.saturating_since(host.since) >= config.overload_timeout {
             host.set_idle(now, &config);
             host.up_since = now;
             self.relist(i, true);

@@ -219,7 +219,7 @@ impl Device for Lan9118 {
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
         (self.registers.tx_free() >= FRAME + 8)
-            .then(|| TxToken { registers: self.registers, buffer: &mut self.tx })
+            .then_some(TxToken { registers: self.registers, buffer: &mut self.tx })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

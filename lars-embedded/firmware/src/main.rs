@@ -29,6 +29,10 @@ const CORE_HZ: u32 = 25_000_000;
 /// Routes and hosts per route the gateway holds.
 const ROUTES: usize = 16;
 const HOSTS: usize = 16;
+/// A route of 16 hosts is about 200 bytes on the wire: 1 KiB frames leave room.
+const TCP_BUFFER: usize = 1024;
+/// Bytes of an API datagram (a 16-host route answer is well under this).
+const API_BUFFER: usize = 1024;
 /// The UDP port devices send agent API requests to.
 const API_PORT: u16 = 8888;
 
@@ -70,7 +74,9 @@ macro_rules! setting {
 
 #[entry]
 fn main() -> ! {
-    static mut STORAGE: NodeStorage<'static> = NodeStorage::new();
+    // Both statics are zero-filled at boot (.bss) and built here: as initialised data their
+    // images would also take flash.
+    static mut STORAGE: MaybeUninit<NodeStorage<'static, TCP_BUFFER, API_BUFFER>> = MaybeUninit::uninit();
     static mut NODE: MaybeUninit<Node<'static, Lan9118, ROUTES, HOSTS>> = MaybeUninit::uninit();
 
     let mut core = cortex_m::Peripherals::take().expect("peripherals are taken once, here");
@@ -108,7 +114,8 @@ fn main() -> ! {
     let seed = u64::from(device.free_run())
         ^ u64::from_le_bytes([mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5], 0, 0]);
     let mut clock = Clock { last: 0, elapsed_ms: 0 };
-    let node = NODE.write(Node::new(device, config, STORAGE, clock.now(), seed));
+    let storage = STORAGE.write(NodeStorage::new());
+    let node = NODE.write(Node::new(device, config, storage, clock.now(), seed));
     defmt::info!(
         "lars-firmware: {} serving UDP {=u16}, lars-dns {}, lars-reporter {}",
         ip,
