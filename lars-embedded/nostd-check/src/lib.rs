@@ -94,7 +94,7 @@ impl smoltcp::phy::Device for NullDevice {
 pub extern "C" fn lars_nostd_check_node(now_us: u64) -> u64 {
     use lars_embedded::{Node, NodeConfig, NodeStorage};
     use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
-    let mut storage = NodeStorage::new();
+    let mut storage: NodeStorage<'_> = NodeStorage::new();
     let config = NodeConfig {
         hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]).into(),
         ip: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24)),
