@@ -11,4 +11,4 @@ mod fmt;
 mod node;
 
 pub use lars_core as core;
-pub use node::{API_BUFFER, Node, NodeConfig, NodeStorage, TCP_BUFFER};
+pub use node::{API_BUFFER, Ipv4Setup, Node, NodeConfig, NodeStorage, TCP_BUFFER};

@@ -13,8 +13,10 @@ use lars_core::time::{Duration, Instant};
 use lars_core::wire::frame::FrameDecoder;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::Device;
+#[cfg(feature = "dhcp")]
+use smoltcp::socket::dhcpv4;
 use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::fmt::{info, warning};
 
@@ -25,6 +27,8 @@ pub const API_BUFFER: usize = 2048;
 pub const TCP_BUFFER: usize = 4096;
 /// Datagrams the API socket can hold each way.
 const API_PACKETS: usize = 8;
+/// The API socket, the two links, and the DHCP client if there is one.
+const SOCKETS: usize = if cfg!(feature = "dhcp") { 4 } else { 3 };
 
 /// Everything the node's sockets need, provided by the caller: a `static` on a board (so
 /// `'a` is `'static`), leaked on the host.
@@ -33,7 +37,7 @@ const API_PACKETS: usize = 8;
 /// host natively) and each statistics frame; `API` bounds an API datagram. A gateway with
 /// small routes sizes both down (the QEMU firmware uses 1024 each).
 pub struct NodeStorage<'a, const TCP: usize = TCP_BUFFER, const API: usize = API_BUFFER> {
-    sockets: [SocketStorage<'a>; 3],
+    sockets: [SocketStorage<'a>; SOCKETS],
     api_rx_meta: [udp::PacketMetadata; API_PACKETS],
     api_rx: [u8; API],
     api_tx_meta: [udp::PacketMetadata; API_PACKETS],
@@ -54,7 +58,7 @@ impl<const TCP: usize, const API: usize> NodeStorage<'_, TCP, API> {
     /// Empty storage, usable in a `static`.
     pub const fn new() -> Self {
         NodeStorage {
-            sockets: [SocketStorage::EMPTY; 3],
+            sockets: [SocketStorage::EMPTY; SOCKETS],
             api_rx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
             api_rx: [0; API],
             api_tx_meta: [udp::PacketMetadata::EMPTY; API_PACKETS],
@@ -81,10 +85,8 @@ impl<const TCP: usize, const API: usize> Default for NodeStorage<'_, TCP, API> {
 pub struct NodeConfig {
     /// The interface's hardware address.
     pub hardware_addr: HardwareAddress,
-    /// The node's address and prefix (static configuration).
-    pub ip: IpCidr,
-    /// The default gateway, if lars-dns and lars-reporter are not on the link.
-    pub gateway: Option<Ipv4Address>,
+    /// How the node gets its IPv4 address.
+    pub ipv4: Ipv4Setup,
     /// lars-dns.
     pub dns: SocketAddrV4,
     /// lars-reporter.
@@ -93,6 +95,23 @@ pub struct NodeConfig {
     pub api_port: u16,
     /// The agent's own configuration.
     pub agent: AgentConfig,
+}
+
+/// How the node gets its IPv4 address.
+#[derive(Debug, Clone, Copy)]
+pub enum Ipv4Setup {
+    /// A fixed address and prefix, and the default gateway if lars-dns and lars-reporter are
+    /// not on the link.
+    Static {
+        /// Address and prefix.
+        address: Ipv4Cidr,
+        /// Default gateway.
+        gateway: Option<Ipv4Address>,
+    },
+    /// A lease from a DHCP server (feature `dhcp`). The links connect once the lease arrives;
+    /// losing it closes them, and they reconnect with backoff when a new one comes.
+    #[cfg(feature = "dhcp")]
+    Dhcp,
 }
 
 /// A TCP link's reconnect state.
@@ -126,6 +145,26 @@ pub struct Node<'a, D: Device, const R: usize, const H: usize> {
     decoder: FrameDecoder<&'a mut [u8]>,
     datagram: &'a mut [u8],
     reply: &'a mut [u8],
+    #[cfg(feature = "dhcp")]
+    dhcp: Option<SocketHandle>,
+}
+
+/// Sets (or with `None` removes) the interface's IPv4 address and default gateway.
+fn set_address(iface: &mut Interface, setup: Option<(Ipv4Cidr, Option<Ipv4Address>)>) {
+    iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        if let Some((address, _)) = setup {
+            let _ = addrs.push(IpCidr::Ipv4(address));
+        }
+    });
+    match setup.and_then(|(_, gateway)| gateway) {
+        Some(gateway) => {
+            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+        }
+        None => {
+            iface.routes_mut().remove_default_ipv4_route();
+        }
+    }
 }
 
 fn to_smoltcp(now: Instant) -> smoltcp::time::Instant {
@@ -145,11 +184,10 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
         let mut iface_config = Config::new(config.hardware_addr);
         iface_config.random_seed = seed;
         let mut iface = Interface::new(iface_config, &mut device, to_smoltcp(now));
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(config.ip);
-        });
-        if let Some(gateway) = config.gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+        match config.ipv4 {
+            Ipv4Setup::Static { address, gateway } => set_address(&mut iface, Some((address, gateway))),
+            #[cfg(feature = "dhcp")]
+            Ipv4Setup::Dhcp => {}
         }
         let NodeStorage {
             sockets,
@@ -193,6 +231,8 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
             failures: 0,
             next_local_port: base + offset,
         };
+        #[cfg(feature = "dhcp")]
+        let dhcp = matches!(config.ipv4, Ipv4Setup::Dhcp).then(|| set.add(dhcpv4::Socket::new()));
         let mut agent_config = config.agent;
         agent_config.seed ^= seed;
         Node {
@@ -206,6 +246,8 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
             decoder: FrameDecoder::new(&mut frame[..]),
             datagram: &mut datagram[..],
             reply: &mut reply[..],
+            #[cfg(feature = "dhcp")]
+            dhcp,
         }
     }
 
@@ -224,6 +266,8 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
     pub fn poll(&mut self, now: Instant) -> Duration {
         let stamp = to_smoltcp(now);
         self.iface.poll(stamp, &mut self.device, &mut self.sockets);
+        #[cfg(feature = "dhcp")]
+        self.lease(now);
         self.links(now);
         self.receive_dns(now);
         self.serve_api(now);
@@ -242,16 +286,50 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
         if let Some(at) = self.agent.poll_timeout() {
             wait = wait.min(at.saturating_since(now));
         }
-        for link in [&self.dns, &self.reporter] {
-            if !link.up {
-                wait = wait.min(link.retry_at.saturating_since(now));
+        // Links wait for an address (from DHCP) before their retry time means anything.
+        if self.iface.ipv4_addr().is_some() {
+            for link in [&self.dns, &self.reporter] {
+                if !link.up {
+                    wait = wait.min(link.retry_at.saturating_since(now));
+                }
             }
         }
         wait
     }
 
+    /// Applies what the DHCP client learnt: a new lease sets the address and gateway, a lost
+    /// one removes them and closes the links (their address is gone).
+    #[cfg(feature = "dhcp")]
+    fn lease(&mut self, now: Instant) {
+        let Some(handle) = self.dhcp else { return };
+        match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => {}
+            Some(dhcpv4::Event::Configured(lease)) => {
+                info!("lars node: DHCP lease {}", lease.address);
+                set_address(&mut self.iface, Some((lease.address, lease.router)));
+                // Connect now: attempts without an address were not real failures.
+                for link in [&mut self.dns, &mut self.reporter] {
+                    link.failures = 0;
+                    link.retry_at = now;
+                }
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                // The client also says so once at start, before it ever had a lease.
+                if self.iface.ipv4_addr().is_some() {
+                    warning!("lars node: DHCP lease lost");
+                }
+                set_address(&mut self.iface, None);
+                for link in [&self.dns, &self.reporter] {
+                    self.sockets.get_mut::<tcp::Socket>(link.handle).abort();
+                }
+            }
+        }
+    }
+
     /// Notices links coming up or going down, and reconnects with backoff.
     fn links(&mut self, now: Instant) {
+        // Without an address (DHCP not yet leased) a connect cannot even start.
+        let addressed = self.iface.ipv4_addr().is_some();
         for which in [Link::Dns, Link::Reporter] {
             let link = match which {
                 Link::Dns => &mut self.dns,
@@ -277,7 +355,7 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
                 self.agent_link(which, now, true);
                 continue;
             }
-            if !link.up && !socket.is_open() && now >= link.retry_at {
+            if !link.up && !socket.is_open() && now >= link.retry_at && addressed {
                 let local = link.next_local_port;
                 link.next_local_port = if local >= 65000 { 49152 } else { local + 1 };
                 // Either way the next retry time is set: a connect that has not completed by then

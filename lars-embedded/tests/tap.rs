@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lars_core::agent::AgentConfig;
 use lars_core::wire::native::Outcome;
-use lars_embedded::{Node, NodeConfig, NodeStorage};
+use lars_embedded::{Ipv4Setup, Node, NodeConfig, NodeStorage};
 use lars_std::client::{Client, ClientConfig};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
@@ -23,7 +23,7 @@ use lars_std::store::memory::{MemoryRoutes, MemoryStats};
 use lars_std::time::Clock;
 use lars_tests::eventually;
 use smoltcp::phy::{Medium, TunTapInterface};
-use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 const INNER: &str = "LARS_TAP_INNER";
 const HOST_SIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
@@ -94,8 +94,7 @@ fn inside_the_namespace() {
         let clock = Clock::new();
         let config = NodeConfig {
             hardware_addr: EthernetAddress([0x02, 0, 0, 0, 0, 1]).into(),
-            ip: IpCidr::Ipv4(Ipv4Cidr::new(NODE, 24)),
-            gateway: None,
+            ipv4: Ipv4Setup::Static { address: Ipv4Cidr::new(NODE, 24), gateway: None },
             dns: v4(dns_addr),
             reporter: v4(reporter_addr),
             api_port: 8888,

@@ -24,25 +24,52 @@ const FAILING: &str = "127.0.0.1:9002";
 const FLASH_TARGET: u64 = 96 * 1024;
 const RAM_TARGET: u64 = 48 * 1024;
 
-pub(crate) fn firmware(args: &[String]) -> Result<(), String> {
-    let elf = build()?;
-    match args {
-        [] => {
-            println!("firmware: {}", elf.display());
-            Ok(())
+/// How the firmware gets its address: the two builds that are tested and measured.
+#[derive(Clone, Copy)]
+pub(crate) enum Variant {
+    /// 10.0.2.15/24 fixed at build time.
+    Static,
+    /// A lease from QEMU's DHCP server (feature `dhcp`).
+    Dhcp,
+}
+
+impl Variant {
+    pub(crate) const ALL: [Variant; 2] = [Variant::Static, Variant::Dhcp];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Static => "static",
+            Variant::Dhcp => "dhcp",
         }
-        [flag] if flag == "--qemu" => run_in_qemu(&elf),
-        _ => Err("usage: cargo xtask firmware [--qemu]".into()),
     }
 }
 
-/// Builds the release firmware and returns its ELF.
-pub(crate) fn build() -> Result<PathBuf, String> {
-    println!("==> building the firmware ({TARGET}, profile {PROFILE})");
-    let status = cargo(&["build", "-q", "-p", "lars-firmware", "--target", TARGET, "--profile", PROFILE])
-        .env("DEFMT_LOG", "info")
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
+pub(crate) fn firmware(args: &[String]) -> Result<(), String> {
+    let dhcp = args.iter().any(|a| a == "--dhcp");
+    let qemu = args.iter().any(|a| a == "--qemu");
+    if args.iter().any(|a| a != "--dhcp" && a != "--qemu") {
+        return Err("usage: cargo xtask firmware [--dhcp] [--qemu]".into());
+    }
+    let variant = if dhcp { Variant::Dhcp } else { Variant::Static };
+    let elf = build(variant)?;
+    if qemu {
+        run_in_qemu(&elf, variant)
+    } else {
+        println!("firmware: {}", elf.display());
+        Ok(())
+    }
+}
+
+/// Builds the release firmware and returns its ELF (one path for both variants: use it before
+/// building the other).
+fn build(variant: Variant) -> Result<PathBuf, String> {
+    println!("==> building the firmware ({TARGET}, profile {PROFILE}, {} address)", variant.name());
+    let mut command =
+        cargo(&["build", "-q", "-p", "lars-firmware", "--target", TARGET, "--profile", PROFILE]);
+    if let Variant::Dhcp = variant {
+        command.args(["--features", "dhcp"]);
+    }
+    let status = command.env("DEFMT_LOG", "info").status().map_err(|e| format!("cargo: {e}"))?;
     if !status.success() {
         return Err("the firmware did not build".into());
     }
@@ -92,41 +119,48 @@ impl Sizes {
     }
 }
 
-/// `cargo xtask size`: flash and static RAM of the release firmware, against the targets.
+/// `cargo xtask size`: flash and static RAM of the release firmware (both variants), against
+/// the targets.
 pub(crate) fn size() -> Result<(), String> {
-    let elf = build()?;
-    let sizes = Sizes::read(&elf)?;
     let ratio = |used: u64, target: u64| used as f64 / target as f64;
-    println!(
-        "text {} + rodata {} + data {} = flash {} B ({:.2} of the {} KiB target)",
-        sizes.text,
-        sizes.rodata,
-        sizes.data,
-        sizes.flash(),
-        ratio(sizes.flash(), FLASH_TARGET),
-        FLASH_TARGET / 1024
-    );
-    println!(
-        "data {} + bss {} = static RAM {} B ({:.2} of the {} KiB target)",
-        sizes.data,
-        sizes.bss,
-        sizes.ram(),
-        ratio(sizes.ram(), RAM_TARGET),
-        RAM_TARGET / 1024
-    );
-    let json = format!(
-        "{{\"target\":\"{TARGET}\",\"routes\":16,\"hosts_per_route\":16,\"text\":{},\"rodata\":{},\"data\":{},\"bss\":{},\"flash\":{},\"static_ram\":{},\"flash_target\":{FLASH_TARGET},\"static_ram_target\":{RAM_TARGET}}}\n",
-        sizes.text,
-        sizes.rodata,
-        sizes.data,
-        sizes.bss,
-        sizes.flash(),
-        sizes.ram()
-    );
+    let mut json = Vec::new();
+    for variant in Variant::ALL {
+        let sizes = Sizes::read(&build(variant)?)?;
+        println!(
+            "{}: text {} + rodata {} + data {} = flash {} B ({:.2} of the {} KiB target)",
+            variant.name(),
+            sizes.text,
+            sizes.rodata,
+            sizes.data,
+            sizes.flash(),
+            ratio(sizes.flash(), FLASH_TARGET),
+            FLASH_TARGET / 1024
+        );
+        println!(
+            "{}: data {} + bss {} = static RAM {} B ({:.2} of the {} KiB target)",
+            variant.name(),
+            sizes.data,
+            sizes.bss,
+            sizes.ram(),
+            ratio(sizes.ram(), RAM_TARGET),
+            RAM_TARGET / 1024
+        );
+        json.push(format!(
+            "{{\"variant\":\"{}\",\"target\":\"{TARGET}\",\"routes\":16,\"hosts_per_route\":16,\"text\":{},\"rodata\":{},\"data\":{},\"bss\":{},\"flash\":{},\"static_ram\":{},\"flash_target\":{FLASH_TARGET},\"static_ram_target\":{RAM_TARGET}}}",
+            variant.name(),
+            sizes.text,
+            sizes.rodata,
+            sizes.data,
+            sizes.bss,
+            sizes.flash(),
+            sizes.ram()
+        ));
+    }
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("firmware.json");
-    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, format!("[{}]\n", json.join(",\n")))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -203,7 +237,7 @@ impl Drop for Qemu {
     }
 }
 
-fn run_in_qemu(elf: &Path) -> Result<(), String> {
+fn run_in_qemu(elf: &Path, variant: Variant) -> Result<(), String> {
     if Command::new("qemu-system-arm").arg("--version").output().is_err() {
         return Err("qemu-system-arm not found (Debian: apt-get install qemu-system-arm)".into());
     }
@@ -241,7 +275,11 @@ fn run_in_qemu(elf: &Path) -> Result<(), String> {
         Ok(namespace.command(&bins.join("lars")).args(["stats", "--dns", DNS]).output()?.status.success())
     })?;
 
-    println!("==> booting {} in qemu-system-arm (mps2-an386, LAN9118, user-mode network)", elf.display());
+    println!(
+        "==> booting {} ({} address) in qemu-system-arm (mps2-an386, LAN9118, user-mode network)",
+        elf.display(),
+        variant.name()
+    );
     let defmt_log = dir.join("defmt.bin");
     let qemu_log = dir.join("qemu.log");
     let file = |path: &Path| std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()));
@@ -273,7 +311,8 @@ fn run_in_qemu(elf: &Path) -> Result<(), String> {
         Ok(first_answer) => {
             let from_firmware = log.as_deref().and_then(first_route_ms);
             println!(
-                "firmware test passed: first host answered {:.0} ms after QEMU started{}",
+                "firmware test passed ({} address): first host answered {:.0} ms after QEMU started{}",
+                variant.name(),
                 first_answer.as_secs_f64() * 1e3,
                 from_firmware
                     .map(|(asked, got)| format!(

@@ -25,7 +25,9 @@ tasks:
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds, the
           firmware in QEMU
-  firmware [--qemu]    build the gateway firmware; boot it in QEMU against real daemons
+  firmware [--dhcp] [--qemu]
+          build the gateway firmware (static address, or DHCP); boot it in QEMU against
+          real daemons
   size    flash and static RAM of the firmware (target/bench/firmware.json)
   bench [core|echo|system]
           core micro benchmarks, the reactor echo benchmark and the system benchmark
@@ -158,13 +160,19 @@ fn test() -> Result<(), String> {
         "clippy lars-firmware",
         cargo(&["clippy", "-p", "lars-firmware", "--target", NO_STD_TARGETS[0], "--", "-D", "warnings"]),
     );
-    println!("\n==> firmware in QEMU");
-    let start = Instant::now();
-    let outcome = match firmware::firmware(&["--qemu".to_string()]) {
-        Ok(()) => Outcome::Passed,
-        Err(e) => Outcome::Failed(e),
-    };
-    steps.push(Step { name: "firmware in QEMU".into(), outcome, took: start.elapsed() });
+    for (name, args) in [
+        ("firmware in QEMU, static address", &["--qemu"][..]),
+        ("firmware in QEMU, DHCP", &["--qemu", "--dhcp"]),
+    ] {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let outcome = match firmware::firmware(&args) {
+            Ok(()) => Outcome::Passed,
+            Err(e) => Outcome::Failed(e),
+        };
+        steps.push(Step { name: name.into(), outcome, took: start.elapsed() });
+    }
 
     println!("\n==> summary");
     let mut failed = 0;

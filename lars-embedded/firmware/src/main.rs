@@ -3,7 +3,9 @@
 //!
 //! The addresses are fixed at build time and default to QEMU's user-mode network (the guest is
 //! 10.0.2.15/24; 10.0.2.2 is the host's loopback): `LARS_FW_IP`, `LARS_FW_GATEWAY`,
-//! `LARS_FW_DNS` and `LARS_FW_REPORTER` override them. The loop polls the node, then sleeps in
+//! `LARS_FW_DNS` and `LARS_FW_REPORTER` override them. With the `dhcp` feature the address
+//! and gateway come from a DHCP server instead (`LARS_FW_IP` then only names the statistics'
+//! caller). The loop polls the node, then sleeps in
 //! `wfi` until the next 1 kHz SysTick: a busy loop would starve QEMU's own network thread.
 #![no_std]
 #![no_main]
@@ -19,8 +21,7 @@ use cortex_m_rt::{ExceptionFrame, entry, exception};
 use defmt_semihosting as _;
 use lars_embedded::core::agent::AgentConfig;
 use lars_embedded::core::time::{Duration, Instant};
-use lars_embedded::{Node, NodeConfig, NodeStorage};
-use smoltcp::wire::{IpCidr, Ipv4Cidr};
+use lars_embedded::{Ipv4Setup, Node, NodeConfig, NodeStorage};
 
 use lan9118::Lan9118;
 
@@ -95,11 +96,16 @@ fn main() -> ! {
     defmt::info!("lars-firmware: LAN9118 id {=u32:#x}, MAC {}", device.id(), mac);
 
     let ip: Ipv4Addr = setting!("LARS_FW_IP", "10.0.2.15");
-    let gateway: Ipv4Addr = setting!("LARS_FW_GATEWAY", "10.0.2.2");
+    #[cfg(not(feature = "dhcp"))]
+    let ipv4 = Ipv4Setup::Static {
+        address: smoltcp::wire::Ipv4Cidr::new(ip, 24),
+        gateway: Some(setting!("LARS_FW_GATEWAY", "10.0.2.2")),
+    };
+    #[cfg(feature = "dhcp")]
+    let ipv4 = Ipv4Setup::Dhcp;
     let config = NodeConfig {
         hardware_addr: mac.into(),
-        ip: IpCidr::Ipv4(Ipv4Cidr::new(ip, 24)),
-        gateway: Some(gateway),
+        ipv4,
         dns: setting!("LARS_FW_DNS", "10.0.2.2:7778"),
         reporter: setting!("LARS_FW_REPORTER", "10.0.2.2:7779"),
         api_port: API_PORT,
@@ -118,7 +124,7 @@ fn main() -> ! {
     let node = NODE.write(Node::new(device, config, storage, clock.now(), seed));
     defmt::info!(
         "lars-firmware: {} serving UDP {=u16}, lars-dns {}, lars-reporter {}",
-        ip,
+        if cfg!(feature = "dhcp") { "DHCP" } else { "static" },
         API_PORT,
         dns,
         reporter

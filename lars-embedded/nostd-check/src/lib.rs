@@ -92,13 +92,15 @@ impl smoltcp::phy::Device for NullDevice {
 /// Builds a gateway node and polls it once.
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_nostd_check_node(now_us: u64) -> u64 {
-    use lars_embedded::{Node, NodeConfig, NodeStorage};
-    use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
+    use lars_embedded::{Ipv4Setup, Node, NodeConfig, NodeStorage};
+    use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
     let mut storage: NodeStorage<'_> = NodeStorage::new();
     let config = NodeConfig {
         hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]).into(),
-        ip: IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24)),
-        gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+        ipv4: Ipv4Setup::Static {
+            address: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+        },
         dns: core::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 2), 7778),
         reporter: core::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 2), 7779),
         api_port: 8888,
