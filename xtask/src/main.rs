@@ -155,11 +155,25 @@ fn test() -> Result<(), String> {
         }
     }
 
-    run(
-        &mut steps,
-        "clippy lars-firmware",
-        cargo(&["clippy", "-p", "lars-firmware", "--target", NO_STD_TARGETS[0], "--", "-D", "warnings"]),
-    );
+    // Both firmware variants: the DHCP one also lints lars-embedded's `dhcp` code.
+    for features in ["", "dhcp"] {
+        run(
+            &mut steps,
+            &format!("clippy lars-firmware [{features}]"),
+            cargo(&[
+                "clippy",
+                "-p",
+                "lars-firmware",
+                "--target",
+                NO_STD_TARGETS[0],
+                "--features",
+                features,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        );
+    }
     for (name, args) in [
         ("firmware in QEMU, static address", &["--qemu"][..]),
         ("firmware in QEMU, DHCP", &["--qemu", "--dhcp"]),
