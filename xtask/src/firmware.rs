@@ -1,4 +1,4 @@
-//! `cargo xtask firmware [--qemu]` and `cargo xtask size`: builds the gateway firmware, boots it
+//! `cargo xtask firmware [--dhcp] [--qemu]` and `cargo xtask size`: builds the gateway firmware, boots it
 //! in QEMU against real daemons inside a private network namespace, and measures its memory.
 
 use std::net::Ipv4Addr;

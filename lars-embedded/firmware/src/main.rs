@@ -62,8 +62,8 @@ impl Clock {
     }
 }
 
-/// A build-time setting, or its default; a malformed one stops the build's firmware at boot
-/// with the variable's name.
+/// A build-time setting, or its default. A malformed value panics at boot, naming the variable
+/// (so QEMU exits with an error at once).
 macro_rules! setting {
     ($name:literal, $default:literal) => {
         match option_env!($name).unwrap_or($default).parse() {
@@ -123,7 +123,7 @@ fn main() -> ! {
     let storage = STORAGE.write(NodeStorage::new());
     let node = NODE.write(Node::new(device, config, storage, clock.now(), seed));
     defmt::info!(
-        "lars-firmware: {} serving UDP {=u16}, lars-dns {}, lars-reporter {}",
+        "lars-firmware: {} address, API on UDP {=u16}, lars-dns {}, lars-reporter {}",
         if cfg!(feature = "dhcp") { "DHCP" } else { "static" },
         API_PORT,
         dns,
