@@ -60,20 +60,62 @@ pub(crate) fn firmware(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// Builds the release firmware and returns its ELF (one path for both variants: use it before
-/// building the other).
+/// Builds the release firmware and returns its ELF (one path for every build: use it before
+/// building another).
 fn build(variant: Variant) -> Result<PathBuf, String> {
+    build_with(variant, &[])
+}
+
+fn build_with(variant: Variant, env: &[(&str, &str)]) -> Result<PathBuf, String> {
     println!("==> building the firmware ({TARGET}, profile {PROFILE}, {} address)", variant.name());
     let mut command =
         cargo(&["build", "-q", "-p", "lars-firmware", "--target", TARGET, "--profile", PROFILE]);
     if let Variant::Dhcp = variant {
         command.args(["--features", "dhcp"]);
     }
-    let status = command.env("DEFMT_LOG", "info").status().map_err(|e| format!("cargo: {e}"))?;
+    command.env("DEFMT_LOG", "info").envs(env.iter().copied());
+    let status = command.status().map_err(|e| format!("cargo: {e}"))?;
     if !status.success() {
         return Err("the firmware did not build".into());
     }
     Ok(root().join("target").join(TARGET).join(PROFILE).join("lars-firmware"))
+}
+
+/// A firmware built with a malformed setting must panic at boot, and the panic handler must
+/// print why on QEMU's stderr and exit QEMU with an error (not hang, not exit 0).
+pub(crate) fn panic_exits_qemu() -> Result<(), String> {
+    let elf = build_with(Variant::Static, &[("LARS_FW_DNS", "not-an-address")])?;
+    let mut qemu = Command::new("qemu-system-arm")
+        .args(["-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"])
+        .args(["-semihosting-config", "enable=on,target=native", "-nic", "none", "-kernel"])
+        .arg(&elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start qemu-system-arm: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match qemu.try_wait().map_err(|e| format!("qemu: {e}"))? {
+            Some(status) => break status,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => {
+                let _ = qemu.kill();
+                let _ = qemu.wait();
+                return Err("the panicking firmware did not exit QEMU within 20 s".into());
+            }
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = qemu.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    print!("{stderr}");
+    if status.code() != Some(101) || !stderr.contains("malformed LARS_FW_DNS") {
+        return Err(format!("expected exit status 101 and the panic message, got {status}"));
+    }
+    println!("the panic handler exited QEMU with status 101 and said why");
+    Ok(())
 }
 
 /// The sizes of the firmware's sections that count against flash and RAM.

@@ -174,17 +174,16 @@ fn test() -> Result<(), String> {
             ]),
         );
     }
-    for (name, args) in [
-        ("firmware in QEMU, static address", &["--qemu"][..]),
-        ("firmware in QEMU, DHCP", &["--qemu", "--dhcp"]),
-    ] {
+    // In-process steps: the firmware in QEMU, both variants, and its panic path.
+    let firmware_steps: [(&str, InProcessStep); 3] = [
+        ("firmware in QEMU, static address", || firmware::firmware(&["--qemu".into()])),
+        ("firmware in QEMU, DHCP", || firmware::firmware(&["--qemu".into(), "--dhcp".into()])),
+        ("firmware panic exits QEMU with an error", firmware::panic_exits_qemu),
+    ];
+    for (name, step) in firmware_steps {
         println!("\n==> {name}");
         let start = Instant::now();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let outcome = match firmware::firmware(&args) {
-            Ok(()) => Outcome::Passed,
-            Err(e) => Outcome::Failed(e),
-        };
+        let outcome = step().map_or_else(Outcome::Failed, |()| Outcome::Passed);
         steps.push(Step { name: name.into(), outcome, took: start.elapsed() });
     }
 
@@ -204,6 +203,9 @@ fn test() -> Result<(), String> {
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} steps did not pass", steps.len())) }
 }
+
+/// A step that runs inside xtask rather than as a command.
+type InProcessStep = fn() -> Result<(), String>;
 
 #[derive(Default)]
 struct TestTotals {
