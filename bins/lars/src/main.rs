@@ -223,3 +223,24 @@ fn status(args: &Args) -> Result<(), Box<dyn Error>> {
     print!("{text}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{FLAGS, USAGE};
+
+    /// Every `--flag` the usage text offers must be one the parser accepts (`lars stats --dns`
+    /// was once refused as an unknown flag), and every accepted flag must be documented.
+    #[test]
+    fn usage_and_accepted_flags_agree() {
+        let mut documented: Vec<&str> = USAGE
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter_map(|word| word.strip_prefix("--"))
+            .filter(|flag| !flag.is_empty())
+            .collect();
+        documented.sort_unstable();
+        documented.dedup();
+        let mut accepted = FLAGS.to_vec();
+        accepted.sort_unstable();
+        assert_eq!(documented, accepted);
+    }
+}
