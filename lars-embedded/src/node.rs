@@ -307,6 +307,8 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
             Some(dhcpv4::Event::Configured(lease)) => {
                 info!("lars node: DHCP lease {}", lease.address);
                 set_address(&mut self.iface, Some((lease.address, lease.router)));
+                // The original's agents named themselves by their IPv4 address.
+                self.agent.set_caller(u32::from(lease.address.address()));
                 // Connect now: attempts without an address were not real failures.
                 for link in [&mut self.dns, &mut self.reporter] {
                     link.failures = 0;

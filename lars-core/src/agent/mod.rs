@@ -364,6 +364,12 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         self.find(modid, cmdid).is_some_and(|slot| self.routes[slot].balancer.is_overloaded(host))
     }
 
+    /// Changes the id that names this agent in its statistics from the next flush on (a gateway
+    /// whose address comes from DHCP learns it after start).
+    pub fn set_caller(&mut self, caller: u32) {
+        self.config.caller = caller;
+    }
+
     /// Tells the agent the wall-clock time, for the timestamps of its statistics.
     pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
         self.unix_offset = Some(unix_secs as i64 - now.as_micros().div_euclid(1_000_000) as i64);

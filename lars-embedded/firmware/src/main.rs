@@ -4,8 +4,8 @@
 //! The addresses are fixed at build time and default to QEMU's user-mode network (the guest is
 //! 10.0.2.15/24; 10.0.2.2 is the host's loopback): `LARS_FW_IP`, `LARS_FW_GATEWAY`,
 //! `LARS_FW_DNS` and `LARS_FW_REPORTER` override them. With the `dhcp` feature the address
-//! and gateway come from a DHCP server instead (`LARS_FW_IP` then only names the statistics'
-//! caller). The loop polls the node, then sleeps in
+//! and gateway come from a DHCP server instead, and the leased address names the gateway in its
+//! statistics. The loop polls the node, then sleeps in
 //! `wfi` until the next 1 kHz SysTick: a busy loop would starve QEMU's own network thread.
 #![no_std]
 #![no_main]
@@ -95,14 +95,15 @@ fn main() -> ! {
     let mac = device.mac();
     defmt::info!("lars-firmware: LAN9118 id {=u32:#x}, MAC {}", device.id(), mac);
 
-    let ip: Ipv4Addr = setting!("LARS_FW_IP", "10.0.2.15");
     #[cfg(not(feature = "dhcp"))]
-    let ipv4 = Ipv4Setup::Static {
-        address: smoltcp::wire::Ipv4Cidr::new(ip, 24),
-        gateway: Some(setting!("LARS_FW_GATEWAY", "10.0.2.2")),
+    let (ipv4, caller) = {
+        let ip: Ipv4Addr = setting!("LARS_FW_IP", "10.0.2.15");
+        let gateway = setting!("LARS_FW_GATEWAY", "10.0.2.2");
+        (Ipv4Setup::Static { address: smoltcp::wire::Ipv4Cidr::new(ip, 24), gateway: Some(gateway) }, ip)
     };
+    // Unnamed until the lease arrives; the node then names the agent by its address.
     #[cfg(feature = "dhcp")]
-    let ipv4 = Ipv4Setup::Dhcp;
+    let (ipv4, caller) = (Ipv4Setup::Dhcp, Ipv4Addr::UNSPECIFIED);
     let config = NodeConfig {
         hardware_addr: mac.into(),
         ipv4,
@@ -112,7 +113,7 @@ fn main() -> ! {
         agent: AgentConfig {
             // A gateway's statistics are few: send them often so the console stays current.
             report_interval: Duration::from_secs(2),
-            caller: u32::from(ip),
+            caller: u32::from(caller),
             ..AgentConfig::default()
         },
     };
