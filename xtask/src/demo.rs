@@ -78,6 +78,35 @@ impl Cluster {
     }
 }
 
+/// Builds the host binaries of `packages` (debug profile, as the runs use them).
+pub(crate) fn build_binaries(packages: &[&str]) -> Result<(), String> {
+    println!("==> building {}", packages.join(", "));
+    let mut args = vec!["build", "-q"];
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    let built = cargo(&args).status().map_err(|e| format!("cargo: {e}"))?;
+    if built.success() { Ok(()) } else { Err(format!("{} did not build", packages.join(", "))) }
+}
+
+/// A run's directory under `target/`, with its route file path and a statistics file that
+/// starts empty.
+pub(crate) struct RunFiles {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) routes: std::path::PathBuf,
+    pub(crate) stats: std::path::PathBuf,
+}
+
+impl RunFiles {
+    pub(crate) fn fresh(name: &str) -> Result<RunFiles, String> {
+        let dir = root().join("target").join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let (routes, stats) = (dir.join("routes.conf"), dir.join("stats.txt"));
+        let _ = std::fs::remove_file(&stats);
+        Ok(RunFiles { dir, routes, stats })
+    }
+}
+
 pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -111,19 +140,8 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
         [flag, url] if flag == "--mysql" => Some(url.clone()),
         _ => return Err("usage: cargo xtask demo [--mysql URL]".into()),
     };
-    println!("==> building the binaries");
-    let built =
-        cargo(&["build", "-q", "-p", "lars-dns", "-p", "lars-reporter", "-p", "lars-agent", "-p", "lars"])
-            .status()
-            .map_err(|e| format!("cargo: {e}"))?;
-    if !built.success() {
-        return Err("build failed".into());
-    }
-    let dir = root().join("target/demo");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let routes = dir.join("routes.conf");
-    let stats = dir.join("stats.txt");
-    let _ = std::fs::remove_file(&stats);
+    build_binaries(&["lars-dns", "lars-reporter", "lars-agent", "lars"])?;
+    let RunFiles { dir, routes, stats } = RunFiles::fresh("demo")?;
     let hosts = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
     let (dns_store, reporter_store): (Vec<String>, Vec<String>) = match &mysql {
         None => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::demo::Daemons;
+use super::demo::{Daemons, RunFiles, build_binaries};
 use super::{cargo, root};
 
 const TARGET: &str = "thumbv7em-none-eabihf";
@@ -283,18 +283,8 @@ fn run_in_qemu(elf: &Path, variant: Variant) -> Result<(), String> {
     if Command::new("qemu-system-arm").arg("--version").output().is_err() {
         return Err("qemu-system-arm not found (Debian: apt-get install qemu-system-arm)".into());
     }
-    println!("==> building the daemons and the CLI");
-    let built = cargo(&["build", "-q", "-p", "lars-dns", "-p", "lars-reporter", "-p", "lars"])
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !built.success() {
-        return Err("the daemons did not build".into());
-    }
-    let dir = root().join("target/firmware");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let routes = dir.join("routes.conf");
-    let stats = dir.join("stats.txt");
-    let _ = std::fs::remove_file(&stats);
+    build_binaries(&["lars-dns", "lars-reporter", "lars"])?;
+    let RunFiles { dir, routes, stats } = RunFiles::fresh("firmware")?;
     let route_text: String = HOSTS.iter().map(|host| format!("1 1 {host}\n")).collect();
     std::fs::write(&routes, route_text).map_err(|e| format!("{}: {e}", routes.display()))?;
 
