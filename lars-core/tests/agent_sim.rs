@@ -419,6 +419,39 @@ fn reports_are_batched_and_sum_up_exactly() {
 }
 
 #[test]
+fn a_leasing_clients_summary_merges_with_reports_and_leaves_the_balancer_alone() {
+    let mut sim = sim_with_route(&[1, 2]);
+    sim.get_host(ROUTE);
+    sim.report_native(ROUTE, host(1), Outcome::Ok, 100);
+    let entry = |key: Key, addr, succ, err, overload| native::HostStats {
+        modid: key.0,
+        cmdid: key.1,
+        host: addr,
+        succ,
+        err,
+        overload,
+        overloaded: false,
+        latency_sum_us: 1000,
+        latency_max_us: 40,
+    };
+    let entries = [
+        entry(ROUTE, host(1), 700, 0, 0),
+        entry(ROUTE, host(2), 10, 300, 5),
+        entry((9, 9), host(1), 1, 0, 0),
+    ];
+    let summary = native::CallStats { caller: 0, ts: 0, entries: List::from_slice(&entries) };
+    assert_eq!(sim.api(&Message::NativeCallStats(summary)).unwrap(), None, "no answer");
+    assert_eq!(sim.agent.stats().leased_calls, 1010);
+    assert_eq!(sim.agent.stats().reports_unknown_route, 1);
+    // 300 failures the agent did not balance do not overload host 2 for the agent's callers.
+    assert_eq!(sim.calls(ROUTE, 4, &[], Duration::from_millis(1)).len(), 2);
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))].0, 701 + 2);
+    let (succ, err) = sim.reporter.totals[&(ROUTE, host(2))];
+    assert_eq!((succ - 2, err), (10, 300));
+}
+
+#[test]
 fn reports_go_out_early_after_report_after_results() {
     let config = AgentConfig {
         report_after: 50,

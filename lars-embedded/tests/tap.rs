@@ -116,6 +116,7 @@ fn inside_the_namespace() {
         agent: vec![SocketAddr::V4(SocketAddrV4::new(NODE, 8888))],
         timeout: Duration::from_millis(300),
         retries: 3,
+        ..ClientConfig::default()
     });
     let route = client.reg_init(1, 1, 100).expect("the node pulled the route from lars-dns");
     assert_eq!(route.hosts.len(), 2);

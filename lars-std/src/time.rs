@@ -39,7 +39,30 @@ impl Default for Clock {
     }
 }
 
+/// Times one call at the clock's full resolution, for the latency a `report` carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    /// A stopwatch started now.
+    pub fn start() -> Stopwatch {
+        Stopwatch { started: std::time::Instant::now() }
+    }
+
+    /// The time since `start`.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
 /// Converts a core duration for std APIs.
 pub fn to_std(duration: lars_core::time::Duration) -> std::time::Duration {
     std::time::Duration::from_micros(duration.as_micros())
+}
+
+/// Converts a std duration for the core (whole microseconds, saturating).
+pub fn from_std(duration: std::time::Duration) -> lars_core::time::Duration {
+    lars_core::time::Duration::from_micros(duration.as_micros().min(u128::from(u64::MAX)) as u64)
 }

@@ -64,8 +64,14 @@ struct System {
     db: TestDb,
     dns: Dns,
     reporter: Reporter,
-    _agent: AgentDaemon,
+    agent: AgentDaemon,
     client: Client,
+}
+
+impl System {
+    fn clientagents(&self) -> Vec<SocketAddr> {
+        self.agent.api_addrs().to_vec()
+    }
 }
 
 fn start() -> System {
@@ -84,7 +90,7 @@ fn start_with(tune: impl FnOnce(&mut AgentDaemonConfig)) -> System {
     tune(&mut config);
     let agent = AgentDaemon::start(config).unwrap();
     let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
-    System { db, dns, reporter, _agent: agent, client }
+    System { db, dns, reporter, agent, client }
 }
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
@@ -162,7 +168,7 @@ fn the_reporters_rows_appear_with_the_right_counts() {
 }
 
 #[test]
-fn killing_dns_leaves_the_agent_serving_and_a_restart_resumes_pushes() {
+fn killing_dns_leaves_theagent_serving_and_a_restart_resumes_pushes() {
     let db = TestDb::create();
     console_add(&db, 8, 8, A, 1000);
     let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
@@ -198,4 +204,52 @@ fn killing_dns_leaves_the_agent_serving_and_a_restart_resumes_pushes() {
     console_delete(&db, 8, 8, A, 1000);
     eventually("pushes flow again", || client.get_route(8, 8).is_ok_and(|r| r.hosts.len() == 1));
     drop(restarted);
+}
+
+#[test]
+fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_changes() {
+    let system = start_with(|config| {
+        config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
+        config.agent.report_after = 300;
+    });
+    console_add(&system.db, 6, 1, A, 9100);
+    console_add(&system.db, 6, 1, B, 9100);
+    eventually("loaded", || system.dns.snapshot().hosts((6, 1)).len() == 2);
+    let mut config = ClientConfig { agent: system.clientagents(), ..ClientConfig::default() };
+    config.lease.ttl = Duration::from_millis(50);
+    let client = Client::new(config);
+    let mut lease = client.lease(6, 1).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let host = lease.get_host(None).unwrap();
+        // One failure in ten on B: too few for the Lars policy to overload it.
+        let ok = !(host.ip() == std::net::IpAddr::V4(B) && i % 10 == 1);
+        let entry = expected.entry(host).or_insert((0u32, 0u32));
+        if ok {
+            entry.0 += 1
+        } else {
+            entry.1 += 1
+        }
+        lease.report(host, if ok { Outcome::Ok } else { Outcome::Fail }, Duration::from_micros(700));
+    }
+    lease.flush().unwrap();
+    eventually("rows in ServerCallStatus", || {
+        let rows: Vec<(u32, u32, u32, u32)> = system
+            .db
+            .conn()
+            .query("SELECT ip, port, succ_cnt, err_cnt FROM ServerCallStatus WHERE modid = 6 AND cmdid = 1")
+            .unwrap();
+        rows.len() == 2
+            && rows.iter().all(|&(ip, port, succ, err)| {
+                expected.get(&SocketAddr::from((Ipv4Addr::from_bits(ip), port as u16))) == Some(&(succ, err))
+            })
+    });
+    console_delete(&system.db, 6, 1, A, 9100);
+    eventually("the deletion reaches the lease", || {
+        let _ = lease.get_host(None);
+        lease.hosts().len() == 1
+    });
+    for _ in 0..30 {
+        assert_eq!(lease.get_host(None).unwrap(), SocketAddr::from((B, 9100)));
+    }
 }

@@ -208,3 +208,84 @@ fn the_client_is_safe_from_many_threads() {
     // at the agent: every report arrived.
     eventually("the agent counted all 1600 reports", || system.agent.stats().reports == 1600);
 }
+
+/// A client config for `system`'s agent whose leases refresh every `ttl`.
+fn leasing(system: &System, ttl: Duration) -> ClientConfig {
+    let mut config = ClientConfig { agent: system.agent.api_addrs().to_vec(), ..ClientConfig::default() };
+    config.lease.ttl = ttl;
+    config.lease.flush_interval = Duration::from_millis(20);
+    config
+}
+
+#[test]
+fn a_lease_picks_locally_follows_route_changes_and_its_counts_reach_the_store() {
+    let system = start_with(|config| {
+        config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
+        config.agent.report_after = 1000;
+    });
+    system.routes.set_route((8, 1), &[host(1), host(2)]);
+    eventually("loaded", || system.dns.snapshot().hosts((8, 1)).len() == 2);
+    let client = Client::new(leasing(&system, Duration::from_millis(50)));
+    let mut lease = client.lease(8, 1).unwrap();
+    let api_before = system.agent.stats().api_requests;
+    let mut calls = std::collections::BTreeMap::new();
+    for _ in 0..1000 {
+        let picked = lease.get_host(None).unwrap();
+        *calls.entry(picked).or_insert(0u32) += 1;
+        lease.report(picked, Outcome::Ok, Duration::from_micros(80));
+    }
+    assert_eq!(calls.values().copied().collect::<Vec<_>>(), [500, 500], "the Lars policy alternates");
+    lease.flush().unwrap();
+    eventually("the agent took the summary", || system.agent.stats().leased_calls == 1000);
+    let datagrams = system.agent.stats().api_requests - api_before;
+    assert!(datagrams < 20, "1000 calls cost the agent {datagrams} datagrams");
+    eventually("the reporter stored the leased counts", || {
+        let rows = system.stats.rows();
+        rows.len() == 2 && rows.iter().all(|r| r.succ == 500 && r.err == 0)
+    });
+
+    system.routes.set_route((8, 1), &[host(2), host(3)]);
+    eventually("the lease took the change", || {
+        let _ = lease.get_host(None);
+        lease.hosts().iter().map(|h| h.addr).eq([host(2), host(3)])
+    });
+    for _ in 0..50 {
+        assert_ne!(lease.get_host(None).unwrap(), host(1));
+    }
+    system.routes.set_route((8, 1), &[]);
+    eventually("a deleted route empties the lease", || {
+        matches!(lease.get_host(None), Err(ClientError::NoRoute))
+    });
+}
+
+#[test]
+fn a_lease_keeps_serving_while_the_agent_is_gone() {
+    let system = start();
+    system.routes.set_route((8, 2), &[host(1)]);
+    eventually("loaded", || !system.dns.snapshot().hosts((8, 2)).is_empty());
+    let client = Client::new(leasing(&system, Duration::from_millis(10)));
+    let mut lease = client.lease(8, 2).unwrap();
+    let System { agent, .. } = system;
+    agent.shutdown();
+    let clock = lars_std::time::Clock::new();
+    let mut calls = 0;
+    // Well past the ttl and the client's timeout (200 ms), calls never wait for the agent: one
+    // blocking refresh would allow a handful of calls in this time, not thousands.
+    while clock.now().as_millis() < 500 {
+        assert_eq!(lease.get_host(None).unwrap(), host(1));
+        lease.report(host(1), Outcome::Ok, Duration::from_micros(10));
+        calls += 1;
+    }
+    assert!(calls > 10_000, "{calls} calls in 500 ms");
+}
+
+#[test]
+fn a_lease_of_an_unknown_route_is_a_clear_error() {
+    let system = start();
+    let client = Client::new(ClientConfig {
+        timeout: Duration::from_millis(50),
+        retries: 0,
+        ..leasing(&system, Duration::from_secs(1))
+    });
+    assert!(matches!(client.lease(404, 1), Err(ClientError::NoRoute)));
+}

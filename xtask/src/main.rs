@@ -252,6 +252,8 @@ fn db_init(args: &[String]) -> Result<(), String> {
 /// Runs the benchmark suites named in `only` (`core`, `echo`, `system`), or all of them.
 fn bench(only: &[String]) -> Result<(), String> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let suites = [("lars-core", "core", "core.json"), ("lars-tests", "echo", "echo.json")];
     for (package, bench, json) in suites.into_iter().filter(|(_, bench, _)| wanted(bench)) {
         println!("\n==> {package} bench {bench}");

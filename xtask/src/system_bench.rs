@@ -1,6 +1,8 @@
-//! The system benchmark: `lars bench` (get_host + report through a running agent) at 1, 2 and
-//! 10 client threads, with lars-dns and lars-reporter on MariaDB, as the original was measured.
-//! Records throughput, get_host p50/p99, and the agent's RSS and CPU per pair, in
+//! The system benchmark: `lars bench` (get_host + report against a running agent) at 1, 2 and
+//! 10 client threads, with lars-dns and lars-reporter on MariaDB. First as the original was
+//! measured (a UDP round trip to the agent per get_host, a datagram per report), then with
+//! leased routes (picks in process, results summarised to the agent). Records throughput,
+//! get_host p50/p99, the agent's RSS and CPU per pair and the reporter's CPU, in
 //! `target/bench/system.json`.
 
 use std::process::Command;
@@ -10,6 +12,8 @@ use super::demo::Cluster;
 use super::{cargo, root};
 
 const SECONDS: u64 = 5;
+/// The original Lars measured here the same way (udp mode): pairs per second by client threads.
+const ORIGINAL: [(usize, f64); 3] = [(1, 24_000.0), (2, 33_000.0), (10, 56_000.0)];
 
 fn bin(name: &str) -> std::path::PathBuf {
     root().join("target/release").join(name)
@@ -87,23 +91,30 @@ pub(crate) fn run() -> Result<(), String> {
 
     let mut rows = Vec::new();
     println!(
-        "{:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>18}",
-        "threads", "pairs/s", "p50 us", "p99 us", "agent CPU/pair", "agent RSS", "reporter CPU %"
+        "{:>6} {:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>16}",
+        "mode", "threads", "pairs/s", "p50 us", "p99 us", "agent CPU/pair", "agent RSS", "reporter CPU %"
     );
-    for threads in [1, 2, 10] {
-        let json = root().join(format!("target/bench/system-{threads}.json"));
+    for (mode, threads) in [1, 2, 10].map(|t| ("udp", t)).into_iter().chain([1, 2, 10].map(|t| ("lease", t)))
+    {
+        let json = root().join(format!("target/bench/system-{mode}-{threads}.json"));
         let (cpu_before, rep_before, start) = (cpu_time(agent_pid), cpu_time(reporter_pid), Instant::now());
-        lars(&[
+        let (threads_text, seconds_text, json_text) =
+            (threads.to_string(), SECONDS.to_string(), json.display().to_string());
+        let mut args = vec![
             "bench",
             "--threads",
-            &threads.to_string(),
+            &threads_text,
             "--seconds",
-            &SECONDS.to_string(),
+            &seconds_text,
             "--agent",
             &api,
             "--json",
-            &json.display().to_string(),
-        ])?;
+            &json_text,
+        ];
+        if mode == "lease" {
+            args.push("--lease");
+        }
+        lars(&args)?;
         let wall = start.elapsed();
         let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
         let field = |name: &str| -> f64 {
@@ -120,15 +131,17 @@ pub(crate) fn run() -> Result<(), String> {
             cpu_time(reporter_pid).zip(rep_before).map(|(a, b)| a.saturating_sub(b)).unwrap_or_default();
         let pairs = rate * SECONDS as f64;
         let us_per_pair = if pairs > 0.0 { agent_cpu.as_secs_f64() * 1e6 / pairs } else { 0.0 };
+        let ratio = rate / ORIGINAL.iter().find(|(t, _)| *t == threads).map_or(f64::NAN, |(_, r)| *r);
         let reporter_pct = 100.0 * reporter_cpu.as_secs_f64() / wall.as_secs_f64();
         let rss = rss_kib(agent_pid).unwrap_or(0);
         println!(
-            "{threads:>8} {rate:>14.0} {p50:>9.0} {p99:>9.0} {us_per_pair:>13.2} us {:>9} KiB {reporter_pct:>17.1}",
-            rss
+            "{mode:>6} {threads:>8} {rate:>14.0} {p50:>9.2} {p99:>9.2} {us_per_pair:>13.3} us {rss:>9} KiB \
+             {reporter_pct:>15.1}   {ratio:.1}x the original"
         );
         rows.push(format!(
-            "  {{\"threads\": {threads}, \"pairs_per_sec\": {rate:.0}, \"p50_us\": {p50:.0}, \"p99_us\": {p99:.0}, \
-             \"agent_cpu_us_per_pair\": {us_per_pair:.2}, \"agent_rss_kib\": {rss}, \"reporter_cpu_percent\": {reporter_pct:.1}}}"
+            "  {{\"mode\": \"{mode}\", \"threads\": {threads}, \"pairs_per_sec\": {rate:.0}, \"vs_original\": {ratio:.2}, \
+             \"p50_us\": {p50:.3}, \"p99_us\": {p99:.3}, \"agent_cpu_us_per_pair\": {us_per_pair:.3}, \
+             \"agent_rss_kib\": {rss}, \"reporter_cpu_percent\": {reporter_pct:.1}}}"
         ));
         let _ = std::fs::remove_file(&json);
     }

@@ -22,7 +22,7 @@ mod stats;
 use core::net::{SocketAddr, SocketAddrV4};
 
 pub use route::RouteState;
-use route::{Pull, Route, route_key};
+use route::{Pull, Route, Tally, route_key};
 
 use crate::lb::{Balance, LbConfig, Pick, PolicyKind, Rng, UpdateError};
 use crate::time::{Duration, Instant};
@@ -234,8 +234,10 @@ pub struct AgentStats {
     pub get_host: u64,
     /// Call results reported.
     pub reports: u64,
-    /// Reports for routes the agent does not hold.
+    /// Reports (or summary entries) for routes the agent does not hold.
     pub reports_unknown_route: u64,
+    /// Calls counted in summaries from clients that lease routes and balance themselves.
+    pub leased_calls: u64,
     /// Requests refused because the route table was full.
     pub route_table_full: u64,
     /// Route updates refused because they had more hosts than a route can hold.
@@ -262,13 +264,14 @@ pub struct AgentStats {
 
 impl AgentStats {
     /// Every counter, named.
-    pub fn counters(&self) -> [(&'static str, u64); 16] {
+    pub fn counters(&self) -> [(&'static str, u64); 17] {
         [
             ("api_requests", self.api_requests),
             ("api_errors", self.api_errors),
             ("get_host", self.get_host),
             ("reports", self.reports),
             ("reports_unknown_route", self.reports_unknown_route),
+            ("leased_calls", self.leased_calls),
             ("route_table_full", self.route_table_full),
             ("route_over_capacity", self.route_over_capacity),
             ("ipv6_not_representable", self.ipv6_not_representable),
@@ -289,6 +292,7 @@ enum ApiRequest<'a> {
     GetHost { seq: u32, modid: i32, cmdid: i32, key: Option<u64>, codec: Codec },
     Report { modid: i32, cmdid: i32, host: SocketAddr, outcome: Outcome, latency_us: u32 },
     Reports(native::ReportBatch<'a>),
+    Summary(native::CallStats<'a>),
     GetRoute { seq: u32, modid: i32, cmdid: i32, codec: Codec },
 }
 
@@ -511,6 +515,33 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
+    /// Adds a leasing client's call counts to the statistics bound for lars-reporter. The
+    /// client balanced those calls itself, so the agent's balancers, which learn from the calls
+    /// they balanced, do not see them.
+    fn leased_summary(&mut self, summary: &native::CallStats<'_>) {
+        for entry in &summary.entries {
+            let Some(slot) = self.find(entry.modid, entry.cmdid) else {
+                self.stats.reports_unknown_route += 1;
+                continue;
+            };
+            let calls = entry.succ.saturating_add(entry.err);
+            let delta = Tally {
+                host: entry.host.into(),
+                succ: entry.succ,
+                err: entry.err,
+                overload: entry.overload.min(entry.err),
+                latency_sum_us: entry.latency_sum_us,
+                latency_max_us: entry.latency_max_us,
+            };
+            if self.routes[slot].add_tally(delta) {
+                self.stats.leased_calls += u64::from(calls);
+                self.waiting_reports = self.waiting_reports.saturating_add(calls);
+            } else {
+                self.stats.stats_dropped += 1;
+            }
+        }
+    }
+
     /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
     /// Returns the answer's length: 0 for a report, which has no answer.
     pub fn handle_api_datagram(
@@ -542,6 +573,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 for r in &batch.reports {
                     self.report(now, r.modid, r.cmdid, r.host, r.outcome, r.latency_us);
                 }
+                Ok(0)
+            }
+            ApiRequest::Summary(summary) => {
+                self.leased_summary(&summary);
                 Ok(0)
             }
             ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
@@ -588,6 +623,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             }
             MsgId::NativeReportBatch => {
                 ApiRequest::Reports(native::ReportBatch::parse(frame.body).map_err(malformed)?)
+            }
+            MsgId::NativeCallStats => {
+                ApiRequest::Summary(native::CallStats::parse(frame.body).map_err(malformed)?)
             }
             MsgId::ApiGetRouteRequest => {
                 let r = lars::GetRouteRequest::parse(frame.body).map_err(malformed)?;

@@ -93,12 +93,31 @@ impl<const H: usize> Route<H> {
     /// Records a call result; returns false when the tally table is full (the result is lost
     /// for statistics, though the balancer saw it).
     pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> bool {
+        let (err, overload) = match outcome {
+            Outcome::Ok => (0, 0),
+            Outcome::Fail => (1, 0),
+            Outcome::Overload => (1, 1),
+        };
+        let succ = u32::from(outcome == Outcome::Ok);
         let host = HostAddr::from(host);
-        let i = match self.tallies.binary_search_by(|t| t.host.cmp(&host)) {
+        self.add_tally(Tally {
+            host,
+            succ,
+            err,
+            overload,
+            latency_sum_us: latency_us.into(),
+            latency_max_us: latency_us,
+        })
+    }
+
+    /// Merges counts (one call's, or a leasing client's summary) into the host's tally. False
+    /// when the tally table is full.
+    pub(crate) fn add_tally(&mut self, delta: Tally) -> bool {
+        let i = match self.tallies.binary_search_by(|t| t.host.cmp(&delta.host)) {
             Ok(i) => i,
             Err(i) => {
                 let fresh =
-                    Tally { host, succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0 };
+                    Tally { succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0, ..delta };
                 if self.tallies.insert(i, fresh).is_err() {
                     return false;
                 }
@@ -106,16 +125,11 @@ impl<const H: usize> Route<H> {
             }
         };
         let t = &mut self.tallies[i];
-        match outcome {
-            Outcome::Ok => t.succ = t.succ.saturating_add(1),
-            Outcome::Fail => t.err = t.err.saturating_add(1),
-            Outcome::Overload => {
-                t.err = t.err.saturating_add(1);
-                t.overload = t.overload.saturating_add(1);
-            }
-        }
-        t.latency_sum_us = t.latency_sum_us.saturating_add(u64::from(latency_us));
-        t.latency_max_us = t.latency_max_us.max(latency_us);
+        t.succ = t.succ.saturating_add(delta.succ);
+        t.err = t.err.saturating_add(delta.err);
+        t.overload = t.overload.saturating_add(delta.overload);
+        t.latency_sum_us = t.latency_sum_us.saturating_add(delta.latency_sum_us);
+        t.latency_max_us = t.latency_max_us.max(delta.latency_max_us);
         true
     }
 

@@ -16,6 +16,13 @@ use std::time::Duration;
 use lars_core::wire::native::{self, Outcome, WeightedHost};
 use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame};
 
+mod lease;
+
+pub use lease::{Lease, LeaseConfig};
+
+/// How long `reg_init` waits between asking for a route the agent is still fetching.
+pub const REG_INIT_SPACING: Duration = Duration::from_millis(50);
+
 /// Where the agent is and how patient to be.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -25,6 +32,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Attempts after the first.
     pub retries: u32,
+    /// How [`Lease`]s balance and refresh.
+    pub lease: LeaseConfig,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +43,7 @@ impl Default for ClientConfig {
             agent: (8888..=8890).map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect(),
             timeout: Duration::from_millis(200),
             retries: 2,
+            lease: LeaseConfig::default(),
         }
     }
 }
@@ -104,6 +114,18 @@ impl Client {
         (i64::from(modid) + i64::from(cmdid)).rem_euclid(self.config.agent.len().max(1) as i64) as usize
     }
 
+    /// The agent endpoint that serves `(modid, cmdid)`.
+    fn agent_for(&self, modid: i32, cmdid: i32) -> Result<SocketAddr, ClientError> {
+        self.config.agent.get(self.port_index(modid, cmdid)).copied().ok_or(ClientError::AgentError)
+    }
+
+    /// Leases `(modid, cmdid)`: its hosts are held in process and picked locally, and the
+    /// results go to the agent as periodic summaries (see [`Lease`]). Waits for the first copy
+    /// of the route like [`Client::get_route`].
+    pub fn lease(&self, modid: i32, cmdid: i32) -> Result<Lease, ClientError> {
+        Lease::new(self, modid, cmdid)
+    }
+
     /// Runs `call` with a pooled socket connected to the route's agent port.
     fn with_socket<T>(
         &self,
@@ -112,7 +134,7 @@ impl Client {
         call: impl FnOnce(&UdpSocket) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let index = self.port_index(modid, cmdid);
-        let agent = *self.config.agent.get(index).ok_or(ClientError::AgentError)?;
+        let agent = self.agent_for(modid, cmdid)?;
         let pooled = self.pools[index].lock().unwrap_or_else(|p| p.into_inner()).pop();
         let socket = match pooled {
             Some(socket) => socket,
@@ -259,12 +281,12 @@ impl Client {
     }
 
     /// Makes the agent fetch a route before the first `get_host` (the original's `reg_init`):
-    /// asks for it up to `attempts` times, 50 ms apart, until it has hosts.
+    /// asks for it up to `attempts` times, [`REG_INIT_SPACING`] apart, until it has hosts.
     pub fn reg_init(&self, modid: i32, cmdid: i32, attempts: u32) -> Result<Route, ClientError> {
         let mut last = ClientError::NoRoute;
         for attempt in 0..attempts.max(1) {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(REG_INIT_SPACING);
             }
             match self.get_route(modid, cmdid) {
                 Ok(route) => return Ok(route),

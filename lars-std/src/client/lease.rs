@@ -1,0 +1,281 @@
+//! A leased route: the client holds the route's hosts, picks locally with a `lars_core`
+//! balancer, and sends the agent a summary of its calls instead of one datagram per call.
+//!
+//! `Client::get_host` costs a UDP round trip through the agent for every call; a [`Lease`]
+//! costs one pick in process (tens of nanoseconds) and, in the background of its calls, one
+//! route refresh per `ttl` and one summary datagram per `flush_interval`. Neither ever blocks a
+//! call: the refresh is sent, and its answer taken from the socket on a later call; until it
+//! arrives (or if the agent is gone) the lease keeps serving the hosts it has.
+//!
+//! The lease's balancer learns only from the calls reported to it, so a lease sees a host
+//! failing as soon as its own calls fail. The agent adds the summaries to the statistics it
+//! sends to lars-reporter, so the console's call counts include leased calls.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
+use lars_core::time::Instant;
+use lars_core::wire::native::{self, CallStats, HostStats, Outcome, WeightedHost};
+use lars_core::wire::{Decode, Frame, List, MsgId, RetCode, frame};
+
+use super::{Client, ClientError};
+use crate::time::{Clock, from_std};
+
+/// Hosts a leased route can hold, as many as the agent's.
+const HOSTS: usize = crate::agent::HOSTS;
+
+/// How a lease balances and how often it talks to the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseConfig {
+    /// How long the hosts are used before they are refreshed from the agent.
+    pub ttl: Duration,
+    /// How often the call counts go to the agent (also on `flush` and on drop).
+    pub flush_interval: Duration,
+    /// The balancing policy.
+    pub policy: PolicyKind,
+    /// The policies' parameters.
+    pub lb: LbConfig,
+}
+
+impl Default for LeaseConfig {
+    /// Refresh every second, send counts every 100 ms, the Lars policy with its defaults.
+    fn default() -> Self {
+        LeaseConfig {
+            ttl: Duration::from_secs(1),
+            flush_interval: Duration::from_millis(100),
+            policy: PolicyKind::Lars,
+            lb: LbConfig::default(),
+        }
+    }
+}
+
+/// A route leased from the agent, for one thread at a time (it is `Send`, not `Sync`).
+pub struct Lease {
+    modid: i32,
+    cmdid: i32,
+    config: LeaseConfig,
+    clock: Clock,
+    socket: UdpSocket,
+    balancer: Box<Balancer<HOSTS>>,
+    rng: Rng,
+    version: u64,
+    refresh_at: Instant,
+    /// The seq of the refresh in flight, and when it was asked.
+    refreshing: Option<(u32, Instant)>,
+    /// How long a refresh may go unanswered before it is asked again.
+    retry_after: lars_core::time::Duration,
+    seq: u32,
+    /// Call counts since the last flush, one entry per host.
+    counts: Vec<HostStats>,
+    /// Where the last reported host sits in `counts`: reports usually follow picks of the
+    /// same few hosts.
+    hint: usize,
+    flush_at: Instant,
+    buf: Box<[u8]>,
+}
+
+impl Lease {
+    /// Leases `(modid, cmdid)` from `client`'s agent, waiting as long as one call may (the
+    /// client's timeout times its attempts) for the agent to have the route.
+    pub(super) fn new(client: &Client, modid: i32, cmdid: i32) -> Result<Lease, ClientError> {
+        let patience = client.config.timeout.saturating_mul(client.config.retries.saturating_add(1));
+        let attempts = patience.as_millis().div_ceil(super::REG_INIT_SPACING.as_millis()).max(1);
+        let route = client.reg_init(modid, cmdid, u32::try_from(attempts).unwrap_or(u32::MAX))?;
+        let agent = client.agent_for(modid, cmdid)?;
+        let local: SocketAddr =
+            if agent.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let socket = UdpSocket::bind(local)?;
+        socket.connect(agent)?;
+        socket.set_nonblocking(true)?;
+        let config = client.config.lease;
+        let clock = Clock::new();
+        let now = clock.now();
+        let mut balancer = Box::new(Balancer::new(config.policy, &config.lb));
+        balancer.update(now, &route.hosts).map_err(|_| ClientError::AgentError)?;
+        Ok(Lease {
+            modid,
+            cmdid,
+            config,
+            clock,
+            socket,
+            balancer,
+            rng: Rng::new(RandomState::new().hash_one(modid ^ cmdid.rotate_left(16))),
+            version: route.version,
+            refresh_at: now + from_std(config.ttl),
+            refreshing: None,
+            retry_after: from_std(client.config.timeout),
+            seq: 0,
+            counts: Vec::new(),
+            hint: 0,
+            flush_at: now + from_std(config.flush_interval),
+            buf: vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize].into_boxed_slice(),
+        })
+    }
+
+    /// A host for the next call. `key` pins a caller to a host under consistent hashing.
+    pub fn get_host(&mut self, key: Option<u64>) -> Result<SocketAddr, ClientError> {
+        let now = self.clock.now();
+        if now >= self.refresh_at {
+            self.refresh(now);
+        }
+        match self.balancer.pick(now, key, &mut self.rng) {
+            Pick::Host(host) => Ok(host),
+            Pick::Overloaded => Err(ClientError::Overloaded),
+            Pick::NoHosts => Err(ClientError::NoRoute),
+        }
+    }
+
+    /// Reports how a call to `host` went: to the lease's balancer at once, to the agent with
+    /// the next summary.
+    pub fn report(&mut self, host: SocketAddr, outcome: Outcome, latency: Duration) {
+        let now = self.clock.now();
+        let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        self.balancer.report(now, host, outcome, latency_us);
+        let entry = self.entry(host);
+        match outcome {
+            Outcome::Ok => entry.succ = entry.succ.saturating_add(1),
+            Outcome::Fail => entry.err = entry.err.saturating_add(1),
+            Outcome::Overload => {
+                entry.err = entry.err.saturating_add(1);
+                entry.overload = entry.overload.saturating_add(1);
+            }
+        }
+        entry.latency_sum_us = entry.latency_sum_us.saturating_add(latency_us.into());
+        entry.latency_max_us = entry.latency_max_us.max(latency_us);
+        if now >= self.flush_at {
+            // A summary the socket refuses now goes with the next one.
+            let _ = self.send_counts(now);
+        }
+    }
+
+    /// Sends the call counts to the agent now.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        let now = self.clock.now();
+        self.send_counts(now)
+    }
+
+    /// The store's version of the hosts in use.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The hosts in use.
+    pub fn hosts(&self) -> Vec<WeightedHost> {
+        (0..self.balancer.len()).filter_map(|i| self.balancer.host(i)).collect()
+    }
+
+    fn entry(&mut self, host: SocketAddr) -> &mut HostStats {
+        if self.counts.get(self.hint).is_none_or(|e| e.host != host) {
+            self.hint = match self.counts.iter().position(|e| e.host == host) {
+                Some(i) => i,
+                None => {
+                    let (modid, cmdid) = (self.modid, self.cmdid);
+                    self.counts.push(HostStats {
+                        modid,
+                        cmdid,
+                        host,
+                        succ: 0,
+                        err: 0,
+                        overload: 0,
+                        overloaded: false,
+                        latency_sum_us: 0,
+                        latency_max_us: 0,
+                    });
+                    self.counts.len() - 1
+                }
+            };
+        }
+        &mut self.counts[self.hint]
+    }
+
+    fn send_counts(&mut self, now: Instant) -> Result<(), ClientError> {
+        self.flush_at = now + from_std(self.config.flush_interval);
+        self.counts.retain(|e| e.succ > 0 || e.err > 0);
+        if self.counts.is_empty() {
+            return Ok(());
+        }
+        for entry in &mut self.counts {
+            entry.overloaded = self.balancer.is_overloaded(entry.host);
+        }
+        let summary = CallStats { caller: 0, ts: 0, entries: List::from_slice(&self.counts) };
+        let len =
+            frame::encode(MsgId::NativeCallStats, &summary, &mut self.buf).map_err(ClientError::Malformed)?;
+        self.socket.send(&self.buf[..len])?;
+        for entry in &mut self.counts {
+            (entry.succ, entry.err, entry.overload, entry.latency_sum_us, entry.latency_max_us) =
+                (0, 0, 0, 0, 0);
+        }
+        Ok(())
+    }
+
+    /// Takes a refresh's answer if one has come, and asks (again) when none is in flight or the
+    /// last request went unanswered for the client's timeout.
+    fn refresh(&mut self, now: Instant) {
+        self.refresh_at = now + REFRESH_POLL;
+        if let Some((seq, asked_at)) = self.refreshing {
+            if self.take_route(seq, now).unwrap_or(false) {
+                self.refreshing = None;
+                self.refresh_at = now + from_std(self.config.ttl);
+                return;
+            }
+            if now.saturating_since(asked_at) < self.retry_after {
+                return;
+            }
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let request = native::GetRouteRequest { seq: self.seq, modid: self.modid, cmdid: self.cmdid };
+        let mut out = [0u8; 64];
+        if let Ok(len) = frame::encode(MsgId::NativeGetRouteRequest, &request, &mut out) {
+            // A request the socket refuses is asked again after `retry_after`, like a lost one.
+            let _ = self.socket.send(&out[..len]);
+            self.refreshing = Some((self.seq, now));
+        }
+    }
+
+    /// Reads waiting answers; true when the one for `seq` was applied.
+    fn take_route(&mut self, seq: u32, now: Instant) -> io::Result<bool> {
+        loop {
+            let n = match self.socket.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let Ok(frame) = Frame::parse_datagram(&self.buf[..n], frame::MAX_BODY) else { continue };
+            if frame.msgid != MsgId::NativeRouteResponse {
+                continue;
+            }
+            let Ok(route) = native::RouteResponse::parse(frame.body) else { continue };
+            if route.seq != seq {
+                continue;
+            }
+            match route.code {
+                RetCode::Succ => {
+                    let hosts: Vec<WeightedHost> = route.hosts.iter().collect();
+                    // A route over our capacity keeps the hosts we have.
+                    if self.balancer.update(now, &hosts).is_ok() {
+                        self.version = route.version;
+                    }
+                }
+                // The route is gone: so are its hosts.
+                RetCode::NoExist => {
+                    let _ = self.balancer.update(now, &[]);
+                }
+                _ => {}
+            }
+            return Ok(true);
+        }
+    }
+}
+
+/// How often a refresh in flight is looked for on the socket.
+const REFRESH_POLL: lars_core::time::Duration = lars_core::time::Duration::from_millis(1);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
