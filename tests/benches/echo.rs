@@ -1,6 +1,7 @@
 //! Reactor echo benchmark, in the manner of the original's `qps_test`: each client thread
 //! holds one connection and ping-pongs a small frame ("Hello Lars!!!"), either closed loop (one
-//! request in flight) or pipelined (32 in flight). The same clients also run against a plain
+//! request in flight) or pipelined (32 in flight); then each client thread holds 32
+//! connections with one request in flight on each, as a daemon serving a fleet sees it. The same clients also run against a plain
 //! thread-per-connection blocking echo server, the baseline, in the same process.
 //!
 //! These VMs make waking an idle CPU expensive, so closed-loop figures depend on whether the
@@ -20,6 +21,8 @@ use lars_tests::{echo_server, frame_bytes};
 
 const RUN: Duration = Duration::from_millis(1500);
 const PIPELINE: usize = 32;
+/// Connections per client thread in the many-connections rows: a daemon serves a fleet.
+const MANY_CONNS: usize = 32;
 
 /// The baseline: a blocking echo server with one thread per connection.
 fn blocking_echo_server() -> SocketAddr {
@@ -49,8 +52,10 @@ fn blocking_echo_server() -> SocketAddr {
     addr
 }
 
-/// Round trips per second summed over `threads` clients, each keeping `in_flight` requests out.
-fn run_clients(addr: SocketAddr, threads: usize, in_flight: usize) -> f64 {
+/// Round trips per second summed over `threads` client threads, each holding `conns`
+/// connections and keeping `in_flight` requests out on each. A thread serves its connections
+/// in turn: it reads one answer from each and sends the next request.
+fn run_clients(addr: SocketAddr, threads: usize, conns: usize, in_flight: usize) -> f64 {
     let request = frame_bytes(0x101, b"Hello Lars!!!");
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..threads)
@@ -58,18 +63,27 @@ fn run_clients(addr: SocketAddr, threads: usize, in_flight: usize) -> f64 {
             let request = request.clone();
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let mut stream = TcpStream::connect(addr).unwrap();
-                stream.set_nodelay(true).unwrap();
+                let mut streams: Vec<TcpStream> = (0..conns)
+                    .map(|_| {
+                        let stream = TcpStream::connect(addr).unwrap();
+                        stream.set_nodelay(true).unwrap();
+                        stream
+                    })
+                    .collect();
                 let mut reply = vec![0u8; request.len()];
-                for _ in 0..in_flight {
-                    stream.write_all(&request).unwrap();
+                for stream in &mut streams {
+                    for _ in 0..in_flight {
+                        stream.write_all(&request).unwrap();
+                    }
                 }
                 let mut count = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    stream.read_exact(&mut reply).unwrap();
-                    assert_eq!(reply, request);
-                    count += 1;
-                    stream.write_all(&request).unwrap();
+                    for stream in &mut streams {
+                        stream.read_exact(&mut reply).unwrap();
+                        assert_eq!(reply, request);
+                        count += 1;
+                        stream.write_all(&request).unwrap();
+                    }
                 }
                 count
             })
@@ -111,9 +125,15 @@ fn main() {
     let reactor = echo_server(2, 1024);
     let blocking = blocking_echo_server();
     let mut rows = Vec::new();
-    println!("{:<44} {:>12} {:>12} {:>7}", "echo (round trips/s)", "lars reactor", "blocking", "ratio");
-    for (mode, in_flight) in [("closed loop", 1), ("pipelined x32", PIPELINE)] {
-        let conditions: &[&str] = if in_flight == 1 { &["idle", "one core busy"] } else { &["idle"] };
+    println!("{:<60} {:>12} {:>12} {:>7}", "echo (round trips/s)", "lars reactor", "blocking", "ratio");
+    let modes = [
+        ("closed loop", 1, 1),
+        ("pipelined x32", 1, PIPELINE),
+        ("closed loop on 32 connections each", MANY_CONNS, 1),
+    ];
+    for (mode, conns, in_flight) in modes {
+        let conditions: &[&str] =
+            if (conns, in_flight) == (1, 1) { &["idle", "one core busy"] } else { &["idle"] };
         for &condition in conditions {
             for threads in [1, 2] {
                 let name = format!(
@@ -124,10 +144,10 @@ fn main() {
                     continue;
                 }
                 let spinner = (condition != "idle").then(Spinner::start);
-                let ours = run_clients(reactor.local_addr(), threads, in_flight);
-                let theirs = run_clients(blocking, threads, in_flight);
+                let ours = run_clients(reactor.local_addr(), threads, conns, in_flight);
+                let theirs = run_clients(blocking, threads, conns, in_flight);
                 drop(spinner);
-                println!("{name:<44} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
+                println!("{name:<60} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
                 rows.push(format!(
                     "  {{\"name\": \"{name}\", \"lars_per_sec\": {ours:.0}, \"blocking_per_sec\": {theirs:.0}, \"ratio\": {:.3}}}",
                     ours / theirs
