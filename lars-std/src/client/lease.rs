@@ -93,7 +93,7 @@ impl Lease {
         socket.set_nonblocking(true)?;
         let config = client.config.lease;
         let clock = Clock::new();
-        let now = clock.now();
+        let now = clock.now_coarse();
         let mut balancer = Box::new(Balancer::new(config.policy, &config.lb));
         balancer.update(now, &route.hosts).map_err(|_| ClientError::AgentError)?;
         Ok(Lease {
@@ -118,7 +118,7 @@ impl Lease {
 
     /// A host for the next call. `key` pins a caller to a host under consistent hashing.
     pub fn get_host(&mut self, key: Option<u64>) -> Result<SocketAddr, ClientError> {
-        let now = self.clock.now();
+        let now = self.clock.now_coarse();
         if now >= self.refresh_at {
             self.refresh(now);
         }
@@ -132,7 +132,7 @@ impl Lease {
     /// Reports how a call to `host` went: to the lease's balancer at once, to the agent with
     /// the next summary.
     pub fn report(&mut self, host: SocketAddr, outcome: Outcome, latency: Duration) {
-        let now = self.clock.now();
+        let now = self.clock.now_coarse();
         let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
         self.balancer.report(now, host, outcome, latency_us);
         let entry = self.entry(host);
@@ -154,7 +154,7 @@ impl Lease {
 
     /// Sends the call counts to the agent now.
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        let now = self.clock.now();
+        let now = self.clock.now_coarse();
         self.send_counts(now)
     }
 
