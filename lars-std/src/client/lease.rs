@@ -53,7 +53,8 @@ impl Default for LeaseConfig {
     }
 }
 
-/// A route leased from the agent, for one thread at a time (it is `Send`, not `Sync`).
+/// A route leased from the agent. Its calls take `&mut self`: give each thread its own lease
+/// (or share one behind a `Mutex`).
 pub struct Lease {
     modid: i32,
     cmdid: i32,
@@ -135,17 +136,11 @@ impl Lease {
         let now = self.clock.now_coarse();
         let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
         self.balancer.report(now, host, outcome, latency_us);
-        let entry = self.entry(host);
-        match outcome {
-            Outcome::Ok => entry.succ = entry.succ.saturating_add(1),
-            Outcome::Fail => entry.err = entry.err.saturating_add(1),
-            Outcome::Overload => {
-                entry.err = entry.err.saturating_add(1);
-                entry.overload = entry.overload.saturating_add(1);
-            }
+        // Past MAX_COUNTED_HOSTS distinct hosts (the agent unreachable, or a caller reporting
+        // hosts the route never had) a result reaches the balancer only.
+        if let Some(entry) = self.entry(host) {
+            entry.record(outcome, latency_us);
         }
-        entry.latency_sum_us = entry.latency_sum_us.saturating_add(latency_us.into());
-        entry.latency_max_us = entry.latency_max_us.max(latency_us);
         if now >= self.flush_at {
             // A summary the socket refuses now goes with the next one.
             let _ = self.send_counts(now);
@@ -168,48 +163,41 @@ impl Lease {
         (0..self.balancer.len()).filter_map(|i| self.balancer.host(i)).collect()
     }
 
-    fn entry(&mut self, host: SocketAddr) -> &mut HostStats {
+    /// The counts of `host`, or `None` when [`MAX_COUNTED_HOSTS`] other hosts already have
+    /// counts waiting.
+    fn entry(&mut self, host: SocketAddr) -> Option<&mut HostStats> {
         if self.counts.get(self.hint).is_none_or(|e| e.host != host) {
             self.hint = match self.counts.iter().position(|e| e.host == host) {
                 Some(i) => i,
+                None if self.counts.len() >= MAX_COUNTED_HOSTS => return None,
                 None => {
-                    let (modid, cmdid) = (self.modid, self.cmdid);
-                    self.counts.push(HostStats {
-                        modid,
-                        cmdid,
-                        host,
-                        succ: 0,
-                        err: 0,
-                        overload: 0,
-                        overloaded: false,
-                        latency_sum_us: 0,
-                        latency_max_us: 0,
-                    });
+                    self.counts.push(HostStats::empty(self.modid, self.cmdid, host));
                     self.counts.len() - 1
                 }
             };
         }
-        &mut self.counts[self.hint]
+        self.counts.get_mut(self.hint)
     }
 
+    /// Sends the counts, as many datagrams as they need; keeps them (to add to) if the socket
+    /// refuses.
     fn send_counts(&mut self, now: Instant) -> Result<(), ClientError> {
         self.flush_at = now + from_std(self.config.flush_interval);
-        self.counts.retain(|e| e.succ > 0 || e.err > 0);
-        if self.counts.is_empty() {
-            return Ok(());
-        }
         for entry in &mut self.counts {
             entry.overloaded = self.balancer.is_overloaded(entry.host);
         }
-        let summary = CallStats { caller: 0, ts: 0, entries: List::from_slice(&self.counts) };
-        let len =
-            frame::encode(MsgId::NativeCallStats, &summary, &mut self.buf).map_err(ClientError::Malformed)?;
-        self.socket.send(&self.buf[..len])?;
-        for entry in &mut self.counts {
-            (entry.succ, entry.err, entry.overload, entry.latency_sum_us, entry.latency_max_us) =
-                (0, 0, 0, 0, 0);
-        }
-        Ok(())
+        let mut sent = 0;
+        let result = self.counts.chunks(SUMMARY_CHUNK).try_for_each(|chunk| {
+            let summary = CallStats { caller: 0, ts: 0, entries: List::from_slice(chunk) };
+            let len = frame::encode(MsgId::NativeCallStats, &summary, &mut self.buf)
+                .map_err(ClientError::Malformed)?;
+            self.socket.send(&self.buf[..len])?;
+            sent += chunk.len();
+            Ok(())
+        });
+        self.counts.drain(..sent);
+        self.hint = 0;
+        result
     }
 
     /// Takes a refresh's answer if one has come, and asks (again) when none is in flight or the
@@ -270,6 +258,11 @@ impl Lease {
         }
     }
 }
+
+/// Hosts whose counts may wait for the next summary: a route's hosts and then some.
+const MAX_COUNTED_HOSTS: usize = 4 * HOSTS;
+/// Entries per summary datagram (an entry is at most 61 bytes, a datagram 64 KiB).
+const SUMMARY_CHUNK: usize = 512;
 
 /// How often a refresh in flight is looked for on the socket.
 const REFRESH_POLL: lars_core::time::Duration = lars_core::time::Duration::from_millis(1);
