@@ -128,18 +128,11 @@ struct Sizes {
 
 impl Sizes {
     fn read(elf: &Path) -> Result<Sizes, String> {
-        let output = Command::new("arm-none-eabi-size").arg("-A").arg(elf).output().map_err(|e| {
-            format!("arm-none-eabi-size: {e} (Debian: apt-get install binutils-arm-none-eabi)")
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let section = |name: &str| {
-            text.lines()
-                .filter_map(|line| {
-                    let mut words = line.split_whitespace();
-                    (words.next() == Some(name)).then(|| words.next()?.parse::<u64>().ok()).flatten()
-                })
-                .sum::<u64>()
-        };
+        let bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let sections =
+            elf32_sections(&bytes).ok_or_else(|| format!("{}: not a 32-bit ELF", elf.display()))?;
+        let section =
+            |name: &str| sections.iter().filter(|(n, _)| n == name).map(|(_, size)| *size).sum::<u64>();
         let sizes = Sizes {
             text: section(".vector_table") + section(".text"),
             rodata: section(".rodata"),
@@ -147,7 +140,7 @@ impl Sizes {
             bss: section(".bss") + section(".uninit"),
         };
         if sizes.text == 0 {
-            return Err(format!("no .text in `arm-none-eabi-size -A {}`", elf.display()));
+            return Err(format!("{}: no .text section", elf.display()));
         }
         Ok(sizes)
     }
@@ -159,6 +152,29 @@ impl Sizes {
     fn ram(&self) -> u64 {
         self.data + self.bss
     }
+}
+
+/// The `(name, size)` of every section of a little-endian 32-bit ELF file, from its section
+/// headers (what `size -A` prints), or `None` if the file is not one.
+fn elf32_sections(elf: &[u8]) -> Option<Vec<(String, u64)>> {
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?) as usize);
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?) as usize);
+    // Magic, ELFCLASS32, little-endian.
+    if elf.get(..6)? != b"\x7fELF\x01\x01" {
+        return None;
+    }
+    let (table, entry_size, count, names_index) =
+        (u32_at(0x20)?, u16_at(0x2e)?, u16_at(0x30)?, u16_at(0x32)?);
+    let header = |i: usize| table + i * entry_size;
+    let names = u32_at(header(names_index) + 16)?;
+    (0..count)
+        .map(|i| {
+            let name_start = names + u32_at(header(i))?;
+            let name_len = elf.get(name_start..)?.iter().position(|&b| b == 0)?;
+            let name = String::from_utf8_lossy(&elf[name_start..name_start + name_len]).into_owned();
+            Some((name, u32_at(header(i) + 20)? as u64))
+        })
+        .collect()
 }
 
 /// `cargo xtask size`: flash and static RAM of the release firmware (both variants), against

@@ -22,7 +22,7 @@ mod stats;
 use core::net::{SocketAddr, SocketAddrV4};
 
 pub use route::RouteState;
-use route::{Pull, Route, Tally, route_key};
+use route::{Pull, Route, route_key};
 
 use crate::lb::{Balance, LbConfig, Pick, PolicyKind, Rng, UpdateError};
 use crate::time::{Duration, Instant};
@@ -236,7 +236,8 @@ pub struct AgentStats {
     pub reports: u64,
     /// Reports (or summary entries) for routes the agent does not hold.
     pub reports_unknown_route: u64,
-    /// Calls counted in summaries from clients that lease routes and balance themselves.
+    /// Calls counted in summaries from clients that lease routes and balance themselves (with
+    /// the `leases` feature; without it such summaries are refused as unexpected).
     pub leased_calls: u64,
     /// Requests refused because the route table was full.
     pub route_table_full: u64,
@@ -289,11 +290,29 @@ impl AgentStats {
 
 /// What an API request asked for, decoded from either codec.
 enum ApiRequest<'a> {
-    GetHost { seq: u32, modid: i32, cmdid: i32, key: Option<u64>, codec: Codec },
-    Report { modid: i32, cmdid: i32, host: SocketAddr, outcome: Outcome, latency_us: u32 },
+    GetHost {
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        key: Option<u64>,
+        codec: Codec,
+    },
+    Report {
+        modid: i32,
+        cmdid: i32,
+        host: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    },
     Reports(native::ReportBatch<'a>),
+    #[cfg(feature = "leases")]
     Summary(native::CallStats<'a>),
-    GetRoute { seq: u32, modid: i32, cmdid: i32, codec: Codec },
+    GetRoute {
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        codec: Codec,
+    },
 }
 
 /// The agent, for `R` routes of up to `H` hosts each.
@@ -518,6 +537,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// Adds a leasing client's call counts to the statistics bound for lars-reporter. The
     /// client balanced those calls itself, so the agent's balancers, which learn from the calls
     /// they balanced, do not see them.
+    #[cfg(feature = "leases")]
     fn leased_summary(&mut self, summary: &native::CallStats<'_>) {
         for entry in &summary.entries {
             let Some(slot) = self.find(entry.modid, entry.cmdid) else {
@@ -525,7 +545,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 continue;
             };
             let calls = entry.succ.saturating_add(entry.err);
-            let delta = Tally {
+            let delta = route::Tally {
                 host: entry.host.into(),
                 succ: entry.succ,
                 err: entry.err,
@@ -575,6 +595,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 }
                 Ok(0)
             }
+            #[cfg(feature = "leases")]
             ApiRequest::Summary(summary) => {
                 self.leased_summary(&summary);
                 Ok(0)
@@ -624,6 +645,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             MsgId::NativeReportBatch => {
                 ApiRequest::Reports(native::ReportBatch::parse(frame.body).map_err(malformed)?)
             }
+            #[cfg(feature = "leases")]
             MsgId::NativeCallStats => {
                 ApiRequest::Summary(native::CallStats::parse(frame.body).map_err(malformed)?)
             }
