@@ -310,3 +310,25 @@ fn a_summary_too_large_for_one_datagram_goes_in_several() {
         stats.leased_calls + stats.stats_dropped == 600
     });
 }
+
+#[test]
+fn a_lease_keeps_its_hosts_while_a_restarted_agent_fetches_the_route_again() {
+    let system = start();
+    system.routes.set_route((8, 4), &[host(1), host(2)]);
+    eventually("loaded", || system.dns.snapshot().hosts((8, 4)).len() == 2);
+    let mut lease = Client::new(leasing(&system, Duration::from_millis(20))).lease(8, 4).unwrap();
+    let System { agent, dns, reporter, .. } = system;
+    let api = agent.api_addrs().to_vec();
+    agent.shutdown();
+    let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
+    config.api = api;
+    // The new agent's first answers are "no such route" while it pulls the route from lars-dns.
+    let agent = AgentDaemon::start(config).unwrap();
+    let clock = lars_std::time::Clock::new();
+    while clock.now().as_millis() < 300 {
+        let picked = lease.get_host(None).expect("the lease never loses its hosts");
+        assert!([host(1), host(2)].contains(&picked));
+    }
+    eventually("the lease refreshed from the new agent", || agent.stats().routes_received >= 1);
+    assert_eq!(lease.hosts().len(), 2);
+}

@@ -157,17 +157,8 @@ enum Step {
     TooSmall,
 }
 
-const EMPTY_STATS: HostStats = HostStats {
-    modid: 0,
-    cmdid: 0,
-    host: SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0)),
-    succ: 0,
-    err: 0,
-    overload: 0,
-    overloaded: false,
-    latency_sum_us: 0,
-    latency_max_us: 0,
-};
+const EMPTY_STATS: HostStats =
+    HostStats::empty(0, 0, SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0)));
 
 const EMPTY_RESULT: lars::HostCallResult = lars::HostCallResult {
     host: core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),

@@ -69,6 +69,8 @@ pub struct Lease {
     refreshing: Option<(u32, Instant)>,
     /// How long a refresh may go unanswered before it is asked again.
     retry_after: lars_core::time::Duration,
+    /// Since when the agent has answered that it has no such route.
+    absent_since: Option<Instant>,
     seq: u32,
     /// Call counts since the last flush, one entry per host.
     counts: Vec<HostStats>,
@@ -109,6 +111,7 @@ impl Lease {
             refresh_at: now + from_std(config.ttl),
             refreshing: None,
             retry_after: from_std(client.config.timeout),
+            absent_since: None,
             seq: 0,
             counts: Vec::new(),
             hint: 0,
@@ -205,13 +208,15 @@ impl Lease {
     fn refresh(&mut self, now: Instant) {
         self.refresh_at = now + REFRESH_POLL;
         if let Some((seq, asked_at)) = self.refreshing {
-            if self.take_route(seq, now).unwrap_or(false) {
-                self.refreshing = None;
-                self.refresh_at = now + from_std(self.config.ttl);
-                return;
-            }
-            if now.saturating_since(asked_at) < self.retry_after {
-                return;
+            match self.take_route(seq, now) {
+                Ok(Some(next)) => {
+                    self.refreshing = None;
+                    self.refresh_at = next;
+                    return;
+                }
+                _ if now.saturating_since(asked_at) < self.retry_after => return,
+                // No answer in time: ask again.
+                _ => {}
             }
         }
         self.seq = self.seq.wrapping_add(1);
@@ -224,12 +229,13 @@ impl Lease {
         }
     }
 
-    /// Reads waiting answers; true when the one for `seq` was applied.
-    fn take_route(&mut self, seq: u32, now: Instant) -> io::Result<bool> {
+    /// Reads waiting answers. When the one for `seq` has come, applies it and returns when to
+    /// refresh next.
+    fn take_route(&mut self, seq: u32, now: Instant) -> io::Result<Option<Instant>> {
         loop {
             let n = match self.socket.recv(&mut self.buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             };
             let Ok(frame) = Frame::parse_datagram(&self.buf[..n], frame::MAX_BODY) else { continue };
@@ -240,21 +246,33 @@ impl Lease {
             if route.seq != seq {
                 continue;
             }
-            match route.code {
+            let ttl = from_std(self.config.ttl);
+            if route.code != RetCode::NoExist {
+                self.absent_since = None;
+            }
+            return Ok(Some(match route.code {
                 RetCode::Succ => {
                     let hosts: Vec<WeightedHost> = route.hosts.iter().collect();
                     // A route over our capacity keeps the hosts we have.
                     if self.balancer.update(now, &hosts).is_ok() {
                         self.version = route.version;
                     }
+                    now + ttl
                 }
-                // The route is gone: so are its hosts.
+                // "No such route" is also what an agent says while it fetches a route it does
+                // not hold yet (after a restart, say): keep the hosts and ask again soon, and
+                // believe it once it has said so for a ttl.
                 RetCode::NoExist => {
-                    let _ = self.balancer.update(now, &[]);
+                    let since = *self.absent_since.get_or_insert(now);
+                    if now.saturating_since(since) >= ttl {
+                        let _ = self.balancer.update(now, &[]);
+                        now + ttl
+                    } else {
+                        now + from_std(super::REG_INIT_SPACING)
+                    }
                 }
-                _ => {}
-            }
-            return Ok(true);
+                _ => now + ttl,
+            }));
         }
     }
 }
