@@ -8,6 +8,7 @@
 //!   0x100..).
 //! - [`pool`]: a fixed-capacity buffer pool over caller-provided static storage.
 //! - [`agent`]: the whole load-balancing agent as a sans-IO state machine.
+//! - [`lease`]: a route held and balanced by a caller, as a sans-IO state machine.
 //! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth
 //!   weighted round robin, power of two choices over EWMA latency, and consistent hashing.
 //!
@@ -25,6 +26,7 @@ extern crate std;
 
 pub mod agent;
 pub mod lb;
+pub mod lease;
 pub mod pool;
 pub mod time;
 pub mod wire;

@@ -1,5 +1,5 @@
-//! A `#![no_std]` static library that instantiates lars-core's agent, every load-balance policy
-//! and the lars-embedded node at the gateway's size (16 routes × 16 hosts).
+//! A `#![no_std]` static library that instantiates lars-core's agent, every load-balance policy,
+//! a leased route and the lars-embedded node at the gateway's size (16 routes × 16 hosts).
 //!
 //! Generic code is only compiled where it is used, so building lars-core alone for an MCU
 //! target proves little about `Agent<R, H>`. `cargo xtask test` builds this crate for
@@ -11,6 +11,7 @@ use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use lars_core::agent::{Agent, AgentConfig};
 use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
+use lars_core::lease::{Lease, LeaseConfig};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Outcome, WeightedHost};
 
@@ -45,6 +46,16 @@ pub extern "C" fn lars_nostd_check(now_us: u64, datagram_len: usize) -> usize {
         {
             balancer.report(now, addr, Outcome::Ok, 100);
             total += balancer.len();
+        }
+    }
+
+    if let Ok(mut lease) = Lease::<16>::new(now, 1, 1, 0, &hosts, LeaseConfig::default(), now_us) {
+        if let Pick::Host(addr) = lease.get_host(now, None) {
+            lease.report(now, addr, Outcome::Ok, 100);
+        }
+        lease.handle_datagram(now, &datagram[..datagram_len.min(64)]);
+        while let Some(len) = lease.poll_transmit(now, &mut reply) {
+            total += len;
         }
     }
     total
