@@ -3,11 +3,12 @@
 //!
 //! Worker threads answer `GetRouteRequest` (Lars msgid 1, answered with msgid 2; native 0x120,
 //! answered with 0x121) from the current [`RouteTable`] snapshot, and remember each connection's
-//! subscriptions. A loader thread polls the store's version every `poll_interval` (1 s) and
-//! reloads everything every `reload_interval` (10 s); when the table changes it swaps the
-//! snapshot (readers never wait for the loader) and sends each worker the changed routes, which
-//! the worker pushes to their subscribers with the full new host list (empty: the route is
-//! gone). If the store goes away, lars-dns keeps serving the last snapshot and retries with
+//! subscriptions. A loader thread polls the store's version every `poll_interval` (1 s); when it
+//! moves, it reads the routes the store's change log names (or everything, if the store cannot
+//! name them), and it reloads everything every `reload_interval` (10 s). When the table changes
+//! it swaps the snapshot (readers never wait for the loader) and sends each worker the changed
+//! routes, which the worker pushes to their subscribers with the full new host list (empty: the
+//! route is gone). If the store goes away, lars-dns keeps serving the last snapshot and retries with
 //! backoff.
 
 use std::collections::{HashMap, HashSet};
@@ -55,8 +56,10 @@ impl DnsConfig {
 /// lars-dns's counters.
 #[derive(Debug, Default)]
 pub struct DnsStats {
-    /// Successful loads.
+    /// Tables installed: full loads and change-log reads.
     pub loads: AtomicU64,
+    /// Of those, the ones read from the store's change log (only the changed routes).
+    pub change_reads: AtomicU64,
     /// Failed loads or version checks.
     pub load_errors: AtomicU64,
     /// Routes in the snapshot.
@@ -80,6 +83,7 @@ impl DnsStats {
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("loads", self.loads.load(Ordering::Relaxed)),
+            ("change_reads", self.change_reads.load(Ordering::Relaxed)),
             ("load_errors", self.load_errors.load(Ordering::Relaxed)),
             ("routes", self.routes.load(Ordering::Relaxed)),
             ("hosts", self.hosts.load(Ordering::Relaxed)),
@@ -258,29 +262,44 @@ impl Loader {
                 return;
             }
             let served = current(&self.snapshot);
-            let due = match self.store.version() {
-                Ok(version) => {
-                    version != store_version
-                        || crate::time::to_std(clock.now().saturating_since(last_load))
-                            >= self.config.reload_interval
-                }
+            let reload =
+                crate::time::to_std(clock.now().saturating_since(last_load)) >= self.config.reload_interval;
+            match self.store.version() {
+                Ok(version) if version == store_version && !reload => continue,
+                Ok(_) => {}
                 Err(e) => {
                     self.failed(&mut failures, &e);
                     continue;
                 }
-            };
-            if !due {
-                continue;
             }
-            match self.store.load() {
-                Ok(table) => {
+            // A change the store can name costs a read of the changed routes; the periodic
+            // reload (and any change it cannot name) reads everything.
+            let changes = if reload { Ok(None) } else { self.store.changes_since(store_version) };
+            let table = match changes {
+                Ok(Some(changes)) => {
+                    self.stats.change_reads.fetch_add(1, Ordering::Relaxed);
+                    let named: Vec<RouteKey> = changes.routes.iter().map(|(key, _)| *key).collect();
+                    let table = served.with_changes(changes);
+                    // Only the named routes can differ: no need to compare every route.
+                    let changed =
+                        named.into_iter().filter(|&key| served.hosts(key) != table.hosts(key)).collect();
+                    Ok((table, changed))
+                }
+                Ok(None) => self.store.load().map(|table| {
+                    last_load = clock.now();
+                    let changed = served.changed_routes(&table);
+                    (table, changed)
+                }),
+                Err(e) => Err(e),
+            };
+            match table {
+                Ok((table, changed)) => {
                     if failures > 0 {
                         eprintln!("lars-dns: {} is back", self.store.describe());
                     }
                     failures = 0;
-                    last_load = clock.now();
                     store_version = table.version;
-                    self.install(&served, table);
+                    self.install(&served, table, changed);
                 }
                 Err(e) => self.failed(&mut failures, &e),
             }
@@ -295,10 +314,12 @@ impl Loader {
         *failures += 1;
     }
 
-    /// Swaps in `table` and sends the changed routes to every worker.
-    fn install(&mut self, served: &RouteTable, mut table: RouteTable) {
+    /// Swaps in `table` and sends the `changed` routes (those that differ from `served`) to
+    /// every worker.
+    fn install(&mut self, served: &RouteTable, mut table: RouteTable, mut changed: Vec<RouteKey>) {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
-        let changed = served.changed_routes(&table);
+        changed.sort_unstable();
+        changed.dedup();
         let store_version = table.version;
         // Agents ignore a route older than the one they hold, so the published version never
         // goes back, even when the store's does (a file restored with an old timestamp).

@@ -111,6 +111,11 @@ fn a_route_added_with_sql_reaches_get_route_within_two_seconds() {
     eventually("the second host arrives", || system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 2));
     let remaining: u64 = system.db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
     assert_eq!(remaining, 0, "lars-dns consumes the change log");
+    let stats = system.dns.stats();
+    let (loads, change_reads) =
+        (stats.loads.load(Ordering::Relaxed), stats.change_reads.load(Ordering::Relaxed));
+    assert!(change_reads >= 2, "each change read from the change log: {change_reads} of {loads}");
+    assert_eq!(loads - change_reads, 1, "one full load, at start: changes read only their routes");
 }
 
 #[test]

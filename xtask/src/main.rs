@@ -29,9 +29,9 @@ tasks:
           build the gateway firmware (static address, or DHCP); boot it in QEMU against
           real daemons
   size    flash and static RAM of the firmware (target/bench/firmware.json)
-  bench [core|echo|system]
-          core micro benchmarks, the reactor echo benchmark and the system benchmark
-          (on MariaDB); figures in target/bench/*.json
+  bench [core|echo|daemons|system]
+          core micro benchmarks, the reactor echo benchmark, lars-dns and lars-reporter
+          on MariaDB, and the system benchmark (on MariaDB); figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -254,16 +254,24 @@ fn bench(only: &[String]) -> Result<(), String> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let suites = [("lars-core", "core", "core.json"), ("lars-tests", "echo", "echo.json")];
+    let suites = [
+        ("lars-core", "core", "core.json"),
+        ("lars-tests", "echo", "echo.json"),
+        ("lars-tests", "daemons", "daemons.json"),
+    ];
+    // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
+    let server = if wanted("daemons") || wanted("system") { Some(mysql::ensure()?) } else { None };
+    let mysql_url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
     for (package, bench, json) in suites.into_iter().filter(|(_, bench, _)| wanted(bench)) {
         println!("\n==> {package} bench {bench}");
         let status = cargo(&["bench", "-p", package, "--bench", bench])
             .env("LARS_BENCH_OUT", root().join("target/bench").join(json))
+            .env("LARS_MYSQL_URL", &mysql_url)
             .status()
             .map_err(|e| format!("could not start cargo: {e}"))?;
         if !status.success() {
             return Err(format!("{package} bench {bench} failed: {status}"));
         }
     }
-    if wanted("system") { system_bench::run() } else { Ok(()) }
+    if wanted("system") { system_bench::run(&mysql_url) } else { Ok(()) }
 }

@@ -36,8 +36,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
 }
 
-pub(crate) fn run() -> Result<(), String> {
-    let base = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+/// Runs the benchmark against the MariaDB server at `base` (a URL without a database).
+pub(crate) fn run(base: &str) -> Result<(), String> {
     let url = format!("{}/lars_bench", base.trim_end_matches('/'));
     println!("\n==> system bench: building release binaries");
     let built = cargo(&[

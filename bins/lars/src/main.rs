@@ -184,7 +184,7 @@ fn route(args: &Args) -> Result<(), Box<dyn Error>> {
             let table = store.load()?;
             println!("{:>10} {:>10}  {:<24} {:>6}", "modid", "cmdid", "host", "weight");
             for ((modid, cmdid), hosts) in &table.routes {
-                for host in hosts {
+                for host in hosts.iter() {
                     println!("{modid:>10} {cmdid:>10}  {:<24} {:>6}", host.addr.to_string(), host.weight);
                 }
             }

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
@@ -68,7 +69,7 @@ impl RouteFile {
     pub fn render(table: &RouteTable) -> String {
         let mut text = String::from("# modid  cmdid  host:port  [weight]\n");
         for ((modid, cmdid), hosts) in &table.routes {
-            for host in hosts {
+            for host in hosts.iter() {
                 let _ = writeln!(text, "{modid} {cmdid} {} {}", host.addr, host.weight);
             }
         }
@@ -80,7 +81,7 @@ impl super::mysql::RouteAdmin for RouteFile {
     fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
         let mut table = self.load_or_empty()?;
         if let Some(hosts) = table.routes.get_mut(&key) {
-            hosts.retain(|h| h.addr != addr);
+            Arc::make_mut(hosts).retain(|h| h.addr != addr);
         }
         table.insert(key, WeightedHost { addr, weight });
         self.save(&table)
@@ -89,6 +90,7 @@ impl super::mysql::RouteAdmin for RouteFile {
     fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
         let mut table = self.load_or_empty()?;
         let Some(hosts) = table.routes.get_mut(&key) else { return Ok(false) };
+        let hosts = Arc::make_mut(hosts);
         let before = hosts.len();
         hosts.retain(|h| h.addr != addr);
         let removed = hosts.len() < before;

@@ -6,7 +6,9 @@
 //!
 //! lars-dns works out which routes changed by comparing the old and the new [`RouteTable`], so
 //! every store only has to say what the routes are now and cheaply whether that may have
-//! changed ([`RouteStore::version`]).
+//! changed ([`RouteStore::version`]). A store with a change log (MySQL's `RouteChange`) can
+//! also say which routes changed ([`RouteStore::changes_since`]), so that a change costs lars-dns
+//! a read of those routes rather than of every route.
 
 pub mod file;
 pub mod memory;
@@ -15,6 +17,7 @@ pub mod mysql;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use lars_core::wire::native::WeightedHost;
 
@@ -26,14 +29,24 @@ pub type RouteKey = (i32, i32);
 pub struct RouteTable {
     /// The store's version when this was read.
     pub version: u64,
-    /// Hosts of each route, sorted by address, without duplicates.
-    pub routes: BTreeMap<RouteKey, Vec<WeightedHost>>,
+    /// Hosts of each route, sorted by address, without duplicates. Shared, so that a table
+    /// with a few routes changed costs a copy of the map, not of every host.
+    pub routes: BTreeMap<RouteKey, Arc<Vec<WeightedHost>>>,
+}
+
+/// Routes that changed, from a store's change log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteChanges {
+    /// The store's version these changes bring a table to.
+    pub version: u64,
+    /// Each changed route with its hosts now, sorted by address (none: the route is gone).
+    pub routes: Vec<(RouteKey, Vec<WeightedHost>)>,
 }
 
 impl RouteTable {
     /// Adds a host to a route (kept sorted, duplicates ignored).
     pub fn insert(&mut self, key: RouteKey, host: WeightedHost) {
-        let hosts = self.routes.entry(key).or_default();
+        let hosts = Arc::make_mut(self.routes.entry(key).or_default());
         if let Err(at) = hosts.binary_search_by(|h| h.addr.cmp(&host.addr)) {
             hosts.insert(at, host);
         }
@@ -41,7 +54,20 @@ impl RouteTable {
 
     /// The hosts of `key` (empty if the route does not exist).
     pub fn hosts(&self, key: RouteKey) -> &[WeightedHost] {
-        self.routes.get(&key).map_or(&[], Vec::as_slice)
+        self.routes.get(&key).map_or(&[], |hosts| hosts.as_slice())
+    }
+
+    /// This table with `changes` applied, at their version.
+    pub fn with_changes(&self, changes: RouteChanges) -> RouteTable {
+        let mut table = RouteTable { version: changes.version, routes: self.routes.clone() };
+        for (key, hosts) in changes.routes {
+            if hosts.is_empty() {
+                table.routes.remove(&key);
+            } else {
+                table.routes.insert(key, Arc::new(hosts));
+            }
+        }
+        table
     }
 
     /// The routes whose hosts differ between `self` and `newer`, including routes that appeared
@@ -60,7 +86,7 @@ impl RouteTable {
 
     /// Number of host entries over all routes.
     pub fn host_count(&self) -> usize {
-        self.routes.values().map(Vec::len).sum()
+        self.routes.values().map(|hosts| hosts.len()).sum()
     }
 }
 
@@ -123,6 +149,14 @@ pub trait RouteStore: Send {
 
     /// Every route, now.
     fn load(&mut self) -> Result<RouteTable, StoreError>;
+
+    /// The routes changed since the store's version `since` (that of the last load or
+    /// changes), with their hosts now. `Ok(None)` when the store cannot tell (it keeps no
+    /// change log, the log is empty although the version moved, or it is too long to be worth
+    /// it): lars-dns then loads everything.
+    fn changes_since(&mut self, _since: u64) -> Result<Option<RouteChanges>, StoreError> {
+        Ok(None)
+    }
 
     /// Forgets change records up to `version`, for stores that keep a change log (the
     /// original's `RouteChange`); lars-dns calls it after it has pushed those changes.

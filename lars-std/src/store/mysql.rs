@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, TxOpts, Value};
 
-use super::{RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
+use super::{RouteChanges, RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
 use lars_core::wire::native::WeightedHost;
 
 /// The original schema (`base/sql/lars_dns.sql`), made idempotent.
@@ -100,6 +100,9 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
         conn.query_drop("ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1")
             .map_err(unavailable)?;
     }
+    // lars-dns reads a changed route by its key.
+    conn.query_drop("CREATE INDEX IF NOT EXISTS route_key ON RouteData (modid, cmdid)")
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -147,6 +150,9 @@ impl MysqlRoutes {
     }
 }
 
+/// More changed routes than this at once are read with a full load.
+const MAX_CHANGED_ROUTES: usize = 1000;
+
 /// A `RouteData` address: the host-order IPv4 integer and the port.
 fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
     let port = u16::try_from(port).ok()?;
@@ -183,6 +189,45 @@ impl RouteStore for MysqlRoutes {
             eprintln!("lars-dns: skipped {bad} RouteData rows with a port over 65535");
         }
         Ok(table)
+    }
+
+    /// Every `RouteChange` row up to the current version, as the original lars-dns read them:
+    /// lars-dns deletes the rows it has applied (`changes_applied`), so what is left is new,
+    /// whatever version the web console stamped on it.
+    fn changes_since(&mut self, _since: u64) -> Result<Option<RouteChanges>, StoreError> {
+        let version = self.version()?;
+        let keys: Vec<(u32, u32)> = self.link.with(|conn| {
+            conn.exec(
+                "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= ? LIMIT ?",
+                (version, MAX_CHANGED_ROUTES + 1),
+            )
+        })?;
+        if keys.is_empty() || keys.len() > MAX_CHANGED_ROUTES {
+            return Ok(None);
+        }
+        let mut routes = Vec::with_capacity(keys.len());
+        let mut bad = 0usize;
+        for (modid, cmdid) in keys {
+            let rows: Vec<(u32, u32, u32)> = self.link.with(|conn| {
+                conn.exec(
+                    "SELECT serverip, serverport, weight FROM RouteData WHERE modid = ? AND cmdid = ?",
+                    (modid, cmdid),
+                )
+            })?;
+            let mut route = RouteTable::default();
+            let key = (modid as i32, cmdid as i32);
+            for (ip, port, weight) in rows {
+                match host_of(ip, port) {
+                    Some(addr) => route.insert(key, WeightedHost { addr, weight }),
+                    None => bad += 1,
+                }
+            }
+            routes.push((key, route.hosts(key).to_vec()));
+        }
+        if bad > 0 {
+            eprintln!("lars-dns: skipped {bad} RouteData rows with a port over 65535");
+        }
+        Ok(Some(RouteChanges { version, routes }))
     }
 
     fn changes_applied(&mut self, version: u64) -> Result<(), StoreError> {
