@@ -258,3 +258,30 @@ fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_change
         assert_eq!(lease.get_host(None).unwrap(), SocketAddr::from((B, 9100)));
     }
 }
+
+#[test]
+fn a_route_emptied_by_the_console_is_gone_and_a_bump_without_a_change_log_reloads_everything() {
+    let system = start();
+    console_add(&system.db, 4, 2, A, 7100);
+    eventually("loaded", || system.dns.snapshot().hosts((4, 2)).len() == 1);
+    system.client.reg_init(4, 2, 20).unwrap();
+    console_delete(&system.db, 4, 2, A, 7100);
+    eventually("the empty route is pushed", || {
+        matches!(system.client.get_route(4, 2), Err(lars_std::client::ClientError::NoRoute))
+    });
+    assert!(system.dns.snapshot().routes.is_empty());
+    // A tool that bumps RouteVersion but writes no RouteChange row (the original's seed
+    // scripts do): lars-dns cannot tell what changed, so it reads everything.
+    let mut conn = system.db.conn();
+    conn.exec_drop(
+        "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
+        (4u32, 3u32, B.to_bits(), 7200u32),
+    )
+    .unwrap();
+    conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
+    let loads = system.dns.stats().loads.load(Ordering::Relaxed);
+    let change_reads = system.dns.stats().change_reads.load(Ordering::Relaxed);
+    eventually("the route arrives by a full load", || system.dns.snapshot().hosts((4, 3)).len() == 1);
+    assert!(system.dns.stats().loads.load(Ordering::Relaxed) > loads);
+    assert_eq!(system.dns.stats().change_reads.load(Ordering::Relaxed), change_reads);
+}

@@ -233,4 +233,28 @@ mod tests {
         assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
         assert!(new.changed_routes(&new).is_empty());
     }
+
+    #[test]
+    fn changes_replace_and_remove_routes_and_share_the_others() {
+        let old = RouteFile::parse(
+            "1 1 127.0.0.1:1
+2 2 127.0.0.1:2
+3 3 127.0.0.1:3
+",
+            Path::new("r"),
+            1,
+        )
+        .unwrap();
+        let host = |port| WeightedHost { addr: SocketAddr::from(([127, 0, 0, 1], port)), weight: 1 };
+        let changes = super::super::RouteChanges {
+            version: 7,
+            routes: vec![((2, 2), vec![host(9)]), ((3, 3), vec![]), ((4, 4), vec![host(4)])],
+        };
+        let new = old.with_changes(changes);
+        assert_eq!(new.version, 7);
+        assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
+        assert_eq!(new.hosts((2, 2)), [host(9)]);
+        assert!(new.hosts((3, 3)).is_empty() && !new.routes.contains_key(&(3, 3)));
+        assert!(Arc::ptr_eq(&old.routes[&(1, 1)], &new.routes[&(1, 1)]), "unchanged routes are shared");
+    }
 }
