@@ -145,6 +145,7 @@ impl Dns {
     /// empty meanwhile), starts the server and the loader.
     pub fn start(config: DnsConfig, mut store: Box<dyn RouteStore>) -> io::Result<Dns> {
         let stats = Arc::new(DnsStats::default());
+        let mut loaded = true;
         let initial = match store.load() {
             Ok(table) => {
                 stats.loads.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +160,7 @@ impl Dns {
             Err(e) => {
                 stats.load_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("lars-dns: {e}; starting with no routes and retrying");
+                loaded = false;
                 RouteTable::default()
             }
         };
@@ -182,6 +184,7 @@ impl Dns {
             stats: Arc::clone(&stats),
             stop: Arc::clone(&stop),
             config,
+            loaded,
         };
         let loader =
             std::thread::Builder::new().name("lars-dns-loader".into()).spawn(move || loader.run())?;
@@ -241,6 +244,8 @@ struct Loader {
     stats: Arc<DnsStats>,
     stop: Arc<AtomicBool>,
     config: DnsConfig,
+    /// Whether the snapshot holds a full load of the store, which changes can patch.
+    loaded: bool,
 }
 
 impl Loader {
@@ -274,7 +279,8 @@ impl Loader {
             }
             // A change the store can name costs a read of the changed routes; the periodic
             // reload (and any change it cannot name) reads everything.
-            let changes = if reload { Ok(None) } else { self.store.changes_since(store_version) };
+            let changes =
+                if reload || !self.loaded { Ok(None) } else { self.store.changes_since(store_version) };
             let table = match changes {
                 Ok(Some(changes)) => {
                     self.stats.change_reads.fetch_add(1, Ordering::Relaxed);
@@ -287,6 +293,7 @@ impl Loader {
                 }
                 Ok(None) => self.store.load().map(|table| {
                     last_load = clock.now();
+                    self.loaded = true;
                     let changed = served.changed_routes(&table);
                     (table, changed)
                 }),

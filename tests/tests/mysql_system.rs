@@ -285,3 +285,31 @@ fn a_route_emptied_by_the_console_is_gone_and_a_bump_without_a_change_log_reload
     assert!(system.dns.stats().loads.load(Ordering::Relaxed) > loads);
     assert_eq!(system.dns.stats().change_reads.load(Ordering::Relaxed), change_reads);
 }
+
+#[test]
+fn dns_started_before_its_database_exists_loads_every_route_once_it_does() {
+    let db = TestDb::create();
+    let late = format!("{}_late", db.name);
+    let opts: mysql::Opts = mysql::OptsBuilder::from_opts(db.opts.clone()).db_name(Some(late.clone())).into();
+    let mut config = DnsConfig::new(loopback());
+    config.poll_interval = Duration::from_millis(20);
+    config.retry_max = Duration::from_millis(100);
+    let dns = Dns::start(config, Box::new(MysqlRoutes::new(opts.clone()))).unwrap();
+    lars_std::store::mysql::init_schema(&opts).unwrap();
+    let mut conn = mysql::Conn::new(opts).unwrap();
+    for (modid, port) in [(1u32, 8001u32), (2, 8002)] {
+        conn.exec_drop(
+            "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, 1, ?, ?)",
+            (modid, A.to_bits(), port),
+        )
+        .unwrap();
+    }
+    // The change log names one route; the snapshot is empty, so patching it would lose the
+    // other one.
+    bump(&mut conn, 2, 1);
+    eventually("every route loaded", || {
+        let snapshot = dns.snapshot();
+        snapshot.hosts((1, 1)).len() == 1 && snapshot.hosts((2, 1)).len() == 1
+    });
+    conn.query_drop(format!("DROP DATABASE {late}")).unwrap();
+}
