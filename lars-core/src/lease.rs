@@ -459,4 +459,40 @@ mod tests {
         assert_eq!(held(&lease), [host(1)]);
         assert!(lease.awaiting_answer());
     }
+
+    #[test]
+    fn mangled_answers_never_panic_and_leave_a_usable_lease() {
+        let mut rng = Rng::new(7);
+        let mut lease: Lease<4> = lease(&[1, 2]);
+        let mut now = 1000;
+        for case in 0..10_000u64 {
+            while !lease.awaiting_answer() {
+                now = now.max(lease.poll_timeout().as_millis()) + 1;
+                transmit(&mut lease, at(now), 1024);
+            }
+            let Some((seq, _)) = lease.refreshing else { panic!("case {case}: no refresh in flight") };
+            // A valid answer (sometimes over capacity), then damaged.
+            let lasts: Vec<u8> = (0..rng.next_u64() % 7).map(|i| i as u8 + 1).collect();
+            let mut datagram = answer(seq, RetCode::Succ, case, &lasts);
+            for _ in 0..rng.next_u64() % 4 {
+                if datagram.is_empty() {
+                    break;
+                }
+                let at = (rng.next_u64() as usize) % datagram.len();
+                match rng.next_u64() % 3 {
+                    0 => datagram[at] = rng.next_u64() as u8,
+                    1 => datagram.truncate(at),
+                    _ => datagram.insert(at, rng.next_u64() as u8),
+                }
+            }
+            lease.handle_datagram(at(now), &datagram);
+            assert!(lease.len() <= 4, "case {case}");
+            if !lease.is_empty() {
+                assert!(
+                    matches!(lease.get_host(at(now), None), Pick::Host(_) | Pick::Overloaded),
+                    "case {case}"
+                );
+            }
+        }
+    }
 }
