@@ -30,12 +30,14 @@ use super::{RouteKey, RouteStore, RouteTable, StatKey, StatRow, StatsStore, Stor
 #[derive(Debug, Clone)]
 pub struct RouteFile {
     path: PathBuf,
+    /// The file as last seen (modification time, inode, length) and the version given for it.
+    seen: Option<((u64, u64, u64), u64)>,
 }
 
 impl RouteFile {
     /// A store over `path` (read on each load).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        RouteFile { path: path.into() }
+        RouteFile { path: path.into(), seen: None }
     }
 
     /// Parses route-file text, naming `path` in errors.
@@ -120,16 +122,28 @@ impl RouteFile {
 }
 
 impl RouteStore for RouteFile {
+    /// The file's modification time in nanoseconds, so an edit changes it. The kernel stamps
+    /// files from a clock that ticks every few milliseconds, so two edits in one tick share a
+    /// time: a new inode (an atomic rewrite) or length counts as a change too, and the version
+    /// then moves on by one. lars-dns, not the file, keeps the published version increasing (a
+    /// file restored from a backup may be older).
     fn version(&mut self) -> Result<u64, StoreError> {
+        use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&self.path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
-        // Nanoseconds since the epoch: an edit changes it. lars-dns, not the file, keeps the
-        // published version increasing (a file restored from a backup may be older).
-        Ok(meta
+        let modified = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64))
+            .map_or(0, |d| d.as_nanos() as u64);
+        let stamp = (modified, meta.ino(), meta.len());
+        let version = match self.seen {
+            Some((seen, version)) if seen == stamp => version,
+            Some((seen, version)) if seen.0 == modified => version + 1,
+            _ => modified,
+        };
+        self.seen = Some((stamp, version));
+        Ok(version)
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
@@ -256,5 +270,30 @@ mod tests {
         assert_eq!(new.hosts((2, 2)), [host(9)]);
         assert!(new.hosts((3, 3)).is_empty() && !new.routes.contains_key(&(3, 3)));
         assert!(Arc::ptr_eq(&old.routes[&(1, 1)], &new.routes[&(1, 1)]), "unchanged routes are shared");
+    }
+
+    #[test]
+    fn two_rewrites_in_one_clock_tick_are_two_versions() {
+        let dir = std::env::temp_dir().join(format!("lars-file-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("routes.conf");
+        let tick = UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        // An atomic rewrite (as `lars route` does), stamped with the same time as the last one.
+        let rewrite = |text: &str| {
+            let temp = path.with_extension("tmp");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::File::options().write(true).open(&temp).unwrap().set_modified(tick).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        rewrite("1 1 127.0.0.1:1\n");
+        let mut store = RouteFile::new(&path);
+        let first = store.version().unwrap();
+        assert_eq!(store.version().unwrap(), first, "unchanged file, same version");
+        rewrite("1 1 127.0.0.1:2\n");
+        let second = store.version().unwrap();
+        assert_ne!(second, first, "same time and length, new inode");
+        assert_eq!(store.load().unwrap().version, second);
+        assert_eq!(store.version().unwrap(), second);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
