@@ -30,7 +30,7 @@ fn blocking_echo_server() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
+            let _ = std::thread::Builder::new().name("blocking-echo".into()).spawn(move || {
                 let _ = stream.set_nodelay(true);
                 let mut stream = stream;
                 let mut header = [0u8; 8];
@@ -55,38 +55,41 @@ fn blocking_echo_server() -> SocketAddr {
 /// Round trips per second summed over `threads` client threads, each holding `conns`
 /// connections and keeping `in_flight` requests out on each. A thread serves its connections
 /// in turn: it reads one answer from each and sends the next request.
-fn run_clients(addr: SocketAddr, threads: usize, conns: usize, in_flight: usize) -> f64 {
+fn run_clients(label: &str, addr: SocketAddr, threads: usize, conns: usize, in_flight: usize) -> f64 {
     let request = frame_bytes(0x101, b"Hello Lars!!!");
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..threads)
         .map(|_| {
             let request = request.clone();
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut streams: Vec<TcpStream> = (0..conns)
-                    .map(|_| {
-                        let stream = TcpStream::connect(addr).unwrap();
-                        stream.set_nodelay(true).unwrap();
-                        stream
-                    })
-                    .collect();
-                let mut reply = vec![0u8; request.len()];
-                for stream in &mut streams {
-                    for _ in 0..in_flight {
-                        stream.write_all(&request).unwrap();
-                    }
-                }
-                let mut count = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+            std::thread::Builder::new()
+                .name(format!("{label}-client"))
+                .spawn(move || {
+                    let mut streams: Vec<TcpStream> = (0..conns)
+                        .map(|_| {
+                            let stream = TcpStream::connect(addr).unwrap();
+                            stream.set_nodelay(true).unwrap();
+                            stream
+                        })
+                        .collect();
+                    let mut reply = vec![0u8; request.len()];
                     for stream in &mut streams {
-                        stream.read_exact(&mut reply).unwrap();
-                        assert_eq!(reply, request);
-                        count += 1;
-                        stream.write_all(&request).unwrap();
+                        for _ in 0..in_flight {
+                            stream.write_all(&request).unwrap();
+                        }
                     }
-                }
-                count
-            })
+                    let mut count = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for stream in &mut streams {
+                            stream.read_exact(&mut reply).unwrap();
+                            assert_eq!(reply, request);
+                            count += 1;
+                            stream.write_all(&request).unwrap();
+                        }
+                    }
+                    count
+                })
+                .unwrap()
         })
         .collect();
     std::thread::sleep(RUN);
@@ -144,8 +147,8 @@ fn main() {
                     continue;
                 }
                 let spinner = (condition != "idle").then(Spinner::start);
-                let ours = run_clients(reactor.local_addr(), threads, conns, in_flight);
-                let theirs = run_clients(blocking, threads, conns, in_flight);
+                let ours = run_clients("lars", reactor.local_addr(), threads, conns, in_flight);
+                let theirs = run_clients("blocking", blocking, threads, conns, in_flight);
                 drop(spinner);
                 println!("{name:<60} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
                 rows.push(format!(

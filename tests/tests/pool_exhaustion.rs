@@ -3,7 +3,7 @@
 //! 600 connections each send the first 5,000 bytes of a 60 KB frame, more than a 4 KiB block, so each needs a 64 KiB
 //! buffer to hold it and the pool has 512. The last ones starve: the server stops reading them,
 //! without failing or closing them. When the frames complete, buffers come back, the starved
-//! connections resume, and every echo arrives.
+//! connections resume, and every echo arrives, and every buffer comes back.
 
 use std::sync::atomic::Ordering;
 
@@ -29,9 +29,13 @@ fn exhausted_pool_pauses_reading_and_recovers() {
         assert_eq!(client.read_frame().unwrap(), (0x101, vec![9u8; 60_000]));
     }
     drop(clients);
-    eventually("every buffer back", || {
+    // Each worker may keep one small block in reserve (`pool::recycle`); nothing else stays out.
+    eventually("every buffer back but the workers' reserves", || {
         let [small, large] = lars_std::pool::stats();
-        small.in_use == 0 && large.in_use == 0
+        small.in_use <= 2 && large.in_use == 0
     });
     assert_eq!(server.stats().bad_frames.load(Ordering::Relaxed), 0);
+    server.shutdown();
+    let [small, large] = lars_std::pool::stats();
+    assert_eq!((small.in_use, large.in_use), (0, 0), "the reserves go back when their threads end");
 }

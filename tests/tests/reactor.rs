@@ -47,6 +47,9 @@ fn many_frames_in_one_read_and_a_zero_length_body_last() {
         assert_eq!(client.read_frame().unwrap(), (ECHO, i.to_le_bytes().to_vec()));
     }
     assert_eq!(client.read_frame().unwrap(), (1, vec![]));
+    eventually("every frame counted in and out", || {
+        (server.stats().frames_in(), server.stats().frames_out()) == (501, 501)
+    });
 }
 
 #[test]
@@ -136,16 +139,28 @@ fn set_linger_zero(stream: &TcpStream) {
 
 #[test]
 fn a_slow_reader_is_throttled_and_loses_nothing() {
+    // 400 requests of 60 KB: each reply is queued in a pooled block.
+    slow_reader_loses_nothing(60_000, 400);
+}
+
+#[test]
+fn a_slow_reader_of_small_frames_loses_nothing() {
+    // Small replies are written from the stack; the part a full socket does not take must be
+    // queued whole, frame boundaries intact.
+    slow_reader_loses_nothing(200, 120_000);
+}
+
+/// `count` requests of `body_len` bytes (24 MB of replies) while not reading: far more than the
+/// socket buffers and our output block hold, so the server must stop reading from this peer.
+fn slow_reader_loses_nothing(body_len: usize, count: usize) {
     let server = echo_server(1, 64);
-    let mut slow = FrameClient::connect(server.local_addr()).unwrap();
-    // 400 requests of 60 KB (24 MB of replies) while not reading: far more than the socket
-    // buffers and our output block hold, so the server must stop reading from this peer.
-    let body = vec![3u8; 60_000];
+    let slow = FrameClient::connect(server.local_addr()).unwrap();
+    let body: Vec<u8> = (0..body_len).map(|i| i as u8).collect();
     let writer = slow.stream.try_clone().unwrap();
     let request = frame_bytes(ECHO, &body);
     let feeder = std::thread::spawn(move || {
         let mut writer = writer;
-        for _ in 0..400 {
+        for _ in 0..count {
             if std::io::Write::write_all(&mut writer, &request).is_err() {
                 return false;
             }
@@ -160,11 +175,15 @@ fn a_slow_reader_is_throttled_and_loses_nothing() {
     // 24 MB cannot all sit in socket buffers: the writer is still blocked, so the server has
     // stopped reading this peer instead of queueing its replies without bound.
     assert!(!feeder.is_finished(), "the server kept reading a peer that does not read its replies");
-    // Now read everything: all 400 replies arrive, in order, intact.
-    for _ in 0..400 {
-        assert_eq!(slow.read_frame().unwrap(), (ECHO, body.clone()));
+    // Now read everything: every reply arrives, in order, intact.
+    let mut reader = std::io::BufReader::new(slow.stream.try_clone().unwrap());
+    let mut reply = vec![0u8; 8 + body_len];
+    for i in 0..count {
+        std::io::Read::read_exact(&mut reader, &mut reply).unwrap();
+        assert_eq!(reply, frame_bytes(ECHO, &body), "reply {i}");
     }
     assert!(feeder.join().unwrap());
+    drop(slow);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! frame needs it), then every whole frame is split off in place and handed to the handler. The
 //! buffer goes back to the pool as soon as it is empty, so idle connections hold none.
 //!
-//! Writing: a reply is encoded into a pooled buffer and written at once; only what the socket
-//! does not take stays queued, and the connection asks for writability until it drains.
+//! Writing: a reply is written at once, encoded on the stack when it is small and nothing is
+//! queued, otherwise into a pooled buffer; only what the socket does not take stays queued (in
+//! a pooled buffer), and the connection asks for writability until it drains.
 //!
 //! Backpressure: while output is queued the connection stops reading (and stops handling frames
 //! it has already read), so a peer that does not read its replies cannot make us queue without
@@ -20,6 +21,11 @@ use lars_core::wire::{Encode, Error, Frame, MsgId, frame};
 
 use super::{Interest, Registered};
 use crate::pool;
+
+/// Frames up to this size (header included) are encoded on the stack when nothing is queued.
+const INLINE_FRAME: usize = 512;
+/// A whole frame of the largest size.
+const LARGEST_FRAME: usize = frame::HEADER_LEN + frame::MAX_BODY as usize;
 
 /// Why a connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +78,14 @@ impl Sender<'_> {
             return Err(SendError::Broken);
         }
         let len = frame::HEADER_LEN + body.buffer_len();
-        if len > frame::HEADER_LEN + frame::MAX_BODY as usize {
+        if len > LARGEST_FRAME {
             return Err(SendError::Encode(Error::TooLong { len: len as u32, max: frame::MAX_BODY }));
         }
-        let write_now = self.output.is_none();
         let out = match self.output.take() {
+            None if len <= INLINE_FRAME => return self.send_from_stack::<INLINE_FRAME>(msgid, body),
             None => match pool::alloc(len) {
                 Some(buf) => buf,
-                None => return self.send_unpooled(msgid, body),
+                None => return self.send_from_stack::<LARGEST_FRAME>(msgid, body),
             },
             Some(mut queued) => {
                 if queued.spare_mut().len() < len {
@@ -102,6 +108,7 @@ impl Sender<'_> {
                 }
             }
         };
+        let write_now = out.is_empty();
         let mut out = out;
         let written = match frame::encode(msgid, body, out.spare_mut()) {
             Ok(written) => written,
@@ -118,21 +125,20 @@ impl Sender<'_> {
         if write_now {
             write_some(self.stream, &mut out, self.broken);
         }
-        if !out.is_empty() {
+        if out.is_empty() {
+            pool::recycle(out);
+        } else {
             *self.output = Some(out);
         }
         Ok(())
     }
-}
 
-impl Sender<'_> {
-    /// Sends with the pool exhausted: encodes on the stack and writes at once, so a reply is not
-    /// lost because other connections hold every buffer. Only a remainder the socket does not
-    /// take needs a block; without one the peer is both slow and unlucky, and the send fails.
-    #[cold]
-    #[inline(never)]
-    fn send_unpooled(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
-        let mut scratch = [0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+    /// Sends with nothing queued by encoding on the stack and writing at once: small replies
+    /// (the common case) then never touch the pool, and a reply is not lost because other
+    /// connections hold every buffer. Only a remainder the socket does not take needs a block;
+    /// without one the peer is both slow and unlucky, and the send fails.
+    fn send_from_stack<const N: usize>(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+        let mut scratch = [0u8; N];
         let len = frame::encode(msgid, body, &mut scratch).map_err(SendError::Encode)?;
         let mut written = 0;
         while written < len {
@@ -262,8 +268,10 @@ impl FramedConn {
     ) -> Result<(), CloseReason> {
         if writable && let Some(out) = &mut self.output {
             write_some(self.stream.get(), out, &mut self.broken);
-            if out.is_empty() {
-                self.output = None;
+            if out.is_empty()
+                && let Some(out) = self.output.take()
+            {
+                pool::recycle(out);
             }
         }
         if let Some(kind) = self.broken {
@@ -320,7 +328,9 @@ impl FramedConn {
                 Err(e) => break Err(CloseReason::Io(e.kind())),
             }
         };
-        if !input.is_empty() {
+        if input.is_empty() {
+            pool::recycle(input);
+        } else {
             self.input = Some(input);
         }
         result
@@ -370,8 +380,10 @@ impl FramedConn {
                 return Err(CloseReason::Io(kind));
             }
         }
-        if input.is_empty() {
-            self.input = None;
+        if input.is_empty()
+            && let Some(input) = self.input.take()
+        {
+            pool::recycle(input);
         }
         Ok(())
     }

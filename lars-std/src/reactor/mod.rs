@@ -38,6 +38,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lars_core::time::Instant;
@@ -95,6 +96,9 @@ pub enum Ready<T> {
 
 struct TaskQueue<T> {
     tasks: Mutex<VecDeque<T>>,
+    /// The queue's length, kept under the lock, so that the loop can see an empty queue
+    /// without taking the lock on every poll.
+    queued: AtomicUsize,
     capacity: usize,
     poller: Arc<Poller>,
 }
@@ -119,6 +123,7 @@ impl<T> Waker<T> {
                 return Err(task);
             }
             tasks.push_back(task);
+            self.queue.queued.store(tasks.len(), Ordering::Release);
         }
         // A failed notify means the poller is gone with its loop: the task will never run,
         // which is what posting to a finished loop means.
@@ -128,7 +133,7 @@ impl<T> Waker<T> {
 
     /// Tasks waiting.
     pub fn queued(&self) -> usize {
-        self.queue.tasks.lock().map_or(0, |t| t.len())
+        self.queue.queued.load(Ordering::Acquire)
     }
 }
 
@@ -195,6 +200,7 @@ impl<T> EventLoop<T> {
         let poller = Arc::new(Poller::new()?);
         let queue = Arc::new(TaskQueue {
             tasks: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
             capacity: task_capacity,
             poller: Arc::clone(&poller),
         });
@@ -229,7 +235,9 @@ impl<T> EventLoop<T> {
 
     /// Takes every queued task without waiting (for a loop that is going away).
     pub fn drain_tasks(&mut self) -> Vec<T> {
-        self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..).collect()
+        let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.queue.queued.store(0, Ordering::Release);
+        tasks.drain(..).collect()
     }
 
     /// Waits for readiness, a timer or a task (at most `max_wait`, or until the next timer), and
@@ -240,12 +248,17 @@ impl<T> EventLoop<T> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let has_tasks = self.queue.tasks.lock().is_ok_and(|t| !t.is_empty());
+        let has_tasks = self.queue.queued.load(Ordering::Acquire) > 0;
         let timeout = if has_tasks { Some(std::time::Duration::ZERO) } else { timeout };
         self.wait(out, timeout)?;
-        {
+        // A task posted after this check wakes the next poll through the notifier.
+        if self.queue.queued.load(Ordering::Acquire) > 0 {
             let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.queue.queued.store(0, Ordering::Release);
             out.extend(tasks.drain(..).map(Ready::Task));
+        }
+        if self.timers.is_empty() {
+            return Ok(());
         }
         let now = self.clock.now();
         while let Some(Reverse((deadline, _, token))) = self.timers.peek().copied() {
