@@ -52,6 +52,46 @@ fn many_frames_in_one_read_and_a_zero_length_body_last() {
     });
 }
 
+/// Echoes, and closes after echoing a frame whose body is `bye`.
+struct EchoThenClose;
+
+impl lars_std::reactor::Service for EchoThenClose {
+    type Task = ();
+
+    fn frame(
+        &mut self,
+        _conn: lars_std::reactor::ConnId,
+        frame: lars_core::wire::Frame<'_>,
+        reply: &mut lars_std::reactor::Sender<'_>,
+    ) -> Control {
+        match reply.send(frame.msgid, &lars_core::wire::Raw(frame.body)) {
+            Ok(()) if frame.body == b"bye" => Control::Close,
+            Ok(()) => Control::Continue,
+            Err(_) => Control::Close,
+        }
+    }
+}
+
+#[test]
+fn replies_gathered_from_one_read_go_out_before_a_close() {
+    let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = 1;
+    let server = lars_std::reactor::TcpServer::start(config, |_| EchoThenClose).unwrap();
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    let stream: Vec<u8> = [
+        frame_bytes(ECHO, b"one"),
+        frame_bytes(ECHO, b"two"),
+        frame_bytes(ECHO, b"bye"),
+        frame_bytes(ECHO, b"late"),
+    ]
+    .concat();
+    client.write(&stream).unwrap();
+    for body in [&b"one"[..], b"two", b"bye"] {
+        assert_eq!(client.read_frame().unwrap(), (ECHO, body.to_vec()));
+    }
+    assert!(client.is_closed_by_server(), "nothing is handled after the close");
+}
+
 #[test]
 fn bad_frames_close_only_their_connection() {
     let server = echo_server(2, 64);

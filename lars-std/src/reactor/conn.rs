@@ -5,8 +5,10 @@
 //! buffer goes back to the pool as soon as it is empty, so idle connections hold none.
 //!
 //! Writing: a reply is written at once, encoded on the stack when it is small and nothing is
-//! queued, otherwise into a pooled buffer; only what the socket does not take stays queued (in
-//! a pooled buffer), and the connection asks for writability until it drains.
+//! queued, otherwise into a pooled buffer. When one read brought several frames, their replies
+//! are gathered on the stack (up to 4 KiB) and go out in one write after the last of them is
+//! handled. Only what the socket does not take stays queued (in a pooled buffer), and the
+//! connection asks for writability until it drains.
 //!
 //! Backpressure: while output is queued the connection stops reading (and stops handling frames
 //! it has already read), so a peer that does not read its replies cannot make us queue without
@@ -24,6 +26,8 @@ use crate::pool;
 
 /// Frames up to this size (header included) are encoded on the stack when nothing is queued.
 const INLINE_FRAME: usize = 512;
+/// Replies to the frames of one read are gathered up to this many bytes per write.
+const BATCH_BYTES: usize = 4096;
 /// A whole frame of the largest size.
 const LARGEST_FRAME: usize = frame::HEADER_LEN + frame::MAX_BODY as usize;
 
@@ -68,11 +72,27 @@ pub struct Sender<'a> {
     output: &'a mut Option<Buf<'static>>,
     broken: &'a mut Option<io::ErrorKind>,
     frames_out: &'a mut u64,
+    /// Replies to frames that came in one read, gathered to go out in one write. Holds bytes
+    /// only while nothing is queued in `output`.
+    batch: Option<&'a mut Batch>,
+}
+
+/// Replies gathered on the stack while the frames of one read are handled.
+struct Batch {
+    bytes: [u8; BATCH_BYTES],
+    len: usize,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch { bytes: [0; BATCH_BYTES], len: 0 }
+    }
 }
 
 impl Sender<'_> {
-    /// Sends a frame: written at once if nothing is queued and the socket takes it, queued
-    /// otherwise.
+    /// Sends a frame: written at once if nothing is queued and the socket takes it (a reply to
+    /// one of several frames from one read goes out with the others' replies, once they are
+    /// handled), queued otherwise.
     pub fn send(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
         if self.broken.is_some() {
             return Err(SendError::Broken);
@@ -80,6 +100,22 @@ impl Sender<'_> {
         let len = frame::HEADER_LEN + body.buffer_len();
         if len > LARGEST_FRAME {
             return Err(SendError::Encode(Error::TooLong { len: len as u32, max: frame::MAX_BODY }));
+        }
+        if self.output.is_none()
+            && let Some(batch) = self.batch.as_deref_mut()
+        {
+            if batch.len + len > BATCH_BYTES {
+                self.flush_batch()?;
+            }
+            if let Some(batch) = self.batch.as_deref_mut()
+                && self.output.is_none()
+                && batch.len + len <= BATCH_BYTES
+            {
+                batch.len +=
+                    frame::encode(msgid, body, &mut batch.bytes[batch.len..]).map_err(SendError::Encode)?;
+                *self.frames_out += 1;
+                return Ok(());
+            }
         }
         let out = match self.output.take() {
             None if len <= INLINE_FRAME => return self.send_from_stack::<INLINE_FRAME>(msgid, body),
@@ -140,9 +176,26 @@ impl Sender<'_> {
     fn send_from_stack<const N: usize>(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
         let mut scratch = [0u8; N];
         let len = frame::encode(msgid, body, &mut scratch).map_err(SendError::Encode)?;
+        self.write_or_queue(&scratch[..len])?;
+        *self.frames_out += 1;
+        Ok(())
+    }
+
+    /// Writes the gathered replies.
+    fn flush_batch(&mut self) -> Result<(), SendError> {
+        let Some(batch) = self.batch.take() else { return Ok(()) };
+        let len = std::mem::take(&mut batch.len);
+        let result = self.write_or_queue(&batch.bytes[..len]);
+        self.batch = Some(batch);
+        result
+    }
+
+    /// Writes `bytes` (whole frames, with nothing queued) until the socket would block, and
+    /// queues the rest in a pooled block.
+    fn write_or_queue(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         let mut written = 0;
-        while written < len {
-            match self.stream.write(&scratch[written..len]) {
+        while written < bytes.len() {
+            match self.stream.write(&bytes[written..]) {
                 Ok(0) => {
                     *self.broken = Some(io::ErrorKind::WriteZero);
                     return Err(SendError::Broken);
@@ -156,17 +209,16 @@ impl Sender<'_> {
                 }
             }
         }
-        if written < len {
-            let Some(mut rest) = pool::alloc(len - written) else {
-                // Part of the frame is on the wire and the rest has nowhere to go: the stream
+        if written < bytes.len() {
+            let Some(mut rest) = pool::alloc(bytes.len() - written) else {
+                // Part of a frame is on the wire and the rest has nowhere to go: the stream
                 // can no longer be framed, so the connection must close.
                 *self.broken = Some(io::ErrorKind::OutOfMemory);
                 return Err(SendError::Broken);
             };
-            rest.append(&scratch[written..len]);
+            rest.append(&bytes[written..]);
             *self.output = Some(rest);
         }
-        *self.frames_out += 1;
         Ok(())
     }
 }
@@ -249,6 +301,7 @@ impl FramedConn {
             output: &mut self.output,
             broken: &mut self.broken,
             frames_out: &mut self.frames_out,
+            batch: None,
         }
     }
 
@@ -358,27 +411,52 @@ impl FramedConn {
         handle: &mut impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
     ) -> Result<(), CloseReason> {
         let Some(input) = &mut self.input else { return Ok(()) };
-        while self.output.is_none() {
+        // Replies are gathered only when the read brought more than one frame.
+        let mut batch: Option<Batch> = None;
+        let mut control = Control::Continue;
+        while self.output.is_none() && control == Control::Continue {
             let Some((frame, used)) =
                 Frame::parse_prefix(input.data(), self.max_body).map_err(CloseReason::BadFrame)?
             else {
                 break;
             };
             self.frames_in += 1;
+            let more = used < input.len();
             let mut sender = Sender {
                 stream: self.stream.get(),
                 output: &mut self.output,
                 broken: &mut self.broken,
                 frames_out: &mut self.frames_out,
+                batch: if more || batch.is_some() {
+                    Some(batch.get_or_insert_with(Batch::new))
+                } else {
+                    None
+                },
             };
-            let control = handle(frame, &mut sender);
+            control = handle(frame, &mut sender);
             input.consume(used);
-            if control == Control::Close {
-                return Err(CloseReason::Handler);
-            }
             if let Some(kind) = self.broken {
                 return Err(CloseReason::Io(kind));
             }
+        }
+        if let Some(batch) = &mut batch
+            && batch.len > 0
+        {
+            let mut sender = Sender {
+                stream: self.stream.get(),
+                output: &mut self.output,
+                broken: &mut self.broken,
+                frames_out: &mut self.frames_out,
+                batch: Some(batch),
+            };
+            // A failed write is recorded in `broken`.
+            let _ = sender.flush_batch();
+            if let Some(kind) = self.broken {
+                return Err(CloseReason::Io(kind));
+            }
+        }
+        if control == Control::Close {
+            return Err(CloseReason::Handler);
         }
         if input.is_empty()
             && let Some(input) = self.input.take()
