@@ -1,8 +1,10 @@
 //! Reactor echo benchmark, in the manner of the original's `qps_test`: each client thread
 //! holds one connection and ping-pongs a small frame ("Hello Lars!!!"), either closed loop (one
 //! request in flight) or pipelined (32 in flight); then each client thread holds 32
-//! connections with one request in flight on each, as a daemon serving a fleet sees it. The same clients also run against a plain
-//! thread-per-connection blocking echo server, the baseline, in the same process.
+//! connections with one request in flight on each, as a daemon serving a fleet sees it. The
+//! same clients also run against a plain thread-per-connection blocking echo server, the
+//! baseline, in the same process, in half-second slices alternating with ours (see
+//! `run_row`).
 //!
 //! These VMs make waking an idle CPU expensive, so closed-loop figures depend on whether the
 //! other core is busy: every closed-loop figure is taken twice, on an otherwise idle machine
@@ -14,12 +16,16 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lars_tests::{echo_server, frame_bytes};
 
-const RUN: Duration = Duration::from_millis(1500);
+/// Each figure is measured in slices, alternating with the other server's (ABBA ABBA), so that
+/// a drift in the VM's speed during a row weighs on both servers alike.
+const SLICE: Duration = Duration::from_millis(500);
+/// Slices per server per row.
+const SLICES: u32 = 8;
 const PIPELINE: usize = 32;
 /// Connections per client thread in the many-connections rows: a daemon serves a fleet.
 const MANY_CONNS: usize = 32;
@@ -52,18 +58,30 @@ fn blocking_echo_server() -> SocketAddr {
     addr
 }
 
-/// Round trips per second summed over `threads` client threads, each holding `conns`
-/// connections and keeping `in_flight` requests out on each. A thread serves its connections
-/// in turn: it reads one answer from each and sends the next request.
-fn run_clients(label: &str, addr: SocketAddr, threads: usize, conns: usize, in_flight: usize) -> f64 {
+/// Whose turn it is in a row: one of the servers' indices, or `DONE`.
+const DONE: usize = usize::MAX;
+
+/// Round trips per second to each of `servers`, each summed over `threads` client threads that
+/// hold `conns` connections and keep `in_flight` requests out on each. A thread serves its
+/// connections in turn: it reads one answer from each and sends the next request.
+///
+/// The servers take turns in half-second slices (ABBA ABBA), so that a drift in the VM's speed
+/// weighs on both alike. Connections and threads stay up for the whole row, and a client whose
+/// server is not on turn collects its outstanding answers and waits: nothing is reconnected
+/// between slices, so the scheduler's placement of long-lived threads is not reset either.
+fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: usize) -> [f64; 2] {
     let request = frame_bytes(0x101, b"Hello Lars!!!");
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..threads)
-        .map(|_| {
+    let turn = Arc::new(AtomicUsize::new(DONE - 1)); // nobody's: connect and wait
+    let connected = Arc::new(std::sync::Barrier::new(2 * threads + 1));
+    let clients: Vec<_> = (0..2)
+        .flat_map(|server| (0..threads).map(move |_| server))
+        .map(|server| {
             let request = request.clone();
-            let stop = Arc::clone(&stop);
+            let turn = Arc::clone(&turn);
+            let connected = Arc::clone(&connected);
+            let addr = servers[server];
             std::thread::Builder::new()
-                .name(format!("{label}-client"))
+                .name(format!("{}-client", ["lars", "blocking"][server]))
                 .spawn(move || {
                     let mut streams: Vec<TcpStream> = (0..conns)
                         .map(|_| {
@@ -72,30 +90,53 @@ fn run_clients(label: &str, addr: SocketAddr, threads: usize, conns: usize, in_f
                             stream
                         })
                         .collect();
+                    connected.wait();
                     let mut reply = vec![0u8; request.len()];
-                    for stream in &mut streams {
-                        for _ in 0..in_flight {
-                            stream.write_all(&request).unwrap();
-                        }
-                    }
                     let mut count = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    loop {
+                        match turn.load(Ordering::Acquire) {
+                            DONE => return (server, count),
+                            now if now != server => {
+                                std::thread::sleep(Duration::from_millis(1));
+                                continue;
+                            }
+                            _ => {}
+                        }
                         for stream in &mut streams {
-                            stream.read_exact(&mut reply).unwrap();
-                            assert_eq!(reply, request);
-                            count += 1;
-                            stream.write_all(&request).unwrap();
+                            for _ in 0..in_flight {
+                                stream.write_all(&request).unwrap();
+                            }
+                        }
+                        while turn.load(Ordering::Relaxed) == server {
+                            for stream in &mut streams {
+                                stream.read_exact(&mut reply).unwrap();
+                                assert_eq!(reply, request);
+                                count += 1;
+                                stream.write_all(&request).unwrap();
+                            }
+                        }
+                        for stream in &mut streams {
+                            for _ in 0..in_flight {
+                                stream.read_exact(&mut reply).unwrap();
+                            }
                         }
                     }
-                    count
                 })
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(RUN);
-    stop.store(true, Ordering::Relaxed);
-    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    total as f64 / RUN.as_secs_f64()
+    connected.wait();
+    for slice in 0..2 * SLICES {
+        turn.store(if matches!(slice % 4, 0 | 3) { 0 } else { 1 }, Ordering::Release);
+        std::thread::sleep(SLICE);
+    }
+    turn.store(DONE, Ordering::Release);
+    let mut totals = [0u64; 2];
+    for client in clients {
+        let (server, count) = client.join().unwrap();
+        totals[server] += count;
+    }
+    totals.map(|total| total as f64 / (SLICE * SLICES).as_secs_f64())
 }
 
 /// Keeps one core busy while alive.
@@ -147,8 +188,7 @@ fn main() {
                     continue;
                 }
                 let spinner = (condition != "idle").then(Spinner::start);
-                let ours = run_clients("lars", reactor.local_addr(), threads, conns, in_flight);
-                let theirs = run_clients("blocking", blocking, threads, conns, in_flight);
+                let [ours, theirs] = run_row([reactor.local_addr(), blocking], threads, conns, in_flight);
                 drop(spinner);
                 println!("{name:<60} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
                 rows.push(format!(
