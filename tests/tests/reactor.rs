@@ -123,6 +123,9 @@ fn a_thousand_concurrent_connections() {
     }
     assert_eq!(server.stats().open.load(Ordering::Relaxed), 1000);
     assert_eq!(server.queue_depths(), [0, 0], "every connection handed over");
+    eventually("both workers' frames counted", || {
+        (server.stats().frames_in(), server.stats().frames_out()) == (1000, 1000)
+    });
     drop(clients);
     eventually("all closed", || server.stats().open.load(Ordering::Relaxed) == 0);
 }
