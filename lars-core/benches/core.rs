@@ -219,6 +219,18 @@ fn main() {
     runner.bench("pool alloc + free, 1 thread", Some(20.0), || {
         black_box(POOL.alloc(black_box(1000)).unwrap());
     });
+    // Alloc and free are one compare-exchange each; what one costs varies between hosts, so
+    // the figure above is read against this one.
+    let word = std::sync::atomic::AtomicU64::new(0);
+    runner.bench("reference: one uncontended compare-exchange", None, || {
+        let current = word.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = black_box(&word).compare_exchange_weak(
+            current,
+            current.wrapping_add(1),
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    });
     let contended = "pool alloc + free, 2 threads contending (wall time per op per thread)";
     if runner.wants(contended) {
         const OPS: u64 = 5_000_000;
