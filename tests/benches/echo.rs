@@ -9,10 +9,13 @@
 //! These VMs make waking an idle CPU expensive, so closed-loop figures depend on whether the
 //! other core is busy: every closed-loop figure is taken twice, on an otherwise idle machine
 //! and with one core kept busy by a spinning thread, and labelled so. Compare like with like.
+//! Beside the rates, each row gives each server's own CPU time per round trip: where both
+//! servers are bound by the same kernel work, it shows what each adds to it.
 //! Figures go to stdout and to `LARS_BENCH_OUT` (JSON).
 // Measuring wall time is the point here.
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -61,15 +64,51 @@ fn blocking_echo_server() -> SocketAddr {
 /// Whose turn it is in a row: one of the servers' indices, or `DONE`.
 const DONE: usize = usize::MAX;
 
-/// Round trips per second to each of `servers`, each summed over `threads` client threads that
-/// hold `conns` connections and keep `in_flight` requests out on each. A thread serves its
+/// Names (as the kernel truncates them, 15 bytes) of each server's threads, in `run_row`'s order.
+const SERVER_THREADS: [&[&str]; 2] = [&["lars-worker-", "lars-acceptor"], &["blocking-echo"]];
+
+/// On-CPU time so far, in ns, of each of this process's threads whose name starts with one
+/// of `prefixes`, by thread id (from `/proc/self/task/*/schedstat`, whose first field is the
+/// time run).
+fn cpu_ns(prefixes: &[&str]) -> HashMap<u64, u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return HashMap::new() };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| prefixes.iter().any(|p| comm.starts_with(p)))
+        })
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU time, in ns, that threads still alive at `after` ran since `before` (threads from an
+/// earlier row may exit in between; threads started since count in full).
+fn cpu_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> u64 {
+    after.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
+}
+
+/// What `run_row` measured for one server.
+struct Figures {
+    per_sec: f64,
+    /// The server's own threads' CPU time per round trip, in µs.
+    server_cpu_us: f64,
+}
+
+/// Round trips per second to each of `servers`, and the servers' own CPU time per round trip,
+/// each summed over `threads` client threads that hold `conns` connections and keep
+/// `in_flight` requests out on each. A thread serves its
 /// connections in turn: it reads one answer from each and sends the next request.
 ///
 /// The servers take turns in half-second slices (ABBA ABBA), so that a drift in the VM's speed
 /// weighs on both alike. Connections and threads stay up for the whole row, and a client whose
 /// server is not on turn collects its outstanding answers and waits: nothing is reconnected
 /// between slices, so the scheduler's placement of long-lived threads is not reset either.
-fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: usize) -> [f64; 2] {
+fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: usize) -> [Figures; 2] {
     let request = frame_bytes(0x101, b"Hello Lars!!!");
     let turn = Arc::new(AtomicUsize::new(DONE - 1)); // nobody's: connect and wait
     let connected = Arc::new(std::sync::Barrier::new(2 * threads + 1));
@@ -126,17 +165,23 @@ fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: us
         })
         .collect();
     connected.wait();
+    let cpu_before = SERVER_THREADS.map(cpu_ns);
     for slice in 0..2 * SLICES {
         turn.store(if matches!(slice % 4, 0 | 3) { 0 } else { 1 }, Ordering::Release);
         std::thread::sleep(SLICE);
     }
+    // Before the clients hang up, when the blocking server's threads exit.
+    let cpu_after = SERVER_THREADS.map(cpu_ns);
     turn.store(DONE, Ordering::Release);
     let mut totals = [0u64; 2];
     for client in clients {
         let (server, count) = client.join().unwrap();
         totals[server] += count;
     }
-    totals.map(|total| total as f64 / (SLICE * SLICES).as_secs_f64())
+    [0, 1].map(|server| Figures {
+        per_sec: totals[server] as f64 / (SLICE * SLICES).as_secs_f64(),
+        server_cpu_us: cpu_between(&cpu_before[server], &cpu_after[server]) as f64 / 1e3 / totals[server].max(1) as f64,
+    })
 }
 
 /// Keeps one core busy while alive.
@@ -169,7 +214,10 @@ fn main() {
     let reactor = echo_server(2, 1024);
     let blocking = blocking_echo_server();
     let mut rows = Vec::new();
-    println!("{:<60} {:>12} {:>12} {:>7}", "echo (round trips/s)", "lars reactor", "blocking", "ratio");
+    println!(
+        "{:<60} {:>12} {:>12} {:>7} {:>15} {:>15}",
+        "echo (round trips/s)", "lars reactor", "blocking", "ratio", "lars CPU/rt", "blocking CPU/rt"
+    );
     let modes = [
         ("closed loop", 1, 1),
         ("pipelined x32", 1, PIPELINE),
@@ -189,15 +237,21 @@ fn main() {
                 }
                 let spinner = (condition != "idle").then(Spinner::start);
                 let [ours, theirs] = run_row([reactor.local_addr(), blocking], threads, conns, in_flight);
+                let (cpu_ours, cpu_theirs) = (ours.server_cpu_us, theirs.server_cpu_us);
+                let (ours, theirs) = (ours.per_sec, theirs.per_sec);
                 drop(spinner);
-                println!("{name:<60} {ours:>12.0} {theirs:>12.0} {:>6.2}x", ours / theirs);
+                println!(
+                    "{name:<60} {ours:>12.0} {theirs:>12.0} {:>6.2}x {cpu_ours:>12.2} µs {cpu_theirs:>12.2} µs",
+                    ours / theirs
+                );
                 rows.push(format!(
-                    "  {{\"name\": \"{name}\", \"lars_per_sec\": {ours:.0}, \"blocking_per_sec\": {theirs:.0}, \"ratio\": {:.3}}}",
+                    "  {{\"name\": \"{name}\", \"lars_per_sec\": {ours:.0}, \"blocking_per_sec\": {theirs:.0}, \"ratio\": {:.3}, \"lars_server_cpu_us\": {cpu_ours:.3}, \"blocking_server_cpu_us\": {cpu_theirs:.3}}}",
                     ours / theirs
                 ));
             }
         }
     }
+    println!("CPU/rt: the server's own threads' CPU time per round trip (from /proc/self/task/*/schedstat)");
     println!("original Lars reactor, measured here (closed loop, idle): 17.5k/s at 1 thread, 39.9k/s at 2");
     if let Some(path) = std::env::var_os("LARS_BENCH_OUT") {
         let path = std::path::PathBuf::from(path);
