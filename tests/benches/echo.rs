@@ -180,7 +180,9 @@ fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: us
     }
     [0, 1].map(|server| Figures {
         per_sec: totals[server] as f64 / (SLICE * SLICES).as_secs_f64(),
-        server_cpu_us: cpu_between(&cpu_before[server], &cpu_after[server]) as f64 / 1e3 / totals[server].max(1) as f64,
+        server_cpu_us: cpu_between(&cpu_before[server], &cpu_after[server]) as f64
+            / 1e3
+            / totals[server].max(1) as f64,
     })
 }
 
