@@ -101,8 +101,8 @@ struct Figures {
 
 /// Round trips per second to each of `servers`, and the servers' own CPU time per round trip,
 /// each summed over `threads` client threads that hold `conns` connections and keep
-/// `in_flight` requests out on each. A thread serves its
-/// connections in turn: it reads one answer from each and sends the next request.
+/// `in_flight` requests out on each. A thread serves its connections in turn: it reads one
+/// answer from each and sends the next request.
 ///
 /// The servers take turns in half-second slices (ABBA ABBA), so that a drift in the VM's speed
 /// weighs on both alike. Connections and threads stay up for the whole row, and a client whose
