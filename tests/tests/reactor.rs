@@ -112,6 +112,24 @@ fn bad_frames_close_only_their_connection() {
 }
 
 #[test]
+fn frames_before_a_bad_one_in_the_same_read_are_answered() {
+    let server = echo_server(1, 64);
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    let stream: Vec<u8> = [
+        frame_bytes(ECHO, b"one"),
+        frame_bytes(ECHO, b"two"),
+        vec![9, 0, 0, 0, 0, 0, 0, 0], // unknown msgid
+    ]
+    .concat();
+    client.write(&stream).unwrap();
+    for body in [&b"one"[..], b"two"] {
+        assert_eq!(client.read_frame().unwrap(), (ECHO, body.to_vec()));
+    }
+    assert!(client.is_closed_by_server(), "the bad frame closes the connection");
+    eventually("the bad frame counted", || server.stats().bad_frames.load(Ordering::Relaxed) == 1);
+}
+
+#[test]
 fn a_thousand_concurrent_connections() {
     let server = echo_server(2, 2000);
     let mut clients: Vec<_> = (0..1000).map(|_| FrameClient::connect(server.local_addr()).unwrap()).collect();

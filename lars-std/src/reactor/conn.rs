@@ -414,11 +414,16 @@ impl FramedConn {
         // Replies are gathered only when the read brought more than one frame.
         let mut batch: Option<Batch> = None;
         let mut control = Control::Continue;
+        let mut bad_frame = None;
         while self.output.is_none() && control == Control::Continue {
-            let Some((frame, used)) =
-                Frame::parse_prefix(input.data(), self.max_body).map_err(CloseReason::BadFrame)?
-            else {
-                break;
+            let (frame, used) = match Frame::parse_prefix(input.data(), self.max_body) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break,
+                // The frames before it were handled: their replies still go out.
+                Err(e) => {
+                    bad_frame = Some(e);
+                    break;
+                }
             };
             self.frames_in += 1;
             let more = used < input.len();
@@ -454,6 +459,9 @@ impl FramedConn {
             if let Some(kind) = self.broken {
                 return Err(CloseReason::Io(kind));
             }
+        }
+        if let Some(e) = bad_frame {
+            return Err(CloseReason::BadFrame(e));
         }
         if control == Control::Close {
             return Err(CloseReason::Handler);
