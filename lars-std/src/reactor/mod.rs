@@ -279,7 +279,9 @@ impl<T> EventLoop<T> {
     /// `NOTIFY_KEY`, which no source of ours uses.
     fn wait(&mut self, out: &mut Vec<Ready<T>>, timeout: Option<std::time::Duration>) -> io::Result<()> {
         use rustix::event::{Timespec, epoll};
-        let timeout = timeout.map(|t| Timespec {
+        // A wait longer than `epoll_pwait`'s milliseconds would need `epoll_pwait2` (Linux
+        // 5.11, and refused by some seccomp filters); waking early is harmless.
+        let timeout = timeout.map(|t| t.min(LONGEST_WAIT)).map(|t| Timespec {
             tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: t.subsec_nanos().into(),
         });
@@ -317,6 +319,8 @@ impl<T> EventLoop<T> {
     }
 }
 
+/// The longest single wait: fits `epoll_pwait`'s timeout in milliseconds (an `i32`).
+const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// The key `polling` gives its notifier (and timerfd) in the epoll instance.
 const NOTIFY_KEY: usize = usize::MAX;
 /// Events that make a source readable, as `polling` counts them.
