@@ -175,16 +175,9 @@ impl Runner {
                 match item {
                     Ready::Task(()) => return,
                     Ready::Io { key: DNS_KEY, readable, writable } => {
-                        let event =
-                            self.dns.on_io(&mut self.event_loop, readable, writable, |frame, _| match agent
-                                .handle_dns_frame(now, frame)
-                            {
-                                Ok(()) => Control::Continue,
-                                Err(e) => {
-                                    eprintln!("lars-agent: {e}; reconnecting");
-                                    Control::Close
-                                }
-                            });
+                        let event = self.dns.on_io(&mut self.event_loop, readable, writable, |frame, _| {
+                            dns_frame(agent, now, frame)
+                        });
                         link_changed(agent, now, Link::Dns, event);
                     }
                     Ready::Io { key: REPORTER_KEY, readable, writable } => {
@@ -247,7 +240,7 @@ impl Runner {
                 Link::Dns => &mut self.dns,
                 Link::Reporter => &mut self.reporter,
             };
-            let _ = client.send(frame.msgid, &Raw(frame.body));
+            let _ = client.send(&mut self.event_loop, frame.msgid, &Raw(frame.body));
         }
     }
 }

@@ -303,13 +303,13 @@ fn a_client_reconnects_after_its_server_restarts() {
         }
     };
     run(&mut event_loop, &mut client, &|links, _| links.contains(&LinkEvent::Up(addr)));
-    assert_eq!(client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"one")), Ok(()));
+    assert_eq!(client.send(&mut event_loop, MsgId::Heartbeat, &lars_core::wire::Raw(b"one")), Ok(()));
     run(&mut event_loop, &mut client, &|_, echoes| echoes.len() == 1);
 
     server.shutdown();
     run(&mut event_loop, &mut client, &|links, _| links.last() == Some(&LinkEvent::Down));
     assert!(
-        client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"lost")).is_err(),
+        client.send(&mut event_loop, MsgId::Heartbeat, &lars_core::wire::Raw(b"lost")).is_err(),
         "sending while down is an error"
     );
 
@@ -317,11 +317,47 @@ fn a_client_reconnects_after_its_server_restarts() {
     run(&mut event_loop, &mut client, &|links, _| {
         links.iter().filter(|l| **l == LinkEvent::Up(addr)).count() == 2
     });
-    assert_eq!(client.send(MsgId::Heartbeat, &lars_core::wire::Raw(b"two")), Ok(()));
+    assert_eq!(client.send(&mut event_loop, MsgId::Heartbeat, &lars_core::wire::Raw(b"two")), Ok(()));
     run(&mut event_loop, &mut client, &|_, echoes| echoes.len() == 2);
     assert_eq!(echoes, [b"one".to_vec(), b"two".to_vec()]);
     assert_eq!(client.connects(), 2);
     drop(restarted);
+}
+
+#[test]
+fn a_server_that_hangs_up_at_once_is_retried_ever_more_slowly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || listener.incoming().for_each(drop)); // accepts, then closes
+    let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
+    let mut config = ClientConfig::new(vec![addr]);
+    config.backoff_min = CoreDuration::from_millis(5);
+    config.backoff_max = CoreDuration::from_millis(80);
+    let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
+    let mut ups = Vec::new();
+    let mut ready = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ups.len() < 8 {
+        assert!(std::time::Instant::now() < deadline, "{} connects", ups.len());
+        ready.clear();
+        event_loop.poll(&mut ready, Some(Duration::from_millis(50))).unwrap();
+        for item in ready.drain(..) {
+            let event = match item {
+                Ready::Io { readable, writable, .. } => {
+                    client.on_io(&mut event_loop, readable, writable, |_, _| Control::Continue)
+                }
+                Ready::Timer(_) => client.on_timer(&mut event_loop, |_, _| Control::Continue),
+                Ready::Task(()) => None,
+            };
+            if event == Some(LinkEvent::Up(addr)) {
+                ups.push(std::time::Instant::now());
+            }
+        }
+    }
+    // Nominal delays 5, 10, 20, 40, 80, 80... ms, each jittered down to half at most; a link
+    // that never stays up must not reset the backoff to 5 ms.
+    let last_gap = ups[7] - ups[6];
+    assert!(last_gap >= Duration::from_millis(40), "the backoff grew: last gap {last_gap:?}");
 }
 
 /// When the client loop of the reconnect test may stop, given the link events and echoes so far.

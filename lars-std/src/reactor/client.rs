@@ -25,7 +25,7 @@ pub struct ClientConfig {
     pub addrs: Vec<SocketAddr>,
     /// First retry delay.
     pub backoff_min: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay; also how long a link must stay up for the backoff to start over.
     pub backoff_max: Duration,
     /// How long a connect may take.
     pub connect_timeout: Duration,
@@ -72,7 +72,12 @@ enum State {
     Connected {
         conn: FramedConn,
         addr: SocketAddr,
+        since: Instant,
         retry_read: Option<Instant>,
+    },
+    /// A send broke the link (the socket is closed): the timer, set for now, reports it down.
+    Broken {
+        since: Instant,
     },
 }
 
@@ -124,13 +129,25 @@ impl TcpClient {
     }
 
     /// Sends a frame. Fails with [`SendError::Broken`] while disconnected and with
-    /// [`SendError::Full`] when the output queue is full.
-    pub fn send(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
-        let State::Connected { conn, .. } = &mut self.state else { return Err(SendError::Broken) };
+    /// [`SendError::Full`] when the output queue is full. A send that breaks the link (a write
+    /// error, or part of a frame written with no buffer for the rest) closes it at once, and
+    /// the client's timer, set for now, reports [`LinkEvent::Down`] and schedules a reconnect:
+    /// a healthy socket would raise no event to notice it by.
+    pub fn send<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        msgid: MsgId,
+        body: &impl Encode,
+    ) -> Result<(), SendError> {
+        let State::Connected { conn, since, .. } = &mut self.state else { return Err(SendError::Broken) };
         let sent = conn.sender().send(msgid, body);
         match conn.after_send() {
             Ok(()) => sent,
-            Err(_) => sent.and(Err(SendError::Broken)),
+            Err(_) => {
+                self.state = State::Broken { since: *since };
+                event_loop.set_timer(event_loop.now(), self.timer_token);
+                Err(SendError::Broken)
+            }
         }
     }
 
@@ -151,7 +168,7 @@ impl TcpClient {
         mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
     ) -> Option<LinkEvent> {
         match &mut self.state {
-            State::Waiting { .. } => None,
+            State::Waiting { .. } | State::Broken { .. } => None,
             State::Connecting { stream, addr, .. } => {
                 if !writable && !readable {
                     return None;
@@ -205,6 +222,7 @@ impl TcpClient {
         match &mut self.state {
             State::Waiting { at } if now >= *at => self.connect(event_loop),
             State::Connecting { deadline, .. } if now >= *deadline => Some(self.fail(event_loop)),
+            State::Broken { .. } => Some(self.fail(event_loop)),
             State::Connected { retry_read: Some(at), .. } if now >= *at => {
                 if let State::Connected { retry_read, .. } = &mut self.state {
                     *retry_read = None;
@@ -263,23 +281,35 @@ impl TcpClient {
         if stream.set_interest(Interest::READABLE).is_err() {
             return self.fail(event_loop);
         }
-        self.state =
-            State::Connected { conn: FramedConn::new(stream, self.config.max_body), addr, retry_read: None };
-        self.failures = 0;
+        let since = event_loop.now();
+        self.state = State::Connected {
+            conn: FramedConn::new(stream, self.config.max_body),
+            addr,
+            since,
+            retry_read: None,
+        };
         self.connects += 1;
         LinkEvent::Up(addr)
     }
 
     /// Closes whatever is open and schedules the next attempt, on the next address, after an
-    /// exponential backoff with jitter (between half and all of the nominal delay).
+    /// exponential backoff with jitter (between half and all of the nominal delay). The backoff
+    /// starts over only after a link that stayed up for the longest delay: a server that
+    /// accepts and hangs up at once (full, or failing) is retried ever more slowly too.
     fn fail<T>(&mut self, event_loop: &mut EventLoop<T>) -> LinkEvent {
+        let now = event_loop.now();
+        if let State::Connected { since, .. } | State::Broken { since } = self.state
+            && now.saturating_since(since) >= self.config.backoff_max
+        {
+            self.failures = 0;
+        }
         let nominal =
             self.config.backoff_min.saturating_mul(1 << self.failures.min(16)).min(self.config.backoff_max);
         let half = nominal.as_micros() / 2;
         let delay = Duration::from_micros(half + (self.rng.next_u64() % (half + 1)));
         self.failures = self.failures.saturating_add(1);
         self.next_addr = self.next_addr.wrapping_add(1);
-        let at = event_loop.now() + delay;
+        let at = now + delay;
         self.state = State::Waiting { at };
         event_loop.set_timer(at, self.timer_token);
         LinkEvent::Down
