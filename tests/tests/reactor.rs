@@ -4,7 +4,8 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lars_core::time::Duration as CoreDuration;
@@ -90,6 +91,72 @@ fn replies_gathered_from_one_read_go_out_before_a_close() {
         assert_eq!(client.read_frame().unwrap(), (ECHO, body.to_vec()));
     }
     assert!(client.is_closed_by_server(), "nothing is handled after the close");
+}
+
+/// Answers any frame with as many 60 KB frames as the output queue takes, counting them in
+/// `sent`, and closes.
+struct FloodThenClose {
+    sent: Arc<AtomicUsize>,
+}
+
+impl lars_std::reactor::Service for FloodThenClose {
+    type Task = ();
+
+    fn frame(
+        &mut self,
+        _conn: lars_std::reactor::ConnId,
+        _frame: lars_core::wire::Frame<'_>,
+        reply: &mut lars_std::reactor::Sender<'_>,
+    ) -> Control {
+        let body = vec![0x5a; 60_000];
+        while reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(&body)).is_ok() {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Control::Close
+    }
+}
+
+fn flood_then_close_server(
+    close_linger: CoreDuration,
+) -> (lars_std::reactor::ServerHandle<()>, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = 1;
+    config.close_linger = close_linger;
+    let counter = Arc::clone(&sent);
+    let server =
+        lars_std::reactor::TcpServer::start(config, move |_| FloodThenClose { sent: Arc::clone(&counter) })
+            .unwrap();
+    (server, sent)
+}
+
+#[test]
+fn a_close_after_replies_lets_queued_output_drain_first() {
+    let (server, sent) = flood_then_close_server(CoreDuration::from_secs(10));
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    client.write(&frame_bytes(ECHO, b"flood me")).unwrap();
+    eventually("the service filled the output queue", || sent.load(Ordering::Relaxed) > 0);
+    std::thread::sleep(Duration::from_millis(100)); // the socket is full, the rest is queued
+    let mut received = 0;
+    while let Ok((msgid, body)) = client.read_frame() {
+        assert_eq!((msgid, body.len()), (MsgId::Heartbeat as u32, 60_000));
+        assert!(body.iter().all(|b| *b == 0x5a), "frame {received} intact");
+        received += 1;
+    }
+    assert_eq!(received, sent.load(Ordering::Relaxed), "every reply arrives whole, then the close");
+    eventually("closed", || server.stats().open.load(Ordering::Relaxed) == 0);
+}
+
+#[test]
+fn a_closing_connection_whose_peer_never_reads_is_closed_after_the_linger() {
+    let (server, sent) = flood_then_close_server(CoreDuration::from_millis(100));
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    client.write(&frame_bytes(ECHO, b"flood me")).unwrap();
+    eventually("the service filled the output queue", || sent.load(Ordering::Relaxed) > 0);
+    eventually("closed though nothing was read", || {
+        server.stats().open.load(Ordering::Relaxed) == 0 && server.stats().closed.load(Ordering::Relaxed) == 1
+    });
+    drop(client);
 }
 
 #[test]

@@ -13,7 +13,11 @@
 //! Backpressure: while output is queued the connection stops reading (and stops handling frames
 //! it has already read), so a peer that does not read its replies cannot make us queue without
 //! bound. When the pool has no buffer for input, reading pauses until the owner retries
-//! ([`FramedConn::is_starved`]). A frame with a bad header closes the connection.
+//! ([`FramedConn::is_starved`]). A frame with a bad header closes the connection, after the
+//! replies to the frames before it.
+//!
+//! Closing: a close the service asks for lets queued output drain first
+//! ([`FramedConn::close_after_flush`]), so that a last reply is not cut off mid-frame.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -51,7 +55,7 @@ pub enum CloseReason {
 pub enum Control {
     /// Keep going.
     Continue,
-    /// Close the connection.
+    /// Close the connection (once the replies already sent have drained, on a server).
     Close,
 }
 
@@ -250,6 +254,8 @@ pub struct FramedConn {
     max_body: u32,
     interest: Interest,
     starved: bool,
+    /// Closing once queued output drains: nothing more is read or handled.
+    closing: bool,
     broken: Option<io::ErrorKind>,
     frames_in: u64,
     frames_out: u64,
@@ -266,6 +272,7 @@ impl FramedConn {
             max_body: max_body.min(frame::MAX_BODY),
             interest: Interest::READABLE,
             starved: false,
+            closing: false,
             broken: None,
             frames_in: 0,
             frames_out: 0,
@@ -291,6 +298,24 @@ impl FramedConn {
     /// Bytes queued for the peer.
     pub fn queued_output(&self) -> usize {
         self.output.as_ref().map_or(0, Buf::len)
+    }
+
+    /// Starts a close that lets queued output drain first (a reply is not cut off by the close
+    /// that follows it): from now on nothing is read or handled, and
+    /// [`FramedConn::on_ready`] fails with [`CloseReason::Handler`] once the output is written.
+    /// Returns false, changing nothing, when there is nothing to drain or the connection is
+    /// broken: close it at once.
+    pub fn close_after_flush(&mut self) -> bool {
+        if self.output.is_none() || self.broken.is_some() || self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.update_interest().is_ok()
+    }
+
+    /// Whether [`FramedConn::close_after_flush`] started.
+    pub fn is_closing(&self) -> bool {
+        self.closing
     }
 
     /// A sender for frames not prompted by the peer (pushes). Call [`FramedConn::after_send`]
@@ -329,6 +354,9 @@ impl FramedConn {
         }
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
+        }
+        if self.closing {
+            return if self.output.is_none() { Err(CloseReason::Handler) } else { self.update_interest() };
         }
         self.handle_buffered(&mut handle)?;
         if (readable || self.starved) && self.output.is_none() {
@@ -474,16 +502,29 @@ impl FramedConn {
         Ok(())
     }
 
-    /// Writes queued output with the socket made blocking for at most `timeout`: used on
+    /// Writes queued output with the socket made blocking, while `time_left` gives time (it is
+    /// asked before every write, so a peer that reads slowly cannot stretch the wait): used on
     /// shutdown, where a last reply is worth a short wait.
-    pub fn flush_blocking(&mut self, timeout: std::time::Duration) {
+    pub fn flush_blocking(&mut self, mut time_left: impl FnMut() -> std::time::Duration) {
         let Some(out) = &mut self.output else { return };
-        let stream = self.stream.get();
-        if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(timeout)).is_ok() {
-            let mut writer = stream;
-            let _ = writer.write_all(out.data());
+        let mut stream = self.stream.get();
+        if stream.set_nonblocking(false).is_ok() {
+            while !out.is_empty() {
+                let left = time_left();
+                if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+                    break;
+                }
+                match stream.write(out.data()) {
+                    Ok(0) => break,
+                    Ok(n) => out.consume(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
         }
-        self.output = None;
+        if let Some(out) = self.output.take() {
+            pool::recycle(out);
+        }
     }
 
     fn update_interest(&mut self) -> Result<(), CloseReason> {

@@ -35,13 +35,23 @@ pub struct ServerConfig {
     pub max_body: u32,
     /// Tasks a worker's queue holds before [`ServerHandle::post`] refuses more.
     pub task_capacity: usize,
+    /// How long a connection closed by its service (after a reply, say) may take to drain
+    /// its queued output before it is closed anyway.
+    pub close_linger: Duration,
 }
 
 impl ServerConfig {
     /// A config listening on `addr` with the original's shipped limits (5 threads, 1024
     /// connections).
     pub fn new(addr: SocketAddr) -> Self {
-        ServerConfig { addr, threads: 5, max_conns: 1024, max_body: frame::MAX_BODY, task_capacity: 65_536 }
+        ServerConfig {
+            addr,
+            threads: 5,
+            max_conns: 1024,
+            max_body: frame::MAX_BODY,
+            task_capacity: 65_536,
+            close_linger: Duration::from_secs(5),
+        }
     }
 }
 
@@ -185,7 +195,7 @@ impl Conns<'_> {
         if slot.generation != id.generation {
             return None;
         }
-        slot.conn.as_mut()
+        slot.conn.as_mut().filter(|conn| !conn.is_closing())
     }
 
     /// Sends a frame to `id`. A connection whose output is full is closed (the peer does not
@@ -207,7 +217,8 @@ impl Conns<'_> {
         }
     }
 
-    /// Closes `id` once the current callback returns.
+    /// Closes `id` once the current callback returns, after its queued output drains (for
+    /// [`ServerConfig::close_linger`] at most). It takes no more sends meanwhile.
     pub fn close(&mut self, id: ConnId) {
         self.to_close.push((id, CloseReason::Handler));
     }
@@ -215,7 +226,8 @@ impl Conns<'_> {
     /// The ids of this worker's open connections.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         let worker = self.worker;
-        self.slots.iter().enumerate().filter(|(_, s)| s.conn.is_some()).map(move |(i, s)| ConnId {
+        let open = |s: &Slot| s.conn.as_ref().is_some_and(|conn| !conn.is_closing());
+        self.slots.iter().enumerate().filter(move |(_, s)| open(s)).map(move |(i, s)| ConnId {
             worker,
             slot: i as u32,
             generation: s.generation,
@@ -238,6 +250,7 @@ impl Conns<'_> {
 const INTERNAL: u64 = 1 << 63;
 const RETRY_STARVED: u64 = INTERNAL | 1;
 const RESUME_ACCEPT: u64 = INTERNAL | 2;
+const LINGER_EXPIRED: u64 = INTERNAL | 3;
 
 /// How long a connection starved of buffers waits before reading is retried.
 const STARVED_RETRY: Duration = Duration::from_millis(5);
@@ -384,6 +397,8 @@ impl TcpServer {
                 max_body: config.max_body,
                 starved: Vec::new(),
                 starved_retry_set: false,
+                lingering: Vec::new(),
+                close_linger: config.close_linger,
                 alive: Arc::clone(&alive),
             };
             threads.push(
@@ -526,6 +541,9 @@ struct Worker<S: Service> {
     /// Connections waiting for pool buffers, retried on a timer.
     starved: Vec<usize>,
     starved_retry_set: bool,
+    /// Connections draining their output before a close, with the time they have.
+    lingering: Vec<(Instant, ConnId)>,
+    close_linger: Duration,
     alive: Arc<[AtomicBool]>,
 }
 
@@ -569,6 +587,7 @@ impl<S: Service> Worker<S> {
                     }
                     Ready::Task(WorkerMsg::Shutdown) => return self.shut_down(),
                     Ready::Timer(RETRY_STARVED) => self.retry_starved(&mut to_close),
+                    Ready::Timer(LINGER_EXPIRED) => self.expire_lingering(),
                     Ready::Timer(token) => {
                         let mut conns = conns!(self, &mut timers, &mut to_close);
                         self.service.timer(token, &mut conns);
@@ -669,7 +688,36 @@ impl<S: Service> Worker<S> {
         }
     }
 
+    /// Closes `id`; one its service closed with output still queued first drains it, for
+    /// `close_linger` at most.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(slot) = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation)
+        else {
+            return;
+        };
+        if reason == CloseReason::Handler
+            && let Some(conn) = slot.conn.as_mut()
+            && conn.close_after_flush()
+        {
+            let deadline = self.event_loop.now() + self.close_linger;
+            self.lingering.push((deadline, id));
+            self.event_loop.set_timer(deadline, LINGER_EXPIRED);
+            return;
+        }
+        self.close_now(id, reason);
+    }
+
+    /// Closes the lingering connections whose time is up (those that drained are gone already).
+    fn expire_lingering(&mut self) {
+        let now = self.event_loop.now();
+        let (due, rest) = std::mem::take(&mut self.lingering).into_iter().partition(|(at, _)| *at <= now);
+        self.lingering = rest;
+        for (_, id) in due {
+            self.close_now(id, CloseReason::Handler);
+        }
+    }
+
+    fn close_now(&mut self, id: ConnId, reason: CloseReason) {
         let Some(slot) = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation)
         else {
             return;
@@ -688,15 +736,18 @@ impl<S: Service> Worker<S> {
         self.service.closed(id, reason);
     }
 
-    /// Flushes queued output for a moment, then closes everything.
+    /// Flushes queued output for a moment (`FLUSH_ON_SHUTDOWN` for all connections together),
+    /// then closes everything.
     fn shut_down(&mut self) {
+        let clock = self.event_loop.clock();
+        let deadline = clock.now() + crate::time::from_std(FLUSH_ON_SHUTDOWN);
         for slot in 0..self.slots.len() {
             if let Some(conn) = self.slots[slot].conn.as_mut() {
-                conn.flush_blocking(FLUSH_ON_SHUTDOWN);
+                conn.flush_blocking(|| clock.until(deadline));
             }
             if self.slots[slot].conn.is_some() {
                 let id = self.id(slot);
-                self.close(id, CloseReason::Handler);
+                self.close_now(id, CloseReason::Handler);
             }
         }
     }
