@@ -135,6 +135,13 @@ impl<T> Waker<T> {
     pub fn queued(&self) -> usize {
         self.queue.queued.load(Ordering::Acquire)
     }
+
+    /// Takes every queued task back (for tasks posted to a loop that has ended, or is ending).
+    pub fn take_all(&self) -> Vec<T> {
+        let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.queue.queued.store(0, Ordering::Release);
+        tasks.drain(..).collect()
+    }
 }
 
 /// A source registered with a poller. Owns the source so that it is deleted from the poller
@@ -235,9 +242,7 @@ impl<T> EventLoop<T> {
 
     /// Takes every queued task without waiting (for a loop that is going away).
     pub fn drain_tasks(&mut self) -> Vec<T> {
-        let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.queue.queued.store(0, Ordering::Release);
-        tasks.drain(..).collect()
+        self.waker().take_all()
     }
 
     /// Waits for readiness, a timer or a task (at most `max_wait`, or until the next timer), and

@@ -513,6 +513,19 @@ impl<T: Send + 'static> Acceptor<T> {
         if self.workers[worker].post(WorkerMsg::Conn(stream, peer)).is_err() {
             self.stats.open.fetch_sub(1, Ordering::AcqRel);
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // The worker may have ended between the check above and the post, after it emptied
+        // its queue for the last time: then nobody else will, so take the connections back.
+        // (The worker clears `alive` before that last drain, and both sides use SeqCst, so
+        // the connection is taken back by exactly one of them.)
+        if !self.alive[worker].load(Ordering::SeqCst) {
+            let orphans = self.workers[worker].take_all();
+            let conns = orphans.iter().filter(|task| matches!(task, WorkerMsg::Conn(..))).count() as u64;
+            if conns > 0 {
+                self.stats.open.fetch_sub(conns, Ordering::AcqRel);
+                self.stats.closed.fetch_add(conns, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -551,7 +564,7 @@ impl<S: Service> Drop for Worker<S> {
     /// Runs however the worker ends, panics included: the acceptor stops sending it
     /// connections, and every connection it held or had queued leaves the open count.
     fn drop(&mut self) {
-        self.alive[usize::from(self.index)].store(false, Ordering::Release);
+        self.alive[usize::from(self.index)].store(false, Ordering::SeqCst);
         let held = self.slots.iter().filter(|s| s.conn.is_some()).count();
         let queued =
             self.event_loop.drain_tasks().into_iter().filter(|t| matches!(t, WorkerMsg::Conn(..))).count();
@@ -573,7 +586,8 @@ impl<S: Service> Worker<S> {
             if self.event_loop.poll(&mut ready, None).is_err() {
                 return;
             }
-            for item in ready.drain(..) {
+            let mut items = ready.drain(..);
+            while let Some(item) = items.next() {
                 match item {
                     Ready::Io { key, readable, writable } => {
                         self.on_io(key, readable, writable, &mut to_close)
@@ -585,7 +599,14 @@ impl<S: Service> Worker<S> {
                         let mut conns = conns!(self, &mut timers, &mut to_close);
                         self.service.task(task, &mut conns);
                     }
-                    Ready::Task(WorkerMsg::Shutdown) => return self.shut_down(),
+                    Ready::Task(WorkerMsg::Shutdown) => {
+                        // Connections handed over in the same batch are closed unopened.
+                        let unopened =
+                            items.filter(|r| matches!(r, Ready::Task(WorkerMsg::Conn(..)))).count();
+                        self.stats.open.fetch_sub(unopened as u64, Ordering::AcqRel);
+                        self.stats.closed.fetch_add(unopened as u64, Ordering::Relaxed);
+                        return self.shut_down();
+                    }
                     Ready::Timer(RETRY_STARVED) => self.retry_starved(&mut to_close),
                     Ready::Timer(LINGER_EXPIRED) => self.expire_lingering(),
                     Ready::Timer(token) => {
