@@ -9,6 +9,9 @@
 //!
 //! Overrides: `LARS_<SECTION>_<KEY>` (upper case; e.g. `LARS_REACTOR_PORT=7000`) and
 //! [`Ini::set`] for flags, in that order of precedence: flag over environment over file.
+//!
+//! Encoding: a byte-order mark is skipped, and comment lines may hold any bytes (a GBK
+//! comment, say); any other line must be UTF-8, or it is an error naming the line.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,11 +87,27 @@ impl Ini {
 
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Ini, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             origin: Origin::File { path: path.to_path_buf(), line: 0 },
             key: None,
             message: format!("cannot read the file: {e}"),
         })?;
+        // Comment lines that are not UTF-8 become empty lines, keeping the line numbers.
+        let mut text = String::with_capacity(bytes.len());
+        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            match std::str::from_utf8(line) {
+                Ok(line) => text.push_str(line),
+                Err(_) if matches!(line.trim_ascii_start().first(), Some(b'#' | b';')) => {}
+                Err(_) => {
+                    return Err(ConfigError {
+                        origin: Origin::File { path: path.to_path_buf(), line: index + 1 },
+                        key: None,
+                        message: "not valid UTF-8 (only comment lines may be in another encoding)".into(),
+                    });
+                }
+            }
+            text.push('\n');
+        }
         Ini::parse(&text, path)
     }
 
@@ -96,6 +115,7 @@ impl Ini {
     pub fn parse(text: &str, path: &Path) -> Result<Ini, ConfigError> {
         let mut ini = Ini::new();
         let mut section: Option<String> = None;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
             let origin = Origin::File { path: path.to_path_buf(), line: index + 1 };
             let line = raw.trim();
@@ -146,15 +166,27 @@ impl Ini {
     }
 
     /// Applies `LARS_<SECTION>_<KEY>` variables from `vars` for every `(section, key)` listed
-    /// in `known` (pass `std::env::vars()`).
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>, known: &[(&str, &str)]) {
-        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+    /// in `known` (pass `std::env::vars_os()`; other variables are not looked at). A listed
+    /// variable whose value is not UTF-8 is an error naming it.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        known: &[(&str, &str)],
+    ) -> Result<(), ConfigError> {
+        let vars: BTreeMap<std::ffi::OsString, std::ffi::OsString> = vars.into_iter().collect();
         for (section, key) in known {
             let name = format!("LARS_{}_{}", section.to_uppercase(), key.to_uppercase());
-            if let Some(value) = vars.get(&name) {
-                self.insert(section, key, value, Origin::Env(name));
-            }
+            let Some(value) = vars.get(std::ffi::OsStr::new(&name)) else { continue };
+            let Some(value) = value.to_str() else {
+                return Err(ConfigError {
+                    origin: Origin::Env(name),
+                    key: Some(format!("{section}.{key}")),
+                    message: "the value is not valid UTF-8".into(),
+                });
+            };
+            self.insert(section, key, value, Origin::Env(name));
         }
+        Ok(())
     }
 
     /// The raw text of `section.key`.
@@ -164,6 +196,15 @@ impl Ini {
 
     fn value(&self, section: &str, key: &str) -> Option<&Value> {
         self.sections.get(section)?.get(key)
+    }
+
+    /// An error about `section.key` that names where its value came from.
+    pub fn error(&self, section: &str, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            origin: self.value(section, key).map_or(Origin::Flag, |v| v.origin.clone()),
+            key: Some(format!("{section}.{key}")),
+            message: message.into(),
+        }
     }
 
     /// `section.key` parsed as `T`, or `default` when absent; an unparsable value is an error
@@ -212,6 +253,19 @@ impl ConfigValue for String {
     }
 }
 
+/// A fraction from 0 to 1 (a rate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fraction(pub f64);
+
+impl ConfigValue for Fraction {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        match text.parse::<f64>() {
+            Ok(value) if (0.0..=1.0).contains(&value) => Ok(Fraction(value)),
+            _ => Err("a fraction from 0 to 1".into()),
+        }
+    }
+}
+
 impl ConfigValue for IpAddr {
     fn parse_config(text: &str) -> Result<Self, String> {
         IpAddr::from_str(text).map_err(|_| "an IP address".into())
@@ -237,7 +291,7 @@ pub struct ReactorConfig {
     pub port: u16,
     /// `maxConn`: connections open at once.
     pub max_conn: usize,
-    /// `threadNum`: worker threads (at least 1).
+    /// `threadNum`: worker threads (1 to [`ReactorConfig::MAX_THREADS`]).
     pub thread_num: usize,
 }
 
@@ -245,6 +299,9 @@ impl ReactorConfig {
     /// The keys of `[reactor]`, for [`Ini::apply_env`].
     pub const KEYS: [(&'static str, &'static str); 4] =
         [("reactor", "ip"), ("reactor", "port"), ("reactor", "maxConn"), ("reactor", "threadNum")];
+
+    /// The most worker threads: each holds three file descriptors and its own buffers.
+    pub const MAX_THREADS: usize = 256;
 
     /// Reads `[reactor]`, with `default_port` when the file has none.
     pub fn from_ini(ini: &Ini, default_port: u16) -> Result<Self, ConfigError> {
@@ -254,13 +311,12 @@ impl ReactorConfig {
             max_conn: ini.get("reactor", "maxConn", 1024)?,
             thread_num: ini.get("reactor", "threadNum", 5)?,
         };
-        if config.thread_num == 0 {
-            let value = ini.value("reactor", "threadNum").map_or(Origin::Flag, |v| v.origin.clone());
-            return Err(ConfigError {
-                origin: value,
-                key: Some("reactor.threadNum".into()),
-                message: "must be at least 1".into(),
-            });
+        if !(1..=Self::MAX_THREADS).contains(&config.thread_num) {
+            let message = format!("must be from 1 to {}", Self::MAX_THREADS);
+            return Err(ini.error("reactor", "threadNum", message));
+        }
+        if config.max_conn == 0 {
+            return Err(ini.error("reactor", "maxConn", "must be at least 1"));
         }
         Ok(config)
     }
@@ -310,16 +366,50 @@ mod tests {
         let zero = Ini::parse("[reactor]\nthreadNum = 0\n", Path::new("c.conf")).unwrap();
         assert_eq!(
             ReactorConfig::from_ini(&zero, 1).unwrap_err().to_string(),
-            "c.conf:2: key `reactor.threadNum`: must be at least 1"
+            "c.conf:2: key `reactor.threadNum`: must be from 1 to 256"
         );
+        let many = Ini::parse("[reactor]\nthreadNum = 70000\n", Path::new("c.conf")).unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&many, 1).unwrap_err().to_string(),
+            "c.conf:2: key `reactor.threadNum`: must be from 1 to 256"
+        );
+        let no_conns = Ini::parse("[reactor]\n\nmaxConn = 0\n", Path::new("c.conf")).unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&no_conns, 1).unwrap_err().to_string(),
+            "c.conf:3: key `reactor.maxConn`: must be at least 1"
+        );
+        let rate =
+            Ini::parse("[loadbalance]\nsucc_rate = 1.5\nerr_rate = NaN\n", Path::new("a.conf")).unwrap();
+        assert_eq!(
+            rate.get("loadbalance", "succ_rate", Fraction(0.0)).unwrap_err().to_string(),
+            "a.conf:2: key `loadbalance.succ_rate`: `1.5` is not a fraction from 0 to 1"
+        );
+        assert!(rate.get("loadbalance", "err_rate", Fraction(0.0)).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_comments_in_another_encoding_are_read() {
+        let dir = std::env::temp_dir().join(format!("lars-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gbk.conf");
+        // A BOM, then a GBK comment ("配置" is 0xc5 0xe4 0xd6 0xc3), CRLF line ends.
+        let mut bytes = b"\xef\xbb\xbf[reactor]\r\n# \xc5\xe4\xd6\xc3\r\nport = 7778\r\n".to_vec();
+        std::fs::write(&path, &bytes).unwrap();
+        let ini = Ini::load(&path).unwrap();
+        assert_eq!(ini.get("reactor", "port", 0u16), Ok(7778));
+        bytes.extend_from_slice(b"ip = \xc5\xe4\r\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let error = Ini::load(&path).unwrap_err();
+        assert_eq!(error.origin, Origin::File { path: path.clone(), line: 4 });
+        assert!(error.message.contains("not valid UTF-8"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn flags_override_env_which_overrides_the_file() {
         let mut ini = Ini::parse("[reactor]\nport = 7778\nip = 0.0.0.0\n", Path::new("dns.conf")).unwrap();
-        let env =
-            [("LARS_REACTOR_PORT".to_string(), "9000".to_string()), ("LARS_REACTOR_IP".into(), "bad".into())];
-        ini.apply_env(env, &ReactorConfig::KEYS);
+        let env = [("LARS_REACTOR_PORT".into(), "9000".into()), ("LARS_REACTOR_IP".into(), "bad".into())];
+        ini.apply_env(env, &ReactorConfig::KEYS).unwrap();
         assert_eq!(ini.get("reactor", "port", 0u16), Ok(9000));
         assert_eq!(
             ini.get("reactor", "ip", IpAddr::from([0, 0, 0, 0])).unwrap_err().to_string(),
@@ -327,6 +417,12 @@ mod tests {
         );
         ini.set("reactor", "port", "9100");
         assert_eq!(ini.get("reactor", "port", 0u16), Ok(9100));
+        use std::os::unix::ffi::OsStringExt;
+        let not_utf8 = [("LARS_REACTOR_PORT".into(), std::ffi::OsString::from_vec(vec![0xff]))];
+        assert_eq!(
+            ini.apply_env(not_utf8, &ReactorConfig::KEYS).unwrap_err().to_string(),
+            "environment variable LARS_REACTOR_PORT: key `reactor.port`: the value is not valid UTF-8"
+        );
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub struct Args {
 }
 
 impl Args {
+    /// Parses this process's arguments (after the program name), which must be UTF-8.
+    pub fn from_env(known: &[&str], switches: &[&str]) -> Result<Args, UsageError> {
+        let args = std::env::args_os()
+            .skip(1)
+            .map(|arg| {
+                arg.into_string().map_err(|arg| {
+                    UsageError(format!("argument `{}` is not valid UTF-8", arg.to_string_lossy()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Args::parse(args, known, switches)
+    }
+
     /// Parses `args` (without the program name). `switches` are flags without a value.
     pub fn parse(
         args: impl IntoIterator<Item = String>,
@@ -67,6 +80,15 @@ impl Args {
         Ok(parsed)
     }
 
+    /// Fails on positional words, for a program that takes flags only (a forgotten
+    /// `--config` must not start a daemon on its defaults).
+    pub fn flags_only(self) -> Result<Args, UsageError> {
+        match self.positional.first() {
+            Some(word) => Err(UsageError(format!("unexpected argument `{word}` (flags start with --)"))),
+            None => Ok(self),
+        }
+    }
+
     /// The value of `--name`.
     pub fn flag(&self, name: &str) -> Option<&str> {
         self.flags.get(name).map(String::as_str)
@@ -92,7 +114,7 @@ pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigErro
         Some(path) => Ini::load(Path::new(path))?,
         None => Ini::new(),
     };
-    ini.apply_env(std::env::vars(), keys);
+    ini.apply_env(std::env::vars_os(), keys)?;
     Ok(ini)
 }
 
@@ -131,11 +153,13 @@ pub const MYSQL_KEYS: [(&str, &str); 5] = [
     ("mysql", "db_name"),
 ];
 
-/// The MySQL URL: `--mysql URL` if given, else one built from an original `[mysql]` section if
-/// the config has one, else none (the daemon then uses its file store).
-pub fn mysql_url(ini: &Ini, args: &Args) -> Result<Option<String>, ConfigError> {
+/// MySQL connection options: from `--mysql URL` if given, else from an original `[mysql]`
+/// section if the config has one, else none (the daemon then uses its file store). The
+/// section's values are used as they are: a password may hold `@`, `#` or `/`, and a host may
+/// be an IPv6 address.
+pub fn mysql_opts(ini: &Ini, args: &Args) -> Result<Option<mysql::Opts>, Box<dyn std::error::Error>> {
     if let Some(url) = args.flag("mysql") {
-        return Ok(Some(url.to_string()));
+        return Ok(Some(crate::store::mysql::opts(url)?));
     }
     if ini.get_str("mysql", "db_host").is_none() && ini.get_str("mysql", "db_name").is_none() {
         return Ok(None);
@@ -145,8 +169,13 @@ pub fn mysql_url(ini: &Ini, args: &Args) -> Result<Option<String>, ConfigError> 
     let user: String = ini.get("mysql", "db_user", "root".to_string())?;
     let password: String = ini.get("mysql", "db_passwd", String::new())?;
     let database: String = ini.get("mysql", "db_name", "lars_dns".to_string())?;
-    let credentials = if password.is_empty() { user } else { format!("{user}:{password}") };
-    Ok(Some(format!("mysql://{credentials}@{host}:{port}/{database}")))
+    let builder = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(host))
+        .tcp_port(port)
+        .user(Some(user))
+        .pass((!password.is_empty()).then_some(password))
+        .db_name(Some(database));
+    Ok(Some(builder.into()))
 }
 
 /// Writes a `StatsResponse` frame with `counters` into `out`, for a daemon answering
@@ -208,17 +237,30 @@ mod tests {
     }
 
     #[test]
-    fn mysql_url_from_an_original_config() {
+    fn mysql_opts_from_an_original_config() {
         let ini = Ini::parse(
-            "[mysql]\ndb_host = 127.0.0.1\ndb_port = 3306\ndb_user = root\ndb_passwd = aceld\ndb_name = lars_dns\n",
+            "[mysql]\ndb_host = ::1\ndb_port = 3307\ndb_user = root\ndb_passwd = p@ss#1/%\ndb_name = lars_dns\n",
             Path::new("lars_dns.conf"),
         )
         .unwrap();
         let none = Args::default();
+        let opts = mysql_opts(&ini, &none).unwrap().unwrap();
+        assert_eq!(opts.get_ip_or_hostname(), "::1");
+        assert_eq!(opts.get_tcp_port(), 3307);
+        assert_eq!(opts.get_user(), Some("root"));
+        assert_eq!(opts.get_pass(), Some("p@ss#1/%"), "taken as it is, not as part of a URL");
+        assert_eq!(opts.get_db_name(), Some("lars_dns"));
+        assert!(mysql_opts(&Ini::new(), &none).unwrap().is_none(), "no [mysql]: the file store");
+        let flag = args(&["--mysql", "mysql://u@h:1/db"]).unwrap();
+        assert_eq!(mysql_opts(&ini, &flag).unwrap().unwrap().get_ip_or_hostname(), "h", "the flag wins");
+    }
+
+    #[test]
+    fn a_daemon_refuses_stray_words() {
+        assert!(args(&["--listen", "127.0.0.1:1"]).unwrap().flags_only().is_ok());
         assert_eq!(
-            mysql_url(&ini, &none).unwrap().as_deref(),
-            Some("mysql://root:aceld@127.0.0.1:3306/lars_dns")
+            args(&["lars_dns.conf"]).unwrap().flags_only().unwrap_err().0,
+            "unexpected argument `lars_dns.conf` (flags start with --)"
         );
-        assert_eq!(mysql_url(&Ini::new(), &none).unwrap(), None, "no [mysql]: the file store");
     }
 }

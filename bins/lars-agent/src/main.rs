@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use lars_core::lb::lars::Rate;
 use lars_core::time::Duration;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
-use lars_std::config::{ConfigError, Ini};
+use lars_std::config::{ConfigError, Fraction, Ini};
 use lars_std::daemon::{self, Args, UsageError};
 use lars_std::signal::Shutdown;
 
@@ -68,15 +68,17 @@ fn secs(ini: &Ini, key: &str, default: u64) -> Result<Duration, ConfigError> {
 }
 
 fn rate(ini: &Ini, key: &str, default: Rate) -> Result<Rate, ConfigError> {
-    Ok(Rate::from_fraction(ini.get("loadbalance", key, f64::from(default.ppm()) / 1e6)?))
+    let Fraction(rate) = ini.get("loadbalance", key, Fraction(f64::from(default.ppm()) / 1e6))?;
+    Ok(Rate::from_fraction(rate))
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse(std::env::args().skip(1), &["config", "dns", "reporter", "api"], &["help"])?;
+    let args = Args::from_env(&["config", "dns", "reporter", "api"], &["help"])?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
     }
+    let args = args.flags_only()?;
     let ini = daemon::load_config(&args, &KEYS)?;
     let dns = addrs(&args, &ini, "dns", "dnsserver", 7778)?;
     let reporter = addrs(&args, &ini, "reporter", "reporter", 7779)?;

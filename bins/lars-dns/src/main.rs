@@ -8,7 +8,7 @@ use lars_std::dns::{Dns, DnsConfig};
 use lars_std::signal::Shutdown;
 use lars_std::store::RouteStore;
 use lars_std::store::file::RouteFile;
-use lars_std::store::mysql::{self, MysqlRoutes};
+use lars_std::store::mysql::MysqlRoutes;
 
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
@@ -26,28 +26,25 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse(
-        std::env::args().skip(1),
-        &["config", "listen", "threads", "max-conn", "routes", "mysql"],
-        &["help"],
-    )?;
+    let args = Args::from_env(&["config", "listen", "threads", "max-conn", "routes", "mysql"], &["help"])?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
     }
     let keys: Vec<(&str, &str)> =
         ReactorConfig::KEYS.iter().chain(&MYSQL_KEYS).copied().chain([("dns", "routes")]).collect();
+    let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
     let server = daemon::server_config(&mut ini, &args, 7778)?;
-    let store: Box<dyn RouteStore> = match (args.flag("routes"), daemon::mysql_url(&ini, &args)?) {
-        (None, Some(url)) => Box::new(MysqlRoutes::new(mysql::opts(&url)?)),
-        (routes, _) => {
-            let path = match routes {
-                Some(path) => path.to_string(),
-                None => ini.get("dns", "routes", "routes.conf".to_string())?,
-            };
-            Box::new(RouteFile::new(path))
-        }
+    // --routes wins, and then [mysql] is not even read.
+    let mysql = match args.flag("routes") {
+        Some(_) => None,
+        None => daemon::mysql_opts(&ini, &args)?,
+    };
+    let store: Box<dyn RouteStore> = match (args.flag("routes"), mysql) {
+        (_, Some(opts)) => Box::new(MysqlRoutes::new(opts)),
+        (Some(path), None) => Box::new(RouteFile::new(path.to_string())),
+        (None, None) => Box::new(RouteFile::new(ini.get("dns", "routes", "routes.conf".to_string())?)),
     };
     let source = store.describe();
     let mut shutdown = Shutdown::install()?;

@@ -8,7 +8,7 @@ use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::signal::Shutdown;
 use lars_std::store::StatsStore;
 use lars_std::store::file::StatsFile;
-use lars_std::store::mysql::{self, MysqlStats};
+use lars_std::store::mysql::MysqlStats;
 
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
@@ -27,7 +27,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let known = ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file"];
-    let args = Args::parse(std::env::args().skip(1), &known, &["help"])?;
+    let args = Args::from_env(&known, &["help"])?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
@@ -38,15 +38,20 @@ fn run() -> Result<(), Box<dyn Error>> {
         .copied()
         .chain([("reporter", "db_thread_cnt")])
         .collect();
+    let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
     let server = daemon::server_config(&mut ini, &args, 7779)?;
     let mut config = ReporterConfig::new(server);
     // The original read [reporter] db_thread_cnt (its shipped file misspells the section).
-    config.writers = args.get("writers", ini.get("reporter", "db_thread_cnt", 3usize)?)?;
-    let url = if args.flag("stats-file").is_some() { None } else { daemon::mysql_url(&ini, &args)? };
-    let (reporter, target) = match url {
-        Some(url) => {
-            let opts = mysql::opts(&url)?;
+    if let Some(writers) = args.flag("writers") {
+        ini.set("reporter", "db_thread_cnt", writers);
+    }
+    config.writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+    let mysql = if args.flag("stats-file").is_some() { None } else { daemon::mysql_opts(&ini, &args)? };
+    // Installed before the reporter starts, so that a stop at any moment flushes what it holds.
+    let mut shutdown = Shutdown::install()?;
+    let (reporter, target) = match mysql {
+        Some(opts) => {
             let target = MysqlStats::new(opts.clone()).describe();
             (Reporter::start(config, move |_| Box::new(MysqlStats::new(opts.clone())))?, target)
         }
@@ -58,7 +63,6 @@ fn run() -> Result<(), Box<dyn Error>> {
             (Reporter::start(config, move |_| Box::new(StatsFile::new(path.clone())))?, target)
         }
     };
-    let mut shutdown = Shutdown::install()?;
     eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
     shutdown.wait()?;
     eprintln!("lars-reporter: shutting down");

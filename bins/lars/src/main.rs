@@ -90,7 +90,7 @@ fn client(args: &Args) -> Result<Client, Box<dyn Error>> {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse(std::env::args().skip(1), &FLAGS, &SWITCHES)?;
+    let args = Args::from_env(&FLAGS, &SWITCHES)?;
     let command = args.positional.first().map(String::as_str);
     match command {
         None | Some("help") => print!("{USAGE}"),

@@ -68,9 +68,22 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Connection options from a `mysql://user:password@host:port/database` URL.
+/// Connection options from a `mysql://user:password@host:port/database` URL (special
+/// characters in the password percent-encoded). An error shows the URL without its password.
 pub fn opts(url: &str) -> Result<Opts, StoreError> {
-    Opts::from_url(url).map_err(|e| StoreError::Invalid(format!("MySQL URL `{url}`: {e}")))
+    Opts::from_url(url)
+        .map_err(|e| StoreError::Invalid(format!("MySQL URL `{}`: {e}", without_password(url))))
+}
+
+/// `url` with the password, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// Creates the database (if the URL names one that does not exist) and the schema, or upgrades
@@ -403,5 +416,18 @@ impl StatsStore for MysqlStats {
 
     fn describe(&self) -> String {
         self.link.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        let error = opts("mysql://lars:s3cret@db.example:port/lars_dns").unwrap_err().to_string();
+        assert!(error.contains("mysql://lars:***@db.example:port/lars_dns"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
     }
 }
