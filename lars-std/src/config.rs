@@ -3,9 +3,11 @@
 //!
 //! The format is the original's (`config_file.cpp`): `[section]` lines, `key = value` lines with
 //! both sides trimmed, `#` and `;` comment lines, later duplicates overriding earlier ones, and
-//! repeated sections merging. Unlike the original, a key before any section, an unreadable
-//! file, or a value of the wrong type is an error that names the file, the line and the key
-//! (D-R-19), and `false` can override a `true` default.
+//! repeated sections merging. Lines the original skipped (no `=`, an empty key, an empty
+//! section name) are skipped too, so its files load unchanged, but each leaves a warning
+//! ([`Ini::warnings`]) instead of vanishing. Unlike the original, a key before any section,
+//! an unreadable file, or a value of the wrong type is an error that names the file, the line
+//! and the key (D-R-19), and `false` can override a `true` default.
 //!
 //! Overrides: `LARS_<SECTION>_<KEY>` (upper case; e.g. `LARS_REACTOR_PORT=7000`) and
 //! [`Ini::set`] for flags, in that order of precedence: flag over environment over file.
@@ -77,6 +79,7 @@ struct Value {
 #[derive(Debug, Clone, Default)]
 pub struct Ini {
     sections: BTreeMap<String, BTreeMap<String, Value>>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Ini {
@@ -122,24 +125,24 @@ impl Ini {
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
             }
+            let skipped = |message: String| ConfigError { origin: origin.clone(), key: None, message };
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 let name = name.trim();
                 if name.is_empty() {
-                    return Err(ConfigError { origin, key: None, message: "empty section name".into() });
+                    let message = "empty section name: the keys below it are not read".to_string();
+                    ini.warnings.push(skipped(message));
                 }
                 section = Some(name.to_string());
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                return Err(ConfigError {
-                    origin,
-                    key: None,
-                    message: format!("expected `key = value`, found `{line}`"),
-                });
+                ini.warnings.push(skipped(format!("skipped: not `key = value`: `{line}`")));
+                continue;
             };
             let key = key.trim();
             if key.is_empty() {
-                return Err(ConfigError { origin, key: None, message: "a value without a key".into() });
+                ini.warnings.push(skipped(format!("skipped: a value without a key: `{line}`")));
+                continue;
             }
             let Some(section) = &section else {
                 return Err(ConfigError {
@@ -158,6 +161,11 @@ impl Ini {
             .entry(section.to_string())
             .or_default()
             .insert(key.to_string(), Value { text: value.to_string(), origin });
+    }
+
+    /// Lines that were skipped as the original skipped them, for the daemon to print.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
     }
 
     /// Overrides `section.key` (for a command-line flag).
@@ -359,8 +367,17 @@ mod tests {
         );
         let error = Ini::parse("port = 1\n", Path::new("a.conf")).unwrap_err();
         assert_eq!(error.to_string(), "a.conf:1: key `port`: key outside any [section]");
-        let error = Ini::parse("[a]\njust words\n", Path::new("b.conf")).unwrap_err();
-        assert_eq!(error.to_string(), "b.conf:2: expected `key = value`, found `just words`");
+        let skipped = Ini::parse("[a]\njust words\n= 3\n[ ]\nk = v\n", Path::new("b.conf")).unwrap();
+        let warnings: Vec<String> = skipped.warnings().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "b.conf:2: skipped: not `key = value`: `just words`",
+                "b.conf:3: skipped: a value without a key: `= 3`",
+                "b.conf:4: empty section name: the keys below it are not read",
+            ]
+        );
+        assert_eq!(skipped.get_str("a", "k"), None, "k is in the unnamed section");
         let error = Ini::load(Path::new("/nonexistent/lars.conf")).unwrap_err();
         assert!(error.to_string().starts_with("/nonexistent/lars.conf:0: cannot read the file"), "{error}");
         let zero = Ini::parse("[reactor]\nthreadNum = 0\n", Path::new("c.conf")).unwrap();

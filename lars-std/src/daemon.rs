@@ -108,12 +108,16 @@ impl Args {
     }
 }
 
-/// Loads `--config FILE` (or an empty config), then `LARS_*` variables for `keys`.
+/// Loads `--config FILE` (or an empty config), printing the lines it skipped, then `LARS_*`
+/// variables for `keys`.
 pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
     let mut ini = match args.flag("config") {
         Some(path) => Ini::load(Path::new(path))?,
         None => Ini::new(),
     };
+    for warning in ini.warnings() {
+        eprintln!("warning: {warning}");
+    }
     ini.apply_env(std::env::vars_os(), keys)?;
     Ok(ini)
 }
