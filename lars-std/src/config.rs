@@ -96,6 +96,7 @@ impl Ini {
             message: format!("cannot read the file: {e}"),
         })?;
         // Comment lines that are not UTF-8 become empty lines, keeping the line numbers.
+        let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
         let mut text = String::with_capacity(bytes.len());
         for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
             match std::str::from_utf8(line) {
@@ -136,12 +137,13 @@ impl Ini {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                ini.warnings.push(skipped(format!("skipped: not `key = value`: `{line}`")));
+                // The line is not repeated: it may be a password without its key.
+                ini.warnings.push(skipped("skipped: not `key = value`".into()));
                 continue;
             };
             let key = key.trim();
             if key.is_empty() {
-                ini.warnings.push(skipped(format!("skipped: a value without a key: `{line}`")));
+                ini.warnings.push(skipped("skipped: a value without a key".into()));
                 continue;
             }
             let Some(section) = &section else {
@@ -372,8 +374,8 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                "b.conf:2: skipped: not `key = value`: `just words`",
-                "b.conf:3: skipped: a value without a key: `= 3`",
+                "b.conf:2: skipped: not `key = value`",
+                "b.conf:3: skipped: a value without a key",
                 "b.conf:4: empty section name: the keys below it are not read",
             ]
         );
@@ -409,15 +411,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lars-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gbk.conf");
-        // A BOM, then a GBK comment ("配置" is 0xc5 0xe4 0xd6 0xc3), CRLF line ends.
-        let mut bytes = b"\xef\xbb\xbf[reactor]\r\n# \xc5\xe4\xd6\xc3\r\nport = 7778\r\n".to_vec();
+        // A BOM, then GBK comments ("配置" is 0xc5 0xe4 0xd6 0xc3), CRLF line ends.
+        let mut bytes =
+            b"\xef\xbb\xbf# \xc5\xe4\r\n[reactor]\r\n# \xc5\xe4\xd6\xc3\r\nport = 7778\r\n".to_vec();
         std::fs::write(&path, &bytes).unwrap();
         let ini = Ini::load(&path).unwrap();
         assert_eq!(ini.get("reactor", "port", 0u16), Ok(7778));
         bytes.extend_from_slice(b"ip = \xc5\xe4\r\n");
         std::fs::write(&path, &bytes).unwrap();
         let error = Ini::load(&path).unwrap_err();
-        assert_eq!(error.origin, Origin::File { path: path.clone(), line: 4 });
+        assert_eq!(error.origin, Origin::File { path: path.clone(), line: 5 });
         assert!(error.message.contains("not valid UTF-8"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

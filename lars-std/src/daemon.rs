@@ -36,12 +36,13 @@ pub struct Args {
 impl Args {
     /// Parses this process's arguments (after the program name), which must be UTF-8.
     pub fn from_env(known: &[&str], switches: &[&str]) -> Result<Args, UsageError> {
+        // The argument is not repeated: it may hold a password.
         let args = std::env::args_os()
             .skip(1)
-            .map(|arg| {
-                arg.into_string().map_err(|arg| {
-                    UsageError(format!("argument `{}` is not valid UTF-8", arg.to_string_lossy()))
-                })
+            .enumerate()
+            .map(|(index, arg)| {
+                arg.into_string()
+                    .map_err(|_| UsageError(format!("argument {} is not valid UTF-8", index + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Args::parse(args, known, switches)

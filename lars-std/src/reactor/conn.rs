@@ -254,8 +254,9 @@ pub struct FramedConn {
     max_body: u32,
     interest: Interest,
     starved: bool,
-    /// Closing once queued output drains: nothing more is read or handled.
-    closing: bool,
+    /// Closing, for this reason, once queued output drains: input is read only to be
+    /// discarded, and nothing more is handled or sent.
+    closing: Option<CloseReason>,
     broken: Option<io::ErrorKind>,
     frames_in: u64,
     frames_out: u64,
@@ -272,7 +273,7 @@ impl FramedConn {
             max_body: max_body.min(frame::MAX_BODY),
             interest: Interest::READABLE,
             starved: false,
-            closing: false,
+            closing: None,
             broken: None,
             frames_in: 0,
             frames_out: 0,
@@ -300,22 +301,39 @@ impl FramedConn {
         self.output.as_ref().map_or(0, Buf::len)
     }
 
-    /// Starts a close that lets queued output drain first (a reply is not cut off by the close
-    /// that follows it): from now on nothing is read or handled, and
-    /// [`FramedConn::on_ready`] fails with [`CloseReason::Handler`] once the output is written.
-    /// Returns false, changing nothing, when there is nothing to drain or the connection is
-    /// broken: close it at once.
-    pub fn close_after_flush(&mut self) -> bool {
-        if self.output.is_none() || self.broken.is_some() || self.closing {
+    /// Starts a close for `reason` that lets queued output drain first (a reply is not cut off
+    /// by the close that follows it): from now on nothing is handled, input is discarded, and
+    /// [`FramedConn::on_ready`] fails with `reason` once the output is written. Returns false,
+    /// changing nothing, when there is nothing to drain, the connection is broken or it is
+    /// closing already: close it at once.
+    pub fn close_after_flush(&mut self, reason: CloseReason) -> bool {
+        if self.output.is_none() || self.broken.is_some() || self.closing.is_some() {
             return false;
         }
-        self.closing = true;
+        self.closing = Some(reason);
+        if let Some(input) = self.input.take() {
+            pool::recycle(input);
+        }
         self.update_interest().is_ok()
     }
 
     /// Whether [`FramedConn::close_after_flush`] started.
     pub fn is_closing(&self) -> bool {
-        self.closing
+        self.closing.is_some()
+    }
+
+    /// Reads and drops what the peer sent and we will not handle (up to 64 KB), so that the
+    /// close that follows sends a FIN rather than a reset, which could make the peer's kernel
+    /// drop replies it has not handed to the peer yet.
+    pub fn discard_input(&mut self) {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match self.stream.get().read(&mut scratch) {
+                Ok(1..) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
+        }
     }
 
     /// A sender for frames not prompted by the peer (pushes). Call [`FramedConn::after_send`]
@@ -355,8 +373,11 @@ impl FramedConn {
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
         }
-        if self.closing {
-            return if self.output.is_none() { Err(CloseReason::Handler) } else { self.update_interest() };
+        if let Some(reason) = self.closing {
+            if readable {
+                self.discard_input();
+            }
+            return if self.output.is_none() { Err(reason) } else { self.update_interest() };
         }
         self.handle_buffered(&mut handle)?;
         if (readable || self.starved) && self.output.is_none() {
@@ -521,6 +542,8 @@ impl FramedConn {
                     Err(_) => break,
                 }
             }
+            // Whatever reads from it next must not block.
+            let _ = stream.set_nonblocking(true);
         }
         if let Some(out) = self.output.take() {
             pool::recycle(out);
@@ -531,7 +554,9 @@ impl FramedConn {
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
         }
-        let wanted = if self.output.is_some() {
+        let wanted = if self.closing.is_some() {
+            Interest::BOTH
+        } else if self.output.is_some() {
             Interest::WRITABLE
         } else if self.starved {
             Interest::NONE

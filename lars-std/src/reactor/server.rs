@@ -709,23 +709,41 @@ impl<S: Service> Worker<S> {
         }
     }
 
-    /// Closes `id`; one its service closed with output still queued first drains it, for
-    /// `close_linger` at most.
+    /// Closes `id` for `reason`. The service hears of it at once; but a connection closed by
+    /// its service or for a bad frame, with output still queued, drains it first (for
+    /// `close_linger` at most), so that replies already given are not cut off.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(slot) = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation)
-        else {
+        let Some(conn) = self.conn_mut(id) else { return };
+        if conn.is_closing() {
+            // Lingering: it ends once drained or broken; another request to close it waits.
+            if conn.queued_output() == 0 || matches!(reason, CloseReason::Io(_)) {
+                self.close_now(id);
+            }
             return;
+        }
+        match reason {
+            CloseReason::BadFrame(_) => self.stats.bad_frames.fetch_add(1, Ordering::Relaxed),
+            CloseReason::OutputFull => self.stats.output_full.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
         };
-        if reason == CloseReason::Handler
-            && let Some(conn) = slot.conn.as_mut()
-            && conn.close_after_flush()
-        {
+        self.service.closed(id, reason);
+        let Some(conn) = self.conn_mut(id) else { return };
+        let drains = matches!(reason, CloseReason::Handler | CloseReason::BadFrame(_));
+        if drains && conn.close_after_flush(reason) {
             let deadline = self.event_loop.now() + self.close_linger;
             self.lingering.push((deadline, id));
             self.event_loop.set_timer(deadline, LINGER_EXPIRED);
             return;
         }
-        self.close_now(id, reason);
+        if reason == CloseReason::Handler {
+            conn.discard_input();
+        }
+        self.close_now(id);
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut FramedConn> {
+        let slot = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation)?;
+        slot.conn.as_mut()
     }
 
     /// Closes the lingering connections whose time is up (those that drained are gone already).
@@ -734,11 +752,12 @@ impl<S: Service> Worker<S> {
         let (due, rest) = std::mem::take(&mut self.lingering).into_iter().partition(|(at, _)| *at <= now);
         self.lingering = rest;
         for (_, id) in due {
-            self.close_now(id, CloseReason::Handler);
+            self.close_now(id);
         }
     }
 
-    fn close_now(&mut self, id: ConnId, reason: CloseReason) {
+    /// Closes the socket and frees the slot; the service has been told already.
+    fn close_now(&mut self, id: ConnId) {
         let Some(slot) = self.slots.get_mut(id.slot as usize).filter(|s| s.generation == id.generation)
         else {
             return;
@@ -749,12 +768,6 @@ impl<S: Service> Worker<S> {
         self.free.push(id.slot);
         self.stats.open.fetch_sub(1, Ordering::AcqRel);
         self.stats.closed.fetch_add(1, Ordering::Relaxed);
-        match reason {
-            CloseReason::BadFrame(_) => self.stats.bad_frames.fetch_add(1, Ordering::Relaxed),
-            CloseReason::OutputFull => self.stats.output_full.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
-        self.service.closed(id, reason);
     }
 
     /// Flushes queued output for a moment (`FLUSH_ON_SHUTDOWN` for all connections together),
@@ -767,8 +780,10 @@ impl<S: Service> Worker<S> {
                 conn.flush_blocking(|| clock.until(deadline));
             }
             if self.slots[slot].conn.is_some() {
+                // Flushed (or out of time): nothing is left to drain.
                 let id = self.id(slot);
-                self.close_now(id, CloseReason::Handler);
+                let was_closing = self.slots[slot].conn.as_ref().is_some_and(FramedConn::is_closing);
+                if was_closing { self.close_now(id) } else { self.close(id, CloseReason::Handler) }
             }
         }
     }

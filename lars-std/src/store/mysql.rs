@@ -75,11 +75,11 @@ pub fn opts(url: &str) -> Result<Opts, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("MySQL URL `{}`: {e}", without_password(url))))
 }
 
-/// `url` with the password, if any, replaced by `***`.
+/// `url` with the password, if any, replaced by `***`. The user part ends at the last `@`,
+/// so a password typed with a raw `/` or `@` is hidden too.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    let Some(at) = rest.rfind('@') else { return url.to_string() };
     match rest[..at].split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
         None => url.to_string(),
@@ -429,5 +429,7 @@ mod tests {
         assert!(error.contains("mysql://lars:***@db.example:port/lars_dns"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
         assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
+        let error = opts("mysql://u:pa/ss@db/x").unwrap_err().to_string();
+        assert!(!error.contains("ss"), "a raw / in the password: {error}");
     }
 }
