@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use lars_core::agent::{Agent, AgentConfig, AgentEvent, ApiError, Codec, Link, RouteState};
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, ApiError, Codec, CodecChoice, Link, RouteState};
 use lars_core::lb::PolicyKind;
 use lars_core::time::{Duration, Instant};
 use lars_core::wire::frame::{self, MAX_BODY};
@@ -33,6 +33,8 @@ struct Dns {
     /// Connected but never answers.
     silent: bool,
     codec: Option<Codec>,
+    /// An original Lars lars_dns ignores the msgids it does not know, the native `Hello` too.
+    original: bool,
 }
 
 /// An in-memory lars-reporter summing what it receives per (route, host).
@@ -41,7 +43,11 @@ struct Reporter {
     up: bool,
     totals: BTreeMap<(Key, SocketAddr), (u64, u64)>,
     overloaded: BTreeMap<(Key, SocketAddr), bool>,
+    /// The last `ServerCallStatus` counts of each host: what the row would hold.
+    status: BTreeMap<(Key, SocketAddr), (u32, u32)>,
     frames: usize,
+    /// An original Lars lars_reporter: it takes only msgid 3 and ignores the rest.
+    original: bool,
 }
 
 struct Sim {
@@ -91,7 +97,17 @@ impl Sim {
         let frame = Frame::parse_datagram(bytes, MAX_BODY).expect("the agent sends whole frames");
         let (key, codec) = match Message::from_frame(frame).expect("the agent sends valid bodies") {
             Message::GetRouteRequest(r) => ((r.modid, r.cmdid), Codec::Lars),
-            Message::NativeGetRouteRequest(r) => ((r.modid, r.cmdid), Codec::Native),
+            Message::NativeGetRouteRequest(r) if !self.dns.original => ((r.modid, r.cmdid), Codec::Native),
+            Message::Hello(_) if self.dns.original => return,
+            Message::Hello(hello) => {
+                assert_eq!(hello.role, native::Role::Agent);
+                let answer = native::Hello { role: native::Role::Dns, ..hello };
+                let mut out = [0u8; 64];
+                let len = frame::encode(MsgId::Hello, &answer, &mut out).unwrap();
+                let frame = Frame::parse_datagram(&out[..len], MAX_BODY).unwrap();
+                self.agent.handle_dns_frame(self.now, frame).expect("the agent takes a Hello");
+                return;
+            }
             other => panic!("the agent sent {other:?} to dns"),
         };
         self.dns.codec = Some(codec);
@@ -160,23 +176,36 @@ impl Sim {
     fn reporter_receive(&mut self, bytes: &[u8]) {
         assert!(self.reporter.up, "the agent sent to a reporter link it was told is down");
         let frame = Frame::parse_datagram(bytes, MAX_BODY).unwrap();
-        self.reporter.frames += 1;
         match Message::from_frame(frame).unwrap() {
-            Message::NativeCallStats(stats) => {
-                assert_eq!(stats.ts, 1_764_000_000 + (self.now.as_millis() / 1000) as u32 - 1);
-                for e in &stats.entries {
-                    let total = self.reporter.totals.entry(((e.modid, e.cmdid), e.host)).or_default();
+            Message::Hello(_) if self.reporter.original => {}
+            Message::Hello(hello) => {
+                let answer = native::Hello { role: native::Role::Reporter, ..hello };
+                let mut out = [0u8; 64];
+                let len = frame::encode(MsgId::Hello, &answer, &mut out).unwrap();
+                let frame = Frame::parse_datagram(&out[..len], MAX_BODY).unwrap();
+                self.agent.handle_reporter_frame(self.now, frame).expect("the agent takes a Hello");
+            }
+            Message::StatusReport(report) if !self.reporter.original => {
+                self.reporter.frames += 1;
+                assert_eq!(report.ts, 1_764_000_000 + (self.now.as_millis() / 1000) as u32 - 1);
+                for entry in &report.entries {
+                    let e = entry.stats;
+                    let key = ((e.modid, e.cmdid), e.host);
+                    let total = self.reporter.totals.entry(key).or_default();
                     total.0 += u64::from(e.succ);
                     total.1 += u64::from(e.err);
-                    self.reporter.overloaded.insert(((e.modid, e.cmdid), e.host), e.overloaded);
+                    self.reporter.overloaded.insert(key, e.overloaded);
+                    self.reporter.status.insert(key, (entry.window_succ, entry.window_err));
                 }
             }
+            // The original stores these counts as they are: they are not period counts, so
+            // `totals` (which sums periods) stays out of it.
             Message::ReportStatusRequest(r) => {
+                self.reporter.frames += 1;
                 for e in &r.results {
-                    let total =
-                        self.reporter.totals.entry(((r.modid, r.cmdid), SocketAddr::V4(e.host))).or_default();
-                    total.0 += u64::from(e.succ);
-                    total.1 += u64::from(e.err);
+                    let key = ((r.modid, r.cmdid), SocketAddr::V4(e.host));
+                    self.reporter.status.insert(key, (e.succ, e.err));
+                    self.reporter.overloaded.insert(key, e.overload);
                 }
             }
             other => panic!("the agent sent {other:?} to the reporter"),
@@ -493,7 +522,8 @@ fn statistics_are_dropped_and_counted_while_the_reporter_is_down() {
 #[test]
 fn both_codecs_on_the_api_and_on_the_links() {
     for codec in [Codec::Lars, Codec::Native] {
-        let config = AgentConfig { dns_codec: codec, reporter_codec: codec, ..AgentConfig::default() };
+        let choice = CodecChoice::Fixed(codec);
+        let config = AgentConfig { dns_codec: choice, reporter_codec: choice, ..AgentConfig::default() };
         let mut sim = Sim::new(config);
         sim.dns.routes.insert(ROUTE, weighted(&[1, 2]));
         assert_eq!(sim.get_host_native(ROUTE), (RetCode::NoExist, None));
@@ -516,8 +546,87 @@ fn both_codecs_on_the_api_and_on_the_links() {
         assert_eq!((r.seq, r.code, r.hosts.len()), (77, RetCode::Succ, 2));
 
         sim.advance(Duration::from_secs(2));
-        assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (1, 0), "{codec:?}");
-        assert_eq!(sim.reporter.totals[&(ROUTE, host(2))], (0, 1), "{codec:?}");
+        assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (1, 0), "{codec:?}");
+        assert_eq!(sim.reporter.status[&(ROUTE, host(2))], (0, 1), "{codec:?}");
+        assert!(sim.events.contains(&AgentEvent::CodecChosen { link: Link::Dns, codec }));
+    }
+}
+
+#[test]
+fn a_daemon_that_answers_the_hello_is_spoken_to_natively() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    assert_eq!(sim.agent.link_codec(Link::Dns), Some(Codec::Native));
+    assert_eq!(sim.agent.link_codec(Link::Reporter), Some(Codec::Native));
+    assert!(sim.events.contains(&AgentEvent::CodecChosen { link: Link::Dns, codec: Codec::Native }));
+    assert_eq!(sim.dns.codec, Some(Codec::Native));
+}
+
+#[test]
+fn an_original_dns_and_reporter_are_spoken_to_in_lars_once_the_hello_goes_unanswered() {
+    let mut sim = Sim::new(AgentConfig::default());
+    sim.dns.original = true;
+    sim.reporter.original = true;
+    sim.dns.routes.insert(ROUTE, weighted(&[1, 2]));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None));
+    assert!(sim.dns.pulls.is_empty(), "no pull before the codec is known");
+    assert_eq!(sim.agent.link_codec(Link::Dns), None);
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.agent.link_codec(Link::Dns), Some(Codec::Lars));
+    assert_eq!(sim.agent.link_codec(Link::Reporter), Some(Codec::Lars));
+    assert!(sim.events.contains(&AgentEvent::CodecChosen { link: Link::Dns, codec: Codec::Lars }));
+    assert!(sim.events.contains(&AgentEvent::CodecChosen { link: Link::Reporter, codec: Codec::Lars }));
+    assert_eq!(sim.dns.codec, Some(Codec::Lars), "the pull went out in the Lars codec");
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))));
+    sim.report(ROUTE, host(1), true);
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (1, 0), "statistics reached the original");
+}
+
+#[test]
+fn results_reported_while_the_reporter_is_greeted_are_kept_for_the_next_flush() {
+    let mut sim = Sim::new(AgentConfig::default());
+    sim.reporter.original = true;
+    sim.dns.routes.insert(ROUTE, weighted(&[1]));
+    sim.get_host(ROUTE);
+    sim.get_host(ROUTE);
+    for _ in 0..3 {
+        sim.report(ROUTE, host(1), true);
+    }
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (3, 0));
+    assert_eq!(sim.agent.stats().stats_dropped, 0);
+}
+
+/// `ServerCallStatus` holds each host's calls since its last idle/overload change, as the
+/// original's did, not the last second's: 100 calls over several flushes read 100.
+#[test]
+fn server_call_status_counts_since_the_last_state_change_in_both_codecs() {
+    for codec in [Codec::Lars, Codec::Native] {
+        let choice = CodecChoice::Fixed(codec);
+        let config = AgentConfig { dns_codec: choice, reporter_codec: choice, ..AgentConfig::default() };
+        let mut sim = Sim::new(config);
+        sim.dns.routes.insert(ROUTE, weighted(&[1]));
+        sim.get_host(ROUTE);
+        sim.get_host(ROUTE);
+        // One failure in five: neither 15 in a row nor over the 10 % error rate of the
+        // virtual counters (which start at 180 successes), so the host stays idle.
+        for _second in 0..5 {
+            for call in 0..20 {
+                sim.report(ROUTE, host(1), call % 5 != 4);
+            }
+            sim.advance(Duration::from_secs(1));
+        }
+        assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (80, 20), "{codec:?}");
+        // The 9th failure in a row takes the virtual error rate over 10 % (29 of 289) and
+        // overloads the host; its window starts again there, so 6 of the 15 are in it.
+        for _ in 0..15 {
+            sim.report(ROUTE, host(1), false);
+        }
+        sim.advance(Duration::from_secs(1));
+        assert!(sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(1)));
+        assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (0, 6), "{codec:?}: a fresh window");
+        assert!(sim.reporter.overloaded[&(ROUTE, host(1))]);
     }
 }
 

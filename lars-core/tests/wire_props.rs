@@ -96,6 +96,7 @@ struct Items {
     reports: Vec<native::Report>,
     weighted: Vec<native::WeightedHost>,
     stats: Vec<native::HostStats>,
+    host_reports: Vec<native::HostReport>,
 }
 
 impl Items {
@@ -111,7 +112,7 @@ impl Items {
         let names: Vec<String> = (0..3)
             .map(|_| (0..rng.below(12)).map(|_| (b'a' + rng.below(26) as u8) as char).collect())
             .collect();
-        Items {
+        let mut items = Items {
             counters: (0..n(rng)).map(|_| (rng.below(3), rng.u64_edgy())).collect(),
             names,
             v4: (0..n(rng)).map(|_| rng.v4()).collect(),
@@ -140,7 +141,14 @@ impl Items {
                     latency_max_us: rng.u32(),
                 })
                 .collect(),
-        }
+            host_reports: Vec::new(),
+        };
+        items.host_reports = items
+            .stats
+            .iter()
+            .map(|&stats| native::HostReport { stats, window_succ: rng.u32(), window_err: rng.u32() })
+            .collect();
+        items
     }
 }
 
@@ -238,6 +246,11 @@ fn random_message<'a>(
             caller: rng.u32(),
             ts: rng.u32(),
             entries: List::from_slice(&items.stats),
+        }),
+        MsgId::StatusReport => Message::StatusReport(native::StatusReport {
+            caller: rng.u32(),
+            ts: rng.u32(),
+            entries: List::from_slice(&items.host_reports),
         }),
         MsgId::StatsRequest => Message::StatsRequest(native::StatsRequest { seq: rng.u32() }),
         MsgId::StatsResponse => Message::StatsResponse(native::StatsResponse {

@@ -270,6 +270,7 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
         self.lease(now);
         self.links(now);
         self.receive_dns(now);
+        self.receive_reporter(now);
         self.serve_api(now);
         if self.agent.poll_timeout().is_some_and(|at| at <= now) {
             self.agent.handle_timeout(now);
@@ -411,6 +412,41 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
         }
         if broken {
             warning!("lars node: bad frame from lars-dns; reconnecting");
+            socket.abort();
+        }
+    }
+
+    /// Feeds what lars-reporter sent (its answer to the agent's Hello, which tells the agent
+    /// that it speaks the native protocol) to the agent. Such frames are tiny: one is copied
+    /// whole out of the socket (across the ring buffer's end if need be) once all of it is
+    /// there, so no assembly buffer is kept. Anything larger is not a lars-reporter's.
+    fn receive_reporter(&mut self, now: Instant) {
+        use lars_core::wire::frame::{self, Frame, HEADER_LEN};
+        const LARGEST: usize = 64;
+        let socket = self.sockets.get_mut::<tcp::Socket>(self.reporter.handle);
+        let mut bytes = [0u8; LARGEST];
+        let broken = loop {
+            let Ok(have) = socket.peek_slice(&mut bytes) else { break false };
+            if have < HEADER_LEN {
+                break false;
+            }
+            let mut header = [0u8; HEADER_LEN];
+            header.copy_from_slice(&bytes[..HEADER_LEN]);
+            let Ok(header) = frame::Header::parse(&header, (LARGEST - HEADER_LEN) as u32) else { break true };
+            let total = HEADER_LEN + header.len as usize;
+            if have < total {
+                break false; // the rest is on its way
+            }
+            if socket.recv_slice(&mut bytes[..total]).is_err() {
+                break true;
+            }
+            match Frame::parse_datagram(&bytes[..total], (LARGEST - HEADER_LEN) as u32) {
+                Ok(frame) if self.agent.handle_reporter_frame(now, frame).is_ok() => {}
+                _ => break true,
+            }
+        };
+        if broken {
+            warning!("lars node: bad frame from lars-reporter; reconnecting");
             socket.abort();
         }
     }

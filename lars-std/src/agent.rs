@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use lars_core::agent::{Agent, AgentConfig, AgentStats, Link};
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, Link};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Role, StatsRequest};
 use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
@@ -181,10 +181,10 @@ impl Runner {
                         link_changed(agent, now, Link::Dns, event);
                     }
                     Ready::Io { key: REPORTER_KEY, readable, writable } => {
-                        // lars-reporter sends nothing an agent needs (a Hello at most).
-                        let event = self
-                            .reporter
-                            .on_io(&mut self.event_loop, readable, writable, |_, _| Control::Continue);
+                        let event =
+                            self.reporter.on_io(&mut self.event_loop, readable, writable, |frame, _| {
+                                reporter_frame(agent, now, frame)
+                            });
                         link_changed(agent, now, Link::Reporter, event);
                     }
                     Ready::Io { key, .. } => {
@@ -206,7 +206,9 @@ impl Runner {
                         link_changed(agent, now, Link::Dns, event);
                     }
                     Ready::Timer(REPORTER_TIMER) => {
-                        let event = self.reporter.on_timer(&mut self.event_loop, |_, _| Control::Continue);
+                        let event = self
+                            .reporter
+                            .on_timer(&mut self.event_loop, |frame, _| reporter_frame(agent, now, frame));
                         link_changed(agent, now, Link::Reporter, event);
                     }
                     Ready::Timer(_) => {
@@ -217,7 +219,7 @@ impl Runner {
             }
             self.transmit(agent, now, &mut buf);
             while let Some(event) = agent.poll_event() {
-                eprintln!("lars-agent: {event:?}");
+                log_event(&event);
             }
             if now.saturating_since(published).as_millis() >= 100 {
                 *shared.lock().unwrap_or_else(|p| p.into_inner()) = *agent.stats();
@@ -266,6 +268,39 @@ fn dns_frame<const R: usize, const H: usize>(
             eprintln!("lars-agent: {e}; reconnecting");
             Control::Close
         }
+    }
+}
+
+/// Hands a frame from lars-reporter (its answer to the agent's Hello) to the agent; one it
+/// refuses closes the link (which reconnects).
+fn reporter_frame<const R: usize, const H: usize>(
+    agent: &mut Agent<R, H>,
+    now: Instant,
+    frame: Frame<'_>,
+) -> Control {
+    match agent.handle_reporter_frame(now, frame) {
+        Ok(()) => Control::Continue,
+        Err(e) => {
+            eprintln!("lars-agent: {e}; reconnecting");
+            Control::Close
+        }
+    }
+}
+
+fn log_event(event: &AgentEvent) {
+    match event {
+        AgentEvent::CodecChosen { link, codec } => {
+            let peer = match link {
+                Link::Dns => "lars-dns",
+                Link::Reporter => "lars-reporter",
+            };
+            let how = match codec {
+                lars_core::wire::Codec::Native => "native protocol (it answered the native Hello)",
+                lars_core::wire::Codec::Lars => "original Lars protocol",
+            };
+            eprintln!("lars-agent: speaking the {how} to {peer}");
+        }
+        other => eprintln!("lars-agent: {other:?}"),
     }
 }
 

@@ -263,6 +263,12 @@ impl ConfigValue for String {
     }
 }
 
+impl ConfigValue for lars_core::wire::CodecChoice {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        Self::parse(&text.to_ascii_lowercase()).ok_or_else(|| "auto, native or lars".into())
+    }
+}
+
 /// A fraction from 0 to 1 (a rate).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fraction(pub f64);

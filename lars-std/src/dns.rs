@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lars_core::wire::native::{self, Role};
-use lars_core::wire::{Decode, Frame, List, MsgId, RetCode, lars};
+use lars_core::wire::{Codec, Decode, Frame, List, MsgId, RetCode, lars};
 
 use crate::reactor::{
     CloseReason, ConnId, Conns, Control, Poster, Sender, ServerConfig, ServerHandle, Service, TcpServer,
@@ -353,17 +353,11 @@ impl Loader {
     }
 }
 
-/// How a subscriber asked, so that pushes use the same codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
-    Lars,
-    Native,
-}
-
 struct DnsWorker {
     snapshot: Snapshot,
     stats: Arc<DnsStats>,
     server_stats: ServerStatsCell,
+    /// How each subscriber asked, so that pushes use the same codec.
     subscriptions: HashMap<ConnId, HashMap<RouteKey, Codec>>,
     subscribers: HashMap<RouteKey, HashSet<ConnId>>,
 }

@@ -1,7 +1,7 @@
 //! lars-reporter: receives call statistics from agents and stores them in batches.
 //!
-//! Worker threads decode `ReportStatusRequest` (Lars msgid 3) and `CallStats` (native 0x130)
-//! into rows and put them on a bounded queue; when it is full the rows are dropped and counted,
+//! Worker threads decode `ReportStatusRequest` (Lars msgid 3), `StatusReport` (native 0x131)
+//! and `CallStats` (native 0x130, from agents before `StatusReport`) into rows and put them on a bounded queue; when it is full the rows are dropped and counted,
 //! so the reactor never blocks on the store. Writer threads (the original's `db_thread_cnt`)
 //! take up to `batch_max` rows at a time and store them in one call (one multi-row upsert on
 //! MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
@@ -201,6 +201,25 @@ impl Service for ReporterWorker {
                     });
                 }
             }
+            MsgId::StatusReport => {
+                let Ok(report) = native::StatusReport::parse(frame.body) else { return self.bad_request() };
+                self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                for entry in &report.entries {
+                    // `ServerCallStatus` holds the host's calls since its last state change.
+                    self.enqueue(StatRow {
+                        modid: entry.stats.modid,
+                        cmdid: entry.stats.cmdid,
+                        host: entry.stats.host,
+                        caller: report.caller,
+                        succ: entry.window_succ,
+                        err: entry.window_err,
+                        ts,
+                        overload: entry.stats.overloaded,
+                    });
+                }
+            }
+            // From agents that predate `StatusReport`: the period's counts are all there is.
             MsgId::NativeCallStats => {
                 let Ok(stats) = native::CallStats::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);

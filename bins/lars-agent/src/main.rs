@@ -12,19 +12,27 @@ use lars_std::signal::Shutdown;
 
 const USAGE: &str = "\
 usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [--api IP:PORT,...]
+                  [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
 lars-reporter replicas may be listed; the agent fails over between them. Reads the original
 lars_lb_agent.conf keys ([dnsserver] ip port, [reporter] ip port, [loadbalance] ...).
+
+--dns-codec and --reporter-codec ([dnsserver] codec, [reporter] codec) say what to speak to
+them: `native` for lars daemons, `lars` for an original Lars lars_dns or lars_reporter, or
+`auto` (the default): greet each new link with a native Hello and speak Lars when it goes
+unanswered for 1 s. The choice is logged.
 SIGINT or SIGTERM stops it.
 ";
 
-const KEYS: [(&str, &str); 15] = [
+const KEYS: [(&str, &str); 17] = [
     ("dnsserver", "ip"),
     ("dnsserver", "port"),
+    ("dnsserver", "codec"),
     ("reporter", "ip"),
     ("reporter", "port"),
+    ("reporter", "codec"),
     ("loadbalance", "probe_num"),
     ("loadbalance", "init_succ_cnt"),
     ("loadbalance", "init_err_cnt"),
@@ -73,13 +81,19 @@ fn rate(ini: &Ini, key: &str, default: Rate) -> Result<Rate, ConfigError> {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(&["config", "dns", "reporter", "api"], &["help"])?;
+    let args =
+        Args::from_env(&["config", "dns", "reporter", "api", "dns-codec", "reporter-codec"], &["help"])?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
     }
     let args = args.flags_only()?;
-    let ini = daemon::load_config(&args, &KEYS)?;
+    let mut ini = daemon::load_config(&args, &KEYS)?;
+    for (flag, section) in [("dns-codec", "dnsserver"), ("reporter-codec", "reporter")] {
+        if let Some(value) = args.flag(flag) {
+            ini.set(section, "codec", value);
+        }
+    }
     let dns = addrs(&args, &ini, "dns", "dnsserver", 7778)?;
     let reporter = addrs(&args, &ini, "reporter", "reporter", 7779)?;
     let mut config = AgentDaemonConfig::new(dns.clone(), reporter);
@@ -102,6 +116,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     lars.idle_timeout = secs(&ini, "idle_timeout", 15)?;
     lars.overload_timeout = secs(&ini, "overload_timeout", 15)?;
     config.agent.update_timeout = secs(&ini, "update_timeout", 15)?;
+    config.agent.dns_codec = ini.get("dnsserver", "codec", config.agent.dns_codec)?;
+    config.agent.reporter_codec = ini.get("reporter", "codec", config.agent.reporter_codec)?;
     config.agent.caller = caller_id(dns[0]);
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
     let mut shutdown = Shutdown::install()?;

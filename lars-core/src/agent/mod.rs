@@ -5,8 +5,9 @@
 //! IO and reads no clock. A driver (the std daemon, or the smoltcp gateway node) feeds it:
 //! - API datagrams with [`Agent::handle_api_datagram`], which writes the reply (if any) into a
 //!   buffer the driver then sends back to the datagram's source;
-//! - frames from the dns link with [`Agent::handle_dns_frame`], and link changes with
-//!   [`Agent::handle_dns_link`] and [`Agent::handle_reporter_link`];
+//! - frames from the dns and reporter links with [`Agent::handle_dns_frame`] and
+//!   [`Agent::handle_reporter_frame`], and link changes with [`Agent::handle_dns_link`] and
+//!   [`Agent::handle_reporter_link`];
 //! - the passing of time with [`Agent::handle_timeout`], no later than [`Agent::poll_timeout`].
 //!
 //! After any `handle_*` call the driver drains [`Agent::poll_transmit`] (frames for the dns and
@@ -14,31 +15,26 @@
 //!
 //! Capacity is fixed by the const generics: `R` routes of up to `H` hosts each. A full table or
 //! an oversized route is refused with a clear error code and counted, never a panic. Both body
-//! codecs are accepted from callers, and each answer uses the codec of its request.
+//! codecs are accepted from callers, and each answer uses the codec of its request. Upstream,
+//! each link speaks the codec its configuration names, or the one its peer turns out to speak
+//! (see [`link`](self) and [`CodecChoice::Auto`]), so the agent works with an original Lars
+//! lars_dns and lars_reporter as well as with lars's.
 
+mod link;
 mod route;
 mod stats;
 
 use core::net::{SocketAddr, SocketAddrV4};
 
+use link::LinkState;
 pub use route::RouteState;
 use route::{Pull, Route, route_key};
 
 use crate::lb::{Balance, LbConfig, Pick, PolicyKind, Rng, UpdateError};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{self, Outcome, WeightedHost};
+pub use crate::wire::{Codec, CodecChoice};
 use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
-
-/// Which body codec a link speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Codec {
-    /// The Lars-compatible protobuf bodies (msgids 1–8): works with an original lars-dns or
-    /// lars-reporter, IPv4 only, no versions or weights.
-    Lars,
-    /// The native postcard bodies (msgids 0x100..).
-    #[default]
-    Native,
-}
 
 /// A route that uses another policy than [`AgentConfig::default_policy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +67,12 @@ pub struct AgentConfig {
     /// Statistics go out early once this many results are waiting (0: only on the interval).
     pub report_after: u32,
     /// The codec spoken to lars-dns.
-    pub dns_codec: Codec,
+    pub dns_codec: CodecChoice,
     /// The codec spoken to lars-reporter.
-    pub reporter_codec: Codec,
+    pub reporter_codec: CodecChoice,
+    /// How long a link with [`CodecChoice::Auto`] waits for the peer to answer its `Hello`
+    /// before it takes the peer for an original Lars daemon.
+    pub codec_probe_timeout: Duration,
     /// This agent's id in statistics (the original used its IPv4 address as an integer).
     pub caller: u32,
     /// Seed of the policies' randomness.
@@ -91,8 +90,9 @@ impl Default for AgentConfig {
             pull_backoff_max: Duration::from_secs(30),
             report_interval: Duration::from_secs(1),
             report_after: 1000,
-            dns_codec: Codec::Native,
-            reporter_codec: Codec::Native,
+            dns_codec: CodecChoice::Auto,
+            reporter_codec: CodecChoice::Auto,
+            codec_probe_timeout: Duration::from_secs(1),
             caller: 0,
             seed: 0x6c61_7273,
         }
@@ -143,6 +143,24 @@ impl core::fmt::Display for DnsError {
 }
 
 impl core::error::Error for DnsError {}
+
+/// Why a frame from lars-reporter was refused: the driver should close the reporter link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReporterError {
+    /// The msgid is not something lars-reporter sends.
+    Unexpected(MsgId),
+}
+
+impl core::fmt::Display for ReporterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReporterError::Unexpected(id) => write!(f, "lars-reporter sent msgid {id:?}"),
+        }
+    }
+}
+
+impl core::error::Error for ReporterError {}
 
 /// Which link a transmit is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +233,14 @@ pub enum AgentEvent {
         cmdid: i32,
         /// Pulls sent so far without an answer.
         attempts: u32,
+    },
+    /// A link's codec is known: fixed by configuration, the peer answered the native `Hello`
+    /// (native), or it stayed silent or hung up (an original Lars daemon: Lars).
+    CodecChosen {
+        /// Which link.
+        link: Link,
+        /// What it speaks from now on.
+        codec: Codec,
     },
     /// Statistics were dropped because lars-reporter is unreachable.
     StatsDropped {
@@ -322,8 +348,8 @@ pub struct Agent<const R: usize, const H: usize> {
     routes: heapless::Vec<Route<H>, R>,
     /// `(route_key, slot)`, sorted by key.
     index: heapless::Vec<(u64, u16), R>,
-    dns_up: bool,
-    reporter_up: bool,
+    dns: LinkState,
+    reporter: LinkState,
     /// Routes whose pull is `Due`: lets `poll_transmit` skip the scan when there are none.
     pulls_due: usize,
     next_flush: Instant,
@@ -340,13 +366,13 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     pub fn new(config: AgentConfig, now: Instant) -> Self {
         const { assert!(R <= u16::MAX as usize, "an agent holds at most 65535 routes") };
         Agent {
+            dns: LinkState::new(config.dns_codec),
+            reporter: LinkState::new(config.reporter_codec),
             rng: Rng::new(config.seed),
             next_flush: now + config.report_interval,
             config,
             routes: heapless::Vec::new(),
             index: heapless::Vec::new(),
-            dns_up: false,
-            reporter_up: false,
             pulls_due: 0,
             waiting_reports: 0,
             flush: stats::Flush::default(),
@@ -364,6 +390,14 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// The configuration.
     pub fn config(&self) -> &AgentConfig {
         &self.config
+    }
+
+    /// The codec `link` speaks, once it is up and known.
+    pub fn link_codec(&self, link: Link) -> Option<Codec> {
+        match link {
+            Link::Dns => self.dns.codec(),
+            Link::Reporter => self.reporter.codec(),
+        }
     }
 
     /// Number of routes held.
@@ -553,6 +587,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 latency_sum_us: entry.latency_sum_us,
                 latency_max_us: entry.latency_max_us,
             };
+            self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
             if self.routes[slot].add_tally(delta) {
                 self.stats.leased_calls += u64::from(calls);
                 self.waiting_reports = self.waiting_reports.saturating_add(calls);
@@ -742,11 +777,16 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         written.map_err(|_| ApiError::ReplyTooLarge)
     }
 
-    /// The dns link came up (`true`) or went down. Coming up re-pulls every route, which also
-    /// renews the subscriptions a new lars-dns connection does not have; going down turns
-    /// pulls in flight back into pulls to send.
-    pub fn handle_dns_link(&mut self, _now: Instant, up: bool) {
-        self.dns_up = up;
+    /// The dns link came up (`true`) or went down. Coming up re-pulls every route (once the
+    /// link's codec is known), which also renews the subscriptions a new lars-dns connection
+    /// does not have; going down turns pulls in flight back into pulls to send.
+    pub fn handle_dns_link(&mut self, now: Instant, up: bool) {
+        if up {
+            let known = self.dns.up(now, self.config.codec_probe_timeout);
+            self.codec_chosen(Link::Dns, known);
+        } else {
+            self.dns.down();
+        }
         for slot in 0..self.routes.len() {
             if up || matches!(self.routes[slot].pull, Pull::InFlight { .. }) {
                 self.mark_due(slot);
@@ -755,8 +795,34 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     }
 
     /// The reporter link came up (`true`) or went down.
-    pub fn handle_reporter_link(&mut self, _now: Instant, up: bool) {
-        self.reporter_up = up;
+    pub fn handle_reporter_link(&mut self, now: Instant, up: bool) {
+        if up {
+            let known = self.reporter.up(now, self.config.codec_probe_timeout);
+            self.codec_chosen(Link::Reporter, known);
+        } else {
+            self.reporter.down();
+        }
+    }
+
+    fn codec_chosen(&mut self, link: Link, codec: Option<Codec>) {
+        if let Some(codec) = codec {
+            self.push_event(AgentEvent::CodecChosen { link, codec });
+        }
+    }
+
+    /// Handles a frame from lars-reporter, which sends nothing but its answer to the agent's
+    /// `Hello` (and keep-alives). An error means the link is unusable; the driver should close
+    /// it (and reconnect).
+    pub fn handle_reporter_frame(&mut self, _now: Instant, frame: Frame<'_>) -> Result<(), ReporterError> {
+        match frame.msgid {
+            MsgId::Hello => {
+                let known = self.reporter.heard_hello();
+                self.codec_chosen(Link::Reporter, known);
+                Ok(())
+            }
+            MsgId::Heartbeat => Ok(()),
+            other => Err(ReporterError::Unexpected(other)),
+        }
     }
 
     /// Handles a frame from lars-dns: a route answer or push. An error means the link is
@@ -788,8 +854,13 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 }
                 (r.modid, r.cmdid, r.version, count)
             }
-            // A native lars-dns greets and keeps the link alive; neither needs an answer here.
-            MsgId::Hello | MsgId::Heartbeat => return Ok(()),
+            // A native lars-dns answers the agent's greeting; that decides the link's codec.
+            MsgId::Hello => {
+                let known = self.dns.heard_hello();
+                self.codec_chosen(Link::Dns, known);
+                return Ok(());
+            }
+            MsgId::Heartbeat => return Ok(()),
             other => return Err(DnsError::Unexpected(other)),
         };
         self.apply_route(now, modid, cmdid, version, &hosts[..count.min(H)], count);
@@ -844,8 +915,13 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
-    /// Advances time: retries pulls that got no answer and starts statistics flushes.
+    /// Advances time: ends greetings that got no answer, retries pulls that got none, and
+    /// starts statistics flushes.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let dns = self.dns.handle_timeout(now);
+        self.codec_chosen(Link::Dns, dns);
+        let reporter = self.reporter.handle_timeout(now);
+        self.codec_chosen(Link::Reporter, reporter);
         for slot in 0..self.routes.len() {
             if let Pull::InFlight { deadline } = self.routes[slot].pull
                 && now >= deadline
@@ -864,8 +940,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         if now >= self.next_flush || self.early_flush_due() {
             self.next_flush = now + self.config.report_interval;
             self.waiting_reports = 0;
-            if self.reporter_up {
+            if self.reporter.codec().is_some() {
                 self.flush.start();
+            } else if self.reporter.is_connected() {
+                // Still greeting lars-reporter: the tallies wait for the next interval.
             } else {
                 let dropped: usize =
                     self.routes.iter_mut().map(|r| core::mem::take(&mut r.tallies).len()).sum();
@@ -893,6 +971,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 next = next.min(deadline);
             }
         }
+        for deadline in [self.dns.deadline(), self.reporter.deadline()].into_iter().flatten() {
+            next = next.min(deadline);
+        }
         Some(next)
     }
 
@@ -900,13 +981,20 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// after any `handle_*` call. Frames for a link that is down are not produced.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        if self.dns_up && self.pulls_due > 0 {
+        for link in [Link::Dns, Link::Reporter] {
+            if let Some(transmit) = self.poll_hello(link, buf) {
+                return Some(transmit);
+            }
+        }
+        if let Some(codec) = self.dns.codec()
+            && self.pulls_due > 0
+        {
             for slot in 0..self.routes.len() {
                 if self.routes[slot].pull != Pull::Due {
                     continue;
                 }
                 let route = &self.routes[slot];
-                let written = match self.config.dns_codec {
+                let written = match codec {
                     Codec::Lars => frame::encode(
                         MsgId::GetRouteRequest,
                         &lars::GetRouteRequest { modid: route.modid, cmdid: route.cmdid },
@@ -930,14 +1018,37 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 return Some(Transmit { link: Link::Dns, len });
             }
         }
-        if self.reporter_up {
+        if let Some(codec) = self.reporter.codec() {
             let ts = self.unix_secs(now);
-            if let Some(len) = self.flush.next_frame(&mut self.routes, &self.config, ts, buf, &mut self.stats)
+            let caller = self.config.caller;
+            if let Some(len) =
+                self.flush.next_frame(&mut self.routes, codec, caller, ts, buf, &mut self.stats)
             {
                 return Some(Transmit { link: Link::Reporter, len });
             }
         }
         None
+    }
+
+    /// The native `Hello` that greets a link whose codec is to be found out.
+    fn poll_hello(&mut self, link: Link, buf: &mut [u8]) -> Option<Transmit> {
+        let state = match link {
+            Link::Dns => &mut self.dns,
+            Link::Reporter => &mut self.reporter,
+        };
+        if !state.hello_due() {
+            return None;
+        }
+        let hello = native::Hello {
+            version: native::PROTOCOL_VERSION,
+            role: native::Role::Agent,
+            node: self.config.caller,
+            max_body: frame::MAX_BODY,
+        };
+        // A buffer too small for a 16-byte greeting is the driver's bug; leave it due.
+        let len = frame::encode(MsgId::Hello, &hello, buf).ok()?;
+        state.hello_sent();
+        Some(Transmit { link, len })
     }
 
     /// The next event worth logging.

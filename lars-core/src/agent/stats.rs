@@ -3,20 +3,28 @@
 //! The original sent one `ReportStatusRequest` with every host of the route on every single
 //! report (D-A-7). The agent instead tallies results per host and, every `report_interval` (or
 //! after `report_after` results), drains the tallies into as few frames as the transmit buffer
-//! allows: native `CallStats` frames mix routes; Lars `ReportStatusRequest` frames carry one
+//! allows: native `StatusReport` frames mix routes; Lars `ReportStatusRequest` frames carry one
 //! route each, as that message has a single modid/cmdid.
+//!
+//! What lars-reporter stores in `ServerCallStatus` means what it meant in the original: each
+//! host's calls since its balancer last changed its state (the Lars policy's window, which it
+//! restarts on every idle/overload change and after `idle_timeout`). A Lars frame carries only
+//! that; a native frame carries it beside the period's counts and latencies. Policies that keep
+//! no window report the period's counts in its place.
 
 use core::net::SocketAddr;
 
-use super::route::Route;
-use super::{AgentConfig, AgentStats, Codec};
-use crate::wire::native::{CallStats, HostStats};
+use super::route::{Route, Tally};
+use super::{AgentStats, Codec};
+use crate::lb::Balance;
+use crate::wire::native::{HostReport, HostStats, StatusReport};
 use crate::wire::{List, MsgId, frame, lars};
 
 /// Entries per frame at most; the transmit buffer may allow fewer.
 const CHUNK: usize = 64;
-/// Largest encoded `HostStats` (all varints at their longest, an IPv6 host).
-const NATIVE_ENTRY_MAX: usize = 61;
+/// Largest encoded `HostReport`: a `HostStats` (61 bytes with every varint at its longest and
+/// an IPv6 host) and two window counts.
+const NATIVE_ENTRY_MAX: usize = 61 + 2 * 5;
 const NATIVE_HEAD_MAX: usize = 13;
 /// Largest encoded `HostCallResult` including its key and length.
 const LARS_ENTRY_MAX: usize = 32;
@@ -44,7 +52,8 @@ impl Flush {
     pub(crate) fn next_frame<const H: usize>(
         &mut self,
         routes: &mut [Route<H>],
-        config: &AgentConfig,
+        codec: Codec,
+        caller: u32,
         ts: u32,
         buf: &mut [u8],
         stats: &mut AgentStats,
@@ -56,9 +65,9 @@ impl Flush {
             if self.slot >= routes.len() {
                 break;
             }
-            let step = match config.reporter_codec {
-                Codec::Native => self.native_frame(routes, config, ts, buf),
-                Codec::Lars => self.lars_frame(routes, config, ts, buf, stats),
+            let step = match codec {
+                Codec::Native => self.native_frame(routes, caller, ts, buf),
+                Codec::Lars => self.lars_frame(routes, caller, ts, buf, stats),
             };
             match step {
                 Step::Frame { len, entries } => {
@@ -78,25 +87,26 @@ impl Flush {
     fn native_frame<const H: usize>(
         &mut self,
         routes: &mut [Route<H>],
-        config: &AgentConfig,
+        caller: u32,
         ts: u32,
         buf: &mut [u8],
     ) -> Step {
         let room = buf.len().saturating_sub(frame::HEADER_LEN + NATIVE_HEAD_MAX) / NATIVE_ENTRY_MAX;
-        let mut entries = [EMPTY_STATS; CHUNK];
+        let mut entries = [EMPTY_REPORT; CHUNK];
         let mut n = 0;
         while n < room.min(CHUNK) && self.slot < routes.len() {
             let route = &mut routes[self.slot];
             match route.tallies.pop() {
                 Some(tally) => {
-                    entries[n] = route.host_stats(&tally);
+                    let (window_succ, window_err) = window(route, &tally);
+                    entries[n] = HostReport { stats: route.host_stats(&tally), window_succ, window_err };
                     n += 1;
                 }
                 None => self.slot += 1,
             }
         }
-        let body = CallStats { caller: config.caller, ts, entries: List::from_slice(&entries[..n]) };
-        match frame::encode(MsgId::NativeCallStats, &body, buf) {
+        let body = StatusReport { caller, ts, entries: List::from_slice(&entries[..n]) };
+        match frame::encode(MsgId::StatusReport, &body, buf) {
             Ok(len) if n > 0 => Step::Frame { len, entries: n },
             _ => Step::TooSmall,
         }
@@ -105,7 +115,7 @@ impl Flush {
     fn lars_frame<const H: usize>(
         &mut self,
         routes: &mut [Route<H>],
-        config: &AgentConfig,
+        caller: u32,
         ts: u32,
         buf: &mut [u8],
         stats: &mut AgentStats,
@@ -125,8 +135,9 @@ impl Flush {
                 stats.ipv6_not_representable += 1;
                 continue;
             };
-            let overload = route.host_stats(&tally).overloaded;
-            results[n] = lars::HostCallResult { host, succ: tally.succ, err: tally.err, overload };
+            let overload = route.balancer.is_overloaded(host.into());
+            let (succ, err) = window(route, &tally);
+            results[n] = lars::HostCallResult { host, succ, err, overload };
             n += 1;
         }
         if n == 0 {
@@ -135,7 +146,7 @@ impl Flush {
         let body = lars::ReportStatusRequest {
             modid: route.modid,
             cmdid: route.cmdid,
-            caller: config.caller as i32,
+            caller: caller as i32,
             results: List::from_slice(&results[..n]),
             ts,
         };
@@ -157,8 +168,21 @@ enum Step {
     TooSmall,
 }
 
-const EMPTY_STATS: HostStats =
-    HostStats::empty(0, 0, SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0)));
+/// The host's calls since its last state change, or the period's where the policy keeps no
+/// window.
+fn window<const H: usize>(route: &Route<H>, tally: &Tally) -> (u32, u32) {
+    route.balancer.window(tally.host.into()).unwrap_or((tally.succ, tally.err))
+}
+
+const EMPTY_REPORT: HostReport = HostReport {
+    stats: HostStats::empty(
+        0,
+        0,
+        SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0)),
+    ),
+    window_succ: 0,
+    window_err: 0,
+};
 
 const EMPTY_RESULT: lars::HostCallResult = lars::HostCallResult {
     host: core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),

@@ -114,6 +114,10 @@ struct Host {
     rerr: u32,
     contin_succ: u32,
     contin_err: u32,
+    /// Calls that leasing clients balanced themselves, over the current window: reported with
+    /// the real counters, never used to decide.
+    #[cfg(feature = "leases")]
+    leased: (u32, u32),
     overloaded: bool,
     /// When the host entered its current state (idle or overloaded), or last reset its idle
     /// window. The original kept separate idle and overload timestamps, always set together.
@@ -135,6 +139,8 @@ impl Host {
             rerr: 0,
             contin_succ: 0,
             contin_err: 0,
+            #[cfg(feature = "leases")]
+            leased: (0, 0),
             overloaded: false,
             since: now,
             up_since: now,
@@ -448,6 +454,22 @@ impl<const H: usize> Balance for Lars<H> {
 
     fn is_overloaded(&self, addr: SocketAddr) -> bool {
         self.find(addr).is_some_and(|i| self.hosts[usize::from(i)].overloaded)
+    }
+
+    fn window(&self, addr: SocketAddr) -> Option<(u32, u32)> {
+        let h = &self.hosts[usize::from(self.find(addr)?)];
+        #[cfg(feature = "leases")]
+        return Some((h.rsucc.saturating_add(h.leased.0), h.rerr.saturating_add(h.leased.1)));
+        #[cfg(not(feature = "leases"))]
+        Some((h.rsucc, h.rerr))
+    }
+
+    #[cfg(feature = "leases")]
+    fn count_leased(&mut self, addr: SocketAddr, succ: u32, err: u32) {
+        if let Some(i) = self.find(addr) {
+            let leased = &mut self.hosts[usize::from(i)].leased;
+            *leased = (leased.0.saturating_add(succ), leased.1.saturating_add(err));
+        }
     }
 }
 

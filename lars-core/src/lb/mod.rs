@@ -93,6 +93,19 @@ pub trait Balance {
     fn is_overloaded(&self, _addr: SocketAddr) -> bool {
         false
     }
+
+    /// The host's successes and failures since the policy last changed its state (made it
+    /// idle or overloaded, or restarted its window), for policies that keep such a window:
+    /// what the original reported to lars-reporter. `None` for the others, and for unknown
+    /// hosts.
+    fn window(&self, _addr: SocketAddr) -> Option<(u32, u32)> {
+        None
+    }
+
+    /// Counts calls to `addr` that a leasing client balanced itself into the host's
+    /// [`Balance::window`], without letting them change the host's state.
+    #[cfg(feature = "leases")]
+    fn count_leased(&mut self, _addr: SocketAddr, _succ: u32, _err: u32) {}
 }
 
 /// Which policy a route uses.
@@ -216,6 +229,15 @@ impl<const H: usize> Balance for Balancer<H> {
 
     fn is_overloaded(&self, addr: SocketAddr) -> bool {
         self.inner().is_overloaded(addr)
+    }
+
+    fn window(&self, addr: SocketAddr) -> Option<(u32, u32)> {
+        self.inner().window(addr)
+    }
+
+    #[cfg(feature = "leases")]
+    fn count_leased(&mut self, addr: SocketAddr, succ: u32, err: u32) {
+        self.inner_mut().count_leased(addr, succ, err);
     }
 }
 

@@ -23,6 +23,7 @@ pub enum Message<'a> {
     NativeGetRouteRequest(native::GetRouteRequest),
     NativeRouteResponse(native::RouteResponse<'a>),
     NativeCallStats(native::CallStats<'a>),
+    StatusReport(native::StatusReport<'a>),
     StatsRequest(native::StatsRequest),
     StatsResponse(native::StatsResponse<'a>),
 }
@@ -71,6 +72,7 @@ dispatch!(
     NativeGetRouteRequest,
     NativeRouteResponse,
     NativeCallStats,
+    StatusReport,
     StatsRequest,
     StatsResponse
 );

@@ -138,6 +138,52 @@ pub trait Encode {
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error>;
 }
 
+/// Which body codec a peer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Codec {
+    /// The Lars-compatible protobuf bodies (msgids 1–8): what an original Lars lars_dns,
+    /// lars_reporter, agent or API speaks. IPv4 only, no versions, weights or latencies.
+    Lars,
+    /// The native postcard bodies (msgids 0x100..).
+    #[default]
+    Native,
+}
+
+/// Which codec to speak to a peer: one of them, or whichever the peer turns out to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CodecChoice {
+    /// Greet the peer with a native [`native::Hello`]: a peer that answers it is native, one
+    /// that stays silent (as an original Lars part does with a msgid it does not know) or
+    /// hangs up speaks Lars.
+    #[default]
+    Auto,
+    /// Always this codec.
+    Fixed(Codec),
+}
+
+impl CodecChoice {
+    /// Parses `auto`, `native` or `lars`, as configuration files and flags spell them.
+    pub fn parse(text: &str) -> Option<CodecChoice> {
+        match text {
+            "auto" => Some(CodecChoice::Auto),
+            "native" => Some(CodecChoice::Fixed(Codec::Native)),
+            "lars" => Some(CodecChoice::Fixed(Codec::Lars)),
+            _ => None,
+        }
+    }
+
+    /// The spelling [`CodecChoice::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodecChoice::Auto => "auto",
+            CodecChoice::Fixed(Codec::Native) => "native",
+            CodecChoice::Fixed(Codec::Lars) => "lars",
+        }
+    }
+}
+
 /// Bytes sent as a body as they are: for relays, echo servers and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Raw<'a>(pub &'a [u8]);
@@ -217,8 +263,12 @@ msg_ids! {
     NativeGetRouteRequest = 0x120,
     /// Native: agent → API or dns → agent (reply and push), [`native::RouteResponse`].
     NativeRouteResponse = 0x121,
-    /// Native: agent → reporter, [`native::CallStats`].
+    /// Native: agent → reporter, [`native::CallStats`] (agents before [`MsgId::StatusReport`]),
+    /// and leasing API → agent.
     NativeCallStats = 0x130,
+    /// Native: agent → reporter, [`native::StatusReport`]: the period's calls and each host's
+    /// counts since its last idle/overload change.
+    StatusReport = 0x131,
     /// Native: anyone → any daemon, [`native::StatsRequest`].
     StatsRequest = 0x140,
     /// Native: a daemon's counters, [`native::StatsResponse`].

@@ -217,6 +217,30 @@ pub struct CallStats<'a> {
     pub entries: List<'a, HostStats>,
 }
 
+/// One host as an agent reports it to lars-reporter: the period's calls, and the host's counts
+/// since its balancer last changed its state (made it idle or overloaded, or restarted its
+/// window), which is what the original stored in `ServerCallStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostReport {
+    /// The period's calls.
+    pub stats: HostStats,
+    /// Successful calls since the host's last state change.
+    pub window_succ: u32,
+    /// Failed calls since the host's last state change.
+    pub window_err: u32,
+}
+
+/// An agent's statistics for one period (msgid 0x131), to lars-reporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusReport<'a> {
+    /// The reporting agent's id.
+    pub caller: u32,
+    /// Unix time in seconds at the end of the period.
+    pub ts: u32,
+    /// Per-host reports.
+    pub entries: List<'a, HostReport>,
+}
+
 /// Asks a daemon for its counters (msgid 0x140).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsRequest {
@@ -322,7 +346,8 @@ postcard_encode!(
     ReportBatch<'_>,
     GetRouteRequest,
     RouteResponse<'_>,
-    CallStats<'_>
+    CallStats<'_>,
+    StatusReport<'_>
 );
 postcard_decode!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
 
@@ -365,6 +390,15 @@ impl<'a> Decode<'a> for CallStats<'a> {
         let stats = CallStats { caller: take(b)?, ts: take(b)?, entries: take_list(b)? };
         finish(body)?;
         Ok(stats)
+    }
+}
+
+impl<'a> Decode<'a> for StatusReport<'a> {
+    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
+        let b = &mut body;
+        let report = StatusReport { caller: take(b)?, ts: take(b)?, entries: take_list(b)? };
+        finish(body)?;
+        Ok(report)
     }
 }
 

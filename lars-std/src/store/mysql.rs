@@ -1,10 +1,15 @@
 //! MySQL/MariaDB stores, schema-compatible with the original `lars_dns` database.
 //!
 //! The original tables are used unchanged (an existing Lars database and its web console keep
-//! working); the one extension is additive: `RouteData.weight` (default 1). Every query is a
-//! prepared statement with parameters. A failed query drops the connection, and the next call
-//! reconnects, so an outage costs errors (which lars-dns and lars-reporter retry with backoff),
-//! never a crash.
+//! working). The extensions are additive and optional: `RouteData.weight` (default 1) and an
+//! index on `RouteData (modid, cmdid)`, which lets lars-dns read only the routes `RouteChange`
+//! names. A database made by the original's own SQL file has neither: the stores find out which
+//! exist ([`Schema`]), say once what the missing ones turn off, and work without them. Only
+//! [`init_schema`] (`lars db-init`) changes a schema.
+//!
+//! Every query is a prepared statement with parameters. A failed query drops the connection,
+//! and the next call reconnects, so an outage costs errors (which lars-dns and lars-reporter
+//! retry with backoff), never a crash.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
@@ -102,40 +107,108 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
     for statement in SCHEMA {
         conn.query_drop(statement).map_err(unavailable)?;
     }
-    let has_weight: Option<u32> = conn
-        .exec_first(
-            "SELECT 1 FROM information_schema.COLUMNS
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteData' AND COLUMN_NAME = 'weight'",
-            (),
-        )
-        .map_err(unavailable)?;
-    if has_weight.is_none() {
+    let schema = Schema::detect(&mut conn).map_err(unavailable)?;
+    if !schema.weight {
         conn.query_drop("ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1")
             .map_err(unavailable)?;
     }
-    // lars-dns reads a changed route by its key.
-    conn.query_drop("CREATE INDEX IF NOT EXISTS route_key ON RouteData (modid, cmdid)")
-        .map_err(unavailable)?;
+    // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
+    // only: MySQL 8.0 refuses it, so the index is looked up first.)
+    if !schema.route_index {
+        conn.query_drop("CREATE INDEX route_key ON RouteData (modid, cmdid)").map_err(unavailable)?;
+    }
     Ok(())
 }
 
-/// A connection that reconnects on the next use after any failure.
+/// Which of lars's additive schema extensions a database has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// `RouteData.weight` exists; without it every host weighs 1 and `lars route add` takes
+    /// no other weight.
+    pub weight: bool,
+    /// An index on `RouteData` starts with `(modid, cmdid)`; without it a change reloads every
+    /// route, since reading one route would scan the table.
+    pub route_index: bool,
+}
+
+impl Schema {
+    /// Looks the extensions up in `information_schema` (of the connection's database).
+    pub fn detect(conn: &mut Conn) -> mysql::Result<Schema> {
+        let weight: Option<u32> = conn.exec_first(
+            "SELECT 1 FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteData' AND COLUMN_NAME = 'weight'",
+            (),
+        )?;
+        // An index whose first two columns are modid and cmdid, whatever its name.
+        let route_index: Option<u32> = conn.exec_first(
+            "SELECT 1 FROM information_schema.STATISTICS a JOIN information_schema.STATISTICS b
+               ON a.TABLE_SCHEMA = b.TABLE_SCHEMA AND a.TABLE_NAME = b.TABLE_NAME
+              AND a.INDEX_NAME = b.INDEX_NAME
+             WHERE a.TABLE_SCHEMA = DATABASE() AND a.TABLE_NAME = 'RouteData'
+               AND a.SEQ_IN_INDEX = 1 AND a.COLUMN_NAME = 'modid'
+               AND b.SEQ_IN_INDEX = 2 AND b.COLUMN_NAME = 'cmdid'
+             LIMIT 1",
+            (),
+        )?;
+        Ok(Schema { weight: weight.is_some(), route_index: route_index.is_some() })
+    }
+
+    /// What the missing extensions turn off, for the log; `None` when nothing is missing.
+    pub fn missing(&self) -> Option<String> {
+        let mut off = Vec::new();
+        if !self.weight {
+            off.push("RouteData has no `weight` column, so every host weighs 1");
+        }
+        if !self.route_index {
+            off.push("RouteData has no (modid, cmdid) index, so each change reloads every route");
+        }
+        (!off.is_empty()).then(|| format!("{} (`lars db-init` adds them)", off.join("; ")))
+    }
+
+    /// The `RouteData` columns to read: `modid, cmdid, serverip, serverport, weight`, with a
+    /// constant weight of 1 where the column does not exist.
+    fn route_columns(&self) -> &'static str {
+        if self.weight { "serverip, serverport, weight" } else { "serverip, serverport, 1" }
+    }
+}
+
+/// A connection that reconnects on the next use after any failure, and that knows the schema
+/// of its database (looked up at each connect, so a `db-init` while running is picked up).
 struct Link {
     opts: Opts,
     conn: Option<Conn>,
+    schema: Option<Schema>,
+    /// The log line about missing extensions was written (once per process and link).
+    told: bool,
 }
 
 impl Link {
     fn new(opts: Opts) -> Self {
-        Link { opts, conn: None }
+        Link { opts, conn: None, schema: None, told: false }
     }
 
     fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
+        self.with_schema(|conn, _| query(conn))
+    }
+
+    fn with_schema<T>(
+        &mut self,
+        query: impl FnOnce(&mut Conn, Schema) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
+            let mut conn = Conn::new(self.opts.clone()).map_err(unavailable)?;
+            let schema = Schema::detect(&mut conn).map_err(unavailable)?;
+            if let Some(missing) = schema.missing().filter(|_| !self.told) {
+                eprintln!("lars: {}: {missing}", self.describe());
+                self.told = true;
+            }
+            self.schema = Some(schema);
+            self.conn = Some(conn);
         }
-        let Some(conn) = self.conn.as_mut() else { return Err(unavailable("no connection")) };
-        query(conn).map_err(|e| {
+        let (Some(conn), Some(schema)) = (self.conn.as_mut(), self.schema) else {
+            return Err(unavailable("no connection"));
+        };
+        query(conn, schema).map_err(|e| {
             self.conn = None;
             unavailable(e)
         })
@@ -184,9 +257,9 @@ impl RouteStore for MysqlRoutes {
         let version = self.version()?;
         let mut table = RouteTable { version, ..RouteTable::default() };
         let mut bad = 0usize;
-        self.link.with(|conn| {
-            let rows =
-                conn.exec_iter("SELECT modid, cmdid, serverip, serverport, weight FROM RouteData", ())?;
+        self.link.with_schema(|conn, schema| {
+            let columns = schema.route_columns();
+            let rows = conn.exec_iter(format!("SELECT modid, cmdid, {columns} FROM RouteData"), ())?;
             for row in rows {
                 let (modid, cmdid, ip, port, weight): (u32, u32, u32, u32, u32) =
                     mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
@@ -207,23 +280,27 @@ impl RouteStore for MysqlRoutes {
     /// Every `RouteChange` row up to the current version, as the original lars-dns read them:
     /// lars-dns deletes the rows it has applied (`changes_applied`), so what is left is new,
     /// whatever version the web console stamped on it.
+    /// Without the `(modid, cmdid)` index the store cannot read one route cheaply and says so
+    /// (`None`): lars-dns then loads everything.
     fn changes_since(&mut self, _since: u64) -> Result<Option<RouteChanges>, StoreError> {
         let version = self.version()?;
-        let keys: Vec<(u32, u32)> = self.link.with(|conn| {
-            conn.exec(
+        let (keys, schema): (Vec<(u32, u32)>, Schema) = self.link.with_schema(|conn, schema| {
+            let keys = conn.exec(
                 "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= ? LIMIT ?",
                 (version, MAX_CHANGED_ROUTES + 1),
-            )
+            )?;
+            Ok((keys, schema))
         })?;
-        if keys.is_empty() || keys.len() > MAX_CHANGED_ROUTES {
+        if !schema.route_index || keys.is_empty() || keys.len() > MAX_CHANGED_ROUTES {
             return Ok(None);
         }
+        let columns = schema.route_columns();
         let mut routes = Vec::with_capacity(keys.len());
         let mut bad = 0usize;
         for (modid, cmdid) in keys {
             let rows: Vec<(u32, u32, u32)> = self.link.with(|conn| {
                 conn.exec(
-                    "SELECT serverip, serverport, weight FROM RouteData WHERE modid = ? AND cmdid = ?",
+                    format!("SELECT {columns} FROM RouteData WHERE modid = ? AND cmdid = ?"),
                     (modid, cmdid),
                 )
             })?;
@@ -297,11 +374,26 @@ fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
 impl RouteAdmin for MysqlRoutes {
     fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
         let (ip, port) = v4_parts(addr)?;
+        let schema = self.link.with_schema(|_, schema| Ok(schema))?;
+        if !schema.weight && weight != 1 {
+            return Err(StoreError::Invalid(format!(
+                "weight {weight}: this database has no RouteData.weight column (the original schema); \
+                 run `lars db-init` to add it"
+            )));
+        }
         self.change(key, |tx| {
-            tx.exec_drop(
-                "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
-                (key.0 as u32, key.1 as u32, ip, port, weight),
-            )?;
+            let (modid, cmdid) = (key.0 as u32, key.1 as u32);
+            if schema.weight {
+                tx.exec_drop(
+                    "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
+                    (modid, cmdid, ip, port, weight),
+                )?;
+            } else {
+                tx.exec_drop(
+                    "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
+                    (modid, cmdid, ip, port),
+                )?;
+            }
             Ok(1)
         })
         .map(drop)
@@ -353,19 +445,35 @@ pub fn read_status(opts: &Opts) -> Result<Vec<StatRow>, StoreError> {
 
 /// Statistics in `ServerCallStatus`, written with multi-row upserts that replace the previous
 /// counts of each (route, host, caller), as the original's `ON DUPLICATE KEY UPDATE` did.
+///
+/// A batch is one transaction, written in primary-key order, so that concurrent writers take
+/// row locks in the same order. When InnoDB still picks it as a deadlock victim (or a lock wait
+/// times out), the whole transaction is rolled back and written again: a statement retried alone
+/// would leave the rows before it uncommitted.
 pub struct MysqlStats {
     link: Link,
     skipped_ipv6: u64,
+    transaction_retries: u64,
 }
 
 /// Rows per statement: batches are split into these sizes so that a few prepared statements
 /// serve every batch.
 const CHUNKS: [usize; 3] = [256, 16, 1];
+/// Attempts at one batch's transaction before the error goes to the caller (which backs off).
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// A `ServerCallStatus` row ready for its statement: the key, then succ, err, ts, overload.
+type StatusValues = ((i32, i32, u32, u32, u32), i64, i64, u64, &'static str);
 
 impl MysqlStats {
     /// A store connecting with `opts` on first use.
     pub fn new(opts: Opts) -> Self {
-        MysqlStats { link: Link::new(opts), skipped_ipv6: 0 }
+        MysqlStats { link: Link::new(opts), skipped_ipv6: 0, transaction_retries: 0 }
+    }
+
+    /// Transactions rolled back by a deadlock or lock wait timeout and written again.
+    pub fn transaction_retries(&self) -> u64 {
+        self.transaction_retries
     }
 
     fn upsert_sql(rows: usize) -> String {
@@ -376,42 +484,88 @@ impl MysqlStats {
              overload = VALUES(overload)"
         )
     }
+
+    /// The IPv4 rows of `rows` in key order, the last of each key only (a later row replaces
+    /// an earlier one, as it would have in the table).
+    fn ordered(rows: &[StatRow]) -> Vec<StatusValues> {
+        let mut values: Vec<StatusValues> = rows
+            .iter()
+            .filter_map(|row| {
+                let SocketAddr::V4(a) = row.host else { return None };
+                let key = (row.modid, row.cmdid, a.ip().to_bits(), u32::from(a.port()), row.caller);
+                let clamp = |n: u32| i64::from(n).min(i64::from(i32::MAX));
+                Some((key, clamp(row.succ), clamp(row.err), row.ts, if row.overload { "1" } else { "0" }))
+            })
+            .collect();
+        // Stable, so equal keys keep their arrival order and the last one wins below.
+        values.sort_by_key(|v| v.0);
+        let mut deduplicated: Vec<StatusValues> = Vec::with_capacity(values.len());
+        for value in values {
+            match deduplicated.last_mut() {
+                Some(last) if last.0 == value.0 => *last = value,
+                _ => deduplicated.push(value),
+            }
+        }
+        deduplicated
+    }
+
+    fn write(tx: &mut mysql::Transaction<'_>, rows: &[StatusValues]) -> mysql::Result<()> {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            let mut params = Vec::with_capacity(size * 9);
+            for &((modid, cmdid, ip, port, caller), succ, err, ts, overload) in chunk {
+                params.extend([
+                    Value::from(modid),
+                    Value::from(cmdid),
+                    Value::from(ip),
+                    Value::from(port),
+                    Value::from(caller),
+                    Value::from(succ),
+                    Value::from(err),
+                    Value::from(ts),
+                    Value::from(overload),
+                ]);
+            }
+            tx.exec_drop(Self::upsert_sql(size), params)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+}
+
+/// InnoDB chose this transaction as a deadlock victim (1213) or gave up waiting for a lock
+/// (1205): it was rolled back, and running it again is the documented remedy.
+fn is_lock_conflict(e: &mysql::Error) -> bool {
+    matches!(e, mysql::Error::MySqlError(e) if e.code == 1213 || e.code == 1205)
 }
 
 impl StatsStore for MysqlStats {
     fn store(&mut self, rows: &[StatRow]) -> Result<(), StoreError> {
-        let v4: Vec<(&StatRow, u32, u32)> = rows
-            .iter()
-            .filter_map(|row| match row.host {
-                SocketAddr::V4(a) => Some((row, a.ip().to_bits(), u32::from(a.port()))),
-                SocketAddr::V6(_) => None,
-            })
-            .collect();
-        self.skipped_ipv6 += (rows.len() - v4.len()) as u64;
-        self.link.with(|conn| {
-            let mut rest = &v4[..];
-            while !rest.is_empty() {
-                let size = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
-                let (chunk, tail) = rest.split_at(size);
-                let mut params = Vec::with_capacity(size * 9);
-                for (row, ip, port) in chunk {
-                    params.extend([
-                        Value::from(row.modid),
-                        Value::from(row.cmdid),
-                        Value::from(*ip),
-                        Value::from(*port),
-                        Value::from(row.caller),
-                        Value::from(i64::from(row.succ).min(i64::from(i32::MAX))),
-                        Value::from(i64::from(row.err).min(i64::from(i32::MAX))),
-                        Value::from(row.ts),
-                        Value::from(if row.overload { "1" } else { "0" }),
-                    ]);
+        let values = Self::ordered(rows);
+        self.skipped_ipv6 += rows.iter().filter(|row| row.host.is_ipv6()).count() as u64;
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut retries = 0;
+        let result = self.link.with(|conn| {
+            let mut attempt = 1;
+            loop {
+                let mut tx = conn.start_transaction(TxOpts::default())?;
+                match Self::write(&mut tx, &values).and_then(|()| tx.commit()) {
+                    Ok(()) => return Ok(()),
+                    // Dropping `tx` has rolled it back.
+                    Err(e) if is_lock_conflict(&e) && attempt < TRANSACTION_ATTEMPTS => {
+                        attempt += 1;
+                        retries += 1;
+                    }
+                    Err(e) => return Err(e),
                 }
-                conn.exec_drop(Self::upsert_sql(size), params)?;
-                rest = tail;
             }
-            Ok(())
-        })
+        });
+        self.transaction_retries += retries;
+        result
     }
 
     fn describe(&self) -> String {

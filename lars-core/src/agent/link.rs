@@ -1,0 +1,176 @@
+//! What the agent knows of one upstream link (to lars-dns or lars-reporter): whether it is up,
+//! and which body codec the peer at its other end speaks.
+//!
+//! With [`CodecChoice::Auto`] each new link starts by greeting the peer with a native `Hello`.
+//! A lars daemon answers it in kind, so the link speaks native. An original Lars daemon logs
+//! "msgid 256 is not register!" and stays silent, so once `probe_timeout` passes the link speaks
+//! Lars. A peer that hangs up before answering is taken for one that refuses what it does not
+//! know: the next link speaks Lars without asking, and the one after that asks again, so a
+//! link that merely broke during the greeting costs one link in the older codec, not all of
+//! them. Nothing is sent on a link (no pull, no statistics) until its codec is known.
+
+use crate::time::{Duration, Instant};
+use crate::wire::{Codec, CodecChoice};
+
+/// Where a link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Down,
+    /// Greeting the peer; if nothing comes back by `deadline`, it speaks Lars.
+    Probing {
+        deadline: Instant,
+        hello_sent: bool,
+    },
+    Up(Codec),
+}
+
+/// One link's state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkState {
+    choice: CodecChoice,
+    phase: Phase,
+    /// The last link hung up while being greeted.
+    hung_up_probing: bool,
+}
+
+impl LinkState {
+    pub(crate) const fn new(choice: CodecChoice) -> Self {
+        LinkState { choice, phase: Phase::Down, hung_up_probing: false }
+    }
+
+    /// The link came up. Returns the codec when it is known at once (fixed by configuration,
+    /// or Lars after a link that hung up on the greeting); `None` while the peer is greeted.
+    pub(crate) fn up(&mut self, now: Instant, probe_timeout: Duration) -> Option<Codec> {
+        let codec = match self.choice {
+            CodecChoice::Fixed(codec) => Some(codec),
+            CodecChoice::Auto if self.hung_up_probing => Some(Codec::Lars),
+            CodecChoice::Auto => None,
+        };
+        self.hung_up_probing = false;
+        self.phase = match codec {
+            Some(codec) => Phase::Up(codec),
+            None => Phase::Probing { deadline: now + probe_timeout, hello_sent: false },
+        };
+        codec
+    }
+
+    /// The link went down.
+    pub(crate) fn down(&mut self) {
+        self.hung_up_probing = matches!(self.phase, Phase::Probing { hello_sent: true, .. });
+        self.phase = Phase::Down;
+    }
+
+    /// Whether the link is connected (greeting or not).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.phase != Phase::Down
+    }
+
+    /// The codec to send in, once the link is up and it is known.
+    pub(crate) fn codec(&self) -> Option<Codec> {
+        match self.phase {
+            Phase::Up(codec) => Some(codec),
+            _ => None,
+        }
+    }
+
+    /// Whether the greeting is still to be sent.
+    pub(crate) fn hello_due(&self) -> bool {
+        matches!(self.phase, Phase::Probing { hello_sent: false, .. })
+    }
+
+    pub(crate) fn hello_sent(&mut self) {
+        if let Phase::Probing { hello_sent, .. } = &mut self.phase {
+            *hello_sent = true;
+        }
+    }
+
+    /// The peer sent a native `Hello`. Returns the codec if this decided it.
+    pub(crate) fn heard_hello(&mut self) -> Option<Codec> {
+        let Phase::Probing { .. } = self.phase else { return None };
+        self.phase = Phase::Up(Codec::Native);
+        Some(Codec::Native)
+    }
+
+    /// Time passed. Returns the codec if the greeting went unanswered.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Codec> {
+        let Phase::Probing { deadline, .. } = self.phase else { return None };
+        if now < deadline {
+            return None;
+        }
+        self.phase = Phase::Up(Codec::Lars);
+        Some(Codec::Lars)
+    }
+
+    /// When [`LinkState::handle_timeout`] must run next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Probing { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROBE: Duration = Duration::from_secs(1);
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn a_fixed_codec_is_known_as_the_link_comes_up() {
+        let mut link = LinkState::new(CodecChoice::Fixed(Codec::Lars));
+        assert_eq!(link.codec(), None);
+        assert_eq!(link.up(at(0), PROBE), Some(Codec::Lars));
+        assert!(!link.hello_due());
+        assert_eq!(link.deadline(), None);
+    }
+
+    #[test]
+    fn an_answered_greeting_means_native() {
+        let mut link = LinkState::new(CodecChoice::Auto);
+        assert_eq!(link.up(at(0), PROBE), None);
+        assert!(link.hello_due() && link.is_connected() && link.codec().is_none());
+        link.hello_sent();
+        assert!(!link.hello_due());
+        assert_eq!(link.handle_timeout(at(999)), None);
+        assert_eq!(link.heard_hello(), Some(Codec::Native));
+        assert_eq!(link.codec(), Some(Codec::Native));
+        // A later Hello (a keep-alive answer) changes nothing.
+        assert_eq!(link.heard_hello(), None);
+    }
+
+    #[test]
+    fn silence_past_the_deadline_means_lars() {
+        let mut link = LinkState::new(CodecChoice::Auto);
+        link.up(at(0), PROBE);
+        link.hello_sent();
+        assert_eq!(link.deadline(), Some(at(1000)));
+        assert_eq!(link.handle_timeout(at(1000)), Some(Codec::Lars));
+        assert_eq!(link.codec(), Some(Codec::Lars));
+        assert_eq!(link.deadline(), None);
+    }
+
+    #[test]
+    fn a_hang_up_during_the_greeting_makes_the_next_link_lars_and_the_one_after_ask_again() {
+        let mut link = LinkState::new(CodecChoice::Auto);
+        link.up(at(0), PROBE);
+        link.hello_sent();
+        link.down();
+        assert!(!link.is_connected());
+        assert_eq!(link.up(at(10), PROBE), Some(Codec::Lars));
+        link.down();
+        assert_eq!(link.up(at(20), PROBE), None, "greets again");
+    }
+
+    #[test]
+    fn a_link_that_drops_before_greeting_asks_again() {
+        let mut link = LinkState::new(CodecChoice::Auto);
+        link.up(at(0), PROBE);
+        link.down();
+        assert_eq!(link.up(at(10), PROBE), None);
+    }
+}
