@@ -1,17 +1,20 @@
 //! lars-reporter: receives call statistics from agents and stores them in batches.
 //!
 //! Worker threads decode `ReportStatusRequest` (Lars msgid 3), `StatusReport` (native 0x131)
-//! and `CallStats` (native 0x130, from agents before `StatusReport`) into rows and put them on a bounded queue; when it is full the rows are dropped and counted,
-//! so the reactor never blocks on the store. Writer threads (the original's `db_thread_cnt`)
-//! take up to `batch_max` rows at a time and store them in one call (one multi-row upsert on
-//! MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
+//! and `CallStats` (native 0x130, from agents before `StatusReport`) into rows and put them on
+//! bounded queues, one per writer thread (the original's `db_thread_cnt`); when a queue is full
+//! the rows are dropped and counted, so the reactor never blocks on the store. A row's queue is
+//! chosen by its key (route, host, caller), so the rows of one key are stored by one writer in
+//! the order they came: a later count never loses to an earlier one that another writer
+//! happened to commit last. Each writer takes up to `batch_max` rows at a time and stores them
+//! in one call (one transaction of multi-row upserts on MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
 //! Nothing is ever sent back to an agent, as in the original.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -92,14 +95,16 @@ impl Reporter {
         mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
     ) -> io::Result<Reporter> {
         let stats = Arc::new(ReporterStats::default());
-        let (queue, rows) = sync_channel(config.queue_capacity);
-        let rows = Arc::new(Mutex::new(rows));
         let stop = Arc::new(AtomicBool::new(false));
+        let count = config.writers.max(1);
         let mut writers = Vec::new();
-        for index in 0..config.writers.max(1) {
+        let mut queues = Vec::with_capacity(count);
+        for index in 0..count {
+            let (queue, rows) = sync_channel(config.queue_capacity.div_ceil(count).max(1));
+            queues.push(queue);
             let writer = Writer {
                 store: make_store(index),
-                rows: Arc::clone(&rows),
+                rows,
                 stats: Arc::clone(&stats),
                 stop: Arc::clone(&stop),
                 batch_max: config.batch_max.max(1),
@@ -112,7 +117,7 @@ impl Reporter {
         }
         let server_stats = crate::dns::ServerStatsCell::default();
         let server = TcpServer::start(config.server, |_| ReporterWorker {
-            queue: queue.clone(),
+            queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
         })?;
@@ -153,7 +158,8 @@ impl Drop for Reporter {
 }
 
 struct ReporterWorker {
-    queue: SyncSender<StatRow>,
+    /// One per writer.
+    queues: Vec<SyncSender<StatRow>>,
     stats: Arc<ReporterStats>,
     server_stats: crate::dns::ServerStatsCell,
 }
@@ -161,7 +167,10 @@ struct ReporterWorker {
 impl ReporterWorker {
     fn enqueue(&self, row: StatRow) {
         self.stats.rows_received.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send(row) {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&row.key(), &mut hasher);
+        let queue = &self.queues[std::hash::Hasher::finish(&hasher) as usize % self.queues.len()];
+        match queue.try_send(row) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +279,7 @@ impl Service for ReporterWorker {
 
 struct Writer {
     store: Box<dyn StatsStore>,
-    rows: Arc<Mutex<Receiver<StatRow>>>,
+    rows: Receiver<StatRow>,
     stats: Arc<ReporterStats>,
     stop: Arc<AtomicBool>,
     batch_max: usize,
@@ -281,11 +290,13 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.batch_max);
         loop {
             let closed = self.fill(&mut batch);
-            if !batch.is_empty() {
+            let idle = batch.is_empty();
+            if !idle {
                 self.store_with_retry(&batch);
                 batch.clear();
             }
-            if closed || (self.stop.load(Ordering::Acquire) && self.drained()) {
+            // Stopping: a wait that brought nothing means the queue is drained.
+            if closed || (self.stop.load(Ordering::Acquire) && idle) {
                 return;
             }
         }
@@ -294,7 +305,7 @@ impl Writer {
     /// Takes up to `batch_max` rows, waiting a little for the first. Returns whether the queue
     /// is closed.
     fn fill(&self, batch: &mut Vec<StatRow>) -> bool {
-        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let rows = &self.rows;
         match rows.recv_timeout(Duration::from_millis(50)) {
             Ok(row) => batch.push(row),
             Err(RecvTimeoutError::Timeout) => return false,
@@ -307,10 +318,6 @@ impl Writer {
             }
         }
         false
-    }
-
-    fn drained(&self) -> bool {
-        self.rows.lock().map_or(true, |rows| rows.try_recv().is_err())
     }
 
     /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).

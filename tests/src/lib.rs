@@ -1,5 +1,9 @@
 //! lars-tests: integration tests that start real lars components on loopback. This library holds
-//! what the test files share: a blocking framed client and an echo service.
+//! what the test files share: a blocking framed client, an echo service, test databases (with
+//! lars's schema or the original's) and peers that speak only the original protocol
+//! ([`original`]).
+
+pub mod original;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -123,8 +127,26 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates the database and its schema.
+    /// Creates the database and lars's schema (`lars db-init`).
     pub fn create() -> TestDb {
+        let db = TestDb::empty();
+        lars_std::store::mysql::init_schema(&db.opts).expect("create the lars schema");
+        db
+    }
+
+    /// Creates the database with the schema the original Lars's `base/sql/lars_dns.sql` makes
+    /// (written here from LARS-REFERENCE §4): no `weight` column and no `(modid, cmdid)` index.
+    pub fn create_original() -> TestDb {
+        use mysql::prelude::Queryable;
+        let db = TestDb::empty();
+        let mut conn = db.conn();
+        for statement in ORIGINAL_SCHEMA {
+            conn.query_drop(statement).expect("create the original schema");
+        }
+        db
+    }
+
+    fn empty() -> TestDb {
         use mysql::prelude::Queryable;
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -138,7 +160,6 @@ impl TestDb {
         conn.query_drop(format!("CREATE DATABASE {name}")).unwrap();
         let opts: mysql::Opts =
             mysql::OptsBuilder::from_opts(server.clone()).db_name(Some(name.clone())).into();
-        lars_std::store::mysql::init_schema(&opts).expect("create the lars schema");
         TestDb { server, name, opts }
     }
 
@@ -147,6 +168,56 @@ impl TestDb {
         mysql::Conn::new(self.opts.clone()).expect("connect to the test database")
     }
 }
+
+/// The original Lars schema, table by table, as its SQL file creates it.
+const ORIGINAL_SCHEMA: &[&str] = &[
+    "CREATE TABLE RouteData (
+        id int(10) unsigned NOT NULL AUTO_INCREMENT,
+        modid int(10) unsigned NOT NULL,
+        cmdid int(10) unsigned NOT NULL,
+        serverip int(10) unsigned NOT NULL,
+        serverport int(10) unsigned NOT NULL,
+        PRIMARY KEY (id)
+     ) ENGINE=InnoDB AUTO_INCREMENT=116064 DEFAULT CHARSET=utf8",
+    "CREATE TABLE RouteVersion (
+        id int(10) unsigned NOT NULL AUTO_INCREMENT,
+        version int(10) unsigned NOT NULL,
+        PRIMARY KEY (id)
+     )",
+    "INSERT INTO RouteVersion (version) VALUES (0)",
+    "CREATE TABLE RouteChange (
+        id int(10) unsigned NOT NULL AUTO_INCREMENT,
+        modid int(10) unsigned NOT NULL,
+        cmdid int(10) unsigned NOT NULL,
+        version bigint(20) unsigned NOT NULL,
+        PRIMARY KEY (id)
+     )",
+    "CREATE TABLE ServerCallStatus (
+        modid int(11) NOT NULL,
+        cmdid int(11) NOT NULL,
+        ip int(11) unsigned NOT NULL,
+        port int(11) unsigned NOT NULL,
+        caller int(11) unsigned NOT NULL,
+        succ_cnt int(11) NOT NULL,
+        err_cnt int(11) NOT NULL,
+        ts bigint(20) NOT NULL,
+        overload char(1) NOT NULL,
+        PRIMARY KEY (modid, cmdid, ip, port, caller),
+        KEY mlb_index (modid, cmdid, ip, port, caller)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+    "CREATE TABLE ModIDConfig (
+        id int(10) unsigned NOT NULL AUTO_INCREMENT,
+        modid int(10) unsigned NOT NULL,
+        content char(255) NOT NULL,
+        PRIMARY KEY (id)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+    "CREATE TABLE CmdIDConfig (
+        id int(10) unsigned NOT NULL AUTO_INCREMENT,
+        cmdid int(10) unsigned NOT NULL,
+        content char(255) NOT NULL,
+        PRIMARY KEY (id)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+];
 
 impl Drop for TestDb {
     fn drop(&mut self) {

@@ -15,9 +15,10 @@ use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::{self, MysqlRoutes, RouteAdmin};
 
 const USAGE: &str = "\
-usage: lars <command> [args] [--agent IP:PORT,...]
+usage: lars <command> [args] [--agent IP:PORT,...] [--codec auto|native|lars]
 
-calls (through the local lars-agent, default 127.0.0.1:8888-8890):
+calls (through the local lars-agent, default 127.0.0.1:8888-8890; --codec lars speaks to an
+original Lars agent, auto (the default) finds out on the first call):
   get-host MODID CMDID [--key K]          a host for the next call
   report MODID CMDID HOST:PORT ok|fail|overload [--latency-us N]
   get-route MODID CMDID                   every host of the route (waits up to 1 s while the
@@ -39,8 +40,9 @@ administration (--routes FILE for the route file, or --mysql URL):
   db-init --mysql URL                     create or upgrade the lars_dns schema
 ";
 
-const FLAGS: [&str; 17] = [
+const FLAGS: [&str; 18] = [
     "agent",
+    "codec",
     "dns",
     "reporter",
     "key",
@@ -85,6 +87,10 @@ fn client(args: &Args) -> Result<Client, Box<dyn Error>> {
                 a.trim().parse::<SocketAddr>().map_err(|_| usage(&format!("--agent: `{a}` is not ip:port")))
             })
             .collect::<Result<_, _>>()?;
+    }
+    if let Some(codec) = args.flag("codec") {
+        config.codec = lars_std::client::CodecChoice::parse(codec)
+            .ok_or_else(|| usage(&format!("--codec: `{codec}` is not auto, native or lars")))?;
     }
     Ok(Client::new(config))
 }

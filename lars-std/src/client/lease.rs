@@ -70,6 +70,10 @@ impl Lease {
     /// Leases `(modid, cmdid)` from `client`'s agent, waiting as long as one call may (the
     /// client's timeout times its attempts) for the agent to have the route.
     pub(super) fn new(client: &Client, modid: i32, cmdid: i32) -> Result<Lease, ClientError> {
+        // Summaries and refreshes are native messages; an original agent knows neither.
+        if client.codec(modid, cmdid)? == super::Codec::Lars {
+            return Err(ClientError::NeedsNative("leases"));
+        }
         let patience = client.config.timeout.saturating_mul(client.config.retries.saturating_add(1));
         let attempts = patience.as_millis().div_ceil(super::REG_INIT_SPACING.as_millis()).max(1);
         let route = client.reg_init(modid, cmdid, u32::try_from(attempts).unwrap_or(u32::MAX))?;

@@ -3,18 +3,24 @@
 //! Safe to share between threads: each call borrows a UDP socket from a small pool (one per
 //! agent port), so concurrent calls never read each other's replies. Every wait has a timeout
 //! and is retried (the original blocked forever, D-API-1); a reply is matched to its request by
-//! its exact sequence number (the original's `<` broke at wrap-around, D-API-2). The native
-//! codec is used, so IPv6 hosts and call latencies work.
+//! its exact sequence number (the original's `<` broke at wrap-around, D-API-2).
+//!
+//! A lars agent is spoken to in the native codec, so IPv6 hosts, hash keys, call latencies and
+//! leases work. An original Lars agent knows only msgids 4–8: with [`CodecChoice::Auto`] (the
+//! default) the first call asks the agent for its counters in the native codec, and if that
+//! goes unanswered, asks for the route in the Lars codec; whichever is answered fixes the codec
+//! for the client's lifetime.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use lars_core::wire::native::{self, Outcome, WeightedHost};
-use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame};
+pub use lars_core::wire::{Codec, CodecChoice};
+use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame, lars};
 
 mod lease;
 
@@ -34,6 +40,9 @@ pub struct ClientConfig {
     pub retries: u32,
     /// How [`Lease`]s balance and refresh.
     pub lease: LeaseConfig,
+    /// What to speak to the agent: native (a lars agent), Lars (an original Lars agent), or
+    /// whichever it answers.
+    pub codec: CodecChoice,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +53,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_millis(200),
             retries: 2,
             lease: LeaseConfig::default(),
+            codec: CodecChoice::Auto,
         }
     }
 }
@@ -64,6 +74,9 @@ pub enum ClientError {
     Malformed(lars_core::wire::Error),
     /// A socket error.
     Io(io::Error),
+    /// The agent speaks only the original Lars protocol, which cannot carry this (a hash key,
+    /// an IPv6 host, a lease).
+    NeedsNative(&'static str),
 }
 
 impl fmt::Display for ClientError {
@@ -75,6 +88,9 @@ impl fmt::Display for ClientError {
             ClientError::Timeout => f.write_str("no answer from the agent"),
             ClientError::Malformed(e) => write!(f, "malformed answer from the agent: {e}"),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
+            ClientError::NeedsNative(what) => {
+                write!(f, "the agent speaks only the original Lars protocol, which has no {what}")
+            }
         }
     }
 }
@@ -101,13 +117,70 @@ pub struct Client {
     config: ClientConfig,
     pools: Vec<Mutex<Vec<UdpSocket>>>,
     seq: AtomicU32,
+    /// The codec the agent answered: [`UNKNOWN`], or a `Codec` as `u8`.
+    codec: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const NATIVE: u8 = 1;
+const LARS: u8 = 2;
 
 impl Client {
     /// A client for the agent at `config.agent`.
     pub fn new(config: ClientConfig) -> Client {
         let pools = config.agent.iter().map(|_| Mutex::new(Vec::new())).collect();
-        Client { config, pools, seq: AtomicU32::new(1) }
+        let codec = match config.codec {
+            CodecChoice::Auto => UNKNOWN,
+            CodecChoice::Fixed(Codec::Native) => NATIVE,
+            CodecChoice::Fixed(Codec::Lars) => LARS,
+        };
+        Client { config, pools, seq: AtomicU32::new(1), codec: AtomicU8::new(codec) }
+    }
+
+    /// The codec the agent speaks: known from configuration or an earlier call, or found out
+    /// now (see the module docs), asking about `(modid, cmdid)`.
+    pub fn codec(&self, modid: i32, cmdid: i32) -> Result<Codec, ClientError> {
+        match self.codec.load(Ordering::Relaxed) {
+            NATIVE => return Ok(Codec::Native),
+            LARS => return Ok(Codec::Lars),
+            _ => {}
+        }
+        let codec = self.with_socket(modid, cmdid, |socket| {
+            let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+            let seq = self.next_seq();
+            let is_ours = |body: &[u8]| native::StatsResponse::parse(body).map(|r| r.seq == seq);
+            let request = native::StatsRequest { seq };
+            match self.request(
+                socket,
+                MsgId::StatsRequest,
+                &request,
+                MsgId::StatsResponse,
+                &mut buf,
+                1,
+                is_ours,
+            ) {
+                Ok(_) => return Ok(Codec::Native),
+                Err(ClientError::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+            // An original agent answers this, and only this kind of question.
+            let request = lars::GetRouteRequest { modid, cmdid };
+            let is_ours = |body: &[u8]| {
+                lars::GetRouteResponse::parse(body).map(|r| (r.modid, r.cmdid) == (modid, cmdid))
+            };
+            self.request(
+                socket,
+                MsgId::ApiGetRouteRequest,
+                &request,
+                MsgId::ApiGetRouteResponse,
+                &mut buf,
+                1,
+                is_ours,
+            )?;
+            Ok(Codec::Lars)
+        })?;
+        self.codec.store(if codec == Codec::Native { NATIVE } else { LARS }, Ordering::Relaxed);
+        Ok(codec)
     }
 
     fn port_index(&self, modid: i32, cmdid: i32) -> usize {
@@ -156,8 +229,9 @@ impl Client {
         result
     }
 
-    /// Sends `request` and waits for an answer `is_ours` accepts (matching its seq), retrying
-    /// on timeout. Returns the answer's body range in `buf`.
+    /// Sends `request` and waits for an answer `is_ours` accepts (matching its seq), `attempts`
+    /// times at most. Returns the answer's body range in `buf`.
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         socket: &UdpSocket,
@@ -165,11 +239,12 @@ impl Client {
         request: &impl Encode,
         reply_id: MsgId,
         buf: &mut [u8],
+        attempts: u32,
         is_ours: impl Fn(&[u8]) -> Result<bool, lars_core::wire::Error>,
     ) -> Result<std::ops::Range<usize>, ClientError> {
         let mut out = [0u8; 256];
         let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
-        for _ in 0..=self.config.retries {
+        for _ in 0..attempts {
             socket.send(&out[..len])?;
             loop {
                 let n = match socket.recv(buf) {
@@ -201,6 +276,12 @@ impl Client {
     /// A host for the next call to `(modid, cmdid)`. `key` pins a caller to a host on
     /// consistent-hash routes.
     pub fn get_host(&self, modid: i32, cmdid: i32, key: Option<u64>) -> Result<SocketAddr, ClientError> {
+        if self.codec(modid, cmdid)? == Codec::Lars {
+            if key.is_some() {
+                return Err(ClientError::NeedsNative("hash key"));
+            }
+            return self.lars_get_host(modid, cmdid);
+        }
         let seq = self.next_seq();
         let request = native::GetHostRequest { seq, modid, cmdid, key };
         self.with_socket(modid, cmdid, |socket| {
@@ -212,15 +293,39 @@ impl Client {
                 &request,
                 MsgId::NativeGetHostResponse,
                 &mut buf,
+                self.attempts(),
                 is_ours,
             )?;
             let reply = native::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
-            match (reply.code, reply.host) {
-                (RetCode::Succ, Some(host)) => Ok(host),
-                (RetCode::Overload, _) => Err(ClientError::Overloaded),
-                (RetCode::NoExist, _) => Err(ClientError::NoRoute),
-                _ => Err(ClientError::AgentError),
-            }
+            host_or_error(reply.code, reply.host)
+        })
+    }
+
+    fn attempts(&self) -> u32 {
+        self.config.retries.saturating_add(1)
+    }
+
+    /// `get_host` in the Lars codec (msgids 4 and 5), for an original agent.
+    fn lars_get_host(&self, modid: i32, cmdid: i32) -> Result<SocketAddr, ClientError> {
+        let seq = self.next_seq();
+        let request = lars::GetHostRequest { seq, modid, cmdid };
+        self.with_socket(modid, cmdid, |socket| {
+            let mut buf = [0u8; 512];
+            let is_ours = |body: &[u8]| {
+                lars::GetHostResponse::parse(body).map(|r| (r.seq, r.modid, r.cmdid) == (seq, modid, cmdid))
+            };
+            let body = self.request(
+                socket,
+                MsgId::GetHostRequest,
+                &request,
+                MsgId::GetHostResponse,
+                &mut buf,
+                self.attempts(),
+                is_ours,
+            )?;
+            let reply = lars::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+            let code = RetCode::from_i32(reply.retcode).unwrap_or(RetCode::SystemError);
+            host_or_error(code, reply.host.map(SocketAddr::V4))
         })
     }
 
@@ -233,10 +338,19 @@ impl Client {
         outcome: Outcome,
         latency: Duration,
     ) -> Result<(), ClientError> {
-        let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        let report = native::Report { modid, cmdid, host, outcome, latency_us };
         let mut out = [0u8; 128];
-        let len = frame::encode(MsgId::NativeReport, &report, &mut out).map_err(ClientError::Malformed)?;
+        let len = if self.codec(modid, cmdid)? == Codec::Lars {
+            let SocketAddr::V4(v4) = host else { return Err(ClientError::NeedsNative("IPv6 host")) };
+            // The original API's convention: 0 succeeded, anything else failed. No latency.
+            let retcode = if outcome == Outcome::Ok { 0 } else { 1 };
+            let report = lars::ReportRequest { modid, cmdid, host: Some(v4), retcode };
+            frame::encode(MsgId::ReportRequest, &report, &mut out)
+        } else {
+            let latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+            let report = native::Report { modid, cmdid, host, outcome, latency_us };
+            frame::encode(MsgId::NativeReport, &report, &mut out)
+        }
+        .map_err(ClientError::Malformed)?;
         self.with_socket(modid, cmdid, |socket| {
             socket.send(&out[..len])?;
             Ok(())
@@ -245,6 +359,9 @@ impl Client {
 
     /// Every host of a route.
     pub fn get_route(&self, modid: i32, cmdid: i32) -> Result<Route, ClientError> {
+        if self.codec(modid, cmdid)? == Codec::Lars {
+            return self.lars_get_route(modid, cmdid);
+        }
         let seq = self.next_seq();
         let request = native::GetRouteRequest { seq, modid, cmdid };
         self.with_socket(modid, cmdid, |socket| {
@@ -256,6 +373,7 @@ impl Client {
                 &request,
                 MsgId::NativeRouteResponse,
                 &mut buf,
+                self.attempts(),
                 is_ours,
             )?;
             let reply = native::RouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
@@ -267,6 +385,33 @@ impl Client {
         })
     }
 
+    /// `get_route` in the Lars codec (msgids 7 and 8), for an original agent, which answers an
+    /// unknown route and one it is still fetching with an empty list.
+    fn lars_get_route(&self, modid: i32, cmdid: i32) -> Result<Route, ClientError> {
+        let request = lars::GetRouteRequest { modid, cmdid };
+        self.with_socket(modid, cmdid, |socket| {
+            let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+            let is_ours = |body: &[u8]| {
+                lars::GetRouteResponse::parse(body).map(|r| (r.modid, r.cmdid) == (modid, cmdid))
+            };
+            let body = self.request(
+                socket,
+                MsgId::ApiGetRouteRequest,
+                &request,
+                MsgId::ApiGetRouteResponse,
+                &mut buf,
+                self.attempts(),
+                is_ours,
+            )?;
+            let reply = lars::GetRouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+            if reply.hosts.is_empty() {
+                return Err(ClientError::NoRoute);
+            }
+            let hosts = reply.hosts.iter().map(|addr| WeightedHost { addr: SocketAddr::V4(addr), weight: 1 });
+            Ok(Route { version: 0, hosts: hosts.collect() })
+        })
+    }
+
     /// The agent's counters (`lars stats --agent`).
     pub fn agent_stats(&self) -> Result<Vec<(String, u64)>, ClientError> {
         let seq = self.next_seq();
@@ -274,8 +419,8 @@ impl Client {
             let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
             let is_ours = |body: &[u8]| native::StatsResponse::parse(body).map(|r| r.seq == seq);
             let request = native::StatsRequest { seq };
-            let body =
-                self.request(socket, MsgId::StatsRequest, &request, MsgId::StatsResponse, &mut buf, is_ours)?;
+            let (id, reply_id) = (MsgId::StatsRequest, MsgId::StatsResponse);
+            let body = self.request(socket, id, &request, reply_id, &mut buf, self.attempts(), is_ours)?;
             counters(&buf[body])
         })
     }
@@ -295,6 +440,16 @@ impl Client {
             }
         }
         Err(last)
+    }
+}
+
+/// A `get_host` answer as a host or the error its code means.
+fn host_or_error(code: RetCode, host: Option<SocketAddr>) -> Result<SocketAddr, ClientError> {
+    match (code, host) {
+        (RetCode::Succ, Some(host)) => Ok(host),
+        (RetCode::Overload, _) => Err(ClientError::Overloaded),
+        (RetCode::NoExist, _) => Err(ClientError::NoRoute),
+        _ => Err(ClientError::AgentError),
     }
 }
 

@@ -173,7 +173,8 @@ impl Schema {
 }
 
 /// A connection that reconnects on the next use after any failure, and that knows the schema
-/// of its database (looked up at each connect, so a `db-init` while running is picked up).
+/// of its database (looked up at each connect and each [`Link::recheck_schema`], so a
+/// `db-init` while lars-dns runs is picked up at its next full load).
 struct Link {
     opts: Opts,
     conn: Option<Conn>,
@@ -196,14 +197,25 @@ impl Link {
         query: impl FnOnce(&mut Conn, Schema) -> mysql::Result<T>,
     ) -> Result<T, StoreError> {
         if self.conn.is_none() {
-            let mut conn = Conn::new(self.opts.clone()).map_err(unavailable)?;
-            let schema = Schema::detect(&mut conn).map_err(unavailable)?;
+            self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
+            self.schema = None;
+        }
+        if self.schema.is_none()
+            && let Some(conn) = self.conn.as_mut()
+        {
+            let detected = Schema::detect(conn);
+            let schema = match detected {
+                Ok(schema) => schema,
+                Err(e) => {
+                    self.conn = None;
+                    return Err(unavailable(e));
+                }
+            };
             if let Some(missing) = schema.missing().filter(|_| !self.told) {
                 eprintln!("lars: {}: {missing}", self.describe());
                 self.told = true;
             }
             self.schema = Some(schema);
-            self.conn = Some(conn);
         }
         let (Some(conn), Some(schema)) = (self.conn.as_mut(), self.schema) else {
             return Err(unavailable("no connection"));
@@ -212,6 +224,11 @@ impl Link {
             self.conn = None;
             unavailable(e)
         })
+    }
+
+    /// Looks the schema up again before the next query.
+    fn recheck_schema(&mut self) {
+        self.schema = None;
     }
 
     fn describe(&self) -> String {
@@ -257,6 +274,7 @@ impl RouteStore for MysqlRoutes {
         let version = self.version()?;
         let mut table = RouteTable { version, ..RouteTable::default() };
         let mut bad = 0usize;
+        self.link.recheck_schema();
         self.link.with_schema(|conn, schema| {
             let columns = schema.route_columns();
             let rows = conn.exec_iter(format!("SELECT modid, cmdid, {columns} FROM RouteData"), ())?;
@@ -374,6 +392,7 @@ fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
 impl RouteAdmin for MysqlRoutes {
     fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
         let (ip, port) = v4_parts(addr)?;
+        self.link.recheck_schema();
         let schema = self.link.with_schema(|_, schema| Ok(schema))?;
         if !schema.weight && weight != 1 {
             return Err(StoreError::Invalid(format!(
