@@ -8,6 +8,7 @@
 mod demo;
 mod firmware;
 mod mysql;
+mod setup;
 mod system_bench;
 #[cfg(test)]
 mod tidy;
@@ -23,6 +24,8 @@ usage: cargo xtask <task>
 tasks:
   demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
+  setup   install what the tests need and this machine lacks (rustup parts, Debian
+          packages as root, defmt-print); `test` does it first
   test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds, the
           firmware in QEMU
   firmware [--dhcp] [--qemu]
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("setup") => setup::ensure(!mysql::reachable()),
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo::demo(&args[1..]),
         Some("db-init") => db_init(&args[1..]),
@@ -103,6 +107,11 @@ fn test() -> Result<(), String> {
         };
         steps.push(Step { name: name.to_string(), outcome, took: start.elapsed() });
     };
+
+    println!("\n==> setup");
+    let start = Instant::now();
+    let outcome = setup::ensure(!mysql::reachable()).map_or_else(Outcome::Failed, |()| Outcome::Passed);
+    steps.push(Step { name: "setup (what this machine lacked)".into(), outcome, took: start.elapsed() });
 
     run(&mut steps, "fmt", cargo(&["fmt", "--all", "--check"]));
     // The default members are the host crates; the MCU-only crates get their own builds below.

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,12 @@ impl Drop for Server {
     }
 }
 
+/// Whether a server answers at `LARS_MYSQL_URL` (or its default).
+pub(crate) fn reachable() -> bool {
+    let url = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+    host_port(&url).is_ok_and(|addr| answers(&addr, Duration::from_secs(2)))
+}
+
 pub(crate) fn ensure() -> Result<Server, String> {
     let url = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
     let addr = host_port(&url)?;
@@ -35,7 +41,7 @@ pub(crate) fn ensure() -> Result<Server, String> {
         return Ok(Server { url, origin: "LARS_MYSQL_URL", child: None });
     }
     println!("nothing answers at {addr} ({url})");
-    let Some(mariadbd) = find_program("mariadbd") else {
+    let Some(mariadbd) = super::setup::find("mariadbd") else {
         return Err(format!(
             "no MySQL at {url}, and mariadbd is not installed to start a throwaway one.\n\
              Start MariaDB or MySQL there, point LARS_MYSQL_URL at a server \
@@ -67,14 +73,6 @@ fn answers(addr: &str, timeout: Duration) -> bool {
     addrs.into_iter().any(|a: SocketAddr| TcpStream::connect_timeout(&a, timeout).is_ok())
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn start_throwaway(mariadbd: &Path) -> Result<Server, String> {
     let dir = super::root().join("target/mariadb");
     let data = dir.join("data");
@@ -82,8 +80,8 @@ fn start_throwaway(mariadbd: &Path) -> Result<Server, String> {
     let user = if is_root { "root".to_string() } else { std::env::var("USER").unwrap_or_default() };
     if !data.join("mysql").is_dir() {
         fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
-        let install =
-            find_program("mariadb-install-db").ok_or("mariadb-install-db not found next to mariadbd")?;
+        let install = super::setup::find("mariadb-install-db")
+            .ok_or("mariadb-install-db not found next to mariadbd")?;
         println!("initialising a throwaway MariaDB in {}", data.display());
         let output = Command::new(install)
             .arg("--no-defaults")
