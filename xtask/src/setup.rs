@@ -54,10 +54,11 @@ pub(crate) fn ensure(needs_mysql_server: bool) -> Result<(), String> {
 fn rust_parts() -> Result<(), String> {
     let Some(rustup) = find("rustup") else {
         // A toolchain without rustup: say what must be there instead of guessing.
-        return Ok(println!(
+        println!(
             "no rustup: make sure rustfmt, clippy and the targets {} are installed",
             super::NO_STD_TARGETS.join(", ")
-        ));
+        );
+        return Ok(());
     };
     let listed = |args: &[&str]| -> String {
         Command::new(&rustup)
