@@ -366,6 +366,19 @@ mod tests {
     }
 
     #[test]
+    fn a_codec_is_auto_native_or_lars() {
+        use lars_core::wire::{Codec, CodecChoice};
+        let text = "[dnsserver]\ncodec = Lars\n[reporter]\ncodec = orig\n";
+        let ini = Ini::parse(text, Path::new("lars_lb_agent.conf")).unwrap();
+        assert_eq!(ini.get("dnsserver", "codec", CodecChoice::Auto), Ok(CodecChoice::Fixed(Codec::Lars)));
+        assert_eq!(
+            ini.get("reporter", "codec", CodecChoice::Auto).unwrap_err().to_string(),
+            "lars_lb_agent.conf:4: key `reporter.codec`: `orig` is not auto, native or lars"
+        );
+        assert_eq!(ini.get("dnsserver", "missing", CodecChoice::Auto), Ok(CodecChoice::Auto));
+    }
+
+    #[test]
     fn errors_name_the_file_the_line_and_the_key() {
         let ini = Ini::parse("# comment\n[reactor]\nport = 77x\n", Path::new("/etc/lars/dns.conf")).unwrap();
         let error = ini.get("reactor", "port", 0u16).unwrap_err();

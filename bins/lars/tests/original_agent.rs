@@ -1,0 +1,75 @@
+//! The `lars` CLI against an original Lars agent (a peer that speaks only msgids 4–8, from
+//! `lars_tests::original`): with the default `--codec auto` every call command works, and
+//! what the original protocol cannot carry is refused with a message and exit code 70.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::{Command, Output};
+
+use lars_tests::original::OriginalAgent;
+
+fn lars(agent: SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lars"))
+        .args(args)
+        .args(["--agent", &agent.to_string()])
+        .output()
+        .expect("run lars")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_call_command_works_against_an_original_agent() {
+    let hosts = vec![
+        SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 1), 80),
+        SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 2), 80),
+    ];
+    let agent = OriginalAgent::start((21, 1), hosts.clone());
+
+    let out = lars(agent.addr, &["get-route", "21", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "version 0\n10.3.0.1:80 weight 1\n10.3.0.2:80 weight 1\n");
+
+    let out = lars(agent.addr, &["get-host", "21", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let host = text(&out.stdout);
+    assert!(hosts.iter().any(|h| format!("{h}\n") == host), "{host}");
+
+    let out = lars(agent.addr, &["report", "21", "1", "10.3.0.1:80", "fail"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = lars(agent.addr, &["simulate", "21", "1", "--count", "20", "--interval-ms", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let bench = ["bench", "--threads", "1", "--seconds", "1", "--modid-base", "21", "--cmdid", "1"];
+    let out = lars(agent.addr, &bench);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.lines().any(|line| line.trim_start().starts_with("21 ")), "{table}");
+
+    // One report, 20 from simulate, and one per pick bench made.
+    let reports = agent.reports.lock().unwrap().clone();
+    assert!(reports.len() > 21, "{} reports", reports.len());
+    assert_eq!(reports[0], (21, 1, hosts[0], 1), "the report came as msgid 6 with retcode 1");
+
+    let out = lars(agent.addr, &["get-host", "21", "1", "--key", "7"]);
+    assert_eq!(out.status.code(), Some(70));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("original Lars protocol, which has no hash key"), "{stderr}");
+    let out = lars(agent.addr, &[&bench[..], &["--lease"]].concat());
+    assert_eq!(out.status.code(), Some(70));
+    assert!(text(&out.stderr).contains("no leases"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn codec_native_against_an_original_agent_times_out_and_a_bad_codec_is_a_usage_error() {
+    let agent = OriginalAgent::start((22, 1), vec![SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 1), 80)]);
+    let out = lars(agent.addr, &["get-host", "22", "1", "--codec", "native"]);
+    assert_eq!(out.status.code(), Some(70));
+    assert!(text(&out.stderr).contains("no answer from the agent"), "{}", text(&out.stderr));
+    let out = lars(agent.addr, &["get-host", "22", "1", "--codec", "original"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--codec: `original` is not auto, native or lars"), "{stderr}");
+}
