@@ -295,10 +295,10 @@ fn log_event(event: &AgentEvent) {
                 Link::Reporter => "lars-reporter",
             };
             let how = match codec {
-                lars_core::wire::Codec::Native => "native protocol (it answered the native Hello)",
-                lars_core::wire::Codec::Lars => "original Lars protocol",
+                lars_core::wire::Codec::Native => "the native protocol",
+                lars_core::wire::Codec::Lars => "the original Lars protocol",
             };
-            eprintln!("lars-agent: speaking the {how} to {peer}");
+            eprintln!("lars-agent: speaking {how} to {peer}");
         }
         other => eprintln!("lars-agent: {other:?}"),
     }

@@ -17,7 +17,7 @@
 //! an oversized route is refused with a clear error code and counted, never a panic. Both body
 //! codecs are accepted from callers, and each answer uses the codec of its request. Upstream,
 //! each link speaks the codec its configuration names, or the one its peer turns out to speak
-//! (see [`link`](self) and [`CodecChoice::Auto`]), so the agent works with an original Lars
+//! (see [`CodecChoice::Auto`]), so the agent works with an original Lars
 //! lars_dns and lars_reporter as well as with lars's.
 
 mod link;
