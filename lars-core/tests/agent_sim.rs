@@ -726,3 +726,51 @@ fn per_route_policies_are_honoured() {
     }
     assert!(!sim.agent.is_overloaded(7, 7, host(1)), "round robin does not overload hosts");
 }
+
+/// A restarted lars-dns, a replica that is behind, or another store gives a lower version: the
+/// agent takes it all the same (versions order nothing across links), and a route removed
+/// there is removed here.
+#[test]
+fn a_lower_version_on_a_new_link_is_taken() {
+    let mut sim = sim_with_route(&[1, 2]);
+    sim.dns.version = 1_764_000_000_000_000_000; // a file's mtime in nanoseconds
+    sim.get_host(ROUTE);
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ);
+    // Fail over to a replica (or a restarted dns on MySQL) whose version is in seconds and
+    // which no longer has host 2.
+    sim.dns_down();
+    sim.dns.version = 1_764_000_000;
+    sim.dns.routes.insert(ROUTE, weighted(&[1]));
+    sim.dns_up();
+    let hosts: Vec<SocketAddr> =
+        sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+    assert_eq!(hosts, [host(1)], "the removed host is gone at once");
+    assert!(sim.agent.route_state(ROUTE.0, ROUTE.1) == Some(RouteState::Fresh));
+    // And the same link's later push, with a version lower still, is taken too.
+    sim.dns.version = 5;
+    sim.dns_set_route(ROUTE, &[3]);
+    let hosts: Vec<SocketAddr> =
+        sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+    assert_eq!(hosts, [host(3)]);
+    assert_eq!(sim.agent.stats().pull_timeouts, 0, "no pull was left in flight");
+}
+
+/// Failing over between replicas that are ahead and behind each other: the agent serves what
+/// the replica it is linked to says, and nothing pins it.
+#[test]
+fn failing_over_between_replicas_ahead_and_behind_follows_the_current_one() {
+    let mut sim = sim_with_route(&[1]);
+    sim.dns.version = u64::MAX; // a peer that once said 2^64 - 1
+    sim.get_host(ROUTE);
+    for (version, lasts) in [(10u64, &[2u8][..]), (20, &[3]), (15, &[2, 3])] {
+        sim.dns_down();
+        sim.dns.version = version;
+        sim.dns.routes.insert(ROUTE, weighted(lasts));
+        sim.dns_up();
+        let mut hosts: Vec<SocketAddr> =
+            sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+        hosts.sort();
+        let want: Vec<SocketAddr> = lasts.iter().map(|&l| host(l)).collect();
+        assert_eq!(hosts, want, "replica at version {version}");
+    }
+}

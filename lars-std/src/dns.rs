@@ -252,8 +252,7 @@ impl Loader {
     fn run(mut self) {
         let clock = Clock::new();
         let mut last_load = clock.now();
-        // The store's own version at the last load, to notice changes; what agents see is the
-        // snapshot's version, which `install` keeps increasing.
+        // The store's version at the last load, to notice changes.
         let mut store_version = current(&self.snapshot).version;
         let mut failures = 0u32;
         while !self.stop.load(Ordering::Acquire) {
@@ -323,15 +322,14 @@ impl Loader {
 
     /// Swaps in `table` and sends the `changed` routes (those that differ from `served`) to
     /// every worker.
-    fn install(&mut self, served: &RouteTable, mut table: RouteTable, mut changed: Vec<RouteKey>) {
+    /// The published version is the store's: lars-dns keeps nothing the store does not have,
+    /// so a restart, a replica or another store says the same (agents order answers by their
+    /// link, not by version).
+    fn install(&mut self, _served: &RouteTable, table: RouteTable, mut changed: Vec<RouteKey>) {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         changed.sort_unstable();
         changed.dedup();
         let store_version = table.version;
-        // Agents ignore a route older than the one they hold, so the published version never
-        // goes back, even when the store's does (a file restored with an old timestamp).
-        table.version =
-            if changed.is_empty() { served.version } else { store_version.max(served.version + 1) };
         self.stats.routes.store(table.routes.len() as u64, Ordering::Relaxed);
         self.stats.hosts.store(table.host_count() as u64, Ordering::Relaxed);
         let table = Arc::new(table);

@@ -879,10 +879,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         // Answers for routes nobody asked this agent for are ignored, as in the original.
         let Some(slot) = self.find(modid, cmdid) else { return };
         self.stats.routes_received += 1;
+        // The latest answer on the link is the truth, whatever its version: one TCP link
+        // delivers in order, and versions from another link (a restarted dns, another replica,
+        // another store) are not comparable. Only the link is, and it changes when they do.
         let route = &mut self.routes[slot];
-        if version != 0 && version < route.version {
-            return; // an older replica's view: keep the newer hosts
-        }
         if route.pull == Pull::Due {
             self.pulls_due -= 1;
         }

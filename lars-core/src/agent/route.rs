@@ -53,7 +53,8 @@ pub(crate) struct Route<const H: usize> {
     pub(crate) cmdid: i32,
     pub(crate) state: RouteState,
     pub(crate) balancer: Balancer<H>,
-    /// The store's version of the hosts we hold (native dns only; 0 from a Lars dns).
+    /// The store's version of the hosts we hold, as lars-dns said it (native dns only; 0 from a
+    /// Lars dns). Shown to callers; never compared, since it orders nothing across links.
     pub(crate) version: u64,
     pub(crate) updated_at: Instant,
     pub(crate) pull: Pull,
