@@ -742,15 +742,13 @@ fn a_lower_version_on_a_new_link_is_taken() {
     sim.dns.version = 1_764_000_000;
     sim.dns.routes.insert(ROUTE, weighted(&[1]));
     sim.dns_up();
-    let hosts: Vec<SocketAddr> =
-        sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+    let hosts: Vec<SocketAddr> = sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
     assert_eq!(hosts, [host(1)], "the removed host is gone at once");
     assert!(sim.agent.route_state(ROUTE.0, ROUTE.1) == Some(RouteState::Fresh));
     // And the same link's later push, with a version lower still, is taken too.
     sim.dns.version = 5;
     sim.dns_set_route(ROUTE, &[3]);
-    let hosts: Vec<SocketAddr> =
-        sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
+    let hosts: Vec<SocketAddr> = sim.agent.route_hosts(ROUTE.0, ROUTE.1).unwrap().map(|h| h.addr).collect();
     assert_eq!(hosts, [host(3)]);
     assert_eq!(sim.agent.stats().pull_timeouts, 0, "no pull was left in flight");
 }

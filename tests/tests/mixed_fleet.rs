@@ -235,6 +235,52 @@ fn the_client_speaks_lars_to_an_original_agent() {
     assert!(fixed.get_host(4, 1, None).is_ok());
 }
 
+/// A lars agent slower than the client's timeout answers the Lars question too, but after the
+/// native one it was asked first: the client must not take it for an original agent.
+#[test]
+fn a_slow_lars_agent_is_not_taken_for_an_original_one() {
+    use lars_core::wire::native::{self, Role};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 70_000];
+        let mut out = vec![0u8; 70_000];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            std::thread::sleep(Duration::from_millis(80));
+            let Ok(frame) = lars_core::wire::Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else {
+                continue;
+            };
+            let written = match frame.msgid {
+                MsgId::StatsRequest => {
+                    let seq = native::StatsRequest::parse(frame.body).unwrap().seq;
+                    let answer =
+                        native::StatsResponse { seq, role: Role::Agent, counters: List::from_slice(&[]) };
+                    frame::encode(MsgId::StatsResponse, &answer, &mut out)
+                }
+                MsgId::ApiGetRouteRequest => {
+                    let r = lars::GetRouteRequest::parse(frame.body).unwrap();
+                    let answer = lars::GetRouteResponse {
+                        modid: r.modid,
+                        cmdid: r.cmdid,
+                        hosts: List::from_slice(&[]),
+                    };
+                    frame::encode(MsgId::ApiGetRouteResponse, &answer, &mut out)
+                }
+                _ => continue,
+            };
+            let _ = socket.send_to(&out[..written.unwrap()], from);
+        }
+    });
+    let client = Client::new(ClientConfig {
+        agent: vec![addr],
+        timeout: Duration::from_millis(50),
+        // Enough attempts to outlast the agent's 80 ms even on a loaded machine.
+        retries: 20,
+        ..ClientConfig::default()
+    });
+    assert_eq!(client.codec(1, 1).unwrap(), Codec::Native);
+}
+
 #[test]
 fn an_agent_that_answers_nothing_is_a_timeout_not_a_hang() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -145,40 +145,7 @@ impl Client {
             LARS => return Ok(Codec::Lars),
             _ => {}
         }
-        let codec = self.with_socket(modid, cmdid, |socket| {
-            let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
-            let seq = self.next_seq();
-            let is_ours = |body: &[u8]| native::StatsResponse::parse(body).map(|r| r.seq == seq);
-            let request = native::StatsRequest { seq };
-            match self.request(
-                socket,
-                MsgId::StatsRequest,
-                &request,
-                MsgId::StatsResponse,
-                &mut buf,
-                1,
-                is_ours,
-            ) {
-                Ok(_) => return Ok(Codec::Native),
-                Err(ClientError::Timeout) => {}
-                Err(e) => return Err(e),
-            }
-            // An original agent answers this, and only this kind of question.
-            let request = lars::GetRouteRequest { modid, cmdid };
-            let is_ours = |body: &[u8]| {
-                lars::GetRouteResponse::parse(body).map(|r| (r.modid, r.cmdid) == (modid, cmdid))
-            };
-            self.request(
-                socket,
-                MsgId::ApiGetRouteRequest,
-                &request,
-                MsgId::ApiGetRouteResponse,
-                &mut buf,
-                1,
-                is_ours,
-            )?;
-            Ok(Codec::Lars)
-        })?;
+        let codec = self.with_socket(modid, cmdid, |socket| self.probe(socket, modid, cmdid))?;
         self.codec.store(if codec == Codec::Native { NATIVE } else { LARS }, Ordering::Relaxed);
         Ok(codec)
     }
@@ -229,9 +196,66 @@ impl Client {
         result
     }
 
-    /// Sends `request` and waits for an answer `is_ours` accepts (matching its seq), `attempts`
-    /// times at most. Returns the answer's body range in `buf`.
-    #[allow(clippy::too_many_arguments)]
+    /// Finds out what the agent speaks. Each attempt asks for the agent's counters natively
+    /// (every lars agent answers); from the second attempt on it also asks for the route in
+    /// the Lars codec (an original agent answers that, and nothing native). A lars agent
+    /// answers in the order it was asked, so a native answer comes before any Lars one: a Lars
+    /// answer that comes first is from an original agent, however slow a lars agent is.
+    fn probe(&self, socket: &UdpSocket, modid: i32, cmdid: i32) -> Result<Codec, ClientError> {
+        let seq = self.next_seq();
+        let mut native_probe = [0u8; 32];
+        let native_len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq }, &mut native_probe)
+            .map_err(ClientError::Malformed)?;
+        let mut lars_probe = [0u8; 32];
+        let lars_len = frame::encode(
+            MsgId::ApiGetRouteRequest,
+            &lars::GetRouteRequest { modid, cmdid },
+            &mut lars_probe,
+        )
+        .map_err(ClientError::Malformed)?;
+        let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+        for attempt in 0..self.attempts().max(2) {
+            socket.send(&native_probe[..native_len])?;
+            if attempt > 0 {
+                socket.send(&lars_probe[..lars_len])?;
+            }
+            while let Some(n) = self.receive(socket, &mut buf)? {
+                let Ok(frame) = Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else { continue };
+                match frame.msgid {
+                    MsgId::StatsResponse
+                        if native::StatsResponse::parse(frame.body).is_ok_and(|r| r.seq == seq) =>
+                    {
+                        return Ok(Codec::Native);
+                    }
+                    MsgId::ApiGetRouteResponse
+                        if lars::GetRouteResponse::parse(frame.body)
+                            .is_ok_and(|r| (r.modid, r.cmdid) == (modid, cmdid)) =>
+                    {
+                        return Ok(Codec::Lars);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(ClientError::Timeout)
+    }
+
+    /// One datagram within the socket's timeout: `None` when none came (or nothing listens,
+    /// after waiting out the timeout: the agent may be starting).
+    fn receive(&self, socket: &UdpSocket, buf: &mut [u8]) -> Result<Option<usize>, ClientError> {
+        match socket.recv(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(self.config.timeout);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends `request` and waits for an answer `is_ours` accepts (matching its seq), retrying
+    /// on timeout. Returns the answer's body range in `buf`.
     fn request(
         &self,
         socket: &UdpSocket,
@@ -239,26 +263,13 @@ impl Client {
         request: &impl Encode,
         reply_id: MsgId,
         buf: &mut [u8],
-        attempts: u32,
         is_ours: impl Fn(&[u8]) -> Result<bool, lars_core::wire::Error>,
     ) -> Result<std::ops::Range<usize>, ClientError> {
         let mut out = [0u8; 256];
         let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
-        for _ in 0..attempts {
+        for _ in 0..self.attempts() {
             socket.send(&out[..len])?;
-            loop {
-                let n = match socket.recv(buf) {
-                    Ok(n) => n,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                        break;
-                    }
-                    // Nothing listens (ICMP port unreachable): wait, the agent may be starting.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        std::thread::sleep(self.config.timeout);
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+            while let Some(n) = self.receive(socket, buf)? {
                 let Ok(frame) = Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else { continue };
                 // Answers to earlier, timed-out calls are skipped by their seq.
                 if frame.msgid == reply_id && is_ours(frame.body).map_err(ClientError::Malformed)? {
@@ -293,7 +304,6 @@ impl Client {
                 &request,
                 MsgId::NativeGetHostResponse,
                 &mut buf,
-                self.attempts(),
                 is_ours,
             )?;
             let reply = native::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
@@ -320,7 +330,6 @@ impl Client {
                 &request,
                 MsgId::GetHostResponse,
                 &mut buf,
-                self.attempts(),
                 is_ours,
             )?;
             let reply = lars::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
@@ -373,7 +382,6 @@ impl Client {
                 &request,
                 MsgId::NativeRouteResponse,
                 &mut buf,
-                self.attempts(),
                 is_ours,
             )?;
             let reply = native::RouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
@@ -400,7 +408,6 @@ impl Client {
                 &request,
                 MsgId::ApiGetRouteResponse,
                 &mut buf,
-                self.attempts(),
                 is_ours,
             )?;
             let reply = lars::GetRouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
@@ -420,7 +427,7 @@ impl Client {
             let is_ours = |body: &[u8]| native::StatsResponse::parse(body).map(|r| r.seq == seq);
             let request = native::StatsRequest { seq };
             let (id, reply_id) = (MsgId::StatsRequest, MsgId::StatsResponse);
-            let body = self.request(socket, id, &request, reply_id, &mut buf, self.attempts(), is_ours)?;
+            let body = self.request(socket, id, &request, reply_id, &mut buf, is_ours)?;
             counters(&buf[body])
         })
     }
