@@ -35,6 +35,8 @@ struct Dns {
     codec: Option<Codec>,
     /// An original Lars lars_dns ignores the msgids it does not know, the native `Hello` too.
     original: bool,
+    /// Has not loaded its store: answers natively that it is not ready.
+    unready: bool,
 }
 
 /// An in-memory lars-reporter summing what it receives per (route, host).
@@ -121,6 +123,21 @@ impl Sim {
     /// lars-dns sends its current hosts of `key` (an answer or a push).
     fn dns_send(&mut self, key: Key) {
         let hosts = self.dns.routes.get(&key).cloned().unwrap_or_default();
+        if self.dns.unready {
+            let body = native::RouteResponse {
+                seq: 0,
+                modid: key.0,
+                cmdid: key.1,
+                code: RetCode::SystemError,
+                version: 0,
+                hosts: List::from_slice(&[]),
+            };
+            let mut out = [0u8; 64];
+            let len = frame::encode(MsgId::NativeRouteResponse, &body, &mut out).unwrap();
+            let frame = Frame::parse_datagram(&out[..len], MAX_BODY).unwrap();
+            self.agent.handle_dns_frame(self.now, frame).expect("the agent takes an unready answer");
+            return;
+        }
         let mut out = vec![0; 70_000];
         let len = match self.dns.codec.unwrap_or(Codec::Native) {
             Codec::Lars => {
@@ -679,24 +696,42 @@ fn a_full_table_and_an_oversized_route_are_clear_errors() {
     sim.dns_set_route((0, 1), &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert_eq!(sim.agent.stats().route_over_capacity, 1);
     assert!(sim.events.contains(&AgentEvent::RouteTooLarge { modid: 0, cmdid: 1, hosts: 9 }));
-    assert_eq!(sim.get_host((0, 1)), (RetCode::Succ, Some(host(1))), "the previous hosts stay");
+    assert_eq!(held_hosts(&sim, (0, 1)).len(), 8, "a subset is served");
+    assert_eq!(sim.get_host((0, 1)).0, RetCode::Succ);
 }
 
+fn held_hosts(sim: &Sim, key: Key) -> Vec<SocketAddr> {
+    sim.agent.route_hosts(key.0, key.1).map_or_else(Vec::new, |hosts| hosts.map(|h| h.addr).collect())
+}
+
+/// A route with more hosts than the agent can hold is served, as a subset that stays the same
+/// at every update and differs from agent to agent (by `caller`), so the route's load spreads.
 #[test]
-fn a_route_refused_as_too_large_is_pulled_again_later() {
-    let mut sim = Sim::new(AgentConfig::default());
-    sim.dns.routes.insert(ROUTE, weighted(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
-    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist);
-    assert_eq!(sim.agent.stats().route_over_capacity, 1);
-    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Pulling));
-    sim.dns.routes.insert(ROUTE, weighted(&[1, 2]));
-    sim.advance(Duration::from_secs(10));
-    assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist, "not retried before update_timeout");
-    assert_eq!(sim.dns.pulls.len(), 1);
-    sim.advance(Duration::from_secs(6));
-    sim.get_host(ROUTE);
-    assert_eq!(sim.dns.pulls.len(), 2, "pulled again once update_timeout passed");
-    assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ, "and served once it fits");
+fn an_oversized_route_is_served_as_a_stable_subset() {
+    let all: Vec<u8> = (1..=20).collect();
+    let subset_for = |caller: u32| {
+        let mut sim = Sim::new(AgentConfig { caller, ..AgentConfig::default() });
+        sim.dns.routes.insert(ROUTE, weighted(&all));
+        assert_eq!(sim.get_host(ROUTE).0, RetCode::NoExist, "pulling");
+        assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ, "served at once");
+        assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh));
+        assert_eq!(sim.agent.stats().route_over_capacity, 1);
+        assert!(sim.events.contains(&AgentEvent::RouteTooLarge {
+            modid: ROUTE.0,
+            cmdid: ROUTE.1,
+            hosts: 20
+        }));
+        let first = held_hosts(&sim, ROUTE);
+        assert_eq!(first.len(), 8, "as many as a route holds");
+        assert!(first.iter().all(|h| all.iter().any(|&l| host(l) == *h)));
+        // The same route pushed again, in another order: the same subset.
+        let mut shuffled = all.clone();
+        shuffled.reverse();
+        sim.dns_set_route(ROUTE, &shuffled);
+        assert_eq!(held_hosts(&sim, ROUTE), first);
+        first
+    };
+    assert_ne!(subset_for(0x0a00_0001), subset_for(0x0a00_0002), "agents hold different subsets");
 }
 
 #[test]
@@ -771,4 +806,36 @@ fn failing_over_between_replicas_ahead_and_behind_follows_the_current_one() {
         let want: Vec<SocketAddr> = lasts.iter().map(|&l| host(l)).collect();
         assert_eq!(hosts, want, "replica at version {version}");
     }
+}
+
+/// A lars-dns restarted on a store it cannot read answers "not ready": the agent keeps serving
+/// what it has, says so, asks again with backoff, and takes the routes once the dns has them.
+#[test]
+fn a_dns_that_has_not_loaded_its_store_does_not_wipe_the_agent() {
+    let mut sim = sim_with_route(&[1, 2]);
+    sim.get_host(ROUTE);
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ);
+    sim.dns_down();
+    sim.dns.unready = true;
+    sim.dns_up();
+    assert_eq!(sim.agent.stats().dns_unready_answers, 1);
+    assert!(!sim.agent.dns_ready());
+    assert!(sim.events.contains(&AgentEvent::DnsUnready { modid: ROUTE.0, cmdid: ROUTE.1 }));
+    for _ in 0..100 {
+        assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ, "still served");
+    }
+    // Past update_timeout the route is stale, and still served.
+    sim.advance(Duration::from_secs(20));
+    assert_eq!(sim.get_host(ROUTE).0, RetCode::Succ);
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Stale));
+    assert_eq!(sim.agent.stale_routes(), 1);
+    let asked = sim.dns.pulls.len();
+    assert!(asked >= 3, "asked again with backoff ({asked} pulls)");
+    // The dns loads its store: the next pull is answered and the route is fresh again.
+    sim.dns.unready = false;
+    sim.dns.routes.insert(ROUTE, weighted(&[2]));
+    sim.advance(Duration::from_secs(30));
+    assert!(sim.agent.dns_ready());
+    assert_eq!(held_hosts(&sim, ROUTE), [host(2)]);
+    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh));
 }

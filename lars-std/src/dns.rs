@@ -74,6 +74,11 @@ pub struct DnsStats {
     pub push_failures: AtomicU64,
     /// Routes too large to send in one frame.
     pub oversize_routes: AtomicU64,
+    /// Route requests that came before the store was first loaded (answered "not ready", or
+    /// not at all in the Lars codec).
+    pub unready_answers: AtomicU64,
+    /// 1 once a full load of the store succeeded.
+    pub ready: AtomicU64,
     /// Requests with a body that does not decode, or a msgid lars-dns does not serve.
     pub bad_requests: AtomicU64,
 }
@@ -91,6 +96,8 @@ impl DnsStats {
             ("pushes", self.pushes.load(Ordering::Relaxed)),
             ("push_failures", self.push_failures.load(Ordering::Relaxed)),
             ("oversize_routes", self.oversize_routes.load(Ordering::Relaxed)),
+            ("unready_answers", self.unready_answers.load(Ordering::Relaxed)),
+            ("ready", self.ready.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
         ]
     }
@@ -147,8 +154,10 @@ impl Dns {
         let stats = Arc::new(DnsStats::default());
         let mut loaded = true;
         let initial = match store.load() {
-            Ok(table) => {
+            Ok(mut table) => {
+                table.loaded = true;
                 stats.loads.fetch_add(1, Ordering::Relaxed);
+                stats.ready.store(1, Ordering::Relaxed);
                 eprintln!(
                     "lars-dns: loaded {} routes, {} hosts from {}",
                     table.routes.len(),
@@ -159,7 +168,7 @@ impl Dns {
             }
             Err(e) => {
                 stats.load_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("lars-dns: {e}; starting with no routes and retrying");
+                eprintln!("lars-dns: {e}; not ready (agents keep their routes) until a load succeeds");
                 loaded = false;
                 RouteTable::default()
             }
@@ -290,9 +299,10 @@ impl Loader {
                         named.into_iter().filter(|&key| served.hosts(key) != table.hosts(key)).collect();
                     Ok((table, changed))
                 }
-                Ok(None) => self.store.load().map(|table| {
+                Ok(None) => self.store.load().map(|mut table| {
                     last_load = clock.now();
                     self.loaded = true;
+                    table.loaded = true;
                     let changed = served.changed_routes(&table);
                     (table, changed)
                 }),
@@ -330,6 +340,7 @@ impl Loader {
         changed.sort_unstable();
         changed.dedup();
         let store_version = table.version;
+        self.stats.ready.store(u64::from(table.loaded), Ordering::Relaxed);
         self.stats.routes.store(table.routes.len() as u64, Ordering::Relaxed);
         self.stats.hosts.store(table.host_count() as u64, Ordering::Relaxed);
         let table = Arc::new(table);
@@ -464,6 +475,28 @@ impl Service for DnsWorker {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.subscribe(conn, key, codec);
         let table = current(&self.snapshot);
+        if !table.loaded {
+            // Nothing read from the store yet: saying "no such route" would wipe the agent's
+            // copy. A native agent is told the dns is not ready; an original one, which has no
+            // word for it, gets no answer. Both are subscribed, so the first load pushes to them.
+            self.stats.unready_answers.fetch_add(1, Ordering::Relaxed);
+            if codec == Codec::Lars {
+                return Control::Continue;
+            }
+            let body = native::RouteResponse {
+                seq,
+                modid: key.0,
+                cmdid: key.1,
+                code: RetCode::SystemError,
+                version: 0,
+                hosts: List::from_slice(&[]),
+            };
+            return if reply.send(MsgId::NativeRouteResponse, &body).is_ok() {
+                Control::Continue
+            } else {
+                Control::Close
+            };
+        }
         let mut failed = false;
         send_route(&table, key, codec, seq, &self.stats, |msgid, body| {
             failed = reply.send(msgid, &Dyn(body)).is_err();

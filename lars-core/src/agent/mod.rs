@@ -209,7 +209,9 @@ pub enum AgentEvent {
         /// Command id.
         cmdid: i32,
     },
-    /// lars-dns sent more hosts than a route can hold; the previous hosts stay.
+    /// lars-dns sent more hosts than a route can hold; the agent serves a subset of them that
+    /// is the same at every update (chosen by the agent's `caller`, so that agents spread over
+    /// the whole route).
     RouteTooLarge {
         /// Module id.
         modid: i32,
@@ -217,6 +219,14 @@ pub enum AgentEvent {
         cmdid: i32,
         /// Hosts sent.
         hosts: usize,
+    },
+    /// lars-dns answered that it has not loaded its store; the route keeps its hosts and is
+    /// asked for again later.
+    DnsUnready {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
     },
     /// A route passed `update_timeout` and is being refreshed.
     RouteStale {
@@ -267,8 +277,10 @@ pub struct AgentStats {
     pub leased_calls: u64,
     /// Requests refused because the route table was full.
     pub route_table_full: u64,
-    /// Route updates refused because they had more hosts than a route can hold.
+    /// Route updates with more hosts than a route can hold, served as a subset.
     pub route_over_capacity: u64,
+    /// Answers from a lars-dns that had not loaded its store.
+    pub dns_unready_answers: u64,
     /// Hosts left out of a Lars-codec answer because they are IPv6.
     pub ipv6_not_representable: u64,
     /// Pull requests sent to lars-dns.
@@ -291,7 +303,7 @@ pub struct AgentStats {
 
 impl AgentStats {
     /// Every counter, named.
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 18] {
         [
             ("api_requests", self.api_requests),
             ("api_errors", self.api_errors),
@@ -301,6 +313,7 @@ impl AgentStats {
             ("leased_calls", self.leased_calls),
             ("route_table_full", self.route_table_full),
             ("route_over_capacity", self.route_over_capacity),
+            ("dns_unready_answers", self.dns_unready_answers),
             ("ipv6_not_representable", self.ipv6_not_representable),
             ("pulls_sent", self.pulls_sent),
             ("pull_timeouts", self.pull_timeouts),
@@ -350,6 +363,8 @@ pub struct Agent<const R: usize, const H: usize> {
     index: heapless::Vec<(u64, u16), R>,
     dns: LinkState,
     reporter: LinkState,
+    /// The last route answer came from a lars-dns that had loaded its store.
+    dns_ready: bool,
     /// Routes whose pull is `Due`: lets `poll_transmit` skip the scan when there are none.
     pulls_due: usize,
     next_flush: Instant,
@@ -373,6 +388,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             config,
             routes: heapless::Vec::new(),
             index: heapless::Vec::new(),
+            dns_ready: true,
             pulls_due: 0,
             waiting_reports: 0,
             flush: stats::Flush::default(),
@@ -398,6 +414,17 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             Link::Dns => self.dns.codec(),
             Link::Reporter => self.reporter.codec(),
         }
+    }
+
+    /// Whether the last route answer came from a lars-dns that had loaded its store (true
+    /// until an answer says otherwise).
+    pub fn dns_ready(&self) -> bool {
+        self.dns_ready
+    }
+
+    /// Routes whose hosts are older than `update_timeout` (served while they are refreshed).
+    pub fn stale_routes(&self) -> usize {
+        self.routes.iter().filter(|r| r.state == RouteState::Stale).count()
     }
 
     /// Number of routes held.
@@ -837,22 +864,30 @@ impl<const R: usize, const H: usize> Agent<R, H> {
 
     fn apply_dns_frame(&mut self, now: Instant, frame: Frame<'_>) -> Result<(), DnsError> {
         let mut hosts = [WeightedHost { addr: SocketAddr::V4(SocketAddrV4::new(0.into(), 0)), weight: 1 }; H];
-        let (modid, cmdid, version, count) = match frame.msgid {
+        let salt = u64::from(self.config.caller);
+        let (modid, cmdid, version, offered, kept) = match frame.msgid {
             MsgId::GetRouteResponse => {
                 let r = lars::GetRouteResponse::parse(frame.body).map_err(DnsError::Malformed)?;
-                let count = r.hosts.len();
-                for (slot, host) in hosts.iter_mut().zip(r.hosts.iter()) {
-                    slot.addr = SocketAddr::V4(host);
-                }
-                (r.modid, r.cmdid, 0, count)
+                let all = r.hosts.iter().map(|addr| WeightedHost { addr: SocketAddr::V4(addr), weight: 1 });
+                let kept = subset(&mut hosts, all, r.hosts.len(), salt);
+                (r.modid, r.cmdid, 0, r.hosts.len(), kept)
             }
             MsgId::NativeRouteResponse => {
                 let r = native::RouteResponse::parse(frame.body).map_err(DnsError::Malformed)?;
-                let count = if r.code == RetCode::Succ { r.hosts.len() } else { 0 };
-                for (slot, host) in hosts.iter_mut().zip(r.hosts.iter()).take(count) {
-                    *slot = host;
+                match r.code {
+                    RetCode::Succ => {}
+                    // The dns has not loaded its store: it does not know, so nothing changes.
+                    RetCode::SystemError => {
+                        self.dns_unready(now, r.modid, r.cmdid);
+                        return Ok(());
+                    }
+                    _ => {
+                        self.apply_route(now, r.modid, r.cmdid, r.version, &[], 0);
+                        return Ok(());
+                    }
                 }
-                (r.modid, r.cmdid, r.version, count)
+                let kept = subset(&mut hosts, r.hosts.iter(), r.hosts.len(), salt);
+                (r.modid, r.cmdid, r.version, r.hosts.len(), kept)
             }
             // A native lars-dns answers the agent's greeting; that decides the link's codec.
             MsgId::Hello => {
@@ -863,10 +898,28 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             MsgId::Heartbeat => return Ok(()),
             other => return Err(DnsError::Unexpected(other)),
         };
-        self.apply_route(now, modid, cmdid, version, &hosts[..count.min(H)], count);
+        self.apply_route(now, modid, cmdid, version, &hosts[..kept], offered);
         Ok(())
     }
 
+    /// lars-dns answered that it has not loaded its store (it restarted on a store it cannot
+    /// read, say). The route keeps its hosts, stale or not, and is asked for again after the
+    /// pull's backoff, as if the answer had not come.
+    fn dns_unready(&mut self, now: Instant, modid: i32, cmdid: i32) {
+        self.stats.dns_unready_answers += 1;
+        self.dns_ready = false;
+        let Some(slot) = self.find(modid, cmdid) else { return };
+        let route = &self.routes[slot];
+        let deadline = route.pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
+        if route.pull == Pull::Due {
+            self.pulls_due -= 1;
+        }
+        self.routes[slot].pull = Pull::InFlight { deadline };
+        self.push_event(AgentEvent::DnsUnready { modid, cmdid });
+    }
+
+    /// Applies `hosts`, the route as lars-dns sent it (`offered` hosts, of which `hosts` is the
+    /// subset that fits).
     fn apply_route(
         &mut self,
         now: Instant,
@@ -874,7 +927,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         cmdid: i32,
         version: u64,
         hosts: &[WeightedHost],
-        count: usize,
+        offered: usize,
     ) {
         // Answers for routes nobody asked this agent for are ignored, as in the original.
         let Some(slot) = self.find(modid, cmdid) else { return };
@@ -882,28 +935,28 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         // The latest answer on the link is the truth, whatever its version: one TCP link
         // delivers in order, and versions from another link (a restarted dns, another replica,
         // another store) are not comparable. Only the link is, and it changes when they do.
+        self.dns_ready = true;
         let route = &mut self.routes[slot];
         if route.pull == Pull::Due {
             self.pulls_due -= 1;
         }
         route.pull = Pull::Idle;
         route.attempts = 0;
-        if count == 0 {
+        if offered == 0 {
             self.remove_route(slot);
             self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
             return;
         }
-        let update = if count > H {
-            Err(UpdateError::OverCapacity { hosts: count, capacity: H })
-        } else {
-            route.balancer.update(now, hosts)
-        };
-        match update {
+        match route.balancer.update(now, hosts) {
             Ok(()) => {
                 route.state = RouteState::Fresh;
                 route.version = version;
                 route.updated_at = now;
                 let hosts = route.balancer.len();
+                if offered > hosts {
+                    self.stats.route_over_capacity += 1;
+                    self.push_event(AgentEvent::RouteTooLarge { modid, cmdid, hosts: offered });
+                }
                 self.push_event(AgentEvent::RouteUpdated { modid, cmdid, hosts });
             }
             Err(UpdateError::OverCapacity { hosts, .. }) => {
@@ -1056,4 +1109,44 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     pub fn poll_event(&mut self) -> Option<AgentEvent> {
         self.events.pop_front()
     }
+}
+
+/// Copies the `offered` hosts of `all` into `out`; when there are more than `out` holds, keeps
+/// the ones that rank lowest for `salt`, a subset that stays the same across updates and that
+/// differs between agents of different salts. Returns how many were kept, in address order.
+fn subset<const H: usize>(
+    out: &mut [WeightedHost; H],
+    all: impl Iterator<Item = WeightedHost>,
+    offered: usize,
+    salt: u64,
+) -> usize {
+    if offered <= H {
+        let mut n = 0;
+        for (slot, host) in out.iter_mut().zip(all) {
+            *slot = host;
+            n += 1;
+        }
+        return n;
+    }
+    let mut ranks = [0u64; H];
+    let mut n = 0;
+    // The highest rank kept, replaced whenever a lower one comes.
+    let mut worst = 0;
+    for host in all {
+        let rank = crate::lb::host_rank(salt, host.addr);
+        if n < H {
+            out[n] = host;
+            ranks[n] = rank;
+            if rank > ranks[worst] {
+                worst = n;
+            }
+            n += 1;
+        } else if rank < ranks[worst] {
+            out[worst] = host;
+            ranks[worst] = rank;
+            worst = (0..H).max_by_key(|&i| ranks[i]).unwrap_or(0);
+        }
+    }
+    out[..n].sort_unstable_by_key(|h| h.addr);
+    n
 }

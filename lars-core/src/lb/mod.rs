@@ -270,6 +270,26 @@ impl Rng {
 
 /// Slow start: whether a host up since `since` takes this pick. It accepts with probability
 /// `elapsed / window`, so a new host's share ramps up linearly over the window.
+/// A host's rank for `salt`: a well-mixed hash of both, for choosing a stable subset of a
+/// route too large to hold.
+pub(crate) fn host_rank(salt: u64, addr: SocketAddr) -> u64 {
+    let host = HostAddr::from(addr);
+    let mut h = salt ^ u64::from(host.v6);
+    for chunk in host.ip.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = splitmix(h ^ u64::from_le_bytes(word));
+    }
+    splitmix(h ^ u64::from(addr.port()))
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 pub(crate) fn slow_start_admits(now: Instant, since: Instant, window: Duration, rng: &mut Rng) -> bool {
     let elapsed = now.saturating_since(since).as_micros();
     let window = window.as_micros();

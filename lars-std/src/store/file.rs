@@ -42,7 +42,7 @@ impl RouteFile {
 
     /// Parses route-file text, naming `path` in errors.
     pub fn parse(text: &str, path: &Path, version: u64) -> Result<RouteTable, StoreError> {
-        let mut table = RouteTable { version, routes: BTreeMap::new() };
+        let mut table = RouteTable { version, routes: BTreeMap::new(), loaded: false };
         for (index, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {

@@ -32,6 +32,10 @@ pub struct RouteTable {
     /// Hosts of each route, sorted by address, without duplicates. Shared, so that a table
     /// with a few routes changed costs a copy of the map, not of every host.
     pub routes: BTreeMap<RouteKey, Arc<Vec<WeightedHost>>>,
+    /// Whether this is what the store holds: lars-dns sets it once a full load succeeded. A
+    /// table that is not (the empty one lars-dns starts with) must not be taken for "these
+    /// routes do not exist".
+    pub loaded: bool,
 }
 
 /// Routes that changed, from a store's change log.
@@ -59,7 +63,8 @@ impl RouteTable {
 
     /// This table with `changes` applied, at their version.
     pub fn with_changes(&self, changes: RouteChanges) -> RouteTable {
-        let mut table = RouteTable { version: changes.version, routes: self.routes.clone() };
+        let mut table =
+            RouteTable { version: changes.version, routes: self.routes.clone(), loaded: self.loaded };
         for (key, hosts) in changes.routes {
             if hosts.is_empty() {
                 table.routes.remove(&key);
