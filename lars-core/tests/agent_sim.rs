@@ -839,3 +839,23 @@ fn a_dns_that_has_not_loaded_its_store_does_not_wipe_the_agent() {
     assert_eq!(held_hosts(&sim, ROUTE), [host(2)]);
     assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), Some(RouteState::Fresh));
 }
+
+/// As the original did, a route with results is reported whole, every host in it (those not
+/// called with no calls), and a route without any is not reported.
+#[test]
+fn a_flush_reports_every_host_of_an_active_route_and_no_idle_route() {
+    let mut sim = sim_with_route(&[1, 2, 3]);
+    sim.dns.routes.insert((7, 7), weighted(&[4]));
+    sim.get_host(ROUTE);
+    sim.get_host((7, 7));
+    sim.get_host(ROUTE);
+    sim.report(ROUTE, host(1), true);
+    sim.advance(Duration::from_secs(2));
+    let reported: Vec<(Key, SocketAddr)> = sim.reporter.status.keys().copied().collect();
+    assert_eq!(reported, [(ROUTE, host(1)), (ROUTE, host(2)), (ROUTE, host(3))]);
+    assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (1, 0));
+    assert_eq!(sim.reporter.status[&(ROUTE, host(2))], (0, 0));
+    let frames = sim.reporter.frames;
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.reporter.frames, frames, "nothing new, nothing sent");
+}

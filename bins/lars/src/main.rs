@@ -95,6 +95,15 @@ fn client(args: &Args) -> Result<Client, Box<dyn Error>> {
     Ok(Client::new(config))
 }
 
+/// Makes the agent fetch `(modid, cmdid)` before the call, as the original tools' `reg_init`
+/// did. A route that does not exist is left for the call itself to report.
+fn reg_init(client: &Client, modid: i32, cmdid: i32) -> Result<(), Box<dyn Error>> {
+    match client.reg_init(modid, cmdid, 20) {
+        Ok(_) | Err(lars_std::client::ClientError::NoRoute) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::from_env(&FLAGS, &SWITCHES)?;
     let command = args.positional.first().map(String::as_str);
@@ -107,8 +116,11 @@ fn run() -> Result<(), Box<dyn Error>> {
                 .map(|k| k.parse::<u64>())
                 .transpose()
                 .map_err(|_| usage("--key: not a number"))?;
-            let host = client(&args)?.get_host(int(&args, 1, "MODID")?, int(&args, 2, "CMDID")?, key)?;
-            println!("{host}");
+            let (modid, cmdid) = (int(&args, 1, "MODID")?, int(&args, 2, "CMDID")?);
+            let client = client(&args)?;
+            // As the original tool does: an agent that has not seen the route fetches it first.
+            reg_init(&client, modid, cmdid)?;
+            println!("{}", client.get_host(modid, cmdid, key)?);
         }
         Some("report") => {
             let host: SocketAddr = int(&args, 3, "HOST:PORT")?;
@@ -119,13 +131,11 @@ fn run() -> Result<(), Box<dyn Error>> {
                 _ => return Err(usage("the outcome is ok, fail or overload")),
             };
             let latency = Duration::from_micros(args.get("latency-us", 0)?);
-            client(&args)?.report(
-                int(&args, 1, "MODID")?,
-                int(&args, 2, "CMDID")?,
-                host,
-                outcome,
-                latency,
-            )?;
+            let (modid, cmdid) = (int(&args, 1, "MODID")?, int(&args, 2, "CMDID")?);
+            let client = client(&args)?;
+            // The agent counts a report only for a route it holds.
+            reg_init(&client, modid, cmdid)?;
+            client.report(modid, cmdid, host, outcome, latency)?;
         }
         Some("get-route") => {
             // An agent that has not seen the route yet fetches it first: give it a moment.

@@ -73,3 +73,36 @@ fn codec_native_against_an_original_agent_times_out_and_a_bad_codec_is_a_usage_e
     let stderr = text(&out.stderr);
     assert!(stderr.contains("--codec: `original` is not auto, native or lars"), "{stderr}");
 }
+
+/// As the original `get_host` and `report` tools do, `lars get-host` and `lars report` make a
+/// fresh agent fetch the route first: the first call is answered, and the report is counted.
+#[test]
+fn get_host_and_report_work_on_a_route_the_agent_has_not_seen() {
+    use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
+    use lars_std::dns::{Dns, DnsConfig};
+    use lars_std::reactor::ServerConfig;
+    use lars_std::reporter::{Reporter, ReporterConfig};
+    use lars_std::store::memory::{MemoryRoutes, MemoryStats};
+
+    let server = || ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    let routes = MemoryRoutes::new();
+    routes.set_route((41, 1), &["10.5.0.1:80".parse().unwrap()]);
+    routes.set_route((42, 1), &["10.5.0.2:80".parse().unwrap()]);
+    let dns = Dns::start(DnsConfig::new(server()), Box::new(routes.clone())).unwrap();
+    let stats = MemoryStats::new();
+    let store = stats.clone();
+    let reporter = Reporter::start(ReporterConfig::new(server()), move |_| Box::new(store.clone())).unwrap();
+    let mut config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
+    config.api = vec!["127.0.0.1:0".parse().unwrap()];
+    let agent = AgentDaemon::start(config).unwrap();
+    let api = agent.api_addrs()[0];
+
+    let out = lars(api, &["get-host", "41", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "10.5.0.1:80\n");
+    let out = lars(api, &["report", "42", "1", "10.5.0.2:80", "ok"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    lars_tests::eventually("the report is stored", || {
+        stats.rows().iter().any(|row| (row.modid, row.cmdid, row.succ) == (42, 1, 1))
+    });
+}

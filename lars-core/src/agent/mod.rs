@@ -613,6 +613,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 overload: entry.overload.min(entry.err),
                 latency_sum_us: entry.latency_sum_us,
                 latency_max_us: entry.latency_max_us,
+                flushed: false,
             };
             self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
             if self.routes[slot].add_tally(delta) {

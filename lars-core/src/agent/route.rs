@@ -46,6 +46,29 @@ pub(crate) struct Tally {
     pub(crate) overload: u32,
     pub(crate) latency_sum_us: u64,
     pub(crate) latency_max_us: u32,
+    /// Already in a frame of the flush under way (the padding had room for it).
+    pub(crate) flushed: bool,
+}
+
+impl Tally {
+    pub(crate) const fn zero(host: HostAddr) -> Tally {
+        Tally { host, succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0, flushed: false }
+    }
+}
+
+/// Where a flush is in one route: its balancer's hosts first, then the tallies of hosts that
+/// left the route since.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlushCursor {
+    host: usize,
+    tally: usize,
+}
+
+impl FlushCursor {
+    /// Whether the flush has not started on the route yet.
+    pub(crate) fn at_start(&self) -> bool {
+        *self == FlushCursor::default()
+    }
 }
 
 pub(crate) struct Route<const H: usize> {
@@ -108,6 +131,7 @@ impl<const H: usize> Route<H> {
             overload,
             latency_sum_us: latency_us.into(),
             latency_max_us: latency_us,
+            flushed: false,
         })
     }
 
@@ -117,21 +141,55 @@ impl<const H: usize> Route<H> {
         let i = match self.tallies.binary_search_by(|t| t.host.cmp(&delta.host)) {
             Ok(i) => i,
             Err(i) => {
-                let fresh =
-                    Tally { succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0, ..delta };
-                if self.tallies.insert(i, fresh).is_err() {
+                if self.tallies.insert(i, Tally::zero(delta.host)).is_err() {
                     return false;
                 }
                 i
             }
         };
         let t = &mut self.tallies[i];
+        if t.flushed {
+            // Sent in the flush under way: these counts start the next one.
+            *t = Tally::zero(delta.host);
+        }
         t.succ = t.succ.saturating_add(delta.succ);
         t.err = t.err.saturating_add(delta.err);
         t.overload = t.overload.saturating_add(delta.overload);
         t.latency_sum_us = t.latency_sum_us.saturating_add(delta.latency_sum_us);
         t.latency_max_us = t.latency_max_us.max(delta.latency_max_us);
         true
+    }
+
+    /// The next host of a flush of this route (one with results since the last flush): each
+    /// host of the route in turn, with its tally or none, as the original reported every host
+    /// of a route, then the tallies of hosts that left the route. `None` when done; the route's
+    /// flushed tallies are then gone.
+    pub(crate) fn next_flushed(&mut self, cursor: &mut FlushCursor) -> Option<Tally> {
+        use crate::lb::Balance;
+        while cursor.host < self.balancer.len() {
+            let i = cursor.host;
+            cursor.host += 1;
+            let Some(host) = self.balancer.host(i) else { continue };
+            let addr = HostAddr::from(host.addr);
+            match self.tallies.binary_search_by(|t| t.host.cmp(&addr)) {
+                Ok(at) if self.tallies[at].flushed => continue,
+                Ok(at) => {
+                    self.tallies[at].flushed = true;
+                    return Some(self.tallies[at]);
+                }
+                Err(_) => return Some(Tally::zero(addr)),
+            }
+        }
+        while let Some(tally) = self.tallies.get_mut(cursor.tally) {
+            cursor.tally += 1;
+            if !tally.flushed {
+                tally.flushed = true;
+                return Some(*tally);
+            }
+        }
+        self.tallies.retain(|t| !t.flushed);
+        *cursor = FlushCursor::default();
+        None
     }
 
     pub(crate) fn host_stats(&self, tally: &Tally) -> HostStats {

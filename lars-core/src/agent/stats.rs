@@ -6,15 +6,17 @@
 //! allows: native `StatusReport` frames mix routes; Lars `ReportStatusRequest` frames carry one
 //! route each, as that message has a single modid/cmdid.
 //!
-//! What lars-reporter stores in `ServerCallStatus` means what it meant in the original: each
-//! host's calls since its balancer last changed its state (the Lars policy's window, which it
+//! A route with results since the last flush is reported whole, every host of it, as the
+//! original did (its console lists a route's hosts from `ServerCallStatus`); a route without
+//! any is not reported. What lars-reporter stores in `ServerCallStatus` means what it meant in
+//! the original: each host's calls since its balancer last changed its state (the Lars policy's window, which it
 //! restarts on every idle/overload change and after `idle_timeout`). A Lars frame carries only
 //! that; a native frame carries it beside the period's counts and latencies. Policies that keep
 //! no window report the period's counts in its place.
 
 use core::net::SocketAddr;
 
-use super::route::{Route, Tally};
+use super::route::{FlushCursor, Route, Tally};
 use super::{AgentStats, Codec};
 use crate::lb::Balance;
 use crate::wire::native::{HostReport, HostStats, StatusReport};
@@ -35,17 +37,22 @@ const LARS_HEAD_MAX: usize = 40;
 pub(crate) struct Flush {
     active: bool,
     slot: usize,
+    /// Where the flush is in the route at `slot`.
+    cursor: FlushCursor,
 }
 
 impl Flush {
     pub(crate) fn start(&mut self) {
         self.active = true;
         self.slot = 0;
+        self.cursor = FlushCursor::default();
     }
 
-    /// Route `slot` was removed and the last route moved into it: revisit that slot.
+    /// Route `slot` was removed and the last route moved into it: revisit that slot, from the
+    /// start (a route half flushed skips the tallies it already sent).
     pub(crate) fn route_removed(&mut self, slot: usize) {
         self.slot = self.slot.min(slot);
+        self.cursor = FlushCursor::default();
     }
 
     /// Writes the next statistics frame into `buf`, or ends the flush.
@@ -96,7 +103,11 @@ impl Flush {
         let mut n = 0;
         while n < room.min(CHUNK) && self.slot < routes.len() {
             let route = &mut routes[self.slot];
-            match route.tallies.pop() {
+            if self.cursor.at_start() && route.tallies.is_empty() {
+                self.slot += 1; // no results since the last flush: nothing to say
+                continue;
+            }
+            match route.next_flushed(&mut self.cursor) {
                 Some(tally) => {
                     let (window_succ, window_err) = window(route, &tally);
                     entries[n] = HostReport { stats: route.host_stats(&tally), window_succ, window_err };
@@ -128,7 +139,7 @@ impl Flush {
         let mut results = [EMPTY_RESULT; CHUNK];
         let mut n = 0;
         while n < room.min(CHUNK) {
-            let Some(tally) = route.tallies.pop() else { break };
+            let Some(tally) = route.next_flushed(&mut self.cursor) else { break };
             let SocketAddr::V4(host) = SocketAddr::from(tally.host) else {
                 // The Lars message has no room for an IPv6 host.
                 stats.stats_dropped += 1;

@@ -85,14 +85,14 @@ pub struct GetRouteRequest {
 
 impl Encode for GetRouteRequest {
     fn buffer_len(&self) -> usize {
-        proto::int32_len(1, self.modid) + proto::int32_len(2, self.cmdid)
+        proto::body_len(proto::int32_len(1, self.modid) + proto::int32_len(2, self.cmdid))
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
         let mut w = Writer::new(out);
         w.int32(1, self.modid)?;
         w.int32(2, self.cmdid)?;
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 
@@ -128,7 +128,7 @@ pub struct GetRouteResponse<'a> {
 impl Encode for GetRouteResponse<'_> {
     fn buffer_len(&self) -> usize {
         let hosts: usize = self.hosts.iter().map(|h| proto::message_len(3, host_len(&h))).sum();
-        proto::int32_len(1, self.modid) + proto::int32_len(2, self.cmdid) + hosts
+        proto::body_len(proto::int32_len(1, self.modid) + proto::int32_len(2, self.cmdid) + hosts)
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -138,7 +138,7 @@ impl Encode for GetRouteResponse<'_> {
         for host in &self.hosts {
             write_host(&mut w, 3, &host)?;
         }
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 
@@ -227,11 +227,13 @@ pub struct ReportStatusRequest<'a> {
 impl Encode for ReportStatusRequest<'_> {
     fn buffer_len(&self) -> usize {
         let results: usize = self.results.iter().map(|r| proto::message_len(4, r.len())).sum();
-        proto::int32_len(1, self.modid)
-            + proto::int32_len(2, self.cmdid)
-            + proto::int32_len(3, self.caller)
-            + results
-            + proto::uint32_len(5, self.ts)
+        proto::body_len(
+            proto::int32_len(1, self.modid)
+                + proto::int32_len(2, self.cmdid)
+                + proto::int32_len(3, self.caller)
+                + results
+                + proto::uint32_len(5, self.ts),
+        )
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -249,7 +251,7 @@ impl Encode for ReportStatusRequest<'_> {
             })?;
         }
         w.uint32(5, self.ts)?;
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 
@@ -293,7 +295,11 @@ pub struct GetHostRequest {
 
 impl Encode for GetHostRequest {
     fn buffer_len(&self) -> usize {
-        proto::uint32_len(1, self.seq) + proto::int32_len(2, self.modid) + proto::int32_len(3, self.cmdid)
+        proto::body_len(
+            proto::uint32_len(1, self.seq)
+                + proto::int32_len(2, self.modid)
+                + proto::int32_len(3, self.cmdid),
+        )
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -301,7 +307,7 @@ impl Encode for GetHostRequest {
         w.uint32(1, self.seq)?;
         w.int32(2, self.modid)?;
         w.int32(3, self.cmdid)?;
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 
@@ -342,11 +348,13 @@ pub struct GetHostResponse {
 
 impl Encode for GetHostResponse {
     fn buffer_len(&self) -> usize {
-        proto::uint32_len(1, self.seq)
-            + proto::int32_len(2, self.modid)
-            + proto::int32_len(3, self.cmdid)
-            + proto::int32_len(4, self.retcode)
-            + self.host.map_or(0, |h| proto::message_len(5, host_len(&h)))
+        proto::body_len(
+            proto::uint32_len(1, self.seq)
+                + proto::int32_len(2, self.modid)
+                + proto::int32_len(3, self.cmdid)
+                + proto::int32_len(4, self.retcode)
+                + self.host.map_or(0, |h| proto::message_len(5, host_len(&h))),
+        )
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -358,7 +366,7 @@ impl Encode for GetHostResponse {
         if let Some(host) = &self.host {
             write_host(&mut w, 5, host)?;
         }
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 
@@ -401,10 +409,12 @@ pub struct ReportRequest {
 
 impl Encode for ReportRequest {
     fn buffer_len(&self) -> usize {
-        proto::int32_len(1, self.modid)
-            + proto::int32_len(2, self.cmdid)
-            + self.host.map_or(0, |h| proto::message_len(3, host_len(&h)))
-            + proto::int32_len(4, self.retcode)
+        proto::body_len(
+            proto::int32_len(1, self.modid)
+                + proto::int32_len(2, self.cmdid)
+                + self.host.map_or(0, |h| proto::message_len(3, host_len(&h)))
+                + proto::int32_len(4, self.retcode),
+        )
     }
 
     fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
@@ -415,7 +425,7 @@ impl Encode for ReportRequest {
             write_host(&mut w, 3, host)?;
         }
         w.int32(4, self.retcode)?;
-        Ok(w.finish())
+        w.finish_body()
     }
 }
 

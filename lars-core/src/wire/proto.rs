@@ -145,8 +145,20 @@ impl<'a> Writer<'a> {
         Writer { out, pos: 0 }
     }
 
+    #[cfg(test)]
     pub(crate) fn finish(self) -> usize {
         self.pos
+    }
+
+    /// Finishes a frame body. One that would be empty (every field at its default) gets its
+    /// field 1 written as 0, which decodes the same: the original Lars aborts on a frame with
+    /// an empty body (LARS-REFERENCE D-R-3), so a `{0, 0}` pull would kill an original lars_dns.
+    pub(crate) fn finish_body(mut self) -> Result<usize, Error> {
+        if self.pos == 0 {
+            self.key(1, VARINT)?;
+            self.varint(0)?;
+        }
+        Ok(self.pos)
     }
 
     pub(crate) fn varint(&mut self, mut value: u64) -> Result<(), Error> {
@@ -215,6 +227,11 @@ pub(crate) const fn varint_len(value: u64) -> usize {
 
 fn key_len(field: u32) -> usize {
     varint_len(u64::from(field) << 3)
+}
+
+/// The length of a frame body whose fields take `len` bytes (see [`Writer::finish_body`]).
+pub(crate) const fn body_len(len: usize) -> usize {
+    if len == 0 { 2 } else { len }
 }
 
 pub(crate) fn int32_len(field: u32, value: i32) -> usize {

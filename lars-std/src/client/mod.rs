@@ -442,7 +442,8 @@ impl Client {
             }
             match self.get_route(modid, cmdid) {
                 Ok(route) => return Ok(route),
-                Err(e @ (ClientError::NoRoute | ClientError::Timeout)) => last = e,
+                // Only "not yet" is worth waiting for: a timeout already took every retry.
+                Err(ClientError::NoRoute) => last = ClientError::NoRoute,
                 Err(e) => return Err(e),
             }
         }

@@ -189,41 +189,35 @@ impl Link {
     }
 
     fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
-        self.with_schema(|conn, _| query(conn))
-    }
-
-    fn with_schema<T>(
-        &mut self,
-        query: impl FnOnce(&mut Conn, Schema) -> mysql::Result<T>,
-    ) -> Result<T, StoreError> {
         if self.conn.is_none() {
             self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
             self.schema = None;
         }
-        if self.schema.is_none()
-            && let Some(conn) = self.conn.as_mut()
-        {
-            let detected = Schema::detect(conn);
-            let schema = match detected {
-                Ok(schema) => schema,
-                Err(e) => {
-                    self.conn = None;
-                    return Err(unavailable(e));
-                }
-            };
-            if let Some(missing) = schema.missing().filter(|_| !self.told) {
-                eprintln!("lars: {}: {missing}", self.describe());
-                self.told = true;
-            }
-            self.schema = Some(schema);
-        }
-        let (Some(conn), Some(schema)) = (self.conn.as_mut(), self.schema) else {
-            return Err(unavailable("no connection"));
-        };
-        query(conn, schema).map_err(|e| {
+        let Some(conn) = self.conn.as_mut() else { return Err(unavailable("no connection")) };
+        query(conn).map_err(|e| {
             self.conn = None;
             unavailable(e)
         })
+    }
+
+    /// Like [`Link::with`], for queries on `RouteData`, which need to know its schema.
+    fn with_schema<T>(
+        &mut self,
+        query: impl FnOnce(&mut Conn, Schema) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let schema = match self.schema {
+            Some(schema) if self.conn.is_some() => schema,
+            _ => {
+                let schema = self.with(Schema::detect)?;
+                if let Some(missing) = schema.missing().filter(|_| !self.told) {
+                    eprintln!("lars: {}: {missing}", self.describe());
+                    self.told = true;
+                }
+                self.schema = Some(schema);
+                schema
+            }
+        };
+        self.with(|conn| query(conn, schema))
     }
 
     /// Looks the schema up again before the next query.
@@ -244,12 +238,15 @@ impl Link {
 /// Routes in MySQL (`RouteData`, `RouteVersion`, `RouteChange`).
 pub struct MysqlRoutes {
     link: Link,
+    /// Rows the last full load skipped, so that the log says it when it changes, not at every
+    /// reload.
+    skipped: usize,
 }
 
 impl MysqlRoutes {
     /// A store connecting with `opts` on first use.
     pub fn new(opts: Opts) -> Self {
-        MysqlRoutes { link: Link::new(opts) }
+        MysqlRoutes { link: Link::new(opts), skipped: 0 }
     }
 }
 
@@ -289,8 +286,9 @@ impl RouteStore for MysqlRoutes {
             }
             Ok(())
         })?;
-        if bad > 0 {
-            eprintln!("lars-dns: skipped {bad} RouteData rows with a port over 65535");
+        if bad != self.skipped {
+            eprintln!("lars-dns: skipping {bad} RouteData rows with a port over 65535");
+            self.skipped = bad;
         }
         Ok(table)
     }

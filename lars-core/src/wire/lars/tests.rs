@@ -21,7 +21,29 @@ const LOCAL: HostInfo = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9000);
 fn get_route_request() {
     check_quartet(vector!("get_route_request"), GetRouteRequest { modid: 1001, cmdid: 2 });
     check_quartet(vector!("get_route_request_negative"), GetRouteRequest { modid: -5, cmdid: 7 });
-    check_quartet(vector!("get_route_request_empty"), GetRouteRequest { modid: 0, cmdid: 0 });
+    // protoc writes `{0, 0}` as an empty body, on which the original Lars aborts (D-R-3): it
+    // is read as protoc writes it, and written with its field 1 (`08 00`), which decodes the
+    // same.
+    assert_eq!(GetRouteRequest::parse(vector!("get_route_request_empty")), Ok(GetRouteRequest::default()));
+    check_quartet(&[0x08, 0x00], GetRouteRequest { modid: 0, cmdid: 0 });
+}
+
+/// No Lars message is ever written with an empty body.
+#[test]
+fn no_body_is_empty() {
+    let mut out = [0xa5u8; 16];
+    let bodies: [&dyn Encode; 5] = [
+        &GetRouteRequest::default(),
+        &GetRouteResponse { modid: 0, cmdid: 0, hosts: List::default() },
+        &GetHostRequest { seq: 0, modid: 0, cmdid: 0 },
+        &GetHostResponse { seq: 0, modid: 0, cmdid: 0, retcode: 0, host: None },
+        &ReportStatusRequest { modid: 0, cmdid: 0, caller: 0, results: List::default(), ts: 0 },
+    ];
+    for body in bodies {
+        assert_eq!(body.buffer_len(), 2);
+        assert_eq!(body.emit(&mut out), Ok(2));
+        assert_eq!(out[..2], [0x08, 0x00]);
+    }
 }
 
 #[test]
