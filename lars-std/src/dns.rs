@@ -39,6 +39,10 @@ pub struct DnsConfig {
     pub reload_interval: Duration,
     /// The longest wait between retries while the store is unreachable.
     pub retry_max: Duration,
+    /// A load that would remove more than this fraction of the routes, or of the hosts, at
+    /// once is held (the last routes keep being served) until a later load says the same
+    /// (`[dns] shrink_limit`; 1 turns the check off).
+    pub shrink_limit: f64,
 }
 
 impl DnsConfig {
@@ -49,6 +53,7 @@ impl DnsConfig {
             poll_interval: Duration::from_secs(1),
             reload_interval: Duration::from_secs(10),
             retry_max: Duration::from_secs(30),
+            shrink_limit: 0.5,
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct DnsStats {
     pub unready_answers: AtomicU64,
     /// 1 once a full load of the store succeeded.
     pub ready: AtomicU64,
+    /// Loads held because they would have removed too much at once.
+    pub held_loads: AtomicU64,
     /// Requests with a body that does not decode, or a msgid lars-dns does not serve.
     pub bad_requests: AtomicU64,
 }
@@ -98,6 +105,7 @@ impl DnsStats {
             ("oversize_routes", self.oversize_routes.load(Ordering::Relaxed)),
             ("unready_answers", self.unready_answers.load(Ordering::Relaxed)),
             ("ready", self.ready.load(Ordering::Relaxed)),
+            ("held_loads", self.held_loads.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
         ]
     }
@@ -194,6 +202,7 @@ impl Dns {
             stop: Arc::clone(&stop),
             config,
             loaded,
+            held: None,
         };
         let loader =
             std::thread::Builder::new().name("lars-dns-loader".into()).spawn(move || loader.run())?;
@@ -255,6 +264,36 @@ struct Loader {
     config: DnsConfig,
     /// Whether the snapshot holds a full load of the store, which changes can patch.
     loaded: bool,
+    /// The shape of a table held by the shrink protection, which a later load confirms by
+    /// having the same.
+    held: Option<Shape>,
+}
+
+/// What a held table is recognised by: its store version, routes and hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    version: u64,
+    routes: usize,
+    hosts: usize,
+}
+
+impl Shape {
+    fn of(table: &RouteTable) -> Shape {
+        Shape { version: table.version, routes: table.routes.len(), hosts: table.host_count() }
+    }
+}
+
+/// Whether going from `served` to `table` removes more than `limit` of the routes or of the
+/// hosts (only once `served` is a real load: the first load, or one after an empty store, is
+/// never held).
+fn shrinks_too_much(served: &RouteTable, table: &RouteTable, limit: f64) -> bool {
+    if !served.loaded || limit >= 1.0 {
+        return false;
+    }
+    let lost = |before: usize, after: usize| {
+        before > 0 && (before.saturating_sub(after) as f64) > limit * before as f64
+    };
+    lost(served.routes.len(), table.routes.len()) || lost(served.host_count(), table.host_count())
 }
 
 impl Loader {
@@ -315,11 +354,48 @@ impl Loader {
                     }
                     failures = 0;
                     store_version = table.version;
-                    self.install(&served, table, changed);
+                    // A held table is looked at again at the next load: the periodic reload
+                    // confirms it, or a new version replaces it.
+                    if !self.hold(&served, &table) {
+                        self.install(&served, table, changed);
+                    }
                 }
                 Err(e) => self.failed(&mut failures, &e),
             }
         }
+    }
+
+    /// The shrink protection: holds `table` when it removes too much of `served`, unless it
+    /// has the shape of the table held before (a later load saying the same confirms it).
+    fn hold(&mut self, served: &RouteTable, table: &RouteTable) -> bool {
+        if !shrinks_too_much(served, table, self.config.shrink_limit) {
+            self.held = None;
+            return false;
+        }
+        let shape = Shape::of(table);
+        if self.held == Some(shape) {
+            eprintln!(
+                "lars-dns: a second load confirms {} routes, {} hosts (down from {}, {}); serving it",
+                shape.routes,
+                shape.hosts,
+                served.routes.len(),
+                served.host_count()
+            );
+            self.held = None;
+            return false;
+        }
+        self.stats.held_loads.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "lars-dns: held a load of {} routes, {} hosts (serving {}, {}): it removes more than {:.0} % \
+             at once; serving the last routes until a second load confirms it",
+            shape.routes,
+            shape.hosts,
+            served.routes.len(),
+            served.host_count(),
+            self.config.shrink_limit * 100.0
+        );
+        self.held = Some(shape);
+        true
     }
 
     fn failed(&self, failures: &mut u32, error: &crate::store::StoreError) {
@@ -538,5 +614,34 @@ impl DnsWorker {
     fn bad_request(&self) -> Control {
         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         Control::Close
+    }
+}
+
+#[cfg(test)]
+mod shrink_tests {
+    use super::*;
+    use lars_core::wire::native::WeightedHost;
+
+    fn table(routes: usize, hosts_each: u16, loaded: bool) -> RouteTable {
+        let mut table = RouteTable { loaded, ..RouteTable::default() };
+        for route in 0..routes {
+            for port in 0..hosts_each {
+                let addr = SocketAddr::from(([10, 0, 0, 1], 1000 + port));
+                table.insert((route as i32, 1), WeightedHost { addr, weight: 1 });
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn losing_more_than_the_limit_of_routes_or_hosts_is_too_much() {
+        let served = table(10, 4, true);
+        assert!(!shrinks_too_much(&served, &table(5, 4, false), 0.5), "half the routes is the limit");
+        assert!(shrinks_too_much(&served, &table(4, 4, false), 0.5), "six of ten routes");
+        assert!(shrinks_too_much(&served, &table(10, 1, false), 0.5), "three hosts of four in each route");
+        assert!(shrinks_too_much(&served, &RouteTable::default(), 0.5), "an empty store");
+        assert!(!shrinks_too_much(&served, &table(20, 8, false), 0.5), "growth");
+        assert!(!shrinks_too_much(&served, &RouteTable::default(), 1.0), "1 turns it off");
+        assert!(!shrinks_too_much(&table(10, 4, false), &table(1, 1, false), 0.5), "nothing loaded yet");
     }
 }

@@ -39,7 +39,12 @@ impl Clock {
 
     /// Seconds since the Unix epoch, for timestamps that leave the process.
     pub fn unix_secs() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        Clock::unix_nanos() / 1_000_000_000
+    }
+
+    /// Nanoseconds since the Unix epoch, to compare with file modification times.
+    pub fn unix_nanos() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
     }
 }
 

@@ -96,3 +96,69 @@ fn a_dns_started_while_mysql_is_unreachable_answers_not_ready() {
     eventually("the agent heard it is not ready", || agent.stats().dns_unready_answers > 0);
     assert_eq!(dns.stats().ready.load(Ordering::Relaxed), 0);
 }
+
+fn dns_with(addr: SocketAddr, store: Box<dyn RouteStore>, reload: Duration, shrink_limit: f64) -> Dns {
+    let mut server = ServerConfig::new(addr);
+    server.threads = 1;
+    let mut config = DnsConfig::new(server);
+    config.shrink_limit = shrink_limit;
+    config.poll_interval = Duration::from_millis(20);
+    config.reload_interval = reload;
+    config.retry_max = Duration::from_millis(100);
+    Dns::start(config, store).unwrap()
+}
+
+fn route_lines(routes: std::ops::Range<i32>) -> String {
+    routes.map(|modid| format!("{modid} 1 10.4.1.{}:80\n", modid % 250)).collect()
+}
+
+/// A load that removes most routes at once (a truncated file, a wiped table) is held, logged
+/// and counted, and agents keep their routes; the next full load saying the same confirms it.
+#[test]
+fn a_load_that_removes_most_routes_is_held_until_a_later_load_confirms_it() {
+    let scratch = Scratch::new("shrink");
+    let path = scratch.0.join("routes.conf");
+    std::fs::write(&path, route_lines(100..110)).unwrap();
+    let dns = dns_with("127.0.0.1:0".parse().unwrap(), file_store(&path), Duration::from_millis(600), 0.5);
+    let (_agent, client) = agent_of(dns.local_addr());
+    assert!(client.reg_init(101, 1, 100).is_ok());
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, route_lines(100..102)).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+    eventually("held", || dns.stats().held_loads.load(Ordering::Relaxed) == 1);
+    assert_eq!(dns.snapshot().routes.len(), 10, "still serving the last routes");
+    assert!(client.reg_init(105, 1, 100).is_ok(), "a route the held load drops is still served");
+    eventually("confirmed by the next full load", || dns.snapshot().routes.len() == 2);
+    assert_eq!(dns.stats().held_loads.load(Ordering::Relaxed), 1);
+}
+
+/// A route file rewritten in place (truncated, then written in two parts) is never read half
+/// written: callers never see a route vanish.
+#[test]
+fn a_route_file_rewritten_in_place_is_never_read_half_written() {
+    use std::io::Write;
+    let scratch = Scratch::new("in-place");
+    let path = scratch.0.join("routes.conf");
+    let text = route_lines(200..240);
+    std::fs::write(&path, &text).unwrap();
+    // The shrink protection off: this is about reading the file.
+    let dns = dns_with("127.0.0.1:0".parse().unwrap(), file_store(&path), Duration::from_millis(200), 1.0);
+    let (agent, client) = agent_of(dns.local_addr());
+    for modid in 200..240 {
+        assert!(client.reg_init(modid, 1, 100).is_ok());
+    }
+    let (first, second) = text.split_at(text.len() / 3);
+    for _ in 0..30 {
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(first.as_bytes()).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+        file.write_all(second.as_bytes()).unwrap();
+        drop(file);
+        for modid in 200..240 {
+            assert!(client.get_host(modid, 1, None).is_ok(), "route {modid} vanished");
+        }
+    }
+    assert_eq!(dns.snapshot().routes.len(), 40);
+    assert_eq!(agent.stats().route_table_full, 0);
+}

@@ -2,7 +2,7 @@
 
 use std::error::Error;
 
-use lars_std::config::ReactorConfig;
+use lars_std::config::{Fraction, ReactorConfig};
 use lars_std::daemon::{self, Args, MYSQL_KEYS};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::signal::Shutdown;
@@ -12,11 +12,14 @@ use lars_std::store::mysql::MysqlRoutes;
 
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
-                [--routes FILE | --mysql URL]
+                [--routes FILE | --mysql URL] [--shrink-limit FRACTION]
 
 Serves routes on TCP (default 127.0.0.1:7778) from the route file (default routes.conf; the
 embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as in the
-original lars_dns.conf). SIGINT or SIGTERM stops it cleanly.
+original lars_dns.conf). Until its store is loaded it tells agents it is not ready, and they
+keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
+0.5) of the routes or hosts at once is held until the next full load (10 s) says the same;
+1 turns that off. SIGINT or SIGTERM stops it cleanly.
 ";
 
 fn main() {
@@ -26,15 +29,25 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(&["config", "listen", "threads", "max-conn", "routes", "mysql"], &["help"])?;
+    let args = Args::from_env(
+        &["config", "listen", "threads", "max-conn", "routes", "mysql", "shrink-limit"],
+        &["help"],
+    )?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
     }
-    let keys: Vec<(&str, &str)> =
-        ReactorConfig::KEYS.iter().chain(&MYSQL_KEYS).copied().chain([("dns", "routes")]).collect();
+    let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
+        .iter()
+        .chain(&MYSQL_KEYS)
+        .copied()
+        .chain([("dns", "routes"), ("dns", "shrink_limit")])
+        .collect();
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
+    if let Some(limit) = args.flag("shrink-limit") {
+        ini.set("dns", "shrink_limit", limit);
+    }
     let server = daemon::server_config(&mut ini, &args, 7778)?;
     // --routes wins, and then [mysql] is not even read.
     let mysql = match args.flag("routes") {
@@ -48,7 +61,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let source = store.describe();
     let mut shutdown = Shutdown::install()?;
-    let dns = Dns::start(DnsConfig::new(server), store)?;
+    let mut config = DnsConfig::new(server);
+    let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
+    config.shrink_limit = shrink_limit;
+    let dns = Dns::start(config, store)?;
     eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
     shutdown.wait()?;
     eprintln!("lars-dns: shutting down");

@@ -14,6 +14,14 @@
 //! lars-dns also reloads every 10 s regardless. A line that does not parse fails the whole load
 //! with an error naming the file, the line and the field, and lars-dns keeps serving what it
 //! had.
+//!
+//! Edit the file by writing a new one and renaming it over the old (`lars route` does; so do
+//! `mv new.conf routes.conf`, `sed -i` and most editors). A file rewritten in place is read
+//! only once it has been still for [`SETTLE`] and did not change while it was read, so a reader
+//! does not take half a file for the whole; what remains of that risk (a writer that pauses
+//! for longer mid-write) is caught by lars-dns's shrink protection. Only a regular file of at
+//! most [`MAX_ROUTE_FILE`] bytes is read (a FIFO would block the loader, `/dev/zero` would fill
+//! memory).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,18 +34,25 @@ use lars_core::wire::native::WeightedHost;
 
 use super::{RouteKey, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
+/// How long a route file must have been still before it is read.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+/// The largest route file read: about a million hosts.
+pub const MAX_ROUTE_FILE: u64 = 64 << 20;
+
 /// Routes read from a text file.
 #[derive(Debug, Clone)]
 pub struct RouteFile {
     path: PathBuf,
     /// The file as last seen (modification time, inode, length) and the version given for it.
     seen: Option<((u64, u64, u64), u64)>,
+    /// The inode last loaded: the same inode changed again is a file rewritten in place.
+    loaded_inode: Option<u64>,
 }
 
 impl RouteFile {
     /// A store over `path` (read on each load).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        RouteFile { path: path.into(), seen: None }
+        RouteFile { path: path.into(), seen: None, loaded_inode: None }
     }
 
     /// Parses route-file text, naming `path` in errors.
@@ -147,10 +162,41 @@ impl RouteStore for RouteFile {
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path.clone();
+        let unavailable = |why: String| StoreError::Unavailable(format!("{}: {why}", path.display()));
+        let stamp = |meta: &std::fs::Metadata| (meta.mtime(), meta.mtime_nsec(), meta.ino(), meta.len());
+        let before = std::fs::metadata(&path).map_err(|e| unavailable(e.to_string()))?;
+        if !before.is_file() {
+            return Err(StoreError::Invalid(format!("{}: not a regular file", self.path.display())));
+        }
+        if before.len() > MAX_ROUTE_FILE {
+            let (len, max) = (before.len(), MAX_ROUTE_FILE);
+            return Err(StoreError::Invalid(format!("{}: {len} bytes, over {max}", self.path.display())));
+        }
+        // A file renamed into place is whole; one changed in place may still be being written.
+        if self.loaded_inode == Some(before.ino()) {
+            let modified = before.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+            let age =
+                crate::time::Clock::unix_nanos().saturating_sub(modified.map_or(0, |d| d.as_nanos() as u64));
+            if age < SETTLE.as_nanos() as u64 {
+                let ms = age / 1_000_000;
+                return Err(unavailable(format!("rewritten in place {ms} ms ago; waiting for it to settle")));
+            }
+        }
         let version = self.version()?;
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
-        RouteFile::parse(&text, &self.path, version)
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|file| file.take(MAX_ROUTE_FILE).read_to_string(&mut text))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let after = std::fs::metadata(&path).map_err(|e| unavailable(e.to_string()))?;
+        if stamp(&after) != stamp(&before) {
+            return Err(unavailable("changed while it was read; reading it again".into()));
+        }
+        let table = RouteFile::parse(&text, &self.path, version)?;
+        self.loaded_inode = Some(before.ino());
+        Ok(table)
     }
 
     fn describe(&self) -> String {
