@@ -283,15 +283,20 @@ impl Shape {
     }
 }
 
+/// Removing fewer routes or hosts than this at once is never held: a console deleting a
+/// small table's routes is not an accident worth a 10 s delay.
+const SHRINK_MIN: usize = 10;
+
 /// Whether going from `served` to `table` removes more than `limit` of the routes or of the
-/// hosts (only once `served` is a real load: the first load, or one after an empty store, is
-/// never held).
+/// hosts, and at least [`SHRINK_MIN`] of them (only once `served` is a real load: the first
+/// load is never held).
 fn shrinks_too_much(served: &RouteTable, table: &RouteTable, limit: f64) -> bool {
     if !served.loaded || limit >= 1.0 {
         return false;
     }
     let lost = |before: usize, after: usize| {
-        before > 0 && (before.saturating_sub(after) as f64) > limit * before as f64
+        let removed = before.saturating_sub(after);
+        removed >= SHRINK_MIN && removed as f64 > limit * before as f64
     };
     lost(served.routes.len(), table.routes.len()) || lost(served.host_count(), table.host_count())
 }
@@ -643,5 +648,6 @@ mod shrink_tests {
         assert!(!shrinks_too_much(&served, &table(20, 8, false), 0.5), "growth");
         assert!(!shrinks_too_much(&served, &RouteTable::default(), 1.0), "1 turns it off");
         assert!(!shrinks_too_much(&table(10, 4, false), &table(1, 1, false), 0.5), "nothing loaded yet");
+        assert!(!shrinks_too_much(&table(2, 1, true), &RouteTable::default(), 0.5), "too few to matter");
     }
 }

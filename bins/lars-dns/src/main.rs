@@ -18,8 +18,8 @@ Serves routes on TCP (default 127.0.0.1:7778) from the route file (default route
 embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as in the
 original lars_dns.conf). Until its store is loaded it tells agents it is not ready, and they
 keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
-0.5) of the routes or hosts at once is held until the next full load (10 s) says the same;
-1 turns that off. SIGINT or SIGTERM stops it cleanly.
+0.5) of the routes or hosts at once (and at least 10 of them) is held until the next full
+load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
 ";
 
 fn main() {
