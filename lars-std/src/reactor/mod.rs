@@ -276,64 +276,20 @@ impl<T> EventLoop<T> {
         Ok(())
     }
 
-    /// One `epoll_wait` on the poller's own epoll instance. `Poller::wait` costs five system
-    /// calls per wait on Linux (it re-arms a timerfd and its notifier every time); this costs
-    /// one, and hands over to `Poller::wait` only when the notifier fired, so that `polling`
-    /// clears and re-arms it as usual. The sources are still registered through `polling`,
-    /// which stores each source's key as the event's data; the notifier and the timerfd use
-    /// `NOTIFY_KEY`, which no source of ours uses.
+    /// One `Poller::wait`, its events appended to `out`. An interrupted wait returns nothing,
+    /// like a spurious wake-up.
     fn wait(&mut self, out: &mut Vec<Ready<T>>, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        use rustix::event::{Timespec, epoll};
-        // A wait longer than `epoll_pwait`'s milliseconds would need `epoll_pwait2` (Linux
-        // 5.11, and refused by some seccomp filters); waking early is harmless.
-        let timeout = timeout.map(|t| t.min(LONGEST_WAIT)).map(|t| Timespec {
-            tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: t.subsec_nanos().into(),
-        });
-        let mut buf = [const { std::mem::MaybeUninit::<epoll::Event>::uninit() }; 256];
-        let ready = match epoll::wait(self.poller.as_fd(), &mut buf, timeout.as_ref()) {
-            Ok((ready, _)) => ready,
-            Err(rustix::io::Errno::INTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut notified = false;
-        for event in ready.iter() {
-            let key = event.data.u64() as usize;
-            if key == NOTIFY_KEY {
-                notified = true;
-                continue;
-            }
-            let flags = event.flags;
-            out.push(Ready::Io {
-                key,
-                readable: flags.intersects(READ_FLAGS),
-                writable: flags.intersects(WRITE_FLAGS),
-            });
+        self.events.clear();
+        match self.poller.wait(&mut self.events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
         }
-        if notified {
-            // Level-triggered sources that this zero wait also reports will report again.
-            self.events.clear();
-            match self.poller.wait(&mut self.events, Some(std::time::Duration::ZERO)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            self.events.clear();
-        }
+        out.extend(self.events.iter().map(|event| Ready::Io {
+            key: event.key,
+            readable: event.readable,
+            writable: event.writable,
+        }));
         Ok(())
     }
 }
-
-/// The longest single wait: fits `epoll_pwait`'s timeout in milliseconds (an `i32`).
-const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// The key `polling` gives its notifier (and timerfd) in the epoll instance.
-const NOTIFY_KEY: usize = usize::MAX;
-/// Events that make a source readable, as `polling` counts them.
-const READ_FLAGS: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::IN
-    .union(rustix::event::epoll::EventFlags::HUP)
-    .union(rustix::event::epoll::EventFlags::ERR)
-    .union(rustix::event::epoll::EventFlags::PRI);
-/// Events that make a source writable, as `polling` counts them.
-const WRITE_FLAGS: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::OUT
-    .union(rustix::event::epoll::EventFlags::HUP)
-    .union(rustix::event::epoll::EventFlags::ERR);
