@@ -276,7 +276,7 @@ pub struct ServerHandle<T: Send + 'static> {
 
 /// Posts tasks to a server's workers from anywhere, including from inside a [`Service`]
 /// (hand it over in a task, or through a `OnceLock` filled after [`TcpServer::start`]).
-pub struct Poster<T> {
+pub(crate) struct Poster<T> {
     workers: Vec<Waker<WorkerMsg<T>>>,
     stats: Arc<ServerStats>,
 }
@@ -290,7 +290,7 @@ impl<T> Clone for Poster<T> {
 impl<T: Send + 'static> Poster<T> {
     /// Posts `task` to worker `worker`; gives it back if that worker's queue is full (counted in
     /// [`ServerStats::tasks_refused`]) or there is no such worker.
-    pub fn post(&self, worker: usize, task: T) -> Result<(), T> {
+    pub(crate) fn post(&self, worker: usize, task: T) -> Result<(), T> {
         let Some(waker) = self.workers.get(worker) else { return Err(task) };
         waker.post(WorkerMsg::Task(task)).map_err(|msg| {
             self.stats.tasks_refused.fetch_add(1, Ordering::Relaxed);
@@ -304,14 +304,14 @@ impl<T: Send + 'static> Poster<T> {
     }
 
     /// The number of workers.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.workers.len()
     }
 }
 
 impl<T: Send + 'static> ServerHandle<T> {
     /// A cloneable handle for posting tasks to the workers.
-    pub fn poster(&self) -> Poster<T> {
+    pub(crate) fn poster(&self) -> Poster<T> {
         self.poster.clone()
     }
 
