@@ -1,6 +1,6 @@
 //! Native bodies (msgids 0x100..): postcard-encoded messages that extend the Lars protocol.
 //!
-//! The postcard format is written by hand here ([`codec`]), not through the `postcard` and
+//! The postcard format is written by hand here (`native/codec.rs`), not through the `postcard` and
 //! `serde` crates: the handful of primitives these bodies use fit in a page, and the two crates
 //! with their derive macros were eleven of a lean binary's twenty crates. A differential test
 //! checks the bytes against `postcard` itself.
