@@ -317,13 +317,8 @@ impl FramedConn {
     /// Handles readiness while draining: writes queued output and discards input. Returns
     /// whether the output is all written; fails if the connection broke.
     pub fn drain(&mut self, readable: bool, writable: bool) -> Result<bool, CloseReason> {
-        if writable && let Some(out) = &mut self.output {
-            write_some(self.stream.get(), out, &mut self.broken);
-            if out.is_empty()
-                && let Some(out) = self.output.take()
-            {
-                pool::recycle(out);
-            }
+        if writable {
+            self.write_queued();
         }
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
@@ -374,13 +369,8 @@ impl FramedConn {
         readable: bool,
         mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
     ) -> Result<(), CloseReason> {
-        if writable && let Some(out) = &mut self.output {
-            write_some(self.stream.get(), out, &mut self.broken);
-            if out.is_empty()
-                && let Some(out) = self.output.take()
-            {
-                pool::recycle(out);
-            }
+        if writable {
+            self.write_queued();
         }
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
@@ -391,6 +381,19 @@ impl FramedConn {
             self.handle_buffered(&mut handle)?;
         }
         self.update_interest()
+    }
+
+    /// Writes queued output until the socket would block; the buffer goes back to the pool once
+    /// empty. A hard error is recorded in `broken`.
+    fn write_queued(&mut self) {
+        if let Some(out) = &mut self.output {
+            write_some(self.stream.get(), out, &mut self.broken);
+            if out.is_empty()
+                && let Some(out) = self.output.take()
+            {
+                pool::recycle(out);
+            }
+        }
     }
 
     /// Reads once into the input buffer, growing it when a frame needs more room.
