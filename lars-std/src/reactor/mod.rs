@@ -23,6 +23,16 @@
 //! - Every registered source is deleted from the poller before it is closed (`Registered`
 //!   owns it and deletes on drop); this is what `polling` requires of its callers.
 //! - Nothing here panics on what a peer sends; IO errors are returned to the caller.
+//!
+//! # Surface
+//!
+//! The loop ([`EventLoop`], [`Waker`], [`Interest`], [`Ready`]); the server ([`TcpServer`],
+//! [`ServerConfig`], [`ServerHandle`], [`ServerStats`], and a [`Service`] with what it is
+//! handed: [`ConnId`], [`Conns`], [`Sender`], [`Control`], [`CloseReason`], [`SendError`]); the
+//! client ([`TcpClient`], [`ClientConfig`], [`LinkEvent`]); [`UdpEndpoint`]. `Conns` and
+//! `Sender` exist only inside a callback and cannot be built outside. The connection and the
+//! registration underneath (`FramedConn`, `Registered`) are the reactor's own: `plumbing`
+//! exposes them, hidden, only for the tests that drive one connection by hand.
 
 mod client;
 mod conn;
