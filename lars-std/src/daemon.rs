@@ -162,6 +162,7 @@ pub const MYSQL_KEYS: [(&str, &str); 5] = [
 /// section if the config has one, else none (the daemon then uses its file store). The
 /// section's values are used as they are: a password may hold `@`, `#` or `/`, and a host may
 /// be an IPv6 address.
+#[cfg(feature = "mysql")]
 pub fn mysql_opts(ini: &Ini, args: &Args) -> Result<Option<mysql::Opts>, Box<dyn std::error::Error>> {
     if let Some(url) = args.flag("mysql") {
         return Ok(Some(crate::store::mysql::opts(url)?));
@@ -241,6 +242,7 @@ mod tests {
         assert_eq!(args(&["--listen"]).unwrap_err().0, "--listen needs a value");
     }
 
+    #[cfg(feature = "mysql")]
     #[test]
     fn mysql_opts_from_an_original_config() {
         let ini = Ini::parse(

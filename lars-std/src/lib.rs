@@ -9,16 +9,28 @@
 //! - [`dns`]: the lars-dns service; [`reporter`]: the lars-reporter service; [`agent`]: the
 //!   lars-agent daemon.
 //! - [`client`]: the client API of the local agent.
-//! - [`daemon`]: flags, config loading and store choice shared by the binaries.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
 //! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
-//! - [`store`]: route stores (route file, memory; MySQL) and statistics stores.
+//! - [`store`]: route stores (route file, memory; MySQL with the `mysql` feature) and
+//!   statistics stores.
+//!
+//! `daemon` (flags, config loading, `exit_with`) is the binaries' shared plumbing: public for
+//! them, hidden from the docs, and no part of the API. So is `reactor::plumbing`, the
+//! connection internals that some integration tests drive by hand.
+//!
+//! # Features
+//!
+//! - `mysql` (off by default): the MySQL route and statistics stores (`store::mysql`). lars-dns,
+//!   lars-reporter and the `lars` CLI turn it on; the agent and the client library do without
+//!   it, and without the crates it brings.
 
 pub use lars_core as core;
 
 pub mod agent;
 pub mod client;
 pub mod config;
+/// The binaries' shared plumbing (flags, config loading, exit codes); not part of the API.
+#[doc(hidden)]
 pub mod daemon;
 pub mod dns;
 pub mod pool;

@@ -7,7 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use lars_core::wire::Frame;
-use lars_std::reactor::{Control, EventLoop, FramedConn, Interest, Ready, Registered, Sender};
+use lars_std::reactor::plumbing::{FramedConn, Registered};
+use lars_std::reactor::{Control, EventLoop, Interest, Ready, Sender};
 use lars_std::time::Clock;
 
 #[test]

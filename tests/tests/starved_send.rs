@@ -5,7 +5,8 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 
 use lars_core::wire::{MsgId, Raw};
-use lars_std::reactor::{EventLoop, FramedConn, Interest, Registered, SendError};
+use lars_std::reactor::plumbing::{FramedConn, Registered};
+use lars_std::reactor::{EventLoop, Interest, SendError};
 use lars_std::time::Clock;
 
 #[test]

@@ -115,3 +115,43 @@ fn architecture_doc_maps_every_crate() {
         assert!(doc.contains(&format!("`{krate}/`")), "ARCHITECTURE.md's code map lacks `{krate}/`");
     }
 }
+
+/// The crates in `package`'s normal (non-dev, non-build) dependency tree, itself included, each
+/// once: what `cargo tree -e normal` lists.
+fn normal_dependencies(package: &str) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["tree", "-q", "-p", package, "-e", "normal", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo tree");
+    assert!(output.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&output.stderr));
+    let mut crates: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_end_matches(" (*)").to_string())
+        .filter(|line| !line.is_empty())
+        .collect();
+    crates.sort();
+    crates.dedup();
+    crates
+}
+
+/// DESIGN §12: the agent and a program that only wants the client library build without MySQL,
+/// in at most 20 crates. A new dependency has to fit in what is left.
+#[test]
+fn the_agent_and_the_client_library_stay_lean() {
+    const MOST: usize = 20;
+    for package in ["lars-agent", "lars-std"] {
+        let crates = normal_dependencies(package);
+        assert!(
+            crates.len() <= MOST,
+            "{package} pulls {} crates, more than {MOST}:\n{}",
+            crates.len(),
+            crates.join("\n")
+        );
+        assert!(
+            !crates.iter().any(|c| c.starts_with("mysql ")),
+            "{package} pulls MySQL: the `mysql` feature of lars-std must stay off for it"
+        );
+    }
+}

@@ -97,7 +97,7 @@ impl fmt::Display for Error {
 impl core::error::Error for Error {}
 
 /// The outcome of an agent request, as in the original's `LarsRetCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum RetCode {
     /// The request succeeded.

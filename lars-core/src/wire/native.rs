@@ -1,5 +1,10 @@
 //! Native bodies (msgids 0x100..): postcard-encoded messages that extend the Lars protocol.
 //!
+//! The postcard format is written by hand here (`native/codec.rs`), not through the `postcard` and
+//! `serde` crates: the handful of primitives these bodies use fit in a page, and the two crates
+//! with their derive macros were eleven of a lean binary's twenty crates. A differential test
+//! checks the bytes against `postcard` itself.
+//!
 //! They add what the original lacks: a hello with a protocol version, IPv6 hosts, route versions,
 //! host weights, call outcomes with latency, batched reports, batched call statistics and a
 //! heartbeat. Every body is plain postcard of the struct as declared here, fields in order; a
@@ -11,15 +16,83 @@
 
 use core::net::SocketAddr;
 
-use serde::{Deserialize, Serialize, Serializer};
-
 use super::{Decode, Encode, Error, List, RetCode};
+use codec::{Field, Writer, finish};
+
+mod codec;
+
+/// Encodes and decodes an enum as postcard does: its variant's index, as a varint.
+macro_rules! tag_enum {
+    ($ty:ident { $($variant:ident),* }) => {
+        impl<'a> Field<'a> for $ty {
+            fn encoded_len(&self) -> usize {
+                (*self as u32).encoded_len()
+            }
+
+            fn put(&self, out: &mut Writer<'_>) {
+                (*self as u32).put(out)
+            }
+
+            fn take(input: &mut &'a [u8]) -> Result<Self, Error> {
+                const VARIANTS: &[$ty] = &[$($ty::$variant),*];
+                let tag = u32::take(input)?;
+                VARIANTS.get(tag as usize).copied().ok_or(Error::BadValue)
+            }
+        }
+    };
+}
+
+/// Encodes and decodes a struct as postcard does: its fields in the order listed, which must be
+/// the order declared.
+macro_rules! fields {
+    ($ty:ident $(<$lt:lifetime>)? { $($field:ident),* }) => {
+        impl<'a> Field<'a> for $ty $(<$lt>)? {
+            fn encoded_len(&self) -> usize {
+                0 $(+ self.$field.encoded_len())*
+            }
+
+            fn put(&self, out: &mut Writer<'_>) {
+                $(self.$field.put(out);)*
+            }
+
+            fn take(input: &mut &'a [u8]) -> Result<Self, Error> {
+                // A struct expression evaluates its fields in the order written.
+                Ok($ty { $($field: Field::take(input)?),* })
+            }
+        }
+    };
+}
+
+/// A message body: the whole body is one value, with nothing after it.
+macro_rules! body {
+    ($($ty:ty),*) => {$(
+        impl<'a> Encode for $ty {
+            fn buffer_len(&self) -> usize {
+                self.encoded_len()
+            }
+
+            fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
+                let mut writer = Writer::new(out);
+                self.put(&mut writer);
+                writer.finish()
+            }
+        }
+
+        impl<'a> Decode<'a> for $ty {
+            fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
+                let value = Field::take(&mut body)?;
+                finish(body)?;
+                Ok(value)
+            }
+        }
+    )*};
+}
 
 /// The native protocol version this code speaks, sent in [`Hello`].
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// What a peer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// A lars-agent on a server.
     Agent,
@@ -34,7 +107,7 @@ pub enum Role {
 }
 
 /// Opens a native link (msgid 0x100); the peer answers with its own `Hello`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     /// The sender's [`PROTOCOL_VERSION`].
     pub version: u16,
@@ -47,14 +120,14 @@ pub struct Hello {
 }
 
 /// Keep-alive (msgid 0x101); the peer echoes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
     /// Sender's sequence number, echoed.
     pub seq: u32,
 }
 
 /// Asks an agent for one host of a route (msgid 0x110).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetHostRequest {
     /// Caller's sequence number, echoed.
     pub seq: u32,
@@ -67,7 +140,7 @@ pub struct GetHostRequest {
 }
 
 /// An agent's answer to [`GetHostRequest`] (msgid 0x111).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetHostResponse {
     /// The request's sequence number.
     pub seq: u32,
@@ -82,7 +155,7 @@ pub struct GetHostResponse {
 }
 
 /// How a call to a host ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The call succeeded.
     Ok,
@@ -93,7 +166,7 @@ pub enum Outcome {
 }
 
 /// The result of one call (msgid 0x112, or an item of [`ReportBatch`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
     /// Module id.
     pub modid: i32,
@@ -108,7 +181,7 @@ pub struct Report {
 }
 
 /// Many call results in one datagram (msgid 0x113).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReportBatch<'a> {
     /// The results, oldest first.
     pub reports: List<'a, Report>,
@@ -116,7 +189,7 @@ pub struct ReportBatch<'a> {
 
 /// Asks for a route's hosts (msgid 0x120): an API asks its agent, an agent asks lars-dns (which
 /// also subscribes the agent to later changes of the route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetRouteRequest {
     /// Caller's sequence number, echoed.
     pub seq: u32,
@@ -127,7 +200,7 @@ pub struct GetRouteRequest {
 }
 
 /// A host and its weight in a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WeightedHost {
     /// The host's address.
     pub addr: SocketAddr,
@@ -136,7 +209,7 @@ pub struct WeightedHost {
 }
 
 /// A route's hosts (msgid 0x121): the answer to [`GetRouteRequest`] and every later push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteResponse<'a> {
     /// The request's sequence number; 0 in a push.
     pub seq: u32,
@@ -153,7 +226,7 @@ pub struct RouteResponse<'a> {
 }
 
 /// One host's call statistics over a reporting period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostStats {
     /// Module id.
     pub modid: i32,
@@ -207,7 +280,7 @@ impl HostStats {
 }
 
 /// An agent's call statistics for one period (msgid 0x130), to lars-reporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallStats<'a> {
     /// The reporting agent's id.
     pub caller: u32,
@@ -220,7 +293,7 @@ pub struct CallStats<'a> {
 /// One host as an agent reports it to lars-reporter: the period's calls, and the host's counts
 /// since its balancer last changed its state (made it idle or overloaded, or restarted its
 /// window), which is what the original stored in `ServerCallStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostReport {
     /// The period's calls.
     pub stats: HostStats,
@@ -231,7 +304,7 @@ pub struct HostReport {
 }
 
 /// An agent's statistics for one period (msgid 0x131), to lars-reporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusReport<'a> {
     /// The reporting agent's id.
     pub caller: u32,
@@ -242,14 +315,14 @@ pub struct StatusReport<'a> {
 }
 
 /// Asks a daemon for its counters (msgid 0x140).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsRequest {
     /// Caller's sequence number, echoed.
     pub seq: u32,
 }
 
 /// One named counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter<'a> {
     /// What it counts, such as `frames_in`.
     pub name: &'a str,
@@ -258,7 +331,7 @@ pub struct Counter<'a> {
 }
 
 /// A daemon's counters (msgid 0x141), the answer to [`StatsRequest`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsResponse<'a> {
     /// The request's sequence number.
     pub seq: u32,
@@ -268,139 +341,29 @@ pub struct StatsResponse<'a> {
     pub counters: List<'a, Counter<'a>>,
 }
 
-impl<T: Copy + Serialize> Serialize for List<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
+tag_enum!(Role { Agent, Api, Dns, Reporter, Gateway });
+tag_enum!(Outcome { Ok, Fail, Overload });
+tag_enum!(RetCode { Succ, Overload, SystemError, NoExist });
 
-fn from_postcard(error: postcard::Error) -> Error {
-    match error {
-        postcard::Error::DeserializeUnexpectedEnd => Error::Truncated,
-        postcard::Error::DeserializeBadVarint => Error::BadVarint,
-        postcard::Error::SerializeBufferFull => Error::BufferTooSmall,
-        _ => Error::BadValue,
-    }
-}
+fields!(Hello { version, role, node, max_body });
+fields!(Heartbeat { seq });
+fields!(GetHostRequest { seq, modid, cmdid, key });
+fields!(GetHostResponse { seq, modid, cmdid, code, host });
+fields!(Report { modid, cmdid, host, outcome, latency_us });
+fields!(ReportBatch<'a> { reports });
+fields!(GetRouteRequest { seq, modid, cmdid });
+fields!(WeightedHost { addr, weight });
+fields!(RouteResponse<'a> { seq, modid, cmdid, code, version, hosts });
+fields!(HostStats { modid, cmdid, host, succ, err, overload, overloaded, latency_sum_us, latency_max_us });
+fields!(CallStats<'a> { caller, ts, entries });
+fields!(HostReport { stats, window_succ, window_err });
+fields!(StatusReport<'a> { caller, ts, entries });
+fields!(StatsRequest { seq });
+fields!(Counter<'a> { name, value });
+fields!(StatsResponse<'a> { seq, role, counters });
 
-/// Takes one postcard value off the front of `bytes`.
-fn take<'a, T: Deserialize<'a>>(bytes: &mut &'a [u8]) -> Result<T, Error> {
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(from_postcard)?;
-    *bytes = rest;
-    Ok(value)
-}
-
-/// Takes a postcard sequence off the front of `bytes`, validating every item.
-fn take_list<'a, T: Deserialize<'a> + Copy>(bytes: &mut &'a [u8]) -> Result<List<'a, T>, Error> {
-    let len: usize = take(bytes)?;
-    // Every item type here encodes to at least one byte, so a count above the bytes left is
-    // truncated; checking first bounds the loop by the input size, not by the claimed count.
-    if len > bytes.len() {
-        return Err(Error::Truncated);
-    }
-    let items = *bytes;
-    for _ in 0..len {
-        take::<T>(bytes)?;
-    }
-    Ok(List::encoded(items, len, |bytes| take(bytes).ok()))
-}
-
-fn finish(rest: &[u8]) -> Result<(), Error> {
-    if rest.is_empty() { Ok(()) } else { Err(Error::TrailingBytes) }
-}
-
-macro_rules! postcard_encode {
-    ($($ty:ty),*) => {$(
-        impl Encode for $ty {
-            fn buffer_len(&self) -> usize {
-                postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default()).unwrap_or(0)
-            }
-
-            fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
-                postcard::to_slice(self, out).map(|written| written.len()).map_err(from_postcard)
-            }
-        }
-    )*};
-}
-
-macro_rules! postcard_decode {
-    ($($ty:ty),*) => {$(
-        impl Decode<'_> for $ty {
-            fn parse(mut body: &[u8]) -> Result<Self, Error> {
-                let value = take(&mut body)?;
-                finish(body)?;
-                Ok(value)
-            }
-        }
-    )*};
-}
-
-postcard_encode!(
-    StatsRequest,
-    StatsResponse<'_>,
-    Hello,
-    Heartbeat,
-    GetHostRequest,
-    GetHostResponse,
-    Report,
-    ReportBatch<'_>,
-    GetRouteRequest,
-    RouteResponse<'_>,
-    CallStats<'_>,
-    StatusReport<'_>
-);
-postcard_decode!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
-
-impl<'a> Decode<'a> for StatsResponse<'a> {
-    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
-        let b = &mut body;
-        let stats = StatsResponse { seq: take(b)?, role: take(b)?, counters: take_list(b)? };
-        finish(body)?;
-        Ok(stats)
-    }
-}
-
-impl<'a> Decode<'a> for ReportBatch<'a> {
-    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
-        let reports = take_list(&mut body)?;
-        finish(body)?;
-        Ok(ReportBatch { reports })
-    }
-}
-
-impl<'a> Decode<'a> for RouteResponse<'a> {
-    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
-        let b = &mut body;
-        let route = RouteResponse {
-            seq: take(b)?,
-            modid: take(b)?,
-            cmdid: take(b)?,
-            code: take(b)?,
-            version: take(b)?,
-            hosts: take_list(b)?,
-        };
-        finish(body)?;
-        Ok(route)
-    }
-}
-
-impl<'a> Decode<'a> for CallStats<'a> {
-    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
-        let b = &mut body;
-        let stats = CallStats { caller: take(b)?, ts: take(b)?, entries: take_list(b)? };
-        finish(body)?;
-        Ok(stats)
-    }
-}
-
-impl<'a> Decode<'a> for StatusReport<'a> {
-    fn parse(mut body: &'a [u8]) -> Result<Self, Error> {
-        let b = &mut body;
-        let report = StatusReport { caller: take(b)?, ts: take(b)?, entries: take_list(b)? };
-        finish(body)?;
-        Ok(report)
-    }
-}
+body!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
+body!(ReportBatch<'a>, RouteResponse<'a>, CallStats<'a>, StatusReport<'a>, StatsResponse<'a>);
 
 #[cfg(test)]
 mod tests;

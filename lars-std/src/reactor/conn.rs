@@ -16,8 +16,10 @@
 //! ([`FramedConn::is_starved`]). A frame with a bad header closes the connection, after the
 //! replies to the frames before it.
 //!
-//! Closing: a close the service asks for lets queued output drain first
-//! ([`FramedConn::close_after_flush`]), so that a last reply is not cut off mid-frame.
+//! Closing: a server connection that closes with output queued can drain it first
+//! ([`FramedConn::start_drain`], then [`FramedConn::drain`]), so that a last reply is not cut
+//! off mid-frame. When to drain is the server's close protocol (`server/state.rs`); this type
+//! only moves the bytes.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -254,9 +256,6 @@ pub struct FramedConn {
     max_body: u32,
     interest: Interest,
     starved: bool,
-    /// Closing, for this reason, once queued output drains: input is read only to be
-    /// discarded, and nothing more is handled or sent.
-    closing: Option<CloseReason>,
     broken: Option<io::ErrorKind>,
     frames_in: u64,
     frames_out: u64,
@@ -273,7 +272,6 @@ impl FramedConn {
             max_body: max_body.min(frame::MAX_BODY),
             interest: Interest::READABLE,
             starved: false,
-            closing: None,
             broken: None,
             frames_in: 0,
             frames_out: 0,
@@ -301,25 +299,34 @@ impl FramedConn {
         self.output.as_ref().map_or(0, Buf::len)
     }
 
-    /// Starts a close for `reason` that lets queued output drain first (a reply is not cut off
-    /// by the close that follows it): from now on nothing is handled, input is discarded, and
-    /// [`FramedConn::on_ready`] fails with `reason` once the output is written. Returns false,
-    /// changing nothing, when there is nothing to drain, the connection is broken or it is
-    /// closing already: close it at once.
-    pub fn close_after_flush(&mut self, reason: CloseReason) -> bool {
-        if self.output.is_none() || self.broken.is_some() || self.closing.is_some() {
-            return false;
-        }
-        self.closing = Some(reason);
+    /// Whether output is queued that can still be written (the connection is not broken).
+    pub fn has_output(&self) -> bool {
+        self.output.is_some() && self.broken.is_none()
+    }
+
+    /// Stops reading for good, to write out what is queued before a close: input already read
+    /// goes back to the pool, and from now on only [`FramedConn::drain`] drives the connection.
+    pub fn start_drain(&mut self) -> Result<(), CloseReason> {
         if let Some(input) = self.input.take() {
             pool::recycle(input);
         }
-        self.update_interest().is_ok()
+        // Readable too, to discard what the peer still sends.
+        self.set_interest(Interest::BOTH)
     }
 
-    /// Whether [`FramedConn::close_after_flush`] started.
-    pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+    /// Handles readiness while draining: writes queued output and discards input. Returns
+    /// whether the output is all written; fails if the connection broke.
+    pub fn drain(&mut self, readable: bool, writable: bool) -> Result<bool, CloseReason> {
+        if writable {
+            self.write_queued();
+        }
+        if let Some(kind) = self.broken {
+            return Err(CloseReason::Io(kind));
+        }
+        if readable {
+            self.discard_input();
+        }
+        Ok(self.output.is_none())
     }
 
     /// Reads and drops what the peer sent and we will not handle (up to 64 KB), so that the
@@ -362,22 +369,11 @@ impl FramedConn {
         readable: bool,
         mut handle: impl FnMut(Frame<'_>, &mut Sender<'_>) -> Control,
     ) -> Result<(), CloseReason> {
-        if writable && let Some(out) = &mut self.output {
-            write_some(self.stream.get(), out, &mut self.broken);
-            if out.is_empty()
-                && let Some(out) = self.output.take()
-            {
-                pool::recycle(out);
-            }
+        if writable {
+            self.write_queued();
         }
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
-        }
-        if let Some(reason) = self.closing {
-            if readable {
-                self.discard_input();
-            }
-            return if self.output.is_none() { Err(reason) } else { self.update_interest() };
         }
         self.handle_buffered(&mut handle)?;
         if (readable || self.starved) && self.output.is_none() {
@@ -385,6 +381,19 @@ impl FramedConn {
             self.handle_buffered(&mut handle)?;
         }
         self.update_interest()
+    }
+
+    /// Writes queued output until the socket would block; the buffer goes back to the pool once
+    /// empty. A hard error is recorded in `broken`.
+    fn write_queued(&mut self) {
+        if let Some(out) = &mut self.output {
+            write_some(self.stream.get(), out, &mut self.broken);
+            if out.is_empty()
+                && let Some(out) = self.output.take()
+            {
+                pool::recycle(out);
+            }
+        }
     }
 
     /// Reads once into the input buffer, growing it when a frame needs more room.
@@ -554,15 +563,17 @@ impl FramedConn {
         if let Some(kind) = self.broken {
             return Err(CloseReason::Io(kind));
         }
-        let wanted = if self.closing.is_some() {
-            Interest::BOTH
-        } else if self.output.is_some() {
+        let wanted = if self.output.is_some() {
             Interest::WRITABLE
         } else if self.starved {
             Interest::NONE
         } else {
             Interest::READABLE
         };
+        self.set_interest(wanted)
+    }
+
+    fn set_interest(&mut self, wanted: Interest) -> Result<(), CloseReason> {
         if wanted != self.interest {
             self.stream.set_interest(wanted).map_err(|e| CloseReason::Io(e.kind()))?;
             self.interest = wanted;

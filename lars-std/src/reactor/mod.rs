@@ -8,7 +8,7 @@
 //! task posted from another thread through a [`Waker`], and returns what happened as [`Ready`]
 //! items. The loop is **level-triggered**: a source that stays readable is reported again on the
 //! next poll, so a handler may read one buffer per event and stay fair to other sources, and
-//! turning interest off (backpressure) is just [`Registered::set_interest`].
+//! turning interest off (backpressure) is just a change of interest.
 //!
 //! Timers are a deadline heap: [`EventLoop::set_timer`] returns nothing to cancel; a timer that
 //! is no longer wanted is ignored by its owner when it fires (put a generation in the token).
@@ -20,29 +20,52 @@
 //! # Contract
 //!
 //! - `poll` returns after at least one item is ready, after `max_wait`, or spuriously with none.
-//! - Every registered source is deleted from the poller before it is closed ([`Registered`]
+//! - Every registered source is deleted from the poller before it is closed (`Registered`
 //!   owns it and deletes on drop); this is what `polling` requires of its callers.
 //! - Nothing here panics on what a peer sends; IO errors are returned to the caller.
+//!
+//! # Surface
+//!
+//! The loop ([`EventLoop`], [`Waker`], [`Interest`], [`Ready`]); the server ([`TcpServer`],
+//! [`ServerConfig`], [`ServerHandle`], [`ServerStats`], and a [`Service`] with what it is
+//! handed: [`ConnId`], [`Conns`], [`Sender`], [`Control`], [`CloseReason`], [`SendError`]); the
+//! client ([`TcpClient`], [`ClientConfig`], [`LinkEvent`]); [`UdpEndpoint`]. `Conns` and
+//! `Sender` exist only inside a callback and cannot be built outside. The connection and the
+//! registration underneath (`FramedConn`, `Registered`) are the reactor's own: `plumbing`
+//! exposes them, hidden, only for the tests that drive one connection by hand.
 
 mod client;
 mod conn;
+mod registered;
 mod server;
 mod udp;
 
 pub use client::{ClientConfig, LinkEvent, TcpClient};
-pub use conn::{CloseReason, Control, FramedConn, SendError, Sender};
-pub use server::{ConnId, Conns, Poster, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
+pub use conn::{CloseReason, Control, SendError, Sender};
+pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
 pub use udp::{UdpEndpoint, UdpStats};
+
+use conn::FramedConn;
+use registered::Registered;
+pub(crate) use server::Poster;
+
+/// The connection plumbing under [`TcpServer`] and [`TcpClient`], not part of lars-std's API:
+/// public only so that the integration tests that must empty the process's buffer pool (each
+/// in a process of its own) can drive one connection by hand.
+#[doc(hidden)]
+pub mod plumbing {
+    pub use super::conn::FramedConn;
+    pub use super::registered::Registered;
+}
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lars_core::time::Instant;
-use polling::{Event, Events, PollMode, Poller};
+use polling::{Event, Events, Poller};
 
 use crate::time::Clock;
 
@@ -65,7 +88,7 @@ impl Interest {
     /// Neither: registered but silent.
     pub const NONE: Interest = Interest { readable: false, writable: false };
 
-    fn event(self, key: usize) -> Event {
+    pub(crate) fn event(self, key: usize) -> Event {
         match (self.readable, self.writable) {
             (true, true) => Event::all(key),
             (true, false) => Event::readable(key),
@@ -144,53 +167,6 @@ impl<T> Waker<T> {
     }
 }
 
-/// A source registered with a poller. Owns the source so that it is deleted from the poller
-/// before it closes, and hands out only shared references so that it cannot be swapped out.
-pub struct Registered<S: AsFd> {
-    source: S,
-    poller: Arc<Poller>,
-    key: usize,
-}
-
-impl<S: AsFd> Registered<S> {
-    /// Registers `source` under `key`, level-triggered.
-    pub fn new(
-        event_loop: &EventLoop<impl Sized>,
-        source: S,
-        key: usize,
-        interest: Interest,
-    ) -> io::Result<Self> {
-        let poller = Arc::clone(&event_loop.poller);
-        // SAFETY: `polling` requires the source to be deleted from the poller before it is
-        // closed. `Registered` owns `source`, never gives out `&mut S` (which could replace it),
-        // and deletes it in `Drop` before the field itself is dropped and closed.
-        unsafe { poller.add_with_mode(source.as_fd().as_raw_fd(), interest.event(key), PollMode::Level)? };
-        Ok(Registered { source, poller, key })
-    }
-
-    /// Changes what the source is polled for.
-    pub fn set_interest(&self, interest: Interest) -> io::Result<()> {
-        self.poller.modify_with_mode(self.source.as_fd(), interest.event(self.key), PollMode::Level)
-    }
-
-    /// The source.
-    pub fn get(&self) -> &S {
-        &self.source
-    }
-
-    /// The key it is registered under.
-    pub fn key(&self) -> usize {
-        self.key
-    }
-}
-
-impl<S: AsFd> Drop for Registered<S> {
-    fn drop(&mut self) {
-        // Nothing useful to do if the poller refuses: the fd closes right after either way.
-        let _ = self.poller.delete(self.source.as_fd());
-    }
-}
-
 /// One thread's event loop; `T` is the type of the tasks other threads post to it.
 pub struct EventLoop<T> {
     poller: Arc<Poller>,
@@ -212,6 +188,11 @@ impl<T> EventLoop<T> {
             poller: Arc::clone(&poller),
         });
         Ok(EventLoop { poller, events: Events::new(), timers: BinaryHeap::new(), timer_seq: 0, queue, clock })
+    }
+
+    /// The poller, for [`Registered`] to register sources with.
+    fn poller(&self) -> &Arc<Poller> {
+        &self.poller
     }
 
     /// A handle for posting tasks to this loop from other threads.
@@ -276,64 +257,20 @@ impl<T> EventLoop<T> {
         Ok(())
     }
 
-    /// One `epoll_wait` on the poller's own epoll instance. `Poller::wait` costs five system
-    /// calls per wait on Linux (it re-arms a timerfd and its notifier every time); this costs
-    /// one, and hands over to `Poller::wait` only when the notifier fired, so that `polling`
-    /// clears and re-arms it as usual. The sources are still registered through `polling`,
-    /// which stores each source's key as the event's data; the notifier and the timerfd use
-    /// `NOTIFY_KEY`, which no source of ours uses.
+    /// One `Poller::wait`, its events appended to `out`. An interrupted wait returns nothing,
+    /// like a spurious wake-up.
     fn wait(&mut self, out: &mut Vec<Ready<T>>, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        use rustix::event::{Timespec, epoll};
-        // A wait longer than `epoll_pwait`'s milliseconds would need `epoll_pwait2` (Linux
-        // 5.11, and refused by some seccomp filters); waking early is harmless.
-        let timeout = timeout.map(|t| t.min(LONGEST_WAIT)).map(|t| Timespec {
-            tv_sec: t.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: t.subsec_nanos().into(),
-        });
-        let mut buf = [const { std::mem::MaybeUninit::<epoll::Event>::uninit() }; 256];
-        let ready = match epoll::wait(self.poller.as_fd(), &mut buf, timeout.as_ref()) {
-            Ok((ready, _)) => ready,
-            Err(rustix::io::Errno::INTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut notified = false;
-        for event in ready.iter() {
-            let key = event.data.u64() as usize;
-            if key == NOTIFY_KEY {
-                notified = true;
-                continue;
-            }
-            let flags = event.flags;
-            out.push(Ready::Io {
-                key,
-                readable: flags.intersects(READ_FLAGS),
-                writable: flags.intersects(WRITE_FLAGS),
-            });
+        self.events.clear();
+        match self.poller.wait(&mut self.events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
         }
-        if notified {
-            // Level-triggered sources that this zero wait also reports will report again.
-            self.events.clear();
-            match self.poller.wait(&mut self.events, Some(std::time::Duration::ZERO)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            self.events.clear();
-        }
+        out.extend(self.events.iter().map(|event| Ready::Io {
+            key: event.key,
+            readable: event.readable,
+            writable: event.writable,
+        }));
         Ok(())
     }
 }
-
-/// The longest single wait: fits `epoll_pwait`'s timeout in milliseconds (an `i32`).
-const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// The key `polling` gives its notifier (and timerfd) in the epoll instance.
-const NOTIFY_KEY: usize = usize::MAX;
-/// Events that make a source readable, as `polling` counts them.
-const READ_FLAGS: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::IN
-    .union(rustix::event::epoll::EventFlags::HUP)
-    .union(rustix::event::epoll::EventFlags::ERR)
-    .union(rustix::event::epoll::EventFlags::PRI);
-/// Events that make a source writable, as `polling` counts them.
-const WRITE_FLAGS: rustix::event::epoll::EventFlags = rustix::event::epoll::EventFlags::OUT
-    .union(rustix::event::epoll::EventFlags::HUP)
-    .union(rustix::event::epoll::EventFlags::ERR);

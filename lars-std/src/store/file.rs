@@ -27,12 +27,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
 
-use super::{RouteKey, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
+use super::{RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
 /// How long a route file must have been still before it is read.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -94,20 +93,23 @@ impl RouteFile {
     }
 }
 
+// `RouteAdmin` is declared beside the MySQL store, so the route file's administration (for
+// `lars route --routes FILE`) comes with the `mysql` feature, as the CLI has it.
+#[cfg(feature = "mysql")]
 impl super::mysql::RouteAdmin for RouteFile {
-    fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+    fn add_host(&mut self, key: super::RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
         let mut table = self.load_or_empty()?;
         if let Some(hosts) = table.routes.get_mut(&key) {
-            Arc::make_mut(hosts).retain(|h| h.addr != addr);
+            std::sync::Arc::make_mut(hosts).retain(|h| h.addr != addr);
         }
         table.insert(key, WeightedHost { addr, weight });
         self.save(&table)
     }
 
-    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
+    fn remove_host(&mut self, key: super::RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
         let mut table = self.load_or_empty()?;
         let Some(hosts) = table.routes.get_mut(&key) else { return Ok(false) };
-        let hosts = Arc::make_mut(hosts);
+        let hosts = std::sync::Arc::make_mut(hosts);
         let before = hosts.len();
         hosts.retain(|h| h.addr != addr);
         let removed = hosts.len() < before;
@@ -121,6 +123,7 @@ impl super::mysql::RouteAdmin for RouteFile {
     }
 }
 
+#[cfg(feature = "mysql")]
 impl RouteFile {
     fn load_or_empty(&mut self) -> Result<RouteTable, StoreError> {
         if self.path.exists() { self.load() } else { Ok(RouteTable::default()) }
@@ -252,6 +255,8 @@ impl StatsStore for StatsFile {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]

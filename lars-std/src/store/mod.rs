@@ -12,6 +12,7 @@
 
 pub mod file;
 pub mod memory;
+#[cfg(feature = "mysql")]
 pub mod mysql;
 
 use std::collections::BTreeMap;

@@ -149,26 +149,301 @@ fn stats() {
     assert_eq!(StatsResponse::parse(&bad), Err(Error::BadValue));
 }
 
-#[test]
-fn lists_are_plain_postcard_sequences() {
-    // Our hand-rolled list decoding must agree with postcard's own sequence decoding.
-    use postcard::heapless_v0_9::heapless::Vec as HVec;
-    #[derive(serde::Deserialize, Debug)]
-    struct Mirror {
-        seq: u32,
-        modid: i32,
-        cmdid: i32,
-        code: RetCode,
-        version: u64,
-        hosts: HVec<WeightedHost, 4>,
+/// The hand-written encoding against `postcard` itself, on values drawn at random: each
+/// message is also declared as a plain serde struct (std types, `Vec` for lists), and both must
+/// give the same bytes, which must decode back to the value.
+mod against_postcard {
+    use std::string::String;
+    use std::vec::Vec;
+
+    use serde::Serialize;
+
+    use super::*;
+
+    #[derive(Serialize)]
+    enum MirrorRole {
+        Agent,
+        Api,
+        Dns,
+        Reporter,
+        Gateway,
     }
-    let mirror: Mirror = postcard::from_bytes(&ROUTE_RESPONSE).unwrap();
-    let ours = RouteResponse::parse(&ROUTE_RESPONSE).unwrap();
-    assert_eq!(
-        (mirror.seq, mirror.modid, mirror.cmdid, mirror.code, mirror.version),
-        (0, 1001, 2, RetCode::Succ, 42)
-    );
-    assert!(ours.hosts.iter().eq(mirror.hosts.iter().copied()));
+
+    #[derive(Serialize)]
+    enum MirrorOutcome {
+        Ok,
+        Fail,
+        Overload,
+    }
+
+    #[derive(Serialize)]
+    enum MirrorCode {
+        Succ,
+        Overload,
+        SystemError,
+        NoExist,
+    }
+
+    fn role(role: Role) -> MirrorRole {
+        match role {
+            Role::Agent => MirrorRole::Agent,
+            Role::Api => MirrorRole::Api,
+            Role::Dns => MirrorRole::Dns,
+            Role::Reporter => MirrorRole::Reporter,
+            Role::Gateway => MirrorRole::Gateway,
+        }
+    }
+
+    fn outcome(outcome: Outcome) -> MirrorOutcome {
+        match outcome {
+            Outcome::Ok => MirrorOutcome::Ok,
+            Outcome::Fail => MirrorOutcome::Fail,
+            Outcome::Overload => MirrorOutcome::Overload,
+        }
+    }
+
+    fn code(code: RetCode) -> MirrorCode {
+        match code {
+            RetCode::Succ => MirrorCode::Succ,
+            RetCode::Overload => MirrorCode::Overload,
+            RetCode::SystemError => MirrorCode::SystemError,
+            RetCode::NoExist => MirrorCode::NoExist,
+        }
+    }
+
+    #[derive(Serialize)]
+    struct MirrorHello(u16, MirrorRole, u32, u32);
+    #[derive(Serialize)]
+    struct MirrorGetHostRequest(u32, i32, i32, Option<u64>);
+    #[derive(Serialize)]
+    struct MirrorGetHostResponse(u32, i32, i32, MirrorCode, Option<SocketAddr>);
+    #[derive(Serialize)]
+    struct MirrorReport(i32, i32, SocketAddr, MirrorOutcome, u32);
+    #[derive(Serialize)]
+    struct MirrorRouteResponse(u32, i32, i32, MirrorCode, u64, Vec<(SocketAddr, u32)>);
+    #[derive(Serialize)]
+    struct MirrorHostStats(i32, i32, SocketAddr, u32, u32, u32, bool, u64, u32);
+    #[derive(Serialize)]
+    struct MirrorCallStats(u32, u32, Vec<MirrorHostStats>);
+    #[derive(Serialize)]
+    struct MirrorStatusReport(u32, u32, Vec<(MirrorHostStats, u32, u32)>);
+    #[derive(Serialize)]
+    struct MirrorStatsResponse(u32, MirrorRole, Vec<(String, u64)>);
+
+    /// xorshift64*, with values spread over every varint length.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn wide(&mut self) -> u64 {
+            let bits = self.next() % 65;
+            self.next().checked_shr(64 - bits as u32).unwrap_or(0)
+        }
+
+        fn coin(&mut self) -> bool {
+            self.next() & 1 == 0
+        }
+
+        fn u32(&mut self) -> u32 {
+            self.wide() as u32
+        }
+
+        fn i32(&mut self) -> i32 {
+            self.wide() as i32
+        }
+
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+
+        fn addr(&mut self) -> SocketAddr {
+            let port = self.wide() as u16;
+            if self.coin() {
+                SocketAddr::new(Ipv4Addr::from(self.next() as u32).into(), port)
+            } else {
+                SocketAddr::new(
+                    Ipv6Addr::from(u128::from(self.next()) << 64 | u128::from(self.next())).into(),
+                    port,
+                )
+            }
+        }
+    }
+
+    const ROLES: [Role; 5] = [Role::Agent, Role::Api, Role::Dns, Role::Reporter, Role::Gateway];
+    const CODES: [RetCode; 4] = [RetCode::Succ, RetCode::Overload, RetCode::SystemError, RetCode::NoExist];
+    const OUTCOMES: [Outcome; 3] = [Outcome::Ok, Outcome::Fail, Outcome::Overload];
+
+    fn same<'a, M>(ours: M, mirror: &impl Serialize, scratch: &'a mut [u8])
+    where
+        M: Encode + Decode<'a> + PartialEq + core::fmt::Debug,
+    {
+        let theirs = postcard::to_allocvec(mirror).unwrap();
+        let len = ours.emit(scratch).unwrap();
+        assert_eq!(&scratch[..len], &theirs[..], "{ours:?}");
+        assert_eq!(ours.buffer_len(), len);
+        let scratch: &'a [u8] = scratch;
+        assert_eq!(M::parse(&scratch[..len]).unwrap(), ours);
+    }
+
+    #[test]
+    fn every_body_encodes_as_postcard_does() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let mut scratch = [0u8; 2048];
+            let hello = Hello {
+                version: rng.wide() as u16,
+                role: rng.pick(&ROLES),
+                node: rng.u32(),
+                max_body: rng.u32(),
+            };
+            same(
+                hello,
+                &MirrorHello(hello.version, role(hello.role), hello.node, hello.max_body),
+                &mut scratch,
+            );
+
+            let key = (rng.coin()).then(|| rng.wide());
+            let request = GetHostRequest { seq: rng.u32(), modid: rng.i32(), cmdid: rng.i32(), key };
+            let mirror = MirrorGetHostRequest(request.seq, request.modid, request.cmdid, key);
+            same(request, &mirror, &mut scratch);
+
+            let host = (rng.coin()).then(|| rng.addr());
+            let answer = GetHostResponse {
+                seq: rng.u32(),
+                modid: rng.i32(),
+                cmdid: rng.i32(),
+                code: rng.pick(&CODES),
+                host,
+            };
+            let mirror =
+                MirrorGetHostResponse(answer.seq, answer.modid, answer.cmdid, code(answer.code), host);
+            same(answer, &mirror, &mut scratch);
+
+            let report = Report {
+                modid: rng.i32(),
+                cmdid: rng.i32(),
+                host: rng.addr(),
+                outcome: rng.pick(&OUTCOMES),
+                latency_us: rng.u32(),
+            };
+            let mirror = MirrorReport(
+                report.modid,
+                report.cmdid,
+                report.host,
+                outcome(report.outcome),
+                report.latency_us,
+            );
+            same(report, &mirror, &mut scratch);
+
+            let hosts: Vec<WeightedHost> =
+                (0..rng.next() % 5).map(|_| WeightedHost { addr: rng.addr(), weight: rng.u32() }).collect();
+            let route = RouteResponse {
+                seq: rng.u32(),
+                modid: rng.i32(),
+                cmdid: rng.i32(),
+                code: rng.pick(&CODES),
+                version: rng.wide(),
+                hosts: List::from_slice(&hosts),
+            };
+            let mirror = MirrorRouteResponse(
+                route.seq,
+                route.modid,
+                route.cmdid,
+                code(route.code),
+                route.version,
+                hosts.iter().map(|h| (h.addr, h.weight)).collect(),
+            );
+            same(route, &mirror, &mut scratch);
+
+            let entries: Vec<HostStats> = (0..rng.next() % 4)
+                .map(|_| HostStats {
+                    modid: rng.i32(),
+                    cmdid: rng.i32(),
+                    host: rng.addr(),
+                    succ: rng.u32(),
+                    err: rng.u32(),
+                    overload: rng.u32(),
+                    overloaded: rng.coin(),
+                    latency_sum_us: rng.wide(),
+                    latency_max_us: rng.u32(),
+                })
+                .collect();
+            let stats = CallStats { caller: rng.u32(), ts: rng.u32(), entries: List::from_slice(&entries) };
+            let mirror = MirrorCallStats(
+                stats.caller,
+                stats.ts,
+                entries
+                    .iter()
+                    .map(|e| {
+                        MirrorHostStats(
+                            e.modid,
+                            e.cmdid,
+                            e.host,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                            e.latency_sum_us,
+                            e.latency_max_us,
+                        )
+                    })
+                    .collect(),
+            );
+            same(stats, &mirror, &mut scratch);
+
+            let reports: Vec<HostReport> = entries
+                .iter()
+                .map(|&stats| HostReport { stats, window_succ: rng.u32(), window_err: rng.u32() })
+                .collect();
+            let report =
+                StatusReport { caller: rng.u32(), ts: rng.u32(), entries: List::from_slice(&reports) };
+            let mirror = MirrorStatusReport(
+                report.caller,
+                report.ts,
+                reports
+                    .iter()
+                    .map(|r| {
+                        let e = r.stats;
+                        let stats = MirrorHostStats(
+                            e.modid,
+                            e.cmdid,
+                            e.host,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                            e.latency_sum_us,
+                            e.latency_max_us,
+                        );
+                        (stats, r.window_succ, r.window_err)
+                    })
+                    .collect(),
+            );
+            same(report, &mirror, &mut scratch);
+
+            let names: Vec<String> =
+                (0..rng.next() % 4).map(|_| "é_counter".repeat((rng.next() % 30) as usize)).collect();
+            let counters: Vec<Counter<'_>> =
+                names.iter().map(|name| Counter { name, value: rng.wide() }).collect();
+            let response = StatsResponse {
+                seq: rng.u32(),
+                role: rng.pick(&ROLES),
+                counters: List::from_slice(&counters),
+            };
+            let mirror = MirrorStatsResponse(
+                response.seq,
+                role(response.role),
+                counters.iter().map(|c| (String::from(c.name), c.value)).collect(),
+            );
+            same(response, &mirror, &mut scratch);
+        }
+    }
 }
 
 #[test]
