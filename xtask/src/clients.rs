@@ -33,14 +33,16 @@ pub(crate) struct Language {
     name: &'static str,
     /// The modid its routes and reports use, distinct per language.
     modid: i32,
+    /// The cmdids it adds routes for and reports on (the Python test: one per backend).
+    cmdids: &'static [i32],
     /// Builds the test program into `out` (a scratch folder); returns the command that runs it.
     build: fn(out: &Path) -> Result<Command, String>,
 }
 
-const C: Language = Language { name: "c", modid: 7101, build: build_c };
-const CPP: Language = Language { name: "cpp", modid: 7102, build: build_cpp };
-const PYTHON: Language = Language { name: "python", modid: 7103, build: build_python };
-const JAVA: Language = Language { name: "java", modid: 7104, build: build_java };
+const C: Language = Language { name: "c", modid: 7101, cmdids: &[1], build: build_c };
+const CPP: Language = Language { name: "cpp", modid: 7102, cmdids: &[1], build: build_cpp };
+const PYTHON: Language = Language { name: "python", modid: 7103, cmdids: &[1, 2], build: build_python };
+const JAVA: Language = Language { name: "java", modid: 7104, cmdids: &[1], build: build_java };
 
 fn run_status(what: &str, command: &mut Command) -> Result<(), String> {
     let status = command.status().map_err(|e| format!("{what}: could not start: {e}"))?;
@@ -127,7 +129,7 @@ fn build_python(out: &Path) -> Result<Command, String> {
     let mut command = Command::new(python);
     command
         .current_dir(root().join("bins/lars-python"))
-        .args(["-m", "unittest", "-v", "tests.test_client"])
+        .args(["-m", "unittest", "-v", "tests.test_wire", "tests.test_client"])
         .env("LARS_LIBRARY", lib.join("liblarsclient.so"));
     Ok(command)
 }
@@ -188,13 +190,14 @@ fn java_sources(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(sources)
 }
 
-/// Lines of the statistics file for `modid` with at least one success.
-fn reported_rows(stats: &Path, modid: i32) -> usize {
+/// Lines of the statistics file for `(modid, cmdid)` with at least one success.
+fn reported_rows(stats: &Path, modid: i32, cmdid: i32) -> usize {
     let text = std::fs::read_to_string(stats).unwrap_or_default();
     text.lines()
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             fields.first() == Some(&modid.to_string().as_str())
+                && fields.get(1) == Some(&cmdid.to_string().as_str())
                 && fields.get(4).and_then(|s| s.parse::<u64>().ok()).is_some_and(|succ| succ > 0)
         })
         .count()
@@ -237,12 +240,12 @@ fn run_language(language: &Language) -> Result<(), String> {
     }
     // The agent sends its statistics to lars-reporter periodically; allow a few periods.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while reported_rows(&files.stats, language.modid) < 2 {
+    while language.cmdids.iter().any(|&cmdid| reported_rows(&files.stats, language.modid, cmdid) < 2) {
         if Instant::now() > deadline {
             let text = std::fs::read_to_string(&files.stats).unwrap_or_default();
             return Err(format!(
-                "lars-reporter has no successes for both hosts of modid {} from the {} test:\n{text}",
-                language.modid, language.name
+                "lars-reporter has no successes for both hosts of modid {} cmdids {:?} from the {} test:\n{text}",
+                language.modid, language.cmdids, language.name
             ));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -1,0 +1,162 @@
+"""The lars package against real daemons, on both backends, run by `cargo xtask test`
+(xtask/src/clients.rs), which passes LARS_TEST_AGENT, LARS_TEST_DEAD_AGENT, LARS_TEST_ROUTES,
+LARS_TEST_MODID and LARS_LIBRARY (see bins/lars-c/tests/client_test.c)."""
+
+import os
+import threading
+import time
+import unittest
+from typing import List
+
+import lars
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise SystemExit(f"{name} is not set: run this through `cargo xtask test`")
+    return value
+
+
+AGENT = env("LARS_TEST_AGENT")
+MODID = int(env("LARS_TEST_MODID"))
+PORTS = {10001, 10002}
+
+
+def add_routes(cmdid: int) -> None:
+    """Adds two hosts for (MODID, cmdid) to the route file, atomically as `lars route` does."""
+    path = env("LARS_TEST_ROUTES")
+    with open(path) as f:
+        text = f.read()
+    text += "".join(f"{MODID} {cmdid} 127.0.0.1:{port}\n" for port in sorted(PORTS))
+    with open(path + ".py.tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".py.tmp", path)
+
+
+def ours(host: lars.Host) -> bool:
+    return host.ip == "127.0.0.1" and host.port in PORTS
+
+
+class ClientTests:
+    """Every check, for one backend (the subclasses below)."""
+
+    BACKEND = ""
+    CMDID = 0
+    client: lars.Client
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = lars.Client(AGENT, timeout=0.2, retries=2, backend=cls.BACKEND)
+        # A route added in the store is seen: absent first, then present once the file has it.
+        try:
+            cls.client.get_host(MODID, cls.CMDID)
+            raise AssertionError("the route exists before the test added it")
+        except lars.NoRoute:
+            pass
+        add_routes(cls.CMDID)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if len(cls.client.get_route(MODID, cls.CMDID).hosts) == 2:
+                    break
+            except lars.NoRoute:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the route added to the file never reached the client")
+            time.sleep(0.05)
+
+    def test_backend_is_the_one_asked_for(self) -> None:
+        self.assertEqual(self.client.backend, self.BACKEND)  # type: ignore[attr-defined]
+
+    def test_route_has_both_hosts(self) -> None:
+        route = self.client.get_route(MODID, self.CMDID)
+        self.assertGreater(route.version, 0)
+        self.assertEqual({h.port for h in route.hosts}, PORTS)
+        self.assertTrue(all(ours(h) and h.weight >= 1 for h in route.hosts))  # type: ignore[attr-defined]
+
+    def test_get_host_and_report(self) -> None:
+        seen = set()
+        for i in range(50):
+            host = self.client.get_host(MODID, self.CMDID)
+            self.assertTrue(ours(host), host)  # type: ignore[attr-defined]
+            seen.add(host.port)
+            self.client.report(MODID, self.CMDID, host, lars.Outcome.FAIL if i % 10 == 0 else lars.Outcome.OK, 0.00025)
+        self.assertEqual(seen, PORTS)  # type: ignore[attr-defined]
+        self.assertTrue(ours(self.client.get_host(MODID, self.CMDID, key=42)))  # type: ignore[attr-defined]
+        self.client.report(MODID, self.CMDID, ("127.0.0.1", 10001), lars.Outcome.OK, 0)
+        self.assertEqual(len(self.client.reg_init(MODID, self.CMDID).hosts), 2)  # type: ignore[attr-defined]
+
+    def test_lease(self) -> None:
+        with self.client.lease(MODID, self.CMDID) as lease:
+            self.assertEqual(lease.version, self.client.get_route(MODID, self.CMDID).version)  # type: ignore[attr-defined]
+            seen = set()
+            for _ in range(1000):
+                host = lease.get_host()
+                self.assertTrue(ours(host), host)  # type: ignore[attr-defined]
+                seen.add(host.port)
+                lease.report(host, lars.Outcome.OK, 0.00012)
+            self.assertEqual(seen, PORTS)  # type: ignore[attr-defined]
+            # A key matters under consistent hashing only (the native lease's default policy,
+            # Lars, ignores it); either way the host is one of the route's.
+            self.assertTrue(ours(lease.get_host(key=7)))  # type: ignore[attr-defined]
+            lease.flush()
+        with self.assertRaisesRegex(lars.InvalidArgument, "lease is"):  # type: ignore[attr-defined]
+            lease.get_host()
+
+    def test_many_threads(self) -> None:
+        ok: List[int] = [0] * 8
+
+        def work(t: int) -> None:
+            with self.client.lease(MODID, self.CMDID) as lease:
+                for _ in range(100):
+                    host = self.client.get_host(MODID, self.CMDID)
+                    self.client.report(MODID, self.CMDID, host, lars.Outcome.OK, 0.0001)
+                    leased = lease.get_host()
+                    lease.report(leased, lars.Outcome.OK, 0.0001)
+                    ok[t] += ours(host) + ours(leased)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(ok, [200] * 8)  # type: ignore[attr-defined]
+
+    def test_errors(self) -> None:
+        with self.assertRaisesRegex(lars.NoRoute, "no such route"):  # type: ignore[attr-defined]
+            self.client.get_host(MODID, 99)
+        with self.assertRaisesRegex(lars.InvalidArgument, "modid must be an int, not str"):  # type: ignore[attr-defined]
+            self.client.get_host("1", 1)  # type: ignore[arg-type]
+        with self.assertRaisesRegex(lars.InvalidArgument, "outside the int32 range"):  # type: ignore[attr-defined]
+            self.client.get_host(2**31, 1)
+        with self.assertRaisesRegex(lars.InvalidArgument, "outcome must be a lars.Outcome"):  # type: ignore[attr-defined]
+            self.client.report(MODID, 1, ("127.0.0.1", 1), 5, 0.0)  # type: ignore[arg-type]
+        with self.assertRaisesRegex(lars.InvalidArgument, "is not an IP address"):  # type: ignore[attr-defined]
+            self.client.report(MODID, 1, ("not-an-ip", 1), lars.Outcome.OK, 0.0)
+        with self.assertRaisesRegex(lars.InvalidArgument, "latency must be"):  # type: ignore[attr-defined]
+            self.client.report(MODID, 1, ("127.0.0.1", 1), lars.Outcome.OK, -1)
+        with self.assertRaisesRegex(lars.InvalidArgument, "`localhost` is not IP:PORT"):  # type: ignore[attr-defined]
+            lars.Client("localhost", backend=self.BACKEND)
+        self.assertTrue(issubclass(lars.InvalidArgument, ValueError))  # type: ignore[attr-defined]
+
+    def test_dead_agent_is_a_timeout(self) -> None:
+        gone = lars.Client(env("LARS_TEST_DEAD_AGENT"), timeout=0.05, retries=1, backend=self.BACKEND)
+        with self.assertRaisesRegex(lars.Timeout, "no answer from the agent"):  # type: ignore[attr-defined]
+            gone.get_host(MODID, self.CMDID)
+        with self.assertRaises(TimeoutError):  # type: ignore[attr-defined]
+            gone.get_route(MODID, self.CMDID)
+
+
+class Native(ClientTests, unittest.TestCase):
+    BACKEND = "native"
+    CMDID = 1
+
+
+class Pure(ClientTests, unittest.TestCase):
+    BACKEND = "pure"
+    CMDID = 2
+
+
+if __name__ == "__main__":
+    unittest.main()
