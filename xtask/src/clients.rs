@@ -277,7 +277,186 @@ pub(crate) fn test(only: &[String]) -> Result<(), String> {
     if failed.is_empty() { Ok(()) } else { Err(format!("failed: {}", failed.join("; "))) }
 }
 
-/// `cargo xtask bench clients`.
+/// Seconds each benchmark mode runs (`LARS_BENCH_SECONDS` overrides).
+const BENCH_SECONDS: &str = "3";
+/// The original Lars C++ API, per call at 1 thread, measured on these machines (DESIGN.md §11).
+const ORIGINAL_CPP_PER_CALL: f64 = 24_000.0;
+
+/// `cargo xtask bench clients`: get_host + report pairs per second at one thread, per call and
+/// leased, from Rust (`lars bench`), C, C++, Python (both backends) and Java, against release
+/// daemons on a route file. Prints a table and writes `target/bench/clients.json`.
 pub(crate) fn bench() -> Result<(), String> {
-    Err("not yet".into())
+    println!("\n==> clients bench: release builds");
+    run_status(
+        "release build",
+        &mut cargo(&[
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "lars-dns",
+            "-p",
+            "lars-reporter",
+            "-p",
+            "lars-agent",
+            "-p",
+            "lars",
+            "-p",
+            "lars-c",
+        ]),
+    )?;
+    let release = root().join("target/release");
+    let files = RunFiles::fresh("clients/bench")?;
+    let modid = 9001;
+    let routes: String = (7001..=7003).map(|port| format!("{modid} 1 127.0.0.1:{port}\n")).collect();
+    std::fs::write(&files.routes, routes).map_err(|e| format!("{}: {e}", files.routes.display()))?;
+    let out = &files.dir;
+
+    // The programs, built before the daemons start.
+    let c_exe = out.join("c_bench");
+    let mut cc = compiler("cc", &release);
+    cc.args(["-std=c11", "-O2", "-Wall", "-Werror", "bins/lars-c/bench/bench.c", "-o"])
+        .arg(&c_exe)
+        .args(["-llarsclient", "-lpthread"])
+        .arg(format!("-Wl,-rpath,{}", release.display()));
+    run_status("cc bench.c", &mut cc)?;
+    let cpp_exe = out.join("cpp_bench");
+    let mut cxx = compiler("c++", &release);
+    cxx.args([
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-I",
+        "bins/lars-cpp/include",
+        "bins/lars-cpp/bench/bench.cpp",
+    ])
+    .arg("-o")
+    .arg(&cpp_exe)
+    .arg(release.join("liblarsclient.a"))
+    .args(["-lpthread", "-ldl", "-lm"]);
+    run_status("c++ bench.cpp", &mut cxx)?;
+    let venv = out.join("venv");
+    let _ = std::fs::remove_dir_all(&venv);
+    run_status("python3 -m venv", Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_status(
+        "pip install bins/lars-python",
+        Command::new(venv.join("bin/python")).current_dir(root()).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "bins/lars-python",
+        ]),
+    )?;
+    let classes = out.join("classes");
+    let _ = std::fs::remove_dir_all(&classes);
+    let jar = jar_java(&classes, &out.join("lars.jar"))?;
+    let bench_classes = out.join("bench-classes");
+    let _ = std::fs::remove_dir_all(&bench_classes);
+    run_status(
+        "javac bench",
+        Command::new("javac")
+            .args(["--release", "17", "-d"])
+            .arg(&bench_classes)
+            .arg("-cp")
+            .arg(&jar)
+            .args(java_sources(&root().join("bins/lars-java/bench"))?),
+    )?;
+
+    let cluster = Cluster::start(
+        &release,
+        &["--routes", &files.routes.display().to_string()],
+        &["--stats-file", &files.stats.display().to_string()],
+        true,
+    )?;
+    let seconds = std::env::var("LARS_BENCH_SECONDS").unwrap_or_else(|_| BENCH_SECONDS.into());
+    let mut rows: Vec<(String, String, f64)> = Vec::new();
+
+    for lease in [false, true] {
+        let json = out.join(format!("rust-{lease}.json"));
+        let mut args =
+            vec!["bench", "--threads", "1", "--seconds", &seconds, "--modid-base", "9001", "--cmdid", "1"];
+        args.extend(["--agent", &cluster.api, "--json"]);
+        let json_text = json.display().to_string();
+        args.push(&json_text);
+        if lease {
+            args.push("--lease");
+        }
+        run_status("lars bench", Command::new(release.join("lars")).args(&args).stdout(Stdio::null()))?;
+        let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+        let rate = text
+            .split("\"pairs_per_sec\":")
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("no pairs_per_sec in {text}"))?;
+        rows.push(("Rust (lars_std::client)".into(), if lease { "leased" } else { "per-call" }.into(), rate));
+    }
+    let mut java = Command::new("java");
+    java.arg("-cp").arg(format!("{}:{}", jar.display(), bench_classes.display())).arg("lars.Bench");
+    let mut python = Command::new(venv.join("bin/python"));
+    python
+        .arg(root().join("bins/lars-python/bench/bench.py"))
+        .env("LARS_LIBRARY", release.join("liblarsclient.so"));
+    let programs: [(&str, Command); 4] = [
+        ("C (liblarsclient)", Command::new(&c_exe)),
+        ("C++ (lars.hpp)", Command::new(&cpp_exe)),
+        ("Python", python),
+        ("Java (pure)", java),
+    ];
+    for (language, mut command) in programs {
+        println!("==> {language}");
+        let output = command
+            .env("LARS_BENCH_AGENT", &cluster.api)
+            .env("LARS_BENCH_MODID", modid.to_string())
+            .env("LARS_BENCH_SECONDS", &seconds)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{language}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("{language} bench failed: {}", output.status));
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some((mode, rate)) = line.split_once(' ') else { continue };
+            let rate: f64 = rate.trim().parse().map_err(|_| format!("{language}: bad line `{line}`"))?;
+            let (label, mode) = match mode.split_once('-') {
+                Some((backend, mode)) if language == "Python" && matches!(backend, "native" | "pure") => {
+                    (format!("Python ({backend})"), mode.to_string())
+                }
+                _ => (language.to_string(), mode.to_string()),
+            };
+            rows.push((label, mode, rate));
+        }
+    }
+    drop(cluster);
+
+    let rust =
+        |mode: &str| rows.iter().find(|r| r.0.starts_with("Rust") && r.1 == mode).map_or(f64::NAN, |r| r.2);
+    println!(
+        "\nget_host + report pairs per second, 1 thread, release daemons on a route file ({seconds} s each)"
+    );
+    println!("{:<26} {:>9} {:>14} {:>10}", "client", "mode", "pairs/s", "vs Rust");
+    for (language, mode, rate) in &rows {
+        println!("{language:<26} {mode:>9} {rate:>14.0} {:>9.2}x", rate / rust(mode));
+    }
+    println!(
+        "{:<26} {:>9} {:>14.0} {:>9.2}x   (measured here in wave 1, on MariaDB)",
+        "original Lars C++ API",
+        "per-call",
+        ORIGINAL_CPP_PER_CALL,
+        ORIGINAL_CPP_PER_CALL / rust("per-call")
+    );
+    let json: Vec<String> = rows
+        .iter()
+        .map(|(language, mode, rate)| {
+            format!("{{\"client\": \"{language}\", \"mode\": \"{mode}\", \"pairs_per_sec\": {rate:.0}}}")
+        })
+        .collect();
+    let path = root().join("target/bench/clients.json");
+    std::fs::write(&path, format!("[\n  {}\n]\n", json.join(",\n  ")))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("figures in {}", path.display());
+    Ok(())
 }
