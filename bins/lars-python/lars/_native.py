@@ -10,7 +10,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._errors import BY_STATUS, InvalidArgument, LarsError
 
@@ -148,26 +148,37 @@ class NativeLease:
     def __init__(self, lib: ctypes.CDLL, handle: ctypes.c_void_p) -> None:
         self._lib = lib
         self._handle: Optional[ctypes.c_void_p] = handle
-        # Held around every call so that close() cannot free the lease under another thread.
+        # Held around every call so that close() cannot free the lease under another thread;
+        # it also guards the reused output record and the cache below.
         self._lock = threading.Lock()
+        self._out = _Host()
+        self._out_ref = ctypes.byref(self._out)
+        # The C records of hosts reported, so a hot loop does not rebuild one per report.
+        self._records: Dict[Tuple[str, int], Any] = {}
+        self._get_host = lib.lars_lease_get_host
+        self._report = lib.lars_lease_report
 
     def get_host(self, key: Optional[int]) -> Tuple[str, int]:
-        host = _Host()
         with self._lock:
             if key is None:
-                status = self._lib.lars_lease_get_host(self._handle, ctypes.byref(host))
+                status = self._get_host(self._handle, self._out_ref)
             else:
-                status = self._lib.lars_lease_get_host_keyed(self._handle, key, ctypes.byref(host))
-        if status:
-            _raise(self._lib, status)
-        return host.ip.decode(), host.port
+                status = self._lib.lars_lease_get_host_keyed(self._handle, key, self._out_ref)
+            if status:
+                _raise(self._lib, status)
+            return self._out.ip.decode(), self._out.port
 
     def report(self, ip: str, port: int, outcome: int, latency_us: int) -> None:
-        host = _c_host(ip, port)
         with self._lock:
-            status = self._lib.lars_lease_report(self._handle, ctypes.byref(host), outcome, latency_us)
-        if status:
-            _raise(self._lib, status)
+            record = self._records.get((ip, port))
+            if record is None:
+                if len(self._records) >= 1024:
+                    self._records.clear()
+                host = _c_host(ip, port)
+                record = self._records[(ip, port)] = (host, ctypes.byref(host))
+            status = self._report(self._handle, record[1], outcome, latency_us)
+            if status:
+                _raise(self._lib, status)
 
     def flush(self) -> None:
         with self._lock:

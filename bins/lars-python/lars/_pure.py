@@ -106,12 +106,14 @@ class PureClient:
             with self._pool_lock:
                 self._pools[index].append(sock)
 
-    def _request(self, sock: socket.socket, request: bytes, reply_id: int, parse: Callable[[bytes], Optional[T]]) -> T:
+    def _request(
+        self, sock: socket.socket, request: bytes, reply_id: int, parse: Callable[[bytes], Optional[T]], room: int
+    ) -> T:
         for _ in range(self._retries + 1):
             sock.send(request)
             while True:
                 try:
-                    datagram = sock.recv(65535)
+                    datagram = sock.recv(room)
                 except socket.timeout:
                     break
                 except ConnectionRefusedError:
@@ -119,8 +121,11 @@ class PureClient:
                     break
                 try:
                     msgid, body = _wire.parse_frame(datagram)
-                    if msgid != reply_id:
-                        continue
+                except _wire.WireError:
+                    continue  # not a frame for us (a late answer too big for `room`, say)
+                if msgid != reply_id:
+                    continue
+                try:
                     reply = parse(body)
                 except _wire.WireError as e:
                     raise Malformed(f"malformed answer from the agent: {e}") from None
@@ -136,7 +141,7 @@ class PureClient:
             reply = _wire.parse_get_host_response(body)
             return reply if reply.seq == seq else None
 
-        reply = self._with_socket(modid, cmdid, lambda s: self._request(s, request, _wire.GET_HOST_RESPONSE, ours))
+        reply = self._with_socket(modid, cmdid, lambda s: self._request(s, request, _wire.GET_HOST_RESPONSE, ours, 512))
         if reply.code == _wire.SUCC and reply.host is not None:
             return reply.host
         raise _errors(reply.code)
@@ -156,7 +161,7 @@ class PureClient:
             reply = _wire.parse_route_response(body)
             return reply if reply.seq == seq else None
 
-        reply = self._with_socket(modid, cmdid, lambda s: self._request(s, request, _wire.ROUTE_RESPONSE, ours))
+        reply = self._with_socket(modid, cmdid, lambda s: self._request(s, request, _wire.ROUTE_RESPONSE, ours, 65535))
         if reply.code == _wire.SUCC:
             return reply.version, [tuple(h) for h in reply.hosts]  # type: ignore[misc]
         raise NoRoute("no such route (or the agent is still fetching it)") if reply.code == _wire.NO_EXIST else _errors(reply.code)

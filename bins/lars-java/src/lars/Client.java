@@ -35,7 +35,7 @@ public final class Client implements AutoCloseable {
     private final List<InetSocketAddress> agents;
     final Duration timeout;
     private final int retries;
-    private final List<ConcurrentLinkedDeque<DatagramSocket>> pools = new ArrayList<>();
+    private final List<ConcurrentLinkedDeque<Conn>> pools = new ArrayList<>();
     private final AtomicInteger seq = new AtomicInteger(1);
 
     /** A client of the agent on 127.0.0.1:8888-8890, 200 ms per attempt, 2 retries. */
@@ -99,25 +99,37 @@ public final class Client implements AutoCloseable {
         return (int) Math.floorMod((long) modid + cmdid, (long) agents.size());
     }
 
+    /** A pooled socket with its receive buffer, so a call allocates neither. */
+    private static final class Conn {
+        final DatagramSocket socket;
+        final byte[] buf = new byte[Wire.HEADER + Wire.MAX_BODY];
+        final DatagramPacket packet = new DatagramPacket(buf, buf.length);
+
+        Conn(DatagramSocket socket) {
+            this.socket = socket;
+        }
+    }
+
     private interface Call<T> {
-        T run(DatagramSocket socket) throws IOException, LarsException;
+        T run(Conn conn) throws IOException, LarsException;
     }
 
     private <T> T withSocket(int modid, int cmdid, Call<T> call) throws LarsException {
-        ConcurrentLinkedDeque<DatagramSocket> pool = pools.get(index(modid, cmdid));
-        DatagramSocket socket = pool.pollFirst();
+        ConcurrentLinkedDeque<Conn> pool = pools.get(index(modid, cmdid));
+        Conn conn = pool.pollFirst();
         try {
-            if (socket == null) {
-                socket = new DatagramSocket();
+            if (conn == null) {
+                DatagramSocket socket = new DatagramSocket();
+                conn = new Conn(socket);
                 socket.connect(agentFor(modid, cmdid));
                 socket.setSoTimeout((int) timeout.toMillis());
             }
-            return call.run(socket);
+            return call.run(conn);
         } catch (IOException e) {
             throw new LarsException(LarsException.Status.IO, "socket error: " + e.getMessage(), e);
         } finally {
             // A late answer to a failed call is skipped by its seq, so the socket goes back.
-            if (socket != null) pool.addFirst(socket);
+            if (conn != null) pool.addFirst(conn);
         }
     }
 
@@ -126,11 +138,13 @@ public final class Client implements AutoCloseable {
         T parse(byte[] datagram, int len) throws Wire.WireException;
     }
 
-    private <T> T request(DatagramSocket socket, byte[] request, int replyId, Ours<T> ours) throws IOException, LarsException {
-        byte[] buf = new byte[Wire.HEADER + Wire.MAX_BODY];
-        DatagramPacket packet = new DatagramPacket(buf, buf.length);
+    private <T> T request(Conn conn, byte[] request, int replyId, Ours<T> ours) throws IOException, LarsException {
+        DatagramSocket socket = conn.socket;
+        byte[] buf = conn.buf;
+        DatagramPacket packet = conn.packet;
+        DatagramPacket out = new DatagramPacket(request, request.length);
         for (int attempt = 0; attempt <= retries; attempt++) {
-            socket.send(new DatagramPacket(request, request.length));
+            socket.send(out);
             while (true) {
                 try {
                     packet.setLength(buf.length);
@@ -143,6 +157,10 @@ public final class Client implements AutoCloseable {
                 }
                 try {
                     if (Wire.frameMsgid(buf, packet.getLength()) != replyId) continue;
+                } catch (Wire.WireException e) {
+                    continue; // not a frame for us
+                }
+                try {
                     T reply = ours.parse(buf, packet.getLength());
                     if (reply != null) return reply;
                 } catch (Wire.WireException e) {
@@ -178,7 +196,7 @@ public final class Client implements AutoCloseable {
     public Host getHost(int modid, int cmdid, Long key) throws LarsException {
         int seq = nextSeq();
         byte[] request = Wire.getHostRequest(seq, modid, cmdid, key);
-        Wire.GetHostResponse reply = withSocket(modid, cmdid, socket -> request(socket, request, Wire.GET_HOST_RESPONSE, (d, n) -> {
+        Wire.GetHostResponse reply = withSocket(modid, cmdid, conn -> request(conn, request, Wire.GET_HOST_RESPONSE, (d, n) -> {
             Wire.GetHostResponse r = Wire.parseGetHostResponse(d, n);
             return r.seq() == seq ? r : null;
         }));
@@ -203,8 +221,8 @@ public final class Client implements AutoCloseable {
         checkHost(host);
         if (outcome == null) throw new IllegalArgumentException("outcome is null");
         byte[] datagram = Wire.report(modid, cmdid, host, outcome, latencyUs(latency));
-        withSocket(modid, cmdid, socket -> {
-            socket.send(new DatagramPacket(datagram, datagram.length));
+        withSocket(modid, cmdid, conn -> {
+            conn.socket.send(new DatagramPacket(datagram, datagram.length));
             return null;
         });
     }
@@ -213,7 +231,7 @@ public final class Client implements AutoCloseable {
     public Route getRoute(int modid, int cmdid) throws LarsException {
         int seq = nextSeq();
         byte[] request = Wire.getRouteRequest(seq, modid, cmdid);
-        Wire.RouteResponse reply = withSocket(modid, cmdid, socket -> request(socket, request, Wire.ROUTE_RESPONSE, (d, n) -> {
+        Wire.RouteResponse reply = withSocket(modid, cmdid, conn -> request(conn, request, Wire.ROUTE_RESPONSE, (d, n) -> {
             Wire.RouteResponse r = Wire.parseRouteResponse(d, n);
             return r.seq() == seq ? r : null;
         }));
@@ -255,9 +273,9 @@ public final class Client implements AutoCloseable {
     /** Closes the pooled sockets. Calls after this still work (they open new ones). */
     @Override
     public void close() {
-        for (ConcurrentLinkedDeque<DatagramSocket> pool : pools) {
-            DatagramSocket socket;
-            while ((socket = pool.pollFirst()) != null) socket.close();
+        for (ConcurrentLinkedDeque<Conn> pool : pools) {
+            Conn conn;
+            while ((conn = pool.pollFirst()) != null) conn.socket.close();
         }
     }
 }
