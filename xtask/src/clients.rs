@@ -217,6 +217,7 @@ fn run_language(language: &Language) -> Result<(), String> {
     )?;
     let dead = format!("127.0.0.1:{}", free_port()?);
     command
+        .env_remove("LD_LIBRARY_PATH") // the library is the one the program was linked with
         .env("LARS_TEST_AGENT", &cluster.api)
         .env("LARS_TEST_DEAD_AGENT", &dead)
         .env("LARS_TEST_ROUTES", &files.routes)
@@ -401,14 +402,17 @@ pub(crate) fn bench() -> Result<(), String> {
         .arg(root().join("bins/lars-python/bench/bench.py"))
         .env("LARS_LIBRARY", release.join("liblarsclient.so"));
     let programs: [(&str, Command); 4] = [
-        ("C (liblarsclient)", Command::new(&c_exe)),
         ("C++ (lars.hpp)", Command::new(&cpp_exe)),
+        ("C (liblarsclient)", Command::new(&c_exe)),
         ("Python", python),
         ("Java (pure)", java),
     ];
     for (language, mut command) in programs {
         println!("==> {language}");
+        // `cargo run` puts target/debug on LD_LIBRARY_PATH, which would win over the programs'
+        // rpath and load the debug liblarsclient.
         let output = command
+            .env_remove("LD_LIBRARY_PATH")
             .env("LARS_BENCH_AGENT", &cluster.api)
             .env("LARS_BENCH_MODID", modid.to_string())
             .env("LARS_BENCH_SECONDS", &seconds)

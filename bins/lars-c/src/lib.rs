@@ -92,8 +92,12 @@ impl LarsHost {
             .iter()
             .position(|&c| c == 0)
             .ok_or_else(|| Error::invalid("host ip is not NUL-terminated"))?;
-        let bytes: Vec<u8> = self.ip[..end].iter().map(|&c| c as u8).collect();
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::invalid("host ip is not UTF-8"))?;
+        // On the stack: a report is on the hot path.
+        let mut bytes = [0u8; LARS_IP_LEN];
+        for (to, &from) in bytes.iter_mut().zip(&self.ip[..end]) {
+            *to = from as u8;
+        }
+        let text = std::str::from_utf8(&bytes[..end]).map_err(|_| Error::invalid("host ip is not UTF-8"))?;
         let ip: IpAddr =
             text.parse().map_err(|_| Error::invalid(format!("host ip `{text}` is not an IP address")))?;
         Ok(SocketAddr::new(ip, self.port))
