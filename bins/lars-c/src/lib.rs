@@ -151,7 +151,8 @@ fn call(body: impl FnOnce() -> Result<(), Error>) -> c_int {
         }
     };
     let message = CString::new(error.message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+    // `try_with`: during a thread's teardown the slot may be gone; the code still says what failed.
+    let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = message);
     error.code
 }
 
@@ -182,7 +183,7 @@ fn agents(list: &str) -> Result<Vec<SocketAddr>, Error> {
 /// the thread's next failed call; never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_last_error() -> *const c_char {
-    LAST_ERROR.with(|last| last.borrow().as_ptr())
+    LAST_ERROR.try_with(|last| last.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// The name of a status code (`"LARS_ETIMEOUT"`), or `"LARS_E?"` for an unknown one. Never NULL.

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from ._backend import ClientBackend, LeaseBackend
+
 from ._errors import (
     AgentError,
     InternalError,
@@ -144,32 +146,32 @@ class Lease:
     summaries about every 100 ms. Safe to share between threads, but one per thread is faster.
     Use it as a context manager, or call :meth:`close`, to send the last counts."""
 
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: LeaseBackend) -> None:
         self._inner = inner
 
     def get_host(self, key: Optional[int] = None) -> Host:
         """A host for the next call; ``key`` pins a caller to a host under consistent hashing.
         Raises :class:`Overloaded` or :class:`NoRoute`."""
-        ip, port = self._inner.get_host(_key(key))  # type: ignore[attr-defined]
+        ip, port = self._inner.get_host(_key(key))
         return Host(ip, port)
 
     def report(self, host: HostLike, outcome: Outcome, latency: float) -> None:
         """How a call to ``host`` went; ``latency`` in seconds."""
         ip, port = _host(host)
-        self._inner.report(ip, port, _outcome(outcome), _latency_us(latency))  # type: ignore[attr-defined]
+        self._inner.report(ip, port, _outcome(outcome), _latency_us(latency))
 
     def flush(self) -> None:
         """Sends the call counts to the agent now."""
-        self._inner.flush()  # type: ignore[attr-defined]
+        self._inner.flush()
 
     @property
     def version(self) -> int:
         """The store's version of the hosts in use."""
-        return self._inner.version()  # type: ignore[attr-defined]
+        return self._inner.version()
 
     def close(self) -> None:
         """Sends the last counts and releases the lease; later calls raise InvalidArgument."""
-        self._inner.close()  # type: ignore[attr-defined]
+        self._inner.close()
 
     def __enter__(self) -> "Lease":
         return self
@@ -208,7 +210,7 @@ class Client:
         if backend == "native":
             from . import _native
 
-            self._inner: object = _native.NativeClient(agents, timeout, retries)
+            self._inner: ClientBackend = _native.NativeClient(agents, timeout, retries)
         else:
             from . import _pure
 
@@ -220,19 +222,19 @@ class Client:
         """A host for the next call to ``(modid, cmdid)``; ``key`` pins a caller to a host on
         consistent-hash routes. Raises :class:`NoRoute`, :class:`Overloaded`,
         :class:`Timeout`, ..."""
-        ip, port = self._inner.get_host(_int32("modid", modid), _int32("cmdid", cmdid), _key(key))  # type: ignore[attr-defined]
+        ip, port = self._inner.get_host(_int32("modid", modid), _int32("cmdid", cmdid), _key(key))
         return Host(ip, port)
 
     def report(self, modid: int, cmdid: int, host: HostLike, outcome: Outcome, latency: float) -> None:
         """How a call to ``host`` went; ``latency`` in seconds. Fire and forget."""
         ip, port = _host(host)
-        self._inner.report(  # type: ignore[attr-defined]
+        self._inner.report(
             _int32("modid", modid), _int32("cmdid", cmdid), ip, port, _outcome(outcome), _latency_us(latency)
         )
 
     def get_route(self, modid: int, cmdid: int) -> Route:
         """Every host of ``(modid, cmdid)``."""
-        version, hosts = self._inner.get_route(_int32("modid", modid), _int32("cmdid", cmdid))  # type: ignore[attr-defined]
+        version, hosts = self._inner.get_route(_int32("modid", modid), _int32("cmdid", cmdid))
         return Route(version, [Host(ip, port, weight) for ip, port, weight in hosts])
 
     def reg_init(self, modid: int, cmdid: int, attempts: int = 3) -> Route:
@@ -241,9 +243,9 @@ class Client:
         if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts < 2**32:
             raise InvalidArgument(f"attempts must be an int >= 0, not {attempts!r}")
         modid, cmdid = _int32("modid", modid), _int32("cmdid", cmdid)
-        self._inner.reg_init(modid, cmdid, attempts)  # type: ignore[attr-defined]
+        self._inner.reg_init(modid, cmdid, attempts)
         return self.get_route(modid, cmdid)
 
     def lease(self, modid: int, cmdid: int) -> Lease:
         """Leases ``(modid, cmdid)`` for picks in process (see :class:`Lease`)."""
-        return Lease(self._inner.lease(_int32("modid", modid), _int32("cmdid", cmdid)))  # type: ignore[attr-defined]
+        return Lease(self._inner.lease(_int32("modid", modid), _int32("cmdid", cmdid)))
