@@ -1,6 +1,7 @@
 """The lars package against real daemons, on both backends, run by `cargo xtask test`
 (xtask/src/clients.rs), which passes LARS_TEST_AGENT, LARS_TEST_DEAD_AGENT, LARS_TEST_ROUTES,
-LARS_TEST_MODID and LARS_LIBRARY (see bins/lars-c/tests/client_test.c)."""
+and LARS_TEST_MODID (see bins/lars-c/tests/client_test.c), with the package installed by pip
+and liblarsclient bundled in it."""
 
 import os
 import threading
@@ -147,6 +148,27 @@ class ClientTests(unittest.TestCase):
             gone.get_host(MODID, self.CMDID)
         with self.assertRaises(TimeoutError):
             gone.get_route(MODID, self.CMDID)
+
+
+class Packaging(unittest.TestCase):
+    def test_the_installed_package_is_used_with_its_bundled_library(self) -> None:
+        self.assertIn("site-packages", lars.__file__)
+        found = lars.native_library()
+        self.assertIsNotNone(found)
+        self.assertEqual(os.path.dirname(str(found)), os.path.dirname(lars.__file__))
+        self.assertEqual(lars.Client(AGENT).backend, "native")
+
+    def test_without_the_library_auto_falls_back_to_pure(self) -> None:
+        saved = os.environ.get("LARS_LIBRARY")
+        os.environ["LARS_LIBRARY"] = "/nonexistent/liblarsclient.so"
+        try:
+            self.assertIsNone(lars.native_library())
+            self.assertEqual(lars.Client(AGENT).backend, "pure")
+        finally:
+            if saved is None:
+                del os.environ["LARS_LIBRARY"]
+            else:
+                os.environ["LARS_LIBRARY"] = saved
 
 
 class Native(ClientTests):
