@@ -18,60 +18,98 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Success.
+/**
+ * Success.
+ */
 #define LARS_OK 0
 
-// Every host of the route is overloaded (the original's code 1): back off or degrade.
+/**
+ * Every host of the route is overloaded (the original's code 1): back off or degrade.
+ */
 #define LARS_EOVERLOADED 1
 
-// The agent could not serve the request (the original's code 2).
+/**
+ * The agent could not serve the request (the original's code 2).
+ */
 #define LARS_EAGENT 2
 
-// No such route, or the agent is still fetching it (the original's code 3).
+/**
+ * No such route, or the agent is still fetching it (the original's code 3).
+ */
 #define LARS_ENOROUTE 3
 
-// No answer from the agent after every retry: is it running?
+/**
+ * No answer from the agent after every retry: is it running?
+ */
 #define LARS_ETIMEOUT 4
 
-// The agent answered something that does not decode.
+/**
+ * The agent answered something that does not decode.
+ */
 #define LARS_EMALFORMED 5
 
-// A socket error.
+/**
+ * A socket error.
+ */
 #define LARS_EIO 6
 
-// An argument is NULL, out of range or does not parse; the message says which.
+/**
+ * An argument is NULL, out of range or does not parse; the message says which.
+ */
 #define LARS_EINVALID 7
 
-// A bug in lars (a panic, caught at the boundary); the message has its text.
+/**
+ * A bug in lars (a panic, caught at the boundary); the message has its text.
+ */
 #define LARS_EINTERNAL 8
 
-// The call succeeded.
+/**
+ * The call succeeded.
+ */
 #define LARS_OUTCOME_OK 0
 
-// The call failed.
+/**
+ * The call failed.
+ */
 #define LARS_OUTCOME_FAIL 1
 
-// The host refused the call because it is overloaded.
+/**
+ * The host refused the call because it is overloaded.
+ */
 #define LARS_OUTCOME_OVERLOAD 2
 
-// Room for any IPv4 or IPv6 address in text and its NUL (INET6_ADDRSTRLEN).
+/**
+ * Room for any IPv4 or IPv6 address in text and its NUL (INET6_ADDRSTRLEN).
+ */
 #define LARS_IP_LEN 46
 
-// A client of the local agent. Thread-safe: share one between threads.
+/**
+ * A client of the local agent. Thread-safe: share one between threads.
+ */
 typedef struct lars_client lars_client;
 
-// A route leased in process: picks cost no round trip. Thread-safe (behind a mutex), but give
-// each hot thread its own for speed.
+/**
+ * A route leased in process: picks cost no round trip. Thread-safe (behind a mutex), but give
+ * each hot thread its own for speed.
+ */
 typedef struct lars_lease lars_lease;
 
-// A host: its address in text (NUL-terminated), its port, and its weight in the route (0 when
-// it came from `lars_get_host`, which does not say).
+/**
+ * A host: its address in text (NUL-terminated), its port, and its weight in the route (0 when
+ * it came from `lars_get_host`, which does not say).
+ */
 typedef struct lars_host {
-  // `"10.0.0.1"` or `"2001:db8::1"`, NUL-terminated.
+  /**
+   * `"10.0.0.1"` or `"2001:db8::1"`, NUL-terminated.
+   */
   char ip[LARS_IP_LEN];
-  // The port.
+  /**
+   * The port.
+   */
   uint16_t port;
-  // The host's weight in its route; 0 from `lars_get_host`.
+  /**
+   * The host's weight in its route; 0 from `lars_get_host`.
+   */
   uint32_t weight;
 } lars_host;
 
@@ -79,42 +117,56 @@ typedef struct lars_host {
 extern "C" {
 #endif // __cplusplus
 
-// The message of the calling thread's last failed call (empty if none failed). Valid until
-// the thread's next failed call; never NULL.
+/**
+ * The message of the calling thread's last failed call (empty if none failed). Valid until
+ * the thread's next failed call; never NULL.
+ */
 const char *lars_last_error(void);
 
-// The name of a status code (`"LARS_ETIMEOUT"`), or `"LARS_E?"` for an unknown one. Never NULL.
+/**
+ * The name of a status code (`"LARS_ETIMEOUT"`), or `"LARS_E?"` for an unknown one. Never NULL.
+ */
 const char *lars_status_name(int status);
 
-// Creates a client in `*out`. `agents` is the agent's API endpoints, comma-separated
-// (`"127.0.0.1:8888,127.0.0.1:8889,127.0.0.1:8890"`), or NULL for that default; a route's
-// requests go to endpoint `(modid + cmdid) mod n`. Each attempt waits `timeout_ms` (0: the
-// default, 200 ms) and failed attempts are retried `retries` times. Free with
-// `lars_client_free`.
+/**
+ * Creates a client in `*out`. `agents` is the agent's API endpoints, comma-separated
+ * (`"127.0.0.1:8888,127.0.0.1:8889,127.0.0.1:8890"`), or NULL for that default; a route's
+ * requests go to endpoint `(modid + cmdid) mod n`. Each attempt waits `timeout_ms` (0: the
+ * default, 200 ms) and failed attempts are retried `retries` times. Free with
+ * `lars_client_free`.
+ */
 int lars_client_new(const char *agents,
                     uint32_t timeout_ms,
                     uint32_t retries,
                     struct lars_client **out);
 
-// Frees a client (NULL is ignored). Leases taken from it stay valid.
+/**
+ * Frees a client (NULL is ignored). Leases taken from it stay valid.
+ */
 void lars_client_free(struct lars_client *client);
 
-// A host for the next call to `(modid, cmdid)`, in `*host`.
+/**
+ * A host for the next call to `(modid, cmdid)`, in `*host`.
+ */
 int lars_get_host(const struct lars_client *client,
                   int32_t modid,
                   int32_t cmdid,
                   struct lars_host *host);
 
-// Like `lars_get_host`, with an affinity key: consistent-hash routes give the same key the
-// same host.
+/**
+ * Like `lars_get_host`, with an affinity key: consistent-hash routes give the same key the
+ * same host.
+ */
 int lars_get_host_keyed(const struct lars_client *client,
                         int32_t modid,
                         int32_t cmdid,
                         uint64_t key,
                         struct lars_host *host);
 
-// Reports how a call to `host` went: `outcome` is a `LARS_OUTCOME_*`, `latency_us` the call's
-// latency in microseconds. Fire and forget: only a local send error fails.
+/**
+ * Reports how a call to `host` went: `outcome` is a `LARS_OUTCOME_*`, `latency_us` the call's
+ * latency in microseconds. Fire and forget: only a local send error fails.
+ */
 int lars_report(const struct lars_client *client,
                 int32_t modid,
                 int32_t cmdid,
@@ -122,10 +174,12 @@ int lars_report(const struct lars_client *client,
                 int outcome,
                 uint32_t latency_us);
 
-// Every host of `(modid, cmdid)`: up to `capacity` into `hosts`, their number into `*count`
-// and the route's version into `*version` (NULL if unwanted). If the route has more than
-// `capacity` hosts, nothing is copied, `*count` says how many there are, and the result is
-// `LARS_EINVALID`: call again with room for them.
+/**
+ * Every host of `(modid, cmdid)`: up to `capacity` into `hosts`, their number into `*count`
+ * and the route's version into `*version` (NULL if unwanted). If the route has more than
+ * `capacity` hosts, nothing is copied, `*count` says how many there are, and the result is
+ * `LARS_EINVALID`: call again with room for them.
+ */
 int lars_get_route(const struct lars_client *client,
                    int32_t modid,
                    int32_t cmdid,
@@ -134,41 +188,57 @@ int lars_get_route(const struct lars_client *client,
                    size_t *count,
                    uint64_t *version);
 
-// Makes the agent fetch `(modid, cmdid)` before the first `lars_get_host` (the original's
-// `reg_init`): asks up to `attempts` times, 50 ms apart, until the route has hosts.
+/**
+ * Makes the agent fetch `(modid, cmdid)` before the first `lars_get_host` (the original's
+ * `reg_init`): asks up to `attempts` times, 50 ms apart, until the route has hosts.
+ */
 int lars_reg_init(const struct lars_client *client,
                   int32_t modid,
                   int32_t cmdid,
                   uint32_t attempts);
 
-// Leases `(modid, cmdid)` into `*out`: its hosts are held in process and picked locally, and
-// the results go to the agent as summaries about every 100 ms. Waits for the agent to have
-// the route as long as one call may. Free with `lars_lease_free`.
+/**
+ * Leases `(modid, cmdid)` into `*out`: its hosts are held in process and picked locally, and
+ * the results go to the agent as summaries about every 100 ms. Waits for the agent to have
+ * the route as long as one call may. Free with `lars_lease_free`.
+ */
 int lars_lease_new(const struct lars_client *client,
                    int32_t modid,
                    int32_t cmdid,
                    struct lars_lease **out);
 
-// Sends the lease's last counts to the agent and frees it (NULL is ignored).
+/**
+ * Sends the lease's last counts to the agent and frees it (NULL is ignored).
+ */
 void lars_lease_free(struct lars_lease *lease);
 
-// A host for the next call, picked in process, in `*host`.
+/**
+ * A host for the next call, picked in process, in `*host`.
+ */
 int lars_lease_get_host(const struct lars_lease *lease, struct lars_host *host);
 
-// Like `lars_lease_get_host`, with an affinity key for consistent-hash policies.
+/**
+ * Like `lars_lease_get_host`, with an affinity key for consistent-hash policies.
+ */
 int lars_lease_get_host_keyed(const struct lars_lease *lease, uint64_t key, struct lars_host *host);
 
-// Reports how a call to `host` went: to the lease's balancer at once, to the agent with the
-// next summary. `outcome` is a `LARS_OUTCOME_*`.
+/**
+ * Reports how a call to `host` went: to the lease's balancer at once, to the agent with the
+ * next summary. `outcome` is a `LARS_OUTCOME_*`.
+ */
 int lars_lease_report(const struct lars_lease *lease,
                       const struct lars_host *host,
                       int outcome,
                       uint32_t latency_us);
 
-// Sends the lease's call counts to the agent now.
+/**
+ * Sends the lease's call counts to the agent now.
+ */
 int lars_lease_flush(const struct lars_lease *lease);
 
-// The store's version of the hosts the lease is using, in `*version`.
+/**
+ * The store's version of the hosts the lease is using, in `*version`.
+ */
 int lars_lease_version(const struct lars_lease *lease, uint64_t *version);
 
 #ifdef __cplusplus
