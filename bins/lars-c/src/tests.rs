@@ -56,7 +56,7 @@ fn bad_arguments_are_named_in_the_message() {
 }
 
 #[test]
-fn a_silent_agent_is_a_timeout_and_a_route_too_big_says_its_size() {
+fn a_silent_agent_is_a_timeout_for_calls_and_leases() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let agents = CString::new(silent.local_addr().unwrap().to_string()).unwrap();
     let mut client = ptr::null_mut();
