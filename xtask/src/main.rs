@@ -34,7 +34,8 @@ tasks:
   size    flash and static RAM of the firmware (target/bench/firmware.json)
   bench [core|echo|daemons|system|clients]
           core micro benchmarks, the reactor echo benchmark, lars-dns and lars-reporter
-          on MariaDB, and the system benchmark (on MariaDB); figures in target/bench/*.json
+          on MariaDB, the system benchmark (on MariaDB), and the C, C++, Python and Java
+          clients beside the Rust one; figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
