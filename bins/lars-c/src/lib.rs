@@ -6,7 +6,7 @@
 //! `lars_client` may be shared by any number of threads, like `Client`; a `lars_lease` may be
 //! too (it holds its lease behind a mutex), though a lease per thread is faster. No panic
 //! crosses the boundary: each call runs under `catch_unwind` and a panic becomes
-//! `LARS_EINTERNAL`. All pointer handling is in [`raw`], the crate's only `unsafe`.
+//! `LARS_EINTERNAL`. All pointer handling is in `src/raw.rs`, the crate's only `unsafe`.
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_int};
