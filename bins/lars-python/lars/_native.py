@@ -97,10 +97,16 @@ class NativeClient:
             _raise(self._lib, status)
         self._handle = handle
 
+    def close(self) -> None:
+        # Calls already running hold their own reference to the handle's value; a client is
+        # closed once no thread uses it, as with any resource.
+        handle, self._handle = self._handle, ctypes.c_void_p()
+        if handle:
+            self._lib.lars_client_free(handle)
+
     def __del__(self) -> None:
-        lib = getattr(self, "_lib", None)
-        if lib is not None and getattr(self, "_handle", None):
-            lib.lars_client_free(self._handle)
+        if getattr(self, "_lib", None) is not None and getattr(self, "_handle", None):
+            self.close()
 
     def get_host(self, modid: int, cmdid: int, key: Optional[int]) -> Tuple[str, int]:
         host = _Host()

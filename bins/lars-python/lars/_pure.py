@@ -62,13 +62,21 @@ class PureClient:
         self._retries = retries
         self._pools: List[List[socket.socket]] = [[] for _ in self._agents]
         self._pool_lock = threading.Lock()
+        self._closed = False
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
 
-    def __del__(self) -> None:
-        for pool in getattr(self, "_pools", []):
+    def close(self) -> None:
+        with self._pool_lock:
+            self._closed = True
+            pools, self._pools = self._pools, [[] for _ in self._agents]
+        for pool in pools:
             for sock in pool:
                 sock.close()
+
+    def __del__(self) -> None:
+        if hasattr(self, "_pool_lock"):
+            self.close()
 
     def _next_seq(self) -> int:
         with self._seq_lock:
@@ -90,6 +98,8 @@ class PureClient:
     def _with_socket(self, modid: int, cmdid: int, call: Callable[[socket.socket], T]) -> T:
         index = self._agent_index(modid, cmdid)
         with self._pool_lock:
+            if self._closed:
+                raise InvalidArgument("client is closed")
             pooled = self._pools[index].pop() if self._pools[index] else None
         try:
             sock = pooled or self._new_socket(self._agents[index], True)
@@ -102,9 +112,13 @@ class PureClient:
         except OSError as e:
             raise IoError(f"socket error: {e}") from None
         finally:
-            # A late answer to a failed call is skipped by its seq, so the socket goes back.
+            # A late answer to a failed call is skipped by its seq, so the socket goes back
+            # (unless the client was closed meanwhile).
             with self._pool_lock:
-                self._pools[index].append(sock)
+                if self._closed:
+                    sock.close()
+                else:
+                    self._pools[index].append(sock)
 
     def _request(
         self, sock: socket.socket, request: bytes, reply_id: int, parse: Callable[[bytes], Optional[T]], room: int

@@ -142,6 +142,15 @@ class ClientTests(unittest.TestCase):
             lars.Client("localhost", backend=self.BACKEND)
         self.assertTrue(issubclass(lars.InvalidArgument, ValueError))
 
+    def test_a_closed_client_says_so(self) -> None:
+        with lars.Client(AGENT, backend=self.BACKEND) as client:
+            self.assertTrue(ours(client.get_host(MODID, self.CMDID)))
+            lease = client.lease(MODID, self.CMDID)
+        with self.assertRaisesRegex(lars.InvalidArgument, "client is"):
+            client.get_host(MODID, self.CMDID)
+        self.assertTrue(ours(lease.get_host()), "a lease outlives its client")
+        lease.close()
+
     def test_dead_agent_is_a_timeout(self) -> None:
         gone = lars.Client(env("LARS_TEST_DEAD_AGENT"), timeout=0.05, retries=1, backend=self.BACKEND)
         with self.assertRaisesRegex(lars.Timeout, "no answer from the agent"):
