@@ -189,6 +189,20 @@ class Pure(ClientTests):
     BACKEND = "pure"
     CMDID = 2
 
+    def test_the_pure_lease_sets_aside_a_failing_host(self) -> None:
+        # The native lease runs the Lars policy (tested in Rust); the pure one its simple rule.
+        with self.client.lease(MODID, self.CMDID) as lease:
+            bad = lease.get_host()
+            for _ in range(15):
+                lease.report(bad, lars.Outcome.FAIL, 0.001)
+            picked = {lease.get_host().port for _ in range(50)}
+            self.assertEqual(picked, PORTS - {bad.port})
+            good = lease.get_host()
+            for _ in range(15):
+                lease.report(good, lars.Outcome.OVERLOAD, 0.001)
+            with self.assertRaisesRegex(lars.Overloaded, "every host of the route is overloaded"):
+                lease.get_host()
+
 
 del ClientTests
 

@@ -152,6 +152,19 @@ public final class ClientTest {
                 check(thrown(IllegalStateException.class, lease::getHost).equals("lease is closed"), "closed lease");
             }
 
+            // The lease sets a host aside after 15 failures in a row; with both aside, it is overloaded.
+            try (Lease lease = client.lease(modid, 1)) {
+                Host bad = lease.getHost();
+                for (int i = 0; i < 15; i++) lease.report(bad, Outcome.FAIL, Duration.ofMillis(1));
+                Set<Integer> picked = new HashSet<>();
+                for (int i = 0; i < 50; i++) picked.add(lease.getHost().port());
+                check(picked.size() == 1 && !picked.contains(bad.port()), "a failing host is set aside: " + picked);
+                Host good = lease.getHost();
+                for (int i = 0; i < 15; i++) lease.report(good, Outcome.OVERLOAD, Duration.ofMillis(1));
+                check(status(LarsException.Status.OVERLOADED, lease::getHost).equals("every host of the route is overloaded"),
+                        "both set aside");
+            }
+
             // Many threads on one client, each with its own lease too.
             AtomicInteger ok = new AtomicInteger();
             List<Thread> threads = new java.util.ArrayList<>();
