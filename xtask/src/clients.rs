@@ -148,6 +148,16 @@ fn build_python(out: &Path) -> Result<Command, String> {
 }
 
 fn build_java(out: &Path) -> Result<Command, String> {
+    // The Javadoc is the Java package's documentation: it must build without a warning.
+    run_status(
+        "javadoc -Xdoclint:all -Werror",
+        Command::new("javadoc")
+            .args(["-Xdoclint:all", "-Werror", "-quiet", "-d"])
+            .arg(out.join("javadoc"))
+            .arg("-sourcepath")
+            .arg(root().join("bins/lars-java/src"))
+            .arg("lars"),
+    )?;
     let classes = out.join("classes");
     let _ = std::fs::remove_dir_all(&classes);
     let jar = jar_java(&classes, &out.join("lars.jar"))?;

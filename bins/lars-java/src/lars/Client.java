@@ -43,7 +43,12 @@ public final class Client implements AutoCloseable {
         this("127.0.0.1:8888,127.0.0.1:8889,127.0.0.1:8890");
     }
 
-    /** A client of the agent at {@code agents} ("ip:port,ip:port,..."), 200 ms per attempt, 2 retries. */
+    /**
+     * A client of the agent at {@code agents}, 200 ms per attempt, 2 retries.
+     *
+     * @param agents the agent's API endpoints, "ip:port,ip:port,..."
+     * @throws IllegalArgumentException if an address is not numeric IP:PORT
+     */
     public Client(String agents) {
         this(agents, Duration.ofMillis(200), 2);
     }
@@ -53,6 +58,9 @@ public final class Client implements AutoCloseable {
      * {@code (modid + cmdid) mod n}), waiting {@code timeout} per attempt, retrying {@code retries}
      * times.
      *
+     * @param agents the agent's API endpoints, "ip:port,ip:port,..."
+     * @param timeout how long one attempt waits for its answer
+     * @param retries attempts after the first
      * @throws IllegalArgumentException if an address is not numeric IP:PORT or a number is out of range
      */
     public Client(String agents, Duration timeout, int retries) {
@@ -187,12 +195,27 @@ public final class Client implements AutoCloseable {
         };
     }
 
-    /** A host for the next call to {@code (modid, cmdid)}. */
+    /**
+     * A host for the next call to {@code (modid, cmdid)}.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @return the host to call
+     * @throws LarsException NO_ROUTE, OVERLOADED, TIMEOUT, ...
+     */
     public Host getHost(int modid, int cmdid) throws LarsException {
         return getHost(modid, cmdid, null);
     }
 
-    /** A host for the next call; {@code key} pins a caller to a host on consistent-hash routes (null: none). */
+    /**
+     * A host for the next call, for {@code key} on consistent-hash routes.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @param key pins a caller to a host on consistent-hash routes; null for none
+     * @return the host to call
+     * @throws LarsException NO_ROUTE, OVERLOADED, TIMEOUT, ...
+     */
     public Host getHost(int modid, int cmdid, Long key) throws LarsException {
         int seq = nextSeq();
         byte[] request = Wire.getHostRequest(seq, modid, cmdid, key);
@@ -216,7 +239,17 @@ public final class Client implements AutoCloseable {
         Wire.parseIp(host.ip());
     }
 
-    /** Reports how a call to {@code host} went, and how long it took. Fire and forget. */
+    /**
+     * Reports how a call to {@code host} went, and how long it took. Fire and forget.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @param host the host called
+     * @param outcome how the call went
+     * @param latency how long it took
+     * @throws LarsException IO if the datagram could not be sent
+     * @throws IllegalArgumentException if the host's IP is not numeric, or an argument is null or negative
+     */
     public void report(int modid, int cmdid, Host host, Outcome outcome, Duration latency) throws LarsException {
         checkHost(host);
         if (outcome == null) throw new IllegalArgumentException("outcome is null");
@@ -227,7 +260,14 @@ public final class Client implements AutoCloseable {
         });
     }
 
-    /** Every host of {@code (modid, cmdid)}. */
+    /**
+     * Every host of {@code (modid, cmdid)}.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @return the hosts with their weights, and the store's version of them
+     * @throws LarsException NO_ROUTE, TIMEOUT, ...
+     */
     public Route getRoute(int modid, int cmdid) throws LarsException {
         int seq = nextSeq();
         byte[] request = Wire.getRouteRequest(seq, modid, cmdid);
@@ -243,6 +283,12 @@ public final class Client implements AutoCloseable {
     /**
      * Makes the agent fetch a route before the first {@code getHost} (the original's
      * {@code reg_init}): asks up to {@code attempts} times, 50 ms apart, until it has hosts.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @param attempts how many times to ask
+     * @return the route
+     * @throws LarsException NO_ROUTE if it has no hosts after every attempt, TIMEOUT, ...
      */
     public Route regInit(int modid, int cmdid, int attempts) throws LarsException {
         LarsException last = failure(Wire.NO_EXIST);
@@ -258,7 +304,14 @@ public final class Client implements AutoCloseable {
         throw last;
     }
 
-    /** Leases {@code (modid, cmdid)} for picks in process; see {@link Lease}. */
+    /**
+     * Leases {@code (modid, cmdid)} for picks in process; see {@link Lease}.
+     *
+     * @param modid the service's module id
+     * @param cmdid the service's command id
+     * @return the lease; close it to send its last counts
+     * @throws LarsException NO_ROUTE, TIMEOUT, ... if the agent does not have the route in time
+     */
     public Lease lease(int modid, int cmdid) throws LarsException {
         long patience = timeout.toMillis() * (retries + 1L);
         int attempts = (int) Math.max(1, Math.min(Integer.MAX_VALUE, (patience + 49) / 50));

@@ -31,21 +31,37 @@ public class LarsException extends Exception {
         }
     }
 
+    /** What kind of failure this is. */
     private final Status status;
 
-    /** A failure of kind {@code status}, saying why. */
+    /**
+     * A failure of kind {@code status}, saying why.
+     *
+     * @param status the kind
+     * @param message why
+     */
     public LarsException(Status status, String message) {
         super(message);
         this.status = status;
     }
 
-    /** A failure of kind {@code status} caused by {@code cause}. */
+    /**
+     * A failure of kind {@code status} caused by {@code cause}.
+     *
+     * @param status the kind
+     * @param message why
+     * @param cause the exception behind it
+     */
     public LarsException(Status status, String message, Throwable cause) {
         super(message, cause);
         this.status = status;
     }
 
-    /** What kind of failure this is. */
+    /**
+     * What kind of failure this is.
+     *
+     * @return the kind
+     */
     public Status status() {
         return status;
     }

@@ -89,12 +89,23 @@ public final class Lease implements AutoCloseable {
         return channel;
     }
 
-    /** A host for the next call. */
+    /**
+     * A host for the next call.
+     *
+     * @return the host to call
+     * @throws LarsException OVERLOADED if every host is set aside, NO_ROUTE if the route was deleted
+     */
     public Host getHost() throws LarsException {
         return getHost(null);
     }
 
-    /** A host for the next call; the same {@code key} keeps its host while that host is live (null: none). */
+    /**
+     * A host for the next call; the same {@code key} keeps its host while that host is live.
+     *
+     * @param key the affinity key; null for none
+     * @return the host to call
+     * @throws LarsException OVERLOADED if every host is set aside, NO_ROUTE if the route was deleted
+     */
     public synchronized Host getHost(Long key) throws LarsException {
         DatagramChannel channel = open();
         long now = System.nanoTime();
@@ -129,7 +140,14 @@ public final class Lease implements AutoCloseable {
         return z ^ (z >>> 31);
     }
 
-    /** Reports how a call to {@code host} went: to the lease's balancer at once, to the agent with the next summary. */
+    /**
+     * Reports how a call to {@code host} went: to the lease's balancer at once, to the agent with
+     * the next summary.
+     *
+     * @param host the host called
+     * @param outcome how the call went
+     * @param latency how long it took
+     */
     public synchronized void report(Host host, Outcome outcome, Duration latency) {
         Client.checkHost(host);
         if (outcome == null) throw new IllegalArgumentException("outcome is null");
@@ -155,7 +173,11 @@ public final class Lease implements AutoCloseable {
         if (now - nextDrive >= 0) drive(channel, now);
     }
 
-    /** Sends the call counts to the agent now. */
+    /**
+     * Sends the call counts to the agent now.
+     *
+     * @throws LarsException IO if the datagram could not be sent
+     */
     public synchronized void flush() throws LarsException {
         try {
             sendCounts(open(), System.nanoTime());
@@ -164,7 +186,11 @@ public final class Lease implements AutoCloseable {
         }
     }
 
-    /** The store's version of the hosts in use. */
+    /**
+     * The store's version of the hosts in use.
+     *
+     * @return the version
+     */
     public synchronized long version() {
         open();
         return version;

@@ -10,7 +10,12 @@ import java.util.List;
  * @param hosts the hosts, with their weights
  */
 public record Route(long version, List<Host> hosts) {
-    /** Copies {@code hosts}: a route is immutable. */
+    /**
+     * Copies {@code hosts}: a route is immutable.
+     *
+     * @param version the store's version of these hosts
+     * @param hosts the hosts, with their weights
+     */
     public Route {
         hosts = List.copyOf(hosts);
     }
