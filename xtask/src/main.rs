@@ -5,6 +5,7 @@
 // xtask times its steps and waits for servers: wall time is the point.
 #![allow(clippy::disallowed_methods)]
 
+mod clients;
 mod demo;
 mod firmware;
 mod mysql;
@@ -31,10 +32,13 @@ tasks:
   firmware [--dhcp] [--qemu]
           build the gateway firmware (static address, or DHCP); boot it in QEMU against
           real daemons
+  test-clients [c|cpp|python|java]
+          only the client libraries' gates (part of `test`)
   size    flash and static RAM of the firmware (target/bench/firmware.json)
-  bench [core|echo|daemons|system]
+  bench [core|echo|daemons|system|clients]
           core micro benchmarks, the reactor echo benchmark, lars-dns and lars-reporter
-          on MariaDB, and the system benchmark (on MariaDB); figures in target/bench/*.json
+          on MariaDB, the system benchmark (on MariaDB), and the C, C++, Python and Java
+          clients beside the Rust one; figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("setup") => setup::ensure(!mysql::reachable()),
         Some("bench") => bench(&args[1..]),
+        Some("test-clients") => clients::test(&args[1..]),
         Some("demo") => demo::demo(&args[1..]),
         Some("db-init") => db_init(&args[1..]),
         Some("firmware") => firmware::firmware(&args[1..]),
@@ -195,7 +200,7 @@ fn test() -> Result<(), String> {
         ("firmware in QEMU, DHCP", || firmware::firmware(&["--qemu".into(), "--dhcp".into()])),
         ("firmware panic exits QEMU with an error", firmware::panic_exits_qemu),
     ];
-    for (name, step) in firmware_steps {
+    for (name, step) in firmware_steps.into_iter().chain(clients::TEST_STEPS) {
         println!("\n==> {name}");
         let start = Instant::now();
         let outcome = step().map_or_else(Outcome::Failed, |()| Outcome::Passed);
@@ -287,6 +292,9 @@ fn bench(only: &[String]) -> Result<(), String> {
         if !status.success() {
             return Err(format!("{package} bench {bench} failed: {status}"));
         }
+    }
+    if wanted("clients") {
+        clients::bench()?;
     }
     if wanted("system") { system_bench::run(&mysql_url) } else { Ok(()) }
 }

@@ -4,15 +4,17 @@
 //! Rust components and targets come from rustup. Debian packages come from `apt-get` when xtask
 //! runs as root; otherwise xtask prints the one command to run and stops. A MySQL server is
 //! needed only when nothing answers at `LARS_MYSQL_URL` (then `mariadb-server` provides a
-//! throwaway `mariadbd`, see `mysql.rs`). `defmt-print` only makes the firmware's log readable
-//! in the test output, so it is installed with cargo when missing but not required.
+//! throwaway `mariadbd`, see `mysql.rs`). The client libraries' gates need C and C++
+//! compilers, a JDK and Python 3 with venv, and `cbindgen` (installed with cargo) to check the C
+//! header. `defmt-print` only makes the firmware's log readable in the test output, so it is
+//! installed with cargo when missing but not required.
 
 use std::process::{Command, Stdio};
 
 /// The Rust components the gates use.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
 
-/// A program the gates run, and the Debian package that provides it.
+/// A program the gates run, and the Debian packages that provide it.
 struct Program {
     name: &'static str,
     package: &'static str,
@@ -21,30 +23,50 @@ struct Program {
 }
 
 /// The programs the gates run.
-const PROGRAMS: [Program; 2] = [
+const PROGRAMS: [Program; 6] = [
     Program { name: "qemu-system-arm", package: "qemu-system-arm", why: "boots the gateway firmware" },
     Program { name: "ip", package: "iproute2", why: "makes the firmware's private network namespace" },
+    Program { name: "cc", package: "gcc libc6-dev", why: "builds the C client's test" },
+    Program { name: "c++", package: "g++", why: "builds the C++ client's test" },
+    Program { name: "javac", package: "openjdk-17-jdk-headless", why: "builds the Java client" },
+    Program { name: "python3", package: "python3", why: "runs the Python client's test" },
+];
+
+/// Cargo-installed tools: the name, whether the gates need it, and why.
+const CARGO_TOOLS: [(&str, bool, &str); 2] = [
+    ("cbindgen", true, "checks that bins/lars-c/include/lars.h matches the code"),
+    ("defmt-print", false, "decodes the firmware's log in the test output"),
 ];
 
 /// Installs what is missing, or says what to run. `needs_mysql_server` asks for MariaDB too.
 pub(crate) fn ensure(needs_mysql_server: bool) -> Result<(), String> {
     rust_parts()?;
     let mut packages: Vec<&str> =
-        PROGRAMS.iter().filter(|p| find(p.name).is_none()).map(|p| p.package).collect();
+        PROGRAMS.iter().filter(|p| find(p.name).is_none()).flat_map(|p| p.package.split(' ')).collect();
+    // The Python test installs the package into a fresh virtual environment.
+    let venv = Command::new("python3").args(["-c", "import ensurepip, venv"]).stderr(Stdio::null()).status();
+    if !venv.is_ok_and(|s| s.success()) {
+        packages.push("python3-venv");
+    }
     if needs_mysql_server && find("mariadbd").is_none() {
         packages.push("mariadb-server");
     }
     if !packages.is_empty() {
         apt_install(&packages)?;
     }
-    if find("defmt-print").is_none() {
-        println!("installing defmt-print (it decodes the firmware's log in the test output)");
+    for (tool, needed, why) in CARGO_TOOLS {
+        if find(tool).is_some() {
+            continue;
+        }
+        println!("installing {tool} (it {why})");
         let installed = Command::new(cargo())
-            .args(["install", "defmt-print", "--locked", "--quiet"])
+            .args(["install", tool, "--locked", "--quiet"])
             .status()
             .is_ok_and(|s| s.success());
-        if !installed {
-            println!("warning: `cargo install defmt-print` failed; the firmware's log stays undecoded");
+        match (installed, needed) {
+            (true, _) => {}
+            (false, true) => return Err(format!("`cargo install {tool} --locked` failed; it {why}")),
+            (false, false) => println!("warning: `cargo install {tool}` failed; the gates pass without it"),
         }
     }
     Ok(())
@@ -89,7 +111,7 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !root || find("apt-get").is_none() {
         let why: Vec<String> = PROGRAMS
             .iter()
-            .filter(|p| packages.contains(&p.package))
+            .filter(|p| p.package.split(' ').any(|package| packages.contains(&package)))
             .map(|p| format!("{} {}", p.name, p.why))
             .collect();
         return Err(format!(

@@ -69,6 +69,64 @@ fn unsafe_code_in_lars_core_is_confined_to_the_pool() {
     assert!(read(&core_src.join("lib.rs")).contains("#![deny(unsafe_code)]"));
 }
 
+#[test]
+fn unsafe_in_lars_c_is_confined_to_raw() {
+    // The C ABI turns the caller's pointers into references in one audited file.
+    let src = root().join("bins/lars-c/src");
+    let offenders: Vec<_> = rust_files()
+        .into_iter()
+        .filter(|path| path.starts_with(&src) && !path.ends_with("raw.rs"))
+        .flat_map(|path| {
+            read(&path)
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    let code = line.split("//").next().unwrap_or_default();
+                    ["unsafe {", "unsafe fn", "unsafe impl", "allow(unsafe_code)"]
+                        .iter()
+                        .any(|u| code.contains(u))
+                })
+                .map(|(i, line)| format!("{}:{}: {}", path.display(), i + 1, line.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(offenders.is_empty(), "unsafe outside bins/lars-c/src/raw.rs: {offenders:#?}");
+    assert!(read(&src.join("raw.rs")).contains("unsafe {"), "the rule is looking in the wrong place");
+}
+
+#[test]
+fn client_library_files_open_with_a_doc_comment() {
+    // The rule for `.rs` files, for the other languages under bins/.
+    let mut files = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && entry.file_name() != "__pycache__" {
+                walk(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| ["c", "h", "cpp", "hpp", "py", "java"].iter().any(|x| e == *x))
+            {
+                out.push(path);
+            }
+        }
+    }
+    for language in ["lars-c", "lars-cpp", "lars-python", "lars-java"] {
+        walk(&root().join("bins").join(language), &mut files);
+    }
+    assert!(files.len() >= 20, "found only {} client library files", files.len());
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|path| {
+            let text = read(path);
+            !["/*", "//", "\"\"\""].iter().any(|opening| text.starts_with(opening))
+        })
+        .map(|path| path.strip_prefix(root()).unwrap_or(path).display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "client files that do not open with a doc comment: {missing:?}");
+}
+
 fn hex(text: &str) -> Vec<u8> {
     text.split_whitespace()
         .map(|b| u8::from_str_radix(b, 16).unwrap_or_else(|_| panic!("`{b}` is not a hex byte")))

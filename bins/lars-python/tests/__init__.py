@@ -1,0 +1,1 @@
+"""Tests of the lars package: the wire codec alone, and both backends against real daemons."""
