@@ -215,9 +215,9 @@ impl Client {
         .map_err(ClientError::Malformed)?;
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         for attempt in 0..self.attempts().max(2) {
-            socket.send(&native_probe[..native_len])?;
+            send(socket, &native_probe[..native_len])?;
             if attempt > 0 {
-                socket.send(&lars_probe[..lars_len])?;
+                send(socket, &lars_probe[..lars_len])?;
             }
             while let Some(n) = self.receive(socket, &mut buf)? {
                 let Ok(frame) = Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else { continue };
@@ -268,7 +268,7 @@ impl Client {
         let mut out = [0u8; 256];
         let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
         for _ in 0..self.attempts() {
-            socket.send(&out[..len])?;
+            send(socket, &out[..len])?;
             while let Some(n) = self.receive(socket, buf)? {
                 let Ok(frame) = Frame::parse_datagram(&buf[..n], frame::MAX_BODY) else { continue };
                 // Answers to earlier, timed-out calls are skipped by their seq.
@@ -448,6 +448,16 @@ impl Client {
             }
         }
         Err(last)
+    }
+}
+
+/// Sends a datagram. A refusal is an earlier datagram's ICMP "port unreachable" reported on
+/// this send: nothing listens yet, which the wait for the answer handles as silence.
+fn send(socket: &UdpSocket, datagram: &[u8]) -> Result<(), ClientError> {
+    match socket.send(datagram) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
