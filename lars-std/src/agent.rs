@@ -27,6 +27,92 @@ pub const ROUTES: usize = 512;
 /// Hosts per route an agent holds; a larger route is refused (and counted) until it shrinks.
 pub const HOSTS: usize = 256;
 
+/// The `lars_lb_agent.conf` keys lars-agent reads (also as `LARS_<SECTION>_<KEY>`), besides
+/// the `[route:MODID:CMDID] policy` sections.
+pub const KEYS: [(&str, &str); 22] = [
+    ("dnsserver", "ip"),
+    ("dnsserver", "port"),
+    ("dnsserver", "codec"),
+    ("reporter", "ip"),
+    ("reporter", "port"),
+    ("reporter", "codec"),
+    ("loadbalance", "probe_num"),
+    ("loadbalance", "init_succ_cnt"),
+    ("loadbalance", "init_err_cnt"),
+    ("loadbalance", "err_rate"),
+    ("loadbalance", "succ_rate"),
+    ("loadbalance", "contin_succ_limit"),
+    ("loadbalance", "contin_err_limit"),
+    ("loadbalance", "window_err_rate"),
+    ("loadbalance", "idle_timeout"),
+    ("loadbalance", "overload_timeout"),
+    ("loadbalance", "update_timeout"),
+    ("loadbalance", "policy"),
+    ("loadbalance", "slow_start"),
+    ("loadbalance", "p2c_decay"),
+    ("loadbalance", "p2c_failure_penalty_us"),
+    ("loadbalance", "p2c_initial_latency_us"),
+];
+
+/// Reads the agent's behaviour from `ini` into `config`: the codecs, the original
+/// `[loadbalance]` keys, the default policy and its parameters (`policy`, `slow_start`,
+/// `p2c_*`), and one `[route:MODID:CMDID]` section per route with its own `policy`. An
+/// unknown value, or a route section that does not name a route, is an error naming the file,
+/// line and key.
+pub fn read_agent_config(
+    ini: &crate::config::Ini,
+    config: &mut AgentConfig,
+) -> Result<(), crate::config::ConfigError> {
+    use crate::config::Fraction;
+    use lars_core::lb::lars::Rate;
+    use lars_core::time::Duration;
+    let secs = |key: &str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
+        Ok(Duration::from_secs(ini.get("loadbalance", key, default.as_micros() / 1_000_000)?))
+    };
+    let rate = |key: &str, default: Rate| -> Result<Rate, crate::config::ConfigError> {
+        let Fraction(rate) = ini.get("loadbalance", key, Fraction(f64::from(default.ppm()) / 1e6))?;
+        Ok(Rate::from_fraction(rate))
+    };
+    config.dns_codec = ini.get("dnsserver", "codec", config.dns_codec)?;
+    config.reporter_codec = ini.get("reporter", "codec", config.reporter_codec)?;
+    let lars = &mut config.lb.lars;
+    lars.probe_num = ini.get("loadbalance", "probe_num", lars.probe_num)?;
+    lars.init_succ_cnt = ini.get("loadbalance", "init_succ_cnt", lars.init_succ_cnt)?;
+    lars.init_err_cnt = ini.get("loadbalance", "init_err_cnt", lars.init_err_cnt)?;
+    lars.err_rate = rate("err_rate", lars.err_rate)?;
+    lars.succ_rate = rate("succ_rate", lars.succ_rate)?;
+    lars.contin_succ_limit = ini.get("loadbalance", "contin_succ_limit", lars.contin_succ_limit)?;
+    lars.contin_err_limit = ini.get("loadbalance", "contin_err_limit", lars.contin_err_limit)?;
+    lars.window_err_rate = rate("window_err_rate", lars.window_err_rate)?;
+    lars.idle_timeout = secs("idle_timeout", lars.idle_timeout)?;
+    lars.overload_timeout = secs("overload_timeout", lars.overload_timeout)?;
+    config.update_timeout = secs("update_timeout", config.update_timeout)?;
+    config.default_policy = ini.get("loadbalance", "policy", config.default_policy)?;
+    config.lb.slow_start = secs("slow_start", config.lb.slow_start)?;
+    let p2c = &mut config.lb.p2c;
+    p2c.decay = secs("p2c_decay", p2c.decay)?;
+    p2c.failure_penalty_us = ini.get("loadbalance", "p2c_failure_penalty_us", p2c.failure_penalty_us)?;
+    p2c.initial_latency_us = ini.get("loadbalance", "p2c_initial_latency_us", p2c.initial_latency_us)?;
+    for section in ini.sections_with_prefix("route:") {
+        let bad = |message: &str| ini.error(section, "policy", format!("[{section}]: {message}"));
+        let route = section.strip_prefix("route:").and_then(|rest| rest.split_once(':'));
+        let Some((Ok(modid), Ok(cmdid))) =
+            route.map(|(m, c)| (m.trim().parse::<i32>(), c.trim().parse::<i32>()))
+        else {
+            return Err(bad("a route section is named [route:MODID:CMDID]"));
+        };
+        if ini.get_str(section, "policy").is_none() {
+            return Err(bad("a route section needs `policy = ...`"));
+        }
+        let policy = ini.get(section, "policy", config.default_policy)?;
+        let route_policy = lars_core::agent::RoutePolicy { modid, cmdid, policy };
+        if config.route_policies.push(route_policy).is_err() {
+            return Err(bad("more than 32 routes with their own policy"));
+        }
+    }
+    Ok(())
+}
+
 /// How lars-agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentDaemonConfig {
@@ -325,5 +411,49 @@ fn link_changed<const R: usize, const H: usize>(
     match link {
         Link::Dns => agent.handle_dns_link(now, up),
         Link::Reporter => agent.handle_reporter_link(now, up),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use lars_core::lb::PolicyKind;
+
+    use super::*;
+    use crate::config::Ini;
+
+    fn read(text: &str) -> Result<AgentConfig, String> {
+        let ini = Ini::parse(text, Path::new("agent.conf")).map_err(|e| e.to_string())?;
+        let mut config = AgentConfig::default();
+        read_agent_config(&ini, &mut config).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn policies_come_from_loadbalance_and_route_sections() {
+        let config = read(
+            "[loadbalance]\npolicy = weighted\nslow_start = 30\np2c_decay = 5\n\
+             [route:1001:1]\npolicy = maglev\n[route:7:-2]\npolicy = P2C\n",
+        )
+        .unwrap();
+        assert_eq!(config.default_policy, PolicyKind::Weighted);
+        assert_eq!(config.lb.slow_start, lars_core::time::Duration::from_secs(30));
+        assert_eq!(config.lb.p2c.decay, lars_core::time::Duration::from_secs(5));
+        let routes: Vec<_> = config.route_policies.iter().map(|r| (r.modid, r.cmdid, r.policy)).collect();
+        assert_eq!(routes, [(1001, 1, PolicyKind::Maglev), (7, -2, PolicyKind::P2c)]);
+    }
+
+    #[test]
+    fn a_bad_policy_or_route_section_names_the_file_line_and_key() {
+        assert_eq!(
+            read("[loadbalance]\npolicy = random\n").unwrap_err(),
+            "agent.conf:2: key `loadbalance.policy`: `random` is not lars, round_robin, weighted, p2c or maglev"
+        );
+        assert_eq!(
+            read("[route:1001]\npolicy = maglev\n").unwrap_err(),
+            "agent.conf:2: key `route:1001.policy`: [route:1001]: a route section is named [route:MODID:CMDID]"
+        );
+        assert!(read("[route:1:1]\nweight = 3\n").unwrap_err().contains("needs `policy = ...`"));
     }
 }

@@ -165,6 +165,12 @@ impl Ini {
             .insert(key.to_string(), Value { text: value.to_string(), origin });
     }
 
+    /// The names of the sections that start with `prefix` (such as `route:` for the agent's
+    /// per-route sections), in order.
+    pub fn sections_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.sections.keys().filter(move |name| name.starts_with(prefix)).map(String::as_str)
+    }
+
     /// Lines that were skipped as the original skipped them, for the daemon to print.
     pub fn warnings(&self) -> &[ConfigError] {
         &self.warnings
@@ -260,6 +266,13 @@ impl ConfigValue for bool {
 impl ConfigValue for String {
     fn parse_config(text: &str) -> Result<Self, String> {
         Ok(text.to_string())
+    }
+}
+
+impl ConfigValue for lars_core::lb::PolicyKind {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        Self::parse(&text.to_ascii_lowercase())
+            .ok_or_else(|| "lars, round_robin, weighted, p2c or maglev".into())
     }
 }
 

@@ -3,16 +3,15 @@
 use std::error::Error;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use lars_core::lb::lars::Rate;
-use lars_core::time::Duration;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
-use lars_std::config::{ConfigError, Fraction, Ini};
+use lars_std::config::Ini;
 use lars_std::daemon::{self, Args, UsageError};
 use lars_std::signal::Shutdown;
 
 const USAGE: &str = "\
 usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [--api IP:PORT,...]
                   [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
+                  [--policy lars|round_robin|weighted|p2c|maglev]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
@@ -23,28 +22,15 @@ lars_lb_agent.conf keys ([dnsserver] ip port, [reporter] ip port, [loadbalance] 
 them: `native` for lars daemons, `lars` for an original Lars lars_dns or lars_reporter, or
 `auto` (the default): greet each new link with a native Hello and speak Lars when it goes
 unanswered for 1 s. The choice is logged.
+
+--policy ([loadbalance] policy) is the routes' balancing policy: lars (the original's
+idle/overload with probing, the default), round_robin, weighted (smooth weighted round robin),
+p2c (power of two choices over EWMA latency) or maglev (consistent hashing on the caller's key).
+A route can have its own: a [route:MODID:CMDID] section with `policy = ...` (32 at most).
+[loadbalance] slow_start (seconds, 0 = off) ramps up hosts that join or recover; p2c_decay
+(seconds), p2c_failure_penalty_us and p2c_initial_latency_us tune p2c.
 SIGINT or SIGTERM stops it.
 ";
-
-const KEYS: [(&str, &str); 17] = [
-    ("dnsserver", "ip"),
-    ("dnsserver", "port"),
-    ("dnsserver", "codec"),
-    ("reporter", "ip"),
-    ("reporter", "port"),
-    ("reporter", "codec"),
-    ("loadbalance", "probe_num"),
-    ("loadbalance", "init_succ_cnt"),
-    ("loadbalance", "init_err_cnt"),
-    ("loadbalance", "err_rate"),
-    ("loadbalance", "succ_rate"),
-    ("loadbalance", "contin_succ_limit"),
-    ("loadbalance", "contin_err_limit"),
-    ("loadbalance", "window_err_rate"),
-    ("loadbalance", "idle_timeout"),
-    ("loadbalance", "overload_timeout"),
-    ("loadbalance", "update_timeout"),
-];
 
 fn main() {
     if let Err(error) = run() {
@@ -71,27 +57,24 @@ fn addrs(
     Ok(vec![SocketAddr::new(ip, port)])
 }
 
-fn secs(ini: &Ini, key: &str, default: u64) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_secs(ini.get("loadbalance", key, default)?))
-}
-
-fn rate(ini: &Ini, key: &str, default: Rate) -> Result<Rate, ConfigError> {
-    let Fraction(rate) = ini.get("loadbalance", key, Fraction(f64::from(default.ppm()) / 1e6))?;
-    Ok(Rate::from_fraction(rate))
-}
-
 fn run() -> Result<(), Box<dyn Error>> {
-    let args =
-        Args::from_env(&["config", "dns", "reporter", "api", "dns-codec", "reporter-codec"], &["help"])?;
+    let args = Args::from_env(
+        &["config", "dns", "reporter", "api", "dns-codec", "reporter-codec", "policy"],
+        &["help"],
+    )?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
     }
     let args = args.flags_only()?;
-    let mut ini = daemon::load_config(&args, &KEYS)?;
-    for (flag, section) in [("dns-codec", "dnsserver"), ("reporter-codec", "reporter")] {
+    let mut ini = daemon::load_config(&args, &lars_std::agent::KEYS)?;
+    for (flag, section, key) in [
+        ("dns-codec", "dnsserver", "codec"),
+        ("reporter-codec", "reporter", "codec"),
+        ("policy", "loadbalance", "policy"),
+    ] {
         if let Some(value) = args.flag(flag) {
-            ini.set(section, "codec", value);
+            ini.set(section, key, value);
         }
     }
     let dns = addrs(&args, &ini, "dns", "dnsserver", 7778)?;
@@ -104,20 +87,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             .collect::<Result<_, _>>()
             .map_err(|_| UsageError(format!("--api: `{api}` is not a list of ip:port")))?;
     }
-    let lars = &mut config.agent.lb.lars;
-    lars.probe_num = ini.get("loadbalance", "probe_num", lars.probe_num)?;
-    lars.init_succ_cnt = ini.get("loadbalance", "init_succ_cnt", lars.init_succ_cnt)?;
-    lars.init_err_cnt = ini.get("loadbalance", "init_err_cnt", lars.init_err_cnt)?;
-    lars.err_rate = rate(&ini, "err_rate", lars.err_rate)?;
-    lars.succ_rate = rate(&ini, "succ_rate", lars.succ_rate)?;
-    lars.contin_succ_limit = ini.get("loadbalance", "contin_succ_limit", lars.contin_succ_limit)?;
-    lars.contin_err_limit = ini.get("loadbalance", "contin_err_limit", lars.contin_err_limit)?;
-    lars.window_err_rate = rate(&ini, "window_err_rate", lars.window_err_rate)?;
-    lars.idle_timeout = secs(&ini, "idle_timeout", 15)?;
-    lars.overload_timeout = secs(&ini, "overload_timeout", 15)?;
-    config.agent.update_timeout = secs(&ini, "update_timeout", 15)?;
-    config.agent.dns_codec = ini.get("dnsserver", "codec", config.agent.dns_codec)?;
-    config.agent.reporter_codec = ini.get("reporter", "codec", config.agent.reporter_codec)?;
+    lars_std::agent::read_agent_config(&ini, &mut config.agent)?;
     config.agent.caller = caller_id(dns[0]);
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
     let mut shutdown = Shutdown::install()?;

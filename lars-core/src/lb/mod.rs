@@ -124,6 +124,28 @@ pub enum PolicyKind {
     Maglev,
 }
 
+impl PolicyKind {
+    /// Every policy, in the order [`PolicyKind::as_str`] names them.
+    pub const ALL: [PolicyKind; 5] =
+        [PolicyKind::Lars, PolicyKind::RoundRobin, PolicyKind::Weighted, PolicyKind::P2c, PolicyKind::Maglev];
+
+    /// The policy's name in configuration: `lars`, `round_robin`, `weighted`, `p2c`, `maglev`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Lars => "lars",
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::Weighted => "weighted",
+            PolicyKind::P2c => "p2c",
+            PolicyKind::Maglev => "maglev",
+        }
+    }
+
+    /// The policy named `name` (as [`PolicyKind::as_str`] spells it).
+    pub fn parse(name: &str) -> Option<PolicyKind> {
+        PolicyKind::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 /// Parameters of every policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LbConfig {

@@ -26,10 +26,16 @@ impl MemoryRoutes {
 
     /// Replaces the hosts of a route (empty removes it) and bumps the version.
     pub fn set_route(&self, key: RouteKey, hosts: &[SocketAddr]) {
+        let weighted: Vec<(SocketAddr, u32)> = hosts.iter().map(|&addr| (addr, 1)).collect();
+        self.set_weighted_route(key, &weighted);
+    }
+
+    /// Replaces the hosts of a route, each with its weight, and bumps the version.
+    pub fn set_weighted_route(&self, key: RouteKey, hosts: &[(SocketAddr, u32)]) {
         let mut table = self.lock();
         table.routes.remove(&key);
-        for &addr in hosts {
-            table.insert(key, WeightedHost { addr, weight: 1 });
+        for &(addr, weight) in hosts {
+            table.insert(key, WeightedHost { addr, weight });
         }
         table.version += 1;
     }
