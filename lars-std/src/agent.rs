@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -29,7 +30,9 @@ pub const HOSTS: usize = 256;
 
 /// The `lars_lb_agent.conf` keys lars-agent reads (also as `LARS_<SECTION>_<KEY>`), besides
 /// the `[route:MODID:CMDID] policy` sections.
-pub const KEYS: [(&str, &str); 22] = [
+pub const KEYS: [(&str, &str); 24] = [
+    ("agent", "route_cache"),
+    ("agent", "route_cache_max_age"),
     ("dnsserver", "ip"),
     ("dnsserver", "port"),
     ("dnsserver", "codec"),
@@ -125,13 +128,25 @@ pub struct AgentDaemonConfig {
     pub reporter: Vec<SocketAddr>,
     /// The agent itself.
     pub agent: AgentConfig,
+    /// Where the agent keeps a copy of its routes, so that a restart while lars-dns is
+    /// unreachable still serves them (`[agent] route_cache`; none by default).
+    pub route_cache: Option<PathBuf>,
+    /// A copy older than this is ignored at start (`[agent] route_cache_max_age`, seconds).
+    pub route_cache_max_age: std::time::Duration,
 }
 
 impl AgentDaemonConfig {
     /// The original's ports on loopback, with lars-dns and lars-reporter at `dns` and `reporter`.
     pub fn new(dns: Vec<SocketAddr>, reporter: Vec<SocketAddr>) -> Self {
         let api = (8888..=8890).map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
-        AgentDaemonConfig { api, dns, reporter, agent: AgentConfig::default() }
+        AgentDaemonConfig {
+            api,
+            dns,
+            reporter,
+            agent: AgentConfig::default(),
+            route_cache: None,
+            route_cache_max_age: std::time::Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -169,7 +184,11 @@ impl AgentDaemon {
                         let _ = ready_tx.send(Ok((runner.addrs(), runner.event_loop.waker())));
                         let mut agent: Agent<ROUTES, HOSTS> = Agent::new(config.agent, clock.now());
                         agent.set_unix_time(clock.now(), Clock::unix_secs());
-                        runner.run(&mut agent, &shared);
+                        let cache = config.route_cache.map(RouteCache::new);
+                        if let Some(cache) = &cache {
+                            cache.restore(&mut agent, clock.now(), config.route_cache_max_age);
+                        }
+                        runner.run(&mut agent, &shared, cache);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -239,7 +258,12 @@ impl Runner {
         self.endpoints.iter().filter_map(|e| e.local_addr().ok()).collect()
     }
 
-    fn run<const R: usize, const H: usize>(mut self, agent: &mut Agent<R, H>, shared: &Mutex<AgentStats>) {
+    fn run<const R: usize, const H: usize>(
+        mut self,
+        agent: &mut Agent<R, H>,
+        shared: &Mutex<AgentStats>,
+        mut cache: Option<RouteCache>,
+    ) {
         let clock = self.event_loop.clock();
         let mut ready = Vec::new();
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
@@ -305,7 +329,15 @@ impl Runner {
             }
             self.transmit(agent, now, &mut buf);
             while let Some(event) = agent.poll_event() {
+                if let (Some(cache), AgentEvent::RouteUpdated { .. } | AgentEvent::RouteRemoved { .. }) =
+                    (cache.as_mut(), &event)
+                {
+                    cache.dirty = true;
+                }
                 log_event(&event);
+            }
+            if let Some(cache) = cache.as_mut() {
+                cache.save_if_due(agent, now);
             }
             if now.saturating_since(published).as_millis() >= 100 {
                 *shared.lock().unwrap_or_else(|p| p.into_inner()) = *agent.stats();
@@ -330,6 +362,84 @@ impl Runner {
             };
             let _ = client.send(&mut self.event_loop, frame.msgid, &Raw(frame.body));
         }
+    }
+}
+
+/// The agent's copy of its routes on disk, in the route-file format under a header line that
+/// says when it was written. It is rewritten (atomically: a new file renamed over the old) at
+/// most once a second after routes change, and holds at most the agent's table.
+struct RouteCache {
+    path: PathBuf,
+    dirty: bool,
+    saved_at: Option<Instant>,
+    /// A write failed; said once, until one succeeds.
+    failing: bool,
+}
+
+const CACHE_HEADER: &str = "# lars-agent routes, saved at unix time ";
+
+impl RouteCache {
+    fn new(path: PathBuf) -> RouteCache {
+        RouteCache { path, dirty: false, saved_at: None, failing: false }
+    }
+
+    /// Serves the routes of a copy no older than `max_age`.
+    fn restore<const R: usize, const H: usize>(
+        &self,
+        agent: &mut Agent<R, H>,
+        now: Instant,
+        max_age: std::time::Duration,
+    ) {
+        let Ok(text) = std::fs::read_to_string(&self.path) else { return };
+        let saved =
+            text.lines().next().and_then(|line| line.strip_prefix(CACHE_HEADER)?.trim().parse::<u64>().ok());
+        let Some(saved) = saved else {
+            eprintln!("lars-agent: {}: not a route cache; ignored", self.path.display());
+            return;
+        };
+        let age = Clock::unix_secs().saturating_sub(saved);
+        if age > max_age.as_secs() {
+            eprintln!(
+                "lars-agent: {}: saved {age} s ago, older than {} s; ignored",
+                self.path.display(),
+                max_age.as_secs()
+            );
+            return;
+        }
+        let table = match crate::store::file::RouteFile::parse(&text, &self.path, 0) {
+            Ok(table) => table,
+            Err(e) => return eprintln!("lars-agent: route cache ignored: {e}"),
+        };
+        let restored = table
+            .routes
+            .iter()
+            .filter(|((modid, cmdid), hosts)| agent.restore_route(now, *modid, *cmdid, hosts))
+            .count();
+        eprintln!("lars-agent: serving {restored} routes saved {age} s ago until lars-dns answers");
+    }
+
+    fn save_if_due<const R: usize, const H: usize>(&mut self, agent: &Agent<R, H>, now: Instant) {
+        if !self.dirty || self.saved_at.is_some_and(|at| now.saturating_since(at).as_millis() < 1000) {
+            return;
+        }
+        let mut text = format!("{CACHE_HEADER}{}\n", Clock::unix_secs());
+        for (modid, cmdid, hosts) in agent.routes() {
+            for host in hosts {
+                text.push_str(&format!("{modid} {cmdid} {} {}\n", host.addr, host.weight));
+            }
+        }
+        let temp = self.path.with_extension("tmp");
+        let written = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, &self.path));
+        match written {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                eprintln!("lars-agent: could not save the route cache {}: {e}", self.path.display());
+                self.failing = true;
+            }
+            Err(_) => {}
+        }
+        self.dirty = false;
+        self.saved_at = Some(now);
     }
 }
 

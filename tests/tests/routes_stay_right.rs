@@ -162,3 +162,46 @@ fn a_route_file_rewritten_in_place_is_never_read_half_written() {
     assert_eq!(dns.snapshot().routes.len(), 40);
     assert_eq!(agent.stats().route_table_full, 0);
 }
+
+fn agent_with_cache(dns: SocketAddr, cache: &Path, max_age: Duration) -> (AgentDaemon, Client) {
+    let mut config = AgentDaemonConfig::new(vec![dns], vec!["127.0.0.1:9".parse().unwrap()]);
+    config.api = vec!["127.0.0.1:0".parse().unwrap()];
+    config.route_cache = Some(cache.to_path_buf());
+    config.route_cache_max_age = max_age;
+    let agent = AgentDaemon::start(config).unwrap();
+    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    (agent, client)
+}
+
+/// An agent restarted while lars-dns is unreachable serves the routes it saved; a copy older
+/// than the configured age is not used.
+#[test]
+fn an_agent_restarted_while_dns_is_down_serves_its_saved_routes() {
+    let scratch = Scratch::new("cache");
+    let routes = scratch.0.join("routes.conf");
+    std::fs::write(&routes, "71 1 10.4.2.1:80\n71 1 10.4.2.2:80\n").unwrap();
+    let cache = scratch.0.join("agent.cache");
+    let dns = dns_at("127.0.0.1:0".parse().unwrap(), file_store(&routes));
+    let (agent, client) = agent_with_cache(dns.local_addr(), &cache, Duration::from_secs(3600));
+    assert_eq!(client.reg_init(71, 1, 100).unwrap().hosts.len(), 2);
+    eventually("the routes are saved", || {
+        std::fs::read_to_string(&cache)
+            .is_ok_and(|text| text.lines().filter(|l| l.starts_with("71 1 ")).count() == 2)
+    });
+    agent.shutdown();
+    dns.shutdown();
+
+    // Nothing listens at the dns address now.
+    let dead: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (agent, client) = agent_with_cache(dead, &cache, Duration::from_secs(3600));
+    for _ in 0..100 {
+        assert!(client.get_host(71, 1, None).is_ok(), "served from the saved copy");
+    }
+    assert_eq!(client.get_route(71, 1).unwrap().hosts.len(), 2);
+    agent.shutdown();
+
+    // The same copy, but the agent accepts none older than a second.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (_agent, client) = agent_with_cache(dead, &cache, Duration::from_secs(1));
+    assert!(client.get_host(71, 1, None).is_err(), "a copy too old is ignored");
+}

@@ -115,7 +115,14 @@ fn test() -> Result<(), String> {
 
     println!("\n==> setup");
     let start = Instant::now();
-    let outcome = setup::ensure(!mysql::reachable()).map_or_else(Outcome::Failed, |()| Outcome::Passed);
+    let outcome = setup::ensure(!mysql::reachable()).map_or_else(
+        |message| {
+            // Said now, not only in the summary: the later steps may fail for it.
+            eprintln!("xtask: {message}");
+            Outcome::Failed(message)
+        },
+        |()| Outcome::Passed,
+    );
     steps.push(Step { name: "setup (what this machine lacked)".into(), outcome, took: start.elapsed() });
 
     run(&mut steps, "fmt", cargo(&["fmt", "--all", "--check"]));
@@ -138,7 +145,8 @@ fn test() -> Result<(), String> {
                 outcome: Outcome::Passed,
                 took: start.elapsed(),
             });
-            let mut tests = cargo(&["test"]);
+            // Every test binary runs even when one fails, so one run shows every problem.
+            let mut tests = cargo(&["test", "--no-fail-fast"]);
             tests.env("LARS_MYSQL_URL", &server.url);
             println!("\n==> workspace tests");
             let start = Instant::now();

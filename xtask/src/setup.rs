@@ -58,7 +58,7 @@ pub(crate) fn ensure(needs_mysql_server: bool) -> Result<(), String> {
         if find(tool).is_some() {
             continue;
         }
-        println!("installing {tool} (it {why})");
+        println!("installing {tool} (it {why}); compiling it takes a few minutes");
         let installed = Command::new(cargo())
             .args(["install", tool, "--locked", "--quiet"])
             .status()
@@ -115,7 +115,8 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
             .map(|p| format!("{} {}", p.name, p.why))
             .collect();
         return Err(format!(
-            "missing Debian packages ({}). Install them, then run `cargo xtask test` again:\n    sudo {command}",
+            "missing Debian packages ({}). Install them as root, then run `cargo xtask test` again \
+             (as root: the firmware's QEMU run needs a network namespace):\n    {command}",
             if why.is_empty() { "a MySQL server for the tests".to_string() } else { why.join("; ") }
         ));
     }

@@ -12,6 +12,7 @@ const USAGE: &str = "\
 usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [--api IP:PORT,...]
                   [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
                   [--policy lars|round_robin|weighted|p2c|maglev]
+                  [--route-cache FILE] [--route-cache-max-age SECONDS]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
@@ -27,6 +28,11 @@ unanswered for 1 s. The choice is logged.
 idle/overload with probing, the default), round_robin, weighted (smooth weighted round robin),
 p2c (power of two choices over EWMA latency) or maglev (consistent hashing on the caller's key).
 A route can have its own: a [route:MODID:CMDID] section with `policy = ...` (32 at most).
+
+--route-cache ([agent] route_cache) keeps a copy of the routes in FILE, written atomically at
+most once a second after they change; an agent restarted while lars-dns is unreachable serves
+them (as stale, until lars-dns answers) unless the copy is older than --route-cache-max-age
+([agent] route_cache_max_age, default 86400 s).
 [loadbalance] slow_start (seconds, 0 = off) ramps up hosts that join or recover; p2c_decay
 (seconds), p2c_failure_penalty_us and p2c_initial_latency_us tune p2c.
 SIGINT or SIGTERM stops it.
@@ -59,7 +65,17 @@ fn addrs(
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::from_env(
-        &["config", "dns", "reporter", "api", "dns-codec", "reporter-codec", "policy"],
+        &[
+            "config",
+            "dns",
+            "reporter",
+            "api",
+            "dns-codec",
+            "reporter-codec",
+            "policy",
+            "route-cache",
+            "route-cache-max-age",
+        ],
         &["help"],
     )?;
     if args.switch("help") {
@@ -72,6 +88,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         ("dns-codec", "dnsserver", "codec"),
         ("reporter-codec", "reporter", "codec"),
         ("policy", "loadbalance", "policy"),
+        ("route-cache", "agent", "route_cache"),
+        ("route-cache-max-age", "agent", "route_cache_max_age"),
     ] {
         if let Some(value) = args.flag(flag) {
             ini.set(section, key, value);
@@ -88,6 +106,9 @@ fn run() -> Result<(), Box<dyn Error>> {
             .map_err(|_| UsageError(format!("--api: `{api}` is not a list of ip:port")))?;
     }
     lars_std::agent::read_agent_config(&ini, &mut config.agent)?;
+    config.route_cache = ini.get_str("agent", "route_cache").map(std::path::PathBuf::from);
+    let max_age: u64 = ini.get("agent", "route_cache_max_age", config.route_cache_max_age.as_secs())?;
+    config.route_cache_max_age = std::time::Duration::from_secs(max_age);
     config.agent.caller = caller_id(dns[0]);
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
     let mut shutdown = Shutdown::install()?;

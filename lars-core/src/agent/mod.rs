@@ -443,6 +443,32 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         Some((0..route.balancer.len()).filter_map(|i| route.balancer.host(i)))
     }
 
+    /// Every route the agent holds, with its hosts: what a driver saves so that a restarted
+    /// agent can serve before lars-dns answers ([`Agent::restore_route`]).
+    pub fn routes(&self) -> impl Iterator<Item = (i32, i32, impl Iterator<Item = WeightedHost> + '_)> + '_ {
+        self.routes.iter().map(|route| {
+            let hosts = (0..route.balancer.len()).filter_map(|i| route.balancer.host(i));
+            (route.modid, route.cmdid, hosts)
+        })
+    }
+
+    /// Takes a route's hosts from a copy the driver saved in an earlier run. The route is
+    /// served at once, as stale, and pulled from lars-dns like any other; a dns that answers
+    /// replaces the hosts. Returns false when the table has no room or the hosts do not fit.
+    pub fn restore_route(&mut self, now: Instant, modid: i32, cmdid: i32, hosts: &[WeightedHost]) -> bool {
+        if hosts.is_empty() || self.find(modid, cmdid).is_some() {
+            return false;
+        }
+        let Some(slot) = self.find_or_create(now, modid, cmdid) else { return false };
+        let route = &mut self.routes[slot];
+        if route.balancer.update(now, hosts).is_err() {
+            self.remove_route(slot);
+            return false;
+        }
+        route.state = RouteState::Stale;
+        true
+    }
+
     /// Whether the route's policy currently treats `host` as overloaded.
     pub fn is_overloaded(&self, modid: i32, cmdid: i32, host: SocketAddr) -> bool {
         self.find(modid, cmdid).is_some_and(|slot| self.routes[slot].balancer.is_overloaded(host))
