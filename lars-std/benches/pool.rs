@@ -95,7 +95,9 @@ fn main() {
     for threads in [1, 2, 4] {
         let name = format!("std pool::alloc + pool::recycle, {threads} threads contending (CPU/op)");
         if wants(&name) {
-            figures.push((name, threaded(threads, 2_000_000, recycle), (threads == 2).then_some(25.0)));
+            // No target here: the 25 ns target at 2 threads is the magazine's, in lars-core's
+            // benchmark; this adds the thread-local and the stats publication to it.
+            figures.push((name, threaded(threads, 2_000_000, recycle), None));
         }
     }
 
