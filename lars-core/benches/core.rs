@@ -2,6 +2,10 @@
 //! pool. Run by `cargo xtask bench`, which writes the figures to `target/bench/core.json`.
 //!
 //! Each figure is the median of 7 samples of about 100 ms each, in nanoseconds per operation.
+//! The pool's figures with several threads are CPU time (each thread's own, from
+//! `/proc/thread-self/schedstat`) per operation, the median of 5 runs: on a shared 2-core
+//! machine wall time would also count other processes and, with 4 threads, the time each
+//! thread waits for a core.
 // Measuring wall time is the point here.
 #![allow(clippy::disallowed_methods)]
 
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lars_core::agent::{Agent, AgentConfig};
 use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
-use lars_core::pool::{BufPool, Slab};
+use lars_core::pool::{Buf, BufPool, Class, ClassState, Link, Magazine, Slab};
 use lars_core::time::Instant as CoreInstant;
 use lars_core::wire::frame::FrameDecoder;
 use lars_core::wire::{Encode, List, Message, MsgId, RetCode, lars, native};
@@ -69,6 +73,47 @@ impl Runner {
             let ns_per_op = measure(op);
             self.figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
         }
+    }
+
+    /// `threads` threads, started together, each running the op that `make` builds for it
+    /// `ops` times: the median over 5 runs of their CPU time per op.
+    fn threaded<F: FnMut()>(
+        &mut self,
+        name: &str,
+        target_ns: Option<f64>,
+        threads: usize,
+        ops: u64,
+        make: impl Fn(usize) -> F + Sync,
+    ) {
+        if !self.wants(name) {
+            return;
+        }
+        let mut samples: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = std::sync::Barrier::new(threads);
+                let cpu: u64 = std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|thread| {
+                            let (start, make) = (&start, &make);
+                            scope.spawn(move || {
+                                let mut op = make(thread);
+                                start.wait();
+                                let before = thread_cpu_ns();
+                                for _ in 0..ops {
+                                    op();
+                                }
+                                thread_cpu_ns() - before
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).sum()
+                });
+                cpu as f64 / (ops * threads as u64) as f64
+            })
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        let ns_per_op = samples[samples.len() / 2];
+        self.figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
     }
 }
 
@@ -212,42 +257,7 @@ fn main() {
         });
     }
 
-    // Pool.
-    static SMALL: Slab<4096, 64> = Slab::new();
-    static LARGE: Slab<65536, 8> = Slab::new();
-    static POOL: BufPool<'static, 2> = BufPool::new([SMALL.class(), LARGE.class()]);
-    runner.bench("pool alloc + free, 1 thread", Some(20.0), || {
-        black_box(POOL.alloc(black_box(1000)).unwrap());
-    });
-    // Alloc and free are one compare-exchange each; what one costs varies between hosts, so
-    // the figure above is read against this one.
-    let word = std::sync::atomic::AtomicU64::new(0);
-    runner.bench("reference: one uncontended compare-exchange", None, || {
-        let current = word.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = black_box(&word).compare_exchange_weak(
-            current,
-            current.wrapping_add(1),
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    });
-    let contended = "pool alloc + free, 2 threads contending (wall time per op per thread)";
-    if runner.wants(contended) {
-        const OPS: u64 = 5_000_000;
-        let start = Instant::now();
-        std::thread::scope(|scope| {
-            for _ in 0..2 {
-                scope.spawn(|| {
-                    for _ in 0..OPS {
-                        black_box(POOL.alloc(black_box(1000)).unwrap());
-                    }
-                });
-            }
-        });
-        let ns_per_op = start.elapsed().as_nanos() as f64 / OPS as f64;
-        runner.figures.push(Figure { name: contended.to_string(), ns_per_op, target_ns: None });
-    }
-
+    bench_pool(&mut runner);
     bench_policies(&mut runner);
     bench_agent(&mut runner);
 
@@ -326,15 +336,239 @@ fn bench_agent(runner: &mut Runner) {
     });
 }
 
+/// The pool's shape in the daemons, scaled down: 4 KiB and 64 KiB classes.
+type Pool = BufPool<'static, 2>;
+type Mag = Magazine<'static, 2, 64>;
+
+/// The daemons' magazine rounds: 32 small blocks and 8 large ones per thread, with a quarter of
+/// each class for all magazines together.
+const SMALL_ROUNDS: usize = 32;
+const LARGE_ROUNDS: usize = 8;
+
+/// The pool benchmarks: alloc + free on 1, 2 and 4 threads with and without magazines, a
+/// mixed-size pattern, a hand-off from an allocating thread to a freeing one, and `Vec`s beside
+/// them.
+fn bench_pool(runner: &mut Runner) {
+    static SMALL: Slab<4096, 1024> = Slab::new();
+    static LARGE: Slab<65536, 64> = Slab::new();
+    static PLAIN: Pool = BufPool::new([SMALL.class(), LARGE.class()]);
+    static SMALL_M: Slab<4096, 1024> = Slab::new();
+    static LARGE_M: Slab<65536, 64> = Slab::new();
+    static CACHED: Pool = BufPool::new([
+        SMALL_M.class().with_magazines(SMALL_ROUNDS, 256),
+        LARGE_M.class().with_magazines(LARGE_ROUNDS, 16),
+    ]);
+
+    runner.bench("pool alloc + free, 1 thread", Some(20.0), || {
+        black_box(PLAIN.alloc(black_box(1000)).unwrap());
+    });
+    {
+        let mut magazine: Mag = Magazine::new(&CACHED);
+        runner.bench("pool alloc + free, 1 thread, magazine", None, || {
+            let buf = magazine.alloc(black_box(1000)).unwrap();
+            magazine.free(black_box(buf));
+        });
+    }
+    // The daemons' storage is leaked once at start from the configuration rather than static:
+    // the same classes over run-time storage cost the same.
+    {
+        let leaked = leaked_pool();
+        let mut magazine: Mag = Magazine::new(leaked);
+        runner.bench("pool alloc + free, 1 thread, magazine, storage leaked at start", None, || {
+            let buf = magazine.alloc(black_box(1000)).unwrap();
+            magazine.free(black_box(buf));
+        });
+    }
+    // Alloc and free are one compare-exchange each; what one costs varies between hosts, so
+    // the figures above are read against this one.
+    let word = std::sync::atomic::AtomicU64::new(0);
+    runner.bench("reference: one uncontended compare-exchange", None, || {
+        let current = word.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = black_box(&word).compare_exchange_weak(
+            current,
+            current.wrapping_add(1),
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    });
+    runner.bench("reference: Vec::with_capacity(1000) + drop, 1 thread", None, || {
+        black_box(Vec::<u8>::with_capacity(black_box(1000)));
+    });
+
+    const OPS: u64 = 2_000_000;
+    for threads in [1, 2, 4] {
+        let target = (threads == 2).then_some(25.0);
+        let name = |what: &str| format!("pool alloc + free, {threads} threads contending, {what} (CPU/op)");
+        runner.threaded(&name("no magazine"), None, threads, OPS, |_| {
+            move || {
+                black_box(PLAIN.alloc(black_box(1000)).unwrap());
+            }
+        });
+        runner.threaded(&name("magazines"), target, threads, OPS, |_| {
+            let mut magazine: Mag = Magazine::new(&CACHED);
+            move || {
+                let buf = magazine.alloc(black_box(1000)).unwrap();
+                magazine.free(black_box(buf));
+            }
+        });
+        runner.threaded(&name("Vec for reference"), None, threads, OPS, |_| {
+            || {
+                black_box(Vec::<u8>::with_capacity(black_box(1000)));
+            }
+        });
+    }
+
+    // Mixed sizes: each thread keeps its last 6 buffers and allocates from a pattern of small
+    // and large sizes, so that blocks stay out for a while and both classes are in play.
+    const SIZES: [usize; 8] = [1000, 300, 4000, 20_000, 1000, 2000, 65_000, 500];
+    let mixed = |what: &str| format!("pool mixed sizes (1/4 large, 6 held), 2 threads, {what} (CPU/op)");
+    runner.threaded(&mixed("no magazine"), None, 2, OPS, |_| {
+        let mut held: std::collections::VecDeque<Buf<'static>> = std::collections::VecDeque::new();
+        let mut i = 0;
+        move || {
+            i += 1;
+            held.push_back(PLAIN.alloc(SIZES[i % SIZES.len()]).unwrap());
+            if held.len() > 6 {
+                drop(held.pop_front());
+            }
+        }
+    });
+    runner.threaded(&mixed("magazines"), None, 2, OPS, |_| {
+        let mut magazine: Mag = Magazine::new(&CACHED);
+        let mut held: std::collections::VecDeque<Buf<'static>> = std::collections::VecDeque::new();
+        let mut i = 0;
+        move || {
+            i += 1;
+            held.push_back(magazine.alloc(SIZES[i % SIZES.len()]).unwrap());
+            if held.len() > 6
+                && let Some(old) = held.pop_front()
+            {
+                magazine.free(old);
+            }
+        }
+    });
+    runner.threaded(&mixed("Vec for reference"), None, 2, OPS, |_| {
+        let mut held: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+        let mut i = 0;
+        move || {
+            i += 1;
+            held.push_back(Vec::with_capacity(SIZES[i % SIZES.len()]));
+            if held.len() > 6 {
+                drop(held.pop_front());
+            }
+        }
+    });
+
+    bench_hand_off(runner);
+}
+
+/// The daemons' pool shape over storage leaked once, as `lars_std::pool` builds it from the
+/// configuration.
+fn leaked_pool() -> &'static Pool {
+    fn class(size: usize, blocks: usize, rounds: usize) -> Class<'static> {
+        let state = Box::leak(Box::new(ClassState::new()));
+        let links = Box::leak((0..blocks).map(|_| Link::new()).collect::<Box<[Link]>>());
+        let bytes = Box::leak(vec![0u8; size * blocks].into_boxed_slice());
+        Class::over(state, links, bytes).unwrap().with_magazines(rounds, blocks / 4)
+    }
+    Box::leak(Box::new(BufPool::new([class(4096, 1024, SMALL_ROUNDS), class(65536, 64, LARGE_ROUNDS)])))
+}
+
+/// One thread allocates, another frees what it allocated, as the reactor's reader and writer
+/// threads would. The buffers go over in batches of 1,024 through a channel, and the empty
+/// batches come back for reuse: waking a thread costs microseconds on these machines, so the
+/// batches are large, and the channel's own cost (with values the size of a `Buf`, which cross
+/// between the cores too) is measured alone beside them.
+fn bench_hand_off(runner: &mut Runner) {
+    const BATCH: usize = 1024;
+    const OPS: u64 = 1 << 21;
+    // Three batches in flight at most, and the magazines' rounds.
+    static SMALL: Slab<4096, 4096> = Slab::new();
+    static PLAIN: BufPool<'static, 1> = BufPool::new([SMALL.class()]);
+    static SMALL_M: Slab<4096, 4096> = Slab::new();
+    static CACHED: BufPool<'static, 1> = BufPool::new([SMALL_M.class().with_magazines(SMALL_ROUNDS, 1024)]);
+    type HandMag = Magazine<'static, 1, 64>;
+
+    let name = |what: &str| format!("pool hand-off, alloc on one thread, free on another, {what} (CPU/op)");
+    fn run<T: Send>(mut make: impl FnMut() -> T + Send, mut take: impl FnMut(T) + Send) -> f64 {
+        let (to_freer, from_maker) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
+        let (to_maker, from_freer) = std::sync::mpsc::sync_channel::<Vec<T>>(3);
+        for _ in 0..3 {
+            to_maker.send(Vec::with_capacity(BATCH)).unwrap();
+        }
+        let (maker, freer) = std::thread::scope(|scope| {
+            let maker = scope.spawn(move || {
+                let start = thread_cpu_ns();
+                for _ in 0..OPS / BATCH as u64 {
+                    let mut batch = from_freer.recv().unwrap();
+                    batch.extend((0..BATCH).map(|_| make()));
+                    to_freer.send(batch).unwrap();
+                }
+                thread_cpu_ns() - start
+            });
+            let freer = scope.spawn(move || {
+                let start = thread_cpu_ns();
+                for mut batch in from_maker.iter() {
+                    batch.drain(..).for_each(&mut take);
+                    let _ = to_maker.send(batch);
+                }
+                thread_cpu_ns() - start
+            });
+            (maker.join().unwrap(), freer.join().unwrap())
+        });
+        (maker + freer) as f64 / OPS as f64
+    }
+    if !runner.wants(&name("")) {
+        return;
+    }
+    let median = |f: &mut dyn FnMut() -> f64| {
+        let mut samples: Vec<f64> = (0..5).map(|_| f()).collect();
+        samples.sort_by(f64::total_cmp);
+        samples[2]
+    };
+    // The channel carrying values the size of a `Buf`, whose bytes move between the cores too.
+    const BUF_WORDS: usize = size_of::<Buf<'static>>() / size_of::<usize>();
+    let channel = median(&mut || {
+        run(
+            || black_box([7usize; BUF_WORDS]),
+            |n| {
+                black_box(n);
+            },
+        )
+    });
+    let no_magazine = median(&mut || run(|| PLAIN.alloc(1000).unwrap(), |buf| drop(black_box(buf))));
+    let magazines = median(&mut || {
+        let mut maker: HandMag = Magazine::new(&CACHED);
+        let mut freer: HandMag = Magazine::new(&CACHED);
+        run(move || maker.alloc(1000).unwrap(), move |buf| freer.free(black_box(buf)))
+    });
+    let vec = median(&mut || run(|| Vec::<u8>::with_capacity(1000), |v| drop(black_box(v))));
+    for (what, ns) in [
+        ("the channel alone", channel),
+        ("no magazine", no_magazine),
+        ("magazines", magazines),
+        ("Vec for reference", vec),
+    ] {
+        runner.figures.push(Figure { name: name(what), ns_per_op: ns, target_ns: None });
+    }
+}
+
+/// This thread's CPU time so far, in nanoseconds (the first field of its schedstat).
+fn thread_cpu_ns() -> u64 {
+    let stat =
+        std::fs::read_to_string("/proc/thread-self/schedstat").expect("read /proc/thread-self/schedstat");
+    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("schedstat starts with CPU ns")
+}
+
 fn print_and_save(figures: &[Figure]) {
-    println!("{:<72} {:>10} {:>10}", "benchmark", "ns/op", "target");
+    println!("{:<96} {:>10} {:>10}", "benchmark", "ns/op", "target");
     let mut json = String::from("[\n");
     for (i, f) in figures.iter().enumerate() {
         let target = f.target_ns.map_or(String::from("-"), |t| {
             let verdict = if f.ns_per_op <= t { "met" } else { "MISSED" };
             format!("<{t:.0} {verdict}")
         });
-        println!("{:<72} {:>10.1} {:>10}", f.name, f.ns_per_op, target);
+        println!("{:<96} {:>10.1} {:>10}", f.name, f.ns_per_op, target);
         let target_json = f.target_ns.map_or(String::from("null"), |t| format!("{t}"));
         json.push_str(&format!(
             "  {{\"name\": \"{}\", \"ns_per_op\": {:.2}, \"target_ns\": {}}}{}\n",

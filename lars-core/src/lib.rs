@@ -6,7 +6,8 @@
 //! - [`wire`]: the frame header and its streaming decoder, and the two body codecs: the
 //!   Lars-compatible protobuf bodies (msgids 1..=8) and the native postcard bodies (msgids
 //!   0x100..).
-//! - [`pool`]: a fixed-capacity buffer pool over caller-provided static storage.
+//! - [`pool`]: a fixed-capacity buffer pool over caller-provided storage, with per-owner
+//!   magazines (caches of free blocks) in front of it.
 //! - [`agent`]: the whole load-balancing agent as a sans-IO state machine.
 //! - [`lease`]: a route held and balanced by a caller, as a sans-IO state machine.
 //! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth

@@ -10,7 +10,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::config::{ConfigError, Ini, ReactorConfig};
+use lars_core::wire::frame;
+
+use crate::config::{ConfigError, Ini, Origin, ReactorConfig};
+use crate::pool::PoolConfig;
 use crate::reactor::ServerConfig;
 
 /// A command-line error, shown with the usage.
@@ -110,7 +113,8 @@ impl Args {
 }
 
 /// Loads `--config FILE` (or an empty config), printing the lines it skipped, then `LARS_*`
-/// variables for `keys`.
+/// variables for `keys` and for `[pool]`, and sizes the process-wide buffer pool from `[pool]`
+/// (every daemon has one, and it must be sized before anything allocates).
 pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
     let mut ini = match args.flag("config") {
         Some(path) => Ini::load(Path::new(path))?,
@@ -120,6 +124,14 @@ pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigErro
         eprintln!("warning: {warning}");
     }
     ini.apply_env(std::env::vars_os(), keys)?;
+    ini.apply_env(std::env::vars_os(), &PoolConfig::KEYS)?;
+    // Every daemon accepts frames up to the protocol's limit.
+    let pool = PoolConfig::from_ini(&ini, frame::HEADER_LEN + frame::MAX_BODY as usize)?;
+    crate::pool::configure(pool).map_err(|e| ConfigError {
+        origin: Origin::Flag,
+        key: None,
+        message: e.to_string(),
+    })?;
     Ok(ini)
 }
 
@@ -198,14 +210,22 @@ pub fn stats_response(
     lars_core::wire::frame::encode(lars_core::wire::MsgId::StatsResponse, &body, out)
 }
 
-/// The process-wide pool's counters, named for a `StatsResponse`.
+/// The process-wide pool's counters, named for a `StatsResponse`: per class, its size, the
+/// blocks in buffers, cached in the threads' magazines, the most ever out at once, and the
+/// allocations refused.
 pub fn pool_counters() -> Vec<(&'static str, u64)> {
     let [small, large] = crate::pool::stats();
     vec![
+        ("pool_small_block_size", small.block_size as u64),
+        ("pool_small_blocks", small.blocks as u64),
         ("pool_small_in_use", small.in_use as u64),
+        ("pool_small_in_magazines", small.cached as u64),
         ("pool_small_high_water", small.high_water as u64),
         ("pool_small_failed", u64::from(small.failed)),
+        ("pool_large_block_size", large.block_size as u64),
+        ("pool_large_blocks", large.blocks as u64),
         ("pool_large_in_use", large.in_use as u64),
+        ("pool_large_in_magazines", large.cached as u64),
         ("pool_large_high_water", large.high_water as u64),
         ("pool_large_failed", u64::from(large.failed)),
     ]

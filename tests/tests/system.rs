@@ -119,6 +119,13 @@ fn every_daemon_reports_its_counters() {
         lars_std::client::daemon_stats(system.reporter.local_addr(), Duration::from_secs(2)).unwrap();
     assert!(get(&reporter, "rows_dropped").is_some());
     assert!(get(&reporter, "pool_small_in_use").is_some(), "and the pool's");
+    for pool in ["in_use", "in_magazines", "high_water", "failed", "blocks", "block_size"] {
+        for class in ["small", "large"] {
+            let name = format!("pool_{class}_{pool}");
+            assert!(get(&agent, &name).is_some() && get(&dns, &name).is_some(), "{name}");
+        }
+    }
+    assert!(get(&dns, "pool_small_high_water").unwrap() >= 1, "the dns has served");
 }
 
 #[test]

@@ -26,9 +26,9 @@ tasks:
   demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   setup   install what the tests need and this machine lacks (rustup parts, Debian
-          packages as root, defmt-print); `test` does it first
-  test    fmt check, clippy -D warnings, workspace tests (with MySQL), no_std builds, the
-          firmware in QEMU
+          packages as root, cbindgen, defmt-print); `test` does it first
+  test    fmt check, clippy -D warnings, workspace tests (with MySQL), the pool's loom model,
+          no_std builds, the firmware in QEMU, the client libraries
   firmware [--dhcp] [--qemu]
           build the gateway firmware (static address, or DHCP); boot it in QEMU against
           real daemons
@@ -36,9 +36,9 @@ tasks:
           only the client libraries' gates (part of `test`)
   size    flash and static RAM of the firmware (target/bench/firmware.json)
   bench [core|echo|daemons|system|clients]
-          core micro benchmarks, the reactor echo benchmark, lars-dns and lars-reporter
-          on MariaDB, the system benchmark (on MariaDB), and the C, C++, Python and Java
-          clients beside the Rust one; figures in target/bench/*.json
+          core micro benchmarks and the process-wide pool, the reactor echo benchmark,
+          lars-dns and lars-reporter on MariaDB, the system benchmark (on MariaDB), and the
+          C, C++, Python and Java clients beside the Rust one; figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -173,6 +173,19 @@ fn test() -> Result<(), String> {
         }
     }
 
+    // The pool's model test: lars-core rebuilt over loom's atomics (its own target folder, as
+    // `--cfg loom` rebuilds every dependency), exploring the magazines' interleavings.
+    println!("\n==> loom model of the pool");
+    let start = Instant::now();
+    let mut loom = cargo(&["test", "-p", "lars-core", "--lib", "pool::loom_model"]);
+    loom.env("RUSTFLAGS", "--cfg loom").env("CARGO_TARGET_DIR", root().join("target/loom"));
+    let outcome = match run_counting_tests(loom, &mut totals) {
+        Ok(true) => Outcome::Passed,
+        Ok(false) => Outcome::Failed("the model found a failing interleaving".into()),
+        Err(e) => Outcome::Failed(e),
+    };
+    steps.push(Step { name: "loom model of the pool".into(), outcome, took: start.elapsed() });
+
     for krate in NO_STD_CRATES {
         for target in NO_STD_TARGETS {
             run(
@@ -282,15 +295,18 @@ fn bench(only: &[String]) -> Result<(), String> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // (suite, package, bench target, figures): `core` is lars-core's micro benchmarks and the
+    // process-wide pool as lars-std's threads use it.
     let suites = [
-        ("lars-core", "core", "core.json"),
-        ("lars-tests", "echo", "echo.json"),
-        ("lars-tests", "daemons", "daemons.json"),
+        ("core", "lars-core", "core", "core.json"),
+        ("core", "lars-std", "pool", "pool.json"),
+        ("echo", "lars-tests", "echo", "echo.json"),
+        ("daemons", "lars-tests", "daemons", "daemons.json"),
     ];
     // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
     let server = if wanted("daemons") || wanted("system") { Some(mysql::ensure()?) } else { None };
     let mysql_url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
-    for (package, bench, json) in suites.into_iter().filter(|(_, bench, _)| wanted(bench)) {
+    for (_, package, bench, json) in suites.into_iter().filter(|(suite, ..)| wanted(suite)) {
         println!("\n==> {package} bench {bench}");
         let status = cargo(&["bench", "-p", package, "--bench", bench])
             .env("LARS_BENCH_OUT", root().join("target/bench").join(json))

@@ -1,5 +1,6 @@
 //! A `#![no_std]` static library that instantiates lars-core's agent, every load-balance policy,
-//! a leased route and the lars-embedded node at the gateway's size (16 routes × 16 hosts).
+//! a leased route, the buffer pool with a magazine, and the lars-embedded node at the gateway's
+//! size (16 routes × 16 hosts).
 //!
 //! Generic code is only compiled where it is used, so building lars-core alone for an MCU
 //! target proves little about `Agent<R, H>`. `cargo xtask test` builds this crate for
@@ -12,6 +13,7 @@ use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use lars_core::agent::{Agent, AgentConfig};
 use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
 use lars_core::lease::{Lease, LeaseConfig};
+use lars_core::pool::{BufPool, Magazine, Slab};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Outcome, WeightedHost};
 
@@ -57,6 +59,15 @@ pub extern "C" fn lars_nostd_check(now_us: u64, datagram_len: usize) -> usize {
         while let Some(len) = lease.poll_transmit(now, &mut reply) {
             total += len;
         }
+    }
+
+    // The pool with a magazine: on thumbv6m its compare-and-swap is a critical section.
+    static SLAB: Slab<64, 8> = Slab::new();
+    static POOL: BufPool<'static, 1> = BufPool::new([SLAB.class().with_magazines(4, 4)]);
+    let mut magazine: Magazine<'_, 1, 4> = Magazine::new(&POOL);
+    if let Some(mut buf) = magazine.alloc(datagram_len) {
+        total += buf.append(&datagram);
+        magazine.free(buf);
     }
     total
 }
