@@ -169,6 +169,64 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// What the original web console does to add a host: a `RouteData` row (without a
+    /// weight, which the original schema has not), a `RouteVersion` bump and a `RouteChange`
+    /// row.
+    pub fn console_add(&self, modid: u32, cmdid: u32, ip: std::net::Ipv4Addr, port: u16) {
+        use mysql::prelude::Queryable;
+        let mut conn = self.conn();
+        conn.exec_drop(
+            "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
+            (modid, cmdid, ip.to_bits(), port),
+        )
+        .unwrap();
+        console_bump(&mut conn, modid, cmdid);
+    }
+
+    /// What the original web console does to remove a host.
+    pub fn console_delete(&self, modid: u32, cmdid: u32, ip: std::net::Ipv4Addr, port: u16) {
+        use mysql::prelude::Queryable;
+        let mut conn = self.conn();
+        conn.exec_drop(
+            "DELETE FROM RouteData WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?",
+            (modid, cmdid, ip.to_bits(), port),
+        )
+        .unwrap();
+        console_bump(&mut conn, modid, cmdid);
+    }
+}
+
+/// The console's version bump and change-log row for `(modid, cmdid)`.
+pub fn console_bump(conn: &mut mysql::Conn, modid: u32, cmdid: u32) {
+    use mysql::prelude::Queryable;
+    conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
+    let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
+    conn.exec_drop(
+        "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
+        (modid, cmdid, version),
+    )
+    .unwrap();
+}
+
+/// A scratch folder, removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// A new folder named after `name` and this process.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("lars-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The original Lars schema, table by table, as its SQL file creates it.
 const ORIGINAL_SCHEMA: &[&str] = &[
     "CREATE TABLE RouteData (

@@ -15,24 +15,7 @@ use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::file::RouteFile;
 use lars_std::store::memory::MemoryStats;
-use lars_tests::{FrameClient, eventually};
-
-/// A scratch folder removed afterwards.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("lars-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use lars_tests::{FrameClient, Scratch, eventually};
 
 fn loopback(addr: &str) -> ServerConfig {
     let mut config = ServerConfig::new(addr.parse().unwrap());

@@ -39,24 +39,6 @@ fn loopback() -> ServerConfig {
     config
 }
 
-/// What the original web console does: a RouteData row (no weight: the original schema has
-/// none), a RouteVersion bump and a RouteChange row.
-fn console_add(db: &TestDb, modid: u32, cmdid: u32, ip: Ipv4Addr, port: u16) {
-    let mut conn = db.conn();
-    conn.exec_drop(
-        "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
-        (modid, cmdid, ip.to_bits(), port),
-    )
-    .unwrap();
-    conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
-    let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
-    conn.exec_drop(
-        "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
-        (modid, cmdid, version),
-    )
-    .unwrap();
-}
-
 fn schema(db: &TestDb) -> Schema {
     Schema::detect(&mut db.conn()).unwrap()
 }
@@ -71,7 +53,7 @@ fn lars_frame(msgid: MsgId, body: &impl lars_core::wire::Encode) -> Vec<u8> {
 #[test]
 fn lars_dns_serves_and_pushes_an_original_database_as_it_is() {
     let db = TestDb::create_original();
-    console_add(&db, 1, 1, A, 7777);
+    db.console_add(1, 1, A, 7777);
     let mut config = DnsConfig::new(loopback());
     config.poll_interval = Duration::from_millis(100);
     let dns = Dns::start(config, Box::new(MysqlRoutes::new(db.opts.clone()))).unwrap();
@@ -87,7 +69,7 @@ fn lars_dns_serves_and_pushes_an_original_database_as_it_is() {
         lars::GetRouteResponse::parse(&body).unwrap().hosts.iter().collect::<Vec<_>>(),
         [SocketAddrV4::new(A, 7777)]
     );
-    console_add(&db, 1, 1, B, 7777);
+    db.console_add(1, 1, B, 7777);
     let (id, body) = agent.read_frame().unwrap();
     assert_eq!((id, lars::GetRouteResponse::parse(&body).unwrap().hosts.len()), (2, 2), "pushed");
     // Nothing was altered.
@@ -164,7 +146,7 @@ fn route_administration_and_db_init_on_an_original_database() {
         (row.get(1).unwrap(), row.get(2).unwrap(), row.get(3).unwrap(), row.get(4).unwrap());
     assert_eq!(positional, (5, 1, B.to_bits(), 9000));
     // An original console still inserts without a weight; lars reads it as 1.
-    console_add(&db, 5, 1, A, 9001);
+    db.console_add(5, 1, A, 9001);
     routes.add_host((5, 1), SocketAddr::from((A, 9002)), 5).unwrap();
     let table = lars_std::store::RouteStore::load(&mut routes).unwrap();
     let weights: Vec<u32> = table.hosts((5, 1)).iter().map(|h| h.weight).collect();

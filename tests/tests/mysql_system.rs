@@ -28,38 +28,6 @@ fn dns_on(db: &TestDb, addr: SocketAddr) -> Dns {
     Dns::start(config, Box::new(MysqlRoutes::new(db.opts.clone()))).unwrap()
 }
 
-/// What the original web console does to add a host: a RouteData row, a RouteChange row and a
-/// RouteVersion bump.
-fn console_add(db: &TestDb, modid: u32, cmdid: u32, ip: Ipv4Addr, port: u16) {
-    let mut conn = db.conn();
-    conn.exec_drop(
-        "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
-        (modid, cmdid, ip.to_bits(), port),
-    )
-    .unwrap();
-    bump(&mut conn, modid, cmdid);
-}
-
-fn console_delete(db: &TestDb, modid: u32, cmdid: u32, ip: Ipv4Addr, port: u16) {
-    let mut conn = db.conn();
-    conn.exec_drop(
-        "DELETE FROM RouteData WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?",
-        (modid, cmdid, ip.to_bits(), port),
-    )
-    .unwrap();
-    bump(&mut conn, modid, cmdid);
-}
-
-fn bump(conn: &mut mysql::Conn, modid: u32, cmdid: u32) {
-    conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
-    let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
-    conn.exec_drop(
-        "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
-        (modid, cmdid, version),
-    )
-    .unwrap();
-}
-
 struct System {
     db: TestDb,
     dns: Dns,
@@ -100,14 +68,14 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 fn a_route_added_with_sql_is_read_from_the_change_log_and_pushed_to_get_route() {
     let system = start();
     assert!(system.client.get_route(9, 1).is_err(), "no such route yet: the agent subscribes to it");
-    console_add(&system.db, 9, 1, A, 8000);
+    system.db.console_add(9, 1, A, 8000);
     eventually("the route reaches the client", || {
         system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 1)
     });
     // Through the change log, not the periodic reload (10 s): the start's full load is the only one.
     let stats = system.dns.stats();
     assert_eq!(stats.loads.load(Ordering::Relaxed) - stats.change_reads.load(Ordering::Relaxed), 1);
-    console_add(&system.db, 9, 1, B, 8000);
+    system.db.console_add(9, 1, B, 8000);
     eventually("the second host arrives", || system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 2));
     let remaining: u64 = system.db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
     assert_eq!(remaining, 0, "lars-dns consumes the change log");
@@ -121,11 +89,11 @@ fn a_route_added_with_sql_is_read_from_the_change_log_and_pushed_to_get_route() 
 #[test]
 fn a_deleted_host_stops_being_handed_out() {
     let system = start();
-    console_add(&system.db, 5, 5, A, 7000);
-    console_add(&system.db, 5, 5, B, 7000);
+    system.db.console_add(5, 5, A, 7000);
+    system.db.console_add(5, 5, B, 7000);
     eventually("loaded", || system.dns.snapshot().hosts((5, 5)).len() == 2);
     system.client.reg_init(5, 5, 20).unwrap();
-    console_delete(&system.db, 5, 5, A, 7000);
+    system.db.console_delete(5, 5, A, 7000);
     eventually("the deletion is pushed", || system.client.get_route(5, 5).is_ok_and(|r| r.hosts.len() == 1));
     for _ in 0..30 {
         assert_eq!(system.client.get_host(5, 5, None).unwrap(), SocketAddr::from((B, 7000)));
@@ -139,8 +107,8 @@ fn the_reporters_rows_appear_with_the_right_counts() {
         config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
         config.agent.report_after = 60;
     });
-    console_add(&system.db, 3, 4, A, 9000);
-    console_add(&system.db, 3, 4, B, 9000);
+    system.db.console_add(3, 4, A, 9000);
+    system.db.console_add(3, 4, B, 9000);
     eventually("loaded", || system.dns.snapshot().hosts((3, 4)).len() == 2);
     system.client.reg_init(3, 4, 20).unwrap();
     let mut expected = std::collections::BTreeMap::new();
@@ -175,7 +143,7 @@ fn the_reporters_rows_appear_with_the_right_counts() {
 #[test]
 fn killing_dns_leaves_theagent_serving_and_a_restart_resumes_pushes() {
     let db = TestDb::create();
-    console_add(&db, 8, 8, A, 1000);
+    db.console_add(8, 8, A, 1000);
     let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
     let dns_addr = dns.local_addr();
     let mut config = AgentDaemonConfig::new(vec![dns_addr], vec!["127.0.0.1:9".parse().unwrap()]);
@@ -191,7 +159,7 @@ fn killing_dns_leaves_theagent_serving_and_a_restart_resumes_pushes() {
             "cached hosts keep serving"
         );
     }
-    console_add(&db, 8, 8, B, 1000);
+    db.console_add(8, 8, B, 1000);
     let restarted = (0..100)
         .find_map(|_| {
             let mut config = DnsConfig::new(ServerConfig { addr: dns_addr, ..loopback() });
@@ -206,7 +174,7 @@ fn killing_dns_leaves_theagent_serving_and_a_restart_resumes_pushes() {
     eventually("the agent reconnects and re-pulls", || {
         client.get_route(8, 8).is_ok_and(|r| r.hosts.len() == 2)
     });
-    console_delete(&db, 8, 8, A, 1000);
+    db.console_delete(8, 8, A, 1000);
     eventually("pushes flow again", || client.get_route(8, 8).is_ok_and(|r| r.hosts.len() == 1));
     drop(restarted);
 }
@@ -217,8 +185,8 @@ fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_change
         config.agent.report_interval = lars_core::time::Duration::from_secs(3600);
         config.agent.report_after = 300;
     });
-    console_add(&system.db, 6, 1, A, 9100);
-    console_add(&system.db, 6, 1, B, 9100);
+    system.db.console_add(6, 1, A, 9100);
+    system.db.console_add(6, 1, B, 9100);
     eventually("loaded", || system.dns.snapshot().hosts((6, 1)).len() == 2);
     let mut config = ClientConfig { agent: system.clientagents(), ..ClientConfig::default() };
     config.lease.ttl = Duration::from_millis(50);
@@ -249,7 +217,7 @@ fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_change
                 expected.get(&SocketAddr::from((Ipv4Addr::from_bits(ip), port as u16))) == Some(&(succ, err))
             })
     });
-    console_delete(&system.db, 6, 1, A, 9100);
+    system.db.console_delete(6, 1, A, 9100);
     eventually("the deletion reaches the lease", || {
         let _ = lease.get_host(None);
         lease.hosts().len() == 1
@@ -262,10 +230,10 @@ fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_change
 #[test]
 fn a_route_emptied_by_the_console_is_gone_and_a_bump_without_a_change_log_reloads_everything() {
     let system = start();
-    console_add(&system.db, 4, 2, A, 7100);
+    system.db.console_add(4, 2, A, 7100);
     eventually("loaded", || system.dns.snapshot().hosts((4, 2)).len() == 1);
     system.client.reg_init(4, 2, 20).unwrap();
-    console_delete(&system.db, 4, 2, A, 7100);
+    system.db.console_delete(4, 2, A, 7100);
     eventually("the empty route is pushed", || {
         matches!(system.client.get_route(4, 2), Err(lars_std::client::ClientError::NoRoute))
     });
@@ -306,7 +274,7 @@ fn dns_started_before_its_database_exists_loads_every_route_once_it_does() {
     }
     // The change log names one route; the snapshot is empty, so patching it would lose the
     // other one.
-    bump(&mut conn, 2, 1);
+    lars_tests::console_bump(&mut conn, 2, 1);
     eventually("every route loaded", || {
         let snapshot = dns.snapshot();
         snapshot.hosts((1, 1)).len() == 1 && snapshot.hosts((2, 1)).len() == 1

@@ -2,7 +2,7 @@
 //! on loopback, with the route file and MySQL stores.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,23 +13,7 @@ use lars_std::reactor::ServerConfig;
 use lars_std::store::RouteStore;
 use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::MysqlRoutes;
-use lars_tests::eventually;
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("lars-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use lars_tests::{Scratch, eventually};
 
 fn dns_at(addr: SocketAddr, store: Box<dyn RouteStore>) -> Dns {
     let mut server = ServerConfig::new(addr);
