@@ -13,7 +13,7 @@ use core::net::SocketAddr;
 
 use crate::lb::{Balancer, HostAddr, PolicyKind};
 use crate::time::{Duration, Instant};
-use crate::wire::native::{HostStats, Outcome};
+use crate::wire::native::{HostStats, Outcome, WeightedHost};
 
 /// Where a route is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,4 +211,44 @@ impl<const H: usize> Route<H> {
 /// The table key of a route: modid in the high half, cmdid in the low half.
 pub(crate) fn route_key(modid: i32, cmdid: i32) -> u64 {
     (u64::from(modid as u32) << 32) | u64::from(cmdid as u32)
+}
+
+/// Copies the `offered` hosts of `all` into `out`; when there are more than `out` holds, keeps
+/// the ones that rank lowest for `salt`, a subset that stays the same across updates and that
+/// differs between agents of different salts. Returns how many were kept, in address order.
+pub(crate) fn subset<const H: usize>(
+    out: &mut [WeightedHost; H],
+    all: impl Iterator<Item = WeightedHost>,
+    offered: usize,
+    salt: u64,
+) -> usize {
+    if offered <= H {
+        let mut n = 0;
+        for (slot, host) in out.iter_mut().zip(all) {
+            *slot = host;
+            n += 1;
+        }
+        return n;
+    }
+    let mut ranks = [0u64; H];
+    let mut n = 0;
+    // The highest rank kept, replaced whenever a lower one comes.
+    let mut worst = 0;
+    for host in all {
+        let rank = crate::lb::host_rank(salt, host.addr);
+        if n < H {
+            out[n] = host;
+            ranks[n] = rank;
+            if rank > ranks[worst] {
+                worst = n;
+            }
+            n += 1;
+        } else if rank < ranks[worst] {
+            out[worst] = host;
+            ranks[worst] = rank;
+            worst = (0..H).max_by_key(|&i| ranks[i]).unwrap_or(0);
+        }
+    }
+    out[..n].sort_unstable_by_key(|h| h.addr);
+    n
 }

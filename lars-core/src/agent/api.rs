@@ -1,0 +1,294 @@
+//! The agent's local API: `get_host`, `report`, `get_route` and leasing clients' summaries,
+//! in both codecs, answered synchronously into the driver's buffer.
+
+use core::net::{SocketAddr, SocketAddrV4};
+
+use super::*;
+use crate::lb::{Balance, Pick};
+use crate::time::Instant;
+use crate::wire::native::{self, Outcome, WeightedHost};
+use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
+
+/// What an API request asked for, decoded from either codec.
+enum ApiRequest<'a> {
+    GetHost {
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        key: Option<u64>,
+        codec: Codec,
+    },
+    Report {
+        modid: i32,
+        cmdid: i32,
+        host: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    },
+    Reports(native::ReportBatch<'a>),
+    #[cfg(feature = "leases")]
+    Summary(native::CallStats<'a>),
+    GetRoute {
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        codec: Codec,
+    },
+}
+
+impl<const R: usize, const H: usize> Agent<R, H> {
+    /// Chooses a host: the agent's `get_host`.
+    pub fn get_host(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        key: Option<u64>,
+    ) -> (RetCode, Option<SocketAddr>) {
+        self.stats.get_host += 1;
+        let Some(slot) = self.find_or_create(now, modid, cmdid) else {
+            return (RetCode::SystemError, None);
+        };
+        self.refresh_if_old(now, slot);
+        let route = &mut self.routes[slot];
+        match route.balancer.pick(now, key, &mut self.rng) {
+            Pick::Host(host) => (RetCode::Succ, Some(host)),
+            Pick::Overloaded => (RetCode::Overload, None),
+            Pick::NoHosts => (RetCode::NoExist, None),
+        }
+    }
+
+    /// Records a call's result: the agent's `report`.
+    pub fn report(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        host: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    ) {
+        self.stats.reports += 1;
+        let Some(slot) = self.find(modid, cmdid) else {
+            self.stats.reports_unknown_route += 1;
+            return;
+        };
+        let route = &mut self.routes[slot];
+        route.balancer.report(now, host, outcome, latency_us);
+        if route.tally(host, outcome, latency_us) {
+            self.waiting_reports = self.waiting_reports.saturating_add(1);
+        } else {
+            self.stats.stats_dropped += 1;
+        }
+    }
+
+    /// Adds a leasing client's call counts to the statistics bound for lars-reporter. The
+    /// client balanced those calls itself, so the agent's balancers, which learn from the calls
+    /// they balanced, do not see them.
+    #[cfg(feature = "leases")]
+    fn leased_summary(&mut self, summary: &native::CallStats<'_>) {
+        for entry in &summary.entries {
+            let Some(slot) = self.find(entry.modid, entry.cmdid) else {
+                self.stats.reports_unknown_route += 1;
+                continue;
+            };
+            let calls = entry.succ.saturating_add(entry.err);
+            let delta = route::Tally {
+                host: entry.host.into(),
+                succ: entry.succ,
+                err: entry.err,
+                overload: entry.overload.min(entry.err),
+                latency_sum_us: entry.latency_sum_us,
+                latency_max_us: entry.latency_max_us,
+                flushed: false,
+            };
+            self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
+            if self.routes[slot].add_tally(delta) {
+                self.stats.leased_calls += u64::from(calls);
+                self.waiting_reports = self.waiting_reports.saturating_add(calls);
+            } else {
+                self.stats.stats_dropped += 1;
+            }
+        }
+    }
+
+    /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
+    /// Returns the answer's length: 0 for a report, which has no answer.
+    pub fn handle_api_datagram(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        self.stats.api_requests += 1;
+        let result = self.serve_api(now, datagram, reply);
+        if result.is_err() {
+            self.stats.api_errors += 1;
+        }
+        result
+    }
+
+    fn serve_api(&mut self, now: Instant, datagram: &[u8], reply: &mut [u8]) -> Result<usize, ApiError> {
+        let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
+        match Self::parse_api(frame)? {
+            ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
+                let (code, host) = self.get_host(now, modid, cmdid, key);
+                self.encode_get_host(codec, seq, modid, cmdid, code, host, reply)
+            }
+            ApiRequest::Report { modid, cmdid, host, outcome, latency_us } => {
+                self.report(now, modid, cmdid, host, outcome, latency_us);
+                Ok(0)
+            }
+            ApiRequest::Reports(batch) => {
+                for r in &batch.reports {
+                    self.report(now, r.modid, r.cmdid, r.host, r.outcome, r.latency_us);
+                }
+                Ok(0)
+            }
+            #[cfg(feature = "leases")]
+            ApiRequest::Summary(summary) => {
+                self.leased_summary(&summary);
+                Ok(0)
+            }
+            ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
+                self.get_route_reply(now, codec, seq, modid, cmdid, reply)
+            }
+        }
+    }
+
+    fn parse_api(frame: Frame<'_>) -> Result<ApiRequest<'_>, ApiError> {
+        let malformed = ApiError::Malformed;
+        Ok(match frame.msgid {
+            MsgId::GetHostRequest => {
+                let r = lars::GetHostRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetHost {
+                    seq: r.seq,
+                    modid: r.modid,
+                    cmdid: r.cmdid,
+                    key: None,
+                    codec: Codec::Lars,
+                }
+            }
+            MsgId::NativeGetHostRequest => {
+                let r = native::GetHostRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetHost {
+                    seq: r.seq,
+                    modid: r.modid,
+                    cmdid: r.cmdid,
+                    key: r.key,
+                    codec: Codec::Native,
+                }
+            }
+            MsgId::ReportRequest => {
+                let r = lars::ReportRequest::parse(frame.body).map_err(malformed)?;
+                let host = SocketAddr::V4(r.host.ok_or(ApiError::Malformed(Error::BadValue))?);
+                // The original API's convention: 0 is success, anything else a failure.
+                let outcome = if r.retcode == 0 { Outcome::Ok } else { Outcome::Fail };
+                ApiRequest::Report { modid: r.modid, cmdid: r.cmdid, host, outcome, latency_us: 0 }
+            }
+            MsgId::NativeReport => {
+                let r = native::Report::parse(frame.body).map_err(malformed)?;
+                let (modid, cmdid, host, outcome, latency_us) =
+                    (r.modid, r.cmdid, r.host, r.outcome, r.latency_us);
+                ApiRequest::Report { modid, cmdid, host, outcome, latency_us }
+            }
+            MsgId::NativeReportBatch => {
+                ApiRequest::Reports(native::ReportBatch::parse(frame.body).map_err(malformed)?)
+            }
+            #[cfg(feature = "leases")]
+            MsgId::NativeCallStats => {
+                ApiRequest::Summary(native::CallStats::parse(frame.body).map_err(malformed)?)
+            }
+            MsgId::ApiGetRouteRequest => {
+                let r = lars::GetRouteRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetRoute { seq: 0, modid: r.modid, cmdid: r.cmdid, codec: Codec::Lars }
+            }
+            MsgId::NativeGetRouteRequest => {
+                let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
+                ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
+            }
+            other => return Err(ApiError::Unexpected(other)),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode_get_host(
+        &mut self,
+        codec: Codec,
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        mut code: RetCode,
+        host: Option<SocketAddr>,
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        let written = match codec {
+            Codec::Lars => {
+                let host = match host {
+                    Some(SocketAddr::V4(v4)) => Some(v4),
+                    Some(SocketAddr::V6(_)) => {
+                        self.stats.ipv6_not_representable += 1;
+                        code = RetCode::SystemError;
+                        None
+                    }
+                    None => None,
+                };
+                let body = lars::GetHostResponse { seq, modid, cmdid, retcode: code.as_i32(), host };
+                frame::encode(MsgId::GetHostResponse, &body, reply)
+            }
+            Codec::Native => {
+                let body = native::GetHostResponse { seq, modid, cmdid, code, host };
+                frame::encode(MsgId::NativeGetHostResponse, &body, reply)
+            }
+        };
+        written.map_err(|_| ApiError::ReplyTooLarge)
+    }
+
+    fn get_route_reply(
+        &mut self,
+        now: Instant,
+        codec: Codec,
+        seq: u32,
+        modid: i32,
+        cmdid: i32,
+        reply: &mut [u8],
+    ) -> Result<usize, ApiError> {
+        let slot = self.find_or_create(now, modid, cmdid);
+        if let Some(slot) = slot {
+            self.refresh_if_old(now, slot);
+        }
+        let route = slot.map(|s| &self.routes[s]);
+        let count = route.map_or(0, |r| r.balancer.len());
+        let host_at = |i: usize| route.and_then(|r| r.balancer.host(i));
+        let written = match codec {
+            Codec::Lars => {
+                let mut v4 = [SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0); H];
+                let mut n = 0;
+                for host in (0..count).filter_map(host_at) {
+                    match host.addr {
+                        SocketAddr::V4(a) => {
+                            v4[n] = a;
+                            n += 1;
+                        }
+                        SocketAddr::V6(_) => self.stats.ipv6_not_representable += 1,
+                    }
+                }
+                let body = lars::GetRouteResponse { modid, cmdid, hosts: List::from_slice(&v4[..n]) };
+                frame::encode(MsgId::ApiGetRouteResponse, &body, reply)
+            }
+            Codec::Native => {
+                let mut hosts =
+                    [WeightedHost { addr: SocketAddr::V4(SocketAddrV4::new(0.into(), 0)), weight: 0 }; H];
+                for (slot, host) in hosts.iter_mut().zip((0..count).filter_map(host_at)) {
+                    *slot = host;
+                }
+                let code = if count == 0 { RetCode::NoExist } else { RetCode::Succ };
+                let version = route.map_or(0, |r| r.version);
+                let hosts = List::from_slice(&hosts[..count]);
+                let body = native::RouteResponse { seq, modid, cmdid, code, version, hosts };
+                frame::encode(MsgId::NativeRouteResponse, &body, reply)
+            }
+        };
+        written.map_err(|_| ApiError::ReplyTooLarge)
+    }
+}

@@ -1,0 +1,231 @@
+//! What the agent tells its driver: errors, transmits, events and counters.
+
+use crate::wire::{Codec, Error, MsgId};
+
+/// Why an API datagram got no answer. Each is counted in [`AgentStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The datagram is not a valid frame or body.
+    Malformed(Error),
+    /// The msgid is not a request an agent serves.
+    Unexpected(MsgId),
+    /// The answer does not fit the reply buffer (a very large route asked for over UDP).
+    ReplyTooLarge,
+}
+
+impl core::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ApiError::Malformed(e) => write!(f, "malformed API datagram: {e}"),
+            ApiError::Unexpected(id) => write!(f, "msgid {id:?} is not an agent request"),
+            ApiError::ReplyTooLarge => f.write_str("the answer does not fit in the reply buffer"),
+        }
+    }
+}
+
+impl core::error::Error for ApiError {}
+
+/// Why a frame from lars-dns was refused: the driver should close the dns link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsError {
+    /// The body does not decode.
+    Malformed(Error),
+    /// The msgid is not something lars-dns sends.
+    Unexpected(MsgId),
+}
+
+impl core::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DnsError::Malformed(e) => write!(f, "malformed frame from lars-dns: {e}"),
+            DnsError::Unexpected(id) => write!(f, "lars-dns sent msgid {id:?}"),
+        }
+    }
+}
+
+impl core::error::Error for DnsError {}
+
+/// Why a frame from lars-reporter was refused: the driver should close the reporter link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReporterError {
+    /// The msgid is not something lars-reporter sends.
+    Unexpected(MsgId),
+}
+
+impl core::fmt::Display for ReporterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReporterError::Unexpected(id) => write!(f, "lars-reporter sent msgid {id:?}"),
+        }
+    }
+}
+
+impl core::error::Error for ReporterError {}
+
+/// Which link a transmit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Link {
+    /// The TCP link to lars-dns.
+    Dns,
+    /// The TCP link to lars-reporter.
+    Reporter,
+}
+
+/// A frame [`Agent::poll_transmit`](super::Agent::poll_transmit) wrote: send `buf[..len]` on `link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where it goes.
+    pub link: Link,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
+/// Something that happened, for the driver to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// A request created a route; it is being pulled.
+    RouteCreated {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// lars-dns sent the route's hosts.
+    RouteUpdated {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Hosts now in the route.
+        hosts: usize,
+    },
+    /// lars-dns sent an empty host list: the route is gone.
+    RouteRemoved {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// lars-dns sent more hosts than a route can hold; the agent serves a subset of them that
+    /// is the same at every update (chosen by the agent's `caller`, so that agents spread over
+    /// the whole route).
+    RouteTooLarge {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Hosts sent.
+        hosts: usize,
+    },
+    /// lars-dns answered that it has not loaded its store; the route keeps its hosts and is
+    /// asked for again later.
+    DnsUnready {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// A route passed `update_timeout` and is being refreshed.
+    RouteStale {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// A pull got no answer in time and will be sent again.
+    PullTimedOut {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+        /// Pulls sent so far without an answer.
+        attempts: u32,
+    },
+    /// A link's codec is known: fixed by configuration, the peer answered the native `Hello`
+    /// (native), or it stayed silent or hung up (an original Lars daemon: Lars).
+    CodecChosen {
+        /// Which link.
+        link: Link,
+        /// What it speaks from now on.
+        codec: Codec,
+    },
+    /// Statistics were dropped because lars-reporter is unreachable.
+    StatsDropped {
+        /// Host entries dropped.
+        entries: u32,
+    },
+}
+
+/// The agent's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentStats {
+    /// API datagrams handled.
+    pub api_requests: u64,
+    /// API datagrams refused as malformed or unexpected.
+    pub api_errors: u64,
+    /// `get_host` requests.
+    pub get_host: u64,
+    /// Call results reported.
+    pub reports: u64,
+    /// Reports (or summary entries) for routes the agent does not hold.
+    pub reports_unknown_route: u64,
+    /// Calls counted in summaries from clients that lease routes and balance themselves (with
+    /// the `leases` feature; without it such summaries are refused as unexpected).
+    pub leased_calls: u64,
+    /// Requests refused because the route table was full.
+    pub route_table_full: u64,
+    /// Route updates with more hosts than a route can hold, served as a subset.
+    pub route_over_capacity: u64,
+    /// Answers from a lars-dns that had not loaded its store.
+    pub dns_unready_answers: u64,
+    /// Hosts left out of a Lars-codec answer because they are IPv6.
+    pub ipv6_not_representable: u64,
+    /// Pull requests sent to lars-dns.
+    pub pulls_sent: u64,
+    /// Pulls that timed out and were sent again.
+    pub pull_timeouts: u64,
+    /// Route answers and pushes applied.
+    pub routes_received: u64,
+    /// Frames from lars-dns refused.
+    pub dns_errors: u64,
+    /// Statistics frames sent to lars-reporter.
+    pub stats_frames: u64,
+    /// Host statistics entries sent.
+    pub stats_entries: u64,
+    /// Host statistics entries dropped (reporter unreachable, or a tally table full).
+    pub stats_dropped: u64,
+    /// Events dropped because the driver did not drain them.
+    pub events_dropped: u64,
+}
+
+impl AgentStats {
+    /// Every counter, named.
+    pub fn counters(&self) -> [(&'static str, u64); 18] {
+        [
+            ("api_requests", self.api_requests),
+            ("api_errors", self.api_errors),
+            ("get_host", self.get_host),
+            ("reports", self.reports),
+            ("reports_unknown_route", self.reports_unknown_route),
+            ("leased_calls", self.leased_calls),
+            ("route_table_full", self.route_table_full),
+            ("route_over_capacity", self.route_over_capacity),
+            ("dns_unready_answers", self.dns_unready_answers),
+            ("ipv6_not_representable", self.ipv6_not_representable),
+            ("pulls_sent", self.pulls_sent),
+            ("pull_timeouts", self.pull_timeouts),
+            ("routes_received", self.routes_received),
+            ("dns_errors", self.dns_errors),
+            ("stats_frames", self.stats_frames),
+            ("stats_entries", self.stats_entries),
+            ("stats_dropped", self.stats_dropped),
+            ("events_dropped", self.events_dropped),
+        ]
+    }
+}
