@@ -176,30 +176,36 @@ impl TestDb {
     pub fn console_add(&self, modid: u32, cmdid: u32, ip: std::net::Ipv4Addr, port: u16) {
         use mysql::prelude::Queryable;
         let mut conn = self.conn();
-        conn.exec_drop(
+        // In one transaction, so that lars-dns never sees the version bumped before the
+        // change-log row exists (it would then load everything, which is right but another
+        // path than the one a test may be about).
+        let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+        tx.exec_drop(
             "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
             (modid, cmdid, ip.to_bits(), port),
         )
         .unwrap();
-        console_bump(&mut conn, modid, cmdid);
+        console_bump(&mut tx, modid, cmdid);
+        tx.commit().unwrap();
     }
 
     /// What the original web console does to remove a host.
     pub fn console_delete(&self, modid: u32, cmdid: u32, ip: std::net::Ipv4Addr, port: u16) {
         use mysql::prelude::Queryable;
         let mut conn = self.conn();
-        conn.exec_drop(
+        let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+        tx.exec_drop(
             "DELETE FROM RouteData WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?",
             (modid, cmdid, ip.to_bits(), port),
         )
         .unwrap();
-        console_bump(&mut conn, modid, cmdid);
+        console_bump(&mut tx, modid, cmdid);
+        tx.commit().unwrap();
     }
 }
 
 /// The console's version bump and change-log row for `(modid, cmdid)`.
-pub fn console_bump(conn: &mut mysql::Conn, modid: u32, cmdid: u32) {
-    use mysql::prelude::Queryable;
+pub fn console_bump(conn: &mut impl mysql::prelude::Queryable, modid: u32, cmdid: u32) {
     conn.query_drop("UPDATE RouteVersion SET version = version + 1 WHERE id = 1").unwrap();
     let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
     conn.exec_drop(
