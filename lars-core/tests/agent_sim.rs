@@ -859,3 +859,40 @@ fn a_flush_reports_every_host_of_an_active_route_and_no_idle_route() {
     sim.advance(Duration::from_secs(3));
     assert_eq!(sim.reporter.frames, frames, "nothing new, nothing sent");
 }
+
+/// Results recorded between the frames of a flush (a driver may interleave them) neither stall
+/// the flush on one route nor get lost: every route is reported, and the new results go out.
+#[test]
+fn results_recorded_during_a_flush_do_not_stall_it() {
+    for codec in [Codec::Lars, Codec::Native] {
+        let choice = CodecChoice::Fixed(codec);
+        let config = AgentConfig { dns_codec: choice, reporter_codec: choice, ..AgentConfig::default() };
+        let mut sim = Sim::new(config);
+        let other = (9, 9);
+        sim.dns.routes.insert(ROUTE, weighted(&[1]));
+        sim.dns.routes.insert(other, weighted(&[2]));
+        for key in [ROUTE, other, ROUTE, other] {
+            sim.get_host(key);
+        }
+        sim.report(ROUTE, host(1), true);
+        sim.report(other, host(2), true);
+        // To the flush, then one frame at a time with a new result of the first route between.
+        sim.now = sim.agent.poll_timeout().unwrap();
+        sim.agent.handle_timeout(sim.now);
+        let mut frames = 0u32;
+        while let Some(tx) = sim.agent.poll_transmit(sim.now, &mut sim.buf) {
+            let bytes = sim.buf[..tx.len].to_vec();
+            sim.reporter_receive(&bytes);
+            frames += 1;
+            assert!(frames < 10, "{codec:?}: the flush keeps going back to the same route");
+            sim.agent.report(sim.now, ROUTE.0, ROUTE.1, host(1), Outcome::Ok, 10);
+        }
+        assert!(sim.reporter.status.contains_key(&(other, host(2))), "{codec:?}: the second route");
+        sim.advance(Duration::from_secs(2));
+        // The window (both codecs) and the sum of the periods' counts (native) hold every call.
+        assert_eq!(sim.reporter.status[&(ROUTE, host(1))].0, 1 + frames, "{codec:?}");
+        if codec == Codec::Native {
+            assert_eq!(sim.reporter.totals[&(ROUTE, host(1))].0, u64::from(1 + frames), "nothing lost");
+        }
+    }
+}

@@ -429,17 +429,27 @@ impl RouteCache {
             }
         }
         let temp = self.path.with_extension("tmp");
-        let written = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, &self.path));
+        // Synced before the rename, so that after a power loss the file is the old copy or the
+        // new one, never an empty one.
+        let written = std::fs::File::create(&temp)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temp, &self.path));
+        self.saved_at = Some(now);
         match written {
-            Ok(()) => self.failing = false,
+            Ok(()) => {
+                self.failing = false;
+                self.dirty = false;
+            }
             Err(e) if !self.failing => {
                 eprintln!("lars-agent: could not save the route cache {}: {e}", self.path.display());
                 self.failing = true;
             }
+            // Still dirty: tried again a second later.
             Err(_) => {}
         }
-        self.dirty = false;
-        self.saved_at = Some(now);
     }
 }
 

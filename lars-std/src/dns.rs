@@ -27,6 +27,7 @@ use crate::reactor::{
 };
 use crate::store::{RouteKey, RouteStore, RouteTable};
 use crate::time::Clock;
+use lars_core::time::Instant;
 
 /// How lars-dns runs.
 #[derive(Debug, Clone)]
@@ -202,7 +203,7 @@ impl Dns {
             stop: Arc::clone(&stop),
             config,
             loaded,
-            held: None,
+            held_since: None,
         };
         let loader =
             std::thread::Builder::new().name("lars-dns-loader".into()).spawn(move || loader.run())?;
@@ -264,23 +265,8 @@ struct Loader {
     config: DnsConfig,
     /// Whether the snapshot holds a full load of the store, which changes can patch.
     loaded: bool,
-    /// The shape of a table held by the shrink protection, which a later load confirms by
-    /// having the same.
-    held: Option<Shape>,
-}
-
-/// What a held table is recognised by: its store version, routes and hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Shape {
-    version: u64,
-    routes: usize,
-    hosts: usize,
-}
-
-impl Shape {
-    fn of(table: &RouteTable) -> Shape {
-        Shape { version: table.version, routes: table.routes.len(), hosts: table.host_count() }
-    }
+    /// When the shrink protection first held a load, if it holds one now.
+    held_since: Option<Instant>,
 }
 
 /// Removing fewer routes or hosts than this at once is never held: a console deleting a
@@ -333,6 +319,7 @@ impl Loader {
             // reload (and any change it cannot name) reads everything.
             let changes =
                 if reload || !self.loaded { Ok(None) } else { self.store.changes_since(store_version) };
+            let full = !matches!(changes, Ok(Some(_)));
             let table = match changes {
                 Ok(Some(changes)) => {
                     self.stats.change_reads.fetch_add(1, Ordering::Relaxed);
@@ -359,9 +346,9 @@ impl Loader {
                     }
                     failures = 0;
                     store_version = table.version;
-                    // A held table is looked at again at the next load: the periodic reload
-                    // confirms it, or a new version replaces it.
-                    if !self.hold(&served, &table) {
+                    // A held table is looked at again at the next load: a full load at least
+                    // `reload_interval` later that still removes as much confirms it.
+                    if !self.hold(&served, &table, full, clock.now()) {
                         self.install(&served, table, changed);
                     }
                 }
@@ -370,36 +357,42 @@ impl Loader {
         }
     }
 
-    /// The shrink protection: holds `table` when it removes too much of `served`, unless it
-    /// has the shape of the table held before (a later load saying the same confirms it).
-    fn hold(&mut self, served: &RouteTable, table: &RouteTable) -> bool {
+    /// The shrink protection: whether to hold `table`, which removes too much of `served`.
+    /// A hold ends when a full load no longer removes too much (the store came back), or when
+    /// a full load at least `reload_interval` after the first hold still does (the store
+    /// confirms it). Change-log loads in between are installed when they shrink nothing, but
+    /// neither end nor confirm a hold: they patch the table served, not the store's.
+    fn hold(&mut self, served: &RouteTable, table: &RouteTable, full: bool, now: Instant) -> bool {
         if !shrinks_too_much(served, table, self.config.shrink_limit) {
-            self.held = None;
+            if full {
+                self.held_since = None;
+            }
             return false;
         }
-        let shape = Shape::of(table);
-        if self.held == Some(shape) {
+        let (routes, hosts) = (table.routes.len(), table.host_count());
+        let (served_routes, served_hosts) = (served.routes.len(), served.host_count());
+        if let Some(since) = self.held_since
+            && full
+            && now.saturating_since(since) >= crate::time::from_std(self.config.reload_interval)
+        {
             eprintln!(
-                "lars-dns: a second load confirms {} routes, {} hosts (down from {}, {}); serving it",
-                shape.routes,
-                shape.hosts,
-                served.routes.len(),
-                served.host_count()
+                "lars-dns: a later full load confirms {routes} routes, {hosts} hosts \
+                 (down from {served_routes}, {served_hosts}); serving it"
             );
-            self.held = None;
+            self.held_since = None;
             return false;
         }
         self.stats.held_loads.fetch_add(1, Ordering::Relaxed);
-        eprintln!(
-            "lars-dns: held a load of {} routes, {} hosts (serving {}, {}): it removes more than {:.0} % \
-             at once; serving the last routes until a second load confirms it",
-            shape.routes,
-            shape.hosts,
-            served.routes.len(),
-            served.host_count(),
-            self.config.shrink_limit * 100.0
-        );
-        self.held = Some(shape);
+        if self.held_since.is_none() {
+            eprintln!(
+                "lars-dns: held a load of {routes} routes, {hosts} hosts (serving {served_routes}, \
+                 {served_hosts}): it removes more than {:.0} % at once; serving the last routes until \
+                 a full load {} s later says the same",
+                self.config.shrink_limit * 100.0,
+                self.config.reload_interval.as_secs()
+            );
+            self.held_since = Some(now);
+        }
         true
     }
 

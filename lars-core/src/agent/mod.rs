@@ -225,7 +225,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         if route.pull == Pull::Due {
             self.pulls_due -= 1;
         }
-        self.stats.stats_dropped += route.tallies.len() as u64;
+        self.stats.stats_dropped += route.tallies.iter().filter(|t| !t.flushed).count() as u64;
         self.index.retain(|&(k, _)| k != route_key(route.modid, route.cmdid));
         if let Some(moved) = self.routes.get(slot) {
             let key = route_key(moved.modid, moved.cmdid);
@@ -294,8 +294,12 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             } else if self.reporter.is_connected() {
                 // Still greeting lars-reporter: the tallies wait for the next interval.
             } else {
-                let dropped: usize =
-                    self.routes.iter_mut().map(|r| core::mem::take(&mut r.tallies).len()).sum();
+                // Tallies a flush cut short already sent are not lost, only the others.
+                let dropped: usize = self
+                    .routes
+                    .iter_mut()
+                    .map(|r| core::mem::take(&mut r.tallies).iter().filter(|t| !t.flushed).count())
+                    .sum();
                 if dropped > 0 {
                     self.stats.stats_dropped += dropped as u64;
                     self.push_event(AgentEvent::StatsDropped { entries: dropped as u32 });

@@ -149,7 +149,8 @@ impl<const H: usize> Route<H> {
         };
         let t = &mut self.tallies[i];
         if t.flushed {
-            // Sent in the flush under way: these counts start the next one.
+            // Already sent in the flush under way: these counts start afresh, and go out with
+            // the rest of that flush (after the route's hosts) or with the next one.
             *t = Tally::zero(delta.host);
         }
         t.succ = t.succ.saturating_add(delta.succ);
@@ -222,6 +223,9 @@ pub(crate) fn subset<const H: usize>(
     offered: usize,
     salt: u64,
 ) -> usize {
+    if H == 0 {
+        return 0;
+    }
     if offered <= H {
         let mut n = 0;
         for (slot, host) in out.iter_mut().zip(all) {

@@ -138,8 +138,12 @@ impl Flush {
         let route = &mut routes[self.slot];
         let mut results = [EMPTY_RESULT; CHUNK];
         let mut n = 0;
+        let mut done = false;
         while n < room.min(CHUNK) {
-            let Some(tally) = route.next_flushed(&mut self.cursor) else { break };
+            let Some(tally) = route.next_flushed(&mut self.cursor) else {
+                done = true;
+                break;
+            };
             let SocketAddr::V4(host) = SocketAddr::from(tally.host) else {
                 // The Lars message has no room for an IPv6 host.
                 stats.stats_dropped += 1;
@@ -151,9 +155,6 @@ impl Flush {
             results[n] = lars::HostCallResult { host, succ, err, overload };
             n += 1;
         }
-        if n == 0 {
-            return Step::Skipped;
-        }
         let body = lars::ReportStatusRequest {
             modid: route.modid,
             cmdid: route.cmdid,
@@ -161,10 +162,17 @@ impl Flush {
             results: List::from_slice(&results[..n]),
             ts,
         };
-        match frame::encode(MsgId::ReportStatusRequest, &body, buf) {
+        let step = match frame::encode(MsgId::ReportStatusRequest, &body, buf) {
+            _ if n == 0 => Step::Skipped,
             Ok(len) => Step::Frame { len, entries: n },
             Err(_) => Step::TooSmall,
+        };
+        // The route is done: on to the next, even if results came in since (they wait for
+        // the next flush).
+        if done {
+            self.slot += 1;
         }
+        step
     }
 }
 

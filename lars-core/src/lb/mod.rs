@@ -290,8 +290,6 @@ impl Rng {
     }
 }
 
-/// Slow start: whether a host up since `since` takes this pick. It accepts with probability
-/// `elapsed / window`, so a new host's share ramps up linearly over the window.
 /// A host's rank for `salt`: a well-mixed hash of both, for choosing a stable subset of a
 /// route too large to hold.
 pub(crate) fn host_rank(salt: u64, addr: SocketAddr) -> u64 {
@@ -312,6 +310,8 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Slow start: whether a host up since `since` takes this pick. It accepts with probability
+/// `elapsed / window`, so a new host's share ramps up linearly over the window.
 pub(crate) fn slow_start_admits(now: Instant, since: Instant, window: Duration, rng: &mut Rng) -> bool {
     let elapsed = now.saturating_since(since).as_micros();
     let window = window.as_micros();

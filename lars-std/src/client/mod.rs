@@ -200,7 +200,9 @@ impl Client {
     /// (every lars agent answers); from the second attempt on it also asks for the route in
     /// the Lars codec (an original agent answers that, and nothing native). A lars agent
     /// answers in the order it was asked, so a native answer comes before any Lars one: a Lars
-    /// answer that comes first is from an original agent, however slow a lars agent is.
+    /// answer that comes first is from an original agent, however slow a lars agent is. (That
+    /// holds where datagrams arrive in order, as on loopback, where agents run; for an agent
+    /// across a network that may reorder them, set the codec.)
     fn probe(&self, socket: &UdpSocket, modid: i32, cmdid: i32) -> Result<Codec, ClientError> {
         let seq = self.next_seq();
         let mut native_probe = [0u8; 32];

@@ -552,8 +552,10 @@ impl MysqlStats {
     }
 }
 
-/// InnoDB chose this transaction as a deadlock victim (1213) or gave up waiting for a lock
-/// (1205): it was rolled back, and running it again is the documented remedy.
+/// InnoDB chose this transaction as a deadlock victim (1213, the transaction was rolled back)
+/// or gave up waiting for a lock (1205, only the statement was, unless
+/// `innodb_rollback_on_timeout` is on). Either way the caller rolls the whole transaction back
+/// and runs it again, the documented remedy.
 fn is_lock_conflict(e: &mysql::Error) -> bool {
     matches!(e, mysql::Error::MySqlError(e) if e.code == 1213 || e.code == 1205)
 }
@@ -572,8 +574,10 @@ impl StatsStore for MysqlStats {
                 let mut tx = conn.start_transaction(TxOpts::default())?;
                 match Self::write(&mut tx, &values).and_then(|()| tx.commit()) {
                     Ok(()) => return Ok(()),
-                    // Dropping `tx` has rolled it back.
+                    // Dropping `tx` has rolled it back. A short, growing pause lets the other
+                    // writer finish rather than meet it again at once.
                     Err(e) if is_lock_conflict(&e) && attempt < TRANSACTION_ATTEMPTS => {
+                        std::thread::sleep(std::time::Duration::from_millis(2 * u64::from(attempt)));
                         attempt += 1;
                         retries += 1;
                     }
