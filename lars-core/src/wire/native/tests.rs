@@ -225,6 +225,21 @@ mod against_postcard {
     struct MirrorHostStats(i32, i32, SocketAddr, u32, u32, u32, bool, u64, u32);
     #[derive(Serialize)]
     struct MirrorCallStats(u32, u32, Vec<MirrorHostStats>);
+    fn mirror_stats(e: &HostStats) -> MirrorHostStats {
+        let (succ, err, overload) = (e.succ, e.err, e.overload);
+        MirrorHostStats(
+            e.modid,
+            e.cmdid,
+            e.host,
+            succ,
+            err,
+            overload,
+            e.overloaded,
+            e.latency_sum_us,
+            e.latency_max_us,
+        )
+    }
+
     #[derive(Serialize)]
     struct MirrorStatusReport(u32, u32, Vec<(MirrorHostStats, u32, u32)>);
     #[derive(Serialize)]
@@ -375,26 +390,7 @@ mod against_postcard {
                 })
                 .collect();
             let stats = CallStats { caller: rng.u32(), ts: rng.u32(), entries: List::from_slice(&entries) };
-            let mirror = MirrorCallStats(
-                stats.caller,
-                stats.ts,
-                entries
-                    .iter()
-                    .map(|e| {
-                        MirrorHostStats(
-                            e.modid,
-                            e.cmdid,
-                            e.host,
-                            e.succ,
-                            e.err,
-                            e.overload,
-                            e.overloaded,
-                            e.latency_sum_us,
-                            e.latency_max_us,
-                        )
-                    })
-                    .collect(),
-            );
+            let mirror = MirrorCallStats(stats.caller, stats.ts, entries.iter().map(mirror_stats).collect());
             same(stats, &mirror, &mut scratch);
 
             let reports: Vec<HostReport> = entries
@@ -406,24 +402,7 @@ mod against_postcard {
             let mirror = MirrorStatusReport(
                 report.caller,
                 report.ts,
-                reports
-                    .iter()
-                    .map(|r| {
-                        let e = r.stats;
-                        let stats = MirrorHostStats(
-                            e.modid,
-                            e.cmdid,
-                            e.host,
-                            e.succ,
-                            e.err,
-                            e.overload,
-                            e.overloaded,
-                            e.latency_sum_us,
-                            e.latency_max_us,
-                        );
-                        (stats, r.window_succ, r.window_err)
-                    })
-                    .collect(),
+                reports.iter().map(|r| (mirror_stats(&r.stats), r.window_succ, r.window_err)).collect(),
             );
             same(report, &mirror, &mut scratch);
 
