@@ -317,8 +317,7 @@ impl Loader {
             }
             // A change the store can name costs a read of the changed routes; the periodic
             // reload (and any change it cannot name) reads everything.
-            let changes =
-                if reload || !self.loaded { Ok(None) } else { self.store.changes_since(store_version) };
+            let changes = if reload || !self.loaded { Ok(None) } else { self.store.changes() };
             let full = !matches!(changes, Ok(Some(_)));
             let table = match changes {
                 Ok(Some(changes)) => {
@@ -413,7 +412,6 @@ impl Loader {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         changed.sort_unstable();
         changed.dedup();
-        let store_version = table.version;
         self.stats.ready.store(u64::from(table.loaded), Ordering::Relaxed);
         self.stats.routes.store(table.routes.len() as u64, Ordering::Relaxed);
         self.stats.hosts.store(table.host_count() as u64, Ordering::Relaxed);
@@ -429,9 +427,6 @@ impl Loader {
                     );
                 }
             }
-        }
-        if let Err(e) = self.store.changes_applied(store_version) {
-            eprintln!("lars-dns: could not clear the change log: {e}");
         }
     }
 }

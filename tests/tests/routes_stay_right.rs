@@ -201,3 +201,110 @@ fn an_agent_restarted_while_dns_is_down_serves_its_saved_routes() {
     let (_agent, client) = agent_with_cache(dead, &cache, Duration::from_secs(1));
     assert!(client.get_host(71, 1, None).is_err(), "a copy too old is ignored");
 }
+
+/// Three lars-dns replicas on one database, with agents failing over between them while routes
+/// change. Each replica follows `RouteChange` with its own cursor (they used to delete the rows
+/// they applied, so the others missed them until their full reload): every change reaches every
+/// agent through the change log, although the full reload is an hour away.
+#[test]
+fn three_replicas_on_one_database_each_follow_every_change() {
+    use lars_tests::TestDb;
+    use mysql::prelude::Queryable;
+    use std::net::Ipv4Addr;
+
+    let db = TestDb::create();
+    let replica = |addr: SocketAddr| {
+        dns_with(addr, Box::new(MysqlRoutes::new(db.opts.clone())), Duration::from_secs(3600), 0.5)
+    };
+    let mut replicas: Vec<Dns> = (0..3).map(|_| replica("127.0.0.1:0".parse().unwrap())).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(Dns::local_addr).collect();
+    // Agent i asks replica i first and fails over to the next ones.
+    let agents: Vec<(AgentDaemon, Client)> = (0..3)
+        .map(|i| {
+            let order = (0..3).map(|k| addrs[(i + k) % 3]).collect();
+            let mut config = AgentDaemonConfig::new(order, vec!["127.0.0.1:9".parse().unwrap()]);
+            config.api = vec!["127.0.0.1:0".parse().unwrap()];
+            let agent = AgentDaemon::start(config).unwrap();
+            let client =
+                Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+            (agent, client)
+        })
+        .collect();
+    let host = |n: u8| Ipv4Addr::new(10, 5, 0, n);
+    let hosts_of = |client: &Client, modid: i32| -> Vec<SocketAddr> {
+        client.get_route(modid, 1).map(|r| r.hosts.iter().map(|h| h.addr).collect()).unwrap_or_default()
+    };
+    let every_agent_sees = |what: &str, modid: i32, want: &[SocketAddr]| {
+        for (i, (_, client)) in agents.iter().enumerate() {
+            eventually(&format!("agent {i}: {what}"), || {
+                let mut got = hosts_of(client, modid);
+                got.sort();
+                got == want
+            });
+        }
+    };
+    let addr = |n: u8| SocketAddr::from((host(n), 80));
+
+    for modid in 50..53u32 {
+        db.console_add(modid, 1, host(1), 80);
+    }
+    for (_, client) in &agents {
+        for modid in 50..53 {
+            let _ = client.reg_init(modid, 1, 100);
+        }
+    }
+    for modid in 50..53 {
+        every_agent_sees("route added", modid, &[addr(1)]);
+    }
+    db.console_add(50, 1, host(2), 80);
+    every_agent_sees("a host added", 50, &[addr(1), addr(2)]);
+
+    // Replica 0 goes away: agent 0 fails over to replica 1, and changes keep coming.
+    replicas.remove(0).shutdown();
+    db.console_delete(50, 1, host(1), 80);
+    db.console_add(51, 1, host(3), 80);
+    every_agent_sees("a host deleted", 50, &[addr(2)]);
+    every_agent_sees("another host added", 51, &[addr(1), addr(3)]);
+
+    // It comes back at its address (a full load at start), and follows the log from there.
+    replicas.insert(0, replica(addrs[0]));
+    eventually("the replica has loaded", || replicas[0].stats().ready.load(Ordering::Relaxed) == 1);
+    db.console_delete(52, 1, host(1), 80);
+    every_agent_sees("a route emptied", 52, &[]);
+
+    for (i, dns) in replicas.iter().enumerate() {
+        let stats = dns.stats();
+        let (loads, change_reads) =
+            (stats.loads.load(Ordering::Relaxed), stats.change_reads.load(Ordering::Relaxed));
+        assert!(change_reads >= 1, "replica {i} read the change log");
+        assert_eq!(loads - change_reads, 1, "replica {i}: one full load at start, the rest from the log");
+    }
+    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
+    assert_eq!(rows, 7, "no replica consumes the log");
+}
+
+/// `RouteChange` rows go once they are older than the retention (by when the replica read
+/// them: their `version` is whatever the writer put there), and not before every change was
+/// applied.
+#[test]
+fn change_log_rows_are_pruned_once_older_than_the_retention() {
+    use lars_tests::TestDb;
+    use mysql::prelude::Queryable;
+    use std::net::Ipv4Addr;
+
+    let db = TestDb::create();
+    let store = MysqlRoutes::new(db.opts.clone()).with_change_retention(Duration::from_secs(1));
+    let dns = dns_with("127.0.0.1:0".parse().unwrap(), Box::new(store), Duration::from_secs(3600), 0.5);
+    let (_agent, client) = agent_of(dns.local_addr());
+    for n in 1..=3 {
+        db.console_add(53, 1, Ipv4Addr::new(10, 5, 1, n), 80);
+    }
+    let _ = client.reg_init(53, 1, 100);
+    eventually("every change applied", || client.get_route(53, 1).is_ok_and(|r| r.hosts.len() == 3));
+    let rows = || -> u64 { db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap() };
+    eventually("rows older than the retention are pruned", || rows() == 0);
+    assert_eq!(
+        dns.stats().loads.load(Ordering::Relaxed),
+        1 + dns.stats().change_reads.load(Ordering::Relaxed)
+    );
+}

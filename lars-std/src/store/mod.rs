@@ -7,7 +7,7 @@
 //! lars-dns works out which routes changed by comparing the old and the new [`RouteTable`], so
 //! every store only has to say what the routes are now and cheaply whether that may have
 //! changed ([`RouteStore::version`]). A store with a change log (MySQL's `RouteChange`) can
-//! also say which routes changed ([`RouteStore::changes_since`]), so that a change costs lars-dns
+//! also say which routes changed ([`RouteStore::changes`]), so that a change costs lars-dns
 //! a read of those routes rather than of every route.
 
 pub mod file;
@@ -156,18 +156,13 @@ pub trait RouteStore: Send {
     /// Every route, now.
     fn load(&mut self) -> Result<RouteTable, StoreError>;
 
-    /// The routes changed since the store's version `since` (that of the last load or
-    /// changes), with their hosts now. `Ok(None)` when the store cannot tell (it keeps no
-    /// change log, the log is empty although the version moved, or it is too long to be worth
-    /// it): lars-dns then loads everything.
-    fn changes_since(&mut self, _since: u64) -> Result<Option<RouteChanges>, StoreError> {
+    /// The routes changed since the last [`RouteStore::load`] or `changes`, with their hosts
+    /// now. `Ok(None)` when the store cannot tell (it keeps no change log, the log names no
+    /// change although the version moved, or it is too long to be worth it): lars-dns then
+    /// loads everything. The store keeps its own place in its log, so that replicas sharing
+    /// one store each read every change.
+    fn changes(&mut self) -> Result<Option<RouteChanges>, StoreError> {
         Ok(None)
-    }
-
-    /// Forgets change records up to `version`, for stores that keep a change log (the
-    /// original's `RouteChange`); lars-dns calls it after it has pushed those changes.
-    fn changes_applied(&mut self, _version: u64) -> Result<(), StoreError> {
-        Ok(())
     }
 
     /// A short description for logs.

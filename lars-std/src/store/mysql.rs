@@ -11,12 +11,17 @@
 //! and the next call reconnects, so an outage costs errors (which lars-dns and lars-reporter
 //! retry with backoff), never a crash.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use lars_core::time::Instant;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, TxOpts, Value};
+use mysql::{AccessMode, Conn, Opts, TxOpts, Value};
 
 use super::{RouteChanges, RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
+use crate::time::{Clock, from_std};
 use lars_core::wire::native::WeightedHost;
 
 /// The original schema (`base/sql/lars_dns.sql`), made idempotent.
@@ -236,22 +241,101 @@ impl Link {
 }
 
 /// Routes in MySQL (`RouteData`, `RouteVersion`, `RouteChange`).
+///
+/// Several lars-dns replicas may share one database, so the change log is read, never consumed:
+/// each replica follows `RouteChange` with its own cursor ([`ChangeCursor`]), and rows are
+/// pruned by age, long after every live replica has read them ([`CHANGE_RETENTION`]).
 pub struct MysqlRoutes {
     link: Link,
     /// Rows the last full load skipped, so that the log says it when it changes, not at every
     /// reload.
     skipped: usize,
+    /// Where this replica is in `RouteChange` (none until the first full load).
+    cursor: Option<ChangeCursor>,
+    /// How long `RouteChange` rows are kept.
+    retention: Duration,
+    clock: Clock,
+    /// The cursor's id at moments [`MysqlRoutes::prune_every`] apart, oldest first: the rows
+    /// up to the id of a moment `retention` ago are old enough to delete. The log's own
+    /// columns can't tell a row's age (its `version` is whatever the writer put there).
+    checkpoints: VecDeque<(u64, Instant)>,
 }
 
 impl MysqlRoutes {
     /// A store connecting with `opts` on first use.
     pub fn new(opts: Opts) -> Self {
-        MysqlRoutes { link: Link::new(opts), skipped: 0 }
+        MysqlRoutes {
+            link: Link::new(opts),
+            skipped: 0,
+            cursor: None,
+            retention: CHANGE_RETENTION,
+            clock: Clock::new(),
+            checkpoints: VecDeque::new(),
+        }
+    }
+
+    /// Keeps `RouteChange` rows for `retention` (default [`CHANGE_RETENTION`]) instead.
+    pub fn with_change_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    fn prune_every(&self) -> lars_core::time::Duration {
+        from_std((self.retention / 10).min(Duration::from_secs(60)))
     }
 }
 
 /// More changed routes than this at once are read with a full load.
 const MAX_CHANGED_ROUTES: usize = 1000;
+
+/// How long `RouteChange` rows are kept by default: far longer than a live replica takes to
+/// read a row (it polls every second). A replica that read nothing for half of it loads
+/// everything instead of trusting its cursor, so pruning never takes a row a replica needs.
+pub const CHANGE_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Rows below the cursor that are read again: ids are handed out when a transaction inserts,
+/// but become visible when it commits, so two consoles writing at once can commit a lower id
+/// after a higher one was read. Ids already applied are remembered and skipped.
+const LOOKBACK_IDS: u64 = 256;
+
+/// One replica's position in `RouteChange`.
+#[derive(Debug, Clone)]
+struct ChangeCursor {
+    /// The highest id applied.
+    id: u64,
+    /// The ids within [`LOOKBACK_IDS`] below `id` that were applied, to tell a late commit
+    /// from a row already read.
+    recent: BTreeSet<u64>,
+    /// When the log was last read successfully.
+    read_at: Instant,
+}
+
+impl ChangeCursor {
+    fn at(id: u64, now: Instant) -> Self {
+        ChangeCursor { id, recent: BTreeSet::new(), read_at: now }
+    }
+
+    /// Where to start reading: the look-back window below the cursor.
+    fn read_from(&self) -> u64 {
+        self.id.saturating_sub(LOOKBACK_IDS)
+    }
+
+    /// Whether row `id` is new to this replica.
+    fn is_new(&self, id: u64) -> bool {
+        id > self.id || (id > self.read_from() && !self.recent.contains(&id))
+    }
+
+    /// Records rows `ids` as applied, read at `now`.
+    fn advance(&mut self, ids: impl IntoIterator<Item = u64>, now: Instant) {
+        for id in ids {
+            self.recent.insert(id);
+            self.id = self.id.max(id);
+        }
+        let floor = self.read_from();
+        self.recent = self.recent.split_off(&(floor + 1));
+        self.read_at = now;
+    }
+}
 
 /// A `RouteData` address: the host-order IPv4 integer and the port.
 fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
@@ -264,85 +348,144 @@ impl RouteStore for MysqlRoutes {
         let version: Option<u64> = self
             .link
             .with(|conn| conn.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,)))?;
+        // Polled every second whatever changes: the moment to prune.
+        self.prune();
         Ok(version.unwrap_or(0))
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
-        let version = self.version()?;
-        let mut table = RouteTable { version, ..RouteTable::default() };
         let mut bad = 0usize;
         self.link.recheck_schema();
-        self.link.with_schema(|conn, schema| {
+        // One snapshot for the version, the log's end and the routes: every change after it
+        // is read from the log later, every change before it is in the table.
+        let now = self.clock.now();
+        let (table, cursor) = self.link.with_schema(|conn, schema| {
+            let mut tx = conn.start_transaction(snapshot())?;
+            let version: Option<u64> =
+                tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?;
+            // The log's end, and the rows in the look-back window below it: all in this table.
+            let last_change: Option<u64> = tx.query_first("SELECT COALESCE(MAX(id), 0) FROM RouteChange")?;
+            let mut cursor = ChangeCursor::at(last_change.unwrap_or(0), now);
+            let window: Vec<u64> =
+                tx.exec("SELECT id FROM RouteChange WHERE id > ?", (cursor.read_from(),))?;
+            cursor.advance(window, now);
+            let mut table = RouteTable { version: version.unwrap_or(0), ..RouteTable::default() };
             let columns = schema.route_columns();
-            let rows = conn.exec_iter(format!("SELECT modid, cmdid, {columns} FROM RouteData"), ())?;
-            for row in rows {
-                let (modid, cmdid, ip, port, weight): (u32, u32, u32, u32, u32) =
-                    mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
+            let rows: Vec<(u32, u32, u32, u32, u32)> =
+                tx.exec(format!("SELECT modid, cmdid, {columns} FROM RouteData"), ())?;
+            tx.commit()?;
+            for (modid, cmdid, ip, port, weight) in rows {
                 match host_of(ip, port) {
                     // modid and cmdid are signed in the protocol, unsigned in the table.
                     Some(addr) => table.insert((modid as i32, cmdid as i32), WeightedHost { addr, weight }),
                     None => bad += 1,
                 }
             }
-            Ok(())
+            Ok((table, cursor))
         })?;
         if bad != self.skipped {
             eprintln!("lars-dns: skipping {bad} RouteData rows with a port over 65535");
             self.skipped = bad;
         }
+        self.cursor = Some(cursor);
         Ok(table)
     }
 
-    /// Every `RouteChange` row up to the current version, as the original lars-dns read them:
-    /// lars-dns deletes the rows it has applied (`changes_applied`), so what is left is new,
-    /// whatever version the web console stamped on it.
-    /// Without the `(modid, cmdid)` index the store cannot read one route cheaply and says so
-    /// (`None`): lars-dns then loads everything.
-    fn changes_since(&mut self, _since: u64) -> Result<Option<RouteChanges>, StoreError> {
-        let version = self.version()?;
-        let (keys, schema): (Vec<(u32, u32)>, Schema) = self.link.with_schema(|conn, schema| {
-            let keys = conn.exec(
-                "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= ? LIMIT ?",
-                (version, MAX_CHANGED_ROUTES + 1),
-            )?;
-            Ok((keys, schema))
-        })?;
-        if !schema.route_index || keys.is_empty() || keys.len() > MAX_CHANGED_ROUTES {
+    /// The `RouteChange` rows this replica has not applied, read from its cursor, and the
+    /// changed routes' hosts in one query. `None` (lars-dns then loads everything) before the
+    /// first load, when the cursor may have missed pruned rows, when the version moved but no
+    /// row names a change (a tool that only bumps the version, or an original lars-dns that
+    /// consumed the rows), when too many routes changed, or without the `(modid, cmdid)` index.
+    fn changes(&mut self) -> Result<Option<RouteChanges>, StoreError> {
+        let Some(cursor) = self.cursor.clone() else { return Ok(None) };
+        if self.clock.now().saturating_since(cursor.read_at) > from_std(self.retention / 2) {
             return Ok(None);
         }
-        let columns = schema.route_columns();
-        let mut routes = Vec::with_capacity(keys.len());
-        let mut bad = 0usize;
-        for (modid, cmdid) in keys {
-            let rows: Vec<(u32, u32, u32)> = self.link.with(|conn| {
-                conn.exec(
-                    format!("SELECT {columns} FROM RouteData WHERE modid = ? AND cmdid = ?"),
-                    (modid, cmdid),
-                )
-            })?;
-            let mut route = RouteTable::default();
-            let key = (modid as i32, cmdid as i32);
-            for (ip, port, weight) in rows {
-                match host_of(ip, port) {
-                    Some(addr) => route.insert(key, WeightedHost { addr, weight }),
-                    None => bad += 1,
-                }
+        let read = self.link.with_schema(|conn, schema| {
+            let mut tx = conn.start_transaction(snapshot())?;
+            let version: Option<u64> =
+                tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?;
+            let rows: Vec<(u64, u32, u32)> = tx.exec(
+                "SELECT id, modid, cmdid FROM RouteChange WHERE id > ? ORDER BY id LIMIT ?",
+                (cursor.read_from(), LOOKBACK_IDS as usize + MAX_CHANGED_ROUTES + 1),
+            )?;
+            let fresh: Vec<(u64, u32, u32)> =
+                rows.into_iter().filter(|&(id, _, _)| cursor.is_new(id)).collect();
+            let mut keys: Vec<(u32, u32)> = fresh.iter().map(|&(_, modid, cmdid)| (modid, cmdid)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            if !schema.route_index || keys.is_empty() || keys.len() > MAX_CHANGED_ROUTES {
+                tx.commit()?;
+                return Ok(None);
             }
-            routes.push((key, route.hosts(key).to_vec()));
+            let columns = schema.route_columns();
+            let wanted = vec!["(?, ?)"; keys.len()].join(", ");
+            let params: Vec<Value> =
+                keys.iter().flat_map(|&(m, c)| [Value::from(m), Value::from(c)]).collect();
+            let hosts: Vec<(u32, u32, u32, u32, u32)> = tx.exec(
+                format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE (modid, cmdid) IN ({wanted})"),
+                params,
+            )?;
+            tx.commit()?;
+            Ok(Some((version.unwrap_or(0), fresh, keys, hosts)))
+        })?;
+        let Some((version, fresh, keys, hosts)) = read else { return Ok(None) };
+        let mut table = RouteTable::default();
+        let mut bad = 0usize;
+        for (modid, cmdid, ip, port, weight) in hosts {
+            match host_of(ip, port) {
+                Some(addr) => table.insert((modid as i32, cmdid as i32), WeightedHost { addr, weight }),
+                None => bad += 1,
+            }
         }
         if bad > 0 {
             eprintln!("lars-dns: skipped {bad} RouteData rows with a port over 65535");
         }
+        let routes = keys
+            .into_iter()
+            .map(|(modid, cmdid)| {
+                let key = (modid as i32, cmdid as i32);
+                (key, table.hosts(key).to_vec())
+            })
+            .collect();
+        if let Some(cursor) = self.cursor.as_mut() {
+            cursor.advance(fresh.into_iter().map(|(id, _, _)| id), self.clock.now());
+        }
         Ok(Some(RouteChanges { version, routes }))
-    }
-
-    fn changes_applied(&mut self, version: u64) -> Result<(), StoreError> {
-        self.link.with(|conn| conn.exec_drop("DELETE FROM RouteChange WHERE version <= ?", (version,)))
     }
 
     fn describe(&self) -> String {
         self.link.describe()
     }
+}
+
+impl MysqlRoutes {
+    /// Deletes the `RouteChange` rows this replica read more than `retention` ago. Every live
+    /// replica has read them too; a failure is only logged (they go next time).
+    fn prune(&mut self) {
+        let Some(cursor) = &self.cursor else { return };
+        let now = self.clock.now();
+        if self.checkpoints.back().is_none_or(|&(_, at)| now.saturating_since(at) >= self.prune_every()) {
+            self.checkpoints.push_back((cursor.id, now));
+        }
+        let mut old_enough = None;
+        while let Some(&(id, at)) = self.checkpoints.front()
+            && now.saturating_since(at) >= from_std(self.retention)
+        {
+            old_enough = Some(id);
+            self.checkpoints.pop_front();
+        }
+        let Some(id) = old_enough.filter(|&id| id > 0) else { return };
+        if let Err(e) = self.link.with(|conn| conn.exec_drop("DELETE FROM RouteChange WHERE id <= ?", (id,)))
+        {
+            eprintln!("lars-dns: could not prune the change log: {e}");
+        }
+    }
+}
+
+/// A read-only transaction on one consistent snapshot.
+fn snapshot() -> TxOpts {
+    TxOpts::default().set_with_consistent_snapshot(true).set_access_mode(Some(AccessMode::ReadOnly))
 }
 
 /// Changes to routes, as the web console makes them.
@@ -606,5 +749,23 @@ mod tests {
         assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
         let error = opts("mysql://u:pa/ss@db/x").unwrap_err().to_string();
         assert!(!error.contains("ss"), "a raw / in the password: {error}");
+    }
+
+    #[test]
+    fn a_cursor_takes_late_commits_below_it_and_skips_what_it_applied() {
+        let now = Instant::from_micros(0);
+        let mut cursor = ChangeCursor::at(10, now);
+        cursor.advance([8, 10], now);
+        assert!(cursor.is_new(11));
+        assert!(!cursor.is_new(10) && !cursor.is_new(8));
+        assert!(cursor.is_new(9), "id 9 committed after 10 was read");
+        cursor.advance([9, 12], now);
+        assert_eq!(cursor.id, 12);
+        assert!(!cursor.is_new(9) && !cursor.is_new(12) && cursor.is_new(11));
+        // The window forgets what falls below it, and reads no further back.
+        cursor.advance([12 + LOOKBACK_IDS], now);
+        assert_eq!(cursor.read_from(), 12);
+        assert!(!cursor.is_new(12), "below the window: not read again");
+        assert!(cursor.recent.iter().all(|&id| id > cursor.read_from()));
     }
 }
