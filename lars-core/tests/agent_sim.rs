@@ -393,9 +393,141 @@ fn a_push_keeps_the_state_of_hosts_that_stay_and_an_empty_push_removes_the_route
     assert!(!picks.contains_key(&host(2)), "a removed host is never handed out");
 
     sim.dns_set_route(ROUTE, &[]);
-    assert_eq!(sim.agent.route_state(ROUTE.0, ROUTE.1), None, "an empty host list removes the route");
+    assert_eq!(
+        sim.agent.route_state(ROUTE.0, ROUTE.1),
+        Some(RouteState::Missing),
+        "an empty host list removes the route's hosts; the route is remembered as missing"
+    );
     assert!(sim.events.contains(&AgentEvent::RouteRemoved { modid: 1001, cmdid: 1 }));
-    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None), "and the next request pulls it anew");
+    let pulls = sim.dns.pulls.len();
+    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None));
+    assert_eq!(sim.dns.pulls.len(), pulls, "within missing_ttl the answer comes from the negative cache");
+    sim.dns.routes.insert(ROUTE, weighted(&[5]));
+    sim.advance(AgentConfig::default().missing_ttl + Duration::from_millis(1));
+    assert_eq!(sim.get_host(ROUTE), (RetCode::NoExist, None), "after it, the request pulls it anew");
+    assert_eq!(sim.dns.pulls.len(), pulls + 1);
+    assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(5))));
+}
+
+/// A local process asking for random routes used to fill the table for good (512 routes, then
+/// every new route refused). Routes dns says don't exist are now a negative cache that gives
+/// way to any new route, routes in use are never evicted, and the log lines stay bounded.
+#[test]
+fn a_caller_asking_for_random_routes_never_pushes_out_a_route_in_use() {
+    let mut sim = Sim::new(AgentConfig::default());
+    for modid in 0..4 {
+        sim.dns.routes.insert((modid, 1), weighted(&[1]));
+        sim.get_host((modid, 1));
+    }
+    sim.events.clear();
+    for (n, modid) in (1000..3000).enumerate() {
+        assert_eq!(sim.get_host((modid, 1)).0, RetCode::NoExist, "a route dns doesn't have");
+        if n % 50 == 0 {
+            for real in 0..4 {
+                assert_eq!(sim.get_host((real, 1)), (RetCode::Succ, Some(host(1))), "in use: kept");
+            }
+            sim.advance(Duration::from_millis(200));
+        }
+    }
+    let stats = *sim.agent.stats();
+    assert_eq!(stats.route_table_full, 0, "the missing routes gave way each time");
+    assert_eq!(stats.routes_missing, 2000);
+    assert_eq!(sim.agent.route_count(), 4);
+    assert!(
+        sim.agent.missing_routes() <= 2,
+        "at most a quarter of the table: {}",
+        sim.agent.missing_routes()
+    );
+    // A new real route still finds room during the flood.
+    sim.dns.routes.insert((7, 1), weighted(&[2]));
+    assert_eq!(sim.get_host((7, 1)).0, RetCode::NoExist);
+    assert_eq!(sim.get_host((7, 1)), (RetCode::Succ, Some(host(2))));
+    // 2000 routes created and 2000 found missing over 8 s of report intervals: a bounded
+    // number of lines, and the rest counted.
+    sim.advance(Duration::from_secs(2));
+    let lifecycle = sim
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                AgentEvent::RouteCreated { .. }
+                    | AgentEvent::RouteMissing { .. }
+                    | AgentEvent::RouteEvicted { .. }
+            )
+        })
+        .count();
+    let suppressed: u32 = sim
+        .events
+        .iter()
+        .map(|e| if let AgentEvent::RouteEventsSuppressed { count } = e { *count } else { 0 })
+        .sum();
+    assert!(lifecycle <= 16 * 12, "{lifecycle} lifecycle events logged");
+    assert!(suppressed as usize + lifecycle >= 2 * 2000, "the rest are counted: {suppressed}");
+}
+
+/// A full table of routes in use refuses a new one; once a route has not been asked for in
+/// `route_idle_evict`, it makes room (the one asked for longest ago).
+#[test]
+fn a_full_table_evicts_the_route_nobody_asked_for_longest() {
+    let config = AgentConfig::default();
+    let mut sim = Sim::new(config.clone());
+    for modid in 0..8 {
+        sim.dns.routes.insert((modid, 1), weighted(&[1]));
+        sim.get_host((modid, 1));
+    }
+    sim.dns.routes.insert((99, 1), weighted(&[3]));
+    assert_eq!(sim.get_host((99, 1)).0, RetCode::SystemError, "all in use: refused");
+    sim.advance(Duration::from_secs(10));
+    for modid in 1..8 {
+        sim.get_host((modid, 1)); // route 0 is the one nobody asks for
+    }
+    sim.advance(Duration::from_secs(config.route_idle_evict.as_secs() - 5));
+    for modid in 1..8 {
+        sim.get_host((modid, 1));
+    }
+    assert_eq!(sim.get_host((99, 1)).0, RetCode::NoExist, "route 0 idle long enough: evicted, 99 pulled");
+    assert!(sim.events.contains(&AgentEvent::RouteEvicted { modid: 0, cmdid: 1 }));
+    assert_eq!(sim.agent.route_state(0, 1), None);
+    assert_eq!(sim.get_host((99, 1)), (RetCode::Succ, Some(host(3))));
+    assert_eq!(sim.agent.stats().routes_evicted, 1);
+}
+
+/// An original-protocol caller can only hold IPv4 addresses: on a route mixing IPv4 and IPv6
+/// hosts it used to get a system error on half its picks. It is now given the IPv4 hosts,
+/// with every policy; native callers get them all.
+#[test]
+fn a_lars_caller_on_a_mixed_route_gets_its_ipv4_hosts() {
+    let v6 = |n: u16| {
+        SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n)), 80)
+    };
+    for policy in
+        [PolicyKind::Lars, PolicyKind::RoundRobin, PolicyKind::Weighted, PolicyKind::P2c, PolicyKind::Maglev]
+    {
+        let config = AgentConfig { default_policy: policy, ..AgentConfig::default() };
+        let mut sim = Sim::new(config);
+        let mut hosts = weighted(&[1, 2]);
+        hosts.extend((1..=6).map(|n| WeightedHost { addr: v6(n), weight: 1 }));
+        sim.dns.routes.insert(ROUTE, hosts);
+        sim.get_host_native(ROUTE);
+        let mut lars_picks = BTreeSet::new();
+        for _ in 0..60 {
+            let (code, addr) = sim.get_host(ROUTE);
+            assert_eq!(code, RetCode::Succ, "{policy:?}");
+            let addr = addr.unwrap();
+            lars_picks.insert(addr);
+            sim.report(ROUTE, addr, true);
+        }
+        let expected: BTreeSet<_> = [host(1), host(2)].into();
+        if policy == PolicyKind::Maglev {
+            assert!(lars_picks.is_subset(&expected), "{policy:?}: {lars_picks:?}");
+        } else {
+            assert_eq!(lars_picks, expected, "{policy:?}");
+        }
+        assert_eq!(sim.agent.stats().ipv6_not_representable, 0);
+        let native_picks: BTreeSet<_> = (0..60).filter_map(|_| sim.get_host_native(ROUTE).1).collect();
+        assert!(native_picks.iter().any(SocketAddr::is_ipv6), "{policy:?}: native callers get IPv6 hosts");
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub const HOSTS: usize = 256;
 
 /// The `lars_lb_agent.conf` keys lars-agent reads (also as `LARS_<SECTION>_<KEY>`), besides
 /// the `[route:MODID:CMDID] policy` sections.
-pub const KEYS: [(&str, &str); 24] = [
+pub const KEYS: [(&str, &str); 26] = [
     ("agent", "route_cache"),
     ("agent", "route_cache_max_age"),
     ("dnsserver", "ip"),
@@ -50,6 +50,8 @@ pub const KEYS: [(&str, &str); 24] = [
     ("loadbalance", "idle_timeout"),
     ("loadbalance", "overload_timeout"),
     ("loadbalance", "update_timeout"),
+    ("loadbalance", "missing_ttl"),
+    ("loadbalance", "route_idle_evict"),
     ("loadbalance", "policy"),
     ("loadbalance", "slow_start"),
     ("loadbalance", "p2c_decay"),
@@ -90,6 +92,8 @@ pub fn read_agent_config(
     lars.idle_timeout = secs("idle_timeout", lars.idle_timeout)?;
     lars.overload_timeout = secs("overload_timeout", lars.overload_timeout)?;
     config.update_timeout = secs("update_timeout", config.update_timeout)?;
+    config.missing_ttl = secs("missing_ttl", config.missing_ttl)?;
+    config.route_idle_evict = secs("route_idle_evict", config.route_idle_evict)?;
     config.default_policy = ini.get("loadbalance", "policy", config.default_policy)?;
     config.lb.slow_start = secs("slow_start", config.lb.slow_start)?;
     let p2c = &mut config.lb.p2c;

@@ -45,16 +45,58 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         cmdid: i32,
         key: Option<u64>,
     ) -> (RetCode, Option<SocketAddr>) {
+        self.pick_host(now, modid, cmdid, key, Codec::Native)
+    }
+
+    /// `get_host` for a caller speaking `codec`: an original-protocol caller can only hold an
+    /// IPv4 address, so on a route mixing IPv4 and IPv6 hosts it is given one of the IPv4
+    /// hosts. The policy picks again (a different affinity key for a hashing policy), its
+    /// unused picks taken back, up to once per host; then an IPv4 host is drawn at random.
+    fn pick_host(
+        &mut self,
+        now: Instant,
+        modid: i32,
+        cmdid: i32,
+        mut key: Option<u64>,
+        codec: Codec,
+    ) -> (RetCode, Option<SocketAddr>) {
         self.stats.get_host += 1;
         let Some(slot) = self.find_or_create(now, modid, cmdid) else {
             return (RetCode::SystemError, None);
         };
         self.refresh_if_old(now, slot);
         let route = &mut self.routes[slot];
-        match route.balancer.pick(now, key, &mut self.rng) {
-            Pick::Host(host) => (RetCode::Succ, Some(host)),
-            Pick::Overloaded => (RetCode::Overload, None),
-            Pick::NoHosts => (RetCode::NoExist, None),
+        let mut tries = route.balancer.len();
+        let mut has_v4 = None;
+        loop {
+            return match route.balancer.pick(now, key, &mut self.rng) {
+                Pick::Host(host @ SocketAddr::V6(_)) if codec == Codec::Lars => {
+                    route.balancer.cancel_pick(host);
+                    let balancer = &route.balancer;
+                    let any_v4 = *has_v4.get_or_insert_with(|| {
+                        (0..balancer.len()).any(|i| balancer.host(i).is_some_and(|h| h.addr.is_ipv4()))
+                    });
+                    if !any_v4 {
+                        self.stats.ipv6_not_representable += 1;
+                        return (RetCode::SystemError, None);
+                    }
+                    tries -= 1;
+                    if tries > 0 {
+                        key = key.map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1));
+                        continue;
+                    }
+                    let v4 = |i| balancer.host(i).filter(|h| h.addr.is_ipv4());
+                    let count = (0..balancer.len()).filter_map(v4).count();
+                    let nth = self.rng.below(count);
+                    match (0..balancer.len()).filter_map(v4).nth(nth) {
+                        Some(host) => (RetCode::Succ, Some(host.addr)),
+                        None => (RetCode::SystemError, None),
+                    }
+                }
+                Pick::Host(host) => (RetCode::Succ, Some(host)),
+                Pick::Overloaded => (RetCode::Overload, None),
+                Pick::NoHosts => (RetCode::NoExist, None),
+            };
         }
     }
 
@@ -74,6 +116,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             return;
         };
         let route = &mut self.routes[slot];
+        route.asked_at = now;
         route.balancer.report(now, host, outcome, latency_us);
         if route.tally(host, outcome, latency_us) {
             self.waiting_reports = self.waiting_reports.saturating_add(1);
@@ -132,7 +175,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
         match Self::parse_api(frame)? {
             ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
-                let (code, host) = self.get_host(now, modid, cmdid, key);
+                let (code, host) = self.pick_host(now, modid, cmdid, key, codec);
                 self.encode_get_host(codec, seq, modid, cmdid, code, host, reply)
             }
             ApiRequest::Report { modid, cmdid, host, outcome, latency_us } => {

@@ -30,6 +30,11 @@ pub struct AgentConfig {
     pub pull_timeout: Duration,
     /// The longest wait between two pulls of one route.
     pub pull_backoff_max: Duration,
+    /// How long a "no such route" answer is remembered before the route is asked for again.
+    pub missing_ttl: Duration,
+    /// A full table evicts a route nobody has asked for in this long (the one asked for
+    /// longest ago) to make room for a new one; routes asked for since are never evicted.
+    pub route_idle_evict: Duration,
     /// How often call statistics go to lars-reporter.
     pub report_interval: Duration,
     /// Statistics go out early once this many results are waiting (0: only on the interval).
@@ -56,6 +61,8 @@ impl Default for AgentConfig {
             update_timeout: Duration::from_secs(15),
             pull_timeout: Duration::from_secs(1),
             pull_backoff_max: Duration::from_secs(30),
+            missing_ttl: Duration::from_secs(5),
+            route_idle_evict: Duration::from_secs(300),
             report_interval: Duration::from_secs(1),
             report_after: 1000,
             dns_codec: CodecChoice::Auto,

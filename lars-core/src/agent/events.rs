@@ -105,12 +105,34 @@ pub enum AgentEvent {
         /// Hosts now in the route.
         hosts: usize,
     },
-    /// lars-dns sent an empty host list: the route is gone.
+    /// lars-dns sent an empty host list for a route that had hosts: the route is gone (and
+    /// remembered as missing for `missing_ttl`).
     RouteRemoved {
         /// Module id.
         modid: i32,
         /// Command id.
         cmdid: i32,
+    },
+    /// lars-dns says a route that was asked for does not exist; remembered for `missing_ttl`.
+    RouteMissing {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// The table was full: a route nobody asked for in `route_idle_evict`, or one remembered
+    /// as missing, made room for a new one.
+    RouteEvicted {
+        /// Module id.
+        modid: i32,
+        /// Command id.
+        cmdid: i32,
+    },
+    /// More routes were created, found missing or evicted in one report interval than are
+    /// worth a line each (a caller asking for random routes): this many events were left out.
+    RouteEventsSuppressed {
+        /// Events left out.
+        count: u32,
     },
     /// lars-dns sent more hosts than a route can hold; the agent serves a subset of them that
     /// is the same at every update (chosen by the agent's `caller`, so that agents spread over
@@ -178,8 +200,12 @@ pub struct AgentStats {
     /// Calls counted in summaries from clients that lease routes and balance themselves (with
     /// the `leases` feature; without it such summaries are refused as unexpected).
     pub leased_calls: u64,
-    /// Requests refused because the route table was full.
+    /// Requests refused because the route table was full (of routes asked for recently).
     pub route_table_full: u64,
+    /// Routes evicted to make room (idle ones, and ones remembered as missing).
+    pub routes_evicted: u64,
+    /// "No such route" answers from lars-dns (remembered in the negative cache).
+    pub routes_missing: u64,
     /// Route updates with more hosts than a route can hold, served as a subset.
     pub route_over_capacity: u64,
     /// Answers from a lars-dns that had not loaded its store.
@@ -206,7 +232,7 @@ pub struct AgentStats {
 
 impl AgentStats {
     /// Every counter, named.
-    pub fn counters(&self) -> [(&'static str, u64); 18] {
+    pub fn counters(&self) -> [(&'static str, u64); 20] {
         [
             ("api_requests", self.api_requests),
             ("api_errors", self.api_errors),
@@ -215,6 +241,8 @@ impl AgentStats {
             ("reports_unknown_route", self.reports_unknown_route),
             ("leased_calls", self.leased_calls),
             ("route_table_full", self.route_table_full),
+            ("routes_evicted", self.routes_evicted),
+            ("routes_missing", self.routes_missing),
             ("route_over_capacity", self.route_over_capacity),
             ("dns_unready_answers", self.dns_unready_answers),
             ("ipv6_not_representable", self.ipv6_not_representable),

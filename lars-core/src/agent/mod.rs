@@ -61,8 +61,15 @@ pub struct Agent<const R: usize, const H: usize> {
     /// Unix time minus the driver's clock, in seconds, for statistics timestamps.
     unix_offset: Option<i64>,
     events: heapless::Deque<AgentEvent, 64>,
+    /// Route lifecycle events (created, missing, evicted) logged in this report interval, and
+    /// those left out beyond [`ROUTE_EVENTS_PER_INTERVAL`].
+    route_events: u16,
+    route_events_suppressed: u32,
     stats: AgentStats,
 }
+
+/// A caller asking for random routes would otherwise cost log lines per route.
+const ROUTE_EVENTS_PER_INTERVAL: u16 = 16;
 
 impl<const R: usize, const H: usize> Agent<R, H> {
     /// An agent with no routes and both links down.
@@ -82,6 +89,8 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             flush: stats::Flush::default(),
             unix_offset: None,
             events: heapless::Deque::new(),
+            route_events: 0,
+            route_events_suppressed: 0,
             stats: AgentStats::default(),
         }
     }
@@ -115,9 +124,14 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         self.routes.iter().filter(|r| r.state == RouteState::Stale).count()
     }
 
-    /// Number of routes held.
+    /// Number of routes held (those remembered as missing left out).
     pub fn route_count(&self) -> usize {
-        self.routes.len()
+        self.routes.iter().filter(|r| r.state != RouteState::Missing).count()
+    }
+
+    /// Number of routes remembered as missing (the negative cache).
+    pub fn missing_routes(&self) -> usize {
+        self.routes.len() - self.route_count()
     }
 
     /// The lifecycle state of a route, if the agent holds it.
@@ -134,7 +148,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// Every route the agent holds, with its hosts: what a driver saves so that a restarted
     /// agent can serve before lars-dns answers ([`Agent::restore_route`]).
     pub fn routes(&self) -> impl Iterator<Item = (i32, i32, impl Iterator<Item = WeightedHost> + '_)> + '_ {
-        self.routes.iter().map(|route| {
+        self.routes.iter().filter(|r| r.state != RouteState::Missing).map(|route| {
             let hosts = (0..route.balancer.len()).filter_map(|i| route.balancer.host(i));
             (route.modid, route.cmdid, hosts)
         })
@@ -201,10 +215,17 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             .map_or(self.config.default_policy, |p| p.policy)
     }
 
-    /// The route's slot, creating the route (pulling) if the table has room.
+    /// The route's slot, creating the route (pulling) if the table has room or can make it.
     fn find_or_create(&mut self, now: Instant, modid: i32, cmdid: i32) -> Option<usize> {
         if let Some(slot) = self.find(modid, cmdid) {
             return Some(slot);
+        }
+        if self.routes.is_full() {
+            let Some(victim) = self.eviction_victim(now) else {
+                self.stats.route_table_full += 1;
+                return None;
+            };
+            self.evict(victim);
         }
         let policy = self.policy_for(modid, cmdid);
         let slot = self.routes.len();
@@ -216,8 +237,75 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).unwrap_or_else(|p| p);
         let _ = self.index.insert(pos, (key, slot as u16)); // room: index and routes have equal capacity
         self.pulls_due += 1;
-        self.push_event(AgentEvent::RouteCreated { modid, cmdid });
+        self.push_route_event(AgentEvent::RouteCreated { modid, cmdid });
         Some(slot)
+    }
+
+    /// The route a full table gives up for a new one: one remembered as missing (the oldest
+    /// answer), else the one asked for longest ago if nobody asked for it in
+    /// `route_idle_evict`. A route in use is never evicted, so a caller asking for random
+    /// routes can only take the room of routes nobody needs.
+    fn eviction_victim(&self, now: Instant) -> Option<usize> {
+        let missing = self.routes.iter().enumerate().filter(|(_, r)| r.state == RouteState::Missing);
+        if let Some((slot, _)) = missing.min_by_key(|(_, r)| r.updated_at) {
+            return Some(slot);
+        }
+        let idle = self.config.route_idle_evict;
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| now.saturating_since(r.asked_at) >= idle)
+            .min_by_key(|(_, r)| r.asked_at)
+            .map(|(slot, _)| slot)
+    }
+
+    fn evict(&mut self, slot: usize) {
+        let (modid, cmdid) = (self.routes[slot].modid, self.routes[slot].cmdid);
+        self.remove_route(slot);
+        self.stats.routes_evicted += 1;
+        self.push_route_event(AgentEvent::RouteEvicted { modid, cmdid });
+    }
+
+    /// lars-dns says the route in `slot` does not exist: it stays in the table as missing
+    /// (the negative cache), without hosts or tallies, so that requests for it are answered
+    /// without asking again for `missing_ttl`. At most a quarter of the table is missing
+    /// routes: beyond that the oldest is forgotten.
+    fn remember_missing(&mut self, now: Instant, slot: usize) {
+        let had_hosts = matches!(self.routes[slot].state, RouteState::Fresh | RouteState::Stale);
+        let (modid, cmdid) = (self.routes[slot].modid, self.routes[slot].cmdid);
+        self.remove_route(slot);
+        self.stats.routes_missing += 1;
+        let most = (R / 4).max(1);
+        if self.routes.iter().filter(|r| r.state == RouteState::Missing).count() >= most
+            && let Some(oldest) = self.eviction_victim(now)
+        {
+            self.remove_route(oldest);
+        }
+        let policy = self.policy_for(modid, cmdid);
+        let mut route = Route::new(modid, cmdid, policy, &self.config.lb, now);
+        route.state = RouteState::Missing;
+        route.pull = Pull::Idle;
+        let slot = self.routes.len();
+        if self.routes.push(route).is_ok() {
+            let key = route_key(modid, cmdid);
+            let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).unwrap_or_else(|p| p);
+            let _ = self.index.insert(pos, (key, slot as u16));
+        }
+        if had_hosts {
+            self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
+        } else {
+            self.push_route_event(AgentEvent::RouteMissing { modid, cmdid });
+        }
+    }
+
+    /// A route lifecycle event, within the interval's budget.
+    fn push_route_event(&mut self, event: AgentEvent) {
+        if self.route_events < ROUTE_EVENTS_PER_INTERVAL {
+            self.route_events += 1;
+            self.push_event(event);
+        } else {
+            self.route_events_suppressed = self.route_events_suppressed.saturating_add(1);
+        }
     }
 
     fn remove_route(&mut self, slot: usize) {
@@ -243,11 +331,19 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
-    /// Once a route's hosts are older than `update_timeout`: a fresh route turns stale, and a
-    /// route with no pull under way (fresh, or one whose last answer could not be applied) is
-    /// pulled again. The last known hosts keep serving meanwhile.
+    /// A request for the route in `slot`: it is in use. Once a route's hosts are older than
+    /// `update_timeout`: a fresh route turns stale, and a route with no pull under way (fresh,
+    /// or one whose last answer could not be applied) is pulled again. The last known hosts
+    /// keep serving meanwhile. A missing route is asked for again after `missing_ttl`.
     fn refresh_if_old(&mut self, now: Instant, slot: usize) {
         let route = &mut self.routes[slot];
+        route.asked_at = now;
+        if route.state == RouteState::Missing {
+            if route.pull == Pull::Idle && now.saturating_since(route.updated_at) > self.config.missing_ttl {
+                self.mark_due(slot);
+            }
+            return;
+        }
         if now.saturating_since(route.updated_at) <= self.config.update_timeout {
             return;
         }
@@ -288,6 +384,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
         if now >= self.next_flush || self.early_flush_due() {
             self.next_flush = now + self.config.report_interval;
+            self.route_events = 0;
+            if self.route_events_suppressed > 0 {
+                let count = core::mem::take(&mut self.route_events_suppressed);
+                self.push_event(AgentEvent::RouteEventsSuppressed { count });
+            }
             self.waiting_reports = 0;
             if self.reporter.codec().is_some() {
                 self.flush.start();

@@ -24,6 +24,10 @@ pub enum RouteState {
     Fresh,
     /// Hosts known but older than `update_timeout`; still served while a refresh is pulled.
     Stale,
+    /// lars-dns answered that the route does not exist: requests are answered so without
+    /// asking again until `missing_ttl` has passed (the negative cache). The first route to
+    /// go when the table needs room.
+    Missing,
 }
 
 /// The state of a route's pull request to lars-dns.
@@ -80,6 +84,9 @@ pub(crate) struct Route<const H: usize> {
     /// Lars dns). Shown to callers; never compared, since it orders nothing across links.
     pub(crate) version: u64,
     pub(crate) updated_at: Instant,
+    /// The last request for the route (`get_host`, `get_route`, a report): the table evicts the
+    /// route asked for longest ago when it needs room.
+    pub(crate) asked_at: Instant,
     pub(crate) pull: Pull,
     /// Pulls sent since the last answer: drives the backoff.
     pub(crate) attempts: u32,
@@ -102,6 +109,7 @@ impl<const H: usize> Route<H> {
             balancer: Balancer::new(policy, lb),
             version: 0,
             updated_at: now,
+            asked_at: now,
             pull: Pull::Due,
             attempts: 0,
             tallies: heapless::Vec::new(),

@@ -150,8 +150,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         route.pull = Pull::Idle;
         route.attempts = 0;
         if offered == 0 {
-            self.remove_route(slot);
-            self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
+            self.remember_missing(now, slot);
             return;
         }
         match route.balancer.update(now, hosts) {

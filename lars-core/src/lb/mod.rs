@@ -78,6 +78,10 @@ pub trait Balance {
     /// Records how a call to `addr` ended. Unknown addresses are ignored.
     fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32);
 
+    /// Takes back a pick of `addr` that no call will follow (the caller could not use the
+    /// host), for policies that count calls in flight.
+    fn cancel_pick(&mut self, _addr: SocketAddr) {}
+
     /// The number of hosts.
     fn len(&self) -> usize;
 
@@ -235,6 +239,10 @@ impl<const H: usize> Balance for Balancer<H> {
 
     fn pick(&mut self, now: Instant, key: Option<u64>, rng: &mut Rng) -> Pick {
         self.inner_mut().pick(now, key, rng)
+    }
+
+    fn cancel_pick(&mut self, addr: SocketAddr) {
+        self.inner_mut().cancel_pick(addr)
     }
 
     fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32) {

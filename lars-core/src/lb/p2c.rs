@@ -151,6 +151,14 @@ impl<const H: usize> Balance for P2c<H> {
         Pick::Host(slot.host.addr)
     }
 
+    fn cancel_pick(&mut self, addr: SocketAddr) {
+        let slots = &self.slots;
+        if let Some(slot) = self.index.find(addr, |i| slots[i].host.addr).and_then(|i| self.slots.get_mut(i))
+        {
+            slot.pending = slot.pending.saturating_sub(1);
+        }
+    }
+
     fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32) {
         let slots = &self.slots;
         let Some(slot) = self.index.find(addr, |i| slots[i].host.addr).and_then(|i| self.slots.get_mut(i))
