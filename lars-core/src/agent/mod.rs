@@ -60,13 +60,17 @@ pub struct Agent<const R: usize, const H: usize> {
     flush: stats::Flush,
     /// Unix time minus the driver's clock, in seconds, for statistics timestamps.
     unix_offset: Option<i64>,
-    events: heapless::Deque<AgentEvent, 64>,
+    events: heapless::Deque<AgentEvent, EVENTS>,
     /// Route lifecycle events (created, missing, evicted) logged in this report interval, and
     /// those left out beyond [`ROUTE_EVENTS_PER_INTERVAL`].
     route_events: u16,
     route_events_suppressed: u32,
     stats: AgentStats,
 }
+
+/// Events held until the driver drains them (it does after every call; beyond this the oldest
+/// are dropped and counted in `events_dropped`).
+const EVENTS: usize = 32;
 
 /// A caller asking for random routes would otherwise cost log lines per route.
 const ROUTE_EVENTS_PER_INTERVAL: u16 = 16;
