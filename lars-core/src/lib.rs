@@ -10,6 +10,7 @@
 //!   magazines (caches of free blocks) in front of it.
 //! - [`agent`]: the whole load-balancing agent as a sans-IO state machine.
 //! - [`lease`]: a route held and balanced by a caller, as a sans-IO state machine.
+//! - [`backoff`]: the reconnect delays both the std reactor and the gateway node use.
 //! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth
 //!   weighted round robin, power of two choices over EWMA latency, and consistent hashing.
 //!
@@ -26,6 +27,7 @@
 extern crate std;
 
 pub mod agent;
+pub mod backoff;
 pub mod lb;
 pub mod lease;
 pub mod pool;

@@ -9,6 +9,7 @@
 use core::net::SocketAddrV4;
 
 use lars_core::agent::{Agent, AgentConfig, Link};
+use lars_core::backoff::Backoff;
 use lars_core::time::{Duration, Instant};
 use lars_core::wire::frame::FrameDecoder;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
@@ -120,16 +121,16 @@ struct LinkState {
     remote: SocketAddrV4,
     up: bool,
     retry_at: Instant,
-    failures: u32,
+    backoff: Backoff,
     next_local_port: u16,
 }
 
 impl LinkState {
-    /// Backoff after a failure: 250 ms doubling up to 16 s.
+    /// The next attempt after a failure, with lars's reconnect backoff. The jitter comes from
+    /// the local port, which differs between boots and gateways.
     fn failed(&mut self, now: Instant) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = Duration::from_millis(250).saturating_mul(1 << self.failures.min(6));
-        self.retry_at = now + delay;
+        let jitter = u64::from(self.next_local_port).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.retry_at = now + self.backoff.fail(jitter);
     }
 }
 
@@ -228,7 +229,7 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
             remote,
             up: false,
             retry_at: now,
-            failures: 0,
+            backoff: Backoff::RECONNECT,
             next_local_port: base + offset,
         };
         #[cfg(feature = "dhcp")]
@@ -312,7 +313,7 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
                 self.agent.set_caller(u32::from(lease.address.address()));
                 // Connect now: attempts without an address were not real failures.
                 for link in [&mut self.dns, &mut self.reporter] {
-                    link.failures = 0;
+                    link.backoff.reset();
                     link.retry_at = now;
                 }
             }
@@ -353,7 +354,7 @@ impl<'a, D: Device, const R: usize, const H: usize> Node<'a, D, R, H> {
             }
             if !link.up && established {
                 link.up = true;
-                link.failures = 0;
+                link.backoff.reset();
                 info!("lars node: connected to {:?}", which);
                 self.agent_link(which, now, true);
                 continue;

@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use lars_core::backoff::Backoff;
 use lars_core::time::Duration as CoreDuration;
 use lars_core::wire::{MsgId, Raw};
 use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, SendError, TcpClient};
@@ -33,8 +34,7 @@ fn a_send_that_breaks_the_link_reports_it_down_and_reconnects() {
     let addr = listener.local_addr().unwrap();
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
     let mut config = ClientConfig::new(vec![addr]);
-    config.backoff_min = CoreDuration::from_millis(10);
-    config.backoff_max = CoreDuration::from_millis(100);
+    config.backoff = Backoff::new(CoreDuration::from_millis(10), CoreDuration::from_millis(100));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let up = |events: Vec<LinkEvent>| events.contains(&LinkEvent::Up(addr));
     assert!((0..100).any(|_| up(step(&mut event_loop, &mut client))));

@@ -62,7 +62,7 @@ fn the_route_file_drives_the_system_end_to_end() {
     for _ in 0..20 {
         let host = client.get_host(4, 2, None).unwrap();
         assert_ne!(host, gone, "a deleted host is not handed out");
-        client.report(4, 2, host, lars_core::wire::native::Outcome::Ok, Duration::from_micros(100)).unwrap();
+        client.report(4, 2, host, lars_std::client::Outcome::Ok, Duration::from_micros(100)).unwrap();
     }
     eventually("the reporter has the rows", || stats.rows().iter().map(|r| r.succ).sum::<u32>() == 20);
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 
 use lars_core::wire::frame;
-use lars_core::wire::native::Outcome;
 use lars_core::wire::{Codec, CodecChoice, Decode, List, MsgId, lars};
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig, ClientError};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;

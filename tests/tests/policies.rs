@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lars_core::lb::PolicyKind;
-use lars_core::wire::native::Outcome;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;

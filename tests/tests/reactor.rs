@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lars_core::backoff::Backoff;
 use lars_core::time::Duration as CoreDuration;
 use lars_core::wire::MsgId;
 use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint};
@@ -339,8 +340,7 @@ fn a_client_reconnects_after_its_server_restarts() {
     let addr = server.local_addr();
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
     let mut config = ClientConfig::new(vec![addr]);
-    config.backoff_min = CoreDuration::from_millis(20);
-    config.backoff_max = CoreDuration::from_millis(200);
+    config.backoff = Backoff::new(CoreDuration::from_millis(20), CoreDuration::from_millis(200));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let mut echoes = Vec::new();
     let mut links = Vec::new();
@@ -398,8 +398,7 @@ fn a_server_that_hangs_up_at_once_is_retried_ever_more_slowly() {
     std::thread::spawn(move || listener.incoming().for_each(drop)); // accepts, then closes
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
     let mut config = ClientConfig::new(vec![addr]);
-    config.backoff_min = CoreDuration::from_millis(5);
-    config.backoff_max = CoreDuration::from_millis(80);
+    config.backoff = Backoff::new(CoreDuration::from_millis(5), CoreDuration::from_millis(80));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let mut ups = Vec::new();
     let mut ready = Vec::new();

@@ -128,6 +128,10 @@ fn test() -> Result<(), String> {
     run(&mut steps, "fmt", cargo(&["fmt", "--all", "--check"]));
     // The default members are the host crates; the MCU-only crates get their own builds below.
     run(&mut steps, "clippy", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]));
+    // Broken intra-doc links and malformed doc comments fail here, not on docs.rs.
+    let mut docs = cargo(&["doc", "--no-deps"]);
+    docs.env("RUSTDOCFLAGS", "-D warnings");
+    run(&mut steps, "docs (-D warnings)", docs);
     // Alone, lars-agent and lars-std build without the `mysql` feature that the others turn on.
     run(
         &mut steps,

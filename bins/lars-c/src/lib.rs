@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lars_core::wire::native::Outcome;
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig, ClientError, Lease};
 
 mod raw;
@@ -121,7 +121,7 @@ impl From<ClientError> for Error {
         let code = match e {
             ClientError::Overloaded => LARS_EOVERLOADED,
             ClientError::NoRoute => LARS_ENOROUTE,
-            ClientError::AgentError => LARS_EAGENT,
+            ClientError::Refused => LARS_EAGENT,
             ClientError::Timeout => LARS_ETIMEOUT,
             ClientError::Malformed(_) => LARS_EMALFORMED,
             ClientError::Io(_) => LARS_EIO,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use lars_core::wire::native::Outcome;
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientError};
 use lars_std::daemon::Args;
 use lars_std::time::Stopwatch;

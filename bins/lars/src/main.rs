@@ -7,7 +7,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lars_core::wire::native::Outcome;
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig};
 use lars_std::daemon::{self, Args, UsageError};
 use lars_std::store::RouteStore;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lars_core::lb::Rng;
-use lars_core::wire::native::Outcome;
+use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientError};
 use lars_std::daemon::{Args, UsageError};
 

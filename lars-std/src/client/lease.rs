@@ -97,7 +97,7 @@ impl Lease {
         let seed = RandomState::new().hash_one((modid, cmdid));
         let lease =
             lars_core::lease::Lease::new(now, modid, cmdid, route.version, &route.hosts, config, seed)
-                .map_err(|_| ClientError::AgentError)?;
+                .map_err(|_| ClientError::RouteTooLarge { hosts: route.hosts.len() })?;
         let next_drive = lease.poll_timeout();
         Ok(Lease {
             lease: Box::new(lease),

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
-use lars_core::wire::native::{self, Outcome, WeightedHost};
+use lars_core::wire::native;
+pub use lars_core::wire::native::{Outcome, WeightedHost};
 pub use lars_core::wire::{Codec, CodecChoice};
 use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame, lars};
 
@@ -66,8 +67,10 @@ pub enum ClientError {
     Overloaded,
     /// The route does not exist, or the agent is still fetching it (Lars code 3).
     NoRoute,
-    /// The agent could not serve the request (Lars code 2).
-    AgentError,
+    /// The agent refused the request (Lars code 2): its route table is full of routes in use,
+    /// or the route has no host the caller's protocol can carry (IPv6 only, to an original
+    /// Lars caller). Its counters (`lars stats`) say which.
+    Refused,
     /// No answer after every retry: is the agent running?
     Timeout,
     /// The agent answered something that does not decode.
@@ -77,6 +80,15 @@ pub enum ClientError {
     /// The agent speaks only the original Lars protocol, which cannot carry this (a hash key,
     /// an IPv6 host, a lease).
     NeedsNative(&'static str),
+    /// The client's configuration names no agent endpoint.
+    NoAgent,
+    /// The peer answered with a message that is not an answer to the request.
+    Unexpected(MsgId),
+    /// The route has more hosts than a [`Lease`] holds; call through the agent instead.
+    RouteTooLarge {
+        /// Hosts in the route.
+        hosts: usize,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -84,18 +96,34 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Overloaded => f.write_str("every host of the route is overloaded"),
             ClientError::NoRoute => f.write_str("no such route (or the agent is still fetching it)"),
-            ClientError::AgentError => f.write_str("the agent could not serve the request"),
+            ClientError::Refused => f.write_str(
+                "the agent refused the request (its route table is full, or the route has no host \
+                 this protocol can carry; see `lars stats`)",
+            ),
             ClientError::Timeout => f.write_str("no answer from the agent"),
             ClientError::Malformed(e) => write!(f, "malformed answer from the agent: {e}"),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
             ClientError::NeedsNative(what) => {
                 write!(f, "the agent speaks only the original Lars protocol, which has no {what}")
             }
+            ClientError::NoAgent => f.write_str("no agent endpoint is configured"),
+            ClientError::Unexpected(id) => write!(f, "the peer answered with msgid {id:?}"),
+            ClientError::RouteTooLarge { hosts } => {
+                write!(f, "the route has {hosts} hosts, more than a lease holds; call through the agent")
+            }
         }
     }
 }
 
-impl std::error::Error for ClientError {}
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Io(e) => Some(e),
+            ClientError::Malformed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<io::Error> for ClientError {
     fn from(e: io::Error) -> Self {
@@ -156,7 +184,7 @@ impl Client {
 
     /// The agent endpoint that serves `(modid, cmdid)`.
     fn agent_for(&self, modid: i32, cmdid: i32) -> Result<SocketAddr, ClientError> {
-        self.config.agent.get(self.port_index(modid, cmdid)).copied().ok_or(ClientError::AgentError)
+        self.config.agent.get(self.port_index(modid, cmdid)).copied().ok_or(ClientError::NoAgent)
     }
 
     /// Leases `(modid, cmdid)`: its hosts are held in process and picked locally, and the
@@ -207,14 +235,14 @@ impl Client {
         let seq = self.next_seq();
         let mut native_probe = [0u8; 32];
         let native_len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq }, &mut native_probe)
-            .map_err(ClientError::Malformed)?;
+            .map_err(unencodable)?;
         let mut lars_probe = [0u8; 32];
         let lars_len = frame::encode(
             MsgId::ApiGetRouteRequest,
             &lars::GetRouteRequest { modid, cmdid },
             &mut lars_probe,
         )
-        .map_err(ClientError::Malformed)?;
+        .map_err(unencodable)?;
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         for attempt in 0..self.attempts().max(2) {
             send(socket, &native_probe[..native_len])?;
@@ -268,7 +296,7 @@ impl Client {
         is_ours: impl Fn(&[u8]) -> Result<bool, lars_core::wire::Error>,
     ) -> Result<std::ops::Range<usize>, ClientError> {
         let mut out = [0u8; 256];
-        let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Malformed)?;
+        let len = frame::encode(msgid, request, &mut out).map_err(unencodable)?;
         for _ in 0..self.attempts() {
             send(socket, &out[..len])?;
             while let Some(n) = self.receive(socket, buf)? {
@@ -361,7 +389,7 @@ impl Client {
             let report = native::Report { modid, cmdid, host, outcome, latency_us };
             frame::encode(MsgId::NativeReport, &report, &mut out)
         }
-        .map_err(ClientError::Malformed)?;
+        .map_err(unencodable)?;
         self.with_socket(modid, cmdid, |socket| {
             socket.send(&out[..len])?;
             Ok(())
@@ -390,7 +418,7 @@ impl Client {
             match reply.code {
                 RetCode::Succ => Ok(Route { version: reply.version, hosts: reply.hosts.iter().collect() }),
                 RetCode::NoExist => Err(ClientError::NoRoute),
-                _ => Err(ClientError::AgentError),
+                _ => Err(ClientError::Refused),
             }
         })
     }
@@ -463,13 +491,18 @@ fn send(socket: &UdpSocket, datagram: &[u8]) -> Result<(), ClientError> {
     }
 }
 
+/// A request that does not fit its datagram (a client bug, never the caller's input).
+fn unencodable(e: lars_core::wire::Error) -> ClientError {
+    ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, format!("request does not encode: {e}")))
+}
+
 /// A `get_host` answer as a host or the error its code means.
 fn host_or_error(code: RetCode, host: Option<SocketAddr>) -> Result<SocketAddr, ClientError> {
     match (code, host) {
         (RetCode::Succ, Some(host)) => Ok(host),
         (RetCode::Overload, _) => Err(ClientError::Overloaded),
         (RetCode::NoExist, _) => Err(ClientError::NoRoute),
-        _ => Err(ClientError::AgentError),
+        _ => Err(ClientError::Refused),
     }
 }
 
@@ -485,7 +518,7 @@ pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, 
     stream.set_read_timeout(Some(timeout))?;
     let mut out = [0u8; 32];
     let len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq: 1 }, &mut out)
-        .map_err(ClientError::Malformed)?;
+        .map_err(unencodable)?;
     stream.write_all(&out[..len])?;
     let mut header = [0u8; frame::HEADER_LEN];
     stream.read_exact(&mut header).map_err(|e| match e.kind() {
@@ -494,7 +527,7 @@ pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, 
     })?;
     let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(ClientError::Malformed)?;
     if header.msgid != MsgId::StatsResponse {
-        return Err(ClientError::AgentError);
+        return Err(ClientError::Unexpected(header.msgid));
     }
     let mut body = vec![0u8; header.len as usize];
     stream.read_exact(&mut body)?;

@@ -11,6 +11,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 
+use lars_core::backoff::Backoff;
 use lars_core::lb::Rng;
 use lars_core::time::{Duration, Instant};
 use lars_core::wire::{Encode, Frame, MsgId, frame};
@@ -23,10 +24,9 @@ use super::{Control, EventLoop, FramedConn, Interest, Registered, SendError};
 pub struct ClientConfig {
     /// Servers to try, in order; a failure moves on to the next.
     pub addrs: Vec<SocketAddr>,
-    /// First retry delay.
-    pub backoff_min: Duration,
-    /// Longest retry delay; also how long a link must stay up for the backoff to start over.
-    pub backoff_max: Duration,
+    /// Retry delays; the longest is also how long a link must stay up for the backoff to start
+    /// over.
+    pub backoff: Backoff,
     /// How long a connect may take.
     pub connect_timeout: Duration,
     /// Largest frame body accepted from the server.
@@ -36,12 +36,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults for `addrs`: backoff 100 ms to 10 s, connect timeout 3 s.
+    /// Defaults for `addrs`: `Backoff::RECONNECT` (100 ms to 10 s), connect timeout 3 s.
     pub fn new(addrs: Vec<SocketAddr>) -> Self {
         ClientConfig {
             addrs,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff: Backoff::RECONNECT,
             connect_timeout: Duration::from_secs(3),
             max_body: frame::MAX_BODY,
             seed: 1,
@@ -90,7 +89,7 @@ pub struct TcpClient {
     key: usize,
     timer_token: u64,
     state: State,
-    failures: u32,
+    backoff: Backoff,
     next_addr: usize,
     rng: Rng,
     connects: u64,
@@ -103,12 +102,13 @@ impl TcpClient {
         let now = event_loop.now();
         event_loop.set_timer(now, timer_token);
         let rng = Rng::new(config.seed);
+        let backoff = config.backoff;
         TcpClient {
             config,
             key,
             timer_token,
             state: State::Waiting { at: now },
-            failures: 0,
+            backoff,
             next_addr: 0,
             rng,
             connects: 0,
@@ -299,15 +299,11 @@ impl TcpClient {
     fn fail<T>(&mut self, event_loop: &mut EventLoop<T>) -> LinkEvent {
         let now = event_loop.now();
         if let State::Connected { since, .. } | State::Broken { since } = self.state
-            && now.saturating_since(since) >= self.config.backoff_max
+            && now.saturating_since(since) >= self.backoff.max()
         {
-            self.failures = 0;
+            self.backoff.reset();
         }
-        let nominal =
-            self.config.backoff_min.saturating_mul(1 << self.failures.min(16)).min(self.config.backoff_max);
-        let half = nominal.as_micros() / 2;
-        let delay = Duration::from_micros(half + (self.rng.next_u64() % (half + 1)));
-        self.failures = self.failures.saturating_add(1);
+        let delay = self.backoff.fail(self.rng.next_u64());
         self.next_addr = self.next_addr.wrapping_add(1);
         let at = now + delay;
         self.state = State::Waiting { at };

@@ -243,7 +243,7 @@ impl Link {
 /// Routes in MySQL (`RouteData`, `RouteVersion`, `RouteChange`).
 ///
 /// Several lars-dns replicas may share one database, so the change log is read, never consumed:
-/// each replica follows `RouteChange` with its own cursor ([`ChangeCursor`]), and rows are
+/// each replica follows `RouteChange` with its own cursor (`ChangeCursor`), and rows are
 /// pruned by age, long after every live replica has read them ([`CHANGE_RETENTION`]).
 pub struct MysqlRoutes {
     link: Link,
