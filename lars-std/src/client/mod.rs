@@ -533,3 +533,21 @@ pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, 
     stream.read_exact(&mut body)?;
     counters(&body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn errors_say_what_happened_and_keep_their_cause() {
+        let client = Client::new(ClientConfig { agent: Vec::new(), ..ClientConfig::default() });
+        assert!(matches!(client.get_host(1, 1, None), Err(ClientError::NoAgent)));
+        let io = ClientError::from(io::Error::new(io::ErrorKind::PermissionDenied, "no"));
+        assert_eq!(io.source().map(ToString::to_string).as_deref(), Some("no"));
+        let malformed = ClientError::Malformed(lars_core::wire::Error::Truncated);
+        assert!(malformed.source().is_some());
+        assert!(ClientError::Refused.to_string().contains("route table is full"));
+        assert!(ClientError::RouteTooLarge { hosts: 300 }.to_string().contains("300 hosts"));
+    }
+}
