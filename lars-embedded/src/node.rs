@@ -135,6 +135,35 @@ impl LinkState {
 }
 
 /// The gateway agent on smoltcp, for `R` routes of up to `H` hosts.
+///
+/// # Examples
+///
+/// A board's main loop: the node owns the device, and is polled with the time whenever a frame
+/// arrives or the wait it asked for has passed.
+///
+/// ```no_run
+/// use lars_embedded::core::agent::AgentConfig;
+/// use lars_embedded::core::time::Instant;
+/// use lars_embedded::{Ipv4Setup, Node, NodeConfig, NodeStorage};
+/// use smoltcp::phy::Device;
+/// use smoltcp::wire::{EthernetAddress, HardwareAddress, Ipv4Address, Ipv4Cidr};
+///
+/// fn run<D: Device>(device: D, storage: &'static mut NodeStorage<'static>, now: impl Fn() -> Instant) -> ! {
+///     let config = NodeConfig {
+///         hardware_addr: HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1])),
+///         ipv4: Ipv4Setup::Static { address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 0, 2), 24), gateway: None },
+///         dns: "10.0.0.1:7778".parse().unwrap(),
+///         reporter: "10.0.0.1:7779".parse().unwrap(),
+///         api_port: 8888,
+///         agent: AgentConfig::default(),
+///     };
+///     let mut node: Node<'_, D, 16, 16> = Node::new(device, config, storage, now(), 0x5eed);
+///     loop {
+///         let _wait = node.poll(now());
+///         // sleep until a frame arrives or `_wait` has passed (WFI on a board)
+///     }
+/// }
+/// ```
 pub struct Node<'a, D: Device, const R: usize, const H: usize> {
     device: D,
     iface: Interface,

@@ -39,3 +39,8 @@ pub mod reporter;
 pub mod signal;
 pub mod store;
 pub mod time;
+
+/// The README's Rust example, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;

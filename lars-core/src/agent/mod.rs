@@ -43,6 +43,41 @@ pub use crate::wire::{Codec, CodecChoice};
 use crate::wire::{MsgId, frame, lars};
 
 /// The agent, for `R` routes of up to `H` hosts each.
+///
+/// # Examples
+///
+/// A driver feeds the agent datagrams, frames and time, and sends what it is given:
+///
+/// ```
+/// use lars_core::agent::{Agent, AgentConfig};
+/// use lars_core::time::Instant;
+/// use lars_core::wire::{frame, lars, MsgId};
+///
+/// let mut now = Instant::from_millis(0);
+/// let mut agent: Agent<16, 16> = Agent::new(AgentConfig::default(), now);
+/// agent.handle_dns_link(now, true); // the driver connected to lars-dns
+///
+/// // A caller's get_host, in the original protocol, as it arrives on UDP 8888.
+/// let mut datagram = [0u8; 64];
+/// let request = lars::GetHostRequest { seq: 1, modid: 1001, cmdid: 1 };
+/// let len = frame::encode(MsgId::GetHostRequest, &request, &mut datagram).unwrap();
+/// let mut reply = [0u8; 512];
+/// let answer = agent.handle_api_datagram(now, &datagram[..len], &mut reply).unwrap();
+/// assert!(answer > 0); // "no such route yet": the agent now pulls it
+///
+/// // What the agent wants sent (its Hello, then the pull) and when to call it again.
+/// let mut out = [0u8; 512];
+/// while let Some(transmit) = agent.poll_transmit(now, &mut out) {
+///     let _bytes = &out[..transmit.len]; // send on transmit.link
+/// }
+/// while let Some(event) = agent.poll_event() {
+///     let _ = event; // log it
+/// }
+/// if let Some(at) = agent.poll_timeout() {
+///     now = at;
+///     agent.handle_timeout(now);
+/// }
+/// ```
 pub struct Agent<const R: usize, const H: usize> {
     config: AgentConfig,
     rng: Rng,

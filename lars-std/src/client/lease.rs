@@ -57,6 +57,24 @@ impl Default for LeaseConfig {
 
 /// A route leased from the agent. Its calls take `&mut self`: give each thread its own lease
 /// (or share one behind a `Mutex`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Instant;
+/// use lars_std::client::{Client, ClientConfig, ClientError, Outcome};
+///
+/// let client = Client::new(ClientConfig::default());
+/// let mut lease = client.lease(1001, 1)?; // one per thread
+/// for _ in 0..1000 {
+///     let host = lease.get_host(None)?; // picked in process: no syscall
+///     let start = Instant::now();
+///     // ... call `host` ...
+///     lease.report(host, Outcome::Ok, start.elapsed());
+/// }
+/// lease.flush()?; // the summary goes to the agent every 100 ms anyway
+/// # Ok::<(), ClientError>(())
+/// ```
 pub struct Lease {
     lease: Box<lars_core::lease::Lease<HOSTS>>,
     clock: Clock,

@@ -141,6 +141,21 @@ pub struct Route {
 }
 
 /// A client of the local agent.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Instant;
+/// use lars_std::client::{Client, ClientConfig, ClientError, Outcome};
+///
+/// let client = Client::new(ClientConfig::default()); // the agent on 127.0.0.1:8888-8890
+/// client.reg_init(1001, 1, 20)?; // wait until the agent holds the route
+/// let host = client.get_host(1001, 1, None)?;
+/// let start = Instant::now();
+/// // ... call `host` ...
+/// client.report(1001, 1, host, Outcome::Ok, start.elapsed())?;
+/// # Ok::<(), ClientError>(())
+/// ```
 pub struct Client {
     config: ClientConfig,
     pools: Vec<Mutex<Vec<UdpSocket>>>,

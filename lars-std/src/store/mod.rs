@@ -148,6 +148,23 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Where lars-dns reads routes.
+///
+/// # Examples
+///
+/// A store only says what the routes are and cheaply whether they may have changed; lars-dns
+/// works out the rest.
+///
+/// ```
+/// use lars_std::store::memory::MemoryRoutes;
+/// use lars_std::store::RouteStore;
+///
+/// let routes = MemoryRoutes::new();
+/// let mut store = routes.clone(); // clones share one table
+/// routes.set_route((1001, 1), &["10.0.0.7:80".parse().unwrap()]);
+/// assert_eq!(store.version().unwrap(), 1);
+/// let table = store.load().unwrap();
+/// assert_eq!(table.hosts((1001, 1)).len(), 1);
+/// ```
 pub trait RouteStore: Send {
     /// A version that changes whenever the routes may have changed (the original's
     /// `RouteVersion`, a file's modification time...). Cheap: polled every second.
