@@ -9,64 +9,172 @@ use std::time::Duration;
 
 use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig};
-use lars_std::daemon::{self, Args, UsageError};
+use lars_std::daemon::{Args, UsageError};
 use lars_std::store::RouteStore;
 use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::{self, MysqlRoutes, RouteAdmin};
 
-const USAGE: &str = "\
-usage: lars <command> [args] [--agent IP:PORT,...] [--codec auto|native|lars]
+/// One subcommand: what it takes, what it does, and the only flags it accepts.
+struct Command {
+    name: &'static str,
+    args: &'static str,
+    about: &'static str,
+    flags: &'static [&'static str],
+    switches: &'static [&'static str],
+}
 
-calls (through the local lars-agent, default 127.0.0.1:8888-8890; --codec lars speaks to an
-original Lars agent, auto (the default) finds out on the first call):
-  get-host MODID CMDID [--key K]          a host for the next call
-  report MODID CMDID HOST:PORT ok|fail|overload [--latency-us N]
-  get-route MODID CMDID                   every host of the route (waits up to 1 s while the
-                                          agent fetches a route it has not seen)
-  simulate MODID CMDID [--count N] [--fail HOST:PORT=RATE,...] [--interval-ms N]
-                                          the original simulator: calls with failing hosts,
-                                          then a per-host table
-  bench [--threads N] [--seconds S] [--modid-base M] [--cmdid C] [--lease] [--json FILE]
-                                          the original qps tool: N threads, one module each;
-                                          --lease picks in process from leased routes
+/// Flags of the commands that call the agent.
+const CALL: [&str; 2] = ["agent", "codec"];
 
-administration (--routes FILE for the route file, or --mysql URL):
-  route add MODID CMDID HOST:PORT [--weight W]
-  route del MODID CMDID HOST:PORT
-  route list
-  status [--stats-file FILE]              call statistics stored by lars-reporter
-  stats [--dns IP:PORT | --reporter IP:PORT]
-                                          a daemon's counters (the agent's by default)
-  db-init --mysql URL                     create or upgrade the lars_dns schema
-";
-
-const FLAGS: [&str; 18] = [
-    "agent",
-    "codec",
-    "dns",
-    "reporter",
-    "key",
-    "latency-us",
-    "count",
-    "fail",
-    "interval-ms",
-    "threads",
-    "seconds",
-    "modid-base",
-    "cmdid",
-    "json",
-    "routes",
-    "mysql",
-    "weight",
-    "stats-file",
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "get-host",
+        args: "MODID CMDID",
+        about: "a host for the next call",
+        flags: &["agent", "codec", "key"],
+        switches: &[],
+    },
+    Command {
+        name: "report",
+        args: "MODID CMDID HOST:PORT ok|fail|overload",
+        about: "a call's result",
+        flags: &["agent", "codec", "latency-us"],
+        switches: &[],
+    },
+    Command {
+        name: "get-route",
+        args: "MODID CMDID",
+        about: "every host of the route (waits up to 1 s while the agent fetches a route it has not seen)",
+        flags: &CALL,
+        switches: &[],
+    },
+    Command {
+        name: "simulate",
+        args: "MODID CMDID",
+        about: "the original simulator: calls with failing hosts, then a per-host table",
+        flags: &["agent", "codec", "count", "fail", "interval-ms"],
+        switches: &[],
+    },
+    Command {
+        name: "bench",
+        args: "",
+        about: "the original qps tool: N threads, one module each; --lease picks in process from leased routes",
+        flags: &["agent", "codec", "threads", "seconds", "modid-base", "cmdid", "json"],
+        switches: &["lease"],
+    },
+    Command {
+        name: "route",
+        args: "add MODID CMDID HOST:PORT | del MODID CMDID HOST:PORT | list",
+        about: "change or list the routes in the route file (--routes) or MySQL (--mysql)",
+        flags: &["routes", "mysql", "weight"],
+        switches: &[],
+    },
+    Command {
+        name: "status",
+        args: "",
+        about: "call statistics stored by lars-reporter (its --stats-file, or MySQL)",
+        flags: &["stats-file", "mysql"],
+        switches: &[],
+    },
+    Command {
+        name: "stats",
+        args: "",
+        about: "a daemon's counters (the agent's by default)",
+        flags: &["agent", "codec", "dns", "reporter"],
+        switches: &[],
+    },
+    Command {
+        name: "db-init",
+        args: "",
+        about: "create or upgrade the lars_dns schema",
+        flags: &["mysql"],
+        switches: &[],
+    },
 ];
 
-const SWITCHES: [&str; 2] = ["help", "lease"];
+/// Each flag's value and meaning, for the commands' help.
+const FLAG_HELP: &[(&str, &str, &str)] = &[
+    ("agent", "IP:PORT,...", "the agent's API endpoints (default 127.0.0.1:8888-8890)"),
+    ("codec", "auto|native|lars", "lars speaks to an original Lars agent; auto (the default) finds out"),
+    ("key", "K", "a hash key, for consistent hashing"),
+    ("latency-us", "N", "the call's latency"),
+    ("count", "N", "calls to make (default 1000)"),
+    ("fail", "HOST:PORT=RATE,...", "hosts that fail, and how often"),
+    ("interval-ms", "N", "pause between calls"),
+    ("threads", "N", "caller threads"),
+    ("seconds", "S", "how long to run"),
+    ("modid-base", "M", "thread i calls module M + i"),
+    ("cmdid", "C", "the command id"),
+    ("json", "FILE", "also write the figures as JSON"),
+    ("lease", "", "lease the routes and pick in process"),
+    ("routes", "FILE", "the route file"),
+    ("mysql", "URL", "the lars_dns database (mysql://user:pw@host/lars_dns)"),
+    ("weight", "W", "the host's weight (default 1)"),
+    ("stats-file", "FILE", "lars-reporter's statistics file (default lars-stats.txt)"),
+    ("dns", "IP:PORT", "ask this lars-dns"),
+    ("reporter", "IP:PORT", "ask this lars-reporter"),
+];
+
+const EXIT_CODES: &str = "\
+exit codes: 0 done; 1 every host of the route is overloaded; 2 the agent refused the request or
+cannot carry it; 3 no such route; 64 usage error; 75 no answer from the agent; 70 anything else";
+
+/// The list of commands (`lars --help`).
+fn usage_text() -> String {
+    let mut text =
+        String::from("usage: lars <command> [args] [flags]   (lars <command> --help for its flags)\n\n");
+    for command in COMMANDS {
+        text += &format!("  {:<10} {}\n", command.name, command.about);
+    }
+    text += &format!("\n{EXIT_CODES}\n");
+    text
+}
+
+/// One command's help (`lars <command> --help`).
+fn command_help(command: &Command) -> String {
+    let mut text = format!("usage: lars {} {}\n\n{}\n", command.name, command.args, command.about);
+    if !command.flags.is_empty() || !command.switches.is_empty() {
+        text += "\nflags:\n";
+    }
+    for flag in command.flags.iter().chain(command.switches) {
+        let (_, value, meaning) =
+            FLAG_HELP.iter().find(|(name, ..)| name == flag).copied().unwrap_or((flag, "", ""));
+        let syntax = if value.is_empty() { format!("--{flag}") } else { format!("--{flag} {value}") };
+        text += &format!("  {syntax:<28} {meaning}\n");
+    }
+    text += &format!("\n{EXIT_CODES}\n");
+    text
+}
 
 fn main() {
-    if let Err(error) = run() {
-        daemon::exit_with("lars", error.as_ref(), USAGE);
+    let words: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(words) => words,
+        Err(_) => fail(None, &UsageError("an argument is not valid UTF-8".into())),
+    };
+    let name = words.iter().find(|w| !w.starts_with("--")).map(String::as_str);
+    let command = COMMANDS.iter().find(|c| Some(c.name) == name);
+    if let Err(error) = run(&words, name, command) {
+        fail(command, error.as_ref());
     }
+}
+
+/// Says what went wrong and exits with its code ([`EXIT_CODES`]).
+fn fail(command: Option<&Command>, error: &(dyn Error + 'static)) -> ! {
+    use lars_std::client::ClientError;
+    if error.is::<UsageError>() {
+        let help = command.map_or_else(usage_text, command_help);
+        eprintln!("lars: {error}\n\n{help}");
+        std::process::exit(64);
+    }
+    eprintln!("lars: {error}");
+    let code = match error.downcast_ref::<ClientError>() {
+        Some(ClientError::Overloaded) => 1,
+        Some(ClientError::Refused | ClientError::NeedsNative(_)) => 2,
+        Some(ClientError::NoRoute) => 3,
+        Some(ClientError::Timeout) => 75,
+        _ => 70,
+    };
+    std::process::exit(code);
 }
 
 fn usage(message: &str) -> Box<dyn Error> {
@@ -104,13 +212,27 @@ fn reg_init(client: &Client, modid: i32, cmdid: i32) -> Result<(), Box<dyn Error
     }
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(&FLAGS, &SWITCHES)?;
-    let command = args.positional.first().map(String::as_str);
-    match command {
-        None | Some("help") => print!("{USAGE}"),
-        Some(_) if args.switch("help") => print!("{USAGE}"),
-        Some("get-host") => {
+fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Result<(), Box<dyn Error>> {
+    if words.iter().any(|w| w == "--version") {
+        println!("lars {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let Some(command) = command else {
+        match name {
+            None | Some("help") => print!("{}", usage_text()),
+            Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
+        }
+        return Ok(());
+    };
+    let switches: Vec<&str> = command.switches.iter().copied().chain(["help"]).collect();
+    let args = Args::parse(words.iter().cloned(), command.flags, &switches)
+        .map_err(|e| usage(&format!("{}: {}", command.name, e.0)))?;
+    if args.switch("help") {
+        print!("{}", command_help(command));
+        return Ok(());
+    }
+    match command.name {
+        "get-host" => {
             let key = args
                 .flag("key")
                 .map(|k| k.parse::<u64>())
@@ -122,7 +244,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             reg_init(&client, modid, cmdid)?;
             println!("{}", client.get_host(modid, cmdid, key)?);
         }
-        Some("report") => {
+        "report" => {
             let host: SocketAddr = int(&args, 3, "HOST:PORT")?;
             let outcome = match args.positional.get(4).map(String::as_str) {
                 Some("ok") => Outcome::Ok,
@@ -137,7 +259,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             reg_init(&client, modid, cmdid)?;
             client.report(modid, cmdid, host, outcome, latency)?;
         }
-        Some("get-route") => {
+        "get-route" => {
             // An agent that has not seen the route yet fetches it first: give it a moment.
             let route = client(&args)?.reg_init(int(&args, 1, "MODID")?, int(&args, 2, "CMDID")?, 20)?;
             println!("version {}", route.version);
@@ -145,13 +267,13 @@ fn run() -> Result<(), Box<dyn Error>> {
                 println!("{} weight {}", host.addr, host.weight);
             }
         }
-        Some("simulate") => {
+        "simulate" => {
             simulate::run(&client(&args)?, &args, int(&args, 1, "MODID")?, int(&args, 2, "CMDID")?)?
         }
-        Some("bench") => bench::run(&args)?,
-        Some("route") => route(&args)?,
-        Some("status") => status(&args)?,
-        Some("stats") => {
+        "bench" => bench::run(&args)?,
+        "route" => route(&args)?,
+        "status" => status(&args)?,
+        "stats" => {
             let counters = match (args.flag("dns"), args.flag("reporter")) {
                 (Some(addr), None) | (None, Some(addr)) => {
                     let addr: SocketAddr =
@@ -165,12 +287,12 @@ fn run() -> Result<(), Box<dyn Error>> {
                 println!("{name:<28} {value}");
             }
         }
-        Some("db-init") => {
+        "db-init" => {
             let url = args.flag("mysql").ok_or_else(|| usage("db-init needs --mysql URL"))?;
             mysql::init_schema(&mysql::opts(url)?)?;
             println!("schema ready in {url}");
         }
-        Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
+        other => return Err(format!("`{other}` has no handler (a bug in lars)").into()),
     }
     Ok(())
 }
@@ -245,23 +367,47 @@ fn status(args: &Args) -> Result<(), Box<dyn Error>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{FLAGS, SWITCHES, USAGE};
+    use super::{COMMANDS, FLAG_HELP, command_help, run};
 
-    /// Every `--flag` the usage text offers must be one the parser accepts (`lars stats --dns`
-    /// was once refused as an unknown flag), and every accepted flag must be documented.
+    /// Each command's help documents exactly the flags it accepts (`lars stats --dns` was once
+    /// refused as an unknown flag), every documented flag has a meaning, and no meaning is
+    /// left over.
     #[test]
-    fn usage_and_accepted_flags_agree() {
-        let mut documented: Vec<&str> = USAGE
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .filter_map(|word| word.strip_prefix("--"))
-            .filter(|flag| !flag.is_empty())
-            .collect();
-        documented.sort_unstable();
-        documented.dedup();
-        // --help is the one switch the usage text need not list.
-        let mut accepted: Vec<&str> =
-            FLAGS.iter().chain(&SWITCHES).copied().filter(|s| *s != "help").collect();
-        accepted.sort_unstable();
-        assert_eq!(documented, accepted);
+    fn each_commands_help_and_accepted_flags_agree() {
+        for command in COMMANDS {
+            let help = command_help(command);
+            let mut documented: Vec<&str> = help
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter_map(|word| word.strip_prefix("--"))
+                .filter(|flag| !flag.is_empty())
+                .collect();
+            documented.sort_unstable();
+            documented.dedup();
+            let mut accepted: Vec<&str> = command.flags.iter().chain(command.switches).copied().collect();
+            accepted.sort_unstable();
+            assert_eq!(documented, accepted, "lars {}", command.name);
+            for flag in &accepted {
+                assert!(FLAG_HELP.iter().any(|(name, ..)| name == flag), "--{flag} has no help");
+            }
+        }
+        for (flag, ..) in FLAG_HELP {
+            assert!(
+                COMMANDS.iter().any(|c| c.flags.contains(flag) || c.switches.contains(flag)),
+                "--{flag} is documented but no command takes it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_of_another_command_is_a_usage_error_and_every_command_has_help() {
+        let words = |text: &str| text.split(' ').map(String::from).collect::<Vec<_>>();
+        let get_host = COMMANDS.iter().find(|c| c.name == "get-host");
+        let error = run(&words("get-host 1 1 --weight 3"), Some("get-host"), get_host).unwrap_err();
+        assert!(error.is::<lars_std::daemon::UsageError>());
+        assert_eq!(error.to_string(), "get-host: unknown flag --weight");
+        for command in COMMANDS {
+            let help = words(&format!("{} --help", command.name));
+            assert!(run(&help, Some(command.name), Some(command)).is_ok(), "lars {} --help", command.name);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The `lars` CLI against an original Lars agent (a peer that speaks only msgids 4–8, from
 //! `lars_tests::original`): with the default `--codec auto` every call command works, and
-//! what the original protocol cannot carry is refused with a message and exit code 70.
+//! what the original protocol cannot carry is refused with a message and exit code 2.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Output};
@@ -54,11 +54,11 @@ fn every_call_command_works_against_an_original_agent() {
     assert_eq!(reports[0], (21, 1, hosts[0], 1), "the report came as msgid 6 with retcode 1");
 
     let out = lars(agent.addr, &["get-host", "21", "1", "--key", "7"]);
-    assert_eq!(out.status.code(), Some(70));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("original Lars protocol, which has no hash key"), "{stderr}");
     let out = lars(agent.addr, &[&bench[..], &["--lease"]].concat());
-    assert_eq!(out.status.code(), Some(70));
+    assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no leases"), "{}", text(&out.stderr));
 }
 
@@ -66,12 +66,31 @@ fn every_call_command_works_against_an_original_agent() {
 fn codec_native_against_an_original_agent_times_out_and_a_bad_codec_is_a_usage_error() {
     let agent = OriginalAgent::start((22, 1), vec![SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 1), 80)]);
     let out = lars(agent.addr, &["get-host", "22", "1", "--codec", "native"]);
-    assert_eq!(out.status.code(), Some(70));
+    assert_eq!(out.status.code(), Some(75), "a timeout has its own exit code");
     assert!(text(&out.stderr).contains("no answer from the agent"), "{}", text(&out.stderr));
     let out = lars(agent.addr, &["get-host", "22", "1", "--codec", "original"]);
     assert_eq!(out.status.code(), Some(64));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("--codec: `original` is not auto, native or lars"), "{stderr}");
+}
+
+/// Exit codes tell a missing route and a timeout from an internal error; each command takes
+/// only its own flags and has its own help.
+#[test]
+fn exit_codes_flags_and_help_per_command() {
+    let agent = OriginalAgent::start((23, 1), vec![SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 1), 80)]);
+    let out = lars(agent.addr, &["get-host", "24", "1"]);
+    assert_eq!(out.status.code(), Some(3), "no such route: {}", text(&out.stderr));
+    let out = lars(agent.addr, &["get-route", "23", "1", "--weight", "2"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("get-route: unknown flag --weight"), "{stderr}");
+    assert!(stderr.contains("usage: lars get-route MODID CMDID"), "the command's own usage: {stderr}");
+    let out = lars(agent.addr, &["report", "--help"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("--latency-us N"), "{}", text(&out.stdout));
+    let out = Command::new(env!("CARGO_BIN_EXE_lars")).arg("--version").output().unwrap();
+    assert_eq!(text(&out.stdout), format!("lars {}\n", env!("CARGO_PKG_VERSION")));
 }
 
 /// As the original `get_host` and `report` tools do, `lars get-host` and `lars report` make a
