@@ -269,7 +269,7 @@ impl Runner {
         mut cache: Option<RouteCache>,
     ) {
         let clock = self.event_loop.clock();
-        let mut ready = Vec::new();
+        let mut ready = self.event_loop.ready_list();
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         let mut armed: Option<Instant> = None;
         let mut published = clock.now();

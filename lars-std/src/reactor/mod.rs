@@ -257,6 +257,13 @@ impl<T> EventLoop<T> {
         Ok(())
     }
 
+    /// An empty list for [`EventLoop::poll`] with room for what one poll returns in steady
+    /// state (a wait's events, polling's 1024 at most, and the timers and tasks due), so that
+    /// a loop that reuses it does not allocate.
+    pub fn ready_list(&self) -> Vec<Ready<T>> {
+        Vec::with_capacity(1024 + 64)
+    }
+
     /// One `Poller::wait`, its events appended to `out`. An interrupted wait returns nothing,
     /// like a spurious wake-up.
     fn wait(&mut self, out: &mut Vec<Ready<T>>, timeout: Option<std::time::Duration>) -> io::Result<()> {

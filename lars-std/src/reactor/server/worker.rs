@@ -178,7 +178,7 @@ impl<S: Service> Worker<S> {
     }
 
     pub(super) fn run(mut self) {
-        let mut ready = Vec::new();
+        let mut ready = self.event_loop.ready_list();
         let mut timers = Timers::new();
         let mut events = Events::new();
         loop {
