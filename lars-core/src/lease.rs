@@ -58,10 +58,6 @@ impl Default for LeaseConfig {
     }
 }
 
-/// Largest encoded `HostStats` (all varints at their longest, an IPv6 host).
-const ENTRY_MAX: usize = 61;
-/// A `CallStats` body's fields before its entries, at their longest.
-const HEAD_MAX: usize = 13;
 /// Entries per summary datagram at most; the driver's buffer may allow fewer.
 const CHUNK: usize = 64;
 const UNSPECIFIED: SocketAddr =
@@ -266,7 +262,8 @@ impl<const H: usize> Lease<H> {
 
     /// Writes the next datagram of the summary being sent and drops its entries from the counts.
     fn next_summary(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let room = buf.len().saturating_sub(frame::HEADER_LEN + HEAD_MAX) / ENTRY_MAX;
+        let room = buf.len().saturating_sub(frame::HEADER_LEN + native::STATS_HEAD_MAX_LEN)
+            / native::HostStats::MAX_ENCODED_LEN;
         let n = self.counts.len().min(room).min(CHUNK);
         if n == 0 {
             return None;

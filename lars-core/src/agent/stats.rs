@@ -19,15 +19,11 @@ use core::net::SocketAddr;
 use super::route::{FlushCursor, Route, Tally};
 use super::{AgentStats, Codec};
 use crate::lb::Balance;
-use crate::wire::native::{HostReport, HostStats, StatusReport};
+use crate::wire::native::{HostReport, HostStats, STATS_HEAD_MAX_LEN, StatusReport};
 use crate::wire::{List, MsgId, frame, lars};
 
 /// Entries per frame at most; the transmit buffer may allow fewer.
 const CHUNK: usize = 64;
-/// Largest encoded `HostReport`: a `HostStats` (61 bytes with every varint at its longest and
-/// an IPv6 host) and two window counts.
-const NATIVE_ENTRY_MAX: usize = 61 + 2 * 5;
-const NATIVE_HEAD_MAX: usize = 13;
 /// Largest encoded `HostCallResult` including its key and length.
 const LARS_ENTRY_MAX: usize = 32;
 const LARS_HEAD_MAX: usize = 40;
@@ -98,7 +94,8 @@ impl Flush {
         ts: u32,
         buf: &mut [u8],
     ) -> Step {
-        let room = buf.len().saturating_sub(frame::HEADER_LEN + NATIVE_HEAD_MAX) / NATIVE_ENTRY_MAX;
+        let room =
+            buf.len().saturating_sub(frame::HEADER_LEN + STATS_HEAD_MAX_LEN) / HostReport::MAX_ENCODED_LEN;
         let mut entries = [EMPTY_REPORT; CHUNK];
         let mut n = 0;
         while n < room.min(CHUNK) && self.slot < routes.len() {

@@ -248,7 +248,15 @@ pub struct HostStats {
     pub latency_max_us: u32,
 }
 
+/// The longest encoding of the fields of a `CallStats` or `StatusReport` body before its
+/// entries: the caller and the timestamp as 5-byte varints, and the entry count (3 bytes
+/// within `MAX_BODY`). Senders size their frames with it.
+pub const STATS_HEAD_MAX_LEN: usize = 13;
+
 impl HostStats {
+    /// The longest encoding of one entry: every varint at its longest, and an IPv6 host.
+    pub const MAX_ENCODED_LEN: usize = 61;
+
     /// No calls yet to `host` of `(modid, cmdid)`.
     pub const fn empty(modid: i32, cmdid: i32, host: SocketAddr) -> HostStats {
         HostStats {
@@ -301,6 +309,11 @@ pub struct HostReport {
     pub window_succ: u32,
     /// Failed calls since the host's last state change.
     pub window_err: u32,
+}
+
+impl HostReport {
+    /// The longest encoding of one entry: a `HostStats` and the two window counts.
+    pub const MAX_ENCODED_LEN: usize = HostStats::MAX_ENCODED_LEN + 2 * 5;
 }
 
 /// An agent's statistics for one period (msgid 0x131), to lars-reporter.

@@ -5,6 +5,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::*;
+use crate::wire::{MsgId, frame};
 
 static HELLO: [u8; 9] = [0x01, 0x00, 0x81, 0x80, 0x80, 0x50, 0xf7, 0xff, 0x03];
 static HEARTBEAT: [u8; 2] = [0xac, 0x02];
@@ -441,4 +442,37 @@ fn malformed_bodies_are_precise_errors() {
     let mut bad = GET_HOST_RESPONSE;
     bad[6] = 2;
     assert_eq!(GetHostResponse::parse(&bad), Err(Error::BadValue));
+}
+
+/// The size limits senders plan frames with are the real longest encodings.
+#[test]
+fn stats_size_limits_are_the_longest_encodings() {
+    let longest = HostStats {
+        modid: i32::MIN,
+        cmdid: i32::MIN,
+        host: SocketAddr::new(
+            Ipv6Addr::new(0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff).into(),
+            65535,
+        ),
+        succ: u32::MAX,
+        err: u32::MAX,
+        overload: u32::MAX,
+        overloaded: true,
+        latency_sum_us: u64::MAX,
+        latency_max_us: u32::MAX,
+    };
+    let entries = [longest; 2];
+    let stats = CallStats { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&entries) };
+    let mut out = [0u8; 512];
+    let len = frame::encode(MsgId::NativeCallStats, &stats, &mut out).unwrap();
+    // caller and ts at 5 bytes each, a 1-byte count for two entries.
+    assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostStats::MAX_ENCODED_LEN);
+    let report = HostReport { stats: longest, window_succ: u32::MAX, window_err: u32::MAX };
+    let reports = [report; 2];
+    let status = StatusReport { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&reports) };
+    let len = frame::encode(MsgId::StatusReport, &status, &mut out).unwrap();
+    assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostReport::MAX_ENCODED_LEN);
+    // The count of the most entries a body can hold takes 3 bytes.
+    assert!(frame::MAX_BODY as usize / HostStats::MAX_ENCODED_LEN < 1 << 21);
+    assert_eq!(STATS_HEAD_MAX_LEN, 5 + 5 + 3);
 }
