@@ -251,6 +251,13 @@ msg_ids! {
     Hello = 0x100,
     /// Native: a keep-alive, echoed by the peer.
     Heartbeat = 0x101,
+    /// Native: agent → daemon, [`native::AuthHello`]: a hello that starts proving a shared
+    /// secret.
+    AuthHello = 0x102,
+    /// Native: daemon → agent, [`native::AuthChallenge`]: the daemon's nonce and proof.
+    AuthChallenge = 0x103,
+    /// Native: agent → daemon, [`native::AuthProof`]: the agent's proof.
+    AuthProof = 0x104,
     /// Native: API → agent, [`native::GetHostRequest`].
     NativeGetHostRequest = 0x110,
     /// Native: agent → API, [`native::GetHostResponse`].
