@@ -303,6 +303,55 @@ mod tests {
         assert_eq!(link.up(at(20), PROBE), None, "greets again");
     }
 
+    #[cfg(feature = "auth")]
+    mod auth {
+        use super::*;
+        use crate::auth::{Responder, Secret};
+
+        fn secret() -> Secret {
+            Secret::new(b"sixteen or more bytes").unwrap()
+        }
+
+        #[test]
+        fn a_proven_challenge_brings_the_link_up_native_with_the_proof_due() {
+            let mut link = LinkState::new(CodecChoice::Fixed(Codec::Lars));
+            link.set_nonce([3; NONCE_LEN]);
+            link.up_authenticating(at(0), PROBE, Role::Agent, 7, Role::Dns);
+            assert!(
+                link.is_connected() && link.codec().is_none(),
+                "no codec, fixed or not, before the proof"
+            );
+            let hello = link.auth_hello_due().expect("the hello is due");
+            link.hello_sent();
+            assert!(link.auth_hello_due().is_none());
+            let mut server = Responder::new();
+            let challenge =
+                server.handle_hello(Some(&secret()), &hello, Role::Dns, 0, 100, [4; NONCE_LEN]).unwrap();
+            assert_eq!(link.heard_challenge(&secret(), &challenge), Ok(()));
+            assert_eq!(link.codec(), Some(Codec::Native));
+            let proof = link.proof_due().expect("the proof is due");
+            let proof = crate::wire::native::AuthProof { proof };
+            assert_eq!(server.handle_proof(Some(&secret()), &proof), Ok(7));
+            link.proof_sent();
+            assert!(link.proof_due().is_none());
+            assert_eq!(link.heard_challenge(&secret(), &challenge), Err(AuthError::OutOfOrder), "once");
+        }
+
+        #[test]
+        fn no_answer_in_time_closes_the_link_and_never_falls_back_to_lars() {
+            let mut link = LinkState::new(CodecChoice::Auto);
+            link.set_nonce([3; NONCE_LEN]);
+            link.up_authenticating(at(0), PROBE, Role::Agent, 7, Role::Dns);
+            link.hello_sent();
+            assert_eq!(link.handle_timeout(at(1000)), None, "no Lars fallback");
+            assert!(link.take_close() && !link.take_close(), "closed once");
+            assert_eq!(link.codec(), None);
+            link.down();
+            link.up_authenticating(at(2000), PROBE, Role::Agent, 7, Role::Dns);
+            assert!(link.auth_hello_due().is_none(), "a nonce is used once: the driver gives a new one");
+        }
+    }
+
     #[test]
     fn a_link_that_drops_before_greeting_asks_again() {
         let mut link = LinkState::new(CodecChoice::Auto);
