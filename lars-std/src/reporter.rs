@@ -210,7 +210,7 @@ impl ReporterWorker {
         Control::Close
     }
 
-    /// The caller a native report's rows are stored under: the identity its connection
+    /// The caller a report's rows are stored under: the identity its connection
     /// proved, if it did (a frame that claims another is counted), else what the frame says.
     fn caller(&self, proved: Option<u32>, claimed: u32) -> u32 {
         match proved {
@@ -256,12 +256,14 @@ impl Service for ReporterWorker {
                 };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                // An authenticated connection may speak Lars too: its identity still holds.
+                let caller = self.caller(proved, report.caller as u32);
                 for result in &report.results {
                     self.enqueue(StatRow {
                         modid: report.modid,
                         cmdid: report.cmdid,
                         host: SocketAddr::V4(result.host),
-                        caller: report.caller as u32,
+                        caller,
                         succ: result.succ,
                         err: result.err,
                         ts,

@@ -304,6 +304,14 @@ fn a_forged_caller_cannot_overwrite_another_agents_row() {
     other.write(&status_report(victim, "10.7.0.1:80", 0)).unwrap();
     eventually("the rewrite is counted", || reporter.stats().callers_rewritten.load(Ordering::Relaxed) == 1);
     eventually("stored under the prover", || stats.rows().iter().any(|r| r.caller == attacker));
+    // The same in the Lars codec on the authenticated connection: `caller` 10.0.0.1 (field 3),
+    // one result for 10.7.0.1:80 with succ 0.
+    let mut lars_body = vec![0x08, 0x07, 0x10, 0x01, 0x18, 0x81, 0x80, 0x80, 0x50];
+    lars_body.extend_from_slice(&[0x22, 0x07, 0x08, 0x81, 0x80, 0x9c, 0x50, 0x10, 0x50]);
+    other.write(&frame_bytes(MsgId::ReportStatusRequest.as_u32(), &lars_body)).unwrap();
+    eventually("the Lars frame is rewritten too", || {
+        reporter.stats().callers_rewritten.load(Ordering::Relaxed) == 2
+    });
     let victims: Vec<u32> = stats.rows().iter().filter(|r| r.caller == victim).map(|r| r.succ).collect();
     assert_eq!(victims, [100], "the victim's row is untouched");
     assert_eq!(reporter.stats().auth.refused.load(Ordering::Relaxed), 1);
