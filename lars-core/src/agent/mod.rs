@@ -424,20 +424,23 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// Advances time: ends greetings that got no answer, retries pulls that got none, and
     /// starts statistics flushes.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for link in [Link::Dns, Link::Reporter] {
-            let state = match link {
-                Link::Dns => &mut self.dns,
-                Link::Reporter => &mut self.reporter,
+        #[cfg(feature = "auth")]
+        let authenticating = [self.dns.is_authenticating(), self.reporter.is_authenticating()];
+        let dns = self.dns.handle_timeout(now);
+        self.codec_chosen(Link::Dns, dns);
+        let reporter = self.reporter.handle_timeout(now);
+        self.codec_chosen(Link::Reporter, reporter);
+        // A handshake that timed out leaves its link to be closed.
+        #[cfg(feature = "auth")]
+        for (link, was) in [(Link::Dns, authenticating[0]), (Link::Reporter, authenticating[1])] {
+            let still = match link {
+                Link::Dns => self.dns.is_authenticating(),
+                Link::Reporter => self.reporter.is_authenticating(),
             };
-            #[cfg(feature = "auth")]
-            let authenticating = state.is_authenticating();
-            let known = state.handle_timeout(now);
-            #[cfg(feature = "auth")]
-            if authenticating && !state.is_authenticating() {
+            if was && !still {
                 self.stats.auth_failures += 1;
                 self.push_event(AgentEvent::AuthFailed { link, timed_out: true });
             }
-            self.codec_chosen(link, known);
         }
         for slot in 0..self.routes.len() {
             if let Pull::InFlight { deadline } = self.routes[slot].pull

@@ -16,7 +16,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// does not have; going down turns pulls in flight back into pulls to send.
     pub fn handle_dns_link(&mut self, now: Instant, up: bool) {
         if up {
-            self.link_up(now, Link::Dns);
+            // Without a secret (and in a build without `auth`) exactly the codec's way.
+            if !self.start_handshake(now, Link::Dns) {
+                let known = self.dns.up(now, self.config.codec_probe_timeout);
+                self.codec_chosen(Link::Dns, known);
+            }
         } else {
             self.dns.down();
         }
@@ -30,30 +34,34 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// The reporter link came up (`true`) or went down.
     pub fn handle_reporter_link(&mut self, now: Instant, up: bool) {
         if up {
-            self.link_up(now, Link::Reporter);
+            if !self.start_handshake(now, Link::Reporter) {
+                let known = self.reporter.up(now, self.config.codec_probe_timeout);
+                self.codec_chosen(Link::Reporter, known);
+            }
         } else {
             self.reporter.down();
         }
     }
 
-    /// A link came up: it proves the secret if there is one, else finds out or takes its codec.
-    fn link_up(&mut self, now: Instant, link: Link) {
-        let timeout = self.config.codec_probe_timeout;
-        let state = match link {
-            Link::Dns => &mut self.dns,
-            Link::Reporter => &mut self.reporter,
-        };
-        #[cfg(feature = "auth")]
-        if self.config.secret.is_some() {
-            let expected = match link {
-                Link::Dns => native::Role::Dns,
-                Link::Reporter => native::Role::Reporter,
-            };
-            state.up_authenticating(now, timeout, native::Role::Agent, self.config.caller, expected);
-            return;
+    /// A link came up: with a secret it starts the handshake (and returns true); without one
+    /// the link finds out or takes its codec as before.
+    #[cfg(feature = "auth")]
+    fn start_handshake(&mut self, now: Instant, link: Link) -> bool {
+        if self.config.secret.is_none() {
+            return false;
         }
-        let known = state.up(now, timeout);
-        self.codec_chosen(link, known);
+        let (state, expected) = match link {
+            Link::Dns => (&mut self.dns, native::Role::Dns),
+            Link::Reporter => (&mut self.reporter, native::Role::Reporter),
+        };
+        let timeout = self.config.codec_probe_timeout;
+        state.up_authenticating(now, timeout, native::Role::Agent, self.config.caller, expected);
+        true
+    }
+
+    #[cfg(not(feature = "auth"))]
+    fn start_handshake(&mut self, _now: Instant, _link: Link) -> bool {
+        false
     }
 
     /// With a secret, what a frame from `link` means to the handshake: `Some(Ok)` for a
