@@ -131,7 +131,10 @@ impl Gate {
     /// counts, logs) what the connection may not send yet.
     pub(crate) fn screen(&mut self, conn: ConnId, frame: &Frame<'_>, reply: &mut Sender<'_>) -> Screened {
         let policy = self.config.policy();
-        let Some((responder, peer)) = self.conns.get_mut(&conn) else { return Screened::Pass(None) };
+        // Every connection is registered when it opens; one that somehow is not starts from
+        // nothing proved rather than passing unchecked.
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let (responder, peer) = self.conns.entry(conn).or_insert((Responder::new(), unknown));
         let peer = *peer;
         let secret = self.config.secret.as_ref();
         let result = match frame.msgid {

@@ -182,6 +182,11 @@ impl LinkState {
     pub(crate) fn down(&mut self) {
         self.hung_up_probing = matches!(self.phase, Phase::Probing { hello_sent: true, .. });
         self.phase = Phase::Down;
+        // Closed already (the driver closes a link whose frame was refused): nothing to ask.
+        #[cfg(feature = "auth")]
+        {
+            self.close_due = false;
+        }
     }
 
     /// Whether the link is connected (greeting or not).
@@ -345,6 +350,9 @@ mod tests {
             link.hello_sent();
             assert_eq!(link.handle_timeout(at(1000)), None, "no Lars fallback");
             assert!(link.take_close() && !link.take_close(), "closed once");
+            link.fail();
+            link.down();
+            assert!(!link.take_close(), "a link the driver closed itself is not closed again");
             assert_eq!(link.codec(), None);
             link.down();
             link.up_authenticating(at(2000), PROBE, Role::Agent, 7, Role::Dns);
