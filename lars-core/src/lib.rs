@@ -30,9 +30,9 @@ extern crate std;
 
 pub mod access;
 pub mod agent;
-pub mod backoff;
 #[cfg(feature = "auth")]
 pub mod auth;
+pub mod backoff;
 pub mod lb;
 pub mod lease;
 pub mod pool;
