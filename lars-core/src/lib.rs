@@ -11,6 +11,8 @@
 //! - [`agent`]: the whole load-balancing agent as a sans-IO state machine.
 //! - [`lease`]: a route held and balanced by a caller, as a sans-IO state machine.
 //! - [`backoff`]: the reconnect delays both the std reactor and the gateway node use.
+//! - [`access`]: CIDR allowlists, which decide who may connect to a daemon.
+//! - `auth` (feature `auth`): the shared-secret handshake (HMAC-SHA256 challenge-response).
 //! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth
 //!   weighted round robin, power of two choices over EWMA latency, and consistent hashing.
 //!
@@ -26,7 +28,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod access;
 pub mod agent;
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod backoff;
 pub mod lb;
 pub mod lease;

@@ -10,7 +10,7 @@ use lars_core::lb::PolicyKind;
 use lars_core::time::{Duration, Instant};
 use lars_core::wire::frame::{self, MAX_BODY};
 use lars_core::wire::native::{self, Outcome, WeightedHost};
-use lars_core::wire::{Error, Frame, List, Message, MsgId, RetCode, lars};
+use lars_core::wire::{Decode, Error, Frame, List, Message, MsgId, RetCode, lars};
 
 type Key = (i32, i32);
 
@@ -1027,4 +1027,77 @@ fn results_recorded_during_a_flush_do_not_stall_it() {
             assert_eq!(sim.reporter.totals[&(ROUTE, host(1))].0, u64::from(1 + frames), "nothing lost");
         }
     }
+}
+
+/// With a secret, the agent's first frame on a link is its `AuthHello`, nothing from the dns is
+/// taken before the dns proved the secret, a push before that closes the link, and once the
+/// proof checks out the agent proves itself and only then pulls.
+#[test]
+fn with_a_secret_nothing_from_the_dns_is_taken_before_it_proved_it() {
+    use lars_core::auth::{Responder, Secret};
+    let secret = Secret::new(b"the fleet's shared secret").unwrap();
+    let config = AgentConfig { secret: Some(secret.clone()), caller: 7, ..AgentConfig::default() };
+    let now = Instant::from_millis(1_000);
+    let mut agent: Agent<8, 8> = Agent::new(config, now);
+    let mut buf = vec![0u8; 70_000];
+    fn frame_of(bytes: &[u8]) -> Frame<'_> {
+        Frame::parse_datagram(bytes, MAX_BODY).unwrap()
+    }
+    fn encode(msgid: MsgId, body: &dyn lars_core::wire::Encode) -> Vec<u8> {
+        let mut raw = vec![0u8; body.buffer_len()];
+        body.emit(&mut raw).unwrap();
+        let mut out = vec![0u8; 256];
+        let len = frame::encode(msgid, &lars_core::wire::Raw(&raw), &mut out).unwrap();
+        out.truncate(len);
+        out
+    }
+    // A caller asks for route 5/5, so the agent wants to pull it.
+    let request = encode(
+        MsgId::NativeGetHostRequest,
+        &native::GetHostRequest { seq: 1, modid: 5, cmdid: 5, key: None },
+    );
+    let mut reply = [0u8; 512];
+    let _ = agent.handle_api_datagram(now, &request, &mut reply);
+
+    agent.handle_link_nonce(Link::Dns, [1; 16]);
+    agent.handle_dns_link(now, true);
+    let tx = agent.poll_transmit(now, &mut buf).expect("the hello");
+    assert_eq!((tx.link, frame_of(&buf[..tx.len]).msgid), (Link::Dns, MsgId::AuthHello));
+    assert!(
+        agent.poll_transmit(now, &mut buf).is_none_or(|tx| tx.link != Link::Dns),
+        "no pull before the proof"
+    );
+    // An impostor pushes a route without answering the challenge: refused, and the link closes.
+    let hosts = weighted(&[66]);
+    let push = native::RouteResponse {
+        seq: 0,
+        modid: 5,
+        cmdid: 5,
+        code: RetCode::Succ,
+        version: 1,
+        hosts: List::from_slice(&hosts),
+    };
+    let pushed = encode(MsgId::NativeRouteResponse, &push);
+    assert!(agent.handle_dns_frame(now, frame_of(&pushed)).is_err());
+    assert_eq!(agent.route_hosts(5, 5).map(|h| h.count()), Some(0), "the impostor's host was not taken");
+    assert_eq!(agent.poll_link_close(), Some(Link::Dns));
+    assert_eq!(agent.poll_link_close(), None);
+    agent.handle_dns_link(now, false);
+
+    // The real dns: a new link, a new nonce, a challenge that checks out.
+    agent.handle_link_nonce(Link::Dns, [2; 16]);
+    agent.handle_dns_link(now, true);
+    let tx = agent.poll_transmit(now, &mut buf).unwrap();
+    let hello = native::AuthHello::parse(frame_of(&buf[..tx.len]).body).unwrap();
+    assert_eq!((hello.node, hello.nonce), (7, [2; 16]));
+    let mut dns = Responder::new();
+    let challenge = dns.handle_hello(Some(&secret), &hello, native::Role::Dns, 0, MAX_BODY, [3; 16]).unwrap();
+    agent.handle_dns_frame(now, frame_of(&encode(MsgId::AuthChallenge, &challenge))).unwrap();
+    let tx = agent.poll_transmit(now, &mut buf).unwrap();
+    let proof = native::AuthProof::parse(frame_of(&buf[..tx.len]).body).expect("the proof comes first");
+    assert_eq!(dns.handle_proof(Some(&secret), &proof), Ok(7));
+    let tx = agent.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(frame_of(&buf[..tx.len]).msgid, MsgId::NativeGetRouteRequest, "then the pull");
+    agent.handle_dns_frame(now, frame_of(&pushed)).unwrap();
+    assert_eq!(agent.route_hosts(5, 5).map(|h| h.count()), Some(1), "the proven dns's route is taken");
 }

@@ -206,6 +206,24 @@ fn random_message<'a>(
             max_body: rng.u32(),
         }),
         MsgId::Heartbeat => Message::Heartbeat(native::Heartbeat { seq: rng.u32() }),
+        MsgId::AuthHello => Message::AuthHello(native::AuthHello {
+            version: rng.u32() as u16,
+            role: native::Role::Agent,
+            node: rng.u32(),
+            max_body: rng.u32(),
+            nonce: core::array::from_fn(|_| rng.u32() as u8),
+        }),
+        MsgId::AuthChallenge => Message::AuthChallenge(native::AuthChallenge {
+            version: rng.u32() as u16,
+            role: native::Role::Dns,
+            node: rng.u32(),
+            max_body: rng.u32(),
+            nonce: core::array::from_fn(|_| rng.u32() as u8),
+            proof: core::array::from_fn(|_| rng.u32() as u8),
+        }),
+        MsgId::AuthProof => {
+            Message::AuthProof(native::AuthProof { proof: core::array::from_fn(|_| rng.u32() as u8) })
+        }
         MsgId::NativeGetHostRequest => Message::NativeGetHostRequest(native::GetHostRequest {
             seq: rng.u32(),
             modid: rng.i32(),

@@ -75,6 +75,8 @@ fn inside_the_namespace() {
     routes.set_route((1, 1), &[SocketAddr::from(([10, 9, 0, 1], 80)), SocketAddr::from(([10, 9, 0, 2], 80))]);
     let mut server = ServerConfig::new(SocketAddr::from((HOST_SIDE, 0)));
     server.threads = 1;
+    // The node is not on loopback: the daemons take the TAP network explicitly.
+    server.allow = vec![lars_core::access::Cidr::parse("192.168.69.0/24").unwrap()];
     let dns = Dns::start(DnsConfig::new(server.clone()), Box::new(routes)).unwrap();
     let stats = MemoryStats::new();
     let store = stats.clone();

@@ -154,6 +154,21 @@ impl AgentDaemonConfig {
     }
 }
 
+/// The warning for an API endpoint at `addr` that is not on loopback: the API takes no
+/// credentials, and its `get_route` answers a small datagram with a whole route (about 150
+/// times its size at 256 hosts), which turns an exposed agent into a reflector for anyone who
+/// can forge a source address. `None` for loopback.
+pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    if addr.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "lars-agent: warning: the API listens on {addr}, not on loopback: anyone who can reach it can ask for \
+         routes and report calls, and get_route answers a small datagram with a whole route (a reflector \
+         for spoofed sources); keep it on 127.0.0.1 unless a firewall closes it"
+    ))
+}
+
 const DNS_KEY: usize = 1000;
 const REPORTER_KEY: usize = 1001;
 const DNS_TIMER: u64 = 1;
@@ -171,8 +186,12 @@ pub struct AgentDaemon {
 }
 
 impl AgentDaemon {
-    /// Binds the endpoints and starts the agent's thread.
+    /// Binds the endpoints and starts the agent's thread. An API endpoint bound to anything but
+    /// loopback is warned about ([`exposure_warning`]).
     pub fn start(config: AgentDaemonConfig) -> io::Result<AgentDaemon> {
+        for warning in config.api.iter().filter_map(|addr| exposure_warning(*addr)) {
+            eprintln!("{warning}");
+        }
         let (ready_tx, ready_rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(AgentStats::default()));
         let shared = Arc::clone(&stats);
@@ -331,6 +350,15 @@ impl Runner {
                     }
                 }
             }
+            // Links whose handshake failed or timed out: closed, and reconnected with backoff.
+            while let Some(link) = agent.poll_link_close() {
+                let client = match link {
+                    Link::Dns => &mut self.dns,
+                    Link::Reporter => &mut self.reporter,
+                };
+                let event = client.reset(&mut self.event_loop);
+                link_changed(agent, now, link, Some(event));
+            }
             self.transmit(agent, now, &mut buf);
             while let Some(event) = agent.poll_event() {
                 if let (Some(cache), AgentEvent::RouteUpdated { .. } | AgentEvent::RouteRemoved { .. }) =
@@ -465,6 +493,7 @@ fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8],
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));
+    counters.push(("auth_failures", agent.stats().auth_failures));
     counters.extend(crate::daemon::pool_counters());
     crate::daemon::stats_response(request.seq, Role::Agent, &counters, reply).unwrap_or(0)
 }
@@ -513,7 +542,20 @@ fn log_event(event: &AgentEvent) {
             };
             eprintln!("lars-agent: speaking {how} to {peer}");
         }
+        AgentEvent::Authenticated { link } => eprintln!("lars-agent: {} proved the secret", peer_name(*link)),
+        AgentEvent::AuthFailed { link, timed_out: true } => {
+            eprintln!("lars-agent: {} did not finish authenticating in time; reconnecting", peer_name(*link))
+        }
+        // The error itself was logged where `handle_*_frame` returned it.
+        AgentEvent::AuthFailed { .. } => {}
         other => eprintln!("lars-agent: {other:?}"),
+    }
+}
+
+fn peer_name(link: Link) -> &'static str {
+    match link {
+        Link::Dns => "lars-dns",
+        Link::Reporter => "lars-reporter",
     }
 }
 
@@ -525,6 +567,16 @@ fn link_changed<const R: usize, const H: usize>(
 ) {
     let Some(event) = event else { return };
     let up = matches!(event, LinkEvent::Up(_));
+    // Each handshake gets its own nonce; without one (getrandom failed) the link cannot
+    // authenticate and is closed.
+    if up && agent.config().secret.is_some() {
+        match crate::auth::nonce() {
+            Ok(nonce) => agent.handle_link_nonce(link, nonce),
+            Err(e) => {
+                eprintln!("lars-agent: getrandom failed ({e}); cannot authenticate to {}", peer_name(link))
+            }
+        }
+    }
     match (link, event) {
         (Link::Dns, LinkEvent::Up(addr)) => eprintln!("lars-agent: connected to lars-dns at {addr}"),
         (Link::Reporter, LinkEvent::Up(addr)) => {

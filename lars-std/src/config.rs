@@ -311,6 +311,20 @@ impl ConfigValue for Vec<SocketAddr> {
     }
 }
 
+/// A list of CIDR blocks (`10.0.0.0/8, ::1`), separated by commas or spaces: an allowlist.
+impl ConfigValue for Vec<lars_core::access::Cidr> {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        let list = text
+            .split([',', ' ', '\t'])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                lars_core::access::Cidr::parse(s).map_err(|e| format!("a list of CIDR blocks (`{s}`: {e})"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if list.is_empty() { Err("a list of CIDR blocks (it is empty)".into()) } else { Ok(list) }
+    }
+}
+
 /// `[reactor]`: where a daemon listens and how many threads and connections it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactorConfig {
@@ -322,12 +336,19 @@ pub struct ReactorConfig {
     pub max_conn: usize,
     /// `threadNum`: worker threads (1 to [`ReactorConfig::MAX_THREADS`]).
     pub thread_num: usize,
+    /// `allow` (new): the source addresses taken, loopback by default.
+    pub allow: Vec<lars_core::access::Cidr>,
 }
 
 impl ReactorConfig {
     /// The keys of `[reactor]`, for [`Ini::apply_env`].
-    pub const KEYS: [(&'static str, &'static str); 4] =
-        [("reactor", "ip"), ("reactor", "port"), ("reactor", "maxConn"), ("reactor", "threadNum")];
+    pub const KEYS: [(&'static str, &'static str); 5] = [
+        ("reactor", "ip"),
+        ("reactor", "port"),
+        ("reactor", "maxConn"),
+        ("reactor", "threadNum"),
+        ("reactor", "allow"),
+    ];
 
     /// The most worker threads: each holds three file descriptors and its own buffers.
     pub const MAX_THREADS: usize = 256;
@@ -339,6 +360,7 @@ impl ReactorConfig {
             port: ini.get("reactor", "port", default_port)?,
             max_conn: ini.get("reactor", "maxConn", 1024)?,
             thread_num: ini.get("reactor", "threadNum", 5)?,
+            allow: ini.get("reactor", "allow", lars_core::access::Cidr::LOOPBACK.to_vec())?,
         };
         if !(1..=Self::MAX_THREADS).contains(&config.thread_num) {
             let message = format!("must be from 1 to {}", Self::MAX_THREADS);
@@ -371,11 +393,34 @@ mod tests {
         let reactor = ReactorConfig::from_ini(&ini, 7779).unwrap();
         assert_eq!(
             reactor,
-            ReactorConfig { ip: [127, 0, 0, 1].into(), port: 7779, max_conn: 1024, thread_num: 5 }
+            ReactorConfig {
+                ip: [127, 0, 0, 1].into(),
+                port: 7779,
+                max_conn: 1024,
+                thread_num: 5,
+                allow: lars_core::access::Cidr::LOOPBACK.to_vec()
+            }
         );
         assert_eq!(ini.get_str("mysql", "db_passwd"), Some("aceld"));
         assert_eq!(ini.get("repoter", "db_thread_cnt", 0u32), Ok(3));
         assert_eq!(ini.get("mysql", "missing", 7u16), Ok(7));
+    }
+
+    #[test]
+    fn an_allowlist_is_cidr_blocks_and_a_bad_one_names_its_line() {
+        use lars_core::access::Cidr;
+        let ini = Ini::parse("[reactor]\nallow = 10.0.0.0/8, 2001:db8::/32 127.0.0.1\n", Path::new("d.conf"))
+            .unwrap();
+        let allow: Vec<Cidr> = ini.get("reactor", "allow", Vec::new()).unwrap();
+        let expected: Vec<Cidr> =
+            ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1/32"].iter().map(|c| Cidr::parse(c).unwrap()).collect();
+        assert_eq!(allow, expected);
+        let bad = Ini::parse("[reactor]\nallow = 10.0.0.1/8\n", Path::new("d.conf")).unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&bad, 1).unwrap_err().to_string(),
+            "d.conf:2: key `reactor.allow`: `10.0.0.1/8` is not a list of CIDR blocks (`10.0.0.1/8`: the \
+             address has bits set past its prefix length)"
+        );
     }
 
     #[test]

@@ -154,11 +154,66 @@ pub fn server_config(
     if let Some(max) = args.flag("max-conn") {
         ini.set("reactor", "maxConn", max);
     }
+    if let Some(allow) = args.flag("allow") {
+        ini.set("reactor", "allow", allow);
+    }
     let reactor = ReactorConfig::from_ini(ini, default_port)?;
     let mut server = ServerConfig::new(reactor.addr());
     server.threads = reactor.thread_num;
     server.max_conns = reactor.max_conn;
+    server.allow = reactor.allow;
     Ok(server)
+}
+
+/// The `[auth]` keys (new): the secret file and whether Lars-codec peers are served with one.
+pub const AUTH_KEYS: [(&str, &str); 2] = [("auth", "secret_file"), ("auth", "allow_lars")];
+
+/// The secret of `--secret-file FILE` (`[auth] secret_file`), checked as
+/// [`crate::auth::read_secret_file`] says, or none. A secret is never taken from the command
+/// line or the environment, where other users can read it.
+pub fn secret(ini: &mut Ini, args: &Args) -> Result<Option<lars_core::auth::Secret>, ConfigError> {
+    if let Some(path) = args.flag("secret-file") {
+        ini.set("auth", "secret_file", path);
+    }
+    let Some(path) = ini.get_str("auth", "secret_file") else { return Ok(None) };
+    crate::auth::read_secret_file(Path::new(path))
+        .map(Some)
+        .map_err(|message| ini.error("auth", "secret_file", message))
+}
+
+/// lars-dns's and lars-reporter's `[auth]`: the secret agents must prove, and `--allow-lars`
+/// (`allow_lars`), which serves Lars-codec peers (the original C++ agents) even so.
+pub fn auth_config(ini: &mut Ini, args: &Args) -> Result<crate::auth::AuthConfig, ConfigError> {
+    if args.switch("allow-lars") {
+        ini.set("auth", "allow_lars", "true");
+    }
+    let secret = secret(ini, args)?;
+    let allow_lars = ini.get("auth", "allow_lars", false)?;
+    Ok(crate::auth::AuthConfig { secret, allow_lars })
+}
+
+/// What a daemon says at start about who may reach it: the allowlist, whether agents must
+/// prove a secret, and a warning when it listens beyond loopback but admits loopback only (the
+/// default), which would refuse every remote agent.
+pub fn access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::AuthConfig) -> Vec<String> {
+    let allow: Vec<String> = server.allow.iter().map(ToString::to_string).collect();
+    let secret = match (&auth.secret, auth.allow_lars) {
+        (None, _) => "no secret: any allowed peer is served",
+        (Some(_), false) => "agents must prove the secret; Lars-codec peers are refused",
+        (Some(_), true) => {
+            "agents must prove the secret; Lars-codec peers are served unauthenticated (--allow-lars)"
+        }
+    };
+    let mut lines = vec![format!("{program}: accepting connections from {}; {secret}", allow.join(", "))];
+    let loopback_only = server.allow.iter().all(|cidr| lars_core::access::Cidr::LOOPBACK.contains(cidr));
+    if !server.addr.ip().is_loopback() && loopback_only {
+        lines.push(format!(
+            "{program}: warning: listening on {} but --allow ([reactor] allow) admits loopback only: \
+             agents on other hosts are refused",
+            server.addr
+        ));
+    }
+    lines
 }
 
 /// The `[mysql]` keys of the original configs.

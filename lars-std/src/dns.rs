@@ -44,6 +44,9 @@ pub struct DnsConfig {
     /// once is held (the last routes keep being served) until a later load says the same
     /// (`[dns] shrink_limit`; 1 turns the check off).
     pub shrink_limit: f64,
+    /// The shared secret agents must prove, if any, and whether Lars-codec agents are served
+    /// anyway (`[auth]`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl DnsConfig {
@@ -55,6 +58,7 @@ impl DnsConfig {
             reload_interval: Duration::from_secs(10),
             retry_max: Duration::from_secs(30),
             shrink_limit: 0.5,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct DnsStats {
     pub held_loads: AtomicU64,
     /// Requests with a body that does not decode, or a msgid lars-dns does not serve.
     pub bad_requests: AtomicU64,
+    /// Handshakes: connections authenticated and refused.
+    pub auth: Arc<crate::auth::AuthStats>,
 }
 
 impl DnsStats {
@@ -109,6 +115,9 @@ impl DnsStats {
             ("held_loads", self.held_loads.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
         ]
+        .into_iter()
+        .chain(self.auth.counters())
+        .collect()
     }
 }
 
@@ -186,7 +195,9 @@ impl Dns {
         stats.hosts.store(initial.host_count() as u64, Ordering::Relaxed);
         let snapshot: Snapshot = Arc::new(RwLock::new(Arc::new(initial)));
         let server_stats = ServerStatsCell::default();
+        let auth = Arc::new(config.auth.clone());
         let server = TcpServer::start(config.server.clone(), |_| DnsWorker {
+            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Dns, "lars-dns"),
             snapshot: Arc::clone(&snapshot),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
@@ -432,6 +443,7 @@ impl Loader {
 }
 
 struct DnsWorker {
+    gate: crate::auth::Gate,
     snapshot: Snapshot,
     stats: Arc<DnsStats>,
     server_stats: ServerStatsCell,
@@ -506,7 +518,14 @@ impl lars_core::wire::Encode for Dyn<'_> {
 impl Service for DnsWorker {
     type Task = Push;
 
+    fn connected(&mut self, conn: ConnId, peer: SocketAddr, _conns: &mut Conns<'_>) {
+        self.gate.connected(conn, peer);
+    }
+
     fn frame(&mut self, conn: ConnId, frame: Frame<'_>, reply: &mut Sender<'_>) -> Control {
+        if let crate::auth::Screened::Done(control) = self.gate.screen(conn, &frame, reply) {
+            return control;
+        }
         let (key, codec, seq) = match frame.msgid {
             MsgId::GetRouteRequest => match lars::GetRouteRequest::parse(frame.body) {
                 Ok(r) => ((r.modid, r.cmdid), Codec::Lars, 0),
@@ -575,6 +594,7 @@ impl Service for DnsWorker {
     }
 
     fn closed(&mut self, conn: ConnId, _reason: CloseReason) {
+        self.gate.closed(conn);
         for key in self.subscriptions.remove(&conn).unwrap_or_default().into_keys() {
             if let Some(subscribers) = self.subscribers.get_mut(&key) {
                 subscribers.remove(&conn);

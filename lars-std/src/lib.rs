@@ -8,6 +8,8 @@
 //!   and clients, UDP endpoints.
 //! - [`dns`]: the lars-dns service; [`reporter`]: the lars-reporter service; [`agent`]: the
 //!   lars-agent daemon.
+//! - [`auth`]: the secret file, handshake nonces, and the gate the daemons run connections
+//!   through (the decisions are `lars_core::auth`'s and `lars_core::access`'s).
 //! - [`client`]: the client API of the local agent.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
 //! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
@@ -27,6 +29,7 @@
 pub use lars_core as core;
 
 pub mod agent;
+pub mod auth;
 pub mod client;
 pub mod config;
 /// The binaries' shared plumbing (flags, config loading, exit codes); not part of the API.

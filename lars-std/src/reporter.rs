@@ -36,12 +36,17 @@ pub struct ReporterConfig {
     pub queue_capacity: usize,
     /// Rows per store call at most.
     pub batch_max: usize,
+    /// The shared secret agents must prove, if any, and whether Lars-codec agents are served
+    /// anyway (`[auth]`). An authenticated agent's rows are stored under the identity it
+    /// proved, whatever `caller` its frames say.
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl ReporterConfig {
     /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
     pub fn new(server: ServerConfig) -> Self {
-        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000 }
+        let auth = crate::auth::AuthConfig::default();
+        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000, auth }
     }
 }
 
@@ -62,6 +67,11 @@ pub struct ReporterStats {
     pub batches: AtomicU64,
     /// Frames that do not decode or that lars-reporter does not take.
     pub bad_requests: AtomicU64,
+    /// Frames from an authenticated agent whose `caller` was another identity: their rows
+    /// were stored under the one it proved.
+    pub callers_rewritten: AtomicU64,
+    /// Handshakes: connections authenticated and refused.
+    pub auth: Arc<crate::auth::AuthStats>,
 }
 
 impl ReporterStats {
@@ -75,7 +85,11 @@ impl ReporterStats {
             ("store_errors", self.store_errors.load(Ordering::Relaxed)),
             ("batches", self.batches.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
+            ("callers_rewritten", self.callers_rewritten.load(Ordering::Relaxed)),
         ]
+        .into_iter()
+        .chain(self.auth.counters())
+        .collect()
     }
 }
 
@@ -116,7 +130,14 @@ impl Reporter {
             );
         }
         let server_stats = crate::dns::ServerStatsCell::default();
+        let auth = Arc::new(config.auth);
         let server = TcpServer::start(config.server, |_| ReporterWorker {
+            gate: crate::auth::Gate::new(
+                Arc::clone(&auth),
+                Arc::clone(&stats.auth),
+                Role::Reporter,
+                "lars-reporter",
+            ),
             queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
@@ -133,6 +154,11 @@ impl Reporter {
     /// lars-reporter's counters.
     pub fn stats(&self) -> &ReporterStats {
         &self.stats
+    }
+
+    /// The server's counters (connections, refusals, frames).
+    pub fn server_stats(&self) -> Option<&crate::reactor::ServerStats> {
+        self.server.as_ref().map(ServerHandle::stats)
     }
 
     /// Stops taking connections, stores what is queued, and stops the writers.
@@ -158,6 +184,7 @@ impl Drop for Reporter {
 }
 
 struct ReporterWorker {
+    gate: crate::auth::Gate,
     /// One per writer.
     queues: Vec<SyncSender<StatRow>>,
     stats: Arc<ReporterStats>,
@@ -182,12 +209,44 @@ impl ReporterWorker {
         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         Control::Close
     }
+
+    /// The caller a report's rows are stored under: the identity its connection
+    /// proved, if it did (a frame that claims another is counted), else what the frame says.
+    fn caller(&self, proved: Option<u32>, claimed: u32) -> u32 {
+        match proved {
+            Some(node) if node != claimed => {
+                let rewritten = self.stats.callers_rewritten.fetch_add(1, Ordering::Relaxed) + 1;
+                if rewritten.is_power_of_two() {
+                    let (node_ip, claimed_ip) =
+                        (std::net::Ipv4Addr::from_bits(node), std::net::Ipv4Addr::from_bits(claimed));
+                    eprintln!(
+                        "lars-reporter: agent {node_ip} sent statistics as caller {claimed_ip}; stored as {node_ip} ({rewritten} such frames so far)"
+                    );
+                }
+                node
+            }
+            Some(node) => node,
+            None => claimed,
+        }
+    }
 }
 
 impl Service for ReporterWorker {
     type Task = ();
 
-    fn frame(&mut self, _conn: ConnId, frame: Frame<'_>, reply: &mut Sender<'_>) -> Control {
+    fn connected(&mut self, conn: ConnId, peer: SocketAddr, _conns: &mut crate::reactor::Conns<'_>) {
+        self.gate.connected(conn, peer);
+    }
+
+    fn closed(&mut self, conn: ConnId, _reason: crate::reactor::CloseReason) {
+        self.gate.closed(conn);
+    }
+
+    fn frame(&mut self, conn: ConnId, frame: Frame<'_>, reply: &mut Sender<'_>) -> Control {
+        let proved = match self.gate.screen(conn, &frame, reply) {
+            crate::auth::Screened::Done(control) => return control,
+            crate::auth::Screened::Pass(proved) => proved,
+        };
         // A report without a time is stamped on arrival (a gateway may have no clock).
         let arrival = Clock::unix_secs();
         match frame.msgid {
@@ -197,12 +256,14 @@ impl Service for ReporterWorker {
                 };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                // An authenticated connection may speak Lars too: its identity still holds.
+                let caller = self.caller(proved, report.caller as u32);
                 for result in &report.results {
                     self.enqueue(StatRow {
                         modid: report.modid,
                         cmdid: report.cmdid,
                         host: SocketAddr::V4(result.host),
-                        caller: report.caller as u32,
+                        caller,
                         succ: result.succ,
                         err: result.err,
                         ts,
@@ -213,6 +274,7 @@ impl Service for ReporterWorker {
             MsgId::StatusReport => {
                 let Ok(report) = native::StatusReport::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let caller = self.caller(proved, report.caller);
                 let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
                 for entry in &report.entries {
                     // `ServerCallStatus` holds the host's calls since its last state change.
@@ -220,7 +282,7 @@ impl Service for ReporterWorker {
                         modid: entry.stats.modid,
                         cmdid: entry.stats.cmdid,
                         host: entry.stats.host,
-                        caller: report.caller,
+                        caller,
                         succ: entry.window_succ,
                         err: entry.window_err,
                         ts,
@@ -232,13 +294,14 @@ impl Service for ReporterWorker {
             MsgId::NativeCallStats => {
                 let Ok(stats) = native::CallStats::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let caller = self.caller(proved, stats.caller);
                 let ts = if stats.ts == 0 { arrival } else { u64::from(stats.ts) };
                 for entry in &stats.entries {
                     self.enqueue(StatRow {
                         modid: entry.modid,
                         cmdid: entry.cmdid,
                         host: entry.host,
-                        caller: stats.caller,
+                        caller,
                         succ: entry.succ,
                         err: entry.err,
                         ts,

@@ -200,6 +200,15 @@ fn test() -> Result<(), String> {
         }
     }
 
+    // The handshake (`auth`) is off in the firmware, but it must build where it could run.
+    for target in NO_STD_TARGETS {
+        run(
+            &mut steps,
+            &format!("no_std build lars-core [auth] {target}"),
+            cargo(&["build", "-p", "lars-core", "--features", "auth", "--target", target]),
+        );
+    }
+
     // Both firmware variants: the DHCP one also lints lars-embedded's `dhcp` code.
     for features in ["", "dhcp"] {
         run(

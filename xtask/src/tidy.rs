@@ -175,6 +175,40 @@ fn protocol_doc_vectors_decode_and_reencode_exactly() {
     assert!(missing.is_empty(), "docs/PROTOCOL.md has no vector for {missing:?}");
 }
 
+/// The handshake vector in `docs/PROTOCOL.md` §5: the challenge's proof is the server's HMAC
+/// over the hello and the challenge, and the proof the client's, under the secret named there.
+#[test]
+fn protocol_doc_handshake_vector_is_the_hmac_it_says() {
+    use lars_core::auth::{Initiator, Responder, Secret};
+    use lars_core::wire::Decode;
+    use lars_core::wire::native::{AuthChallenge, AuthHello, AuthProof, Role};
+    let doc = read(&root().join("docs/PROTOCOL.md"));
+    let field = |prefix: &str| {
+        doc.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("docs/PROTOCOL.md has no `{prefix}` line"))
+            .trim()
+            .to_string()
+    };
+    let secret = Secret::new(field("auth-secret:").as_bytes()).unwrap();
+    let hello = AuthHello::parse(&hex(&field("vector AuthHello:"))).unwrap();
+    let challenge = AuthChallenge::parse(&hex(&field("vector AuthChallenge:"))).unwrap();
+    let proof = AuthProof::parse(&hex(&field("vector AuthProof:"))).unwrap();
+    let client = Initiator::new(hello.role, hello.node, hello.max_body, hello.nonce, Role::Dns);
+    assert_eq!(client.handle_challenge(&secret, &challenge), Ok(proof), "the client's proof");
+    let mut server = Responder::new();
+    let answer = server.handle_hello(
+        Some(&secret),
+        &hello,
+        challenge.role,
+        challenge.node,
+        challenge.max_body,
+        challenge.nonce,
+    );
+    assert_eq!(answer, Ok(challenge), "the server's challenge and proof");
+    assert_eq!(server.handle_proof(Some(&secret), &proof), Ok(hello.node));
+}
+
 #[test]
 fn protocol_doc_lists_every_msgid() {
     let doc = read(&root().join("docs/PROTOCOL.md"));

@@ -12,7 +12,7 @@ const USAGE: &str = "\
 usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [--api IP:PORT,...]
                   [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
                   [--policy lars|round_robin|weighted|p2c|maglev]
-                  [--route-cache FILE] [--route-cache-max-age SECONDS]
+                  [--route-cache FILE] [--route-cache-max-age SECONDS] [--secret-file FILE]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
@@ -35,6 +35,10 @@ them (as stale, until lars-dns answers) unless the copy is older than --route-ca
 ([agent] route_cache_max_age, default 86400 s).
 [loadbalance] slow_start (seconds, 0 = off) ramps up hosts that join or recover; p2c_decay
 (seconds), p2c_failure_penalty_us and p2c_initial_latency_us tune p2c.
+--secret-file ([auth] secret_file: mode 600, at least 16 bytes) makes the agent prove the
+shared secret to lars-dns and lars-reporter and demand their proof before it takes a route:
+both links then speak the native protocol, authenticated, or not at all. The API stays on
+loopback unless --api says otherwise (which is warned about: see docs/SECURITY.md).
 SIGINT or SIGTERM stops it.
 ";
 
@@ -75,6 +79,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             "policy",
             "route-cache",
             "route-cache-max-age",
+            "secret-file",
         ],
         &["help"],
     )?;
@@ -83,7 +88,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let args = args.flags_only()?;
-    let mut ini = daemon::load_config(&args, &lars_std::agent::KEYS)?;
+    let keys: Vec<(&str, &str)> =
+        lars_std::agent::KEYS.iter().chain(&daemon::AUTH_KEYS[..1]).copied().collect();
+    let mut ini = daemon::load_config(&args, &keys)?;
     for (flag, section, key) in [
         ("dns-codec", "dnsserver", "codec"),
         ("reporter-codec", "reporter", "codec"),
@@ -110,6 +117,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let max_age: u64 = ini.get("agent", "route_cache_max_age", config.route_cache_max_age.as_secs())?;
     config.route_cache_max_age = std::time::Duration::from_secs(max_age);
     config.agent.caller = caller_id(dns[0]);
+    config.agent.secret = daemon::secret(&mut ini, &args)?;
+    if config.agent.secret.is_some() {
+        eprintln!("lars-agent: proving the secret to lars-dns and lars-reporter, and demanding theirs");
+    }
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
     let mut shutdown = Shutdown::install()?;
     let agent = AgentDaemon::start(config)?;

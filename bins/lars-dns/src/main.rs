@@ -3,7 +3,7 @@
 use std::error::Error;
 
 use lars_std::config::{Fraction, ReactorConfig};
-use lars_std::daemon::{self, Args, MYSQL_KEYS};
+use lars_std::daemon::{self, AUTH_KEYS, Args, MYSQL_KEYS};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::signal::Shutdown;
 use lars_std::store::RouteStore;
@@ -13,6 +13,7 @@ use lars_std::store::mysql::MysqlRoutes;
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
                 [--routes FILE | --mysql URL] [--shrink-limit FRACTION]
+                [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
 
 Serves routes on TCP (default 127.0.0.1:7778) from the route file (default routes.conf; the
 embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as in the
@@ -20,6 +21,12 @@ original lars_dns.conf). Until its store is loaded it tells agents it is not rea
 keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
 0.5) of the routes or hosts at once (and at least 10 of them) is held until the next full
 load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
+
+--allow ([reactor] allow) lists the networks agents may connect from (default loopback only:
+127.0.0.0/8, ::1); others are closed at accept and counted (`denied`). --secret-file ([auth]
+secret_file: a file of mode 600 holding at least 16 bytes) makes every agent prove the shared
+secret (and lets agents check that this is the real lars-dns); Lars-codec agents, which cannot,
+are then refused unless --allow-lars ([auth] allow_lars). See docs/SECURITY.md.
 ";
 
 fn main() {
@@ -30,8 +37,18 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::from_env(
-        &["config", "listen", "threads", "max-conn", "routes", "mysql", "shrink-limit"],
-        &["help"],
+        &[
+            "config",
+            "listen",
+            "threads",
+            "max-conn",
+            "routes",
+            "mysql",
+            "shrink-limit",
+            "allow",
+            "secret-file",
+        ],
+        &["help", "allow-lars"],
     )?;
     if args.switch("help") {
         print!("{USAGE}");
@@ -40,6 +57,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
         .iter()
         .chain(&MYSQL_KEYS)
+        .chain(&AUTH_KEYS)
         .copied()
         .chain([("dns", "routes"), ("dns", "shrink_limit")])
         .collect();
@@ -61,7 +79,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     let source = store.describe();
     let mut shutdown = Shutdown::install()?;
+    let auth = daemon::auth_config(&mut ini, &args)?;
+    for line in daemon::access_summary("lars-dns", &server, &auth) {
+        eprintln!("{line}");
+    }
     let mut config = DnsConfig::new(server);
+    config.auth = auth;
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
     let dns = Dns::start(config, store)?;

@@ -3,7 +3,7 @@
 use std::error::Error;
 
 use lars_std::config::ReactorConfig;
-use lars_std::daemon::{self, Args, MYSQL_KEYS};
+use lars_std::daemon::{self, AUTH_KEYS, Args, MYSQL_KEYS};
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::signal::Shutdown;
 use lars_std::store::StatsStore;
@@ -13,10 +13,18 @@ use lars_std::store::mysql::MysqlStats;
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
                      [--writers N] [--mysql URL | --stats-file FILE]
+                     [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
 
 Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
 ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
 with no MySQL, to a statistics file (default lars-stats.txt). SIGINT or SIGTERM stops it.
+
+--allow ([reactor] allow) lists the networks agents may connect from (default loopback only);
+others are closed at accept and counted (`denied`). --secret-file ([auth] secret_file, mode
+600) makes every agent prove the shared secret, and stores each agent's rows under the identity
+it proved (a frame claiming another caller is stored under the proven one and counted in
+`callers_rewritten`); Lars-codec agents are then refused unless --allow-lars ([auth]
+allow_lars). See docs/SECURITY.md.
 ";
 
 fn main() {
@@ -26,8 +34,9 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known = ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file"];
-    let args = Args::from_env(&known, &["help"])?;
+    let known =
+        ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file", "allow", "secret-file"];
+    let args = Args::from_env(&known, &["help", "allow-lars"])?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
@@ -35,13 +44,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
         .iter()
         .chain(&MYSQL_KEYS)
+        .chain(&AUTH_KEYS)
         .copied()
         .chain([("reporter", "db_thread_cnt")])
         .collect();
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
     let server = daemon::server_config(&mut ini, &args, 7779)?;
+    let auth = daemon::auth_config(&mut ini, &args)?;
+    for line in daemon::access_summary("lars-reporter", &server, &auth) {
+        eprintln!("{line}");
+    }
     let mut config = ReporterConfig::new(server);
+    config.auth = auth;
     // The original read [reporter] db_thread_cnt (its shipped file misspells the section).
     if let Some(writers) = args.flag("writers") {
         ini.set("reporter", "db_thread_cnt", writers);

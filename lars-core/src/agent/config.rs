@@ -50,6 +50,11 @@ pub struct AgentConfig {
     pub caller: u32,
     /// Seed of the policies' randomness.
     pub seed: u64,
+    /// The secret both links prove and demand (see [`crate::auth`]); `None` speaks without
+    /// authenticating, as before. With a secret each link is native and authenticated, or
+    /// closed: there is no Lars fallback, and `dns_codec`/`reporter_codec` are not used.
+    #[cfg(feature = "auth")]
+    pub secret: Option<crate::auth::Secret>,
 }
 
 impl Default for AgentConfig {
@@ -70,6 +75,8 @@ impl Default for AgentConfig {
             codec_probe_timeout: Duration::from_secs(1),
             caller: 0,
             seed: 0x6c61_7273,
+            #[cfg(feature = "auth")]
+            secret: None,
         }
     }
 }

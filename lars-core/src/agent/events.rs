@@ -32,6 +32,9 @@ impl core::error::Error for ApiError {}
 pub enum DnsError {
     /// The body does not decode.
     Malformed(Error),
+    /// The handshake failed, or the peer sent something before it was done.
+    #[cfg(feature = "auth")]
+    Auth(crate::auth::AuthError),
     /// The msgid is not something lars-dns sends.
     Unexpected(MsgId),
 }
@@ -40,6 +43,8 @@ impl core::fmt::Display for DnsError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DnsError::Malformed(e) => write!(f, "malformed frame from lars-dns: {e}"),
+            #[cfg(feature = "auth")]
+            DnsError::Auth(e) => write!(f, "lars-dns not authenticated: {e}"),
             DnsError::Unexpected(id) => write!(f, "lars-dns sent msgid {id:?}"),
         }
     }
@@ -53,12 +58,17 @@ impl core::error::Error for DnsError {}
 pub enum ReporterError {
     /// The msgid is not something lars-reporter sends.
     Unexpected(MsgId),
+    /// The handshake failed, or the peer sent something before it was done.
+    #[cfg(feature = "auth")]
+    Auth(crate::auth::AuthError),
 }
 
 impl core::fmt::Display for ReporterError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ReporterError::Unexpected(id) => write!(f, "lars-reporter sent msgid {id:?}"),
+            #[cfg(feature = "auth")]
+            ReporterError::Auth(e) => write!(f, "lars-reporter not authenticated: {e}"),
         }
     }
 }
@@ -177,6 +187,23 @@ pub enum AgentEvent {
         /// What it speaks from now on.
         codec: Codec,
     },
+    /// The link's peer proved the secret; the link is up (native).
+    #[cfg(feature = "auth")]
+    Authenticated {
+        /// Which link.
+        link: Link,
+    },
+    /// The link's handshake failed (the error came back from `handle_*_frame`) or did not
+    /// finish in time: the driver closes the link ([`Agent::poll_link_close`]) and reconnects.
+    ///
+    /// [`Agent::poll_link_close`]: super::Agent::poll_link_close
+    #[cfg(feature = "auth")]
+    AuthFailed {
+        /// Which link.
+        link: Link,
+        /// No answer came in time.
+        timed_out: bool,
+    },
     /// Statistics were dropped because lars-reporter is unreachable.
     StatsDropped {
         /// Host entries dropped.
@@ -228,6 +255,10 @@ pub struct AgentStats {
     pub stats_dropped: u64,
     /// Events dropped because the driver did not drain them.
     pub events_dropped: u64,
+    /// Handshakes with lars-dns or lars-reporter that failed or timed out (not in
+    /// [`AgentStats::counters`], whose length does not depend on features).
+    #[cfg(feature = "auth")]
+    pub auth_failures: u64,
 }
 
 impl AgentStats {

@@ -399,13 +399,49 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
     }
 
+    /// Gives `link` the nonce for its next handshake. A driver of an agent with a secret
+    /// calls this with fresh random bytes (from a CSPRNG) before each `handle_*_link(now,
+    /// true)`; a link that comes up without one cannot authenticate and is closed.
+    #[cfg(feature = "auth")]
+    pub fn handle_link_nonce(&mut self, link: Link, nonce: [u8; native::NONCE_LEN]) {
+        match link {
+            Link::Dns => self.dns.set_nonce(nonce),
+            Link::Reporter => self.reporter.set_nonce(nonce),
+        }
+    }
+
+    /// A link the driver must close (its handshake failed or timed out), and then report down
+    /// with `handle_*_link(now, false)`. Call after any `handle_*` call until `None`.
+    #[cfg(feature = "auth")]
+    #[must_use]
+    pub fn poll_link_close(&mut self) -> Option<Link> {
+        [Link::Dns, Link::Reporter].into_iter().find(|&link| match link {
+            Link::Dns => self.dns.take_close(),
+            Link::Reporter => self.reporter.take_close(),
+        })
+    }
+
     /// Advances time: ends greetings that got no answer, retries pulls that got none, and
     /// starts statistics flushes.
     pub fn handle_timeout(&mut self, now: Instant) {
+        #[cfg(feature = "auth")]
+        let authenticating = [self.dns.is_authenticating(), self.reporter.is_authenticating()];
         let dns = self.dns.handle_timeout(now);
         self.codec_chosen(Link::Dns, dns);
         let reporter = self.reporter.handle_timeout(now);
         self.codec_chosen(Link::Reporter, reporter);
+        // A handshake that timed out leaves its link to be closed.
+        #[cfg(feature = "auth")]
+        for (link, was) in [(Link::Dns, authenticating[0]), (Link::Reporter, authenticating[1])] {
+            let still = match link {
+                Link::Dns => self.dns.is_authenticating(),
+                Link::Reporter => self.reporter.is_authenticating(),
+            };
+            if was && !still {
+                self.stats.auth_failures += 1;
+                self.push_event(AgentEvent::AuthFailed { link, timed_out: true });
+            }
+        }
         for slot in 0..self.routes.len() {
             if let Pull::InFlight { deadline } = self.routes[slot].pull
                 && now >= deadline
@@ -523,12 +559,26 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         None
     }
 
-    /// The native `Hello` that greets a link whose codec is to be found out.
+    /// The native `Hello` that greets a link whose codec is to be found out, or the frames of
+    /// a handshake.
     fn poll_hello(&mut self, link: Link, buf: &mut [u8]) -> Option<Transmit> {
         let state = match link {
             Link::Dns => &mut self.dns,
             Link::Reporter => &mut self.reporter,
         };
+        // Buffers too small for these frames (under 70 bytes) are the driver's bug; they stay due.
+        #[cfg(feature = "auth")]
+        if let Some(hello) = state.auth_hello_due() {
+            let len = frame::encode(MsgId::AuthHello, &hello, buf).ok()?;
+            state.hello_sent();
+            return Some(Transmit { link, len });
+        }
+        #[cfg(feature = "auth")]
+        if let Some(proof) = state.proof_due() {
+            let len = frame::encode(MsgId::AuthProof, &native::AuthProof { proof }, buf).ok()?;
+            state.proof_sent();
+            return Some(Transmit { link, len });
+        }
         if !state.hello_due() {
             return None;
         }

@@ -16,8 +16,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// does not have; going down turns pulls in flight back into pulls to send.
     pub fn handle_dns_link(&mut self, now: Instant, up: bool) {
         if up {
-            let known = self.dns.up(now, self.config.codec_probe_timeout);
-            self.codec_chosen(Link::Dns, known);
+            // Without a secret (and in a build without `auth`) exactly the codec's way.
+            if !self.start_handshake(now, Link::Dns) {
+                let known = self.dns.up(now, self.config.codec_probe_timeout);
+                self.codec_chosen(Link::Dns, known);
+            }
         } else {
             self.dns.down();
         }
@@ -31,11 +34,66 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// The reporter link came up (`true`) or went down.
     pub fn handle_reporter_link(&mut self, now: Instant, up: bool) {
         if up {
-            let known = self.reporter.up(now, self.config.codec_probe_timeout);
-            self.codec_chosen(Link::Reporter, known);
+            if !self.start_handshake(now, Link::Reporter) {
+                let known = self.reporter.up(now, self.config.codec_probe_timeout);
+                self.codec_chosen(Link::Reporter, known);
+            }
         } else {
             self.reporter.down();
         }
+    }
+
+    /// A link came up: with a secret it starts the handshake (and returns true); without one
+    /// the link finds out or takes its codec as before.
+    #[cfg(feature = "auth")]
+    fn start_handshake(&mut self, now: Instant, link: Link) -> bool {
+        if self.config.secret.is_none() {
+            return false;
+        }
+        let (state, expected) = match link {
+            Link::Dns => (&mut self.dns, native::Role::Dns),
+            Link::Reporter => (&mut self.reporter, native::Role::Reporter),
+        };
+        let timeout = self.config.codec_probe_timeout;
+        state.up_authenticating(now, timeout, native::Role::Agent, self.config.caller, expected);
+        true
+    }
+
+    #[cfg(not(feature = "auth"))]
+    fn start_handshake(&mut self, _now: Instant, _link: Link) -> bool {
+        false
+    }
+
+    /// With a secret, what a frame from `link` means to the handshake: `Some(Ok)` for a
+    /// challenge that proved the peer, `Some(Err)` for a frame refused (the link is to be
+    /// closed), `None` for a frame of an authenticated link, to be handled as usual.
+    #[cfg(feature = "auth")]
+    fn authenticate(&mut self, link: Link, frame: &Frame<'_>) -> Option<Result<(), crate::auth::AuthError>> {
+        use crate::auth::AuthError;
+        let secret = self.config.secret.as_ref()?;
+        let state = match link {
+            Link::Dns => &mut self.dns,
+            Link::Reporter => &mut self.reporter,
+        };
+        let result = match frame.msgid {
+            MsgId::AuthChallenge => native::AuthChallenge::parse(frame.body)
+                .map_err(AuthError::Malformed)
+                .and_then(|challenge| state.heard_challenge(secret, &challenge)),
+            _ if state.codec().is_some() => return None,
+            other => Err(AuthError::Unauthenticated(other)),
+        };
+        match result {
+            Ok(()) => {
+                self.push_event(AgentEvent::Authenticated { link });
+                self.codec_chosen(link, Some(Codec::Native));
+            }
+            Err(_) => {
+                state.fail();
+                self.stats.auth_failures += 1;
+                self.push_event(AgentEvent::AuthFailed { link, timed_out: false });
+            }
+        }
+        Some(result)
     }
 
     pub(super) fn codec_chosen(&mut self, link: Link, codec: Option<Codec>) {
@@ -48,6 +106,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// `Hello` (and keep-alives). An error means the link is unusable; the driver should close
     /// it (and reconnect).
     pub fn handle_reporter_frame(&mut self, _now: Instant, frame: Frame<'_>) -> Result<(), ReporterError> {
+        #[cfg(feature = "auth")]
+        if let Some(result) = self.authenticate(Link::Reporter, &frame) {
+            return result.map_err(ReporterError::Auth);
+        }
         match frame.msgid {
             MsgId::Hello => {
                 let known = self.reporter.heard_hello();
@@ -70,6 +132,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     }
 
     fn apply_dns_frame(&mut self, now: Instant, frame: Frame<'_>) -> Result<(), DnsError> {
+        // Nothing from lars-dns is trusted before it proved the secret.
+        #[cfg(feature = "auth")]
+        if let Some(result) = self.authenticate(Link::Dns, &frame) {
+            return result.map_err(DnsError::Auth);
+        }
         let mut hosts = [WeightedHost { addr: SocketAddr::V4(SocketAddrV4::new(0.into(), 0)), weight: 1 }; H];
         let salt = u64::from(self.config.caller);
         let (modid, cmdid, version, offered, kept) = match frame.msgid {

@@ -16,6 +16,12 @@ pub enum Message<'a> {
     ApiGetRouteResponse(lars::GetRouteResponse<'a>),
     Hello(native::Hello),
     Heartbeat(native::Heartbeat),
+    #[cfg(feature = "auth")]
+    AuthHello(native::AuthHello),
+    #[cfg(feature = "auth")]
+    AuthChallenge(native::AuthChallenge),
+    #[cfg(feature = "auth")]
+    AuthProof(native::AuthProof),
     NativeGetHostRequest(native::GetHostRequest),
     NativeGetHostResponse(native::GetHostResponse),
     NativeReport(native::Report),
@@ -29,12 +35,13 @@ pub enum Message<'a> {
 }
 
 macro_rules! dispatch {
-    ($($name:ident),*) => {
+    ($($name:ident),*; @only_if($cfg:meta) $($cname:ident),*) => {
         impl<'a> Message<'a> {
             /// Decodes `body` with the codec of `msgid`.
             pub fn parse(msgid: MsgId, body: &'a [u8]) -> Result<Message<'a>, Error> {
                 Ok(match msgid {
                     $( MsgId::$name => Message::$name(Decode::parse(body)?), )*
+                    $( #[cfg($cfg)] MsgId::$cname => Message::$cname(Decode::parse(body)?), )*
                 })
             }
 
@@ -42,12 +49,14 @@ macro_rules! dispatch {
             pub fn msgid(&self) -> MsgId {
                 match self {
                     $( Message::$name(_) => MsgId::$name, )*
+                    $( #[cfg($cfg)] Message::$cname(_) => MsgId::$cname, )*
                 }
             }
 
             fn body(&self) -> &dyn Encode {
                 match self {
                     $( Message::$name(m) => m, )*
+                    $( #[cfg($cfg)] Message::$cname(m) => m, )*
                 }
             }
         }
@@ -74,7 +83,10 @@ dispatch!(
     NativeCallStats,
     StatusReport,
     StatsRequest,
-    StatsResponse
+    StatsResponse;
+    @only_if(feature = "auth") AuthHello,
+    AuthChallenge,
+    AuthProof
 );
 
 impl<'a> Message<'a> {

@@ -206,23 +206,33 @@ pub trait Decode<'a>: Sized {
 }
 
 macro_rules! msg_ids {
-    ($( $(#[$doc:meta])* $name:ident = $value:literal, )*) => {
+    (
+        $( $(#[$doc:meta])* $name:ident = $value:literal, )*
+        @only_if($cfg:meta) { $( $(#[$cdoc:meta])* $cname:ident = $cvalue:literal, )* }
+    ) => {
         /// Every message id lars understands.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u32)]
         pub enum MsgId {
             $( $(#[$doc])* $name = $value, )*
+            $( #[cfg($cfg)] $(#[$cdoc])* $cname = $cvalue, )*
         }
 
         impl MsgId {
+            /// All message ids, in numeric order, then the handshake's (feature `auth`).
+            #[cfg($cfg)]
+            pub const ALL: &'static [MsgId] = &[$(MsgId::$name,)* $(MsgId::$cname,)*];
             /// All message ids, in numeric order.
+            #[cfg(not($cfg))]
             pub const ALL: &'static [MsgId] = &[$(MsgId::$name,)*];
 
-            /// The id for `value`, or [`Error::UnknownMsgId`].
+            /// The id for `value`, or [`Error::UnknownMsgId`]. Without the `auth` feature the
+            /// handshake's ids are unknown: such a build never takes part in one.
             #[inline]
             pub const fn from_u32(value: u32) -> Result<MsgId, Error> {
                 match value {
                     $( $value => Ok(MsgId::$name), )*
+                    $( #[cfg($cfg)] $cvalue => Ok(MsgId::$cname), )*
                     other => Err(Error::UnknownMsgId(other)),
                 }
             }
@@ -273,6 +283,17 @@ msg_ids! {
     StatsRequest = 0x140,
     /// Native: a daemon's counters, [`native::StatsResponse`].
     StatsResponse = 0x141,
+    // The handshake's ids cost the gateway's flash (about 300 bytes of decoder tables) and it
+    // never authenticates, so they exist with the `auth` feature only.
+    @only_if(feature = "auth") {
+        /// Native: agent → daemon, [`native::AuthHello`]: a hello that starts proving a shared
+        /// secret.
+        AuthHello = 0x102,
+        /// Native: daemon → agent, [`native::AuthChallenge`]: the daemon's nonce and proof.
+        AuthChallenge = 0x103,
+        /// Native: agent → daemon, [`native::AuthProof`]: the agent's proof.
+        AuthProof = 0x104,
+    }
 }
 
 impl MsgId {

@@ -119,6 +119,53 @@ pub struct Hello {
     pub max_body: u32,
 }
 
+/// Bytes of an authentication nonce.
+pub const NONCE_LEN: usize = 16;
+/// Bytes of an authentication proof (an HMAC-SHA256 tag).
+pub const PROOF_LEN: usize = 32;
+
+/// Opens a link that proves a shared secret (msgid 0x102): a [`Hello`] with the sender's fresh
+/// nonce. The peer answers with an [`AuthChallenge`]. See `lars_core::auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthHello {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// What the sender is.
+    pub role: Role,
+    /// The identity the sender claims (an agent's IPv4 address as an integer).
+    pub node: u32,
+    /// The largest frame body the sender accepts.
+    pub max_body: u32,
+    /// Random bytes, new for each link.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// The answer to an [`AuthHello`] (msgid 0x103): the server's own hello, its fresh nonce, and
+/// its proof that it holds the secret, bound to both nonces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthChallenge {
+    /// The server's [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// What the server is.
+    pub role: Role,
+    /// The server's id (0 for lars-dns and lars-reporter).
+    pub node: u32,
+    /// The largest frame body the server accepts.
+    pub max_body: u32,
+    /// Random bytes, new for each link.
+    pub nonce: [u8; NONCE_LEN],
+    /// The server's proof.
+    pub proof: [u8; PROOF_LEN],
+}
+
+/// The client's proof (msgid 0x104), after it checked the server's: the link is authenticated
+/// once the server has checked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthProof {
+    /// The client's proof.
+    pub proof: [u8; PROOF_LEN],
+}
+
 /// Keep-alive (msgid 0x101); the peer echoes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -359,6 +406,9 @@ tag_enum!(Outcome { Ok, Fail, Overload });
 tag_enum!(RetCode { Succ, Overload, SystemError, NoExist });
 
 fields!(Hello { version, role, node, max_body });
+fields!(AuthHello { version, role, node, max_body, nonce });
+fields!(AuthChallenge { version, role, node, max_body, nonce, proof });
+fields!(AuthProof { proof });
 fields!(Heartbeat { seq });
 fields!(GetHostRequest { seq, modid, cmdid, key });
 fields!(GetHostResponse { seq, modid, cmdid, code, host });
@@ -375,6 +425,7 @@ fields!(StatsRequest { seq });
 fields!(Counter<'a> { name, value });
 fields!(StatsResponse<'a> { seq, role, counters });
 
+body!(AuthHello, AuthChallenge, AuthProof);
 body!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
 body!(ReportBatch<'a>, RouteResponse<'a>, CallStats<'a>, StatusReport<'a>, StatsResponse<'a>);
 

@@ -178,6 +178,24 @@ impl<'a> Field<'a> for bool {
     }
 }
 
+/// A fixed-size byte array (a nonce, a MAC): its bytes as they are, no length, as postcard
+/// writes a `[u8; N]` (a tuple of `u8`s).
+impl<'a, const N: usize> Field<'a> for [u8; N] {
+    fn encoded_len(&self) -> usize {
+        N
+    }
+
+    fn put(&self, out: &mut Writer<'_>) {
+        out.bytes(self)
+    }
+
+    fn take(input: &mut &'a [u8]) -> Result<Self, Error> {
+        let mut value = [0u8; N];
+        value.copy_from_slice(take_bytes(input, N)?);
+        Ok(value)
+    }
+}
+
 impl<'a, T: Field<'a>> Field<'a> for Option<T> {
     fn encoded_len(&self) -> usize {
         1 + self.as_ref().map_or(0, T::encoded_len)

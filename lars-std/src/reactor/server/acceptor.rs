@@ -1,7 +1,7 @@
 //! A server's acceptor thread: accepts connections and hands them to the workers round robin.
 //!
-//! `max_conns` is enforced here: the excess connection is closed at once and counted, never
-//! queued. An accept error never stops the server (D-R-9); running out of file descriptors
+//! `max_conns` and the allowlist are enforced here: the excess connection, and one from a
+//! source the allowlist does not hold, is closed at once and counted, never queued. An accept error never stops the server (D-R-9); running out of file descriptors
 //! pauses accepting for a moment instead of spinning (D-R-8).
 
 use std::io;
@@ -39,6 +39,7 @@ pub(super) struct Acceptor<T: Send + 'static> {
     alive: Arc<[AtomicBool]>,
     next: usize,
     max_conns: u64,
+    allow: Vec<lars_core::access::Cidr>,
     stats: Arc<ServerStats>,
 }
 
@@ -50,10 +51,12 @@ impl<T: Send + 'static> Acceptor<T> {
         workers: Vec<Waker<WorkerMsg<T>>>,
         alive: Arc<[AtomicBool]>,
         max_conns: usize,
+        allow: Vec<lars_core::access::Cidr>,
         stats: Arc<ServerStats>,
     ) -> io::Result<Self> {
         let listener = Registered::new(&event_loop, listener, 0, Interest::READABLE)?;
-        Ok(Acceptor { listener, event_loop, workers, alive, next: 0, max_conns: max_conns as u64, stats })
+        let max_conns = max_conns as u64;
+        Ok(Acceptor { listener, event_loop, workers, alive, next: 0, max_conns, allow, stats })
     }
 
     /// A handle that stops the acceptor.
@@ -107,7 +110,27 @@ impl<T: Send + 'static> Acceptor<T> {
         }
     }
 
+    /// Whether `peer` may connect. One that may not is closed before any worker sees it
+    /// (dropping the stream), counted, and logged: the first few, then every power of two, so
+    /// that a scan cannot flood the log.
+    fn admitted(&self, peer: SocketAddr) -> bool {
+        if lars_core::access::admits(&self.allow, peer.ip()) {
+            return true;
+        }
+        let denied = self.stats.denied.fetch_add(1, Ordering::Relaxed) + 1;
+        if denied.is_power_of_two() {
+            let local = self.listener.get().local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+            eprintln!(
+                "lars: {local}: refused a connection from {peer}: not in the allowlist (--allow; {denied} refused so far)"
+            );
+        }
+        false
+    }
+
     fn hand_over(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if !self.admitted(peer) {
+            return; // dropping the stream closes it at once
+        }
         if self.stats.open.load(Ordering::Acquire) >= self.max_conns {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return; // dropping the stream closes it at once

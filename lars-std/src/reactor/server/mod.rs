@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// How long a connection closed by its service (after a reply, say) may take to drain
     /// its queued output before it is closed anyway.
     pub close_linger: Duration,
+    /// The source addresses taken (`--allow`, `[reactor] allow`); a connection from anywhere
+    /// else is closed at accept and counted in [`ServerStats::denied`]. Loopback by default.
+    pub allow: Vec<lars_core::access::Cidr>,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             max_body: frame::MAX_BODY,
             task_capacity: 65_536,
             close_linger: Duration::from_secs(5),
+            allow: lars_core::access::Cidr::LOOPBACK.to_vec(),
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     /// Connections closed at accept because of `max_conns` (or a full worker queue).
     pub refused: AtomicU64,
+    /// Connections closed at accept because their source is not in [`ServerConfig::allow`].
+    pub denied: AtomicU64,
     /// Accept calls that failed.
     pub accept_errors: AtomicU64,
     /// Connections closed.
@@ -166,6 +172,7 @@ impl ServerStats {
             ("open", self.open.load(Ordering::Relaxed)),
             ("accepted", self.accepted.load(Ordering::Relaxed)),
             ("refused", self.refused.load(Ordering::Relaxed)),
+            ("denied", self.denied.load(Ordering::Relaxed)),
             ("accept_errors", self.accept_errors.load(Ordering::Relaxed)),
             ("closed", self.closed.load(Ordering::Relaxed)),
             ("bad_frames", self.bad_frames.load(Ordering::Relaxed)),
@@ -321,6 +328,7 @@ impl TcpServer {
             workers.clone(),
             alive,
             config.max_conns,
+            config.allow.clone(),
             Arc::clone(&stats),
         )?;
         let acceptor_waker = acceptor.stopper();
