@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::demo::{Cluster, RunFiles, build_binaries, free_port};
+use super::demo::{Cluster, RunFiles, build_binaries, free_udp_port};
 use super::{cargo, root};
 
 /// A test program that runs longer than this hangs: the calls it makes all have timeouts.
@@ -238,7 +238,7 @@ fn run_language(language: &Language) -> Result<(), String> {
         &["--stats-file", &files.stats.display().to_string()],
         true,
     )?;
-    let dead = format!("127.0.0.1:{}", free_port()?);
+    let dead = format!("127.0.0.1:{}", free_udp_port()?);
     command
         .env_remove("LD_LIBRARY_PATH") // the library is the one the program was linked with
         .env("LARS_TEST_AGENT", &cluster.api)

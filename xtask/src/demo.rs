@@ -46,7 +46,7 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         let (dns_port, reporter_port) = (free_port()?, free_port()?);
         let api: Vec<String> =
-            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+            (0..3).map(|_| free_udp_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
         let api = api.join(",");
         let (dns_addr, reporter_addr) =
             (format!("127.0.0.1:{dns_port}"), format!("127.0.0.1:{reporter_port}"));
@@ -112,6 +112,14 @@ pub(crate) fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A UDP port nobody holds now, for the agent's API: a free TCP port may be a busy UDP one.
+pub(crate) fn free_udp_port() -> Result<u16, String> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free UDP port: {e}"))
 }
 
 pub(crate) fn wait_for_tcp(name: &str, port: u16) -> Result<(), String> {
