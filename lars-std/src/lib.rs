@@ -9,6 +9,7 @@
 //! - [`dns`]: the lars-dns service; [`reporter`]: the lars-reporter service; [`agent`]: the
 //!   lars-agent daemon.
 //! - [`client`]: the client API of the local agent.
+//! - [`metrics`]: Prometheus metrics: the scrape page and the HTTP responder that serves it.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
 //! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
 //! - [`store`]: route stores (route file, memory; MySQL with the `mysql` feature) and
@@ -33,6 +34,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod daemon;
 pub mod dns;
+pub mod metrics;
 pub mod pool;
 pub mod reactor;
 pub mod reporter;
