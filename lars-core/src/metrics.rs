@@ -209,9 +209,21 @@ mod tests {
             enc.family("lars_dns_pushes_total", Kind::Counter, "Route pushes sent.")?;
             enc.sample("lars_dns_pushes_total", &[], 1234u64)?;
             enc.family("lars_agent_route_hosts", Kind::Gauge, "Hosts of a route, by state.")?;
-            enc.sample("lars_agent_route_hosts", &[("modid", &1001), ("cmdid", &2), ("state", &"idle")], 3u64)?;
-            enc.sample("lars_agent_route_hosts", &[("modid", &-5), ("cmdid", &7), ("state", &"overloaded")], 0u64)?;
-            enc.family("lars_dns_push_latency_seconds", Kind::Summary, "From noticing a change to its push.")?;
+            enc.sample(
+                "lars_agent_route_hosts",
+                &[("modid", &1001), ("cmdid", &2), ("state", &"idle")],
+                3u64,
+            )?;
+            enc.sample(
+                "lars_agent_route_hosts",
+                &[("modid", &-5), ("cmdid", &7), ("state", &"overloaded")],
+                0u64,
+            )?;
+            enc.family(
+                "lars_dns_push_latency_seconds",
+                Kind::Summary,
+                "From noticing a change to its push.",
+            )?;
             enc.sample("lars_dns_push_latency_seconds_sum", &[], 0.25)?;
             enc.sample("lars_dns_push_latency_seconds_count", &[], 8u64)?;
             enc.family("lars_up", Kind::Gauge, "")?;

@@ -137,6 +137,8 @@ pub struct AgentDaemonConfig {
     pub route_cache: Option<PathBuf>,
     /// A copy older than this is ignored at start (`[agent] route_cache_max_age`, seconds).
     pub route_cache_max_age: std::time::Duration,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl AgentDaemonConfig {
@@ -150,6 +152,7 @@ impl AgentDaemonConfig {
             agent: AgentConfig::default(),
             route_cache: None,
             route_cache_max_age: std::time::Duration::from_secs(24 * 3600),
+            metrics: None,
         }
     }
 }
@@ -168,14 +171,20 @@ pub struct AgentDaemon {
     stats: Arc<Mutex<AgentStats>>,
     stop: Waker<()>,
     thread: Option<JoinHandle<()>>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl AgentDaemon {
     /// Binds the endpoints and starts the agent's thread.
     pub fn start(config: AgentDaemonConfig) -> io::Result<AgentDaemon> {
         let (ready_tx, ready_rx) = mpsc::channel();
+        let config_metrics = config.metrics;
         let stats = Arc::new(Mutex::new(AgentStats::default()));
         let shared = Arc::clone(&stats);
+        // The metrics page reads a view the agent's thread refreshes every second, only when
+        // metrics are on.
+        let view = config.metrics.map(|_| Arc::new(Mutex::new(crate::metrics::AgentView::default())));
+        let thread_view = view.clone();
         let thread = std::thread::Builder::new()
             .name("lars-agent".into())
             // The agent's route table is fixed-size and lives on this stack; pages it does not
@@ -192,7 +201,7 @@ impl AgentDaemon {
                         if let Some(cache) = &cache {
                             cache.restore(&mut agent, clock.now(), config.route_cache_max_age);
                         }
-                        runner.run(&mut agent, &shared, cache);
+                        runner.run(&mut agent, &shared, cache, thread_view);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -201,12 +210,23 @@ impl AgentDaemon {
             })?;
         let (api, stop) =
             ready_rx.recv().map_err(|_| io::Error::other("the agent thread died while starting"))??;
-        Ok(AgentDaemon { api, stats, stop, thread: Some(thread) })
+        let metrics = match (config_metrics, view) {
+            (Some(addr), Some(view)) => Some(crate::metrics::MetricsServer::start(addr, move || {
+                crate::metrics::agent_page(&view.lock().unwrap_or_else(|p| p.into_inner()))
+            })?),
+            _ => None,
+        };
+        Ok(AgentDaemon { api, stats, stop, thread: Some(thread), metrics })
     }
 
     /// The bound API endpoints.
     pub fn api_addrs(&self) -> &[SocketAddr] {
         &self.api
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::MetricsServer::local_addr)
     }
 
     /// The agent's counters (refreshed about every 100 ms).
@@ -267,12 +287,14 @@ impl Runner {
         agent: &mut Agent<R, H>,
         shared: &Mutex<AgentStats>,
         mut cache: Option<RouteCache>,
+        view: Option<Arc<Mutex<crate::metrics::AgentView>>>,
     ) {
         let clock = self.event_loop.clock();
         let mut ready = self.event_loop.ready_list();
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         let mut armed: Option<Instant> = None;
         let mut published = clock.now();
+        let mut viewed: Option<Instant> = None;
         loop {
             if let Some(deadline) = agent.poll_timeout()
                 && armed.is_none_or(|at| deadline < at)
@@ -346,6 +368,12 @@ impl Runner {
             if now.saturating_since(published).as_millis() >= 100 {
                 *shared.lock().unwrap_or_else(|p| p.into_inner()) = *agent.stats();
                 published = now;
+            }
+            if let Some(view) = &view
+                && viewed.is_none_or(|at| now.saturating_since(at).as_millis() >= 1000)
+            {
+                *view.lock().unwrap_or_else(|p| p.into_inner()) = agent_view(agent);
+                viewed = Some(now);
             }
         }
     }
@@ -457,14 +485,45 @@ impl RouteCache {
     }
 }
 
-/// Answers `lars stats`: the agent's counters and the pool's.
-fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8], reply: &mut [u8]) -> usize {
-    let Ok(request) = StatsRequest::parse(body) else { return 0 };
+/// The agent's counters and the daemon's gauges of it, as `lars stats` and metrics name them.
+fn agent_counters<const R: usize, const H: usize>(agent: &Agent<R, H>) -> Vec<(&'static str, u64)> {
     let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
     counters.push(("routes", agent.route_count() as u64));
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));
+    counters
+}
+
+/// What the metrics page shows of the agent: counters, links, and each route's hosts by state.
+fn agent_view<const R: usize, const H: usize>(agent: &Agent<R, H>) -> crate::metrics::AgentView {
+    let routes = agent
+        .routes()
+        .map(|(modid, cmdid, hosts)| {
+            let (mut idle, mut overloaded) = (0, Vec::new());
+            for host in hosts {
+                if agent.is_overloaded(modid, cmdid, host.addr) {
+                    overloaded.push(host.addr);
+                } else {
+                    idle += 1;
+                }
+            }
+            let stale = agent.route_state(modid, cmdid) == Some(lars_core::agent::RouteState::Stale);
+            crate::metrics::RouteView { modid, cmdid, idle, overloaded, stale }
+        })
+        .collect();
+    crate::metrics::AgentView {
+        counters: agent_counters(agent),
+        dns_up: agent.link_codec(Link::Dns).is_some(),
+        reporter_up: agent.link_codec(Link::Reporter).is_some(),
+        routes,
+    }
+}
+
+/// Answers `lars stats`: the agent's counters and the pool's.
+fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8], reply: &mut [u8]) -> usize {
+    let Ok(request) = StatsRequest::parse(body) else { return 0 };
+    let mut counters = agent_counters(agent);
     counters.extend(crate::daemon::pool_counters());
     crate::daemon::stats_response(request.seq, Role::Agent, &counters, reply).unwrap_or(0)
 }

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use lars_core::metrics::{Kind, Value};
 use lars_core::metrics::{Encoder, Label};
+pub use lars_core::metrics::{Kind, Value};
 
 use crate::config::{ConfigError, Ini};
 
@@ -87,8 +87,18 @@ pub const SERVER: &[Desc] = &[
 
 /// lars-dns's counters (`DnsStats::counters`).
 pub const DNS: &[Desc] = &[
-    desc("loads", "store_loads_total", Kind::Counter, "Route tables installed (full loads and change-log reads)."),
-    desc("change_reads", "store_change_reads_total", Kind::Counter, "Tables read from the store's change log."),
+    desc(
+        "loads",
+        "store_loads_total",
+        Kind::Counter,
+        "Route tables installed (full loads and change-log reads).",
+    ),
+    desc(
+        "change_reads",
+        "store_change_reads_total",
+        Kind::Counter,
+        "Tables read from the store's change log.",
+    ),
     error("load_errors", "store"),
     error("push_failures", "push_failed"),
     error("oversize_routes", "oversize_route"),
@@ -97,11 +107,21 @@ pub const DNS: &[Desc] = &[
     desc("hosts", "hosts", Kind::Gauge, "Host entries served."),
     desc("requests", "route_requests_total", Kind::Counter, "Route requests answered."),
     desc("pushes", "pushes_total", Kind::Counter, "Route pushes sent to subscribed agents."),
-    desc("unready_answers", "unready_answers_total", Kind::Counter, "Route requests before the store was loaded."),
+    desc(
+        "unready_answers",
+        "unready_answers_total",
+        Kind::Counter,
+        "Route requests before the store was loaded.",
+    ),
     desc("ready", "ready", Kind::Gauge, "1 once a full load of the store succeeded."),
     desc("store_up", "store_up", Kind::Gauge, "1 while the last access to the store succeeded."),
     desc("held_loads", "held_loads_total", Kind::Counter, "Loads held by the shrink protection."),
-    desc("subscriptions", "subscriptions", Kind::Gauge, "Routes agents are subscribed to, over all connections."),
+    desc(
+        "subscriptions",
+        "subscriptions",
+        Kind::Gauge,
+        "Routes agents are subscribed to, over all connections.",
+    ),
 ];
 
 /// lars-reporter's counters (`ReporterStats::counters`).
@@ -109,7 +129,12 @@ pub const REPORTER: &[Desc] = &[
     desc("frames", "stats_frames_total", Kind::Counter, "Statistics frames received."),
     desc("rows_received", "rows_received_total", Kind::Counter, "Statistics rows received."),
     desc("rows_stored", "rows_written_total", Kind::Counter, "Statistics rows written to the store."),
-    desc("rows_dropped", "rows_dropped_total", Kind::Counter, "Statistics rows dropped (queue full, or store down at shutdown)."),
+    desc(
+        "rows_dropped",
+        "rows_dropped_total",
+        Kind::Counter,
+        "Statistics rows dropped (queue full, or store down at shutdown).",
+    ),
     desc("batches", "batches_total", Kind::Counter, "Batches written."),
     desc("queued", "queue_depth", Kind::Gauge, "Rows waiting for a writer."),
     desc("store_up", "store_up", Kind::Gauge, "1 while no writer is failing to reach the store."),
@@ -127,10 +152,30 @@ pub const AGENT: &[Desc] = &[
     error("ipv6_not_representable", "ipv6_not_representable"),
     desc("get_host", "get_host_total", Kind::Counter, "get_host requests."),
     desc("reports", "reports_total", Kind::Counter, "Call results reported."),
-    desc("reports_unknown_route", "reports_unknown_route_total", Kind::Counter, "Reports for routes the agent does not hold."),
-    desc("leased_calls", "leased_calls_total", Kind::Counter, "Calls summarised by clients that lease routes."),
-    desc("route_over_capacity", "route_over_capacity_total", Kind::Counter, "Route updates larger than a route holds."),
-    desc("dns_unready_answers", "dns_unready_answers_total", Kind::Counter, "Answers from a lars-dns that had not loaded its store."),
+    desc(
+        "reports_unknown_route",
+        "reports_unknown_route_total",
+        Kind::Counter,
+        "Reports for routes the agent does not hold.",
+    ),
+    desc(
+        "leased_calls",
+        "leased_calls_total",
+        Kind::Counter,
+        "Calls summarised by clients that lease routes.",
+    ),
+    desc(
+        "route_over_capacity",
+        "route_over_capacity_total",
+        Kind::Counter,
+        "Route updates larger than a route holds.",
+    ),
+    desc(
+        "dns_unready_answers",
+        "dns_unready_answers_total",
+        Kind::Counter,
+        "Answers from a lars-dns that had not loaded its store.",
+    ),
     desc("pulls_sent", "pulls_total", Kind::Counter, "Route pulls sent to lars-dns."),
     desc("routes_received", "routes_received_total", Kind::Counter, "Route answers and pushes applied."),
     desc("stats_frames", "stats_frames_total", Kind::Counter, "Statistics frames sent to lars-reporter."),
@@ -138,7 +183,12 @@ pub const AGENT: &[Desc] = &[
     desc("stats_dropped", "stats_dropped_total", Kind::Counter, "Host statistics entries dropped."),
     desc("events_dropped", "events_dropped_total", Kind::Counter, "Events the driver did not drain in time."),
     desc("decisions", "decisions_total", Kind::Counter, "Host state changes the balancers made."),
-    desc("decisions_dropped", "decisions_dropped_total", Kind::Counter, "Decisions dropped before they were sent."),
+    desc(
+        "decisions_dropped",
+        "decisions_dropped_total",
+        Kind::Counter,
+        "Decisions dropped before they were sent.",
+    ),
     desc("routes", "routes", Kind::Gauge, "Routes held."),
     desc("routes_stale", "routes_stale", Kind::Gauge, "Routes served past update_timeout."),
     desc("dns_ready", "dns_ready", Kind::Gauge, "0 while lars-dns says it has not loaded its store."),
@@ -261,7 +311,13 @@ impl Scrape {
                     let labels = d.label.map(|(name, v)| vec![(name, v.to_string())]).unwrap_or_default();
                     self.add(d.family, d.kind, d.help, labels, value);
                 }
-                None => self.add(key, Kind::Untyped, "Undocumented counter (see `lars stats`).", Vec::new(), value),
+                None => self.add(
+                    key,
+                    Kind::Untyped,
+                    "Undocumented counter (see `lars stats`).",
+                    Vec::new(),
+                    value,
+                ),
             }
         }
     }
@@ -288,8 +344,11 @@ impl Scrape {
                 continue;
             }
             for sample in samples {
-                let labels: Vec<Label<'_>> =
-                    sample.labels.iter().map(|(name, value)| (*name, value as &dyn std::fmt::Display)).collect();
+                let labels: Vec<Label<'_>> = sample
+                    .labels
+                    .iter()
+                    .map(|(name, value)| (*name, value as &dyn std::fmt::Display))
+                    .collect();
                 let mut line = String::new();
                 let name = format!("{family}{}", sample.suffix);
                 if Encoder::new(&mut line).sample(&name, &labels, sample.value).is_ok() {
@@ -300,6 +359,97 @@ impl Scrape {
         }
         page
     }
+}
+
+/// lars-dns's page: its counters, its server's, the pool's and the push latency.
+pub(crate) fn dns_page(stats: &crate::dns::DnsStats, server: &crate::reactor::ServerStats) -> String {
+    let mut scrape = Scrape::new("lars_dns");
+    let own = stats.counters();
+    let latency = |key| own.iter().find(|(k, _)| *k == key).map_or(0, |&(_, v)| v);
+    let (rounds, latency_us) = (latency("push_rounds"), latency("push_latency_us"));
+    let own: Vec<_> =
+        own.into_iter().filter(|(k, _)| !matches!(*k, "push_rounds" | "push_latency_us")).collect();
+    scrape.counters(&[DNS], &own);
+    scrape.summary(
+        "push_latency_seconds",
+        "From noticing a store change to the end of its pushes, per change and worker.",
+        latency_us as f64 / 1e6,
+        rounds,
+    );
+    scrape.counters(&[SERVER], &server.counters());
+    scrape.counters(&[POOL], &crate::daemon::pool_counters());
+    scrape.render()
+}
+
+/// lars-reporter's page: its counters, its server's and the pool's.
+pub(crate) fn reporter_page(
+    stats: &crate::reporter::ReporterStats,
+    server: &crate::reactor::ServerStats,
+) -> String {
+    let mut scrape = Scrape::new("lars_reporter");
+    scrape.counters(&[REPORTER], &stats.counters());
+    scrape.counters(&[SERVER], &server.counters());
+    scrape.counters(&[POOL], &crate::daemon::pool_counters());
+    scrape.render()
+}
+
+/// What the agent's page shows, copied from the agent's thread about every second.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AgentView {
+    pub(crate) counters: Vec<(&'static str, u64)>,
+    pub(crate) dns_up: bool,
+    pub(crate) reporter_up: bool,
+    pub(crate) routes: Vec<RouteView>,
+}
+
+/// One route of an [`AgentView`].
+#[derive(Debug, Clone)]
+pub(crate) struct RouteView {
+    pub(crate) modid: i32,
+    pub(crate) cmdid: i32,
+    /// Hosts the balancer serves.
+    pub(crate) idle: u32,
+    /// Hosts the balancer avoids as overloaded (only probed).
+    pub(crate) overloaded: Vec<SocketAddr>,
+    pub(crate) stale: bool,
+}
+
+/// The agent's page: its counters, its links, each route's hosts by state (and each
+/// overloaded host, a series that exists only while the host is overloaded), and the pool.
+pub(crate) fn agent_page(view: &AgentView) -> String {
+    let mut scrape = Scrape::new("lars_agent");
+    scrape.counters(&[AGENT], &view.counters);
+    for (link, up) in [("dns", view.dns_up), ("reporter", view.reporter_up)] {
+        let help = "1 while the link to lars-dns or lars-reporter is up and its codec known.";
+        scrape.add("link_up", Kind::Gauge, help, vec![("link", link.to_string())], up);
+    }
+    for route in &view.routes {
+        let key = || vec![("modid", route.modid.to_string()), ("cmdid", route.cmdid.to_string())];
+        let help = "Hosts of a route, by the balancer's state: idle (served) or overloaded (only probed).";
+        for (state, hosts) in [("idle", u64::from(route.idle)), ("overloaded", route.overloaded.len() as u64)]
+        {
+            let mut labels = key();
+            labels.push(("state", state.to_string()));
+            scrape.add("route_hosts", Kind::Gauge, help, labels, hosts);
+        }
+        scrape.add(
+            "route_stale",
+            Kind::Gauge,
+            "1 while a route is served past update_timeout.",
+            key(),
+            route.stale,
+        );
+    }
+    for route in &view.routes {
+        for host in &route.overloaded {
+            let mut labels = vec![("modid", route.modid.to_string()), ("cmdid", route.cmdid.to_string())];
+            labels.push(("host", host.to_string()));
+            let help = "1 for each host the balancer holds overloaded (no series while it is idle).";
+            scrape.add("host_overloaded", Kind::Gauge, help, labels, 1u64);
+        }
+    }
+    scrape.counters(&[POOL], &crate::daemon::pool_counters());
+    scrape.render()
 }
 
 /// The metrics address from `--metrics` or `[metrics] listen`: `IP:PORT`, or a bare port on
@@ -407,11 +557,11 @@ fn respond(mut conn: TcpStream, page: &dyn Fn() -> String, stats: &ResponderStat
 
 /// Reads up to the blank line that ends the request head, within the size and time bounds.
 fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
-    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    let started = crate::time::Stopwatch::start();
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err("408 Request Timeout");
         }
@@ -440,7 +590,8 @@ fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
 fn route(head: &[u8]) -> &'static str {
     let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return "400 Bad Request";
     };
@@ -470,7 +621,10 @@ mod tests {
     #[test]
     fn families_are_grouped_and_unknown_counters_kept() {
         let mut scrape = Scrape::new("lars_dns");
-        scrape.counters(&[DNS, SERVER], &[("bad_requests", 2), ("routes", 5), ("load_errors", 1), ("new_one", 7)]);
+        scrape.counters(
+            &[DNS, SERVER],
+            &[("bad_requests", 2), ("routes", 5), ("load_errors", 1), ("new_one", 7)],
+        );
         scrape.summary("push_latency_seconds", "From a change to its push.", 0.5, 4);
         assert_eq!(
             scrape.render(),
@@ -523,7 +677,8 @@ mod tests {
 
     #[test]
     fn the_responder_serves_the_page_and_refuses_the_rest() {
-        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), || "x_total 1\n".to_string()).unwrap();
+        let server =
+            MetricsServer::start("127.0.0.1:0".parse().unwrap(), || "x_total 1\n".to_string()).unwrap();
         let addr = server.local_addr();
         let ok = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nx_total 1\n"), "{ok}");

@@ -36,12 +36,14 @@ pub struct ReporterConfig {
     pub queue_capacity: usize,
     /// Rows per store call at most.
     pub batch_max: usize,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ReporterConfig {
     /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
     pub fn new(server: ServerConfig) -> Self {
-        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000 }
+        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000, metrics: None }
     }
 }
 
@@ -62,6 +64,10 @@ pub struct ReporterStats {
     pub batches: AtomicU64,
     /// Frames that do not decode or that lars-reporter does not take.
     pub bad_requests: AtomicU64,
+    /// Rows queued for the writers now.
+    pub queued: AtomicU64,
+    /// Writers whose last store call failed (they retry).
+    pub failing_writers: AtomicU64,
 }
 
 impl ReporterStats {
@@ -75,6 +81,8 @@ impl ReporterStats {
             ("store_errors", self.store_errors.load(Ordering::Relaxed)),
             ("batches", self.batches.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
+            ("queued", self.queued.load(Ordering::Relaxed)),
+            ("store_up", u64::from(self.failing_writers.load(Ordering::Relaxed) == 0)),
         ]
     }
 }
@@ -85,6 +93,7 @@ pub struct Reporter {
     stats: Arc<ReporterStats>,
     stop: Arc<AtomicBool>,
     writers: Vec<JoinHandle<()>>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl Reporter {
@@ -122,12 +131,26 @@ impl Reporter {
             server_stats: Arc::clone(&server_stats),
         })?;
         let _ = server_stats.set(server.shared_stats());
-        Ok(Reporter { server: Some(server), stats, stop, writers })
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let (stats, server) = (Arc::clone(&stats), server.shared_stats());
+                Some(crate::metrics::MetricsServer::start(addr, move || {
+                    crate::metrics::reporter_page(&stats, &server)
+                })?)
+            }
+            None => None,
+        };
+        Ok(Reporter { server: Some(server), stats, stop, writers, metrics })
     }
 
     /// Where lars-reporter listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.as_ref().map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), ServerHandle::local_addr)
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::MetricsServer::local_addr)
     }
 
     /// lars-reporter's counters.
@@ -171,7 +194,9 @@ impl ReporterWorker {
         std::hash::Hash::hash(&row.key(), &mut hasher);
         let queue = &self.queues[std::hash::Hasher::finish(&hasher) as usize % self.queues.len()];
         match queue.try_send(row) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -290,6 +315,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.batch_max);
         loop {
             let closed = self.fill(&mut batch);
+            self.stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             let idle = batch.is_empty();
             if !idle {
                 self.store_with_retry(&batch);
@@ -323,8 +349,20 @@ impl Writer {
     /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).
     fn store_with_retry(&mut self, batch: &[StatRow]) {
         let mut delay = Duration::from_millis(100);
+        let mut failing = false;
         loop {
-            match self.store.store(batch) {
+            let result = self.store.store(batch);
+            if result.is_ok() == failing {
+                // Counted while this writer is failing, so `store_up` is 0 while any writer is.
+                let failing_writers = &self.stats.failing_writers;
+                if failing {
+                    failing_writers.fetch_sub(1, Ordering::Relaxed)
+                } else {
+                    failing_writers.fetch_add(1, Ordering::Relaxed)
+                };
+                failing = !failing;
+            }
+            match result {
                 Ok(()) => {
                     self.stats.rows_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +374,7 @@ impl Writer {
                     }
                     if self.stop.load(Ordering::Acquire) {
                         self.stats.rows_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.stats.failing_writers.fetch_sub(1, Ordering::Relaxed);
                         return;
                     }
                     std::thread::sleep(delay);

@@ -12,7 +12,7 @@ const USAGE: &str = "\
 usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [--api IP:PORT,...]
                   [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
                   [--policy lars|round_robin|weighted|p2c|maglev]
-                  [--route-cache FILE] [--route-cache-max-age SECONDS]
+                  [--route-cache FILE] [--route-cache-max-age SECONDS] [--metrics [IP:]PORT]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
@@ -35,6 +35,8 @@ them (as stale, until lars-dns answers) unless the copy is older than --route-ca
 ([agent] route_cache_max_age, default 86400 s).
 [loadbalance] slow_start (seconds, 0 = off) ramps up hosts that join or recover; p2c_decay
 (seconds), p2c_failure_penalty_us and p2c_initial_latency_us tune p2c.
+--metrics ([metrics] listen; off by default) serves Prometheus metrics at
+http://IP:PORT/metrics (a bare port is on 127.0.0.1).
 SIGINT or SIGTERM stops it.
 ";
 
@@ -75,6 +77,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             "policy",
             "route-cache",
             "route-cache-max-age",
+            "metrics",
         ],
         &["help"],
     )?;
@@ -83,7 +86,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let args = args.flags_only()?;
-    let mut ini = daemon::load_config(&args, &lars_std::agent::KEYS)?;
+    let keys: Vec<(&str, &str)> =
+        lars_std::agent::KEYS.iter().chain(&daemon::METRICS_KEYS).copied().collect();
+    let mut ini = daemon::load_config(&args, &keys)?;
     for (flag, section, key) in [
         ("dns-codec", "dnsserver", "codec"),
         ("reporter-codec", "reporter", "codec"),
@@ -109,12 +114,16 @@ fn run() -> Result<(), Box<dyn Error>> {
     config.route_cache = ini.get_str("agent", "route_cache").map(std::path::PathBuf::from);
     let max_age: u64 = ini.get("agent", "route_cache_max_age", config.route_cache_max_age.as_secs())?;
     config.route_cache_max_age = std::time::Duration::from_secs(max_age);
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     config.agent.caller = caller_id(dns[0]);
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
     let mut shutdown = Shutdown::install()?;
     let agent = AgentDaemon::start(config)?;
     let api: Vec<String> = agent.api_addrs().iter().map(ToString::to_string).collect();
     eprintln!("lars-agent: serving on UDP {}", api.join(", "));
+    if let Some(addr) = agent.metrics_addr() {
+        eprintln!("lars-agent: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-agent: shutting down");
     agent.shutdown();

@@ -12,14 +12,16 @@ use lars_std::store::mysql::MysqlRoutes;
 
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
-                [--routes FILE | --mysql URL] [--shrink-limit FRACTION]
+                [--routes FILE | --mysql URL] [--shrink-limit FRACTION] [--metrics [IP:]PORT]
 
 Serves routes on TCP (default 127.0.0.1:7778) from the route file (default routes.conf; the
 embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as in the
 original lars_dns.conf). Until its store is loaded it tells agents it is not ready, and they
 keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
 0.5) of the routes or hosts at once (and at least 10 of them) is held until the next full
-load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
+load (10 s) says the same; 1 turns that off. --metrics ([metrics] listen; off by default)
+serves Prometheus metrics at http://IP:PORT/metrics (a bare port is on 127.0.0.1).
+SIGINT or SIGTERM stops it cleanly.
 ";
 
 fn main() {
@@ -30,7 +32,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::from_env(
-        &["config", "listen", "threads", "max-conn", "routes", "mysql", "shrink-limit"],
+        &["config", "listen", "threads", "max-conn", "routes", "mysql", "shrink-limit", "metrics"],
         &["help"],
     )?;
     if args.switch("help") {
@@ -40,6 +42,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
         .iter()
         .chain(&MYSQL_KEYS)
+        .chain(&daemon::METRICS_KEYS)
         .copied()
         .chain([("dns", "routes"), ("dns", "shrink_limit")])
         .collect();
@@ -64,8 +67,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut config = DnsConfig::new(server);
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     let dns = Dns::start(config, store)?;
     eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
+    if let Some(addr) = dns.metrics_addr() {
+        eprintln!("lars-dns: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-dns: shutting down");
     dns.shutdown();

@@ -12,11 +12,13 @@ use lars_std::store::mysql::MysqlStats;
 
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
-                     [--writers N] [--mysql URL | --stats-file FILE]
+                     [--writers N] [--mysql URL | --stats-file FILE] [--metrics [IP:]PORT]
 
 Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
 ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
-with no MySQL, to a statistics file (default lars-stats.txt). SIGINT or SIGTERM stops it.
+with no MySQL, to a statistics file (default lars-stats.txt). --metrics ([metrics] listen;
+off by default) serves Prometheus metrics at http://IP:PORT/metrics (a bare port is on
+127.0.0.1). SIGINT or SIGTERM stops it.
 ";
 
 fn main() {
@@ -26,7 +28,7 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known = ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file"];
+    let known = ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file", "metrics"];
     let args = Args::from_env(&known, &["help"])?;
     if args.switch("help") {
         print!("{USAGE}");
@@ -35,6 +37,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
         .iter()
         .chain(&MYSQL_KEYS)
+        .chain(&daemon::METRICS_KEYS)
         .copied()
         .chain([("reporter", "db_thread_cnt")])
         .collect();
@@ -47,6 +50,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         ini.set("reporter", "db_thread_cnt", writers);
     }
     config.writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     let mysql = if args.flag("stats-file").is_some() { None } else { daemon::mysql_opts(&ini, &args)? };
     // Installed before the reporter starts, so that a stop at any moment flushes what it holds.
     let mut shutdown = Shutdown::install()?;
@@ -64,6 +68,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     };
     eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
+    if let Some(addr) = reporter.metrics_addr() {
+        eprintln!("lars-reporter: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-reporter: shutting down");
     reporter.shutdown();
