@@ -153,6 +153,12 @@ pub const AGENT: &[Desc] = &[
     desc("get_host", "get_host_total", Kind::Counter, "get_host requests."),
     desc("reports", "reports_total", Kind::Counter, "Call results reported."),
     desc(
+        "reports_failed",
+        "reports_failed_total",
+        Kind::Counter,
+        "Call results that were failures or overloads.",
+    ),
+    desc(
         "reports_unknown_route",
         "reports_unknown_route_total",
         Kind::Counter,

@@ -111,6 +111,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         latency_us: u32,
     ) {
         self.stats.reports += 1;
+        if outcome != Outcome::Ok {
+            self.stats.reports_failed += 1;
+        }
         let Some(slot) = self.find(modid, cmdid) else {
             self.stats.reports_unknown_route += 1;
             return;
