@@ -54,7 +54,7 @@ struct Reporter {
 
 struct Sim {
     now: Instant,
-    agent: Agent<8, 8>,
+    agent: Agent<8, 8, 16>,
     dns: Dns,
     reporter: Reporter,
     seq: u32,
@@ -543,6 +543,20 @@ fn a_failing_host_is_overloaded_then_probed_back() {
     let picks = sim.calls(ROUTE, 300, &[], Duration::from_millis(5));
     assert!(!sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(2)), "probed back");
     assert!(picks[&host(2)] > 60, "back in rotation: {}", picks[&host(2)]);
+    // The decision log says what happened to host 2, and why.
+    let log: Vec<String> = sim.agent.decisions().map(|d| d.to_string()).collect();
+    assert_eq!(
+        log,
+        [
+            "1001/1 10.0.0.2:8002 overloaded: 15 consecutive failures (limit 15)",
+            "1001/1 10.0.0.2:8002 probed: probe failed after 0 s overloaded",
+            // Its later probes failed too, until it healed: 15 successes in a row.
+            "1001/1 10.0.0.2:8002 readmitted: 15 consecutive successes (limit 15)",
+        ]
+    );
+    assert_eq!(sim.agent.decision_counts(), (3, 0));
+    sim.agent.take_decisions(2);
+    assert_eq!(sim.agent.decisions().count(), 1);
 }
 
 #[test]

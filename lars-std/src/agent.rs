@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, Link};
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Role, StatsRequest};
 use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
@@ -195,7 +195,8 @@ impl AgentDaemon {
                 match Runner::bind(clock, &config) {
                     Ok(runner) => {
                         let _ = ready_tx.send(Ok((runner.addrs(), runner.event_loop.waker())));
-                        let mut agent: Agent<ROUTES, HOSTS> = Agent::new(config.agent, clock.now());
+                        let mut agent: Agent<ROUTES, HOSTS, DECISIONS> =
+                            Agent::new(config.agent, clock.now());
                         agent.set_unix_time(clock.now(), Clock::unix_secs());
                         let cache = config.route_cache.map(RouteCache::new);
                         if let Some(cache) = &cache {
@@ -282,9 +283,9 @@ impl Runner {
         self.endpoints.iter().filter_map(|e| e.local_addr().ok()).collect()
     }
 
-    fn run<const R: usize, const H: usize>(
+    fn run<const R: usize, const H: usize, const D: usize>(
         mut self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         shared: &Mutex<AgentStats>,
         mut cache: Option<RouteCache>,
         view: Option<Arc<Mutex<crate::metrics::AgentView>>>,
@@ -295,6 +296,7 @@ impl Runner {
         let mut armed: Option<Instant> = None;
         let mut published = clock.now();
         let mut viewed: Option<Instant> = None;
+        let mut decisions_logged = 0;
         loop {
             if let Some(deadline) = agent.poll_timeout()
                 && armed.is_none_or(|at| deadline < at)
@@ -362,6 +364,7 @@ impl Runner {
                 }
                 log_event(&event);
             }
+            decisions_logged = log_decisions(agent, decisions_logged);
             if let Some(cache) = cache.as_mut() {
                 cache.save_if_due(agent, now);
             }
@@ -380,9 +383,9 @@ impl Runner {
 
     /// Sends what the agent wants sent. A frame its link refuses is dropped: pulls are retried
     /// by the agent, and statistics are best effort by design.
-    fn transmit<const R: usize, const H: usize>(
+    fn transmit<const R: usize, const H: usize, const D: usize>(
         &mut self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         now: Instant,
         buf: &mut [u8],
     ) {
@@ -416,9 +419,9 @@ impl RouteCache {
     }
 
     /// Serves the routes of a copy no older than `max_age`.
-    fn restore<const R: usize, const H: usize>(
+    fn restore<const R: usize, const H: usize, const D: usize>(
         &self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         now: Instant,
         max_age: std::time::Duration,
     ) {
@@ -450,7 +453,11 @@ impl RouteCache {
         eprintln!("lars-agent: serving {restored} routes saved {age} s ago until lars-dns answers");
     }
 
-    fn save_if_due<const R: usize, const H: usize>(&mut self, agent: &Agent<R, H>, now: Instant) {
+    fn save_if_due<const R: usize, const H: usize, const D: usize>(
+        &mut self,
+        agent: &Agent<R, H, D>,
+        now: Instant,
+    ) {
         if !self.dirty || self.saved_at.is_some_and(|at| now.saturating_since(at).as_millis() < 1000) {
             return;
         }
@@ -485,18 +492,38 @@ impl RouteCache {
     }
 }
 
+/// Logs the decisions made since `logged` of them were; returns how many have been now. The
+/// log keeps them (for `lars stats` and the metrics page to count, and for a reader of the
+/// ring).
+fn log_decisions<const R: usize, const H: usize, const D: usize>(agent: &Agent<R, H, D>, logged: u64) -> u64 {
+    let (total, _) = agent.decision_counts();
+    let new = (total - logged).min(D as u64) as usize;
+    let held = agent.decisions().count();
+    for decision in agent.decisions().skip(held.saturating_sub(new)) {
+        eprintln!("lars-agent: decision: {decision}");
+    }
+    total
+}
+
 /// The agent's counters and the daemon's gauges of it, as `lars stats` and metrics name them.
-fn agent_counters<const R: usize, const H: usize>(agent: &Agent<R, H>) -> Vec<(&'static str, u64)> {
+fn agent_counters<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+) -> Vec<(&'static str, u64)> {
     let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
     counters.push(("routes", agent.route_count() as u64));
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));
+    let (decisions, dropped) = agent.decision_counts();
+    counters.push(("decisions", decisions));
+    counters.push(("decisions_dropped", dropped));
     counters
 }
 
 /// What the metrics page shows of the agent: counters, links, and each route's hosts by state.
-fn agent_view<const R: usize, const H: usize>(agent: &Agent<R, H>) -> crate::metrics::AgentView {
+fn agent_view<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+) -> crate::metrics::AgentView {
     let routes = agent
         .routes()
         .map(|(modid, cmdid, hosts)| {
@@ -521,7 +548,11 @@ fn agent_view<const R: usize, const H: usize>(agent: &Agent<R, H>) -> crate::met
 }
 
 /// Answers `lars stats`: the agent's counters and the pool's.
-fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8], reply: &mut [u8]) -> usize {
+fn stats_reply<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+    body: &[u8],
+    reply: &mut [u8],
+) -> usize {
     let Ok(request) = StatsRequest::parse(body) else { return 0 };
     let mut counters = agent_counters(agent);
     counters.extend(crate::daemon::pool_counters());
@@ -529,8 +560,8 @@ fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8],
 }
 
 /// Hands a frame from lars-dns to the agent; one it refuses closes the link (which reconnects).
-fn dns_frame<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn dns_frame<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     frame: Frame<'_>,
 ) -> Control {
@@ -545,8 +576,8 @@ fn dns_frame<const R: usize, const H: usize>(
 
 /// Hands a frame from lars-reporter (its answer to the agent's Hello) to the agent; one it
 /// refuses closes the link (which reconnects).
-fn reporter_frame<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn reporter_frame<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     frame: Frame<'_>,
 ) -> Control {
@@ -576,8 +607,8 @@ fn log_event(event: &AgentEvent) {
     }
 }
 
-fn link_changed<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn link_changed<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     link: Link,
     event: Option<LinkEvent>,

@@ -36,7 +36,7 @@ enum ApiRequest<'a> {
     },
 }
 
-impl<const R: usize, const H: usize> Agent<R, H> {
+impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     /// Chooses a host: the agent's `get_host`.
     pub fn get_host(
         &mut self,
@@ -120,7 +120,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         };
         let route = &mut self.routes[slot];
         route.asked_at = now;
-        route.balancer.report(now, host, outcome, latency_us);
+        if let Some(change) = route.balancer.report(now, host, outcome, latency_us) {
+            self.decisions.push(now, modid, cmdid, host, change);
+        }
+        let route = &mut self.routes[slot];
         if route.tally(host, outcome, latency_us) {
             self.waiting_reports = self.waiting_reports.saturating_add(1);
         } else {
