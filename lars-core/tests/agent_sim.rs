@@ -50,6 +50,8 @@ struct Reporter {
     frames: usize,
     /// An original Lars lars_reporter: it takes only msgid 3 and ignores the rest.
     original: bool,
+    /// The decisions received, as `lars events` prints them.
+    decisions: Vec<String>,
 }
 
 struct Sim {
@@ -213,6 +215,13 @@ impl Sim {
                     total.1 += u64::from(e.err);
                     self.reporter.overloaded.insert(key, e.overloaded);
                     self.reporter.status.insert(key, (entry.window_succ, entry.window_err));
+                }
+            }
+            Message::DecisionReport(report) if !self.reporter.original => {
+                for d in &report.entries {
+                    let line =
+                        format!("{}/{} {} {}: {}", d.modid, d.cmdid, d.host, d.change.as_str(), d.reason);
+                    self.reporter.decisions.push(line);
                 }
             }
             // The original stores these counts as they are: they are not period counts, so
@@ -555,8 +564,9 @@ fn a_failing_host_is_overloaded_then_probed_back() {
         ]
     );
     assert_eq!(sim.agent.decision_counts(), (3, 0));
-    sim.agent.take_decisions(2);
-    assert_eq!(sim.agent.decisions().count(), 1);
+    // They went to lars-reporter with the statistics.
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.decisions, log);
 }
 
 #[test]

@@ -2,16 +2,27 @@
 //! numbers behind it, in a fixed ring of `D` entries (`agent` layer).
 //!
 //! A [`Decision`] is a route, a host, when, what changed and why ([`StateChange`]). The agent
-//! pushes one whenever a balancer reports a change; when the ring is full the oldest entry
-//! goes and is counted (`decisions_dropped`), so memory is `D × size_of::<Decision>()` however
-//! fast hosts flap. A driver reads the ring with [`crate::agent::Agent::decisions`] (newest
-//! last) and takes entries it has passed on with [`crate::agent::Agent::take_decisions`].
+//! pushes one whenever a balancer reports a change. With each statistics flush, the decisions
+//! not yet sent go to a native lars-reporter as `DecisionReport` frames (a Lars-codec reporter
+//! has no message for them). When the ring is full the oldest entry goes; one that had not been
+//! sent is counted (`decisions_dropped`), so memory is `D × size_of::<Decision>()` however fast
+//! hosts flap. A driver reads the ring with [`crate::agent::Agent::decisions`] (oldest first).
 //! `D = 0` keeps no entries and only counts them: what a gateway with no RAM to spare uses.
 
 use core::net::SocketAddr;
 
 use crate::lb::{Change, HostAddr, Reason, StateChange};
 use crate::time::Instant;
+use crate::wire::native::{DecisionReport, HostDecision};
+use crate::wire::{List, MsgId, frame};
+
+/// Entries per frame at most; the transmit buffer may allow fewer.
+const CHUNK: usize = 64;
+/// Largest encoded `HostDecision`: modid and cmdid (5 each), an IPv6 host (20), the age (5),
+/// the change (1) and a reason with three numbers (16).
+const ENTRY_MAX: usize = 52;
+/// Largest `DecisionReport` head: caller and ts (5 each) and the list's length (1 for 64).
+const HEAD_MAX: usize = 11;
 
 /// One host state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +60,15 @@ impl core::fmt::Display for Decision {
     }
 }
 
+const EMPTY_ENTRY: HostDecision = HostDecision {
+    modid: 0,
+    cmdid: 0,
+    host: SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0)),
+    age_ms: 0,
+    change: Change::Probed,
+    reason: Reason::SlowStart { secs: 0 },
+};
+
 const EMPTY: Decision = Decision {
     at: Instant::ZERO,
     modid: 0,
@@ -64,6 +84,8 @@ pub(crate) struct DecisionLog<const D: usize> {
     /// Index of the oldest entry.
     head: usize,
     len: usize,
+    /// The newest `unsent` entries have not been sent yet.
+    unsent: usize,
     /// Decisions made, ever.
     pub(crate) total: u64,
     /// Decisions pushed out before they were taken.
@@ -72,7 +94,7 @@ pub(crate) struct DecisionLog<const D: usize> {
 
 impl<const D: usize> DecisionLog<D> {
     pub(crate) const fn new() -> Self {
-        DecisionLog { slots: [EMPTY; D], head: 0, len: 0, total: 0, dropped: 0 }
+        DecisionLog { slots: [EMPTY; D], head: 0, len: 0, unsent: 0, total: 0, dropped: 0 }
     }
 
     /// Adds a decision, pushing out the oldest when full.
@@ -93,25 +115,53 @@ impl<const D: usize> DecisionLog<D> {
         if self.len == D {
             self.slots[self.head] = decision;
             self.head = (self.head + 1) % D;
-            self.dropped += 1;
+            if self.unsent == D {
+                self.dropped += 1; // the oldest was never sent
+            } else {
+                self.unsent += 1;
+            }
         } else {
             self.slots[(self.head + self.len) % D] = decision;
             self.len += 1;
+            self.unsent += 1;
         }
+    }
+
+    /// Writes the next `DecisionReport` frame of unsent entries into `buf` (as many as fit, at
+    /// most 64), marking them sent; `None` when there is nothing to send or `buf` cannot hold
+    /// one entry. Each entry's age is counted back from `now`.
+    pub(crate) fn next_frame(&mut self, now: Instant, caller: u32, ts: u32, buf: &mut [u8]) -> Option<usize> {
+        let room = buf.len().saturating_sub(frame::HEADER_LEN + HEAD_MAX) / ENTRY_MAX;
+        let n = self.unsent.min(room).min(CHUNK);
+        if n == 0 {
+            return None;
+        }
+        let mut entries = [EMPTY_ENTRY; CHUNK];
+        for (entry, decision) in entries.iter_mut().zip(self.iter().skip(self.len - self.unsent)) {
+            let age_ms = now.saturating_since(decision.at).as_micros() / 1000;
+            *entry = HostDecision {
+                modid: decision.modid,
+                cmdid: decision.cmdid,
+                host: decision.host(),
+                age_ms: age_ms.min(u64::from(u32::MAX)) as u32,
+                change: decision.change.change,
+                reason: decision.change.reason,
+            };
+        }
+        let body = DecisionReport { caller, ts, entries: List::from_slice(&entries[..n]) };
+        let len = frame::encode(MsgId::DecisionReport, &body, buf).ok()?;
+        self.unsent -= n;
+        Some(len)
+    }
+
+    /// Whether some entries wait to be sent.
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.unsent > 0
     }
 
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Decision> + '_ {
         (0..self.len).map(move |i| &self.slots[(self.head + i) % D.max(1)])
-    }
-
-    /// Forgets the `n` oldest entries (they were passed on).
-    pub(crate) fn take(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if D > 0 {
-            self.head = (self.head + n) % D;
-        }
-        self.len -= n;
     }
 
     #[cfg(test)]
@@ -148,13 +198,23 @@ mod tests {
             log.push(Instant::ZERO, 1001, 2, host, change(n));
         }
         assert_eq!(counts(&log), [3, 4, 5]);
-        assert_eq!((log.total, log.dropped), (5, 2));
-        log.take(2);
-        assert_eq!(counts(&log), [5]);
+        assert_eq!((log.total, log.dropped), (5, 2), "two were pushed out unsent");
+        // A buffer for one entry sends one; then the rest.
+        let mut buf = [0u8; 8 + HEAD_MAX + ENTRY_MAX];
+        let len = log.next_frame(Instant::ZERO, 7, 0, &mut buf).unwrap();
+        let body = crate::wire::Frame::parse_datagram(&buf[..len], 65527).unwrap().body;
+        let report = <DecisionReport as crate::wire::Decode>::parse(body).unwrap();
+        let sent: Vec<HostDecision> = report.entries.iter().collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].reason, Reason::ConsecutiveFailures { count: 3, limit: 15 });
+        let mut big = [0u8; 4096];
+        assert!(log.next_frame(Instant::ZERO, 7, 0, &mut big).is_some());
+        assert!(log.next_frame(Instant::ZERO, 7, 0, &mut big).is_none(), "all sent");
+        // Sent entries stay readable, and pushing them out loses nothing.
         log.push(Instant::ZERO, 1001, 2, host, change(6));
-        assert_eq!(counts(&log), [5, 6]);
-        log.take(9);
-        assert_eq!(log.len(), 0);
+        assert_eq!(counts(&log), [4, 5, 6]);
+        assert_eq!(log.dropped, 2);
+        assert_eq!(log.len(), 3);
         let mut none = DecisionLog::<0>::new();
         none.push(Instant::ZERO, 1, 1, host, change(1));
         assert_eq!((none.len(), none.total, none.dropped), (0, 1, 1), "D = 0 only counts");

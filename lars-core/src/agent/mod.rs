@@ -106,6 +106,8 @@ pub struct Agent<const R: usize, const H: usize, const D: usize = 0> {
     route_events: u16,
     route_events_suppressed: u32,
     decisions: DecisionLog<D>,
+    /// A flush started with decisions to send: they follow its statistics frames.
+    decisions_due: bool,
     stats: AgentStats,
 }
 
@@ -140,6 +142,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             route_events: 0,
             route_events_suppressed: 0,
             decisions: DecisionLog::new(),
+            decisions_due: false,
             stats: AgentStats::default(),
         }
     }
@@ -149,17 +152,12 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         &self.stats
     }
 
-    /// The decision log: the last `D` host state changes not yet taken, oldest first.
+    /// The decision log: the last `D` host state changes, oldest first.
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> + '_ {
         self.decisions.iter()
     }
 
-    /// Forgets the `n` oldest decisions, once the driver has passed them on.
-    pub fn take_decisions(&mut self, n: usize) {
-        self.decisions.take(n);
-    }
-
-    /// Decisions made since start, and those pushed out of the log before they were taken.
+    /// Decisions made since start, and those pushed out of the log before they were sent.
     pub fn decision_counts(&self) -> (u64, u64) {
         (self.decisions.total, self.decisions.dropped)
     }
@@ -456,6 +454,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             self.waiting_reports = 0;
             if self.reporter.codec().is_some() {
                 self.flush.start();
+                self.decisions_due = self.decisions.has_unsent();
             } else if self.reporter.is_connected() {
                 // Still greeting lars-reporter: the tallies wait for the next interval.
             } else {
@@ -543,6 +542,17 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
                 self.flush.next_frame(&mut self.routes, codec, caller, ts, buf, &mut self.stats)
             {
                 return Some(Transmit { link: Link::Reporter, len });
+            }
+            // The decisions go with the statistics, to a native reporter only.
+            if self.decisions_due {
+                let sent = match codec {
+                    Codec::Native => self.decisions.next_frame(now, caller, ts, buf),
+                    Codec::Lars => None,
+                };
+                match sent {
+                    Some(len) => return Some(Transmit { link: Link::Reporter, len }),
+                    None => self.decisions_due = false,
+                }
             }
         }
         None

@@ -24,6 +24,7 @@ pub enum Message<'a> {
     NativeRouteResponse(native::RouteResponse<'a>),
     NativeCallStats(native::CallStats<'a>),
     StatusReport(native::StatusReport<'a>),
+    DecisionReport(native::DecisionReport<'a>),
     StatsRequest(native::StatsRequest),
     StatsResponse(native::StatsResponse<'a>),
 }
@@ -73,6 +74,7 @@ dispatch!(
     NativeRouteResponse,
     NativeCallStats,
     StatusReport,
+    DecisionReport,
     StatsRequest,
     StatsResponse
 );

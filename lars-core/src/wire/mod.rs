@@ -269,6 +269,9 @@ msg_ids! {
     /// Native: agent → reporter, [`native::StatusReport`]: the period's calls and each host's
     /// counts since its last idle/overload change.
     StatusReport = 0x131,
+    /// Native: agent → reporter, [`native::DecisionReport`]: the host state changes its
+    /// balancers made, with their reasons.
+    DecisionReport = 0x132,
     /// Native: anyone → any daemon, [`native::StatsRequest`].
     StatsRequest = 0x140,
     /// Native: a daemon's counters, [`native::StatsResponse`].

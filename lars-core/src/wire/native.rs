@@ -17,6 +17,7 @@
 use core::net::SocketAddr;
 
 use super::{Decode, Encode, Error, List, RetCode};
+pub use crate::lb::{Change, Reason};
 use codec::{Field, Writer, finish};
 
 mod codec;
@@ -327,6 +328,92 @@ pub struct StatusReport<'a> {
     pub entries: List<'a, HostReport>,
 }
 
+/// A change of a host's state that an agent's balancer made, and why (an item of
+/// [`DecisionReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDecision {
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The host.
+    pub host: SocketAddr,
+    /// How long before the report's `ts` it happened, in milliseconds.
+    pub age_ms: u32,
+    /// What changed.
+    pub change: Change,
+    /// Why, in numbers.
+    pub reason: Reason,
+}
+
+/// An agent's decision log since its last one (msgid 0x132), to lars-reporter, sent with its
+/// statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionReport<'a> {
+    /// The reporting agent's id.
+    pub caller: u32,
+    /// Unix time in seconds when it was sent (0 when the agent has no clock).
+    pub ts: u32,
+    /// The decisions, oldest first.
+    pub entries: List<'a, HostDecision>,
+}
+
+/// `Reason` as postcard encodes an enum with data: the variant's index, then its fields.
+impl<'a> Field<'a> for Reason {
+    fn encoded_len(&self) -> usize {
+        let (tag, numbers, flag) = self.parts();
+        tag.encoded_len() + numbers.iter().map(|n| n.encoded_len()).sum::<usize>() + flag.map_or(0, |_| 1)
+    }
+
+    fn put(&self, out: &mut Writer<'_>) {
+        let (tag, numbers, flag) = self.parts();
+        tag.put(out);
+        if let Some(flag) = flag {
+            flag.put(out);
+        }
+        for number in numbers {
+            number.put(out);
+        }
+    }
+
+    fn take(input: &mut &'a [u8]) -> Result<Self, Error> {
+        let mut n = || u32::take(input);
+        Ok(match n()? {
+            0 => Reason::ConsecutiveFailures { count: n()?, limit: n()? },
+            1 => Reason::ConsecutiveSuccesses { count: n()?, limit: n()? },
+            2 => Reason::ErrorRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            3 => Reason::SuccessRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            4 => Reason::WindowErrorRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            5 => Reason::OverloadTimeout { secs: n()? },
+            6 => {
+                let ok = bool::take(input)?;
+                Reason::Probe { ok, secs: u32::take(input)? }
+            }
+            7 => Reason::SlowStart { secs: u32::take(input)? },
+            _ => return Err(Error::BadValue),
+        })
+    }
+}
+
+impl Reason {
+    /// The variant's index, its numbers in order, and the probe's flag (which comes first).
+    fn parts(&self) -> (u32, heapless::Vec<u32, 3>, Option<bool>) {
+        let numbers = |ns: &[u32]| heapless::Vec::from_slice(ns).unwrap_or_default();
+        match *self {
+            Reason::ConsecutiveFailures { count, limit } => (0, numbers(&[count, limit]), None),
+            Reason::ConsecutiveSuccesses { count, limit } => (1, numbers(&[count, limit]), None),
+            Reason::ErrorRate { part, whole, limit_ppm } => (2, numbers(&[part, whole, limit_ppm]), None),
+            Reason::SuccessRate { part, whole, limit_ppm } => (3, numbers(&[part, whole, limit_ppm]), None),
+            Reason::WindowErrorRate { part, whole, limit_ppm } => {
+                (4, numbers(&[part, whole, limit_ppm]), None)
+            }
+            Reason::OverloadTimeout { secs } => (5, numbers(&[secs]), None),
+            Reason::Probe { ok, secs } => (6, numbers(&[secs]), Some(ok)),
+            Reason::SlowStart { secs } => (7, numbers(&[secs]), None),
+        }
+    }
+}
+
 /// Asks a daemon for its counters (msgid 0x140).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsRequest {
@@ -357,6 +444,7 @@ pub struct StatsResponse<'a> {
 tag_enum!(Role { Agent, Api, Dns, Reporter, Gateway });
 tag_enum!(Outcome { Ok, Fail, Overload });
 tag_enum!(RetCode { Succ, Overload, SystemError, NoExist });
+tag_enum!(Change { Overloaded, Probed, Readmitted, Forgiven, SlowStartDone });
 
 fields!(Hello { version, role, node, max_body });
 fields!(Heartbeat { seq });
@@ -371,12 +459,21 @@ fields!(HostStats { modid, cmdid, host, succ, err, overload, overloaded, latency
 fields!(CallStats<'a> { caller, ts, entries });
 fields!(HostReport { stats, window_succ, window_err });
 fields!(StatusReport<'a> { caller, ts, entries });
+fields!(HostDecision { modid, cmdid, host, age_ms, change, reason });
+fields!(DecisionReport<'a> { caller, ts, entries });
 fields!(StatsRequest { seq });
 fields!(Counter<'a> { name, value });
 fields!(StatsResponse<'a> { seq, role, counters });
 
 body!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
-body!(ReportBatch<'a>, RouteResponse<'a>, CallStats<'a>, StatusReport<'a>, StatsResponse<'a>);
+body!(
+    ReportBatch<'a>,
+    RouteResponse<'a>,
+    CallStats<'a>,
+    StatusReport<'a>,
+    DecisionReport<'a>,
+    StatsResponse<'a>
+);
 
 #[cfg(test)]
 mod tests;

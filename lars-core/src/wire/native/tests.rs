@@ -33,6 +33,11 @@ static STATUS_REPORT: [u8; 32] = [
     0x81, 0x80, 0x80, 0x50, 0x80, 0x82, 0x92, 0xc9, 0x06, 0x01, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00,
     0x01, 0x50, 0xb4, 0x01, 0x05, 0x01, 0x00, 0x90, 0xbf, 0x05, 0xc4, 0x13, 0xb0, 0x09, 0x07,
 ];
+static DECISION_REPORT: [u8; 39] = [
+    0x81, 0x80, 0x80, 0x50, 0x80, 0x82, 0x92, 0xc9, 0x06, 0x02, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00,
+    0x01, 0x50, 0xfa, 0x01, 0x00, 0x00, 0x0f, 0x0f, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x50,
+    0x00, 0x01, 0x06, 0x01, 0x03,
+];
 
 static STATS_REQUEST: [u8; 1] = [0x09];
 static STATS_RESPONSE: [u8; 21] = [
@@ -134,6 +139,39 @@ fn status_report() {
         &STATUS_REPORT,
         StatusReport { caller: 0x0a00_0001, ts: 1_764_000_000, entries: List::from_slice(&entries) },
     );
+}
+
+#[test]
+fn decision_report() {
+    let entries = [
+        HostDecision {
+            modid: 1001,
+            cmdid: 2,
+            host: B,
+            age_ms: 250,
+            change: Change::Overloaded,
+            reason: Reason::ConsecutiveFailures { count: 15, limit: 15 },
+        },
+        HostDecision {
+            modid: 1001,
+            cmdid: 2,
+            host: B,
+            age_ms: 0,
+            change: Change::Probed,
+            reason: Reason::Probe { ok: true, secs: 3 },
+        },
+    ];
+    check_quartet(
+        &DECISION_REPORT,
+        DecisionReport { caller: 0x0a00_0001, ts: 1_764_000_000, entries: List::from_slice(&entries) },
+    );
+    // Reason tag 8 and change tag 5 do not exist.
+    let mut bad = DECISION_REPORT;
+    bad[22] = 8;
+    assert_eq!(DecisionReport::parse(&bad), Err(Error::BadValue));
+    let mut bad = DECISION_REPORT;
+    bad[21] = 5;
+    assert_eq!(DecisionReport::parse(&bad), Err(Error::BadValue));
 }
 
 #[test]
@@ -245,6 +283,44 @@ mod against_postcard {
     struct MirrorStatusReport(u32, u32, Vec<(MirrorHostStats, u32, u32)>);
     #[derive(Serialize)]
     struct MirrorStatsResponse(u32, MirrorRole, Vec<(String, u64)>);
+
+    #[derive(Serialize)]
+    enum MirrorReason {
+        ConsecutiveFailures { count: u32, limit: u32 },
+        ConsecutiveSuccesses { count: u32, limit: u32 },
+        ErrorRate { part: u32, whole: u32, limit: u32 },
+        SuccessRate { part: u32, whole: u32, limit: u32 },
+        WindowErrorRate { part: u32, whole: u32, limit: u32 },
+        OverloadTimeout { secs: u32 },
+        Probe { ok: bool, secs: u32 },
+        SlowStart { secs: u32 },
+    }
+
+    fn reason(reason: Reason) -> MirrorReason {
+        match reason {
+            Reason::ConsecutiveFailures { count, limit } => {
+                MirrorReason::ConsecutiveFailures { count, limit }
+            }
+            Reason::ConsecutiveSuccesses { count, limit } => {
+                MirrorReason::ConsecutiveSuccesses { count, limit }
+            }
+            Reason::ErrorRate { part, whole, limit_ppm } => {
+                MirrorReason::ErrorRate { part, whole, limit: limit_ppm }
+            }
+            Reason::SuccessRate { part, whole, limit_ppm } => {
+                MirrorReason::SuccessRate { part, whole, limit: limit_ppm }
+            }
+            Reason::WindowErrorRate { part, whole, limit_ppm } => {
+                MirrorReason::WindowErrorRate { part, whole, limit: limit_ppm }
+            }
+            Reason::OverloadTimeout { secs } => MirrorReason::OverloadTimeout { secs },
+            Reason::Probe { ok, secs } => MirrorReason::Probe { ok, secs },
+            Reason::SlowStart { secs } => MirrorReason::SlowStart { secs },
+        }
+    }
+
+    #[derive(Serialize)]
+    struct MirrorDecisionReport(u32, u32, Vec<(i32, i32, SocketAddr, u32, u32, MirrorReason)>);
 
     /// xorshift64*, with values spread over every varint length.
     struct Rng(u64);
@@ -404,6 +480,48 @@ mod against_postcard {
                 report.caller,
                 report.ts,
                 reports.iter().map(|r| (mirror_stats(&r.stats), r.window_succ, r.window_err)).collect(),
+            );
+            same(report, &mirror, &mut scratch);
+
+            let decisions: Vec<HostDecision> = (0..rng.next() % 5)
+                .map(|_| {
+                    let (a, b, c) = (rng.u32(), rng.u32(), rng.u32());
+                    let reason = rng.pick(&[
+                        Reason::ConsecutiveFailures { count: a, limit: b },
+                        Reason::ConsecutiveSuccesses { count: a, limit: b },
+                        Reason::ErrorRate { part: a, whole: b, limit_ppm: c },
+                        Reason::SuccessRate { part: a, whole: b, limit_ppm: c },
+                        Reason::WindowErrorRate { part: a, whole: b, limit_ppm: c },
+                        Reason::OverloadTimeout { secs: a },
+                        Reason::Probe { ok: c % 2 == 0, secs: a },
+                        Reason::SlowStart { secs: b },
+                    ]);
+                    let change = rng.pick(&[
+                        Change::Overloaded,
+                        Change::Probed,
+                        Change::Readmitted,
+                        Change::Forgiven,
+                        Change::SlowStartDone,
+                    ]);
+                    HostDecision {
+                        modid: rng.i32(),
+                        cmdid: rng.i32(),
+                        host: rng.addr(),
+                        age_ms: rng.u32(),
+                        change,
+                        reason,
+                    }
+                })
+                .collect();
+            let report =
+                DecisionReport { caller: rng.u32(), ts: rng.u32(), entries: List::from_slice(&decisions) };
+            let mirror = MirrorDecisionReport(
+                report.caller,
+                report.ts,
+                decisions
+                    .iter()
+                    .map(|d| (d.modid, d.cmdid, d.host, d.age_ms, d.change as u32, reason(d.reason)))
+                    .collect(),
             );
             same(report, &mirror, &mut scratch);
 
