@@ -140,6 +140,34 @@ pub const REPORTER: &[Desc] = &[
     desc("store_up", "store_up", Kind::Gauge, "1 while no writer is failing to reach the store."),
     error("store_errors", "store"),
     error("bad_requests", "bad_request"),
+    error("history_store_errors", "history_store"),
+    desc("decisions_received", "decisions_received_total", Kind::Counter, "Host state changes agents sent."),
+    desc(
+        "history_rows_written",
+        "history_rows_written_total",
+        Kind::Counter,
+        "Call history rows (host-minutes) written.",
+    ),
+    desc(
+        "history_rows_dropped",
+        "history_rows_dropped_total",
+        Kind::Counter,
+        "Call history rows dropped (queue or held rows full).",
+    ),
+    desc(
+        "history_rows_pending",
+        "history_rows_pending",
+        Kind::Gauge,
+        "Call history rows held until their minute is over.",
+    ),
+    desc("decisions_stored", "decisions_stored_total", Kind::Counter, "Decisions written to the store."),
+    desc(
+        "decisions_dropped",
+        "decisions_dropped_total",
+        Kind::Counter,
+        "Decisions dropped (queue full, or store down).",
+    ),
+    desc("history_pruned", "history_pruned_total", Kind::Counter, "History and decision rows pruned by age."),
 ];
 
 /// The agent's counters (`AgentStats::counters` and what the daemon adds).
@@ -391,9 +419,13 @@ pub(crate) fn dns_page(stats: &crate::dns::DnsStats, server: &crate::reactor::Se
 pub(crate) fn reporter_page(
     stats: &crate::reporter::ReporterStats,
     server: &crate::reactor::ServerStats,
+    history: Option<&crate::reporter::HistoryStats>,
 ) -> String {
     let mut scrape = Scrape::new("lars_reporter");
     scrape.counters(&[REPORTER], &stats.counters());
+    if let Some(history) = history {
+        scrape.counters(&[REPORTER], &history.counters());
+    }
     scrape.counters(&[SERVER], &server.counters());
     scrape.counters(&[POOL], &crate::daemon::pool_counters());
     scrape.render()

@@ -9,6 +9,12 @@
 //! happened to commit last. Each writer takes up to `batch_max` rows at a time and stores them
 //! in one call (one transaction of multi-row upserts on MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
 //! Nothing is ever sent back to an agent, as in the original.
+//!
+//! With a history store (`Reporter::start_with_history`; MySQL), the period counts of native
+//! reports also become per-minute call history, and the agents' `DecisionReport`s are kept:
+//! see `reporter/history.rs`.
+
+mod history;
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +28,10 @@ use lars_core::wire::native::{self, Role};
 use lars_core::wire::{Decode, Frame, MsgId, lars};
 
 use crate::reactor::{ConnId, Control, Sender, ServerConfig, ServerHandle, Service, TcpServer};
+use crate::store::history::{DecisionRow, HistoryStore};
 use crate::store::{StatRow, StatsStore};
 use crate::time::Clock;
+pub use history::{HistoryConfig, HistoryStats};
 
 /// How lars-reporter runs.
 #[derive(Debug, Clone)]
@@ -38,12 +46,21 @@ pub struct ReporterConfig {
     pub batch_max: usize,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The call history's retention and bounds (used with a history store).
+    pub history: HistoryConfig,
 }
 
 impl ReporterConfig {
     /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
     pub fn new(server: ServerConfig) -> Self {
-        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000, metrics: None }
+        ReporterConfig {
+            server,
+            writers: 3,
+            queue_capacity: 100_000,
+            batch_max: 1000,
+            metrics: None,
+            history: HistoryConfig::default(),
+        }
     }
 }
 
@@ -68,6 +85,8 @@ pub struct ReporterStats {
     pub queued: AtomicU64,
     /// Writers whose last store call failed (they retry).
     pub failing_writers: AtomicU64,
+    /// Decisions received from agents (kept only with a history store).
+    pub decisions_received: AtomicU64,
 }
 
 impl ReporterStats {
@@ -83,6 +102,7 @@ impl ReporterStats {
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
             ("queued", self.queued.load(Ordering::Relaxed)),
             ("store_up", u64::from(self.failing_writers.load(Ordering::Relaxed) == 0)),
+            ("decisions_received", self.decisions_received.load(Ordering::Relaxed)),
         ]
     }
 }
@@ -94,6 +114,7 @@ pub struct Reporter {
     stop: Arc<AtomicBool>,
     writers: Vec<JoinHandle<()>>,
     metrics: Option<crate::metrics::MetricsServer>,
+    history: Option<(history::HistoryWriter, history::HistorySender)>,
 }
 
 impl Reporter {
@@ -101,8 +122,20 @@ impl Reporter {
     /// builds for it.
     pub fn start(
         config: ReporterConfig,
-        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+        make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
     ) -> io::Result<Reporter> {
+        Reporter::start_with_history(config, make_store, None)
+    }
+
+    /// [`Reporter::start`], also keeping call history and the agents' decisions in `history`.
+    pub fn start_with_history(
+        config: ReporterConfig,
+        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+        history: Option<Box<dyn HistoryStore>>,
+    ) -> io::Result<Reporter> {
+        let history =
+            history.map(|store| history::HistoryWriter::start(config.history, store)).transpose()?;
+        let history_sender = history.as_ref().map(|(_, sender)| sender.clone());
         let stats = Arc::new(ReporterStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let count = config.writers.max(1);
@@ -129,18 +162,19 @@ impl Reporter {
             queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
+            history: history_sender.clone(),
         })?;
         let _ = server_stats.set(server.shared_stats());
         let metrics = match config.metrics {
             Some(addr) => {
                 let (stats, server) = (Arc::clone(&stats), server.shared_stats());
                 Some(crate::metrics::MetricsServer::start(addr, move || {
-                    crate::metrics::reporter_page(&stats, &server)
+                    crate::metrics::reporter_page(&stats, &server, history_sender.as_ref().map(|h| h.stats()))
                 })?)
             }
             None => None,
         };
-        Ok(Reporter { server: Some(server), stats, stop, writers, metrics })
+        Ok(Reporter { server: Some(server), stats, stop, writers, metrics, history })
     }
 
     /// Where lars-reporter listens.
@@ -158,6 +192,11 @@ impl Reporter {
         &self.stats
     }
 
+    /// The call history's counters, when it keeps one.
+    pub fn history_stats(&self) -> Option<&HistoryStats> {
+        self.history.as_ref().map(|(_, sender)| sender.stats())
+    }
+
     /// Stops taking connections, stores what is queued, and stops the writers.
     pub fn shutdown(mut self) {
         self.stop_all();
@@ -170,6 +209,9 @@ impl Reporter {
         self.stop.store(true, Ordering::Release);
         for writer in self.writers.drain(..) {
             let _ = writer.join();
+        }
+        if let Some((mut writer, _)) = self.history.take() {
+            writer.shutdown();
         }
     }
 }
@@ -185,6 +227,7 @@ struct ReporterWorker {
     queues: Vec<SyncSender<StatRow>>,
     stats: Arc<ReporterStats>,
     server_stats: crate::dns::ServerStatsCell,
+    history: Option<history::HistorySender>,
 }
 
 impl ReporterWorker {
@@ -240,6 +283,18 @@ impl Service for ReporterWorker {
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
                 for entry in &report.entries {
+                    let e = entry.stats;
+                    if let Some(history) = &self.history {
+                        history.calls(
+                            (e.modid, e.cmdid),
+                            e.host,
+                            ts,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                        );
+                    }
                     // `ServerCallStatus` holds the host's calls since its last state change.
                     self.enqueue(StatRow {
                         modid: entry.stats.modid,
@@ -259,6 +314,18 @@ impl Service for ReporterWorker {
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let ts = if stats.ts == 0 { arrival } else { u64::from(stats.ts) };
                 for entry in &stats.entries {
+                    if let Some(history) = &self.history {
+                        let e = entry;
+                        history.calls(
+                            (e.modid, e.cmdid),
+                            e.host,
+                            ts,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                        );
+                    }
                     self.enqueue(StatRow {
                         modid: entry.modid,
                         cmdid: entry.cmdid,
@@ -271,11 +338,34 @@ impl Service for ReporterWorker {
                     });
                 }
             }
+            MsgId::DecisionReport => {
+                let Ok(report) = native::DecisionReport::parse(frame.body) else { return self.bad_request() };
+                self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let ts_ms = if report.ts == 0 { arrival } else { u64::from(report.ts) } * 1000;
+                for d in &report.entries {
+                    self.stats.decisions_received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(history) = &self.history {
+                        history.decision(DecisionRow {
+                            at_ms: ts_ms.saturating_sub(u64::from(d.age_ms)),
+                            modid: d.modid,
+                            cmdid: d.cmdid,
+                            host: d.host,
+                            caller: report.caller,
+                            change: d.change.as_str().to_string(),
+                            reason: d.reason.to_string(),
+                        });
+                    }
+                }
+            }
             MsgId::StatsRequest => {
+                let mut counters = self.stats.counters();
+                if let Some(history) = &self.history {
+                    counters.extend(history.stats().counters());
+                }
                 return crate::dns::answer_stats(
                     frame.body,
                     Role::Reporter,
-                    self.stats.counters(),
+                    counters,
                     &self.server_stats,
                     reply,
                 );
