@@ -279,6 +279,16 @@ fn random_message<'a>(
             ts: rng.u32(),
             entries: List::from_slice(&items.decisions),
         }),
+        MsgId::DecisionsRequest => Message::DecisionsRequest(native::DecisionsRequest {
+            seq: rng.u32(),
+            modid: if rng.chance(2) { Some(rng.i32()) } else { None },
+            cmdid: if rng.chance(2) { Some(rng.i32()) } else { None },
+            skip: rng.u32(),
+        }),
+        MsgId::DecisionsResponse => Message::DecisionsResponse(native::DecisionsResponse {
+            seq: rng.u32(),
+            entries: List::from_slice(&items.decisions),
+        }),
         MsgId::StatsRequest => Message::StatsRequest(native::StatsRequest { seq: rng.u32() }),
         MsgId::StatsResponse => Message::StatsResponse(native::StatsResponse {
             seq: rng.u32(),

@@ -497,7 +497,8 @@ impl RouteCache {
 /// ring).
 fn log_decisions<const R: usize, const H: usize, const D: usize>(agent: &Agent<R, H, D>, logged: u64) -> u64 {
     let (total, _) = agent.decision_counts();
-    let new = (total - logged).min(D as u64) as usize;
+    // The core's count is a wrapping u32.
+    let new = ((total as u32).wrapping_sub(logged as u32) as usize).min(D);
     let held = agent.decisions().count();
     for decision in agent.decisions().skip(held.saturating_sub(new)) {
         eprintln!("lars-agent: decision: {decision}");

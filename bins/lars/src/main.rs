@@ -355,9 +355,7 @@ fn route(args: &Args) -> Result<(), Box<dyn Error>> {
 fn events(args: &Args) -> Result<(), Box<dyn Error>> {
     use lars_std::store::history::mysql::MysqlHistory;
     use lars_std::store::history::{DecisionFilter, HistoryStore};
-    let url = args.flag("mysql").ok_or_else(|| {
-        usage("events reads what lars-reporter stored: give --mysql URL (lars-agent also logs each decision)")
-    })?;
+    let Some(url) = args.flag("mysql") else { return agent_events(args) };
     let route = match (args.flag("modid"), args.flag("cmdid")) {
         (None, None) => None,
         (Some(_), Some(_)) => Some((args.get("modid", 0)?, args.get("cmdid", 0)?)),
@@ -388,6 +386,28 @@ fn events(args: &Args) -> Result<(), Box<dyn Error>> {
             d.cmdid,
             d.host.to_string(),
             d.change,
+            d.reason
+        );
+    }
+    Ok(())
+}
+
+/// `lars events` without `--mysql`: the local agent's log, oldest first.
+fn agent_events(args: &Args) -> Result<(), Box<dyn Error>> {
+    let modid = args.flag("modid").map(|_| args.get("modid", 0)).transpose()?;
+    let cmdid = args.flag("cmdid").map(|_| args.get("cmdid", 0)).transpose()?;
+    let decisions = client(args)?.agent_decisions(modid, cmdid)?;
+    if decisions.is_empty() {
+        println!("no decisions in the agent's log");
+    }
+    for d in decisions.iter().rev() {
+        println!(
+            "{:>9.1} s ago  {}/{}  {:<22} {:<16} {}",
+            f64::from(d.age_ms) / 1000.0,
+            d.modid,
+            d.cmdid,
+            d.host.to_string(),
+            d.change.as_str(),
             d.reason
         );
     }

@@ -105,8 +105,32 @@ fn decisions_and_history_reach_mysql_and_lars_events_prints_them() {
         "{text}"
     );
     assert!(lines[1].contains("probed"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_lars")).args(["events", "--modid", "1"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
+        .args(["events", "--mysql", &url, "--modid", "1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64), "a usage error");
+    // The same decisions from the agent's own log, over its API.
+    let api: Vec<String> = agent.api_addrs().iter().map(ToString::to_string).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
+        .args(["events", "--modid", "1001", "--agent", &api.join(",")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("s ago  1001/1  10.0.0.1:1")
+            && lines[0].ends_with("15 consecutive failures (limit 15)"),
+        "{text}"
+    );
+    assert!(lines[1].contains("probed") && lines[1].ends_with("probe failed after 0 s overloaded"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
+        .args(["events", "--modid", "1002", "--agent", &api.join(",")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no decisions in the agent's log\n");
 
     // Stopping lars-reporter writes the minute under way.
     eventually("the agent's statistics reached lars-reporter", || {

@@ -34,6 +34,7 @@ enum ApiRequest<'a> {
         cmdid: i32,
         codec: Codec,
     },
+    Decisions(native::DecisionsRequest),
 }
 
 impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
@@ -202,6 +203,9 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
                 self.get_route_reply(now, codec, seq, modid, cmdid, reply)
             }
+            ApiRequest::Decisions(request) => {
+                self.decisions.page(now, &request, reply).map_err(|_| ApiError::ReplyTooLarge)
+            }
         }
     }
 
@@ -255,6 +259,9 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             MsgId::NativeGetRouteRequest => {
                 let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
                 ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
+            }
+            MsgId::DecisionsRequest => {
+                ApiRequest::Decisions(native::DecisionsRequest::parse(frame.body).map_err(malformed)?)
             }
             other => return Err(ApiError::Unexpected(other)),
         })

@@ -13,7 +13,9 @@ use core::net::SocketAddr;
 
 use crate::lb::{Change, HostAddr, Reason, StateChange};
 use crate::time::Instant;
-use crate::wire::native::{DecisionReport, HostDecision};
+use crate::wire::native::{
+    DECISIONS_PAGE, DecisionReport, DecisionsRequest, DecisionsResponse, HostDecision,
+};
 use crate::wire::{List, MsgId, frame};
 
 /// Entries per frame at most; the transmit buffer may allow fewer.
@@ -42,6 +44,19 @@ impl Decision {
     /// The host.
     pub fn host(&self) -> SocketAddr {
         self.host.into()
+    }
+
+    /// As the wire carries it, its age counted back from `now`.
+    fn as_wire(&self, now: Instant) -> HostDecision {
+        let age_ms = now.saturating_since(self.at).as_micros() / 1000;
+        HostDecision {
+            modid: self.modid,
+            cmdid: self.cmdid,
+            host: self.host(),
+            age_ms: age_ms.min(u64::from(u32::MAX)) as u32,
+            change: self.change.change,
+            reason: self.change.reason,
+        }
     }
 }
 
@@ -77,24 +92,30 @@ const EMPTY: Decision = Decision {
     change: StateChange { change: Change::Probed, reason: Reason::SlowStart { secs: 0 } },
 };
 
-/// A ring of the last `D` decisions.
+/// A ring of the last `D` decisions. Its indexes are `u16` and its counters `u32` (they wrap,
+/// which a Prometheus `rate` reads as a restart): a gateway's `D = 0` log costs 12 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct DecisionLog<const D: usize> {
     slots: [Decision; D],
     /// Index of the oldest entry.
-    head: usize,
-    len: usize,
+    head: u16,
+    len: u16,
     /// The newest `unsent` entries have not been sent yet.
-    unsent: usize,
+    unsent: u16,
     /// Decisions made, ever.
-    pub(crate) total: u64,
-    /// Decisions pushed out before they were taken.
-    pub(crate) dropped: u64,
+    pub(crate) total: u32,
+    /// Decisions pushed out before they were sent.
+    pub(crate) dropped: u32,
 }
 
 impl<const D: usize> DecisionLog<D> {
     pub(crate) const fn new() -> Self {
+        const { assert!(D <= u16::MAX as usize, "a decision log holds at most 65535 entries") };
         DecisionLog { slots: [EMPTY; D], head: 0, len: 0, unsent: 0, total: 0, dropped: 0 }
+    }
+
+    fn slot(&self, i: usize) -> &Decision {
+        &self.slots[(usize::from(self.head) + i) % D.max(1)]
     }
 
     /// Adds a decision, pushing out the oldest when full.
@@ -106,22 +127,23 @@ impl<const D: usize> DecisionLog<D> {
         host: SocketAddr,
         change: StateChange,
     ) {
-        self.total += 1;
+        self.total = self.total.wrapping_add(1);
         if D == 0 {
-            self.dropped += 1;
+            self.dropped = self.dropped.wrapping_add(1);
             return;
         }
         let decision = Decision { at, modid, cmdid, host: host.into(), change };
-        if self.len == D {
-            self.slots[self.head] = decision;
-            self.head = (self.head + 1) % D;
-            if self.unsent == D {
-                self.dropped += 1; // the oldest was never sent
+        let (head, len) = (usize::from(self.head), usize::from(self.len));
+        if len == D {
+            self.slots[head] = decision;
+            self.head = ((head + 1) % D) as u16;
+            if usize::from(self.unsent) == D {
+                self.dropped = self.dropped.wrapping_add(1); // the oldest was never sent
             } else {
                 self.unsent += 1;
             }
         } else {
-            self.slots[(self.head + self.len) % D] = decision;
+            self.slots[(head + len) % D] = decision;
             self.len += 1;
             self.unsent += 1;
         }
@@ -132,26 +154,42 @@ impl<const D: usize> DecisionLog<D> {
     /// one entry. Each entry's age is counted back from `now`.
     pub(crate) fn next_frame(&mut self, now: Instant, caller: u32, ts: u32, buf: &mut [u8]) -> Option<usize> {
         let room = buf.len().saturating_sub(frame::HEADER_LEN + HEAD_MAX) / ENTRY_MAX;
-        let n = self.unsent.min(room).min(CHUNK);
+        let n = usize::from(self.unsent).min(room).min(CHUNK);
         if n == 0 {
             return None;
         }
         let mut entries = [EMPTY_ENTRY; CHUNK];
-        for (entry, decision) in entries.iter_mut().zip(self.iter().skip(self.len - self.unsent)) {
-            let age_ms = now.saturating_since(decision.at).as_micros() / 1000;
-            *entry = HostDecision {
-                modid: decision.modid,
-                cmdid: decision.cmdid,
-                host: decision.host(),
-                age_ms: age_ms.min(u64::from(u32::MAX)) as u32,
-                change: decision.change.change,
-                reason: decision.change.reason,
-            };
+        for (entry, decision) in entries.iter_mut().zip(self.iter().skip(usize::from(self.len - self.unsent)))
+        {
+            *entry = decision.as_wire(now);
         }
         let body = DecisionReport { caller, ts, entries: List::from_slice(&entries[..n]) };
         let len = frame::encode(MsgId::DecisionReport, &body, buf).ok()?;
-        self.unsent -= n;
+        self.unsent -= n as u16; // n <= unsent
         Some(len)
+    }
+
+    /// Writes the answer to `request` into `reply`: the newest matching entries after
+    /// `request.skip` of them, at most [`DECISIONS_PAGE`], newest first.
+    pub(crate) fn page(
+        &self,
+        now: Instant,
+        request: &DecisionsRequest,
+        reply: &mut [u8],
+    ) -> Result<usize, crate::wire::Error> {
+        let matches = |d: &&Decision| {
+            request.modid.is_none_or(|m| m == d.modid) && request.cmdid.is_none_or(|c| c == d.cmdid)
+        };
+        let mut entries = [EMPTY_ENTRY; DECISIONS_PAGE];
+        let mut n = 0;
+        let newest_first = (0..usize::from(self.len)).rev().map(|i| self.slot(i));
+        let page = newest_first.filter(matches).skip(request.skip as usize);
+        for (entry, decision) in entries.iter_mut().zip(page) {
+            *entry = decision.as_wire(now);
+            n += 1;
+        }
+        let body = DecisionsResponse { seq: request.seq, entries: List::from_slice(&entries[..n]) };
+        frame::encode(MsgId::DecisionsResponse, &body, reply)
     }
 
     /// Whether some entries wait to be sent.
@@ -161,12 +199,12 @@ impl<const D: usize> DecisionLog<D> {
 
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Decision> + '_ {
-        (0..self.len).map(move |i| &self.slots[(self.head + i) % D.max(1)])
+        (0..usize::from(self.len)).map(move |i| self.slot(i))
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 }
 
@@ -218,6 +256,44 @@ mod tests {
         let mut none = DecisionLog::<0>::new();
         none.push(Instant::ZERO, 1, 1, host, change(1));
         assert_eq!((none.len(), none.total, none.dropped), (0, 1, 1), "D = 0 only counts");
+    }
+
+    #[test]
+    fn pages_are_newest_first_and_filtered() {
+        let mut log = DecisionLog::<32>::new();
+        for n in 1..=20 {
+            let host: SocketAddr = "10.0.0.1:80".parse().unwrap();
+            log.push(Instant::ZERO, if n % 5 == 0 { 7 } else { 1001 }, 2, host, change(n));
+        }
+        let page = |modid: Option<i32>, skip: u32| -> Vec<u32> {
+            let mut reply = [0u8; 2048];
+            let request = DecisionsRequest { seq: 3, modid, cmdid: None, skip };
+            let len = log.page(Instant::ZERO, &request, &mut reply).unwrap();
+            let body = crate::wire::Frame::parse_datagram(&reply[..len], 65527).unwrap().body;
+            let response = <DecisionsResponse as crate::wire::Decode>::parse(body).unwrap();
+            assert_eq!(response.seq, 3);
+            response
+                .entries
+                .iter()
+                .map(|d| match d.reason {
+                    Reason::ConsecutiveFailures { count, .. } => count,
+                    _ => 0,
+                })
+                .collect()
+        };
+        assert_eq!(page(None, 0), (5..=20).rev().collect::<Vec<_>>());
+        assert_eq!(page(None, 16), [4, 3, 2, 1]);
+        assert_eq!(page(Some(7), 0), [20, 15, 10, 5]);
+        assert_eq!(page(Some(7), 4), Vec::<u32>::new());
+        let mut small = [0u8; 16];
+        assert!(
+            log.page(
+                Instant::ZERO,
+                &DecisionsRequest { seq: 3, modid: None, cmdid: None, skip: 0 },
+                &mut small
+            )
+            .is_err()
+        );
     }
 
     #[test]

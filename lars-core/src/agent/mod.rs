@@ -159,7 +159,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
 
     /// Decisions made since start, and those pushed out of the log before they were sent.
     pub fn decision_counts(&self) -> (u64, u64) {
-        (self.decisions.total, self.decisions.dropped)
+        (u64::from(self.decisions.total), u64::from(self.decisions.dropped))
     }
 
     /// The configuration.

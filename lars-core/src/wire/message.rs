@@ -27,6 +27,8 @@ pub enum Message<'a> {
     DecisionReport(native::DecisionReport<'a>),
     StatsRequest(native::StatsRequest),
     StatsResponse(native::StatsResponse<'a>),
+    DecisionsRequest(native::DecisionsRequest),
+    DecisionsResponse(native::DecisionsResponse<'a>),
 }
 
 macro_rules! dispatch {
@@ -76,7 +78,9 @@ dispatch!(
     StatusReport,
     DecisionReport,
     StatsRequest,
-    StatsResponse
+    StatsResponse,
+    DecisionsRequest,
+    DecisionsResponse
 );
 
 impl<'a> Message<'a> {

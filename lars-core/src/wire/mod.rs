@@ -276,6 +276,10 @@ msg_ids! {
     StatsRequest = 0x140,
     /// Native: a daemon's counters, [`native::StatsResponse`].
     StatsResponse = 0x141,
+    /// Native: API → agent, [`native::DecisionsRequest`]: a page of its decision log.
+    DecisionsRequest = 0x142,
+    /// Native: agent → API, [`native::DecisionsResponse`].
+    DecisionsResponse = 0x143,
 }
 
 impl MsgId {

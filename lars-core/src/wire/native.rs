@@ -414,6 +414,33 @@ impl Reason {
     }
 }
 
+/// Asks an agent for the decisions in its log (msgid 0x142): the newest that match, a page
+/// at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionsRequest {
+    /// Caller's sequence number, echoed.
+    pub seq: u32,
+    /// Only this module's routes.
+    pub modid: Option<i32>,
+    /// Only this command's routes.
+    pub cmdid: Option<i32>,
+    /// Matching decisions to skip, newest first (0 for the first page).
+    pub skip: u32,
+}
+
+/// An agent's answer to [`DecisionsRequest`] (msgid 0x143): at most [`DECISIONS_PAGE`]
+/// decisions, newest first; fewer means there are no more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionsResponse<'a> {
+    /// The request's sequence number.
+    pub seq: u32,
+    /// The decisions; each `age_ms` counts back from the answer.
+    pub entries: List<'a, HostDecision>,
+}
+
+/// Decisions per [`DecisionsResponse`] at most.
+pub const DECISIONS_PAGE: usize = 16;
+
 /// Asks a daemon for its counters (msgid 0x140).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsRequest {
@@ -461,18 +488,30 @@ fields!(HostReport { stats, window_succ, window_err });
 fields!(StatusReport<'a> { caller, ts, entries });
 fields!(HostDecision { modid, cmdid, host, age_ms, change, reason });
 fields!(DecisionReport<'a> { caller, ts, entries });
+fields!(DecisionsRequest { seq, modid, cmdid, skip });
+fields!(DecisionsResponse<'a> { seq, entries });
 fields!(StatsRequest { seq });
 fields!(Counter<'a> { name, value });
 fields!(StatsResponse<'a> { seq, role, counters });
 
-body!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
+body!(
+    Hello,
+    Heartbeat,
+    GetHostRequest,
+    GetHostResponse,
+    Report,
+    GetRouteRequest,
+    StatsRequest,
+    DecisionsRequest
+);
 body!(
     ReportBatch<'a>,
     RouteResponse<'a>,
     CallStats<'a>,
     StatusReport<'a>,
     DecisionReport<'a>,
-    StatsResponse<'a>
+    StatsResponse<'a>,
+    DecisionsResponse<'a>
 );
 
 #[cfg(test)]

@@ -96,7 +96,8 @@ impl HistoryStats {
 
 /// What a worker hands to the writer.
 enum Input {
-    Calls(HistoryRow),
+    /// A period's calls, and the report's time.
+    Calls(HistoryRow, u64),
     Decision(DecisionRow),
 }
 
@@ -130,7 +131,7 @@ impl HistorySender {
             overload: u64::from(overload),
             overloaded,
         };
-        if self.queue.try_send(Input::Calls(row)).is_err() {
+        if self.queue.try_send(Input::Calls(row, ts)).is_err() {
             self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -244,8 +245,8 @@ impl State {
 
     fn take(&mut self, input: Input) {
         match input {
-            Input::Calls(row) => {
-                self.newest = self.newest.max(row.minute);
+            Input::Calls(row, ts) => {
+                self.newest = self.newest.max(ts);
                 let key = (row.minute, (row.modid, row.cmdid), row.host);
                 if let Some(held) = self.pending.get_mut(&key) {
                     held.add(&row);

@@ -39,6 +39,10 @@ static DECISION_REPORT: [u8; 39] = [
     0x00, 0x01, 0x06, 0x01, 0x03,
 ];
 
+static DECISIONS_REQUEST: [u8; 6] = [0x05, 0x01, 0xd2, 0x0f, 0x00, 0x10];
+static DECISIONS_RESPONSE: [u8; 17] =
+    [0x05, 0x01, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x50, 0xfa, 0x01, 0x00, 0x00, 0x0f, 0x0f];
+
 static STATS_REQUEST: [u8; 1] = [0x09];
 static STATS_RESPONSE: [u8; 21] = [
     0x09, 0x02, 0x02, 0x09, 0x66, 0x72, 0x61, 0x6d, 0x65, 0x73, 0x5f, 0x69, 0x6e, 0xd2, 0x09, 0x04, 0x6f,
@@ -172,6 +176,20 @@ fn decision_report() {
     let mut bad = DECISION_REPORT;
     bad[21] = 5;
     assert_eq!(DecisionReport::parse(&bad), Err(Error::BadValue));
+}
+
+#[test]
+fn decisions_page() {
+    check_quartet(&DECISIONS_REQUEST, DecisionsRequest { seq: 5, modid: Some(1001), cmdid: None, skip: 16 });
+    let entries = [HostDecision {
+        modid: 1001,
+        cmdid: 2,
+        host: B,
+        age_ms: 250,
+        change: Change::Overloaded,
+        reason: Reason::ConsecutiveFailures { count: 15, limit: 15 },
+    }];
+    check_quartet(&DECISIONS_RESPONSE, DecisionsResponse { seq: 5, entries: List::from_slice(&entries) });
 }
 
 #[test]
