@@ -14,17 +14,12 @@ use core::net::SocketAddr;
 use crate::lb::{Change, HostAddr, Reason, StateChange};
 use crate::time::Instant;
 use crate::wire::native::{
-    DECISIONS_PAGE, DecisionReport, DecisionsRequest, DecisionsResponse, HostDecision,
+    DECISIONS_PAGE, DecisionReport, DecisionsRequest, DecisionsResponse, HostDecision, STATS_HEAD_MAX_LEN,
 };
 use crate::wire::{List, MsgId, frame};
 
 /// Entries per frame at most; the transmit buffer may allow fewer.
 const CHUNK: usize = 64;
-/// Largest encoded `HostDecision`: modid and cmdid (5 each), an IPv6 host (20), the age (5),
-/// the change (1) and a reason with three numbers (16).
-const ENTRY_MAX: usize = 52;
-/// Largest `DecisionReport` head: caller and ts (5 each) and the list's length (1 for 64).
-const HEAD_MAX: usize = 11;
 
 /// One host state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +148,8 @@ impl<const D: usize> DecisionLog<D> {
     /// most 64), marking them sent; `None` when there is nothing to send or `buf` cannot hold
     /// one entry. Each entry's age is counted back from `now`.
     pub(crate) fn next_frame(&mut self, now: Instant, caller: u32, ts: u32, buf: &mut [u8]) -> Option<usize> {
-        let room = buf.len().saturating_sub(frame::HEADER_LEN + HEAD_MAX) / ENTRY_MAX;
+        let room =
+            buf.len().saturating_sub(frame::HEADER_LEN + STATS_HEAD_MAX_LEN) / HostDecision::MAX_ENCODED_LEN;
         let n = usize::from(self.unsent).min(room).min(CHUNK);
         if n == 0 {
             return None;
@@ -238,7 +234,7 @@ mod tests {
         assert_eq!(counts(&log), [3, 4, 5]);
         assert_eq!((log.total, log.dropped), (5, 2), "two were pushed out unsent");
         // A buffer for one entry sends one; then the rest.
-        let mut buf = [0u8; 8 + HEAD_MAX + ENTRY_MAX];
+        let mut buf = [0u8; 8 + STATS_HEAD_MAX_LEN + HostDecision::MAX_ENCODED_LEN];
         let len = log.next_frame(Instant::ZERO, 7, 0, &mut buf).unwrap();
         let body = crate::wire::Frame::parse_datagram(&buf[..len], 65527).unwrap().body;
         let report = <DecisionReport as crate::wire::Decode>::parse(body).unwrap();

@@ -346,6 +346,13 @@ pub struct HostDecision {
     pub reason: Reason,
 }
 
+impl HostDecision {
+    /// The longest encoding of one entry: modid and cmdid (5 each), an IPv6 host (20), the
+    /// age (5), the change (1) and a reason with three 5-byte numbers (16). A
+    /// `DecisionReport`'s head is at most [`STATS_HEAD_MAX_LEN`], as a `StatusReport`'s.
+    pub const MAX_ENCODED_LEN: usize = 52;
+}
+
 /// An agent's decision log since its last one (msgid 0x132), to lars-reporter, sent with its
 /// statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -608,6 +608,18 @@ fn stats_size_limits_are_the_longest_encodings() {
     let status = StatusReport { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&reports) };
     let len = frame::encode(MsgId::StatusReport, &status, &mut out).unwrap();
     assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostReport::MAX_ENCODED_LEN);
+    let decision = HostDecision {
+        modid: i32::MIN,
+        cmdid: i32::MIN,
+        host: longest.host,
+        age_ms: u32::MAX,
+        change: Change::SlowStartDone,
+        reason: Reason::WindowErrorRate { part: u32::MAX, whole: u32::MAX, limit_ppm: u32::MAX },
+    };
+    let decisions = [decision; 2];
+    let report = DecisionReport { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&decisions) };
+    let len = frame::encode(MsgId::DecisionReport, &report, &mut out).unwrap();
+    assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostDecision::MAX_ENCODED_LEN);
     // The count of the most entries a body can hold takes 3 bytes.
     assert!(frame::MAX_BODY as usize / HostStats::MAX_ENCODED_LEN < 1 << 21);
     assert_eq!(STATS_HEAD_MAX_LEN, 5 + 5 + 3);
