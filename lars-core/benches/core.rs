@@ -260,6 +260,7 @@ fn main() {
     bench_pool(&mut runner);
     bench_policies(&mut runner);
     bench_agent(&mut runner);
+    bench_decisions(&mut runner);
 
     print_and_save(&runner.figures);
 }
@@ -334,6 +335,54 @@ fn bench_agent(runner: &mut Runner) {
         black_box(&reply[..len]);
         agent.handle_api_datagram(start, black_box(&report[..report_len]), &mut reply).unwrap();
     });
+}
+
+/// The decision log: 30 reports that overload a host (15 failures in a row), probe it and
+/// re-admit it (15 successes in a row), which is 3 decisions, through an agent that logs them
+/// (the std agent's 1,024 entries) and one that only counts them (`D = 0`, the gateway's). The
+/// difference over 3 is what logging one decision costs.
+fn bench_decisions(runner: &mut Runner) {
+    fn cycle<const D: usize>(agent: &mut Agent<4, 16, D>, now: &mut CoreInstant) {
+        let host = SocketAddr::V4(host(1));
+        for outcome in [native::Outcome::Fail, native::Outcome::Ok] {
+            for _ in 0..15 {
+                *now += lars_core::time::Duration::from_micros(1);
+                agent.report(*now, 1001, 2, black_box(host), outcome, 100);
+            }
+        }
+    }
+    fn agent<const D: usize>() -> Box<Agent<4, 16, D>> {
+        let mut agent = Box::new(Agent::new(AgentConfig::default(), CoreInstant::ZERO));
+        let hosts: Vec<_> =
+            (1..=2).map(|i| native::WeightedHost { addr: SocketAddr::V4(host(i)), weight: 1 }).collect();
+        assert!(agent.restore_route(CoreInstant::ZERO, 1001, 2, &hosts));
+        agent
+    }
+    let logged_name = "decision log: 30 reports making 3 decisions, logged (D = 1024)";
+    let counted_name = "decision log: the same 30 reports, decisions only counted (D = 0)";
+    if !runner.wants(logged_name) {
+        return;
+    }
+    let mut logged = agent::<{ lars_core::agent::DECISIONS }>();
+    let mut now = CoreInstant::ZERO;
+    runner.bench(logged_name, None, || cycle(&mut logged, &mut now));
+    assert!(logged.decision_counts().0 > 0, "the cycle makes decisions");
+    let mut counted = agent::<0>();
+    let mut now = CoreInstant::ZERO;
+    runner.bench(counted_name, None, || cycle(&mut counted, &mut now));
+    let [with, without] =
+        [logged_name, counted_name].map(|n| runner.figures.iter().find(|f| f.name == n).unwrap().ns_per_op);
+    runner.figures.push(Figure {
+        name: "decision log: cost per decision event ((logged - counted) / 3)".into(),
+        ns_per_op: (with - without) / 3.0,
+        target_ns: None,
+    });
+    println!(
+        "decision log memory in the std agent: {} B ({} entries of {} B); the gateway keeps none (D = 0)",
+        lars_core::agent::DECISIONS * std::mem::size_of::<lars_core::agent::Decision>(),
+        lars_core::agent::DECISIONS,
+        std::mem::size_of::<lars_core::agent::Decision>()
+    );
 }
 
 /// The pool's shape in the daemons, scaled down: 4 KiB and 64 KiB classes.

@@ -15,6 +15,7 @@
 //! - `auth` (feature `auth`): the shared-secret handshake (HMAC-SHA256 challenge-response).
 //! - [`lb`]: the load-balance policies: Lars idle/overload (the default), round robin, smooth
 //!   weighted round robin, power of two choices over EWMA latency, and consistent hashing.
+//! - [`metrics`]: the Prometheus text format, written without allocating.
 //!
 //! Guarantees, checked by tests and by `cargo xtask test`:
 //! - `#![no_std]` always, and no allocator: capacity is chosen by the caller.
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod backoff;
 pub mod lb;
 pub mod lease;
+pub mod metrics;
 pub mod pool;
 pub mod time;
 pub mod wire;

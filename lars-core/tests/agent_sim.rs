@@ -50,11 +50,13 @@ struct Reporter {
     frames: usize,
     /// An original Lars lars_reporter: it takes only msgid 3 and ignores the rest.
     original: bool,
+    /// The decisions received, as `lars events` prints them.
+    decisions: Vec<String>,
 }
 
 struct Sim {
     now: Instant,
-    agent: Agent<8, 8>,
+    agent: Agent<8, 8, 16>,
     dns: Dns,
     reporter: Reporter,
     seq: u32,
@@ -213,6 +215,13 @@ impl Sim {
                     total.1 += u64::from(e.err);
                     self.reporter.overloaded.insert(key, e.overloaded);
                     self.reporter.status.insert(key, (entry.window_succ, entry.window_err));
+                }
+            }
+            Message::DecisionReport(report) if !self.reporter.original => {
+                for d in &report.entries {
+                    let line =
+                        format!("{}/{} {} {}: {}", d.modid, d.cmdid, d.host, d.change.as_str(), d.reason);
+                    self.reporter.decisions.push(line);
                 }
             }
             // The original stores these counts as they are: they are not period counts, so
@@ -543,6 +552,21 @@ fn a_failing_host_is_overloaded_then_probed_back() {
     let picks = sim.calls(ROUTE, 300, &[], Duration::from_millis(5));
     assert!(!sim.agent.is_overloaded(ROUTE.0, ROUTE.1, host(2)), "probed back");
     assert!(picks[&host(2)] > 60, "back in rotation: {}", picks[&host(2)]);
+    // The decision log says what happened to host 2, and why.
+    let log: Vec<String> = sim.agent.decisions().map(|d| d.to_string()).collect();
+    assert_eq!(
+        log,
+        [
+            "1001/1 10.0.0.2:8002 overloaded: 15 consecutive failures (limit 15)",
+            "1001/1 10.0.0.2:8002 probed: probe failed after 0 s overloaded",
+            // Its later probes failed too, until it healed: 15 successes in a row.
+            "1001/1 10.0.0.2:8002 readmitted: 15 consecutive successes (limit 15)",
+        ]
+    );
+    assert_eq!(sim.agent.decision_counts(), (3, 0));
+    // They went to lars-reporter with the statistics.
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.reporter.decisions, log);
 }
 
 #[test]

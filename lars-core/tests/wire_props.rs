@@ -97,6 +97,7 @@ struct Items {
     weighted: Vec<native::WeightedHost>,
     stats: Vec<native::HostStats>,
     host_reports: Vec<native::HostReport>,
+    decisions: Vec<native::HostDecision>,
 }
 
 impl Items {
@@ -142,7 +143,28 @@ impl Items {
                 })
                 .collect(),
             host_reports: Vec::new(),
+            decisions: Vec::new(),
         };
+        items.decisions = (0..n(rng))
+            .map(|_| {
+                let (a, b, c) = (rng.u32(), rng.u32(), rng.u32());
+                let reasons = [
+                    native::Reason::ConsecutiveFailures { count: a, limit: b },
+                    native::Reason::WindowErrorRate { part: a, whole: b, limit_ppm: c },
+                    native::Reason::Probe { ok: rng.chance(2), secs: a },
+                    native::Reason::SlowStart { secs: c },
+                ];
+                let changes = [native::Change::Overloaded, native::Change::Probed, native::Change::Forgiven];
+                native::HostDecision {
+                    modid: rng.i32(),
+                    cmdid: rng.i32(),
+                    host: rng.addr(),
+                    age_ms: rng.u32(),
+                    change: changes[rng.below(3)],
+                    reason: reasons[rng.below(4)],
+                }
+            })
+            .collect();
         items.host_reports = items
             .stats
             .iter()
@@ -269,6 +291,21 @@ fn random_message<'a>(
             caller: rng.u32(),
             ts: rng.u32(),
             entries: List::from_slice(&items.host_reports),
+        }),
+        MsgId::DecisionReport => Message::DecisionReport(native::DecisionReport {
+            caller: rng.u32(),
+            ts: rng.u32(),
+            entries: List::from_slice(&items.decisions),
+        }),
+        MsgId::DecisionsRequest => Message::DecisionsRequest(native::DecisionsRequest {
+            seq: rng.u32(),
+            modid: if rng.chance(2) { Some(rng.i32()) } else { None },
+            cmdid: if rng.chance(2) { Some(rng.i32()) } else { None },
+            skip: rng.u32(),
+        }),
+        MsgId::DecisionsResponse => Message::DecisionsResponse(native::DecisionsResponse {
+            seq: rng.u32(),
+            entries: List::from_slice(&items.decisions),
         }),
         MsgId::StatsRequest => Message::StatsRequest(native::StatsRequest { seq: rng.u32() }),
         MsgId::StatsResponse => Message::StatsResponse(native::StatsResponse {

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, Link};
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Role, StatsRequest};
 use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
@@ -137,6 +137,8 @@ pub struct AgentDaemonConfig {
     pub route_cache: Option<PathBuf>,
     /// A copy older than this is ignored at start (`[agent] route_cache_max_age`, seconds).
     pub route_cache_max_age: std::time::Duration,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl AgentDaemonConfig {
@@ -150,6 +152,7 @@ impl AgentDaemonConfig {
             agent: AgentConfig::default(),
             route_cache: None,
             route_cache_max_age: std::time::Duration::from_secs(24 * 3600),
+            metrics: None,
         }
     }
 }
@@ -183,6 +186,7 @@ pub struct AgentDaemon {
     stats: Arc<Mutex<AgentStats>>,
     stop: Waker<()>,
     thread: Option<JoinHandle<()>>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl AgentDaemon {
@@ -193,8 +197,13 @@ impl AgentDaemon {
             eprintln!("{warning}");
         }
         let (ready_tx, ready_rx) = mpsc::channel();
+        let config_metrics = config.metrics;
         let stats = Arc::new(Mutex::new(AgentStats::default()));
         let shared = Arc::clone(&stats);
+        // The metrics page reads a view the agent's thread refreshes every second, only when
+        // metrics are on.
+        let view = config.metrics.map(|_| Arc::new(Mutex::new(crate::metrics::AgentView::default())));
+        let thread_view = view.clone();
         let thread = std::thread::Builder::new()
             .name("lars-agent".into())
             // The agent's route table is fixed-size and lives on this stack; pages it does not
@@ -205,13 +214,14 @@ impl AgentDaemon {
                 match Runner::bind(clock, &config) {
                     Ok(runner) => {
                         let _ = ready_tx.send(Ok((runner.addrs(), runner.event_loop.waker())));
-                        let mut agent: Agent<ROUTES, HOSTS> = Agent::new(config.agent, clock.now());
+                        let mut agent: Agent<ROUTES, HOSTS, DECISIONS> =
+                            Agent::new(config.agent, clock.now());
                         agent.set_unix_time(clock.now(), Clock::unix_secs());
                         let cache = config.route_cache.map(RouteCache::new);
                         if let Some(cache) = &cache {
                             cache.restore(&mut agent, clock.now(), config.route_cache_max_age);
                         }
-                        runner.run(&mut agent, &shared, cache);
+                        runner.run(&mut agent, &shared, cache, thread_view);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -220,12 +230,23 @@ impl AgentDaemon {
             })?;
         let (api, stop) =
             ready_rx.recv().map_err(|_| io::Error::other("the agent thread died while starting"))??;
-        Ok(AgentDaemon { api, stats, stop, thread: Some(thread) })
+        let metrics = match (config_metrics, view) {
+            (Some(addr), Some(view)) => Some(crate::metrics::MetricsServer::start(addr, move || {
+                crate::metrics::agent_page(&view.lock().unwrap_or_else(|p| p.into_inner()))
+            })?),
+            _ => None,
+        };
+        Ok(AgentDaemon { api, stats, stop, thread: Some(thread), metrics })
     }
 
     /// The bound API endpoints.
     pub fn api_addrs(&self) -> &[SocketAddr] {
         &self.api
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::MetricsServer::local_addr)
     }
 
     /// The agent's counters (refreshed about every 100 ms).
@@ -281,17 +302,20 @@ impl Runner {
         self.endpoints.iter().filter_map(|e| e.local_addr().ok()).collect()
     }
 
-    fn run<const R: usize, const H: usize>(
+    fn run<const R: usize, const H: usize, const D: usize>(
         mut self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         shared: &Mutex<AgentStats>,
         mut cache: Option<RouteCache>,
+        view: Option<Arc<Mutex<crate::metrics::AgentView>>>,
     ) {
         let clock = self.event_loop.clock();
         let mut ready = self.event_loop.ready_list();
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         let mut armed: Option<Instant> = None;
         let mut published = clock.now();
+        let mut viewed: Option<Instant> = None;
+        let mut decisions_logged = 0;
         loop {
             if let Some(deadline) = agent.poll_timeout()
                 && armed.is_none_or(|at| deadline < at)
@@ -368,6 +392,7 @@ impl Runner {
                 }
                 log_event(&event);
             }
+            decisions_logged = log_decisions(agent, decisions_logged);
             if let Some(cache) = cache.as_mut() {
                 cache.save_if_due(agent, now);
             }
@@ -375,14 +400,20 @@ impl Runner {
                 *shared.lock().unwrap_or_else(|p| p.into_inner()) = *agent.stats();
                 published = now;
             }
+            if let Some(view) = &view
+                && viewed.is_none_or(|at| now.saturating_since(at).as_millis() >= 1000)
+            {
+                *view.lock().unwrap_or_else(|p| p.into_inner()) = agent_view(agent);
+                viewed = Some(now);
+            }
         }
     }
 
     /// Sends what the agent wants sent. A frame its link refuses is dropped: pulls are retried
     /// by the agent, and statistics are best effort by design.
-    fn transmit<const R: usize, const H: usize>(
+    fn transmit<const R: usize, const H: usize, const D: usize>(
         &mut self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         now: Instant,
         buf: &mut [u8],
     ) {
@@ -416,9 +447,9 @@ impl RouteCache {
     }
 
     /// Serves the routes of a copy no older than `max_age`.
-    fn restore<const R: usize, const H: usize>(
+    fn restore<const R: usize, const H: usize, const D: usize>(
         &self,
-        agent: &mut Agent<R, H>,
+        agent: &mut Agent<R, H, D>,
         now: Instant,
         max_age: std::time::Duration,
     ) {
@@ -450,7 +481,11 @@ impl RouteCache {
         eprintln!("lars-agent: serving {restored} routes saved {age} s ago until lars-dns answers");
     }
 
-    fn save_if_due<const R: usize, const H: usize>(&mut self, agent: &Agent<R, H>, now: Instant) {
+    fn save_if_due<const R: usize, const H: usize, const D: usize>(
+        &mut self,
+        agent: &Agent<R, H, D>,
+        now: Instant,
+    ) {
         if !self.dirty || self.saved_at.is_some_and(|at| now.saturating_since(at).as_millis() < 1000) {
             return;
         }
@@ -485,22 +520,78 @@ impl RouteCache {
     }
 }
 
-/// Answers `lars stats`: the agent's counters and the pool's.
-fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8], reply: &mut [u8]) -> usize {
-    let Ok(request) = StatsRequest::parse(body) else { return 0 };
+/// Logs the decisions made since `logged` of them were; returns how many have been now. The
+/// log keeps them (for `lars stats` and the metrics page to count, and for a reader of the
+/// ring).
+fn log_decisions<const R: usize, const H: usize, const D: usize>(agent: &Agent<R, H, D>, logged: u64) -> u64 {
+    let (total, _) = agent.decision_counts();
+    // The core's count is a wrapping u32.
+    let new = ((total as u32).wrapping_sub(logged as u32) as usize).min(D);
+    let held = agent.decisions().count();
+    for decision in agent.decisions().skip(held.saturating_sub(new)) {
+        eprintln!("lars-agent: decision: {decision}");
+    }
+    total
+}
+
+/// The agent's counters and the daemon's gauges of it, as `lars stats` and metrics name them.
+fn agent_counters<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+) -> Vec<(&'static str, u64)> {
     let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
     counters.push(("routes", agent.route_count() as u64));
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));
     counters.push(("auth_failures", agent.stats().auth_failures));
+    let (decisions, dropped) = agent.decision_counts();
+    counters.push(("decisions", decisions));
+    counters.push(("decisions_dropped", dropped));
+    counters
+}
+
+/// What the metrics page shows of the agent: counters, links, and each route's hosts by state.
+fn agent_view<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+) -> crate::metrics::AgentView {
+    let routes = agent
+        .routes()
+        .map(|(modid, cmdid, hosts)| {
+            let (mut idle, mut overloaded) = (0, Vec::new());
+            for host in hosts {
+                if agent.is_overloaded(modid, cmdid, host.addr) {
+                    overloaded.push(host.addr);
+                } else {
+                    idle += 1;
+                }
+            }
+            let stale = agent.route_state(modid, cmdid) == Some(lars_core::agent::RouteState::Stale);
+            crate::metrics::RouteView { modid, cmdid, idle, overloaded, stale }
+        })
+        .collect();
+    crate::metrics::AgentView {
+        counters: agent_counters(agent),
+        dns_up: agent.link_codec(Link::Dns).is_some(),
+        reporter_up: agent.link_codec(Link::Reporter).is_some(),
+        routes,
+    }
+}
+
+/// Answers `lars stats`: the agent's counters and the pool's.
+fn stats_reply<const R: usize, const H: usize, const D: usize>(
+    agent: &Agent<R, H, D>,
+    body: &[u8],
+    reply: &mut [u8],
+) -> usize {
+    let Ok(request) = StatsRequest::parse(body) else { return 0 };
+    let mut counters = agent_counters(agent);
     counters.extend(crate::daemon::pool_counters());
     crate::daemon::stats_response(request.seq, Role::Agent, &counters, reply).unwrap_or(0)
 }
 
 /// Hands a frame from lars-dns to the agent; one it refuses closes the link (which reconnects).
-fn dns_frame<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn dns_frame<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     frame: Frame<'_>,
 ) -> Control {
@@ -515,8 +606,8 @@ fn dns_frame<const R: usize, const H: usize>(
 
 /// Hands a frame from lars-reporter (its answer to the agent's Hello) to the agent; one it
 /// refuses closes the link (which reconnects).
-fn reporter_frame<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn reporter_frame<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     frame: Frame<'_>,
 ) -> Control {
@@ -559,8 +650,8 @@ fn peer_name(link: Link) -> &'static str {
     }
 }
 
-fn link_changed<const R: usize, const H: usize>(
-    agent: &mut Agent<R, H>,
+fn link_changed<const R: usize, const H: usize, const D: usize>(
+    agent: &mut Agent<R, H, D>,
     now: Instant,
     link: Link,
     event: Option<LinkEvent>,

@@ -216,6 +216,18 @@ pub fn access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::
     lines
 }
 
+/// The `[metrics]` keys every daemon reads (new; the original had no metrics).
+pub const METRICS_KEYS: [(&str, &str); 1] = [("metrics", "listen")];
+
+/// Where to serve Prometheus metrics: `--metrics [IP:]PORT` over `[metrics] listen`; none by
+/// default. A bare port is on loopback.
+pub fn metrics_addr(ini: &mut Ini, args: &Args) -> Result<Option<SocketAddr>, ConfigError> {
+    if let Some(listen) = args.flag("metrics") {
+        ini.set("metrics", "listen", listen);
+    }
+    crate::metrics::listen_addr(ini)
+}
+
 /// The `[mysql]` keys of the original configs.
 pub const MYSQL_KEYS: [(&str, &str); 5] = [
     ("mysql", "db_host"),

@@ -47,6 +47,8 @@ pub struct DnsConfig {
     /// The shared secret agents must prove, if any, and whether Lars-codec agents are served
     /// anyway (`[auth]`).
     pub auth: crate::auth::AuthConfig,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl DnsConfig {
@@ -59,6 +61,7 @@ impl DnsConfig {
             retry_max: Duration::from_secs(30),
             shrink_limit: 0.5,
             auth: crate::auth::AuthConfig::default(),
+            metrics: None,
         }
     }
 }
@@ -95,6 +98,15 @@ pub struct DnsStats {
     pub bad_requests: AtomicU64,
     /// Handshakes: connections authenticated and refused.
     pub auth: Arc<crate::auth::AuthStats>,
+    /// 1 while the last access to the store succeeded (0 while it fails and is retried).
+    pub store_up: AtomicU64,
+    /// Route subscriptions held, over all agent connections.
+    pub subscriptions: AtomicU64,
+    /// Changes pushed (each to every subscriber of its routes), and the microseconds from
+    /// noticing each to the end of its pushes, summed over the workers.
+    pub push_rounds: AtomicU64,
+    /// See `push_rounds`.
+    pub push_latency_us: AtomicU64,
 }
 
 impl DnsStats {
@@ -114,6 +126,10 @@ impl DnsStats {
             ("ready", self.ready.load(Ordering::Relaxed)),
             ("held_loads", self.held_loads.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
+            ("store_up", self.store_up.load(Ordering::Relaxed)),
+            ("subscriptions", self.subscriptions.load(Ordering::Relaxed)),
+            ("push_rounds", self.push_rounds.load(Ordering::Relaxed)),
+            ("push_latency_us", self.push_latency_us.load(Ordering::Relaxed)),
         ]
         .into_iter()
         .chain(self.auth.counters())
@@ -163,6 +179,7 @@ pub struct Dns {
     stats: Arc<DnsStats>,
     stop: Arc<AtomicBool>,
     loader: Option<JoinHandle<()>>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl Dns {
@@ -176,6 +193,7 @@ impl Dns {
                 table.loaded = true;
                 stats.loads.fetch_add(1, Ordering::Relaxed);
                 stats.ready.store(1, Ordering::Relaxed);
+                stats.store_up.store(1, Ordering::Relaxed);
                 eprintln!(
                     "lars-dns: loaded {} routes, {} hosts from {}",
                     table.routes.len(),
@@ -205,6 +223,15 @@ impl Dns {
             subscribers: HashMap::new(),
         })?;
         let _ = server_stats.set(server.shared_stats());
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let (stats, server) = (Arc::clone(&stats), server.shared_stats());
+                Some(crate::metrics::MetricsServer::start(addr, move || {
+                    crate::metrics::dns_page(&stats, &server)
+                })?)
+            }
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let loader = Loader {
             store,
@@ -218,12 +245,17 @@ impl Dns {
         };
         let loader =
             std::thread::Builder::new().name("lars-dns-loader".into()).spawn(move || loader.run())?;
-        Ok(Dns { server, snapshot, stats, stop, loader: Some(loader) })
+        Ok(Dns { server, snapshot, stats, stop, loader: Some(loader), metrics })
     }
 
     /// Where lars-dns listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::MetricsServer::local_addr)
     }
 
     /// lars-dns's counters.
@@ -265,6 +297,8 @@ impl Drop for Dns {
 struct Push {
     table: Arc<RouteTable>,
     changed: Arc<Vec<RouteKey>>,
+    /// Started when the loader noticed the change.
+    noticed: crate::time::Stopwatch,
 }
 
 struct Loader {
@@ -318,8 +352,12 @@ impl Loader {
             let served = current(&self.snapshot);
             let reload =
                 crate::time::to_std(clock.now().saturating_since(last_load)) >= self.config.reload_interval;
+            let noticed = crate::time::Stopwatch::start();
             match self.store.version() {
-                Ok(version) if version == store_version && !reload => continue,
+                Ok(version) if version == store_version && !reload => {
+                    self.stats.store_up.store(1, Ordering::Relaxed);
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.failed(&mut failures, &e);
@@ -355,11 +393,12 @@ impl Loader {
                         eprintln!("lars-dns: {} is back", self.store.describe());
                     }
                     failures = 0;
+                    self.stats.store_up.store(1, Ordering::Relaxed);
                     store_version = table.version;
                     // A held table is looked at again at the next load: a full load at least
                     // `reload_interval` later that still removes as much confirms it.
                     if !self.hold(&served, &table, full, clock.now()) {
-                        self.install(&served, table, changed);
+                        self.install(&served, table, changed, noticed);
                     }
                 }
                 Err(e) => self.failed(&mut failures, &e),
@@ -408,6 +447,7 @@ impl Loader {
 
     fn failed(&self, failures: &mut u32, error: &crate::store::StoreError) {
         self.stats.load_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.store_up.store(0, Ordering::Relaxed);
         if *failures == 0 {
             eprintln!("lars-dns: {error}; serving the last routes and retrying");
         }
@@ -419,7 +459,13 @@ impl Loader {
     /// The published version is the store's: lars-dns keeps nothing the store does not have,
     /// so a restart, a replica or another store says the same (agents order answers by their
     /// link, not by version).
-    fn install(&mut self, _served: &RouteTable, table: RouteTable, mut changed: Vec<RouteKey>) {
+    fn install(
+        &mut self,
+        _served: &RouteTable,
+        table: RouteTable,
+        mut changed: Vec<RouteKey>,
+        noticed: crate::time::Stopwatch,
+    ) {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         changed.sort_unstable();
         changed.dedup();
@@ -431,7 +477,7 @@ impl Loader {
         if !changed.is_empty() {
             let changed = Arc::new(changed);
             for worker in 0..self.poster.workers() {
-                let push = Push { table: Arc::clone(&table), changed: Arc::clone(&changed) };
+                let push = Push { table: Arc::clone(&table), changed: Arc::clone(&changed), noticed };
                 if self.poster.post(worker, push).is_err() {
                     eprintln!(
                         "lars-dns: worker {worker}'s queue is full; its agents get this change at their next refresh"
@@ -454,7 +500,9 @@ struct DnsWorker {
 
 impl DnsWorker {
     fn subscribe(&mut self, conn: ConnId, key: RouteKey, codec: Codec) {
-        self.subscriptions.entry(conn).or_default().insert(key, codec);
+        if self.subscriptions.entry(conn).or_default().insert(key, codec).is_none() {
+            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
         self.subscribers.entry(key).or_default().insert(conn);
     }
 }
@@ -595,7 +643,9 @@ impl Service for DnsWorker {
 
     fn closed(&mut self, conn: ConnId, _reason: CloseReason) {
         self.gate.closed(conn);
-        for key in self.subscriptions.remove(&conn).unwrap_or_default().into_keys() {
+        let keys = self.subscriptions.remove(&conn).unwrap_or_default();
+        self.stats.subscriptions.fetch_sub(keys.len() as u64, Ordering::Relaxed);
+        for key in keys.into_keys() {
             if let Some(subscribers) = self.subscribers.get_mut(&key) {
                 subscribers.remove(&conn);
                 if subscribers.is_empty() {
@@ -606,6 +656,7 @@ impl Service for DnsWorker {
     }
 
     fn task(&mut self, push: Push, conns: &mut Conns<'_>) {
+        let mut pushed = false;
         for key in push.changed.iter() {
             let Some(subscribers) = self.subscribers.get(key) else { continue };
             for &conn in subscribers {
@@ -616,9 +667,15 @@ impl Service for DnsWorker {
                     let sent = conns.send(conn, msgid, &Dyn(body)).is_ok();
                     let counter = if sent { &stats.pushes } else { &stats.push_failures };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    pushed |= sent;
                     sent
                 });
             }
+        }
+        if pushed {
+            let latency = push.noticed.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+            self.stats.push_rounds.fetch_add(1, Ordering::Relaxed);
+            self.stats.push_latency_us.fetch_add(latency, Ordering::Relaxed);
         }
     }
 }

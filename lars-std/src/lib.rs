@@ -11,6 +11,7 @@
 //! - [`auth`]: the secret file, handshake nonces, and the gate the daemons run connections
 //!   through (the decisions are `lars_core::auth`'s and `lars_core::access`'s).
 //! - [`client`]: the client API of the local agent.
+//! - [`metrics`]: Prometheus metrics: the scrape page and the HTTP responder that serves it.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
 //! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
 //! - [`store`]: route stores (route file, memory; MySQL with the `mysql` feature) and
@@ -36,6 +37,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod daemon;
 pub mod dns;
+pub mod metrics;
 pub mod pool;
 pub mod reactor;
 pub mod reporter;

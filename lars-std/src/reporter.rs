@@ -9,6 +9,12 @@
 //! happened to commit last. Each writer takes up to `batch_max` rows at a time and stores them
 //! in one call (one transaction of multi-row upserts on MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
 //! Nothing is ever sent back to an agent, as in the original.
+//!
+//! With a history store (`Reporter::start_with_history`; MySQL), the period counts of native
+//! reports also become per-minute call history, and the agents' `DecisionReport`s are kept:
+//! see `reporter/history.rs`.
+
+mod history;
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +28,10 @@ use lars_core::wire::native::{self, Role};
 use lars_core::wire::{Decode, Frame, MsgId, lars};
 
 use crate::reactor::{ConnId, Control, Sender, ServerConfig, ServerHandle, Service, TcpServer};
+use crate::store::history::{DecisionRow, HistoryStore};
 use crate::store::{StatRow, StatsStore};
 use crate::time::Clock;
+pub use history::{HistoryConfig, HistoryStats};
 
 /// How lars-reporter runs.
 #[derive(Debug, Clone)]
@@ -40,13 +48,25 @@ pub struct ReporterConfig {
     /// anyway (`[auth]`). An authenticated agent's rows are stored under the identity it
     /// proved, whatever `caller` its frames say.
     pub auth: crate::auth::AuthConfig,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// The call history's retention and bounds (used with a history store).
+    pub history: HistoryConfig,
 }
 
 impl ReporterConfig {
     /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
     pub fn new(server: ServerConfig) -> Self {
         let auth = crate::auth::AuthConfig::default();
-        ReporterConfig { server, writers: 3, queue_capacity: 100_000, batch_max: 1000, auth }
+        ReporterConfig {
+            server,
+            writers: 3,
+            queue_capacity: 100_000,
+            batch_max: 1000,
+            auth,
+            metrics: None,
+            history: HistoryConfig::default(),
+        }
     }
 }
 
@@ -72,6 +92,12 @@ pub struct ReporterStats {
     pub callers_rewritten: AtomicU64,
     /// Handshakes: connections authenticated and refused.
     pub auth: Arc<crate::auth::AuthStats>,
+    /// Rows queued for the writers now.
+    pub queued: AtomicU64,
+    /// Writers whose last store call failed (they retry).
+    pub failing_writers: AtomicU64,
+    /// Decisions received from agents (kept only with a history store).
+    pub decisions_received: AtomicU64,
 }
 
 impl ReporterStats {
@@ -86,6 +112,9 @@ impl ReporterStats {
             ("batches", self.batches.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
             ("callers_rewritten", self.callers_rewritten.load(Ordering::Relaxed)),
+            ("queued", self.queued.load(Ordering::Relaxed)),
+            ("store_up", u64::from(self.failing_writers.load(Ordering::Relaxed) == 0)),
+            ("decisions_received", self.decisions_received.load(Ordering::Relaxed)),
         ]
         .into_iter()
         .chain(self.auth.counters())
@@ -99,6 +128,8 @@ pub struct Reporter {
     stats: Arc<ReporterStats>,
     stop: Arc<AtomicBool>,
     writers: Vec<JoinHandle<()>>,
+    metrics: Option<crate::metrics::MetricsServer>,
+    history: Option<(history::HistoryWriter, history::HistorySender)>,
 }
 
 impl Reporter {
@@ -106,8 +137,20 @@ impl Reporter {
     /// builds for it.
     pub fn start(
         config: ReporterConfig,
-        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+        make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
     ) -> io::Result<Reporter> {
+        Reporter::start_with_history(config, make_store, None)
+    }
+
+    /// [`Reporter::start`], also keeping call history and the agents' decisions in `history`.
+    pub fn start_with_history(
+        config: ReporterConfig,
+        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+        history: Option<Box<dyn HistoryStore>>,
+    ) -> io::Result<Reporter> {
+        let history =
+            history.map(|store| history::HistoryWriter::start(config.history, store)).transpose()?;
+        let history_sender = history.as_ref().map(|(_, sender)| sender.clone());
         let stats = Arc::new(ReporterStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let count = config.writers.max(1);
@@ -141,14 +184,29 @@ impl Reporter {
             queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
+            history: history_sender.clone(),
         })?;
         let _ = server_stats.set(server.shared_stats());
-        Ok(Reporter { server: Some(server), stats, stop, writers })
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let (stats, server) = (Arc::clone(&stats), server.shared_stats());
+                Some(crate::metrics::MetricsServer::start(addr, move || {
+                    crate::metrics::reporter_page(&stats, &server, history_sender.as_ref().map(|h| h.stats()))
+                })?)
+            }
+            None => None,
+        };
+        Ok(Reporter { server: Some(server), stats, stop, writers, metrics, history })
     }
 
     /// Where lars-reporter listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.as_ref().map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), ServerHandle::local_addr)
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::MetricsServer::local_addr)
     }
 
     /// lars-reporter's counters.
@@ -159,6 +217,11 @@ impl Reporter {
     /// The server's counters (connections, refusals, frames).
     pub fn server_stats(&self) -> Option<&crate::reactor::ServerStats> {
         self.server.as_ref().map(ServerHandle::stats)
+    }
+
+    /// The call history's counters, when it keeps one.
+    pub fn history_stats(&self) -> Option<&HistoryStats> {
+        self.history.as_ref().map(|(_, sender)| sender.stats())
     }
 
     /// Stops taking connections, stores what is queued, and stops the writers.
@@ -173,6 +236,9 @@ impl Reporter {
         self.stop.store(true, Ordering::Release);
         for writer in self.writers.drain(..) {
             let _ = writer.join();
+        }
+        if let Some((mut writer, _)) = self.history.take() {
+            writer.shutdown();
         }
     }
 }
@@ -189,6 +255,7 @@ struct ReporterWorker {
     queues: Vec<SyncSender<StatRow>>,
     stats: Arc<ReporterStats>,
     server_stats: crate::dns::ServerStatsCell,
+    history: Option<history::HistorySender>,
 }
 
 impl ReporterWorker {
@@ -198,7 +265,9 @@ impl ReporterWorker {
         std::hash::Hash::hash(&row.key(), &mut hasher);
         let queue = &self.queues[std::hash::Hasher::finish(&hasher) as usize % self.queues.len()];
         match queue.try_send(row) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -277,6 +346,18 @@ impl Service for ReporterWorker {
                 let caller = self.caller(proved, report.caller);
                 let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
                 for entry in &report.entries {
+                    let e = entry.stats;
+                    if let Some(history) = &self.history {
+                        history.calls(
+                            (e.modid, e.cmdid),
+                            e.host,
+                            ts,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                        );
+                    }
                     // `ServerCallStatus` holds the host's calls since its last state change.
                     self.enqueue(StatRow {
                         modid: entry.stats.modid,
@@ -297,6 +378,18 @@ impl Service for ReporterWorker {
                 let caller = self.caller(proved, stats.caller);
                 let ts = if stats.ts == 0 { arrival } else { u64::from(stats.ts) };
                 for entry in &stats.entries {
+                    if let Some(history) = &self.history {
+                        let e = entry;
+                        history.calls(
+                            (e.modid, e.cmdid),
+                            e.host,
+                            ts,
+                            e.succ,
+                            e.err,
+                            e.overload,
+                            e.overloaded,
+                        );
+                    }
                     self.enqueue(StatRow {
                         modid: entry.modid,
                         cmdid: entry.cmdid,
@@ -309,11 +402,34 @@ impl Service for ReporterWorker {
                     });
                 }
             }
+            MsgId::DecisionReport => {
+                let Ok(report) = native::DecisionReport::parse(frame.body) else { return self.bad_request() };
+                self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                let ts_ms = if report.ts == 0 { arrival } else { u64::from(report.ts) } * 1000;
+                for d in &report.entries {
+                    self.stats.decisions_received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(history) = &self.history {
+                        history.decision(DecisionRow {
+                            at_ms: ts_ms.saturating_sub(u64::from(d.age_ms)),
+                            modid: d.modid,
+                            cmdid: d.cmdid,
+                            host: d.host,
+                            caller: report.caller,
+                            change: d.change.as_str().to_string(),
+                            reason: d.reason.to_string(),
+                        });
+                    }
+                }
+            }
             MsgId::StatsRequest => {
+                let mut counters = self.stats.counters();
+                if let Some(history) = &self.history {
+                    counters.extend(history.stats().counters());
+                }
                 return crate::dns::answer_stats(
                     frame.body,
                     Role::Reporter,
-                    self.stats.counters(),
+                    counters,
                     &self.server_stats,
                     reply,
                 );
@@ -353,6 +469,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.batch_max);
         loop {
             let closed = self.fill(&mut batch);
+            self.stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             let idle = batch.is_empty();
             if !idle {
                 self.store_with_retry(&batch);
@@ -386,8 +503,20 @@ impl Writer {
     /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).
     fn store_with_retry(&mut self, batch: &[StatRow]) {
         let mut delay = Duration::from_millis(100);
+        let mut failing = false;
         loop {
-            match self.store.store(batch) {
+            let result = self.store.store(batch);
+            if result.is_ok() == failing {
+                // Counted while this writer is failing, so `store_up` is 0 while any writer is.
+                let failing_writers = &self.stats.failing_writers;
+                if failing {
+                    failing_writers.fetch_sub(1, Ordering::Relaxed)
+                } else {
+                    failing_writers.fetch_add(1, Ordering::Relaxed)
+                };
+                failing = !failing;
+            }
+            match result {
                 Ok(()) => {
                     self.stats.rows_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -399,6 +528,7 @@ impl Writer {
                     }
                     if self.stop.load(Ordering::Acquire) {
                         self.stats.rows_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.stats.failing_writers.fetch_sub(1, Ordering::Relaxed);
                         return;
                     }
                     std::thread::sleep(delay);

@@ -4,6 +4,11 @@
 //!
 //! Each part runs in a fresh database on the server at `LARS_MYSQL_URL`. Figures go to stdout
 //! and to `LARS_BENCH_OUT` (JSON).
+//!
+//! Call history: 10,000 hosts reporting every 10 s for 6 minutes of report time, replayed as
+//! fast as lars-reporter takes them (`StatusReport` frames carry their own time). The history
+//! writes one row per host per minute however often hosts report: 10,000 / 60 ≈ 167 rows/s in
+//! real time; the figure is the rate the replay wrote them at, against that need.
 // Measuring wall time is the point here.
 #![allow(clippy::disallowed_methods)]
 
@@ -13,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
-use lars_core::wire::native::{self, CallStats, HostStats};
+use lars_core::wire::native::{self, CallStats, HostReport, HostStats, StatusReport};
 use lars_core::wire::{Decode, List, MsgId, frame};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
@@ -163,9 +168,73 @@ fn reporter(db: &TestDb) -> (f64, u64) {
     (stored as f64 / took.as_secs_f64(), dropped)
 }
 
+const HISTORY_HOSTS: usize = 10_000;
+const HISTORY_MINUTES: u64 = 6;
+const REPORTS_PER_MINUTE: u64 = 6;
+
+/// Replays `HISTORY_MINUTES` of reports from `HISTORY_HOSTS` hosts through lars-reporter with
+/// its history on MariaDB; returns (history rows written per second during the replay, rows
+/// in `CallHistory` at the end).
+fn history(db: &TestDb) -> (f64, u64) {
+    let opts = db.opts.clone();
+    let reporter = Reporter::start_with_history(
+        ReporterConfig::new(loopback()),
+        move |_| Box::new(MysqlStats::new(opts.clone())),
+        Some(Box::new(lars_std::store::history::mysql::MysqlHistory::new(db.opts.clone()))),
+    )
+    .unwrap();
+    let stats = reporter.stats();
+    let history = reporter.history_stats().unwrap();
+    let mut link = FrameClient::connect(reporter.local_addr()).unwrap();
+    // An hour ahead of the wall clock, so that the reports' own clock closes their minutes.
+    let start_ts = (lars_std::time::Clock::unix_secs() + 3600) / 60 * 60;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for round in 0..HISTORY_MINUTES * REPORTS_PER_MINUTE {
+        let ts = start_ts + round * (60 / REPORTS_PER_MINUTE);
+        let entries: Vec<HostReport> = (0..HISTORY_HOSTS)
+            .map(|i| {
+                let host = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 80));
+                let mut stats = HostStats::empty(1 + (i / 100) as i32, 1, host);
+                (stats.succ, stats.err) = (95, 5);
+                HostReport { stats, window_succ: 95, window_err: 5 }
+            })
+            .collect();
+        for chunk in entries.chunks(ENTRIES_PER_FRAME) {
+            // Held back while lars-reporter's queue is half full, as in `reporter`.
+            while sent
+                - stats.rows_stored.load(Ordering::Relaxed)
+                - stats.rows_dropped.load(Ordering::Relaxed)
+                > 50_000
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let body = StatusReport { caller: 1, ts: ts as u32, entries: List::from_slice(chunk) };
+            link.write(&native_frame(MsgId::StatusReport, &body)).unwrap();
+            sent += chunk.len() as u64;
+        }
+    }
+    // Every minute but the last is over by the replay's clock.
+    let closed = (HISTORY_MINUTES - 1) * HISTORY_HOSTS as u64;
+    let took = wait_for(start, Duration::from_secs(300), "the history rows", || {
+        history.rows_written.load(Ordering::Relaxed) >= closed
+    });
+    let written = history.rows_written.load(Ordering::Relaxed);
+    // The last minute is written at shutdown, once every report is in.
+    wait_for(start, Duration::from_secs(300), "every report", || {
+        stats.rows_received.load(Ordering::Relaxed) == sent
+    });
+    drop(link);
+    reporter.shutdown();
+    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM CallHistory").unwrap().unwrap_or(0);
+    (written as f64 / took.as_secs_f64(), rows)
+}
+
 fn main() {
     let (load_s, push_ms, spread_ms) = dns(&TestDb::create());
     let (results_per_s, dropped) = reporter(&TestDb::create());
+    let (history_rows_per_s, history_rows) = history(&TestDb::create());
+    let history_needed = HISTORY_HOSTS as f64 / 60.0;
     println!("{:<58} {:>12} {:>10}", "daemons on MariaDB", "figure", "target");
     println!("{:<58} {:>10.2} s {:>8} s", "lars-dns: load 1,000,000 route rows", load_s, "< 5");
     println!(
@@ -176,13 +245,28 @@ fn main() {
     println!("{:<58} {:>9.0} /s {:>7} /s", "lars-reporter: host results stored", results_per_s, ">= 100k");
     println!("{:<58} {:>12}", "  results dropped at the queue", dropped);
     println!(
+        "{:<58} {:>9.0} /s {:>7.0} /s",
+        "lars-reporter: call history rows written (10,000 hosts)", history_rows_per_s, history_needed
+    );
+    println!(
+        "{:<58} {:>9.1} x",
+        "  capacity over the real-time need (1 row/host/minute)",
+        history_rows_per_s / history_needed
+    );
+    println!(
+        "{:<58} {:>12}",
+        format!("  CallHistory rows after {HISTORY_MINUTES} minutes of reports"),
+        history_rows
+    );
+    println!(
         "(lars-dns polls the store's version every 10 ms here, so noticing takes up to 10 ms of the push figure)"
     );
     if let Some(path) = std::env::var_os("LARS_BENCH_OUT") {
         let json = format!(
             "{{\"dns_load_1m_rows_s\": {load_s:.3}, \"dns_push_1000_agents_ms\": {push_ms:.2}, \
              \"dns_push_spread_ms\": {spread_ms:.2}, \"reporter_results_per_s\": {results_per_s:.0}, \
-             \"reporter_dropped\": {dropped}}}\n"
+             \"reporter_dropped\": {dropped}, \"history_rows_per_s\": {history_rows_per_s:.0}, \
+             \"history_rows_needed_per_s\": {history_needed:.1}, \"history_rows\": {history_rows}}}\n"
         );
         std::fs::write(&path, json).unwrap();
         println!("wrote {}", std::path::Path::new(&path).display());

@@ -27,8 +27,9 @@ tasks:
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   setup   install what the tests need and this machine lacks (rustup parts, Debian
           packages as root, cbindgen, defmt-print); `test` does it first
-  test    fmt check, clippy -D warnings, workspace tests (with MySQL), the pool's loom model,
-          no_std builds, the firmware in QEMU, the client libraries
+  test    fmt check, clippy -D warnings, the alert rules' promtool tests, workspace tests
+          (with MySQL), the pool's loom model, no_std builds, the firmware in QEMU, the client
+          libraries
   firmware [--dhcp] [--qemu]
           build the gateway firmware (static address, or DHCP); boot it in QEMU against
           real daemons
@@ -138,6 +139,11 @@ fn test() -> Result<(), String> {
         "clippy lars-std and lars-agent without MySQL",
         cargo(&["clippy", "-p", "lars-std", "-p", "lars-agent", "--all-targets", "--", "-D", "warnings"]),
     );
+
+    // The shipped alert rules, each pinned by a unit test of its own (dist/prometheus/).
+    let mut promtool = Command::new("promtool");
+    promtool.args(["test", "rules", "lars-alerts.test.yml"]).current_dir(root().join("dist/prometheus"));
+    run(&mut steps, "promtool test rules (dist/prometheus/lars-alerts.yml)", promtool);
 
     println!("\n==> mysql");
     let start = Instant::now();

@@ -6,7 +6,8 @@
 //! needed only when nothing answers at `LARS_MYSQL_URL` (then `mariadb-server` provides a
 //! throwaway `mariadbd`, see `mysql.rs`). The client libraries' gates need C and C++
 //! compilers, a JDK and Python 3 with venv, and `cbindgen` (installed with cargo) to check the C
-//! header. `defmt-print` only makes the firmware's log readable in the test output, so it is
+//! header. Debian's `prometheus` (with `promtool`) scrapes the daemons in the metrics tests and
+//! tests the shipped alert rules. `defmt-print` only makes the firmware's log readable in the test output, so it is
 //! installed with cargo when missing but not required.
 
 use std::process::{Command, Stdio};
@@ -23,13 +24,15 @@ struct Program {
 }
 
 /// The programs the gates run.
-const PROGRAMS: [Program; 6] = [
+const PROGRAMS: [Program; 8] = [
     Program { name: "qemu-system-arm", package: "qemu-system-arm", why: "boots the gateway firmware" },
     Program { name: "ip", package: "iproute2", why: "makes the firmware's private network namespace" },
     Program { name: "cc", package: "gcc libc6-dev", why: "builds the C client's test" },
     Program { name: "c++", package: "g++", why: "builds the C++ client's test" },
     Program { name: "javac", package: "openjdk-17-jdk-headless", why: "builds the Java client" },
     Program { name: "python3", package: "python3", why: "runs the Python client's test" },
+    Program { name: "prometheus", package: "prometheus", why: "scrapes the daemons' metrics in the tests" },
+    Program { name: "promtool", package: "prometheus", why: "tests the alert rules and lints the metrics" },
 ];
 
 /// Cargo-installed tools: the name, whether the gates need it, and why.
@@ -43,6 +46,8 @@ pub(crate) fn ensure(needs_mysql_server: bool) -> Result<(), String> {
     rust_parts()?;
     let mut packages: Vec<&str> =
         PROGRAMS.iter().filter(|p| find(p.name).is_none()).flat_map(|p| p.package.split(' ')).collect();
+    // prometheus and promtool come in one package.
+    packages.dedup();
     // The Python test installs the package into a fresh virtual environment.
     let venv = Command::new("python3").args(["-c", "import ensurepip, venv"]).stderr(Stdio::null()).status();
     if !venv.is_ok_and(|s| s.success()) {

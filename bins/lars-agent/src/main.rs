@@ -13,6 +13,7 @@ usage: lars-agent [--config FILE] [--dns IP:PORT,...] [--reporter IP:PORT,...] [
                   [--dns-codec auto|native|lars] [--reporter-codec auto|native|lars]
                   [--policy lars|round_robin|weighted|p2c|maglev]
                   [--route-cache FILE] [--route-cache-max-age SECONDS] [--secret-file FILE]
+                  [--metrics [IP:]PORT]
 
 Serves get_host, report and get_route on UDP (default 127.0.0.1:8888, 8889 and 8890), pulls
 routes from lars-dns and sends call statistics to lars-reporter. Several lars-dns or
@@ -39,6 +40,9 @@ them (as stale, until lars-dns answers) unless the copy is older than --route-ca
 shared secret to lars-dns and lars-reporter and demand their proof before it takes a route:
 both links then speak the native protocol, authenticated, or not at all. The API stays on
 loopback unless --api says otherwise (which is warned about: see docs/SECURITY.md).
+
+--metrics ([metrics] listen; off by default) serves Prometheus metrics at
+http://IP:PORT/metrics (a bare port is on 127.0.0.1).
 SIGINT or SIGTERM stops it.
 ";
 
@@ -80,6 +84,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             "route-cache",
             "route-cache-max-age",
             "secret-file",
+            "metrics",
         ],
         &["help"],
     )?;
@@ -88,8 +93,12 @@ fn run() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let args = args.flags_only()?;
-    let keys: Vec<(&str, &str)> =
-        lars_std::agent::KEYS.iter().chain(&daemon::AUTH_KEYS[..1]).copied().collect();
+    let keys: Vec<(&str, &str)> = lars_std::agent::KEYS
+        .iter()
+        .chain(&daemon::AUTH_KEYS[..1])
+        .chain(&daemon::METRICS_KEYS)
+        .copied()
+        .collect();
     let mut ini = daemon::load_config(&args, &keys)?;
     for (flag, section, key) in [
         ("dns-codec", "dnsserver", "codec"),
@@ -116,6 +125,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     config.route_cache = ini.get_str("agent", "route_cache").map(std::path::PathBuf::from);
     let max_age: u64 = ini.get("agent", "route_cache_max_age", config.route_cache_max_age.as_secs())?;
     config.route_cache_max_age = std::time::Duration::from_secs(max_age);
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     config.agent.caller = caller_id(dns[0]);
     config.agent.secret = daemon::secret(&mut ini, &args)?;
     if config.agent.secret.is_some() {
@@ -126,6 +136,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let agent = AgentDaemon::start(config)?;
     let api: Vec<String> = agent.api_addrs().iter().map(ToString::to_string).collect();
     eprintln!("lars-agent: serving on UDP {}", api.join(", "));
+    if let Some(addr) = agent.metrics_addr() {
+        eprintln!("lars-agent: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-agent: shutting down");
     agent.shutdown();

@@ -13,7 +13,7 @@ use lars_std::store::mysql::MysqlRoutes;
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
                 [--routes FILE | --mysql URL] [--shrink-limit FRACTION]
-                [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
+                [--allow CIDR,...] [--secret-file FILE [--allow-lars]] [--metrics [IP:]PORT]
 
 Serves routes on TCP (default 127.0.0.1:7778) from the route file (default routes.conf; the
 embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as in the
@@ -27,6 +27,9 @@ load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
 secret_file: a file of mode 600 holding at least 16 bytes) makes every agent prove the shared
 secret (and lets agents check that this is the real lars-dns); Lars-codec agents, which cannot,
 are then refused unless --allow-lars ([auth] allow_lars). See docs/SECURITY.md.
+
+--metrics ([metrics] listen; off by default) serves Prometheus metrics at
+http://IP:PORT/metrics (a bare port is on 127.0.0.1).
 ";
 
 fn main() {
@@ -47,6 +50,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             "shrink-limit",
             "allow",
             "secret-file",
+            "metrics",
         ],
         &["help", "allow-lars"],
     )?;
@@ -58,6 +62,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .iter()
         .chain(&MYSQL_KEYS)
         .chain(&AUTH_KEYS)
+        .chain(&daemon::METRICS_KEYS)
         .copied()
         .chain([("dns", "routes"), ("dns", "shrink_limit")])
         .collect();
@@ -87,8 +92,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     config.auth = auth;
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     let dns = Dns::start(config, store)?;
     eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
+    if let Some(addr) = dns.metrics_addr() {
+        eprintln!("lars-dns: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-dns: shutting down");
     dns.shutdown();

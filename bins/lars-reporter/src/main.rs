@@ -8,16 +8,22 @@ use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::signal::Shutdown;
 use lars_std::store::StatsStore;
 use lars_std::store::file::StatsFile;
+use lars_std::store::history::HistoryStore;
+use lars_std::store::history::mysql::MysqlHistory;
 use lars_std::store::mysql::MysqlStats;
 
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
-                     [--writers N] [--mysql URL | --stats-file FILE]
+                     [--writers N] [--mysql URL | --stats-file FILE] [--metrics [IP:]PORT]
                      [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
 
 Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
 ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
-with no MySQL, to a statistics file (default lars-stats.txt). SIGINT or SIGTERM stops it.
+with no MySQL, to a statistics file (default lars-stats.txt). On MySQL it also keeps per-minute
+call history (CallHistory) and the agents' decisions (HostDecision), made by `lars db-init`,
+for [reporter] history_retention_hours and decision_retention_hours (168 each). --metrics
+([metrics] listen; off by default) serves Prometheus metrics at http://IP:PORT/metrics (a bare
+port is on 127.0.0.1). SIGINT or SIGTERM stops it.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only);
 others are closed at accept and counted (`denied`). --secret-file ([auth] secret_file, mode
@@ -34,8 +40,18 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known =
-        ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file", "allow", "secret-file"];
+    let known = [
+        "config",
+        "listen",
+        "threads",
+        "max-conn",
+        "writers",
+        "mysql",
+        "stats-file",
+        "allow",
+        "secret-file",
+        "metrics",
+    ];
     let args = Args::from_env(&known, &["help", "allow-lars"])?;
     if args.switch("help") {
         print!("{USAGE}");
@@ -45,8 +61,13 @@ fn run() -> Result<(), Box<dyn Error>> {
         .iter()
         .chain(&MYSQL_KEYS)
         .chain(&AUTH_KEYS)
+        .chain(&daemon::METRICS_KEYS)
         .copied()
-        .chain([("reporter", "db_thread_cnt")])
+        .chain([
+            ("reporter", "db_thread_cnt"),
+            ("reporter", "history_retention_hours"),
+            ("reporter", "decision_retention_hours"),
+        ])
         .collect();
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
@@ -62,13 +83,37 @@ fn run() -> Result<(), Box<dyn Error>> {
         ini.set("reporter", "db_thread_cnt", writers);
     }
     config.writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+    config.metrics = daemon::metrics_addr(&mut ini, &args)?;
+    let hours = |key, default: std::time::Duration| -> Result<std::time::Duration, Box<dyn Error>> {
+        let hours: u64 = ini.get("reporter", key, default.as_secs() / 3600)?;
+        Ok(std::time::Duration::from_secs(hours * 3600))
+    };
+    config.history.retention = hours("history_retention_hours", config.history.retention)?;
+    config.history.decision_retention = hours("decision_retention_hours", config.history.decision_retention)?;
     let mysql = if args.flag("stats-file").is_some() { None } else { daemon::mysql_opts(&ini, &args)? };
     // Installed before the reporter starts, so that a stop at any moment flushes what it holds.
     let mut shutdown = Shutdown::install()?;
     let (reporter, target) = match mysql {
         Some(opts) => {
             let target = MysqlStats::new(opts.clone()).describe();
-            (Reporter::start(config, move |_| Box::new(MysqlStats::new(opts.clone())))?, target)
+            let mut history = MysqlHistory::new(opts.clone());
+            // Only db-init changes a schema: without its tables there is no history, and it says so.
+            let history: Option<Box<dyn HistoryStore>> = match history.tables_exist() {
+                Ok(false) => {
+                    eprintln!(
+                        "lars-reporter: no CallHistory and HostDecision tables (run `lars db-init`); \
+                         call history and decisions are not kept"
+                    );
+                    None
+                }
+                Ok(true) | Err(_) => Some(Box::new(history)),
+            };
+            let reporter = Reporter::start_with_history(
+                config,
+                move |_| Box::new(MysqlStats::new(opts.clone())),
+                history,
+            )?;
+            (reporter, target)
         }
         None => {
             let path = args.flag("stats-file").unwrap_or("lars-stats.txt").to_string();
@@ -79,6 +124,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         }
     };
     eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
+    if let Some(addr) = reporter.metrics_addr() {
+        eprintln!("lars-reporter: metrics on http://{addr}/metrics");
+    }
     shutdown.wait()?;
     eprintln!("lars-reporter: shutting down");
     reporter.shutdown();

@@ -77,6 +77,14 @@ const COMMANDS: &[Command] = &[
         switches: &[],
     },
     Command {
+        name: "events",
+        args: "",
+        about: "the balancers' decisions: each host state change with its reason, from the local agent's \
+                log, or with --mysql every agent's, as lars-reporter stored them (newest 100 of the last day)",
+        flags: &["agent", "codec", "mysql", "modid", "cmdid", "host", "since-minutes", "limit"],
+        switches: &[],
+    },
+    Command {
         name: "stats",
         args: "",
         about: "a daemon's counters (the agent's by default)",
@@ -113,6 +121,10 @@ const FLAG_HELP: &[(&str, &str, &str)] = &[
     ("stats-file", "FILE", "lars-reporter's statistics file (default lars-stats.txt)"),
     ("dns", "IP:PORT", "ask this lars-dns"),
     ("reporter", "IP:PORT", "ask this lars-reporter"),
+    ("modid", "M", "only this module's routes"),
+    ("host", "HOST:PORT", "only this host (with --mysql)"),
+    ("since-minutes", "N", "only the last N minutes (with --mysql; default a day)"),
+    ("limit", "N", "the newest N at most (with --mysql; default 100)"),
 ];
 
 const EXIT_CODES: &str = "\
@@ -273,6 +285,7 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
         "bench" => bench::run(&args)?,
         "route" => route(&args)?,
         "status" => status(&args)?,
+        "events" => events(&args)?,
         "stats" => {
             let counters = match (args.flag("dns"), args.flag("reporter")) {
                 (Some(addr), None) | (None, Some(addr)) => {
@@ -336,6 +349,91 @@ fn route(args: &Args) -> Result<(), Box<dyn Error>> {
         _ => return Err(usage("route add|del|list")),
     }
     Ok(())
+}
+
+/// `lars events`: the decisions in the store, oldest first.
+fn events(args: &Args) -> Result<(), Box<dyn Error>> {
+    use lars_std::store::history::mysql::MysqlHistory;
+    use lars_std::store::history::{DecisionFilter, HistoryStore};
+    let Some(url) = args.flag("mysql") else { return agent_events(args) };
+    let route = match (args.flag("modid"), args.flag("cmdid")) {
+        (None, None) => None,
+        (Some(_), Some(_)) => Some((args.get("modid", 0)?, args.get("cmdid", 0)?)),
+        _ => return Err(usage("--modid and --cmdid go together")),
+    };
+    let host = args
+        .flag("host")
+        .map(|h| h.parse::<SocketAddr>().map_err(|_| usage(&format!("--host: `{h}` is not ip:port"))))
+        .transpose()?;
+    let since_minutes: u64 = args.get("since-minutes", 24 * 60)?;
+    let now_ms = lars_std::time::Clock::unix_secs() * 1000;
+    let filter = DecisionFilter {
+        route,
+        host,
+        since_ms: now_ms.saturating_sub(since_minutes * 60_000),
+        limit: args.get("limit", 100usize)?,
+    };
+    let rows = MysqlHistory::new(mysql::opts(url)?).decisions(filter)?;
+    if rows.is_empty() {
+        println!("no decisions in the last {since_minutes} minutes");
+    }
+    for d in rows {
+        let caller = std::net::Ipv4Addr::from_bits(d.caller);
+        println!(
+            "{}  {}/{}  {:<22} {:<16} {}  (agent {caller})",
+            utc(d.at_ms),
+            d.modid,
+            d.cmdid,
+            d.host.to_string(),
+            d.change,
+            d.reason
+        );
+    }
+    Ok(())
+}
+
+/// `lars events` without `--mysql`: the local agent's log, oldest first.
+fn agent_events(args: &Args) -> Result<(), Box<dyn Error>> {
+    let modid = args.flag("modid").map(|_| args.get("modid", 0)).transpose()?;
+    let cmdid = args.flag("cmdid").map(|_| args.get("cmdid", 0)).transpose()?;
+    let decisions = client(args)?.agent_decisions(modid, cmdid)?;
+    if decisions.is_empty() {
+        println!("no decisions in the agent's log");
+    }
+    for d in decisions.iter().rev() {
+        println!(
+            "{:>9.1} s ago  {}/{}  {:<22} {:<16} {}",
+            f64::from(d.age_ms) / 1000.0,
+            d.modid,
+            d.cmdid,
+            d.host.to_string(),
+            d.change.as_str(),
+            d.reason
+        );
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as `2026-12-01 11:35:40.123` UTC (days to a civil date as in Howard
+/// Hinnant's `civil_from_days`).
+fn utc(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 fn status(args: &Args) -> Result<(), Box<dyn Error>> {
@@ -409,5 +507,15 @@ mod tests {
             let help = words(&format!("{} --help", command.name));
             assert!(run(&help, Some(command.name), Some(command)).is_ok(), "lars {} --help", command.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn unix_milliseconds_read_as_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00.000");
+        assert_eq!(super::utc(1_764_000_000_123), "2025-11-24 16:00:00.123");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00.000");
     }
 }

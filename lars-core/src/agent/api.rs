@@ -34,9 +34,10 @@ enum ApiRequest<'a> {
         cmdid: i32,
         codec: Codec,
     },
+    Decisions(native::DecisionsRequest),
 }
 
-impl<const R: usize, const H: usize> Agent<R, H> {
+impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     /// Chooses a host: the agent's `get_host`.
     pub fn get_host(
         &mut self,
@@ -111,13 +112,19 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         latency_us: u32,
     ) {
         self.stats.reports += 1;
+        if outcome != Outcome::Ok {
+            self.stats.reports_failed += 1;
+        }
         let Some(slot) = self.find(modid, cmdid) else {
             self.stats.reports_unknown_route += 1;
             return;
         };
         let route = &mut self.routes[slot];
         route.asked_at = now;
-        route.balancer.report(now, host, outcome, latency_us);
+        if let Some(change) = route.balancer.report(now, host, outcome, latency_us) {
+            self.decisions.push(now, modid, cmdid, host, change);
+        }
+        let route = &mut self.routes[slot];
         if route.tally(host, outcome, latency_us) {
             self.waiting_reports = self.waiting_reports.saturating_add(1);
         } else {
@@ -196,6 +203,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
                 self.get_route_reply(now, codec, seq, modid, cmdid, reply)
             }
+            ApiRequest::Decisions(request) => {
+                self.decisions.page(now, &request, reply).map_err(|_| ApiError::ReplyTooLarge)
+            }
         }
     }
 
@@ -249,6 +259,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             MsgId::NativeGetRouteRequest => {
                 let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
                 ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
+            }
+            MsgId::DecisionsRequest => {
+                ApiRequest::Decisions(native::DecisionsRequest::parse(frame.body).map_err(malformed)?)
             }
             other => return Err(ApiError::Unexpected(other)),
         })

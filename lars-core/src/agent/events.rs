@@ -222,6 +222,9 @@ pub struct AgentStats {
     pub get_host: u64,
     /// Call results reported.
     pub reports: u64,
+    /// Of those, the calls that failed or found the host overloaded (the error rate's
+    /// numerator).
+    pub reports_failed: u64,
     /// Reports (or summary entries) for routes the agent does not hold.
     pub reports_unknown_route: u64,
     /// Calls counted in summaries from clients that lease routes and balance themselves (with
@@ -263,12 +266,13 @@ pub struct AgentStats {
 
 impl AgentStats {
     /// Every counter, named.
-    pub fn counters(&self) -> [(&'static str, u64); 20] {
+    pub fn counters(&self) -> [(&'static str, u64); 21] {
         [
             ("api_requests", self.api_requests),
             ("api_errors", self.api_errors),
             ("get_host", self.get_host),
             ("reports", self.reports),
+            ("reports_failed", self.reports_failed),
             ("reports_unknown_route", self.reports_unknown_route),
             ("leased_calls", self.leased_calls),
             ("route_table_full", self.route_table_full),

@@ -22,6 +22,7 @@
 
 mod api;
 mod config;
+mod decision;
 mod events;
 mod link;
 mod route;
@@ -31,6 +32,8 @@ mod upstream;
 use core::net::SocketAddr;
 
 pub use config::{AgentConfig, RoutePolicy};
+pub use decision::Decision;
+use decision::DecisionLog;
 pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Transmit};
 use link::LinkState;
 pub use route::RouteState;
@@ -42,7 +45,9 @@ use crate::wire::native::{self, WeightedHost};
 pub use crate::wire::{Codec, CodecChoice};
 use crate::wire::{MsgId, frame, lars};
 
-/// The agent, for `R` routes of up to `H` hosts each.
+/// The agent, for `R` routes of up to `H` hosts each, keeping the last `D` host state changes
+/// in its decision log (none by default: a gateway has no RAM to spare; the std agent keeps
+/// [`DECISIONS`]).
 ///
 /// # Examples
 ///
@@ -78,7 +83,7 @@ use crate::wire::{MsgId, frame, lars};
 ///     agent.handle_timeout(now);
 /// }
 /// ```
-pub struct Agent<const R: usize, const H: usize> {
+pub struct Agent<const R: usize, const H: usize, const D: usize = 0> {
     config: AgentConfig,
     rng: Rng,
     routes: heapless::Vec<Route<H>, R>,
@@ -100,6 +105,9 @@ pub struct Agent<const R: usize, const H: usize> {
     /// those left out beyond [`ROUTE_EVENTS_PER_INTERVAL`].
     route_events: u16,
     route_events_suppressed: u32,
+    decisions: DecisionLog<D>,
+    /// A flush started with decisions to send: they follow its statistics frames.
+    decisions_due: bool,
     stats: AgentStats,
 }
 
@@ -110,7 +118,10 @@ const EVENTS: usize = 32;
 /// A caller asking for random routes would otherwise cost log lines per route.
 const ROUTE_EVENTS_PER_INTERVAL: u16 = 16;
 
-impl<const R: usize, const H: usize> Agent<R, H> {
+/// The decision log's size in the std agent: a second of flapping at a high rate.
+pub const DECISIONS: usize = 1024;
+
+impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     /// An agent with no routes and both links down.
     pub fn new(config: AgentConfig, now: Instant) -> Self {
         const { assert!(R <= u16::MAX as usize, "an agent holds at most 65535 routes") };
@@ -130,6 +141,8 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             events: heapless::Deque::new(),
             route_events: 0,
             route_events_suppressed: 0,
+            decisions: DecisionLog::new(),
+            decisions_due: false,
             stats: AgentStats::default(),
         }
     }
@@ -137,6 +150,16 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     /// The counters.
     pub fn stats(&self) -> &AgentStats {
         &self.stats
+    }
+
+    /// The decision log: the last `D` host state changes, oldest first.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> + '_ {
+        self.decisions.iter()
+    }
+
+    /// Decisions made since start, and those pushed out of the log before they were sent.
+    pub fn decision_counts(&self) -> (u64, u64) {
+        (u64::from(self.decisions.total), u64::from(self.decisions.dropped))
     }
 
     /// The configuration.
@@ -467,6 +490,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             self.waiting_reports = 0;
             if self.reporter.codec().is_some() {
                 self.flush.start();
+                self.decisions_due = self.decisions.has_unsent();
             } else if self.reporter.is_connected() {
                 // Still greeting lars-reporter: the tallies wait for the next interval.
             } else {
@@ -554,6 +578,17 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 self.flush.next_frame(&mut self.routes, codec, caller, ts, buf, &mut self.stats)
             {
                 return Some(Transmit { link: Link::Reporter, len });
+            }
+            // The decisions go with the statistics, to a native reporter only.
+            if self.decisions_due {
+                let sent = match codec {
+                    Codec::Native => self.decisions.next_frame(now, caller, ts, buf),
+                    Codec::Lars => None,
+                };
+                match sent {
+                    Some(len) => return Some(Transmit { link: Link::Reporter, len }),
+                    None => self.decisions_due = false,
+                }
             }
         }
         None

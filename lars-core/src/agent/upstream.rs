@@ -10,7 +10,7 @@ use crate::time::Instant;
 use crate::wire::native::{self, WeightedHost};
 use crate::wire::{Decode, Frame, MsgId, RetCode, lars};
 
-impl<const R: usize, const H: usize> Agent<R, H> {
+impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     /// The dns link came up (`true`) or went down. Coming up re-pulls every route (once the
     /// link's codec is known), which also renews the subscriptions a new lars-dns connection
     /// does not have; going down turns pulls in flight back into pulls to send.

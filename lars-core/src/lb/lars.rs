@@ -22,7 +22,10 @@
 
 use core::net::SocketAddr;
 
-use super::{Balance, HostAddr, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
+use super::{
+    Balance, Change, HostAddr, HostIndex, NewHosts, Pick, Reason, Rng, StateChange, UpdateError,
+    slow_start_admits,
+};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -119,6 +122,10 @@ struct Host {
     #[cfg(feature = "leases")]
     leased: (u32, u32),
     overloaded: bool,
+    /// Overloaded, and no call to it has come back since (its next report is the first probe's).
+    unprobed: bool,
+    /// Joined or recovered, and its slow start not yet seen to end.
+    ramping: bool,
     /// When the host entered its current state (idle or overloaded), or last reset its idle
     /// window. The original kept separate idle and overload timestamps, always set together.
     since: Instant,
@@ -142,6 +149,8 @@ impl Host {
             #[cfg(feature = "leases")]
             leased: (0, 0),
             overloaded: false,
+            unprobed: false,
+            ramping: false,
             since: now,
             up_since: now,
             prev: 0,
@@ -152,6 +161,7 @@ impl Host {
     fn set_idle(&mut self, now: Instant, config: &LarsConfig) {
         *self = Host {
             up_since: self.up_since,
+            ramping: self.ramping,
             prev: self.prev,
             next: self.next,
             ..Host::new(self.as_weighted(), now, config)
@@ -163,6 +173,14 @@ impl Host {
         self.vsucc = 0;
         self.verr = config.init_err_cnt;
         self.overloaded = true;
+        self.unprobed = true;
+    }
+
+    /// Back to idle from overloaded: its slow start begins again.
+    fn recover(&mut self, now: Instant, config: &LarsConfig, ramp: bool) {
+        self.set_idle(now, config);
+        self.up_since = now;
+        self.ramping = ramp;
     }
 
     fn as_weighted(&self) -> WeightedHost {
@@ -367,7 +385,10 @@ impl<const H: usize> Balance for Lars<H> {
                 None => {
                     let i = self.hosts.len() as u16;
                     // Fits: the update holds at most `H` distinct hosts and the stayers are among them.
-                    let _ = self.hosts.push(Host::new(*host, now, &self.config));
+                    let _ = self.hosts.push(Host {
+                        ramping: self.slow_start != Duration::ZERO,
+                        ..Host::new(*host, now, &self.config)
+                    });
                     self.push_back(i);
                 }
             }
@@ -397,9 +418,16 @@ impl<const H: usize> Balance for Lars<H> {
         chosen.map_or(Pick::NoHosts, |i| Pick::Host(self.hosts[usize::from(i)].addr.into()))
     }
 
-    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, _latency_us: u32) {
-        let Some(i) = self.find(addr) else { return };
+    fn report(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        outcome: Outcome,
+        _latency_us: u32,
+    ) -> Option<StateChange> {
+        let i = self.find(addr)?;
         let config = self.config;
+        let ramp = self.slow_start != Duration::ZERO;
         let host = &mut self.hosts[usize::from(i)];
         let success = outcome == Outcome::Ok;
         if success {
@@ -414,34 +442,71 @@ impl<const H: usize> Balance for Lars<H> {
             host.contin_succ = 0;
         }
         let calls = u64::from(host.vsucc) + u64::from(host.verr);
+        let whole = calls.min(u64::from(u32::MAX)) as u32;
+        let secs = |since: Instant| {
+            (now.saturating_since(since).as_micros() / 1_000_000).min(u64::from(u32::MAX)) as u32
+        };
         if !host.overloaded && !success {
-            if config.err_rate.exceeded_by(host.verr, calls) || host.contin_err >= config.contin_err_limit {
+            let reason = if host.contin_err >= config.contin_err_limit {
+                Some(Reason::ConsecutiveFailures { count: host.contin_err, limit: config.contin_err_limit })
+            } else if config.err_rate.exceeded_by(host.verr, calls) {
+                Some(Reason::ErrorRate { part: host.verr, whole, limit_ppm: config.err_rate.ppm() })
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 host.set_overload(now, &config);
                 self.relist(i, false);
-                return;
+                return Some(StateChange { change: Change::Overloaded, reason });
             }
-        } else if host.overloaded
-            && success
-            && (config.succ_rate.exceeded_by(host.vsucc, calls)
-                || host.contin_succ >= config.contin_succ_limit)
-        {
-            host.set_idle(now, &config);
-            host.up_since = now;
-            self.relist(i, true);
-            return;
+        } else if host.overloaded && success {
+            let reason = if host.contin_succ >= config.contin_succ_limit {
+                Some(Reason::ConsecutiveSuccesses {
+                    count: host.contin_succ,
+                    limit: config.contin_succ_limit,
+                })
+            } else if config.succ_rate.exceeded_by(host.vsucc, calls) {
+                Some(Reason::SuccessRate { part: host.vsucc, whole, limit_ppm: config.succ_rate.ppm() })
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                host.recover(now, &config, ramp);
+                self.relist(i, true);
+                return Some(StateChange { change: Change::Readmitted, reason });
+            }
         }
         if !host.overloaded && now.saturating_since(host.since) >= config.idle_timeout {
             if host.window_failed(&config) {
+                let reason = Reason::WindowErrorRate {
+                    part: host.rerr,
+                    whole: host.rsucc.saturating_add(host.rerr),
+                    limit_ppm: config.window_err_rate.ppm(),
+                };
                 host.set_overload(now, &config);
                 self.relist(i, false);
-            } else {
-                host.set_idle(now, &config);
+                return Some(StateChange { change: Change::Overloaded, reason });
             }
-        } else if host.overloaded && now.saturating_since(host.since) >= config.overload_timeout {
             host.set_idle(now, &config);
-            host.up_since = now;
+        } else if host.overloaded && now.saturating_since(host.since) >= config.overload_timeout {
+            let reason = Reason::OverloadTimeout { secs: secs(host.since) };
+            host.recover(now, &config, ramp);
             self.relist(i, true);
+            return Some(StateChange { change: Change::Forgiven, reason });
         }
+        if host.overloaded && host.unprobed {
+            host.unprobed = false;
+            return Some(StateChange {
+                change: Change::Probed,
+                reason: Reason::Probe { ok: success, secs: secs(host.since) },
+            });
+        }
+        if host.ramping && now.saturating_since(host.up_since) >= self.slow_start {
+            host.ramping = false;
+            let secs = (self.slow_start.as_micros() / 1_000_000).min(u64::from(u32::MAX)) as u32;
+            return Some(StateChange { change: Change::SlowStartDone, reason: Reason::SlowStart { secs } });
+        }
+        None
     }
 
     fn len(&self) -> usize {

@@ -21,7 +21,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use super::{Balance, NewHosts, Pick, Rng, UpdateError};
+use super::{Balance, NewHosts, Pick, Rng, StateChange, UpdateError};
 use crate::time::Instant;
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -174,8 +174,15 @@ impl<const H: usize> Balance for Maglev<H> {
         host.map_or(Pick::NoHosts, |host| Pick::Host(host.addr))
     }
 
-    fn report(&mut self, _now: Instant, _addr: SocketAddr, _outcome: Outcome, _latency_us: u32) {
+    fn report(
+        &mut self,
+        _now: Instant,
+        _addr: SocketAddr,
+        _outcome: Outcome,
+        _latency_us: u32,
+    ) -> Option<StateChange> {
         // Consistent hashing ignores outcomes: moving keys off a slow host would break affinity.
+        None
     }
 
     fn len(&self) -> usize {

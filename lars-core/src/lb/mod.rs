@@ -75,8 +75,16 @@ pub trait Balance {
     /// consistent hashing and ignored by the others.
     fn pick(&mut self, now: Instant, key: Option<u64>, rng: &mut Rng) -> Pick;
 
-    /// Records how a call to `addr` ended. Unknown addresses are ignored.
-    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32);
+    /// Records how a call to `addr` ended. Unknown addresses are ignored. Returns the change
+    /// of the host's state the call caused, with its reason in numbers, for the decision log
+    /// (only the Lars policy keeps host states).
+    fn report(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    ) -> Option<StateChange>;
 
     /// Takes back a pick of `addr` that no call will follow (the caller could not use the
     /// host), for policies that count calls in flight.
@@ -110,6 +118,151 @@ pub trait Balance {
     /// [`Balance::window`], without letting them change the host's state.
     #[cfg(feature = "leases")]
     fn count_leased(&mut self, _addr: SocketAddr, _succ: u32, _err: u32) {}
+}
+
+/// A change of a host's state that a balancer made, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StateChange {
+    /// What changed.
+    pub change: Change,
+    /// Why, in numbers.
+    pub reason: Reason,
+}
+
+/// What a balancer did to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Change {
+    /// Idle → overloaded: taken out of the rotation, only probed from now on.
+    Overloaded,
+    /// The first call to an overloaded host since it was overloaded (a probe) came back.
+    Probed,
+    /// Overloaded → idle: re-admitted to the rotation by its probes' results.
+    Readmitted,
+    /// Overloaded → idle: forgiven after `overload_timeout`.
+    Forgiven,
+    /// A host that joined or recovered has finished its slow start.
+    SlowStartDone,
+}
+
+impl Change {
+    /// Its name in logs and in the store: `overloaded`, `probed`, `readmitted`, `forgiven`,
+    /// `slow_start_done`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Change::Overloaded => "overloaded",
+            Change::Probed => "probed",
+            Change::Readmitted => "readmitted",
+            Change::Forgiven => "forgiven",
+            Change::SlowStartDone => "slow_start_done",
+        }
+    }
+}
+
+/// Why a balancer changed a host's state: the numbers it compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Reason {
+    /// `count` failures in a row reached `limit` (`contin_err_limit`).
+    ConsecutiveFailures {
+        /// Failures in a row.
+        count: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// `count` successes in a row reached `limit` (`contin_succ_limit`).
+    ConsecutiveSuccesses {
+        /// Successes in a row.
+        count: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// The virtual error rate `part / whole` exceeded `limit` (`err_rate`).
+    ErrorRate {
+        /// Virtual failures.
+        part: u32,
+        /// Virtual calls.
+        whole: u32,
+        /// The threshold, in parts per million.
+        limit_ppm: u32,
+    },
+    /// The virtual success rate `part / whole` exceeded `limit` (`succ_rate`).
+    SuccessRate {
+        /// Virtual successes.
+        part: u32,
+        /// Virtual calls.
+        whole: u32,
+        /// The threshold, in parts per million.
+        limit_ppm: u32,
+    },
+    /// The real error rate over the idle window, `part / whole`, reached `limit`
+    /// (`window_err_rate`).
+    WindowErrorRate {
+        /// Failures in the window.
+        part: u32,
+        /// Calls in the window.
+        whole: u32,
+        /// The threshold, in parts per million.
+        limit_ppm: u32,
+    },
+    /// The host had been overloaded for `secs` (`overload_timeout`).
+    OverloadTimeout {
+        /// Seconds overloaded.
+        secs: u32,
+    },
+    /// A probe's outcome after `secs` overloaded.
+    Probe {
+        /// Whether the probe succeeded.
+        ok: bool,
+        /// Seconds since the host was overloaded.
+        secs: u32,
+    },
+    /// The ramp of `secs` (`slow_start`) is over.
+    SlowStart {
+        /// The ramp's length in seconds.
+        secs: u32,
+    },
+}
+
+impl core::fmt::Display for Reason {
+    /// `15 consecutive failures (limit 15)`, `window error rate 0.72 > 0.70 (18/25)`, ...
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // A rate as a fraction with two decimals, computed in integers (no float formatting
+        // on a microcontroller).
+        struct Fraction(u64);
+        impl core::fmt::Display for Fraction {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+            }
+        }
+        let of = |part: u32, whole: u32| Fraction(u64::from(part) * 100 / u64::from(whole.max(1)));
+        let limit = |ppm: u32| Fraction(u64::from(ppm) / 10_000);
+        match *self {
+            Reason::ConsecutiveFailures { count, limit } => {
+                write!(f, "{count} consecutive failures (limit {limit})")
+            }
+            Reason::ConsecutiveSuccesses { count, limit } => {
+                write!(f, "{count} consecutive successes (limit {limit})")
+            }
+            Reason::ErrorRate { part, whole, limit_ppm } => {
+                write!(f, "error rate {} > {} ({part}/{whole})", of(part, whole), limit(limit_ppm))
+            }
+            Reason::SuccessRate { part, whole, limit_ppm } => {
+                write!(f, "success rate {} > {} ({part}/{whole})", of(part, whole), limit(limit_ppm))
+            }
+            Reason::WindowErrorRate { part, whole, limit_ppm } => {
+                write!(f, "window error rate {} >= {} ({part}/{whole})", of(part, whole), limit(limit_ppm))
+            }
+            Reason::OverloadTimeout { secs } => write!(f, "overloaded for {secs} s (overload_timeout)"),
+            Reason::Probe { ok, secs } => {
+                write!(f, "probe {} after {secs} s overloaded", if ok { "succeeded" } else { "failed" })
+            }
+            Reason::SlowStart { secs } => write!(f, "ramped up over {secs} s"),
+        }
+    }
 }
 
 /// Which policy a route uses.
@@ -245,7 +398,13 @@ impl<const H: usize> Balance for Balancer<H> {
         self.inner_mut().cancel_pick(addr)
     }
 
-    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32) {
+    fn report(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    ) -> Option<StateChange> {
         self.inner_mut().report(now, addr, outcome, latency_us)
     }
 
@@ -334,6 +493,11 @@ pub(crate) struct HostAddr {
     v6: bool,
     ip: [u8; 16],
     port: u16,
+}
+
+impl HostAddr {
+    /// 0.0.0.0:0.
+    pub(crate) const UNSPECIFIED: HostAddr = HostAddr { v6: false, ip: [0; 16], port: 0 };
 }
 
 impl From<SocketAddr> for HostAddr {

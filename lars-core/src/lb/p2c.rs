@@ -24,7 +24,7 @@
 
 use core::net::SocketAddr;
 
-use super::{Balance, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
+use super::{Balance, HostIndex, NewHosts, Pick, Rng, StateChange, UpdateError, slow_start_admits};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -159,12 +159,15 @@ impl<const H: usize> Balance for P2c<H> {
         }
     }
 
-    fn report(&mut self, now: Instant, addr: SocketAddr, outcome: Outcome, latency_us: u32) {
+    fn report(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        outcome: Outcome,
+        latency_us: u32,
+    ) -> Option<StateChange> {
         let slots = &self.slots;
-        let Some(slot) = self.index.find(addr, |i| slots[i].host.addr).and_then(|i| self.slots.get_mut(i))
-        else {
-            return;
-        };
+        let slot = self.index.find(addr, |i| slots[i].host.addr).and_then(|i| self.slots.get_mut(i))?;
         let latency = match outcome {
             Outcome::Ok => latency_us,
             Outcome::Fail | Outcome::Overload => latency_us.max(self.config.failure_penalty_us),
@@ -183,6 +186,7 @@ impl<const H: usize> Balance for P2c<H> {
         .unwrap_or(u64::MAX);
         slot.last = slot.last.max(now);
         slot.pending = slot.pending.saturating_sub(1);
+        None
     }
 
     fn len(&self) -> usize {

@@ -7,7 +7,7 @@
 
 use core::net::SocketAddr;
 
-use super::{Balance, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
+use super::{Balance, HostIndex, NewHosts, Pick, Rng, StateChange, UpdateError, slow_start_admits};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -86,8 +86,15 @@ impl<const H: usize> Balance for RoundRobin<H> {
         self.advance().map_or(Pick::NoHosts, |slot| Pick::Host(slot.addr()))
     }
 
-    fn report(&mut self, _now: Instant, _addr: SocketAddr, _outcome: Outcome, _latency_us: u32) {
+    fn report(
+        &mut self,
+        _now: Instant,
+        _addr: SocketAddr,
+        _outcome: Outcome,
+        _latency_us: u32,
+    ) -> Option<StateChange> {
         // Round robin ignores outcomes.
+        None
     }
 
     fn len(&self) -> usize {

@@ -23,7 +23,7 @@
 
 use core::net::SocketAddr;
 
-use super::{Balance, HostIndex, NewHosts, Pick, Rng, UpdateError, slow_start_admits};
+use super::{Balance, HostIndex, NewHosts, Pick, Rng, StateChange, UpdateError, slow_start_admits};
 use crate::time::{Duration, Instant};
 use crate::wire::native::{Outcome, WeightedHost};
 
@@ -156,8 +156,15 @@ impl<const H: usize> Balance for Weighted<H> {
         Pick::NoHosts
     }
 
-    fn report(&mut self, _now: Instant, _addr: SocketAddr, _outcome: Outcome, _latency_us: u32) {
+    fn report(
+        &mut self,
+        _now: Instant,
+        _addr: SocketAddr,
+        _outcome: Outcome,
+        _latency_us: u32,
+    ) -> Option<StateChange> {
         // Weighted round robin ignores outcomes.
+        None
     }
 
     fn len(&self) -> usize {

@@ -30,8 +30,11 @@ pub enum Message<'a> {
     NativeRouteResponse(native::RouteResponse<'a>),
     NativeCallStats(native::CallStats<'a>),
     StatusReport(native::StatusReport<'a>),
+    DecisionReport(native::DecisionReport<'a>),
     StatsRequest(native::StatsRequest),
     StatsResponse(native::StatsResponse<'a>),
+    DecisionsRequest(native::DecisionsRequest),
+    DecisionsResponse(native::DecisionsResponse<'a>),
 }
 
 macro_rules! dispatch {
@@ -82,8 +85,11 @@ dispatch!(
     NativeRouteResponse,
     NativeCallStats,
     StatusReport,
+    DecisionReport,
     StatsRequest,
-    StatsResponse;
+    StatsResponse,
+    DecisionsRequest,
+    DecisionsResponse;
     @only_if(feature = "auth") AuthHello,
     AuthChallenge,
     AuthProof

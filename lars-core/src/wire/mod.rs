@@ -279,10 +279,17 @@ msg_ids! {
     /// Native: agent → reporter, [`native::StatusReport`]: the period's calls and each host's
     /// counts since its last idle/overload change.
     StatusReport = 0x131,
+    /// Native: agent → reporter, [`native::DecisionReport`]: the host state changes its
+    /// balancers made, with their reasons.
+    DecisionReport = 0x132,
     /// Native: anyone → any daemon, [`native::StatsRequest`].
     StatsRequest = 0x140,
     /// Native: a daemon's counters, [`native::StatsResponse`].
     StatsResponse = 0x141,
+    /// Native: API → agent, [`native::DecisionsRequest`]: a page of its decision log.
+    DecisionsRequest = 0x142,
+    /// Native: agent → API, [`native::DecisionsResponse`].
+    DecisionsResponse = 0x143,
     // The handshake's ids cost the gateway's flash (about 300 bytes of decoder tables) and it
     // never authenticates, so they exist with the `auth` feature only.
     @only_if(feature = "auth") {

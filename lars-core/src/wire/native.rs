@@ -17,6 +17,7 @@
 use core::net::SocketAddr;
 
 use super::{Decode, Encode, Error, List, RetCode};
+pub use crate::lb::{Change, Reason};
 use codec::{Field, Writer, finish};
 
 mod codec;
@@ -374,6 +375,126 @@ pub struct StatusReport<'a> {
     pub entries: List<'a, HostReport>,
 }
 
+/// A change of a host's state that an agent's balancer made, and why (an item of
+/// [`DecisionReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDecision {
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The host.
+    pub host: SocketAddr,
+    /// How long before the report's `ts` it happened, in milliseconds.
+    pub age_ms: u32,
+    /// What changed.
+    pub change: Change,
+    /// Why, in numbers.
+    pub reason: Reason,
+}
+
+impl HostDecision {
+    /// The longest encoding of one entry: modid and cmdid (5 each), an IPv6 host (20), the
+    /// age (5), the change (1) and a reason with three 5-byte numbers (16). A
+    /// `DecisionReport`'s head is at most [`STATS_HEAD_MAX_LEN`], as a `StatusReport`'s.
+    pub const MAX_ENCODED_LEN: usize = 52;
+}
+
+/// An agent's decision log since its last one (msgid 0x132), to lars-reporter, sent with its
+/// statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionReport<'a> {
+    /// The reporting agent's id.
+    pub caller: u32,
+    /// Unix time in seconds when it was sent (0 when the agent has no clock).
+    pub ts: u32,
+    /// The decisions, oldest first.
+    pub entries: List<'a, HostDecision>,
+}
+
+/// `Reason` as postcard encodes an enum with data: the variant's index, then its fields.
+impl<'a> Field<'a> for Reason {
+    fn encoded_len(&self) -> usize {
+        let (tag, numbers, flag) = self.parts();
+        tag.encoded_len() + numbers.iter().map(|n| n.encoded_len()).sum::<usize>() + flag.map_or(0, |_| 1)
+    }
+
+    fn put(&self, out: &mut Writer<'_>) {
+        let (tag, numbers, flag) = self.parts();
+        tag.put(out);
+        if let Some(flag) = flag {
+            flag.put(out);
+        }
+        for number in numbers {
+            number.put(out);
+        }
+    }
+
+    fn take(input: &mut &'a [u8]) -> Result<Self, Error> {
+        let mut n = || u32::take(input);
+        Ok(match n()? {
+            0 => Reason::ConsecutiveFailures { count: n()?, limit: n()? },
+            1 => Reason::ConsecutiveSuccesses { count: n()?, limit: n()? },
+            2 => Reason::ErrorRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            3 => Reason::SuccessRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            4 => Reason::WindowErrorRate { part: n()?, whole: n()?, limit_ppm: n()? },
+            5 => Reason::OverloadTimeout { secs: n()? },
+            6 => {
+                let ok = bool::take(input)?;
+                Reason::Probe { ok, secs: u32::take(input)? }
+            }
+            7 => Reason::SlowStart { secs: u32::take(input)? },
+            _ => return Err(Error::BadValue),
+        })
+    }
+}
+
+impl Reason {
+    /// The variant's index, its numbers in order, and the probe's flag (which comes first).
+    fn parts(&self) -> (u32, heapless::Vec<u32, 3>, Option<bool>) {
+        let numbers = |ns: &[u32]| heapless::Vec::from_slice(ns).unwrap_or_default();
+        match *self {
+            Reason::ConsecutiveFailures { count, limit } => (0, numbers(&[count, limit]), None),
+            Reason::ConsecutiveSuccesses { count, limit } => (1, numbers(&[count, limit]), None),
+            Reason::ErrorRate { part, whole, limit_ppm } => (2, numbers(&[part, whole, limit_ppm]), None),
+            Reason::SuccessRate { part, whole, limit_ppm } => (3, numbers(&[part, whole, limit_ppm]), None),
+            Reason::WindowErrorRate { part, whole, limit_ppm } => {
+                (4, numbers(&[part, whole, limit_ppm]), None)
+            }
+            Reason::OverloadTimeout { secs } => (5, numbers(&[secs]), None),
+            Reason::Probe { ok, secs } => (6, numbers(&[secs]), Some(ok)),
+            Reason::SlowStart { secs } => (7, numbers(&[secs]), None),
+        }
+    }
+}
+
+/// Asks an agent for the decisions in its log (msgid 0x142): the newest that match, a page
+/// at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionsRequest {
+    /// Caller's sequence number, echoed.
+    pub seq: u32,
+    /// Only this module's routes.
+    pub modid: Option<i32>,
+    /// Only this command's routes.
+    pub cmdid: Option<i32>,
+    /// Matching decisions to skip, newest first (0 for the first page).
+    pub skip: u32,
+}
+
+/// An agent's answer to [`DecisionsRequest`] (msgid 0x143): at most [`DECISIONS_PAGE`]
+/// decisions, newest first; fewer means there are no more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionsResponse<'a> {
+    /// The request's sequence number.
+    pub seq: u32,
+    /// The decisions; each `age_ms` counts back from the answer.
+    pub entries: List<'a, HostDecision>,
+}
+
+/// Decisions per [`DecisionsResponse`] at most.
+pub const DECISIONS_PAGE: usize = 16;
+
 /// Asks a daemon for its counters (msgid 0x140).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsRequest {
@@ -404,6 +525,7 @@ pub struct StatsResponse<'a> {
 tag_enum!(Role { Agent, Api, Dns, Reporter, Gateway });
 tag_enum!(Outcome { Ok, Fail, Overload });
 tag_enum!(RetCode { Succ, Overload, SystemError, NoExist });
+tag_enum!(Change { Overloaded, Probed, Readmitted, Forgiven, SlowStartDone });
 
 fields!(Hello { version, role, node, max_body });
 fields!(AuthHello { version, role, node, max_body, nonce });
@@ -421,13 +543,34 @@ fields!(HostStats { modid, cmdid, host, succ, err, overload, overloaded, latency
 fields!(CallStats<'a> { caller, ts, entries });
 fields!(HostReport { stats, window_succ, window_err });
 fields!(StatusReport<'a> { caller, ts, entries });
+fields!(HostDecision { modid, cmdid, host, age_ms, change, reason });
+fields!(DecisionReport<'a> { caller, ts, entries });
+fields!(DecisionsRequest { seq, modid, cmdid, skip });
+fields!(DecisionsResponse<'a> { seq, entries });
 fields!(StatsRequest { seq });
 fields!(Counter<'a> { name, value });
 fields!(StatsResponse<'a> { seq, role, counters });
 
 body!(AuthHello, AuthChallenge, AuthProof);
-body!(Hello, Heartbeat, GetHostRequest, GetHostResponse, Report, GetRouteRequest, StatsRequest);
-body!(ReportBatch<'a>, RouteResponse<'a>, CallStats<'a>, StatusReport<'a>, StatsResponse<'a>);
+body!(
+    Hello,
+    Heartbeat,
+    GetHostRequest,
+    GetHostResponse,
+    Report,
+    GetRouteRequest,
+    StatsRequest,
+    DecisionsRequest
+);
+body!(
+    ReportBatch<'a>,
+    RouteResponse<'a>,
+    CallStats<'a>,
+    StatusReport<'a>,
+    DecisionReport<'a>,
+    StatsResponse<'a>,
+    DecisionsResponse<'a>
+);
 
 #[cfg(test)]
 mod tests;

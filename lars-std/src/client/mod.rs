@@ -477,6 +477,38 @@ impl Client {
         })
     }
 
+    /// The decisions in the agent's log (the newest 1,024 at most), newest first, of one
+    /// module or command's routes or of all: what its balancers did to which host, and why.
+    /// Each `age_ms` counts back from the agent's answer.
+    pub fn agent_decisions(
+        &self,
+        modid: Option<i32>,
+        cmdid: Option<i32>,
+    ) -> Result<Vec<native::HostDecision>, ClientError> {
+        let mut decisions = Vec::new();
+        // Pages of 16, up to the agent's whole log.
+        for page in 0..lars_core::agent::DECISIONS.div_ceil(native::DECISIONS_PAGE) {
+            let seq = self.next_seq();
+            let request =
+                native::DecisionsRequest { seq, modid, cmdid, skip: (page * native::DECISIONS_PAGE) as u32 };
+            let entries = self.with_socket(0, 0, |socket| {
+                let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
+                let is_ours = |body: &[u8]| native::DecisionsResponse::parse(body).map(|r| r.seq == seq);
+                let (id, reply_id) = (MsgId::DecisionsRequest, MsgId::DecisionsResponse);
+                let body = self.request(socket, id, &request, reply_id, &mut buf, is_ours)?;
+                let response =
+                    native::DecisionsResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+                Ok(response.entries.iter().collect::<Vec<_>>())
+            })?;
+            let last = entries.len() < native::DECISIONS_PAGE;
+            decisions.extend(entries);
+            if last {
+                break;
+            }
+        }
+        Ok(decisions)
+    }
+
     /// Makes the agent fetch a route before the first `get_host` (the original's `reg_init`):
     /// asks for it up to `attempts` times, [`REG_INIT_SPACING`] apart, until it has hosts.
     pub fn reg_init(&self, modid: i32, cmdid: i32, attempts: u32) -> Result<Route, ClientError> {

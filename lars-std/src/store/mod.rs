@@ -2,7 +2,8 @@
 //!
 //! [`RouteStore`] is what lars-dns loads routes from: the route file (the embedded default),
 //! MySQL (schema-compatible with the original `lars_dns` database), or memory (tests).
-//! [`StatsStore`] is where lars-reporter writes call statistics.
+//! [`StatsStore`] is where lars-reporter writes call statistics, and [`history::HistoryStore`]
+//! where it keeps per-minute call history and the agents' decisions.
 //!
 //! lars-dns works out which routes changed by comparing the old and the new [`RouteTable`], so
 //! every store only has to say what the routes are now and cheaply whether that may have
@@ -11,6 +12,7 @@
 //! a read of those routes rather than of every route.
 
 pub mod file;
+pub mod history;
 pub mod memory;
 #[cfg(feature = "mysql")]
 pub mod mysql;

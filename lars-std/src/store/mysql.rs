@@ -122,6 +122,8 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
     if !schema.route_index {
         conn.query_drop("CREATE INDEX route_key ON RouteData (modid, cmdid)").map_err(unavailable)?;
     }
+    // lars-reporter's call history and decision log (`store::history`).
+    super::history::mysql::create_tables(&mut conn).map_err(unavailable)?;
     Ok(())
 }
 

@@ -495,3 +495,75 @@ fn differential_against_the_reference_model() {
     assert!(seen.iter().all(|&n| n > 200), "the trace exercises every kind of answer: {seen:?}");
     assert!(causes.iter().all(|&n| n > 20), "the trace exercises every transition: {causes:?}");
 }
+
+/// Every state change comes back from `report` with the numbers that decided it.
+#[test]
+fn each_state_change_says_why() {
+    let mut lb = lars(LarsConfig::default(), &[1, 2]);
+    let change = |change, reason| Some(StateChange { change, reason });
+    for _ in 0..14 {
+        assert_eq!(lb.report(t(1), addr(1), Outcome::Fail, 0), None);
+    }
+    assert_eq!(
+        lb.report(t(1), addr(1), Outcome::Fail, 0),
+        change(Change::Overloaded, Reason::ConsecutiveFailures { count: 15, limit: 15 })
+    );
+    // The first call back from the overloaded host is its first probe; later ones are not.
+    assert_eq!(
+        lb.report(t(3), addr(1), Outcome::Ok, 0),
+        change(Change::Probed, Reason::Probe { ok: true, secs: 2 })
+    );
+    for _ in 0..4 {
+        assert_eq!(lb.report(t(3), addr(1), Outcome::Ok, 0), None);
+    }
+    // verr starts at init_err_cnt 5: the sixth success makes 6/11 > 0.5.
+    assert_eq!(
+        lb.report(t(3), addr(1), Outcome::Ok, 0),
+        change(Change::Readmitted, Reason::SuccessRate { part: 6, whole: 11, limit_ppm: 500_000 })
+    );
+    // 21 failures without a success, spread so that none is the 15th in a row: 21/201 > 0.1.
+    let mut last = None;
+    for i in 0..21 {
+        let outcome = if i % 10 == 9 { Outcome::Overload } else { Outcome::Fail };
+        if i % 14 == 13 {
+            lb.report(t(4), addr(2), Outcome::Fail, 0);
+        }
+        last = lb.report(t(4), addr(2), outcome, 0);
+        if last.is_some() {
+            break;
+        }
+    }
+    assert!(matches!(last, Some(StateChange { change: Change::Overloaded, .. })), "{last:?}");
+    // Forgiven after overload_timeout (15 s).
+    assert_eq!(
+        lb.report(t(5), addr(2), Outcome::Fail, 0),
+        change(Change::Probed, Reason::Probe { ok: false, secs: 1 })
+    );
+    assert_eq!(
+        lb.report(t(20), addr(2), Outcome::Fail, 0),
+        change(Change::Forgiven, Reason::OverloadTimeout { secs: 16 })
+    );
+    // An idle window (15 s) with a real error rate of 0.7 or more overloads the host.
+    let mut lb = lars(LarsConfig::default(), &[1]);
+    for _ in 0..6 {
+        for outcome in [Outcome::Fail, Outcome::Fail, Outcome::Fail, Outcome::Ok] {
+            assert_eq!(lb.report(t(1), addr(1), outcome, 0), None);
+        }
+    }
+    let text = lb
+        .report(t(16), addr(1), Outcome::Fail, 0)
+        .map(|c| std::format!("{}: {}", c.change.as_str(), c.reason));
+    assert_eq!(text.as_deref(), Some("overloaded: window error rate 0.76 >= 0.70 (19/25)"));
+}
+
+#[test]
+fn the_end_of_slow_start_is_a_decision() {
+    let mut lb = Lars::<16>::new(LarsConfig::default(), Duration::from_secs(10));
+    lb.update(t(0), &hosts(&[1])).unwrap();
+    assert_eq!(lb.report(t(5), addr(1), Outcome::Ok, 0), None, "still ramping");
+    assert_eq!(
+        lb.report(t(10), addr(1), Outcome::Ok, 0),
+        Some(StateChange { change: Change::SlowStartDone, reason: Reason::SlowStart { secs: 10 } })
+    );
+    assert_eq!(lb.report(t(11), addr(1), Outcome::Ok, 0), None, "once");
+}

@@ -33,6 +33,15 @@ static STATUS_REPORT: [u8; 32] = [
     0x81, 0x80, 0x80, 0x50, 0x80, 0x82, 0x92, 0xc9, 0x06, 0x01, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00,
     0x01, 0x50, 0xb4, 0x01, 0x05, 0x01, 0x00, 0x90, 0xbf, 0x05, 0xc4, 0x13, 0xb0, 0x09, 0x07,
 ];
+static DECISION_REPORT: [u8; 39] = [
+    0x81, 0x80, 0x80, 0x50, 0x80, 0x82, 0x92, 0xc9, 0x06, 0x02, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00,
+    0x01, 0x50, 0xfa, 0x01, 0x00, 0x00, 0x0f, 0x0f, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x50,
+    0x00, 0x01, 0x06, 0x01, 0x03,
+];
+
+static DECISIONS_REQUEST: [u8; 6] = [0x05, 0x01, 0xd2, 0x0f, 0x00, 0x10];
+static DECISIONS_RESPONSE: [u8; 17] =
+    [0x05, 0x01, 0xd2, 0x0f, 0x04, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x50, 0xfa, 0x01, 0x00, 0x00, 0x0f, 0x0f];
 
 static STATS_REQUEST: [u8; 1] = [0x09];
 static STATS_RESPONSE: [u8; 21] = [
@@ -134,6 +143,53 @@ fn status_report() {
         &STATUS_REPORT,
         StatusReport { caller: 0x0a00_0001, ts: 1_764_000_000, entries: List::from_slice(&entries) },
     );
+}
+
+#[test]
+fn decision_report() {
+    let entries = [
+        HostDecision {
+            modid: 1001,
+            cmdid: 2,
+            host: B,
+            age_ms: 250,
+            change: Change::Overloaded,
+            reason: Reason::ConsecutiveFailures { count: 15, limit: 15 },
+        },
+        HostDecision {
+            modid: 1001,
+            cmdid: 2,
+            host: B,
+            age_ms: 0,
+            change: Change::Probed,
+            reason: Reason::Probe { ok: true, secs: 3 },
+        },
+    ];
+    check_quartet(
+        &DECISION_REPORT,
+        DecisionReport { caller: 0x0a00_0001, ts: 1_764_000_000, entries: List::from_slice(&entries) },
+    );
+    // Reason tag 8 and change tag 5 do not exist.
+    let mut bad = DECISION_REPORT;
+    bad[22] = 8;
+    assert_eq!(DecisionReport::parse(&bad), Err(Error::BadValue));
+    let mut bad = DECISION_REPORT;
+    bad[21] = 5;
+    assert_eq!(DecisionReport::parse(&bad), Err(Error::BadValue));
+}
+
+#[test]
+fn decisions_page() {
+    check_quartet(&DECISIONS_REQUEST, DecisionsRequest { seq: 5, modid: Some(1001), cmdid: None, skip: 16 });
+    let entries = [HostDecision {
+        modid: 1001,
+        cmdid: 2,
+        host: B,
+        age_ms: 250,
+        change: Change::Overloaded,
+        reason: Reason::ConsecutiveFailures { count: 15, limit: 15 },
+    }];
+    check_quartet(&DECISIONS_RESPONSE, DecisionsResponse { seq: 5, entries: List::from_slice(&entries) });
 }
 
 #[test]
@@ -245,6 +301,44 @@ mod against_postcard {
     struct MirrorStatusReport(u32, u32, Vec<(MirrorHostStats, u32, u32)>);
     #[derive(Serialize)]
     struct MirrorStatsResponse(u32, MirrorRole, Vec<(String, u64)>);
+
+    #[derive(Serialize)]
+    enum MirrorReason {
+        ConsecutiveFailures { count: u32, limit: u32 },
+        ConsecutiveSuccesses { count: u32, limit: u32 },
+        ErrorRate { part: u32, whole: u32, limit: u32 },
+        SuccessRate { part: u32, whole: u32, limit: u32 },
+        WindowErrorRate { part: u32, whole: u32, limit: u32 },
+        OverloadTimeout { secs: u32 },
+        Probe { ok: bool, secs: u32 },
+        SlowStart { secs: u32 },
+    }
+
+    fn reason(reason: Reason) -> MirrorReason {
+        match reason {
+            Reason::ConsecutiveFailures { count, limit } => {
+                MirrorReason::ConsecutiveFailures { count, limit }
+            }
+            Reason::ConsecutiveSuccesses { count, limit } => {
+                MirrorReason::ConsecutiveSuccesses { count, limit }
+            }
+            Reason::ErrorRate { part, whole, limit_ppm } => {
+                MirrorReason::ErrorRate { part, whole, limit: limit_ppm }
+            }
+            Reason::SuccessRate { part, whole, limit_ppm } => {
+                MirrorReason::SuccessRate { part, whole, limit: limit_ppm }
+            }
+            Reason::WindowErrorRate { part, whole, limit_ppm } => {
+                MirrorReason::WindowErrorRate { part, whole, limit: limit_ppm }
+            }
+            Reason::OverloadTimeout { secs } => MirrorReason::OverloadTimeout { secs },
+            Reason::Probe { ok, secs } => MirrorReason::Probe { ok, secs },
+            Reason::SlowStart { secs } => MirrorReason::SlowStart { secs },
+        }
+    }
+
+    #[derive(Serialize)]
+    struct MirrorDecisionReport(u32, u32, Vec<(i32, i32, SocketAddr, u32, u32, MirrorReason)>);
 
     /// xorshift64*, with values spread over every varint length.
     struct Rng(u64);
@@ -407,6 +501,48 @@ mod against_postcard {
             );
             same(report, &mirror, &mut scratch);
 
+            let decisions: Vec<HostDecision> = (0..rng.next() % 5)
+                .map(|_| {
+                    let (a, b, c) = (rng.u32(), rng.u32(), rng.u32());
+                    let reason = rng.pick(&[
+                        Reason::ConsecutiveFailures { count: a, limit: b },
+                        Reason::ConsecutiveSuccesses { count: a, limit: b },
+                        Reason::ErrorRate { part: a, whole: b, limit_ppm: c },
+                        Reason::SuccessRate { part: a, whole: b, limit_ppm: c },
+                        Reason::WindowErrorRate { part: a, whole: b, limit_ppm: c },
+                        Reason::OverloadTimeout { secs: a },
+                        Reason::Probe { ok: c % 2 == 0, secs: a },
+                        Reason::SlowStart { secs: b },
+                    ]);
+                    let change = rng.pick(&[
+                        Change::Overloaded,
+                        Change::Probed,
+                        Change::Readmitted,
+                        Change::Forgiven,
+                        Change::SlowStartDone,
+                    ]);
+                    HostDecision {
+                        modid: rng.i32(),
+                        cmdid: rng.i32(),
+                        host: rng.addr(),
+                        age_ms: rng.u32(),
+                        change,
+                        reason,
+                    }
+                })
+                .collect();
+            let report =
+                DecisionReport { caller: rng.u32(), ts: rng.u32(), entries: List::from_slice(&decisions) };
+            let mirror = MirrorDecisionReport(
+                report.caller,
+                report.ts,
+                decisions
+                    .iter()
+                    .map(|d| (d.modid, d.cmdid, d.host, d.age_ms, d.change as u32, reason(d.reason)))
+                    .collect(),
+            );
+            same(report, &mirror, &mut scratch);
+
             let names: Vec<String> =
                 (0..rng.next() % 4).map(|_| "é_counter".repeat((rng.next() % 30) as usize)).collect();
             let counters: Vec<Counter<'_>> =
@@ -472,6 +608,18 @@ fn stats_size_limits_are_the_longest_encodings() {
     let status = StatusReport { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&reports) };
     let len = frame::encode(MsgId::StatusReport, &status, &mut out).unwrap();
     assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostReport::MAX_ENCODED_LEN);
+    let decision = HostDecision {
+        modid: i32::MIN,
+        cmdid: i32::MIN,
+        host: longest.host,
+        age_ms: u32::MAX,
+        change: Change::SlowStartDone,
+        reason: Reason::WindowErrorRate { part: u32::MAX, whole: u32::MAX, limit_ppm: u32::MAX },
+    };
+    let decisions = [decision; 2];
+    let report = DecisionReport { caller: u32::MAX, ts: u32::MAX, entries: List::from_slice(&decisions) };
+    let len = frame::encode(MsgId::DecisionReport, &report, &mut out).unwrap();
+    assert_eq!(len - frame::HEADER_LEN - (5 + 5 + 1), 2 * HostDecision::MAX_ENCODED_LEN);
     // The count of the most entries a body can hold takes 3 bytes.
     assert!(frame::MAX_BODY as usize / HostStats::MAX_ENCODED_LEN < 1 << 21);
     assert_eq!(STATS_HEAD_MAX_LEN, 5 + 5 + 3);

@@ -1,0 +1,379 @@
+//! Call history and the decision log in the store: what lars-reporter keeps besides
+//! `ServerCallStatus`, and the queries the console and `lars events` read them with.
+//!
+//! Two additive tables, created by `db-init` (never by the daemons):
+//! - `CallHistory`: one row per host per minute with the minute's successes, failures and
+//!   overloads summed over every agent, and whether any agent held the host overloaded then.
+//!   Rows are upserted by adding, so lars-reporter replicas that each saw part of a minute
+//!   add up to the whole minute.
+//! - `HostDecision`: one row per host state change an agent's balancer made, with the time,
+//!   the agent, what changed and the reason in numbers.
+//!
+//! Both are pruned by age ([`HistoryStore::prune`]). History needs MySQL: the statistics file
+//! (the embedded default) is one small file rewritten after every batch, which days of
+//! per-minute rows would turn into a write of megabytes a second; the memory store has both
+//! for tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use super::{RouteKey, StoreError};
+
+#[cfg(feature = "mysql")]
+pub mod mysql;
+
+/// One host's calls in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The host.
+    pub host: SocketAddr,
+    /// The minute's start, in Unix seconds (a multiple of 60).
+    pub minute: u64,
+    /// Successful calls.
+    pub succ: u64,
+    /// Failed calls (overloads included).
+    pub err: u64,
+    /// Calls the host refused as overloaded.
+    pub overload: u64,
+    /// Whether an agent held the host overloaded at the end of a period in the minute.
+    pub overloaded: bool,
+}
+
+impl HistoryRow {
+    /// The row's key: route, host and minute.
+    pub fn key(&self) -> (RouteKey, SocketAddr, u64) {
+        ((self.modid, self.cmdid), self.host, self.minute)
+    }
+
+    /// Adds `other`'s counts (the same key) to this row.
+    pub fn add(&mut self, other: &HistoryRow) {
+        self.succ += other.succ;
+        self.err += other.err;
+        self.overload += other.overload;
+        self.overloaded |= other.overloaded;
+    }
+}
+
+/// One host state change, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    /// When, in Unix milliseconds.
+    pub at_ms: u64,
+    /// Module id.
+    pub modid: i32,
+    /// Command id.
+    pub cmdid: i32,
+    /// The host.
+    pub host: SocketAddr,
+    /// The agent whose balancer decided.
+    pub caller: u32,
+    /// What changed (`overloaded`, `probed`, `readmitted`, `forgiven`, `slow_start_done`).
+    pub change: String,
+    /// Why, in numbers ("15 consecutive failures (limit 15)").
+    pub reason: String,
+}
+
+/// A condition the console's problems page shows, the same as the shipped alert rules' on the
+/// data the store has (the daemons' own conditions, links and stores, come from Prometheus).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// Every host of the route was overloaded in the last complete minute.
+    NoHealthyHost {
+        /// The route.
+        route: RouteKey,
+        /// Its hosts.
+        hosts: usize,
+    },
+    /// The host was overloaded in each of the last `minutes` minutes.
+    OverloadedLong {
+        /// The route.
+        route: RouteKey,
+        /// The host.
+        host: SocketAddr,
+        /// Minutes in a row.
+        minutes: u64,
+    },
+    /// The route's calls failed at `rate` over the window.
+    HighErrorRate {
+        /// The route.
+        route: RouteKey,
+        /// Failed calls over all calls.
+        rate: f64,
+        /// Calls in the window.
+        calls: u64,
+    },
+}
+
+/// Thresholds of [`problems`], the alert rules' defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProblemRules {
+    /// Minutes in a row that make a host "overloaded for long" (10).
+    pub overloaded_minutes: u64,
+    /// The error-rate window in minutes (5).
+    pub error_window_minutes: u64,
+    /// An error rate over this is a problem (0.1).
+    pub error_rate: f64,
+    /// Fewer calls in the window than this are not judged (60: the rules' one a second).
+    pub min_calls: u64,
+}
+
+impl Default for ProblemRules {
+    fn default() -> Self {
+        ProblemRules { overloaded_minutes: 10, error_window_minutes: 5, error_rate: 0.1, min_calls: 60 }
+    }
+}
+
+/// Which decisions to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionFilter {
+    /// One route only.
+    pub route: Option<RouteKey>,
+    /// One host only.
+    pub host: Option<SocketAddr>,
+    /// At or after this Unix millisecond.
+    pub since_ms: u64,
+    /// The newest this many (at most).
+    pub limit: usize,
+}
+
+/// Where lars-reporter keeps call history and decisions, and where the console reads them.
+pub trait HistoryStore: Send {
+    /// Adds each row's counts to the stored row of its key (created if missing).
+    fn add_history(&mut self, rows: &[HistoryRow]) -> Result<(), StoreError>;
+
+    /// Stores decisions.
+    fn add_decisions(&mut self, rows: &[DecisionRow]) -> Result<(), StoreError>;
+
+    /// Deletes history rows of minutes before `history_before` (Unix seconds) and decisions
+    /// before `decisions_before_ms`; returns how many rows went.
+    fn prune(&mut self, history_before: u64, decisions_before_ms: u64) -> Result<u64, StoreError>;
+
+    /// A route's history (one host's, with `host`) for the minutes `from..to` (Unix seconds),
+    /// oldest first, hosts in address order within a minute.
+    fn history(
+        &mut self,
+        route: RouteKey,
+        host: Option<SocketAddr>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<HistoryRow>, StoreError>;
+
+    /// Decisions that `filter` selects, oldest first.
+    fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError>;
+
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}
+
+/// The problems in the history at Unix time `now`, by `rules`: routes whose hosts were all
+/// overloaded in the last complete minute, hosts overloaded for `overloaded_minutes` in a row,
+/// routes with an error rate over `error_rate` in the last `error_window_minutes`.
+pub fn problems(
+    store: &mut dyn HistoryStore,
+    routes: &[RouteKey],
+    now: u64,
+    rules: ProblemRules,
+) -> Result<Vec<Problem>, StoreError> {
+    let last = now / 60 * 60; // the minute under way is not complete
+    let span = rules.overloaded_minutes.max(rules.error_window_minutes).max(1);
+    let mut found = Vec::new();
+    for &route in routes {
+        let rows = store.history(route, None, last - span * 60, last)?;
+        let minute = last - 60;
+        let latest: Vec<&HistoryRow> = rows.iter().filter(|r| r.minute == minute).collect();
+        if !latest.is_empty() && latest.iter().all(|r| r.overloaded) {
+            found.push(Problem::NoHealthyHost { route, hosts: latest.len() });
+        }
+        let mut by_host: BTreeMap<SocketAddr, Vec<&HistoryRow>> = BTreeMap::new();
+        for row in &rows {
+            by_host.entry(row.host).or_default().push(row);
+        }
+        let since = last - rules.overloaded_minutes * 60;
+        for (host, host_rows) in by_host {
+            let minutes = host_rows.iter().filter(|r| r.minute >= since && r.overloaded).count() as u64;
+            if rules.overloaded_minutes > 0 && minutes >= rules.overloaded_minutes {
+                found.push(Problem::OverloadedLong { route, host, minutes });
+            }
+        }
+        let window = last - rules.error_window_minutes * 60;
+        let (succ, err) = rows
+            .iter()
+            .filter(|r| r.minute >= window)
+            .fold((0u64, 0u64), |(s, e), r| (s + r.succ, e + r.err));
+        let calls = succ + err;
+        if calls >= rules.min_calls.max(1) && err as f64 / calls as f64 > rules.error_rate {
+            found.push(Problem::HighErrorRate { route, rate: err as f64 / calls as f64, calls });
+        }
+    }
+    Ok(found)
+}
+
+/// Call history and decisions in memory, shared by its clones (tests, and a reporter with no
+/// store for them).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHistory {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    history: BTreeMap<(u64, RouteKey, SocketAddr), HistoryRow>,
+    decisions: Vec<DecisionRow>,
+}
+
+impl MemoryHistory {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryHistory::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl HistoryStore for MemoryHistory {
+    fn add_history(&mut self, rows: &[HistoryRow]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for row in rows {
+            let key = (row.minute, (row.modid, row.cmdid), row.host);
+            inner.history.entry(key).and_modify(|stored| stored.add(row)).or_insert(*row);
+        }
+        Ok(())
+    }
+
+    fn add_decisions(&mut self, rows: &[DecisionRow]) -> Result<(), StoreError> {
+        self.lock().decisions.extend_from_slice(rows);
+        Ok(())
+    }
+
+    fn prune(&mut self, history_before: u64, decisions_before_ms: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.history.len() + inner.decisions.len();
+        inner.history.retain(|&(minute, _, _), _| minute >= history_before);
+        inner.decisions.retain(|d| d.at_ms >= decisions_before_ms);
+        Ok((before - inner.history.len() - inner.decisions.len()) as u64)
+    }
+
+    fn history(
+        &mut self,
+        route: RouteKey,
+        host: Option<SocketAddr>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .history
+            .range((from, (i32::MIN, i32::MIN), SocketAddr::from(([0; 4], 0)))..)
+            .take_while(|((minute, _, _), _)| *minute < to)
+            .filter(|((_, key, addr), _)| *key == route && host.is_none_or(|h| h == *addr))
+            .map(|(_, row)| *row)
+            .collect())
+    }
+
+    fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+        let inner = self.lock();
+        let mut rows: Vec<DecisionRow> = inner
+            .decisions
+            .iter()
+            .filter(|d| d.at_ms >= filter.since_ms)
+            .filter(|d| filter.route.is_none_or(|r| r == (d.modid, d.cmdid)))
+            .filter(|d| filter.host.is_none_or(|h| h == d.host))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|d| d.at_ms);
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let skip = rows.len().saturating_sub(limit);
+        Ok(rows.split_off(skip))
+    }
+
+    fn describe(&self) -> String {
+        "call history in memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
+        HistoryRow {
+            modid: 1001,
+            cmdid: 1,
+            host: SocketAddr::from(([10, 0, 0, 1], port)),
+            minute: minute * 60,
+            succ,
+            err,
+            overload: 0,
+            overloaded,
+        }
+    }
+
+    #[test]
+    fn history_adds_up_and_is_pruned_by_age() {
+        let mut store = MemoryHistory::new();
+        store.add_history(&[row(1, 80, 10, 1, false), row(2, 80, 5, 0, false)]).unwrap();
+        store.add_history(&[row(1, 80, 3, 2, true)]).unwrap();
+        let rows = store.history((1001, 1), None, 0, 10 * 60).unwrap();
+        assert_eq!(rows, [row(1, 80, 13, 3, true), row(2, 80, 5, 0, false)]);
+        assert!(store.history((1001, 2), None, 0, 600).unwrap().is_empty());
+        assert_eq!(store.history((1001, 1), None, 120, 600).unwrap(), [row(2, 80, 5, 0, false)]);
+        assert_eq!(store.prune(120, 0).unwrap(), 1);
+        assert_eq!(store.history((1001, 1), None, 0, 600).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn problems_match_the_alert_rules() {
+        let mut store = MemoryHistory::new();
+        // Minutes 0..=11 complete at now = 12 min 30 s. Host 80 overloaded throughout and failing;
+        // host 81 overloaded only in the last minute.
+        for minute in 0..12 {
+            store
+                .add_history(&[row(minute, 80, 10, 90, true), row(minute, 81, 100, 0, minute == 11)])
+                .unwrap();
+        }
+        let now = 12 * 60 + 30;
+        let found = problems(&mut store, &[(1001, 1)], now, ProblemRules::default()).unwrap();
+        let host = SocketAddr::from(([10, 0, 0, 1], 80));
+        assert_eq!(
+            found,
+            [
+                Problem::NoHealthyHost { route: (1001, 1), hosts: 2 },
+                Problem::OverloadedLong { route: (1001, 1), host, minutes: 10 },
+                Problem::HighErrorRate { route: (1001, 1), rate: 450.0 / 1000.0, calls: 1000 },
+            ]
+        );
+        let quiet = problems(&mut store, &[(1001, 2)], now, ProblemRules::default()).unwrap();
+        assert!(quiet.is_empty());
+    }
+
+    #[test]
+    fn decisions_filter_and_keep_the_newest() {
+        let mut store = MemoryHistory::new();
+        let decision = |at_ms, port| DecisionRow {
+            at_ms,
+            modid: 1001,
+            cmdid: 1,
+            host: SocketAddr::from(([10, 0, 0, 1], port)),
+            caller: 7,
+            change: "overloaded".into(),
+            reason: "15 consecutive failures (limit 15)".into(),
+        };
+        store.add_decisions(&[decision(3, 80), decision(1, 81), decision(2, 80)]).unwrap();
+        let all = store.decisions(DecisionFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|d| d.at_ms).collect::<Vec<_>>(), [1, 2, 3]);
+        let host = Some(SocketAddr::from(([10, 0, 0, 1], 80)));
+        let one = store.decisions(DecisionFilter { host, limit: 1, ..DecisionFilter::default() }).unwrap();
+        assert_eq!(one, [decision(3, 80)]);
+        assert!(
+            store.decisions(DecisionFilter { route: Some((1, 1)), ..Default::default() }).unwrap().is_empty()
+        );
+        assert_eq!(store.prune(0, 2).unwrap(), 1);
+    }
+}

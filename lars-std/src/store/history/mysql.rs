@@ -1,0 +1,252 @@
+//! `CallHistory` and `HostDecision` on MySQL/MariaDB: additive tables that `db-init` creates
+//! ([`create_tables`]); lars-reporter and the console only read and write them.
+//!
+//! History rows are upserted by adding (`ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + ...`),
+//! in primary-key order, in one transaction per batch, so replicas that saw parts of one minute
+//! add up and concurrent writers lock rows in the same order. Hosts are stored as text
+//! (`10.0.0.1:80`, `[2001:db8::1]:80`), so IPv6 hosts have history too. Pruning deletes in
+//! bounded chunks, so it never holds locks for long.
+
+use std::net::SocketAddr;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, TxOpts, Value};
+
+use super::{DecisionFilter, DecisionRow, HistoryRow, HistoryStore};
+use crate::store::{RouteKey, StoreError};
+
+/// The tables, as `db-init` creates them.
+const TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS CallHistory (
+        modid int NOT NULL,
+        cmdid int NOT NULL,
+        minute bigint unsigned NOT NULL,
+        host varchar(64) NOT NULL,
+        succ_cnt bigint unsigned NOT NULL,
+        err_cnt bigint unsigned NOT NULL,
+        overload_cnt bigint unsigned NOT NULL,
+        overloaded tinyint NOT NULL,
+        PRIMARY KEY (modid, cmdid, minute, host),
+        KEY minute_index (minute)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+    "CREATE TABLE IF NOT EXISTS HostDecision (
+        id bigint unsigned NOT NULL AUTO_INCREMENT,
+        at_ms bigint unsigned NOT NULL,
+        modid int NOT NULL,
+        cmdid int NOT NULL,
+        host varchar(64) NOT NULL,
+        caller int unsigned NOT NULL,
+        decision varchar(32) NOT NULL,
+        reason varchar(255) NOT NULL,
+        PRIMARY KEY (id),
+        KEY route_time (modid, cmdid, at_ms),
+        KEY time_index (at_ms)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+];
+
+/// Rows per statement.
+const CHUNK: usize = 500;
+/// Rows deleted per statement when pruning, and statements per prune at most.
+const PRUNE_CHUNK: u64 = 10_000;
+const PRUNE_ROUNDS: usize = 20;
+
+/// Creates the tables if they do not exist (`db-init`).
+pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
+    TABLES.iter().try_for_each(|table| conn.query_drop(table))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Call history and decisions in MySQL.
+pub struct MysqlHistory {
+    opts: Opts,
+    conn: Option<Conn>,
+}
+
+impl MysqlHistory {
+    /// A store that connects on first use and again after an error.
+    pub fn new(opts: Opts) -> Self {
+        MysqlHistory { opts, conn: None }
+    }
+
+    /// Whether the database has both tables (`db-init` makes them); `Err` when it cannot be
+    /// asked now.
+    pub fn tables_exist(&mut self) -> Result<bool, StoreError> {
+        let count: Option<u64> = self.with(|conn| {
+            conn.query_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() \
+                 AND table_name IN ('CallHistory', 'HostDecision')",
+            )
+        })?;
+        Ok(count == Some(2))
+    }
+
+    fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        query(conn).map_err(|e| {
+            // A failed query may have left the connection unusable: reconnect next time.
+            self.conn = None;
+            unavailable(e)
+        })
+    }
+}
+
+fn host_of(text: &str) -> Option<SocketAddr> {
+    text.parse().ok()
+}
+
+impl HistoryStore for MysqlHistory {
+    fn add_history(&mut self, rows: &[HistoryRow]) -> Result<(), StoreError> {
+        let mut rows = rows.to_vec();
+        rows.sort_by_key(|r| (r.modid, r.cmdid, r.minute, r.host.to_string()));
+        self.with(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            for chunk in rows.chunks(CHUNK) {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO CallHistory (modid, cmdid, minute, host, succ_cnt, err_cnt, overload_cnt, overloaded) \
+                     VALUES {values} ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + VALUES(succ_cnt), \
+                     err_cnt = err_cnt + VALUES(err_cnt), overload_cnt = overload_cnt + VALUES(overload_cnt), \
+                     overloaded = GREATEST(overloaded, VALUES(overloaded))"
+                );
+                let params: Vec<Value> = chunk
+                    .iter()
+                    .flat_map(|r| {
+                        [
+                            Value::from(r.modid),
+                            Value::from(r.cmdid),
+                            Value::from(r.minute),
+                            Value::from(r.host.to_string()),
+                            Value::from(r.succ),
+                            Value::from(r.err),
+                            Value::from(r.overload),
+                            Value::from(u8::from(r.overloaded)),
+                        ]
+                    })
+                    .collect();
+                tx.exec_drop(sql, params)?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn add_decisions(&mut self, rows: &[DecisionRow]) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            for chunk in rows.chunks(CHUNK) {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO HostDecision (at_ms, modid, cmdid, host, caller, decision, reason) VALUES {values}"
+                );
+                let params: Vec<Value> = chunk
+                    .iter()
+                    .flat_map(|d| {
+                        [
+                            Value::from(d.at_ms),
+                            Value::from(d.modid),
+                            Value::from(d.cmdid),
+                            Value::from(d.host.to_string()),
+                            Value::from(d.caller),
+                            Value::from(d.change.as_str()),
+                            Value::from(d.reason.chars().take(255).collect::<String>()),
+                        ]
+                    })
+                    .collect();
+                tx.exec_drop(sql, params)?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn prune(&mut self, history_before: u64, decisions_before_ms: u64) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let mut pruned = 0;
+            for (sql, before) in [
+                ("DELETE FROM CallHistory WHERE minute < ? LIMIT ?", history_before),
+                ("DELETE FROM HostDecision WHERE at_ms < ? LIMIT ?", decisions_before_ms),
+            ] {
+                for _ in 0..PRUNE_ROUNDS {
+                    conn.exec_drop(sql, (before, PRUNE_CHUNK))?;
+                    let deleted = conn.affected_rows();
+                    pruned += deleted;
+                    if deleted < PRUNE_CHUNK {
+                        break;
+                    }
+                }
+            }
+            Ok(pruned)
+        })
+    }
+
+    fn history(
+        &mut self,
+        route: RouteKey,
+        host: Option<SocketAddr>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let host_text = host.map(|h| h.to_string());
+        let rows: Vec<(u64, String, u64, u64, u64, u8)> = self.with(|conn| {
+            conn.exec(
+                "SELECT minute, host, succ_cnt, err_cnt, overload_cnt, overloaded FROM CallHistory \
+                 WHERE modid = ? AND cmdid = ? AND minute >= ? AND minute < ? AND (? IS NULL OR host = ?) \
+                 ORDER BY minute, host",
+                (route.0, route.1, from, to, host_text.clone(), host_text),
+            )
+        })?;
+        let mut out: Vec<HistoryRow> = rows
+            .into_iter()
+            .filter_map(|(minute, host, succ, err, overload, overloaded)| {
+                Some(HistoryRow {
+                    modid: route.0,
+                    cmdid: route.1,
+                    host: host_of(&host)?,
+                    minute,
+                    succ,
+                    err,
+                    overload,
+                    overloaded: overloaded != 0,
+                })
+            })
+            .collect();
+        // Text order is not address order (10.0.0.10 before 10.0.0.2).
+        out.sort_by_key(|r| (r.minute, r.host));
+        Ok(out)
+    }
+
+    fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+        let (modid, cmdid) = filter.route.map_or((None, None), |(m, c)| (Some(m), Some(c)));
+        let host = filter.host.map(|h| h.to_string());
+        let limit = if filter.limit == 0 { u64::MAX } else { filter.limit as u64 };
+        type Row = (u64, i32, i32, String, u32, String, String);
+        let rows: Vec<Row> = self.with(|conn| {
+            conn.exec(
+                "SELECT at_ms, modid, cmdid, host, caller, decision, reason FROM HostDecision \
+                 WHERE at_ms >= ? AND (? IS NULL OR (modid = ? AND cmdid = ?)) AND (? IS NULL OR host = ?) \
+                 ORDER BY at_ms DESC, id DESC LIMIT ?",
+                (filter.since_ms, modid, modid, cmdid, host.clone(), host, limit),
+            )
+        })?;
+        let mut out: Vec<DecisionRow> = rows
+            .into_iter()
+            .filter_map(|(at_ms, modid, cmdid, host, caller, change, reason)| {
+                Some(DecisionRow { at_ms, modid, cmdid, host: host_of(&host)?, caller, change, reason })
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "MySQL CallHistory and HostDecision at {}:{}",
+            self.opts.get_ip_or_hostname(),
+            self.opts.get_tcp_port()
+        )
+    }
+}
