@@ -176,6 +176,8 @@ const REPORTER_TIMER: u64 = 2;
 const AGENT_TIMER: u64 = 3;
 /// Datagrams served per endpoint per wake-up, so one busy port cannot starve the others.
 const API_BUDGET: usize = 256;
+/// How long a stop waits for lars-reporter's link to take the last statistics.
+const STOP_FLUSH: lars_core::time::Duration = lars_core::time::Duration::from_millis(1000);
 
 /// A running lars-agent.
 pub struct AgentDaemon {
@@ -306,7 +308,7 @@ impl Runner {
             let now = clock.now();
             for item in ready.drain(..) {
                 match item {
-                    Ready::Task(()) => return,
+                    Ready::Task(()) => return self.flush_before_stop(agent, &mut buf),
                     Ready::Io { key: DNS_KEY, readable, writable } => {
                         let event = self.dns.on_io(&mut self.event_loop, readable, writable, |frame, _| {
                             dns_frame(agent, now, frame)
@@ -375,6 +377,49 @@ impl Runner {
                 *shared.lock().unwrap_or_else(|p| p.into_inner()) = *agent.stats();
                 published = now;
             }
+        }
+    }
+
+    /// The agent is stopping: hands every tally to lars-reporter's link and waits, for
+    /// [`STOP_FLUSH`] at most, until the link has written it (or, if the link is greeting or
+    /// reconnecting, until it can). What is left is logged.
+    fn flush_before_stop<const R: usize, const H: usize>(&mut self, agent: &mut Agent<R, H>, buf: &mut [u8]) {
+        let clock = self.event_loop.clock();
+        let deadline = clock.now() + STOP_FLUSH;
+        let mut flushing = false;
+        let mut ready = Vec::new();
+        loop {
+            let now = clock.now();
+            agent.handle_timeout(now);
+            flushing = flushing || agent.handle_shutdown(now);
+            self.transmit(agent, now, buf);
+            let written = flushing && !agent.flushing() && self.reporter.queued_output() == 0;
+            if written || agent.unreported_calls() == 0 && !agent.flushing() || now >= deadline {
+                break;
+            }
+            ready.clear();
+            if self.event_loop.poll(&mut ready, Some(std::time::Duration::from_millis(10))).is_err() {
+                break;
+            }
+            let now = clock.now();
+            for item in ready.drain(..) {
+                let event = match item {
+                    Ready::Io { key: REPORTER_KEY, readable, writable } => {
+                        self.reporter.on_io(&mut self.event_loop, readable, writable, |frame, _| {
+                            reporter_frame(agent, now, frame)
+                        })
+                    }
+                    Ready::Timer(REPORTER_TIMER) => self
+                        .reporter
+                        .on_timer(&mut self.event_loop, |frame, _| reporter_frame(agent, now, frame)),
+                    _ => None,
+                };
+                link_changed(agent, now, Link::Reporter, event);
+            }
+        }
+        let left = agent.unreported_calls();
+        if left > 0 {
+            eprintln!("lars-agent: stopping with {left} calls not sent to lars-reporter (it is unreachable)");
         }
     }
 

@@ -118,11 +118,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         let route = &mut self.routes[slot];
         route.asked_at = now;
         route.balancer.report(now, host, outcome, latency_us);
-        if route.tally(host, outcome, latency_us) {
-            self.waiting_reports = self.waiting_reports.saturating_add(1);
-        } else {
-            self.stats.stats_dropped += 1;
-        }
+        let dropped = route.tally(host, outcome, latency_us);
+        self.waiting_reports = self.waiting_reports.saturating_add(1);
+        self.stats.stats_dropped_calls += dropped;
     }
 
     /// Adds a leasing client's call counts to the statistics bound for lars-reporter. The
@@ -146,12 +144,10 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 flushed: false,
             };
             self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
-            if self.routes[slot].add_tally(delta) {
-                self.stats.leased_calls += u64::from(calls);
-                self.waiting_reports = self.waiting_reports.saturating_add(calls);
-            } else {
-                self.stats.stats_dropped += 1;
-            }
+            let dropped = self.routes[slot].add_tally(delta);
+            self.stats.leased_calls += u64::from(calls);
+            self.waiting_reports = self.waiting_reports.saturating_add(calls);
+            self.stats.stats_dropped_calls += dropped;
         }
     }
 
