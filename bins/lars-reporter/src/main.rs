@@ -61,7 +61,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(writers) = args.flag("writers") {
         ini.set("reporter", "db_thread_cnt", writers);
     }
-    config.writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+    config.writers = ReporterConfig::writers_from(&ini)?;
     let mysql = if args.flag("stats-file").is_some() { None } else { daemon::mysql_opts(&ini, &args)? };
     // Installed before the reporter starts, so that a stop at any moment flushes what it holds.
     let mut shutdown = Shutdown::install()?;
@@ -71,16 +71,22 @@ fn run() -> Result<(), Box<dyn Error>> {
             (Reporter::start(config, move |_| Box::new(MysqlStats::new(opts.clone())))?, target)
         }
         None => {
-            let path = args.flag("stats-file").unwrap_or("lars-stats.txt").to_string();
-            // One writer: a single file is rewritten after each batch.
-            config.writers = 1;
-            let target = format!("{} (no MySQL configured)", StatsFile::new(&path).describe());
-            (Reporter::start(config, move |_| Box::new(StatsFile::new(path.clone())))?, target)
+            let path = args.flag("stats-file").unwrap_or("lars-stats.txt");
+            ini.set("reporter", "stats_file", path);
+            // Opened now, so that a file that cannot be written is a configuration error.
+            let file =
+                StatsFile::open(path).map_err(|e| ini.error("reporter", "stats_file", e.to_string()))?;
+            let target = format!("{} (no MySQL configured)", file.describe());
+            // One writer: the file is one log.
+            (Reporter::start_with_stores(config, vec![Box::new(file)])?, target)
         }
     };
     eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
     shutdown.wait()?;
     eprintln!("lars-reporter: shutting down");
-    reporter.shutdown();
+    let unstored = reporter.shutdown();
+    if unstored > 0 {
+        return Err(format!("{unstored} rows received were not stored").into());
+    }
     Ok(())
 }
