@@ -535,6 +535,7 @@ fn stats_reply<const R: usize, const H: usize>(agent: &Agent<R, H>, body: &[u8],
     let Ok(request) = StatsRequest::parse(body) else { return 0 };
     let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
     counters.push(("routes", agent.route_count() as u64));
+    counters.push(("stats_waiting_calls", agent.unreported_calls()));
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));
