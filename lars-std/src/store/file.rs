@@ -132,6 +132,9 @@ impl RouteFile {
 #[cfg(feature = "mysql")]
 impl super::mysql::RouteAdmin for RouteFile {
     fn add_host(&mut self, key: super::RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+        if let Some(why) = super::unreachable_host(addr) {
+            return Err(StoreError::Invalid(format!("{addr}: host {why}")));
+        }
         let mut table = self.load_or_empty()?;
         if let Some(hosts) = table.routes.get_mut(&key) {
             std::sync::Arc::make_mut(hosts).retain(|h| h.addr != addr);

@@ -577,6 +577,9 @@ fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
 
 impl RouteAdmin for MysqlRoutes {
     fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+        if let Some(why) = super::unreachable_host(addr) {
+            return Err(StoreError::Invalid(format!("{addr}: host {why}")));
+        }
         let (ip, port) = v4_parts(addr)?;
         self.link.recheck_schema();
         let schema = self.link.with_schema(|_, schema| Ok(schema))?;
