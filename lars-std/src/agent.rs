@@ -387,7 +387,7 @@ impl Runner {
         let clock = self.event_loop.clock();
         let deadline = clock.now() + STOP_FLUSH;
         let mut flushing = false;
-        let mut ready = Vec::new();
+        let mut ready = self.event_loop.ready_list();
         loop {
             let now = clock.now();
             agent.handle_timeout(now);
