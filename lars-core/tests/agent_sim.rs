@@ -674,22 +674,74 @@ fn reports_go_out_early_after_report_after_results() {
 }
 
 #[test]
-fn statistics_are_dropped_and_counted_while_the_reporter_is_down() {
-    let mut sim = sim_with_route(&[1]);
+fn statistics_are_kept_while_the_reporter_is_down_and_sent_when_it_is_back() {
+    let mut sim = sim_with_route(&[1, 2]);
     sim.get_host(ROUTE);
     sim.reporter.up = false;
     sim.agent.handle_reporter_link(sim.now, false);
-    for _ in 0..100 {
-        sim.report(ROUTE, host(1), true);
+    // Ten flush intervals of outage, results coming in all along.
+    for _ in 0..10 {
+        for _ in 0..10 {
+            sim.report(ROUTE, host(1), true);
+        }
+        sim.report(ROUTE, host(2), false);
+        sim.report(ROUTE, host(2), false);
+        sim.advance(Duration::from_secs(1));
     }
-    sim.advance(Duration::from_secs(2));
-    assert_eq!(sim.agent.stats().stats_dropped, 1, "one host's tally, dropped whole");
-    assert!(sim.events.contains(&AgentEvent::StatsDropped { entries: 1 }));
+    assert_eq!(sim.reporter.frames, 0, "nothing sent to a link that is down");
+    assert_eq!(sim.agent.stats().stats_dropped_calls, 0, "nothing dropped");
+    assert_eq!(sim.agent.unreported_calls(), 120, "every call held");
+    assert!(!sim.events.iter().any(|e| matches!(e, AgentEvent::StatsDropped { .. })));
     sim.reporter.up = true;
     sim.agent.handle_reporter_link(sim.now, true);
     sim.report(ROUTE, host(1), true);
     sim.advance(Duration::from_secs(2));
-    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (1, 0), "only what came after");
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (101, 0), "the outage's calls, then the new one");
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(2))], (0, 20));
+    assert_eq!(sim.agent.unreported_calls(), 0);
+}
+
+#[test]
+fn calls_that_cannot_be_kept_are_counted_in_calls() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    sim.reporter.up = false;
+    sim.agent.handle_reporter_link(sim.now, false);
+    // The route's tally table holds 8 hosts (the agent's H): the ninth host's calls have no room.
+    for last in 1..=9 {
+        for _ in 0..5 {
+            sim.report(ROUTE, host(last), true);
+        }
+    }
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.agent.stats().stats_dropped_calls, 5, "the ninth host's 5 calls, not 1 entry");
+    assert_eq!(sim.agent.unreported_calls(), 40);
+}
+
+#[test]
+fn a_shutdown_flushes_at_once_and_says_what_it_could_not_send() {
+    let config = AgentConfig { report_interval: Duration::from_secs(3600), ..AgentConfig::default() };
+    let mut sim = Sim::new(config);
+    sim.dns.routes.insert(ROUTE, weighted(&[1]));
+    sim.get_host(ROUTE);
+    for _ in 0..7 {
+        sim.report(ROUTE, host(1), true);
+    }
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(sim.reporter.frames, 0, "an hour until the next flush");
+    assert!(sim.agent.handle_shutdown(sim.now));
+    assert!(sim.agent.flushing());
+    sim.drive();
+    assert!(!sim.agent.flushing());
+    assert_eq!(sim.reporter.totals[&(ROUTE, host(1))], (7, 0));
+    assert_eq!(sim.agent.unreported_calls(), 0);
+
+    // With lars-reporter down there is nothing to flush to: the driver learns what is left.
+    sim.reporter.up = false;
+    sim.agent.handle_reporter_link(sim.now, false);
+    sim.report(ROUTE, host(1), false);
+    assert!(!sim.agent.handle_shutdown(sim.now));
+    assert_eq!(sim.agent.unreported_calls(), 1);
 }
 
 #[test]
@@ -768,7 +820,7 @@ fn results_reported_while_the_reporter_is_greeted_are_kept_for_the_next_flush() 
     }
     sim.advance(Duration::from_secs(3));
     assert_eq!(sim.reporter.status[&(ROUTE, host(1))], (3, 0));
-    assert_eq!(sim.agent.stats().stats_dropped, 0);
+    assert_eq!(sim.agent.stats().stats_dropped_calls, 0);
 }
 
 /// `ServerCallStatus` holds each host's calls since its last idle/overload change, as the

@@ -179,6 +179,8 @@ const REPORTER_TIMER: u64 = 2;
 const AGENT_TIMER: u64 = 3;
 /// Datagrams served per endpoint per wake-up, so one busy port cannot starve the others.
 const API_BUDGET: usize = 256;
+/// How long a stop waits for lars-reporter's link to take the last statistics.
+const STOP_FLUSH: lars_core::time::Duration = lars_core::time::Duration::from_millis(1000);
 
 /// A running lars-agent.
 pub struct AgentDaemon {
@@ -330,7 +332,7 @@ impl Runner {
             let now = clock.now();
             for item in ready.drain(..) {
                 match item {
-                    Ready::Task(()) => return,
+                    Ready::Task(()) => return self.flush_before_stop(agent, &mut buf),
                     Ready::Io { key: DNS_KEY, readable, writable } => {
                         let event = self.dns.on_io(&mut self.event_loop, readable, writable, |frame, _| {
                             dns_frame(agent, now, frame)
@@ -406,6 +408,53 @@ impl Runner {
                 *view.lock().unwrap_or_else(|p| p.into_inner()) = agent_view(agent);
                 viewed = Some(now);
             }
+        }
+    }
+
+    /// The agent is stopping: hands every tally to lars-reporter's link and waits, for
+    /// [`STOP_FLUSH`] at most, until the link has written it (or, if the link is greeting or
+    /// reconnecting, until it can). What is left is logged.
+    fn flush_before_stop<const R: usize, const H: usize, const D: usize>(
+        &mut self,
+        agent: &mut Agent<R, H, D>,
+        buf: &mut [u8],
+    ) {
+        let clock = self.event_loop.clock();
+        let deadline = clock.now() + STOP_FLUSH;
+        let mut flushing = false;
+        let mut ready = self.event_loop.ready_list();
+        loop {
+            let now = clock.now();
+            agent.handle_timeout(now);
+            flushing = flushing || agent.handle_shutdown(now);
+            self.transmit(agent, now, buf);
+            let written = flushing && !agent.flushing() && self.reporter.queued_output() == 0;
+            if written || agent.unreported_calls() == 0 && !agent.flushing() || now >= deadline {
+                break;
+            }
+            ready.clear();
+            if self.event_loop.poll(&mut ready, Some(std::time::Duration::from_millis(10))).is_err() {
+                break;
+            }
+            let now = clock.now();
+            for item in ready.drain(..) {
+                let event = match item {
+                    Ready::Io { key: REPORTER_KEY, readable, writable } => {
+                        self.reporter.on_io(&mut self.event_loop, readable, writable, |frame, _| {
+                            reporter_frame(agent, now, frame)
+                        })
+                    }
+                    Ready::Timer(REPORTER_TIMER) => self
+                        .reporter
+                        .on_timer(&mut self.event_loop, |frame, _| reporter_frame(agent, now, frame)),
+                    _ => None,
+                };
+                link_changed(agent, now, Link::Reporter, event);
+            }
+        }
+        let left = agent.unreported_calls();
+        if left > 0 {
+            eprintln!("lars-agent: stopping with {left} calls not sent to lars-reporter (it is unreachable)");
         }
     }
 
@@ -540,6 +589,7 @@ fn agent_counters<const R: usize, const H: usize, const D: usize>(
 ) -> Vec<(&'static str, u64)> {
     let mut counters: Vec<(&str, u64)> = agent.stats().counters().to_vec();
     counters.push(("routes", agent.route_count() as u64));
+    counters.push(("stats_waiting_calls", agent.unreported_calls()));
     // Served past update_timeout while lars-dns is unreachable or not ready.
     counters.push(("routes_stale", agent.stale_routes() as u64));
     counters.push(("dns_ready", u64::from(agent.dns_ready())));

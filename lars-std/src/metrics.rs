@@ -214,7 +214,12 @@ pub const AGENT: &[Desc] = &[
     desc("routes_received", "routes_received_total", Kind::Counter, "Route answers and pushes applied."),
     desc("stats_frames", "stats_frames_total", Kind::Counter, "Statistics frames sent to lars-reporter."),
     desc("stats_entries", "stats_entries_total", Kind::Counter, "Host statistics entries sent."),
-    desc("stats_dropped", "stats_dropped_total", Kind::Counter, "Host statistics entries dropped."),
+    desc(
+        "stats_dropped_calls",
+        "stats_dropped_calls_total",
+        Kind::Counter,
+        "Calls whose statistics were dropped (they could not be kept for lars-reporter).",
+    ),
     desc("events_dropped", "events_dropped_total", Kind::Counter, "Events the driver did not drain in time."),
     desc("decisions", "decisions_total", Kind::Counter, "Host state changes the balancers made."),
     desc(

@@ -7,7 +7,15 @@
 //! chosen by its key (route, host, caller), so the rows of one key are stored by one writer in
 //! the order they came: a later count never loses to an earlier one that another writer
 //! happened to commit last. Each writer takes up to `batch_max` rows at a time and stores them
-//! in one call (one transaction of multi-row upserts on MySQL). A store outage is retried with backoff while new rows keep queueing, up to the limit.
+//! in one call (one transaction of multi-row upserts on MySQL). A store outage is retried with
+//! backoff while new rows keep queueing, up to the limit.
+//!
+//! A stop stores everything accepted: the server goes first (its workers hold the queues'
+//! senders), then each writer stores what its queue holds until the queue is empty and closed.
+//! A store that fails while stopping is not waited for: that writer counts the batch and the
+//! rest of its queue as `rows_unstored` and stops. A writer still busy after
+//! [`ReporterConfig::stop_timeout`] (a hung store) is left behind, and the rows it had not
+//! stored are counted the same way; [`Reporter::shutdown`] returns that count and logs it.
 //! Nothing is ever sent back to an agent, as in the original.
 //!
 //! With a history store (`Reporter::start_with_history`; MySQL), the period counts of native
@@ -23,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::config::{ConfigError, Ini};
 
 use lars_core::wire::native::{self, Role};
 use lars_core::wire::{Decode, Frame, MsgId, lars};
@@ -52,20 +62,37 @@ pub struct ReporterConfig {
     pub metrics: Option<SocketAddr>,
     /// The call history's retention and bounds (used with a history store).
     pub history: HistoryConfig,
+    /// How long a stop waits for the writers to store what is queued.
+    pub stop_timeout: Duration,
 }
 
+/// The most writer threads (`[reporter] db_thread_cnt`): each holds a store connection.
+pub const MAX_WRITERS: usize = 64;
+
 impl ReporterConfig {
-    /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000.
+    /// Defaults on `server`: 3 writers, 100,000 queued rows, batches of 1,000, a stop that
+    /// waits 10 s at most.
     pub fn new(server: ServerConfig) -> Self {
-        let auth = crate::auth::AuthConfig::default();
         ReporterConfig {
             server,
             writers: 3,
             queue_capacity: 100_000,
             batch_max: 1000,
-            auth,
+            stop_timeout: Duration::from_secs(10),
+            auth: crate::auth::AuthConfig::default(),
             metrics: None,
             history: HistoryConfig::default(),
+        }
+    }
+
+    /// Reads `[reporter] db_thread_cnt` (3 by default), which must be from 1 to
+    /// [`MAX_WRITERS`]; an error names where the value came from.
+    pub fn writers_from(ini: &Ini) -> Result<usize, ConfigError> {
+        let writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+        if (1..=MAX_WRITERS).contains(&writers) {
+            Ok(writers)
+        } else {
+            Err(ini.error("reporter", "db_thread_cnt", format!("{writers} writers: give 1 to {MAX_WRITERS}")))
         }
     }
 }
@@ -81,6 +108,8 @@ pub struct ReporterStats {
     pub rows_stored: AtomicU64,
     /// Rows dropped because the queue was full.
     pub rows_dropped: AtomicU64,
+    /// Rows accepted but not stored because the store failed or hung while stopping.
+    pub rows_unstored: AtomicU64,
     /// Store calls that failed (and were retried).
     pub store_errors: AtomicU64,
     /// Batches stored.
@@ -108,6 +137,7 @@ impl ReporterStats {
             ("rows_received", self.rows_received.load(Ordering::Relaxed)),
             ("rows_stored", self.rows_stored.load(Ordering::Relaxed)),
             ("rows_dropped", self.rows_dropped.load(Ordering::Relaxed)),
+            ("rows_unstored", self.rows_unstored.load(Ordering::Relaxed)),
             ("store_errors", self.store_errors.load(Ordering::Relaxed)),
             ("batches", self.batches.load(Ordering::Relaxed)),
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
@@ -127,9 +157,13 @@ pub struct Reporter {
     server: Option<ServerHandle<()>>,
     stats: Arc<ReporterStats>,
     stop: Arc<AtomicBool>,
+    stop_timeout: Duration,
     writers: Vec<JoinHandle<()>>,
     metrics: Option<crate::metrics::MetricsServer>,
     history: Option<(history::HistoryWriter, history::HistorySender)>,
+    /// Each writer says here that it has finished, so a stop can wait with a deadline (in a
+    /// mutex only so that the reporter can be shared between threads).
+    finished: std::sync::Mutex<Receiver<()>>,
 }
 
 impl Reporter {
@@ -139,32 +173,55 @@ impl Reporter {
         config: ReporterConfig,
         make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
     ) -> io::Result<Reporter> {
-        Reporter::start_with_history(config, make_store, None)
+        let stores = (0..config.writers.max(1)).map(make_store).collect();
+        Reporter::open(config, stores, None)
+    }
+
+    /// Starts the server and one writer thread per store (`config.writers` is not looked at).
+    pub fn start_with_stores(
+        config: ReporterConfig,
+        stores: Vec<Box<dyn StatsStore>>,
+    ) -> io::Result<Reporter> {
+        Reporter::open(config, stores, None)
     }
 
     /// [`Reporter::start`], also keeping call history and the agents' decisions in `history`.
     pub fn start_with_history(
         config: ReporterConfig,
-        mut make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
+        make_store: impl FnMut(usize) -> Box<dyn StatsStore>,
         history: Option<Box<dyn HistoryStore>>,
     ) -> io::Result<Reporter> {
+        let stores = (0..config.writers.max(1)).map(make_store).collect();
+        Reporter::open(config, stores, history)
+    }
+
+    fn open(
+        config: ReporterConfig,
+        stores: Vec<Box<dyn StatsStore>>,
+        history: Option<Box<dyn HistoryStore>>,
+    ) -> io::Result<Reporter> {
+        if stores.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "lars-reporter needs a store"));
+        }
         let history =
             history.map(|store| history::HistoryWriter::start(config.history, store)).transpose()?;
         let history_sender = history.as_ref().map(|(_, sender)| sender.clone());
         let stats = Arc::new(ReporterStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let count = config.writers.max(1);
+        let count = stores.len();
+        let (finish, finished) = std::sync::mpsc::channel();
         let mut writers = Vec::new();
         let mut queues = Vec::with_capacity(count);
-        for index in 0..count {
+        for (index, store) in stores.into_iter().enumerate() {
             let (queue, rows) = sync_channel(config.queue_capacity.div_ceil(count).max(1));
             queues.push(queue);
             let writer = Writer {
-                store: make_store(index),
+                store,
                 rows,
                 stats: Arc::clone(&stats),
                 stop: Arc::clone(&stop),
                 batch_max: config.batch_max.max(1),
+                finish: finish.clone(),
             };
             writers.push(
                 std::thread::Builder::new()
@@ -196,7 +253,16 @@ impl Reporter {
             }
             None => None,
         };
-        Ok(Reporter { server: Some(server), stats, stop, writers, metrics, history })
+        Ok(Reporter {
+            server: Some(server),
+            stats,
+            stop,
+            stop_timeout: config.stop_timeout,
+            writers,
+            finished: std::sync::Mutex::new(finished),
+            metrics,
+            history,
+        })
     }
 
     /// Where lars-reporter listens.
@@ -224,22 +290,59 @@ impl Reporter {
         self.history.as_ref().map(|(_, sender)| sender.stats())
     }
 
-    /// Stops taking connections, stores what is queued, and stops the writers.
-    pub fn shutdown(mut self) {
-        self.stop_all();
+    /// Stops taking connections, stores what is queued (waiting `stop_timeout` at most), and
+    /// stops the writers. Returns the rows accepted that were not stored, which it also logs.
+    pub fn shutdown(mut self) -> u64 {
+        self.stop_all()
     }
 
-    fn stop_all(&mut self) {
+    fn stop_all(&mut self) -> u64 {
+        if self.writers.is_empty() {
+            return 0;
+        }
         // The server first: its workers hold the queue's senders, so once they are gone the
         // writers drain what is left and see the queue close.
         drop(self.server.take());
         self.stop.store(true, Ordering::Release);
-        for writer in self.writers.drain(..) {
-            let _ = writer.join();
+        let clock = Clock::new();
+        let deadline =
+            clock.now() + lars_core::time::Duration::from_micros(self.stop_timeout.as_micros() as u64);
+        let mut finished = 0;
+        while finished < self.writers.len() {
+            let left = clock.until(deadline);
+            let finished_writers = self.finished.get_mut().unwrap_or_else(|p| p.into_inner());
+            match finished_writers.recv_timeout(left) {
+                Ok(()) => finished += 1,
+                Err(_) => break,
+            }
         }
         if let Some((mut writer, _)) = self.history.take() {
             writer.shutdown();
         }
+        let stuck = self.writers.len() - finished;
+        for writer in std::mem::take(&mut self.writers) {
+            // A writer stuck in its store is left behind (it ends with the process).
+            if writer.is_finished() {
+                let _ = writer.join();
+            }
+        }
+        let stats = &self.stats;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        if stuck > 0 {
+            // What the stuck writers still hold: everything accepted that no one accounted for.
+            let accounted = load(&stats.rows_stored) + load(&stats.rows_dropped) + load(&stats.rows_unstored);
+            let held = load(&stats.rows_received).saturating_sub(accounted);
+            stats.rows_unstored.fetch_add(held, Ordering::AcqRel);
+            eprintln!(
+                "lars-reporter: {stuck} writer(s) still waiting on the store after {} ms; giving up on them",
+                self.stop_timeout.as_millis()
+            );
+        }
+        let unstored = load(&stats.rows_unstored);
+        if unstored > 0 {
+            eprintln!("lars-reporter: {unstored} rows received could not be stored before the stop");
+        }
+        unstored
     }
 }
 
@@ -462,6 +565,7 @@ struct Writer {
     stats: Arc<ReporterStats>,
     stop: Arc<AtomicBool>,
     batch_max: usize,
+    finish: std::sync::mpsc::Sender<()>,
 }
 
 impl Writer {
@@ -472,14 +576,29 @@ impl Writer {
             self.stats.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             let idle = batch.is_empty();
             if !idle {
-                self.store_with_retry(&batch);
+                let stored = self.store_with_retry(&batch);
                 batch.clear();
+                if !stored {
+                    // Stopping, and the store failed: what is queued cannot be stored either.
+                    self.give_up();
+                    break;
+                }
             }
             // Stopping: a wait that brought nothing means the queue is drained.
             if closed || (self.stop.load(Ordering::Acquire) && idle) {
-                return;
+                break;
             }
         }
+        let _ = self.finish.send(());
+    }
+
+    /// Counts what the queue holds as not stored, up to its close.
+    fn give_up(&self) {
+        let mut left = 0u64;
+        while let Ok(_row) = self.rows.recv_timeout(Duration::from_millis(50)) {
+            left += 1;
+        }
+        self.stats.rows_unstored.fetch_add(left, Ordering::AcqRel);
     }
 
     /// Takes up to `batch_max` rows, waiting a little for the first. Returns whether the queue
@@ -500,8 +619,9 @@ impl Writer {
         false
     }
 
-    /// Stores a batch, retrying with backoff while the store fails (but giving up at shutdown).
-    fn store_with_retry(&mut self, batch: &[StatRow]) {
+    /// Stores a batch, retrying with backoff while the store fails. Returns false when it
+    /// gave up because the reporter is stopping (the batch is counted as not stored).
+    fn store_with_retry(&mut self, batch: &[StatRow]) -> bool {
         let mut delay = Duration::from_millis(100);
         let mut failing = false;
         loop {
@@ -518,20 +638,26 @@ impl Writer {
             }
             match result {
                 Ok(()) => {
-                    self.stats.rows_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.rows_stored.fetch_add(batch.len() as u64, Ordering::AcqRel);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     if self.stats.store_errors.fetch_add(1, Ordering::Relaxed) == 0 {
                         eprintln!("lars-reporter: {e}; retrying");
                     }
                     if self.stop.load(Ordering::Acquire) {
-                        self.stats.rows_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        eprintln!("lars-reporter: stopping: {e}");
+                        self.stats.rows_unstored.fetch_add(batch.len() as u64, Ordering::AcqRel);
                         self.stats.failing_writers.fetch_sub(1, Ordering::Relaxed);
-                        return;
+                        return false;
                     }
-                    std::thread::sleep(delay);
+                    // In steps, so that a stop does not wait out the backoff.
+                    let mut slept = Duration::ZERO;
+                    while slept < delay && !self.stop.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        slept += Duration::from_millis(50);
+                    }
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }

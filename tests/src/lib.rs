@@ -3,6 +3,7 @@
 //! lars's schema or the original's) and peers that speak only the original protocol
 //! ([`original`]).
 
+pub mod mariadb;
 pub mod original;
 
 use std::io::{self, Read, Write};

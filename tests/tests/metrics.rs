@@ -117,7 +117,7 @@ fn every_page_has_its_series_and_passes_promtool() {
         r#"lars_agent_link_up{link="dns"} 1"#,
         "lars_agent_reports_total 25",
         "lars_agent_routes 1",
-        "# TYPE lars_agent_stats_dropped_total counter",
+        "# TYPE lars_agent_stats_dropped_calls_total counter",
         r#"lars_agent_pool_blocks_in_use{class="small"}"#,
     ] {
         assert!(agent.contains(series), "{series} is missing from\n{agent}");

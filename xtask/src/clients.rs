@@ -213,17 +213,19 @@ fn java_sources(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(sources)
 }
 
-/// Lines of the statistics file for `(modid, cmdid)` with at least one success.
+/// Hosts of `(modid, cmdid)` whose row in the statistics file has at least one success. The
+/// file is a log whose last line of a (route, host, caller) wins.
 fn reported_rows(stats: &Path, modid: i32, cmdid: i32) -> usize {
     let text = std::fs::read_to_string(stats).unwrap_or_default();
-    text.lines()
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.first() == Some(&modid.to_string().as_str())
-                && fields.get(1) == Some(&cmdid.to_string().as_str())
-                && fields.get(4).and_then(|s| s.parse::<u64>().ok()).is_some_and(|succ| succ > 0)
-        })
-        .count()
+    let mut rows = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() == 8 && fields[0] == modid.to_string() && fields[1] == cmdid.to_string() {
+            let succ = fields[4].parse::<u64>().unwrap_or(0);
+            rows.insert((fields[2].to_string(), fields[3].to_string()), succ);
+        }
+    }
+    rows.values().filter(|&&succ| succ > 0).count()
 }
 
 fn run_language(language: &Language) -> Result<(), String> {

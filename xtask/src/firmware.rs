@@ -431,9 +431,10 @@ fn exercise(
     wait_until("lars-reporter to store the firmware's statistics", Duration::from_secs(15), || {
         let text = std::fs::read_to_string(stats).unwrap_or_default();
         let row = |host: &str| {
+            // The statistics file is a log: the last line of a key wins.
             text.lines()
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
-                .find(|w| w.len() == 8 && w[0] == "1" && w[1] == "1" && w[2] == host && w[3] == caller)
+                .rfind(|w| w.len() == 8 && w[0] == "1" && w[1] == "1" && w[2] == host && w[3] == caller)
         };
         let ok = row(HOSTS[0]).is_some_and(|w| w[4] != "0");
         let failed = row(FAILING).is_some_and(|w| w[5] != "0");

@@ -321,6 +321,7 @@ fn bench(only: &[String]) -> Result<(), String> {
         ("core", "lars-std", "pool", "pool.json"),
         ("echo", "lars-tests", "echo", "echo.json"),
         ("daemons", "lars-tests", "daemons", "daemons.json"),
+        ("daemons", "lars-tests", "stats_file", "stats_file.json"),
     ];
     // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
     let server = if wanted("daemons") || wanted("system") { Some(mysql::ensure()?) } else { None };

@@ -82,7 +82,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     if let Some(writers) = args.flag("writers") {
         ini.set("reporter", "db_thread_cnt", writers);
     }
-    config.writers = ini.get("reporter", "db_thread_cnt", 3usize)?;
+    config.writers = ReporterConfig::writers_from(&ini)?;
     config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     let hours = |key, default: std::time::Duration| -> Result<std::time::Duration, Box<dyn Error>> {
         let hours: u64 = ini.get("reporter", key, default.as_secs() / 3600)?;
@@ -116,11 +116,14 @@ fn run() -> Result<(), Box<dyn Error>> {
             (reporter, target)
         }
         None => {
-            let path = args.flag("stats-file").unwrap_or("lars-stats.txt").to_string();
-            // One writer: a single file is rewritten after each batch.
-            config.writers = 1;
-            let target = format!("{} (no MySQL configured)", StatsFile::new(&path).describe());
-            (Reporter::start(config, move |_| Box::new(StatsFile::new(path.clone())))?, target)
+            let path = args.flag("stats-file").unwrap_or("lars-stats.txt");
+            ini.set("reporter", "stats_file", path);
+            // Opened now, so that a file that cannot be written is a configuration error.
+            let file =
+                StatsFile::open(path).map_err(|e| ini.error("reporter", "stats_file", e.to_string()))?;
+            let target = format!("{} (no MySQL configured)", file.describe());
+            // One writer: the file is one log.
+            (Reporter::start_with_stores(config, vec![Box::new(file)])?, target)
         }
     };
     eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
@@ -129,6 +132,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     shutdown.wait()?;
     eprintln!("lars-reporter: shutting down");
-    reporter.shutdown();
+    let unstored = reporter.shutdown();
+    if unstored > 0 {
+        return Err(format!("{unstored} rows received were not stored").into());
+    }
     Ok(())
 }

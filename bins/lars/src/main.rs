@@ -437,29 +437,29 @@ fn utc(ms: u64) -> String {
 }
 
 fn status(args: &Args) -> Result<(), Box<dyn Error>> {
-    if let Some(url) = args.flag("mysql") {
-        let rows = mysql::read_status(&mysql::opts(url)?)?;
+    // The statistics file is a log: `read` gives its rows, the last of each key, as MySQL holds them.
+    let rows = match args.flag("mysql") {
+        Some(url) => mysql::read_status(&mysql::opts(url)?)?,
+        None => lars_std::store::file::StatsFile::read(std::path::Path::new(
+            args.flag("stats-file").unwrap_or("lars-stats.txt"),
+        ))?,
+    };
+    println!(
+        "{:>8} {:>8}  {:<22} {:>10} {:>8} {:>8} {:>9}",
+        "modid", "cmdid", "host", "caller", "succ", "err", "overload"
+    );
+    for r in rows {
+        let caller = std::net::Ipv4Addr::from_bits(r.caller);
         println!(
-            "{:>8} {:>8}  {:<22} {:>10} {:>8} {:>8} {:>9}",
-            "modid", "cmdid", "host", "caller", "succ", "err", "overload"
+            "{:>8} {:>8}  {:<22} {caller:>10} {:>8} {:>8} {:>9}",
+            r.modid,
+            r.cmdid,
+            r.host.to_string(),
+            r.succ,
+            r.err,
+            r.overload
         );
-        for r in rows {
-            let caller = std::net::Ipv4Addr::from_bits(r.caller);
-            println!(
-                "{:>8} {:>8}  {:<22} {caller:>10} {:>8} {:>8} {:>9}",
-                r.modid,
-                r.cmdid,
-                r.host.to_string(),
-                r.succ,
-                r.err,
-                r.overload
-            );
-        }
-        return Ok(());
     }
-    let path = args.flag("stats-file").unwrap_or("lars-stats.txt");
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    print!("{text}");
     Ok(())
 }
 

@@ -125,11 +125,9 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             self.decisions.push(now, modid, cmdid, host, change);
         }
         let route = &mut self.routes[slot];
-        if route.tally(host, outcome, latency_us) {
-            self.waiting_reports = self.waiting_reports.saturating_add(1);
-        } else {
-            self.stats.stats_dropped += 1;
-        }
+        let dropped = route.tally(host, outcome, latency_us);
+        self.waiting_reports = self.waiting_reports.saturating_add(1);
+        self.stats.stats_dropped_calls += dropped;
     }
 
     /// Adds a leasing client's call counts to the statistics bound for lars-reporter. The
@@ -153,12 +151,10 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
                 flushed: false,
             };
             self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
-            if self.routes[slot].add_tally(delta) {
-                self.stats.leased_calls += u64::from(calls);
-                self.waiting_reports = self.waiting_reports.saturating_add(calls);
-            } else {
-                self.stats.stats_dropped += 1;
-            }
+            let dropped = self.routes[slot].add_tally(delta);
+            self.stats.leased_calls += u64::from(calls);
+            self.waiting_reports = self.waiting_reports.saturating_add(calls);
+            self.stats.stats_dropped_calls += dropped;
         }
     }
 

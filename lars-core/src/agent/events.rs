@@ -204,10 +204,11 @@ pub enum AgentEvent {
         /// No answer came in time.
         timed_out: bool,
     },
-    /// Statistics were dropped because lars-reporter is unreachable.
+    /// Call results that will never reach lars-reporter: those of a route removed before
+    /// they were sent (see [`AgentStats::stats_dropped_calls`] for every cause).
     StatsDropped {
-        /// Host entries dropped.
-        entries: u32,
+        /// Calls dropped.
+        calls: u32,
     },
 }
 
@@ -254,8 +255,12 @@ pub struct AgentStats {
     pub stats_frames: u64,
     /// Host statistics entries sent.
     pub stats_entries: u64,
-    /// Host statistics entries dropped (reporter unreachable, or a tally table full).
-    pub stats_dropped: u64,
+    /// Calls whose results will never reach lars-reporter: a route removed with results not
+    /// yet sent, a host the route's tally table had no room for, an IPv6 host in a Lars frame,
+    /// or a count past 2^32 − 1 in one flush. While lars-reporter is unreachable nothing is
+    /// dropped: the tallies keep summing and are sent once it is back
+    /// ([`Agent::unreported_calls`](super::Agent::unreported_calls) says how many wait).
+    pub stats_dropped_calls: u64,
     /// Events dropped because the driver did not drain them.
     pub events_dropped: u64,
     /// Handshakes with lars-dns or lars-reporter that failed or timed out (not in
@@ -287,7 +292,7 @@ impl AgentStats {
             ("dns_errors", self.dns_errors),
             ("stats_frames", self.stats_frames),
             ("stats_entries", self.stats_entries),
-            ("stats_dropped", self.stats_dropped),
+            ("stats_dropped_calls", self.stats_dropped_calls),
             ("events_dropped", self.events_dropped),
         ]
     }

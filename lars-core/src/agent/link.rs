@@ -190,6 +190,7 @@ impl LinkState {
     }
 
     /// Whether the link is connected (greeting or not).
+    #[cfg(test)]
     pub(crate) fn is_connected(&self) -> bool {
         self.phase != Phase::Down
     }

@@ -375,7 +375,11 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         if route.pull == Pull::Due {
             self.pulls_due -= 1;
         }
-        self.stats.stats_dropped += route.tallies.iter().filter(|t| !t.flushed).count() as u64;
+        let dropped = route.unsent_calls();
+        if dropped > 0 {
+            self.stats.stats_dropped_calls += dropped;
+            self.push_event(AgentEvent::StatsDropped { calls: dropped.min(u64::from(u32::MAX)) as u32 });
+        }
         self.index.retain(|&(k, _)| k != route_key(route.modid, route.cmdid));
         if let Some(moved) = self.routes.get(slot) {
             let key = route_key(moved.modid, moved.cmdid);
@@ -488,24 +492,40 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
                 self.push_event(AgentEvent::RouteEventsSuppressed { count });
             }
             self.waiting_reports = 0;
+            // Greeting lars-reporter, or unable to reach it: the tallies stay where they are
+            // and keep summing (one per host, in room the route already has), and go out with
+            // the first flush once the link speaks.
             if self.reporter.codec().is_some() {
                 self.flush.start();
                 self.decisions_due = self.decisions.has_unsent();
-            } else if self.reporter.is_connected() {
-                // Still greeting lars-reporter: the tallies wait for the next interval.
-            } else {
-                // Tallies a flush cut short already sent are not lost, only the others.
-                let dropped: usize = self
-                    .routes
-                    .iter_mut()
-                    .map(|r| core::mem::take(&mut r.tallies).iter().filter(|t| !t.flushed).count())
-                    .sum();
-                if dropped > 0 {
-                    self.stats.stats_dropped += dropped as u64;
-                    self.push_event(AgentEvent::StatsDropped { entries: dropped as u32 });
-                }
             }
         }
+    }
+
+    /// The driver is stopping: starts a flush of every tally at once, if lars-reporter's link
+    /// speaks. Returns whether it did; then drain [`Agent::poll_transmit`] and give the link
+    /// a moment to write it. If not (the link is down or still greeting), the driver may call
+    /// again while it waits; [`Agent::unreported_calls`] says what would be lost.
+    pub fn handle_shutdown(&mut self, now: Instant) -> bool {
+        if self.reporter.codec().is_none() {
+            return false;
+        }
+        self.next_flush = now + self.config.report_interval;
+        self.waiting_reports = 0;
+        self.flush.start();
+        true
+    }
+
+    /// Calls reported to the agent whose results have not been handed to lars-reporter's link
+    /// yet: those held while it is unreachable, and those waiting for the next flush.
+    pub fn unreported_calls(&self) -> u64 {
+        self.routes.iter().map(Route::unsent_calls).sum()
+    }
+
+    /// Whether a statistics flush is under way ([`Agent::poll_transmit`] has frames for it
+    /// while lars-reporter's link speaks).
+    pub fn flushing(&self) -> bool {
+        self.flush.is_active()
     }
 
     /// Enough results are waiting to send them before the interval ends (0 turns this off).

@@ -41,7 +41,8 @@ pub(crate) enum Pull {
     InFlight { deadline: Instant },
 }
 
-/// Per-host call tallies since the last flush to lars-reporter.
+/// Per-host call tallies since the last flush to lars-reporter (kept, and summed, for as long as
+/// lars-reporter is unreachable: one per host, so their room is the route's).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) host: HostAddr,
@@ -57,6 +58,11 @@ pub(crate) struct Tally {
 impl Tally {
     pub(crate) const fn zero(host: HostAddr) -> Tally {
         Tally { host, succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0, flushed: false }
+    }
+
+    /// The calls counted.
+    pub(crate) fn calls(&self) -> u64 {
+        u64::from(self.succ) + u64::from(self.err)
     }
 }
 
@@ -122,9 +128,9 @@ impl<const H: usize> Route<H> {
         now + base.saturating_mul(factor).min(max)
     }
 
-    /// Records a call result; returns false when the tally table is full (the result is lost
-    /// for statistics, though the balancer saw it).
-    pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> bool {
+    /// Records a call result; returns the calls that could not be counted (see
+    /// [`Route::add_tally`]).
+    pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> u64 {
         let (err, overload) = match outcome {
             Outcome::Ok => (0, 0),
             Outcome::Fail => (1, 0),
@@ -143,14 +149,16 @@ impl<const H: usize> Route<H> {
         })
     }
 
-    /// Merges counts (one call's, or a leasing client's summary) into the host's tally. False
-    /// when the tally table is full.
-    pub(crate) fn add_tally(&mut self, delta: Tally) -> bool {
+    /// Merges counts (one call's, or a leasing client's summary) into the host's tally, for as
+    /// long as it takes to send them (lars-reporter may be unreachable for a while). Returns
+    /// the calls that could not be counted: all of them when the tally table is full (the
+    /// balancer saw them all the same), or what went past 2^32 − 1.
+    pub(crate) fn add_tally(&mut self, delta: Tally) -> u64 {
         let i = match self.tallies.binary_search_by(|t| t.host.cmp(&delta.host)) {
             Ok(i) => i,
             Err(i) => {
                 if self.tallies.insert(i, Tally::zero(delta.host)).is_err() {
-                    return false;
+                    return delta.calls();
                 }
                 i
             }
@@ -161,12 +169,18 @@ impl<const H: usize> Route<H> {
             // the rest of that flush (after the route's hosts) or with the next one.
             *t = Tally::zero(delta.host);
         }
+        let before = t.calls();
         t.succ = t.succ.saturating_add(delta.succ);
         t.err = t.err.saturating_add(delta.err);
         t.overload = t.overload.saturating_add(delta.overload);
         t.latency_sum_us = t.latency_sum_us.saturating_add(delta.latency_sum_us);
         t.latency_max_us = t.latency_max_us.max(delta.latency_max_us);
-        true
+        delta.calls() - (t.calls() - before)
+    }
+
+    /// Calls of this route's tallies not sent yet.
+    pub(crate) fn unsent_calls(&self) -> u64 {
+        self.tallies.iter().filter(|t| !t.flushed).map(Tally::calls).sum()
     }
 
     /// The next host of a flush of this route (one with results since the last flush): each

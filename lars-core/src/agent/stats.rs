@@ -38,6 +38,10 @@ pub(crate) struct Flush {
 }
 
 impl Flush {
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
     pub(crate) fn start(&mut self) {
         self.active = true;
         self.slot = 0;
@@ -143,7 +147,7 @@ impl Flush {
             };
             let SocketAddr::V4(host) = SocketAddr::from(tally.host) else {
                 // The Lars message has no room for an IPv6 host.
-                stats.stats_dropped += 1;
+                stats.stats_dropped_calls += tally.calls();
                 stats.ipv6_not_representable += 1;
                 continue;
             };

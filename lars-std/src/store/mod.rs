@@ -98,6 +98,22 @@ impl RouteTable {
     }
 }
 
+/// Why no caller could reach `addr`, if none could: port 0, or an unspecified (`0.0.0.0`,
+/// `::`), broadcast (`255.255.255.255`) or multicast address. A route store refuses such a
+/// host with the place it came from.
+pub fn unreachable_host(addr: SocketAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    if addr.port() == 0 {
+        return Some("port is 0");
+    }
+    match addr.ip() {
+        ip if ip.is_unspecified() => Some("address is unspecified (0.0.0.0 or ::)"),
+        IpAddr::V4(ip) if ip.is_broadcast() => Some("address is the broadcast address"),
+        ip if ip.is_multicast() => Some("address is multicast"),
+        _ => None,
+    }
+}
+
 /// One row of call statistics: what lars-reporter stores (the original's `ServerCallStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatRow {

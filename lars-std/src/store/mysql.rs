@@ -9,7 +9,10 @@
 //!
 //! Every query is a prepared statement with parameters. A failed query drops the connection,
 //! and the next call reconnects, so an outage costs errors (which lars-dns and lars-reporter
-//! retry with backoff), never a crash.
+//! retry with backoff), never a crash. No call waits for ever: connecting gives up after
+//! [`CONNECT_TIMEOUT`] and each read or write of the socket after [`IO_TIMEOUT`] (a hung
+//! server becomes an error, so a daemon can stop), unless the URL says otherwise
+//! (`tcp_connect_timeout_ms`, `read_timeout_ms`, `write_timeout_ms`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
@@ -74,15 +77,57 @@ const SCHEMA: &[&str] = &[
      ) ENGINE=InnoDB DEFAULT CHARSET=utf8",
 ];
 
+/// How long connecting to MySQL may take, unless the URL's `tcp_connect_timeout_ms` says.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one read or write of a MySQL connection may wait, unless the URL's
+/// `read_timeout_ms` or `write_timeout_ms` says. A query's rows arriving in many reads are
+/// not limited by it; a server that stops answering is.
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `opts` with the timeouts it does not set: [`CONNECT_TIMEOUT`] and [`IO_TIMEOUT`].
+fn with_timeouts(opts: Opts) -> Opts {
+    let connect = opts.get_tcp_connect_timeout().unwrap_or(CONNECT_TIMEOUT);
+    let read = opts.get_read_timeout().copied().unwrap_or(IO_TIMEOUT);
+    let write = opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT);
+    mysql::OptsBuilder::from_opts(opts)
+        .tcp_connect_timeout(Some(connect))
+        .read_timeout(Some(read))
+        .write_timeout(Some(write))
+        .into()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
 /// Connection options from a `mysql://user:password@host:port/database` URL (special
-/// characters in the password percent-encoded). An error shows the URL without its password.
+/// characters in the password percent-encoded), with the mysql crate's parameters and lars's
+/// `read_timeout_ms` and `write_timeout_ms`. An error shows the URL without its password.
 pub fn opts(url: &str) -> Result<Opts, StoreError> {
-    Opts::from_url(url)
-        .map_err(|e| StoreError::Invalid(format!("MySQL URL `{}`: {e}", without_password(url))))
+    let invalid = |e: &dyn std::fmt::Display| {
+        StoreError::Invalid(format!("MySQL URL `{}`: {e}", without_password(url)))
+    };
+    // The mysql crate refuses parameters it does not know: take lars's own out first.
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut read, mut write) = (None, None);
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let slot = match name {
+            "read_timeout_ms" => &mut read,
+            "write_timeout_ms" => &mut write,
+            _ => {
+                kept.push(param);
+                continue;
+            }
+        };
+        let ms: u64 = value.parse().map_err(|_| invalid(&format!("{name}={value} is not a number of ms")))?;
+        *slot = Some(std::time::Duration::from_millis(ms));
+    }
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    let opts = Opts::from_url(&url).map_err(|e| invalid(&e))?;
+    let opts = mysql::OptsBuilder::from_opts(opts).read_timeout(read).write_timeout(write).into();
+    Ok(with_timeouts(opts))
 }
 
 /// `url` with the password, if any, replaced by `***`. The user part ends at the last `@`,
@@ -192,7 +237,7 @@ struct Link {
 
 impl Link {
     fn new(opts: Opts) -> Self {
-        Link { opts, conn: None, schema: None, told: false }
+        Link { opts: with_timeouts(opts), conn: None, schema: None, told: false }
     }
 
     fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
@@ -534,6 +579,9 @@ fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
 
 impl RouteAdmin for MysqlRoutes {
     fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+        if let Some(why) = super::unreachable_host(addr) {
+            return Err(StoreError::Invalid(format!("{addr}: host {why}")));
+        }
         let (ip, port) = v4_parts(addr)?;
         self.link.recheck_schema();
         let schema = self.link.with_schema(|_, schema| Ok(schema))?;
@@ -769,5 +817,25 @@ mod tests {
         assert_eq!(cursor.read_from(), 12);
         assert!(!cursor.is_new(12), "below the window: not read again");
         assert!(cursor.recent.iter().all(|&id| id > cursor.read_from()));
+    }
+
+    #[test]
+    fn every_connection_has_timeouts_and_the_url_can_set_them() {
+        let defaults = opts("mysql://root@127.0.0.1:3306/lars_dns").unwrap();
+        assert_eq!(defaults.get_tcp_connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(defaults.get_read_timeout(), Some(&IO_TIMEOUT));
+        assert_eq!(defaults.get_write_timeout(), Some(&IO_TIMEOUT));
+        let set =
+            opts("mysql://root@h/db?read_timeout_ms=1500&tcp_connect_timeout_ms=700&write_timeout_ms=20")
+                .unwrap();
+        assert_eq!(set.get_read_timeout(), Some(&std::time::Duration::from_millis(1500)));
+        assert_eq!(set.get_write_timeout(), Some(&std::time::Duration::from_millis(20)));
+        assert_eq!(set.get_tcp_connect_timeout(), Some(std::time::Duration::from_millis(700)));
+        assert_eq!(set.get_db_name(), Some("db"));
+        let error = opts("mysql://root@h/db?read_timeout_ms=soon").unwrap_err().to_string();
+        assert!(error.contains("read_timeout_ms=soon is not a number of ms"), "{error}");
+        // Options built in code (the `[mysql]` section) get them when a store uses them.
+        let built: Opts = mysql::OptsBuilder::new().ip_or_hostname(Some("h")).into();
+        assert_eq!(with_timeouts(built).get_read_timeout(), Some(&IO_TIMEOUT));
     }
 }
