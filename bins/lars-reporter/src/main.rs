@@ -12,12 +12,17 @@ use lars_std::store::mysql::MysqlStats;
 
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
+                     [--header-timeout S] [--body-timeout S] [--idle-timeout S]
                      [--writers N] [--mysql URL | --stats-file FILE]
                      [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
 
 Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
 ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
-with no MySQL, to a statistics file (default lars-stats.txt). SIGINT or SIGTERM stops it.
+with no MySQL, to a statistics file (default lars-stats.txt). A frame's header must arrive
+within --header-timeout ([reactor] headerTimeout, 10 s) of its first byte and its body within
+--body-timeout (bodyTimeout, 30 s) of its header, or the connection is closed; with
+--idle-timeout (idleTimeout, default 0: none) a connection that sends nothing for that long
+is closed too. SIGINT or SIGTERM stops it.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only);
 others are closed at accept and counted (`denied`). --secret-file ([auth] secret_file, mode
@@ -34,8 +39,10 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known =
-        ["config", "listen", "threads", "max-conn", "writers", "mysql", "stats-file", "allow", "secret-file"];
+    let known: Vec<&str> = daemon::SERVER_FLAGS
+        .into_iter()
+        .chain(["config", "writers", "mysql", "stats-file", "allow", "secret-file"])
+        .collect();
     let args = Args::from_env(&known, &["help", "allow-lars"])?;
     if args.switch("help") {
         print!("{USAGE}");
