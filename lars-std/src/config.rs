@@ -325,6 +325,21 @@ impl ConfigValue for Vec<lars_core::access::Cidr> {
     }
 }
 
+/// A length of time in seconds, fractions allowed (`0.5`), at most a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub lars_core::time::Duration);
+
+impl ConfigValue for Seconds {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        match text.parse::<f64>() {
+            Ok(secs) if (0.0..=86_400.0).contains(&secs) => {
+                Ok(Seconds(lars_core::time::Duration::from_micros((secs * 1e6) as u64)))
+            }
+            _ => Err("a number of seconds from 0 to 86400".into()),
+        }
+    }
+}
+
 /// `[reactor]`: where a daemon listens and how many threads and connections it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactorConfig {
@@ -338,16 +353,25 @@ pub struct ReactorConfig {
     pub thread_num: usize,
     /// `allow` (new): the source addresses taken, loopback by default.
     pub allow: Vec<lars_core::access::Cidr>,
+    /// `headerTimeout`: seconds a frame's header may take once it has begun (default 10).
+    pub header_timeout: lars_core::time::Duration,
+    /// `bodyTimeout`: seconds a frame's body may take once its header is in (default 30).
+    pub body_timeout: lars_core::time::Duration,
+    /// `idleTimeout`: seconds a connection may send nothing; 0, the default, is no limit.
+    pub idle_timeout: Option<lars_core::time::Duration>,
 }
 
 impl ReactorConfig {
     /// The keys of `[reactor]`, for [`Ini::apply_env`].
-    pub const KEYS: [(&'static str, &'static str); 5] = [
+    pub const KEYS: [(&'static str, &'static str); 8] = [
         ("reactor", "ip"),
         ("reactor", "port"),
         ("reactor", "maxConn"),
         ("reactor", "threadNum"),
         ("reactor", "allow"),
+        ("reactor", "headerTimeout"),
+        ("reactor", "bodyTimeout"),
+        ("reactor", "idleTimeout"),
     ];
 
     /// The most worker threads: each holds three file descriptors and its own buffers.
@@ -361,7 +385,24 @@ impl ReactorConfig {
             max_conn: ini.get("reactor", "maxConn", 1024)?,
             thread_num: ini.get("reactor", "threadNum", 5)?,
             allow: ini.get("reactor", "allow", lars_core::access::Cidr::LOOPBACK.to_vec())?,
+            header_timeout: ini
+                .get("reactor", "headerTimeout", Seconds(lars_core::time::Duration::from_secs(10)))?
+                .0,
+            body_timeout: ini
+                .get("reactor", "bodyTimeout", Seconds(lars_core::time::Duration::from_secs(30)))?
+                .0,
+            idle_timeout: Some(
+                ini.get("reactor", "idleTimeout", Seconds(lars_core::time::Duration::ZERO))?.0,
+            )
+            .filter(|idle| *idle > lars_core::time::Duration::ZERO),
         };
+        for key in ["headerTimeout", "bodyTimeout"] {
+            if ini.get("reactor", key, Seconds(lars_core::time::Duration::from_secs(1)))?.0
+                == lars_core::time::Duration::ZERO
+            {
+                return Err(ini.error("reactor", key, "must be more than 0"));
+            }
+        }
         if !(1..=Self::MAX_THREADS).contains(&config.thread_num) {
             let message = format!("must be from 1 to {}", Self::MAX_THREADS);
             return Err(ini.error("reactor", "threadNum", message));
@@ -398,8 +439,30 @@ mod tests {
                 port: 7779,
                 max_conn: 1024,
                 thread_num: 5,
-                allow: lars_core::access::Cidr::LOOPBACK.to_vec()
+                allow: lars_core::access::Cidr::LOOPBACK.to_vec(),
+                header_timeout: lars_core::time::Duration::from_secs(10),
+                body_timeout: lars_core::time::Duration::from_secs(30),
+                idle_timeout: None,
             }
+        );
+        let timeouts = Ini::parse(
+            "[reactor]\nheaderTimeout = 0.5\nidleTimeout = 60\nbodyTimeout = 0\n",
+            Path::new("t.conf"),
+        )
+        .unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&timeouts, 1).unwrap_err().to_string(),
+            "t.conf:4: key `reactor.bodyTimeout`: must be more than 0"
+        );
+        let timeouts =
+            Ini::parse("[reactor]\nheaderTimeout = 0.5\nidleTimeout = 60\n", Path::new("t.conf")).unwrap();
+        let reactor = ReactorConfig::from_ini(&timeouts, 1).unwrap();
+        assert_eq!(reactor.header_timeout, lars_core::time::Duration::from_millis(500));
+        assert_eq!(reactor.idle_timeout, Some(lars_core::time::Duration::from_secs(60)));
+        let bad = Ini::parse("[reactor]\nidleTimeout = forever\n", Path::new("t.conf")).unwrap();
+        assert_eq!(
+            ReactorConfig::from_ini(&bad, 1).unwrap_err().to_string(),
+            "t.conf:2: key `reactor.idleTimeout`: `forever` is not a number of seconds from 0 to 86400"
         );
         assert_eq!(ini.get_str("mysql", "db_passwd"), Some("aceld"));
         assert_eq!(ini.get("repoter", "db_thread_cnt", 0u32), Ok(3));

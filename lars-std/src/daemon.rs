@@ -135,8 +135,13 @@ pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigErro
     Ok(ini)
 }
 
-/// The `[reactor]` server config, with `--listen ip:port`, `--threads` and `--max-conn`
-/// applied over the file.
+/// The flags [`server_config`] reads, for a daemon's list of known flags.
+pub const SERVER_FLAGS: [&str; 6] =
+    ["listen", "threads", "max-conn", "header-timeout", "body-timeout", "idle-timeout"];
+
+/// The `[reactor]` server config, with `--listen ip:port`, `--threads`, `--max-conn` and the
+/// timeouts (`--header-timeout`, `--body-timeout`, `--idle-timeout`, in seconds) applied over
+/// the file.
 pub fn server_config(
     ini: &mut Ini,
     args: &Args,
@@ -157,11 +162,23 @@ pub fn server_config(
     if let Some(allow) = args.flag("allow") {
         ini.set("reactor", "allow", allow);
     }
+    for (flag, key) in [
+        ("header-timeout", "headerTimeout"),
+        ("body-timeout", "bodyTimeout"),
+        ("idle-timeout", "idleTimeout"),
+    ] {
+        if let Some(value) = args.flag(flag) {
+            ini.set("reactor", key, value);
+        }
+    }
     let reactor = ReactorConfig::from_ini(ini, default_port)?;
     let mut server = ServerConfig::new(reactor.addr());
     server.threads = reactor.thread_num;
     server.max_conns = reactor.max_conn;
     server.allow = reactor.allow;
+    server.header_timeout = reactor.header_timeout;
+    server.body_timeout = reactor.body_timeout;
+    server.idle_timeout = reactor.idle_timeout;
     Ok(server)
 }
 
@@ -279,7 +296,8 @@ pub fn stats_response(
 
 /// The process-wide pool's counters, named for a `StatsResponse`: per class, its size, the
 /// blocks in buffers, cached in the threads' magazines, the most ever out at once, and the
-/// allocations refused.
+/// allocations refused; and the large blocks held by frames still on their way (at most half
+/// the class).
 pub fn pool_counters() -> Vec<(&'static str, u64)> {
     let [small, large] = crate::pool::stats();
     vec![
@@ -295,6 +313,7 @@ pub fn pool_counters() -> Vec<(&'static str, u64)> {
         ("pool_large_in_magazines", large.cached as u64),
         ("pool_large_high_water", large.high_water as u64),
         ("pool_large_failed", u64::from(large.failed)),
+        ("pool_large_held_by_partial_frames", crate::reactor::slow_holds() as u64),
     ]
 }
 

@@ -10,8 +10,17 @@
 //! routes, which the worker pushes to their subscribers with the full new host list (empty: the
 //! route is gone). If the store goes away, lars-dns keeps serving the last snapshot and retries with
 //! backoff.
+//!
+//! Subscriptions are bounded (`dns/subscriptions.rs`): up to a cap per connection and a cap
+//! over all connections, and of routes that do not exist at most [`UNKNOWN_PER_CONN`] per
+//! connection, the oldest going first; past them a request is answered but not subscribed,
+//! and counted.
 
-use std::collections::{HashMap, HashSet};
+mod subscriptions;
+
+use subscriptions::{Subscribed, Subscriptions};
+pub use subscriptions::{SubscriptionCaps, UNKNOWN_PER_CONN};
+
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +58,8 @@ pub struct DnsConfig {
     pub auth: crate::auth::AuthConfig,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The caps on subscriptions, per connection and in total.
+    pub subscriptions: SubscriptionCaps,
 }
 
 impl DnsConfig {
@@ -62,6 +73,7 @@ impl DnsConfig {
             shrink_limit: 0.5,
             auth: crate::auth::AuthConfig::default(),
             metrics: None,
+            subscriptions: SubscriptionCaps::default(),
         }
     }
 }
@@ -100,8 +112,11 @@ pub struct DnsStats {
     pub auth: Arc<crate::auth::AuthStats>,
     /// 1 while the last access to the store succeeded (0 while it fails and is retried).
     pub store_up: AtomicU64,
-    /// Route subscriptions held, over all agent connections.
+    /// Subscriptions held now, over all connections.
     pub subscriptions: AtomicU64,
+    /// Route requests answered but not subscribed: the connection's cap or the total was
+    /// reached.
+    pub subscriptions_refused: AtomicU64,
     /// Changes pushed (each to every subscriber of its routes), and the microseconds from
     /// noticing each to the end of its pushes, summed over the workers.
     pub push_rounds: AtomicU64,
@@ -128,6 +143,7 @@ impl DnsStats {
             ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
             ("store_up", self.store_up.load(Ordering::Relaxed)),
             ("subscriptions", self.subscriptions.load(Ordering::Relaxed)),
+            ("subscriptions_refused", self.subscriptions_refused.load(Ordering::Relaxed)),
             ("push_rounds", self.push_rounds.load(Ordering::Relaxed)),
             ("push_latency_us", self.push_latency_us.load(Ordering::Relaxed)),
         ]
@@ -219,8 +235,8 @@ impl Dns {
             snapshot: Arc::clone(&snapshot),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
-            subscriptions: HashMap::new(),
-            subscribers: HashMap::new(),
+            caps: config.subscriptions,
+            subscriptions: Subscriptions::default(),
         })?;
         let _ = server_stats.set(server.shared_stats());
         let metrics = match config.metrics {
@@ -493,17 +509,33 @@ struct DnsWorker {
     snapshot: Snapshot,
     stats: Arc<DnsStats>,
     server_stats: ServerStatsCell,
-    /// How each subscriber asked, so that pushes use the same codec.
-    subscriptions: HashMap<ConnId, HashMap<RouteKey, Codec>>,
-    subscribers: HashMap<RouteKey, HashSet<ConnId>>,
+    caps: SubscriptionCaps,
+    /// Who gets pushes for what, and in which codec.
+    subscriptions: Subscriptions,
 }
 
+/// Set once the total cap has been reached, so that the log says it once.
+static TOTAL_CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+
 impl DnsWorker {
-    fn subscribe(&mut self, conn: ConnId, key: RouteKey, codec: Codec) {
-        if self.subscriptions.entry(conn).or_default().insert(key, codec).is_none() {
-            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+    /// Subscribes `conn` to `key` within the caps: a route that does not exist (the store not
+    /// loaded yet counts as existing, since nothing can be told apart) among the connection's
+    /// bounded unknown ones.
+    fn subscribe(&mut self, conn: ConnId, key: RouteKey, codec: Codec, table: &RouteTable) {
+        let held = &self.stats.subscriptions;
+        let exists = !table.loaded || !table.hosts(key).is_empty();
+        if self.subscriptions.subscribe(conn, key, codec, exists, self.caps, held) == Subscribed::Refused {
+            self.stats.subscriptions_refused.fetch_add(1, Ordering::Relaxed);
+            if held.load(Ordering::Relaxed) >= self.caps.total as u64
+                && !TOTAL_CAP_LOGGED.swap(true, Ordering::Relaxed)
+            {
+                eprintln!(
+                    "lars-dns: {} subscriptions held, the total cap ([dns] subscriptions_total); \
+                     further routes are answered without pushes (counted in subscriptions_refused)",
+                    self.caps.total
+                );
+            }
         }
-        self.subscribers.entry(key).or_default().insert(conn);
     }
 }
 
@@ -609,8 +641,8 @@ impl Service for DnsWorker {
             _ => return self.bad_request(),
         };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.subscribe(conn, key, codec);
         let table = current(&self.snapshot);
+        self.subscribe(conn, key, codec, &table);
         if !table.loaded {
             // Nothing read from the store yet: saying "no such route" would wipe the agent's
             // copy. A native agent is told the dns is not ready; an original one, which has no
@@ -643,33 +675,25 @@ impl Service for DnsWorker {
 
     fn closed(&mut self, conn: ConnId, _reason: CloseReason) {
         self.gate.closed(conn);
-        let keys = self.subscriptions.remove(&conn).unwrap_or_default();
-        self.stats.subscriptions.fetch_sub(keys.len() as u64, Ordering::Relaxed);
-        for key in keys.into_keys() {
-            if let Some(subscribers) = self.subscribers.get_mut(&key) {
-                subscribers.remove(&conn);
-                if subscribers.is_empty() {
-                    self.subscribers.remove(&key);
-                }
-            }
-        }
+        self.subscriptions.remove_conn(conn, &self.stats.subscriptions);
     }
 
     fn task(&mut self, push: Push, conns: &mut Conns<'_>) {
         let mut pushed = false;
-        for key in push.changed.iter() {
-            let Some(subscribers) = self.subscribers.get(key) else { continue };
-            for &conn in subscribers {
-                let codec =
-                    self.subscriptions.get(&conn).and_then(|s| s.get(key)).copied().unwrap_or(Codec::Native);
+        for &key in push.changed.iter() {
+            for (conn, codec) in self.subscriptions.subscribers(key) {
                 let stats = &self.stats;
-                send_route(&push.table, *key, codec, 0, stats, |msgid, body| {
+                send_route(&push.table, key, codec, 0, stats, |msgid, body| {
                     let sent = conns.send(conn, msgid, &Dyn(body)).is_ok();
                     let counter = if sent { &stats.pushes } else { &stats.push_failures };
                     counter.fetch_add(1, Ordering::Relaxed);
                     pushed |= sent;
                     sent
                 });
+            }
+            // A route that is gone: its subscriptions are among the bounded unknown ones now.
+            if push.table.loaded && push.table.hosts(key).is_empty() {
+                self.subscriptions.route_gone(key, self.caps, &self.stats.subscriptions);
             }
         }
         if pushed {

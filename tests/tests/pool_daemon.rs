@@ -1,10 +1,12 @@
-//! Pool exhaustion through a real daemon sized by its config file: lars-dns with a `[pool]` of
-//! 8 large blocks, read through `daemon::load_config` as the binary reads it. 20 connections
-//! each send the first 5,000 bytes of a 60 KB route request, so each needs a large block to
-//! hold it: 8 get one, the rest starve without being closed, and `lars stats` (the daemon's
-//! `StatsResponse`) shows the class dry, its failures and the magazines. Small requests are
-//! still answered meanwhile. When the frames complete, every request gets its route and every
-//! block comes back. Own process: the pool is process-wide, and this test sizes it.
+//! The large-block reserve through a real daemon sized by its config file: lars-dns with a
+//! `[pool]` of 8 large blocks, read through `daemon::load_config` as the binary reads it. 20
+//! connections each send the first 5,000 bytes of a 60 KB route request, so each needs a large
+//! block to hold it: 4 get one (frames still on their way hold at most half the class), the
+//! rest wait without being closed, and `lars stats` (the daemon's `StatsResponse`) shows it.
+//! A whole 60 KB request from another peer is answered meanwhile (before the reserve, the slow
+//! peers held every block and it waited for them), and so is a small one. When the frames
+//! complete, every request gets its route and every block comes back. Own process: the pool is
+//! process-wide, and this test sizes it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,7 +49,7 @@ fn a_daemon_sized_by_its_config_pauses_what_it_cannot_buffer_and_recovers() {
     let conf = dir.join("lars_dns.conf");
     std::fs::write(
         &conf,
-        "[reactor]\nthreadNum = 2\n\n[pool]\nsmallBlocks = 256\nlargeBlocks = 8\nlargeMagazine = 2\n",
+        "[reactor]\nthreadNum = 2\nmaxConn = 64\n\n[pool]\nsmallBlocks = 256\nlargeBlocks = 8\nlargeMagazine = 2\n",
     )
     .unwrap();
     let args = Args::parse(["--config".to_string(), conf.display().to_string()], &["config"], &[]).unwrap();
@@ -69,10 +71,17 @@ fn a_daemon_sized_by_its_config_pauses_what_it_cannot_buffer_and_recovers() {
     for client in &mut clients {
         client.write(&request[..5000]).unwrap();
     }
-    eventually("the large class runs dry", || {
-        counter(addr, "pool_large_in_use") == 8 && counter(addr, "pool_large_failed") > 0
+    eventually("the slow peers hold half the large class", || {
+        counter(addr, "pool_large_held_by_partial_frames") == 4 && counter(addr, "pool_large_in_use") == 4
     });
-    assert!(counter(addr, "pool_large_high_water") == 8);
+    // The other half serves frames that have arrived whole: a peer's 60 KB request is answered
+    // while the slow ones wait, and again (its block came back).
+    let mut whole = FrameClient::connect(addr).unwrap();
+    for _ in 0..3 {
+        whole.write(&request).unwrap();
+        expect_route(&mut whole);
+    }
+    assert_eq!(counter(addr, "pool_large_held_by_partial_frames"), 4);
     // Only the connections that need a large block wait: a small request is answered.
     let mut small = FrameClient::connect(addr).unwrap();
     small.write(&padded_route_request(200)).unwrap();
@@ -86,7 +95,9 @@ fn a_daemon_sized_by_its_config_pauses_what_it_cannot_buffer_and_recovers() {
     }
     drop(clients);
     eventually("every block back from the buffers", || {
-        counter(addr, "pool_large_in_use") == 0 && counter(addr, "pool_small_in_use") <= 1
+        counter(addr, "pool_large_in_use") == 0
+            && counter(addr, "pool_small_in_use") <= 1
+            && counter(addr, "pool_large_held_by_partial_frames") == 0
     });
     assert!(counter(addr, "pool_large_in_magazines") <= 2, "the budget: a quarter of the class");
     dns.shutdown();

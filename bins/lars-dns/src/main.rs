@@ -4,7 +4,7 @@ use std::error::Error;
 
 use lars_std::config::{Fraction, ReactorConfig};
 use lars_std::daemon::{self, AUTH_KEYS, Args, MYSQL_KEYS};
-use lars_std::dns::{Dns, DnsConfig};
+use lars_std::dns::{Dns, DnsConfig, SubscriptionCaps};
 use lars_std::signal::Shutdown;
 use lars_std::store::RouteStore;
 use lars_std::store::file::RouteFile;
@@ -12,6 +12,7 @@ use lars_std::store::mysql::MysqlRoutes;
 
 const USAGE: &str = "\
 usage: lars-dns [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
+                [--header-timeout S] [--body-timeout S] [--idle-timeout S]
                 [--routes FILE | --mysql URL] [--shrink-limit FRACTION]
                 [--allow CIDR,...] [--secret-file FILE [--allow-lars]] [--metrics [IP:]PORT]
 
@@ -20,7 +21,13 @@ embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as
 original lars_dns.conf). Until its store is loaded it tells agents it is not ready, and they
 keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
 0.5) of the routes or hosts at once (and at least 10 of them) is held until the next full
-load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
+load (10 s) says the same; 1 turns that off. An agent is subscribed to the routes it asked for,
+at most [dns] subscriptions_per_conn (4096) per connection (of them 256 that do not exist,
+oldest out) and subscriptions_total (1048576) in all; past them routes are answered without
+pushes. A frame's header must arrive within --header-timeout ([reactor] headerTimeout, 10 s)
+of its first byte and its body within --body-timeout (bodyTimeout, 30 s) of its header, or the
+connection is closed; with --idle-timeout (idleTimeout, default 0: none) a connection that
+sends nothing for that long is closed too. SIGINT or SIGTERM stops it cleanly.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only:
 127.0.0.0/8, ::1); others are closed at accept and counted (`denied`). --secret-file ([auth]
@@ -40,18 +47,10 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args = Args::from_env(
-        &[
-            "config",
-            "listen",
-            "threads",
-            "max-conn",
-            "routes",
-            "mysql",
-            "shrink-limit",
-            "allow",
-            "secret-file",
-            "metrics",
-        ],
+        &daemon::SERVER_FLAGS
+            .into_iter()
+            .chain(["config", "routes", "mysql", "shrink-limit", "allow", "secret-file", "metrics"])
+            .collect::<Vec<_>>(),
         &["help", "allow-lars"],
     )?;
     if args.switch("help") {
@@ -65,6 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .chain(&daemon::METRICS_KEYS)
         .copied()
         .chain([("dns", "routes"), ("dns", "shrink_limit")])
+        .chain(SubscriptionCaps::KEYS)
         .collect();
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
@@ -93,6 +93,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
     config.metrics = daemon::metrics_addr(&mut ini, &args)?;
+    config.subscriptions = SubscriptionCaps::from_ini(&ini)?;
     let dns = Dns::start(config, store)?;
     eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
     if let Some(addr) = dns.metrics_addr() {

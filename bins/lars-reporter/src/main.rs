@@ -14,6 +14,7 @@ use lars_std::store::mysql::MysqlStats;
 
 const USAGE: &str = "\
 usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-conn N]
+                     [--header-timeout S] [--body-timeout S] [--idle-timeout S]
                      [--writers N] [--mysql URL | --stats-file FILE] [--metrics [IP:]PORT]
                      [--allow CIDR,...] [--secret-file FILE [--allow-lars]]
 
@@ -23,7 +24,10 @@ with no MySQL, to a statistics file (default lars-stats.txt). On MySQL it also k
 call history (CallHistory) and the agents' decisions (HostDecision), made by `lars db-init`,
 for [reporter] history_retention_hours and decision_retention_hours (168 each). --metrics
 ([metrics] listen; off by default) serves Prometheus metrics at http://IP:PORT/metrics (a bare
-port is on 127.0.0.1). SIGINT or SIGTERM stops it.
+port is on 127.0.0.1). A frame's header must arrive within --header-timeout ([reactor]
+headerTimeout, 10 s) of its first byte and its body within --body-timeout (bodyTimeout, 30 s)
+of its header, or the connection is closed; with --idle-timeout (idleTimeout, default 0: none)
+a connection that sends nothing for that long is closed too. SIGINT or SIGTERM stops it.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only);
 others are closed at accept and counted (`denied`). --secret-file ([auth] secret_file, mode
@@ -40,18 +44,10 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known = [
-        "config",
-        "listen",
-        "threads",
-        "max-conn",
-        "writers",
-        "mysql",
-        "stats-file",
-        "allow",
-        "secret-file",
-        "metrics",
-    ];
+    let known: Vec<&str> = daemon::SERVER_FLAGS
+        .into_iter()
+        .chain(["config", "writers", "mysql", "stats-file", "allow", "secret-file", "metrics"])
+        .collect();
     let args = Args::from_env(&known, &["help", "allow-lars"])?;
     if args.switch("help") {
         print!("{USAGE}");

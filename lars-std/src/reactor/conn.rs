@@ -16,6 +16,14 @@
 //! ([`FramedConn::is_starved`]). A frame with a bad header closes the connection, after the
 //! replies to the frames before it.
 //!
+//! The large-block reserve: a frame too large for a small block needs a large one, and a peer
+//! that sends only part of it would hold that block until the rest comes (or its body timeout).
+//! Peers whose frame is still on its way hold at most half of the large class together
+//! ([`SlowHold`]); a frame whose every byte has already reached the socket (`FIONREAD`) is
+//! read at once and its block freed as soon as it is handled, so it may use the other half.
+//! Slow peers then wait for each other, never for a whole frame, and never take the blocks
+//! that output needs.
+//!
 //! Closing: a server connection that closes with output queued can drain it first
 //! ([`FramedConn::start_drain`], then [`FramedConn::drain`]), so that a last reply is not cut
 //! off mid-frame. When to drain is the server's close protocol (`server/state.rs`); this type
@@ -23,6 +31,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lars_core::pool::Buf;
 use lars_core::wire::{Encode, Error, Frame, MsgId, frame};
@@ -37,6 +46,36 @@ const BATCH_BYTES: usize = 4096;
 /// A whole frame of the largest size.
 const LARGEST_FRAME: usize = frame::HEADER_LEN + frame::MAX_BODY as usize;
 
+/// Large blocks held, in all connections of the process, by frames still on their way.
+static SLOW_HOLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Large pool blocks held now, by every connection of the process, for frames that have not
+/// all arrived: at most half the large class.
+pub fn slow_holds() -> usize {
+    SLOW_HOLDS.load(Ordering::Relaxed)
+}
+
+/// A connection's right to hold a large input block for a frame that has not all arrived: at
+/// most half the large class is held so. Given back when dropped.
+#[derive(Debug)]
+struct SlowHold(());
+
+impl SlowHold {
+    fn take() -> Option<SlowHold> {
+        let limit = (pool::config().large_blocks / 2).max(1);
+        SLOW_HOLDS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held < limit).then_some(held + 1))
+            .ok()
+            .map(|_| SlowHold(()))
+    }
+}
+
+impl Drop for SlowHold {
+    fn drop(&mut self) {
+        SLOW_HOLDS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -50,6 +89,20 @@ pub enum CloseReason {
     OutputFull,
     /// The handler asked for it.
     Handler,
+    /// The peer took too long: a frame's header or body did not arrive in time, or it sent
+    /// nothing for the idle timeout.
+    TimedOut(Wait),
+}
+
+/// What a connection is waiting for from its peer, which says which timeout applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The next frame: nothing of it has arrived (or whole frames wait for output to drain).
+    Idle,
+    /// The rest of a frame's 8-byte header.
+    Header,
+    /// The rest of a frame's body.
+    Body,
 }
 
 /// What the handler wants after a frame.
@@ -252,6 +305,8 @@ fn write_some(mut stream: &TcpStream, out: &mut Buf<'static>, broken: &mut Optio
 pub struct FramedConn {
     stream: Registered<TcpStream>,
     input: Option<Buf<'static>>,
+    /// Held while `input` is a large block holding a frame that has not all arrived.
+    slow: Option<SlowHold>,
     output: Option<Buf<'static>>,
     max_body: u32,
     interest: Interest,
@@ -268,6 +323,7 @@ impl FramedConn {
         FramedConn {
             stream,
             input: None,
+            slow: None,
             output: None,
             max_body: max_body.min(frame::MAX_BODY),
             interest: Interest::READABLE,
@@ -294,6 +350,21 @@ impl FramedConn {
         self.starved
     }
 
+    /// What the connection waits for from its peer, from the input it holds.
+    pub fn waiting_for(&self) -> Wait {
+        let Some(input) = &self.input else { return Wait::Idle };
+        let data = input.data();
+        if data.is_empty() {
+            return Wait::Idle;
+        }
+        match Frame::peek_header(data, self.max_body) {
+            Ok(None) => Wait::Header,
+            Ok(Some(header)) if data.len() < header.frame_len() => Wait::Body,
+            // A whole frame, held while output drains, or a bad header about to close it.
+            _ => Wait::Idle,
+        }
+    }
+
     /// Bytes queued for the peer.
     pub fn queued_output(&self) -> usize {
         self.output.as_ref().map_or(0, Buf::len)
@@ -307,9 +378,7 @@ impl FramedConn {
     /// Stops reading for good, to write out what is queued before a close: input already read
     /// goes back to the pool, and from now on only [`FramedConn::drain`] drives the connection.
     pub fn start_drain(&mut self) -> Result<(), CloseReason> {
-        if let Some(input) = self.input.take() {
-            pool::recycle(input);
-        }
+        self.release_input();
         // Readable too, to discard what the peer still sends.
         self.set_interest(Interest::BOTH)
     }
@@ -415,13 +484,18 @@ impl FramedConn {
         if let Some(needed) = needed
             && needed > input.capacity()
         {
-            let Some(mut bigger) = pool::alloc(needed) else {
+            // The reserve: a frame that has not all reached the socket needs a slow hold.
+            let arrived = input.len() as u64 + rustix::io::ioctl_fionread(self.stream.get()).unwrap_or(0);
+            let slow = if arrived >= needed as u64 { None } else { SlowHold::take() };
+            let bigger = if arrived >= needed as u64 || slow.is_some() { pool::alloc(needed) } else { None };
+            let Some(mut bigger) = bigger else {
                 self.input = Some(input);
                 self.starved = true;
                 return self.check_alive();
             };
             bigger.append(input.data());
-            input = bigger;
+            pool::recycle(std::mem::replace(&mut input, bigger));
+            self.slow = slow;
         }
         if input.spare_mut().is_empty() {
             input.compact();
@@ -439,12 +513,41 @@ impl FramedConn {
                 Err(e) => break Err(CloseReason::Io(e.kind())),
             }
         };
-        if input.is_empty() {
-            pool::recycle(input);
-        } else {
-            self.input = Some(input);
+        self.input = Some(input);
+        if self.input.as_ref().is_some_and(Buf::is_empty) {
+            self.release_input();
         }
         result
+    }
+
+    /// Gives the input buffer back to the pool, and its slow hold if it had one.
+    fn release_input(&mut self) {
+        if let Some(input) = self.input.take() {
+            pool::recycle(input);
+        }
+        self.slow = None;
+    }
+
+    /// After frames were handled: a large input block that still holds part of a frame and
+    /// has no slow hold (it came for a whole frame, and the next one began behind it) takes
+    /// one, or moves what it holds to a small block when that is enough, so that no large
+    /// block waits on a slow peer outside the reserve's half.
+    fn settle_large_input(&mut self) {
+        let Some(input) = &self.input else { return };
+        if self.slow.is_some() || input.capacity() <= pool::SMALL || self.waiting_for() == Wait::Idle {
+            return;
+        }
+        if let Some(slow) = SlowHold::take() {
+            self.slow = Some(slow);
+        } else if input.len() <= pool::SMALL
+            && let Some(mut small) = pool::alloc(input.len().max(1))
+            && small.capacity() <= pool::SMALL
+        {
+            small.append(input.data());
+            if let Some(large) = self.input.replace(small) {
+                pool::recycle(large);
+            }
+        }
     }
 
     /// While starved, epoll still reports errors and hang-ups (they cannot be masked), so a
@@ -524,10 +627,10 @@ impl FramedConn {
         if control == Control::Close {
             return Err(CloseReason::Handler);
         }
-        if input.is_empty()
-            && let Some(input) = self.input.take()
-        {
-            pool::recycle(input);
+        if input.is_empty() {
+            self.release_input();
+        } else {
+            self.settle_large_input();
         }
         Ok(())
     }

@@ -41,11 +41,12 @@ mod server;
 mod udp;
 
 pub use client::{ClientConfig, LinkEvent, TcpClient};
-pub use conn::{CloseReason, Control, SendError, Sender};
+pub use conn::{CloseReason, Control, SendError, Sender, Wait};
 pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
 pub use udp::{UdpEndpoint, UdpStats};
 
 use conn::FramedConn;
+pub use conn::slow_holds;
 use registered::Registered;
 pub(crate) use server::Poster;
 

@@ -8,8 +8,10 @@
 //! - `acceptor.rs`: the acceptor thread, `max_conns`, accept errors.
 //! - `worker.rs`: a worker thread, its connections and [`Conns`].
 //! - `state.rs`: a connection's close protocol, one state machine.
+//! - `limits.rs`: what `max_conns` needs from the pool and the process, checked at start.
 
 mod acceptor;
+mod limits;
 mod state;
 mod worker;
 
@@ -36,7 +38,9 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Worker threads (the original's `threadNum`); at least one.
     pub threads: usize,
-    /// Connections open at once (`maxConn`); more are closed at accept.
+    /// Connections open at once (`maxConn`); more are closed at accept. [`TcpServer::start`]
+    /// refuses more than the buffer pool can back (three eighths of its small blocks) and
+    /// raises the soft `RLIMIT_NOFILE` if it is too low for them.
     pub max_conns: usize,
     /// The largest frame body accepted; larger frames close the connection.
     pub max_body: u32,
@@ -48,6 +52,15 @@ pub struct ServerConfig {
     /// The source addresses taken (`--allow`, `[reactor] allow`); a connection from anywhere
     /// else is closed at accept and counted in [`ServerStats::denied`]. Loopback by default.
     pub allow: Vec<lars_core::access::Cidr>,
+    /// How long a frame's 8-byte header may take to arrive once its first byte has
+    /// (`[reactor] headerTimeout`).
+    pub header_timeout: Duration,
+    /// How long a frame's body may take to arrive once its header has, in all: a peer that
+    /// trickles a byte at a time gets no longer (`[reactor] bodyTimeout`).
+    pub body_timeout: Duration,
+    /// How long a connection may stay open without sending a frame (`[reactor] idleTimeout`);
+    /// `None`, the default, keeps it open: agents are silent while they have nothing to ask.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -62,6 +75,9 @@ impl ServerConfig {
             task_capacity: 65_536,
             close_linger: Duration::from_secs(5),
             allow: lars_core::access::Cidr::LOOPBACK.to_vec(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: None,
         }
     }
 }
@@ -76,6 +92,15 @@ pub struct ConnId {
 }
 
 impl ConnId {
+    /// The smallest id, where a range over ids starts.
+    pub(crate) const MIN: ConnId = ConnId { worker: 0, slot: 0, generation: 0 };
+
+    /// An id made up for a unit test.
+    #[cfg(test)]
+    pub(crate) fn for_tests(worker: u16, slot: u32) -> ConnId {
+        ConnId { worker, slot, generation: 0 }
+    }
+
     /// The worker thread that owns the connection.
     pub fn worker(&self) -> usize {
         usize::from(self.worker)
@@ -122,6 +147,12 @@ pub struct ServerStats {
     pub bad_frames: AtomicU64,
     /// Connections closed because their output queue was full.
     pub output_full: AtomicU64,
+    /// Connections closed because a frame's header did not arrive within `header_timeout`.
+    pub header_timeouts: AtomicU64,
+    /// Connections closed because a frame's body did not arrive within `body_timeout`.
+    pub body_timeouts: AtomicU64,
+    /// Connections closed because they sent no frame for `idle_timeout`.
+    pub idle_timeouts: AtomicU64,
     /// Frames in and out, per worker: each worker counts on a cache line of its own, so that
     /// workers on different cores do not contend for it on every frame.
     pub(super) frames: Box<[FrameCounters]>,
@@ -177,6 +208,9 @@ impl ServerStats {
             ("closed", self.closed.load(Ordering::Relaxed)),
             ("bad_frames", self.bad_frames.load(Ordering::Relaxed)),
             ("output_full", self.output_full.load(Ordering::Relaxed)),
+            ("header_timeouts", self.header_timeouts.load(Ordering::Relaxed)),
+            ("body_timeouts", self.body_timeouts.load(Ordering::Relaxed)),
+            ("idle_timeouts", self.idle_timeouts.load(Ordering::Relaxed)),
             ("frames_in", self.frames_in()),
             ("frames_out", self.frames_out()),
             ("tasks_refused", self.tasks_refused.load(Ordering::Relaxed)),
@@ -303,6 +337,8 @@ impl TcpServer {
         config: ServerConfig,
         mut make: impl FnMut(usize) -> S,
     ) -> io::Result<ServerHandle<S::Task>> {
+        limits::check_pool(config.max_conns, &crate::pool::config())?;
+        limits::ensure_fds(config.max_conns, config.threads.max(1))?;
         let listener = acceptor::listen(config.addr)?;
         let local_addr = listener.local_addr()?;
         let clock = Clock::new();

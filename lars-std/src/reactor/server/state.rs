@@ -6,7 +6,8 @@
 //! - A close the service asks for, or one for a bad frame, lets output already queued drain
 //!   first (for `close_linger` at most), so that replies given are not cut off; meanwhile the
 //!   connection handles nothing, takes no sends, and discards its input so that the close is a
-//!   FIN and not a reset. Any other close (the peer's, an IO error, output full) is immediate.
+//!   FIN and not a reset. Any other close (the peer's, an IO error, output full, a peer past
+//!   its header, body or idle deadline) is immediate.
 //! - While draining, a repeated close waits for the drain, except an IO error, which ends it.
 //! - A close the service asks for with nothing queued discards pending input first, for the
 //!   same reason.

@@ -3,6 +3,13 @@
 //!
 //! Each connection's close protocol is its [`ConnState`] (`state.rs`); every close, drain and
 //! linger deadline goes through [`Worker::transition`], the only place that acts on it.
+//!
+//! Each open connection also has a deadline for what it waits for from its peer
+//! ([`Wait`]): the rest of a header (`header_timeout` from its first byte), the rest of a body
+//! (`body_timeout` from the end of its header, however it trickles in) or, if configured, the
+//! next frame (`idle_timeout` from the last one). [`Worker::watch`] notes the wait after every
+//! read; one timer per connection is armed for the earliest deadline, and when it fires the
+//! deadline is looked at again, so a connection that makes progress costs no timer per read.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -13,13 +20,15 @@ use lars_core::wire::{Encode, MsgId};
 
 use super::state::{ConnState, Event};
 use super::{ConnId, ServerConfig, ServerStats, Service, WorkerMsg};
-use crate::reactor::{CloseReason, EventLoop, FramedConn, Interest, Ready, Registered, SendError};
+use crate::reactor::{CloseReason, EventLoop, FramedConn, Interest, Ready, Registered, SendError, Wait};
 
 /// Timer tokens the worker keeps for itself: the top bit, which [`Conns::set_timer`] clears.
 const INTERNAL: u64 = 1 << 63;
 const RETRY_STARVED: u64 = INTERNAL | 1;
 /// A draining connection's deadline: this tag, or'ed with its slot.
 const LINGER_DUE: u64 = INTERNAL | 1 << 62;
+/// An open connection's wait deadline: this tag, or'ed with its slot.
+const WAIT_DUE: u64 = INTERNAL | 1 << 61;
 
 /// How long a connection starved of buffers waits before reading is retried.
 const STARVED_RETRY: Duration = Duration::from_millis(5);
@@ -42,6 +51,46 @@ struct Slot {
     state: ConnState,
     /// Listed in `Worker::starved`.
     starved: bool,
+    /// What the connection waited for after its last read, since when, and the frames it had
+    /// sent by then (a new frame starts a new wait, even of the same kind).
+    wait: Wait,
+    wait_since: Instant,
+    frames_seen: u64,
+    /// The earliest wait timer armed for this slot and not yet fired.
+    wait_timer: Option<Instant>,
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot {
+            generation: 0,
+            conn: None,
+            state: ConnState::Closed,
+            starved: false,
+            wait: Wait::Idle,
+            wait_since: Instant::ZERO,
+            frames_seen: 0,
+            wait_timer: None,
+        }
+    }
+}
+
+/// The timeouts of [`ServerConfig`], by what a connection waits for.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    body: Duration,
+    idle: Option<Duration>,
+}
+
+impl Timeouts {
+    fn of(&self, wait: Wait) -> Option<Duration> {
+        match wait {
+            Wait::Idle => self.idle,
+            Wait::Header => Some(self.header),
+            Wait::Body => Some(self.body),
+        }
+    }
 }
 
 impl Conns<'_> {
@@ -133,6 +182,7 @@ pub(super) struct Worker<S: Service> {
     starved: Vec<usize>,
     starved_retry_set: bool,
     close_linger: Duration,
+    timeouts: Timeouts,
     alive: Arc<[AtomicBool]>,
 }
 
@@ -173,6 +223,11 @@ impl<S: Service> Worker<S> {
             starved: Vec::new(),
             starved_retry_set: false,
             close_linger: config.close_linger,
+            timeouts: Timeouts {
+                header: config.header_timeout,
+                body: config.body_timeout,
+                idle: config.idle_timeout,
+            },
             alive,
         }
     }
@@ -212,6 +267,9 @@ impl<S: Service> Worker<S> {
                             events.push((self.id(slot), Event::LingerDue));
                         }
                     }
+                    Ready::Timer(token) if token & WAIT_DUE == WAIT_DUE => {
+                        self.wait_due((token & !WAIT_DUE) as usize, &mut events)
+                    }
                     Ready::Timer(token) => {
                         let mut conns = conns!(self, &mut timers, &mut events);
                         self.service.timer(token, &mut conns);
@@ -248,7 +306,7 @@ impl<S: Service> Worker<S> {
         let slot = match self.free.pop() {
             Some(slot) => slot as usize,
             None => {
-                self.slots.push(Slot { generation: 0, conn: None, state: ConnState::Closed, starved: false });
+                self.slots.push(Slot::empty());
                 self.slots.len() - 1
             }
         };
@@ -258,8 +316,14 @@ impl<S: Service> Worker<S> {
             .and_then(|()| Registered::new(&self.event_loop, stream, slot, Interest::READABLE));
         match registered {
             Ok(stream) => {
-                self.slots[slot].conn = Some(FramedConn::new(stream, self.max_body));
-                self.slots[slot].state = ConnState::Open;
+                let entry = &mut self.slots[slot];
+                entry.conn = Some(FramedConn::new(stream, self.max_body));
+                entry.state = ConnState::Open;
+                entry.wait = Wait::Idle;
+                entry.wait_since = self.event_loop.now();
+                entry.frames_seen = 0;
+                entry.wait_timer = None;
+                self.arm_wait(slot);
                 let id = self.id(slot);
                 let mut conns = conns!(self, timers, events);
                 self.service.connected(id, peer, &mut conns);
@@ -296,8 +360,66 @@ impl<S: Service> Worker<S> {
             entry.starved = true;
             self.starved.push(slot);
         }
-        if let Err(reason) = result {
-            events.push((id, Event::Close(reason)));
+        match result {
+            Err(reason) => events.push((id, Event::Close(reason))),
+            Ok(()) => self.watch(slot),
+        }
+    }
+
+    /// Notes what an open connection waits for after a read: a new wait (another kind, or
+    /// the same after a frame) starts its clock, and its deadline gets a timer unless an
+    /// earlier one is armed.
+    fn watch(&mut self, slot: usize) {
+        let entry = &mut self.slots[slot];
+        let Some(conn) = &entry.conn else { return };
+        let (wait, frames) = (conn.waiting_for(), conn.frame_counts().0);
+        if wait == entry.wait && frames == entry.frames_seen {
+            return;
+        }
+        entry.wait = wait;
+        entry.frames_seen = frames;
+        // Only a wait with a deadline needs the time (the common case, whole frames and no
+        // idle timeout, reads no clock).
+        if self.timeouts.of(wait).is_some() {
+            entry.wait_since = self.event_loop.now();
+            self.arm_wait(slot);
+        }
+    }
+
+    /// The deadline of the slot's current wait, if it has one.
+    fn wait_deadline(&self, slot: usize) -> Option<Instant> {
+        let entry = &self.slots[slot];
+        self.timeouts.of(entry.wait).map(|timeout| entry.wait_since + timeout)
+    }
+
+    /// Arms a timer for the slot's wait deadline unless one at or before it is armed.
+    fn arm_wait(&mut self, slot: usize) {
+        let Some(deadline) = self.wait_deadline(slot) else { return };
+        let entry = &mut self.slots[slot];
+        if entry.wait_timer.is_none_or(|armed| deadline < armed) {
+            entry.wait_timer = Some(deadline);
+            self.event_loop.set_timer(deadline, WAIT_DUE | slot as u64);
+        }
+    }
+
+    /// A wait timer fired for `slot` (perhaps an earlier connection's): closes the connection
+    /// if its current wait is past its deadline, or arms the timer again for it.
+    fn wait_due(&mut self, slot: usize, events: &mut Events) {
+        let now = self.event_loop.now();
+        let Some(entry) = self.slots.get_mut(slot) else { return };
+        if entry.wait_timer.is_some_and(|armed| armed <= now) {
+            entry.wait_timer = None;
+        }
+        if entry.conn.is_none() || !entry.state.is_open() {
+            return;
+        }
+        match self.wait_deadline(slot) {
+            Some(deadline) if deadline <= now => {
+                let wait = self.slots[slot].wait;
+                events.push((self.id(slot), Event::Close(CloseReason::TimedOut(wait))));
+            }
+            Some(_) => self.arm_wait(slot),
+            None => {}
         }
     }
 
@@ -323,6 +445,11 @@ impl<S: Service> Worker<S> {
             match reason {
                 CloseReason::BadFrame(_) => self.stats.bad_frames.fetch_add(1, Ordering::Relaxed),
                 CloseReason::OutputFull => self.stats.output_full.fetch_add(1, Ordering::Relaxed),
+                CloseReason::TimedOut(Wait::Header) => {
+                    self.stats.header_timeouts.fetch_add(1, Ordering::Relaxed)
+                }
+                CloseReason::TimedOut(Wait::Body) => self.stats.body_timeouts.fetch_add(1, Ordering::Relaxed),
+                CloseReason::TimedOut(Wait::Idle) => self.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };
             self.service.closed(id, reason);
