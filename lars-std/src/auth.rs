@@ -141,7 +141,7 @@ impl Gate {
             MsgId::AuthHello => {
                 native::AuthHello::parse(frame.body).map_err(AuthError::Malformed).and_then(|hello| {
                     let Ok(nonce) = nonce() else {
-                        eprintln!("{}: getrandom failed; closing {peer} unauthenticated", self.program);
+                        log::error!("getrandom failed; closing {peer} unauthenticated");
                         return Ok(Control::Close);
                     };
                     let max_body = lars_core::wire::frame::MAX_BODY;
@@ -156,7 +156,7 @@ impl Gate {
                 .map(|node| {
                     self.stats.authenticated.fetch_add(1, Ordering::Relaxed);
                     let ip = std::net::Ipv4Addr::from_bits(node);
-                    eprintln!("{}: {peer} authenticated as agent {ip}", self.program);
+                    log::info!("{peer} authenticated as agent {ip}");
                     Control::Continue
                 }),
             msgid => match responder.admits(policy, msgid) {
@@ -171,7 +171,7 @@ impl Gate {
                 // Every refusal is counted; the log says the first ones and then every
                 // power of two, so that a flood of them cannot flood the log.
                 if refused.is_power_of_two() {
-                    eprintln!("{}: refused {peer}: {error} ({refused} refused so far)", self.program);
+                    log::warn!("refused {peer}: {error} ({refused} refused so far)");
                 }
                 Screened::Done(Control::Close)
             }

@@ -176,8 +176,8 @@ impl Dns {
                 table.loaded = true;
                 stats.loads.fetch_add(1, Ordering::Relaxed);
                 stats.ready.store(1, Ordering::Relaxed);
-                eprintln!(
-                    "lars-dns: loaded {} routes, {} hosts from {}",
+                log::info!(
+                    "loaded {} routes, {} hosts from {}",
                     table.routes.len(),
                     table.host_count(),
                     store.describe()
@@ -186,7 +186,7 @@ impl Dns {
             }
             Err(e) => {
                 stats.load_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("lars-dns: {e}; not ready (agents keep their routes) until a load succeeds");
+                log::error!("{e}; not ready (agents keep their routes) until a load succeeds");
                 loaded = false;
                 RouteTable::default()
             }
@@ -352,7 +352,7 @@ impl Loader {
             match table {
                 Ok((table, changed)) => {
                     if failures > 0 {
-                        eprintln!("lars-dns: {} is back", self.store.describe());
+                        log::info!("{} is back", self.store.describe());
                     }
                     failures = 0;
                     store_version = table.version;
@@ -385,8 +385,8 @@ impl Loader {
             && full
             && now.saturating_since(since) >= crate::time::from_std(self.config.reload_interval)
         {
-            eprintln!(
-                "lars-dns: a later full load confirms {routes} routes, {hosts} hosts \
+            log::warn!(
+                "a later full load confirms {routes} routes, {hosts} hosts \
                  (down from {served_routes}, {served_hosts}); serving it"
             );
             self.held_since = None;
@@ -394,8 +394,8 @@ impl Loader {
         }
         self.stats.held_loads.fetch_add(1, Ordering::Relaxed);
         if self.held_since.is_none() {
-            eprintln!(
-                "lars-dns: held a load of {routes} routes, {hosts} hosts (serving {served_routes}, \
+            log::warn!(
+                "held a load of {routes} routes, {hosts} hosts (serving {served_routes}, \
                  {served_hosts}): it removes more than {:.0} % at once; serving the last routes until \
                  a full load {} s later says the same",
                 self.config.shrink_limit * 100.0,
@@ -409,7 +409,7 @@ impl Loader {
     fn failed(&self, failures: &mut u32, error: &crate::store::StoreError) {
         self.stats.load_errors.fetch_add(1, Ordering::Relaxed);
         if *failures == 0 {
-            eprintln!("lars-dns: {error}; serving the last routes and retrying");
+            log::error!("{error}; serving the last routes and retrying");
         }
         *failures += 1;
     }
@@ -433,8 +433,8 @@ impl Loader {
             for worker in 0..self.poster.workers() {
                 let push = Push { table: Arc::clone(&table), changed: Arc::clone(&changed) };
                 if self.poster.post(worker, push).is_err() {
-                    eprintln!(
-                        "lars-dns: worker {worker}'s queue is full; its agents get this change at their next refresh"
+                    log::warn!(
+                        "worker {worker}'s queue is full; its agents get this change at their next refresh"
                     );
                 }
             }

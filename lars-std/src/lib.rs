@@ -12,7 +12,10 @@
 //!   through (the decisions are `lars_core::auth`'s and `lars_core::access`'s).
 //! - [`client`]: the client API of the local agent.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
-//! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
+//! - [`signal`]: SIGINT/SIGTERM (stop), SIGHUP (reload) and SIGUSR1 (report) as events a
+//!   daemon waits on.
+//! - [`logger`]: the daemons' log lines (levels, text or JSON, journald, rate limits);
+//!   [`notify`]: systemd's readiness notifications.
 //! - [`store`]: route stores (route file, memory; MySQL with the `mysql` feature) and
 //!   statistics stores.
 //!
@@ -36,6 +39,8 @@ pub mod config;
 #[doc(hidden)]
 pub mod daemon;
 pub mod dns;
+pub mod logger;
+pub mod notify;
 pub mod pool;
 pub mod reactor;
 pub mod reporter;

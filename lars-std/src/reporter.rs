@@ -219,8 +219,8 @@ impl ReporterWorker {
                 if rewritten.is_power_of_two() {
                     let (node_ip, claimed_ip) =
                         (std::net::Ipv4Addr::from_bits(node), std::net::Ipv4Addr::from_bits(claimed));
-                    eprintln!(
-                        "lars-reporter: agent {node_ip} sent statistics as caller {claimed_ip}; stored as {node_ip} ({rewritten} such frames so far)"
+                    log::warn!(
+                        "agent {node_ip} sent statistics as caller {claimed_ip}; stored as {node_ip} ({rewritten} such frames so far)"
                     );
                 }
                 node
@@ -395,7 +395,7 @@ impl Writer {
                 }
                 Err(e) => {
                     if self.stats.store_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("lars-reporter: {e}; retrying");
+                        log::error!("{e}; retrying");
                     }
                     if self.stop.load(Ordering::Acquire) {
                         self.stats.rows_dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -20,7 +20,7 @@ embedded default) or from MySQL (--mysql, or a [mysql] section in the config, as
 original lars_dns.conf). Until its store is loaded it tells agents it is not ready, and they
 keep their routes. A load that removes more than --shrink-limit ([dns] shrink_limit, default
 0.5) of the routes or hosts at once (and at least 10 of them) is held until the next full
-load (10 s) says the same; 1 turns that off. SIGINT or SIGTERM stops it cleanly.
+load (10 s) says the same; 1 turns that off.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only:
 127.0.0.0/8, ::1); others are closed at accept and counted (`denied`). --secret-file ([auth]
@@ -36,22 +36,14 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(
-        &[
-            "config",
-            "listen",
-            "threads",
-            "max-conn",
-            "routes",
-            "mysql",
-            "shrink-limit",
-            "allow",
-            "secret-file",
-        ],
-        &["help", "allow-lars"],
+    // First, so that a SIGHUP while it starts does not end it.
+    let mut shutdown = Shutdown::install()?;
+    let args = Args::for_daemon(
+        &["listen", "threads", "max-conn", "routes", "mysql", "shrink-limit", "allow", "secret-file"],
+        &["allow-lars"],
     )?;
     if args.switch("help") {
-        print!("{USAGE}");
+        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
         return Ok(());
     }
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
@@ -64,7 +56,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
     if let Some(limit) = args.flag("shrink-limit") {
-        ini.set("dns", "shrink_limit", limit);
+        ini.set_by_flag("shrink-limit", "dns", "shrink_limit", limit);
+    }
+    if let Some(routes) = args.flag("routes") {
+        ini.set_by_flag("routes", "dns", "routes", routes);
     }
     let server = daemon::server_config(&mut ini, &args, 7778)?;
     // --routes wins, and then [mysql] is not even read.
@@ -72,25 +67,31 @@ fn run() -> Result<(), Box<dyn Error>> {
         Some(_) => None,
         None => daemon::mysql_opts(&ini, &args)?,
     };
-    let store: Box<dyn RouteStore> = match (args.flag("routes"), mysql) {
-        (_, Some(opts)) => Box::new(MysqlRoutes::new(opts)),
-        (Some(path), None) => Box::new(RouteFile::new(path.to_string())),
-        (None, None) => Box::new(RouteFile::new(ini.get("dns", "routes", "routes.conf".to_string())?)),
+    let store: Box<dyn RouteStore> = match mysql {
+        Some(opts) => Box::new(MysqlRoutes::new(opts)),
+        None => Box::new(RouteFile::new(ini.get("dns", "routes", "routes.conf".to_string())?)),
     };
     let source = store.describe();
-    let mut shutdown = Shutdown::install()?;
     let auth = daemon::auth_config(&mut ini, &args)?;
-    for line in daemon::access_summary("lars-dns", &server, &auth) {
-        eprintln!("{line}");
-    }
+    daemon::log_access_summary("lars-dns", &server, &auth);
     let mut config = DnsConfig::new(server);
     config.auth = auth;
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
+    if args.switch("check-config") {
+        daemon::print_config("lars-dns", &ini);
+        return Ok(());
+    }
     let dns = Dns::start(config, store)?;
-    eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
-    shutdown.wait()?;
-    eprintln!("lars-dns: shutting down");
+    let status = format!("listening on {}, routes from {source}", dns.local_addr());
+    let counters = || {
+        let mut counters = dns.stats().counters();
+        counters.extend(dns.server_stats().counters());
+        counters.extend(daemon::pool_counters());
+        counters
+    };
+    daemon::serve(&mut shutdown, &args, &keys, &ini, &status, &counters)?;
     dns.shutdown();
+    lars_std::logger::finish();
     Ok(())
 }

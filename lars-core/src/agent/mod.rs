@@ -31,7 +31,7 @@ mod upstream;
 use core::net::SocketAddr;
 
 pub use config::{AgentConfig, RoutePolicy};
-pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Transmit};
+pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Severity, Transmit};
 use link::LinkState;
 pub use route::RouteState;
 use route::{Pull, Route, route_key};
