@@ -105,7 +105,6 @@ pub(crate) struct Gate {
     config: std::sync::Arc<AuthConfig>,
     stats: std::sync::Arc<AuthStats>,
     role: Role,
-    program: &'static str,
     conns: HashMap<ConnId, (Responder, SocketAddr)>,
 }
 
@@ -114,9 +113,8 @@ impl Gate {
         config: std::sync::Arc<AuthConfig>,
         stats: std::sync::Arc<AuthStats>,
         role: Role,
-        program: &'static str,
     ) -> Gate {
-        Gate { config, stats, role, program, conns: HashMap::new() }
+        Gate { config, stats, role, conns: HashMap::new() }
     }
 
     pub(crate) fn connected(&mut self, conn: ConnId, peer: SocketAddr) {

@@ -516,6 +516,10 @@ impl ConfigValue for Vec<lars_core::access::Cidr> {
             .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() { Err("a list of CIDR blocks (it is empty)".into()) } else { Ok(list) }
     }
+
+    fn show(&self) -> String {
+        self.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// `[reactor]`: where a daemon listens and how many threads and connections it runs.
@@ -772,8 +776,9 @@ mod tests {
                 expect("reactor.port", "7000", "dns.conf:2"),
                 expect("reactor.maxConn", "1024", "default"),
                 expect("reactor.threadNum", "2", "flag --threads"),
+                expect("reactor.allow", &lars_core::access::Cidr::LOOPBACK.to_vec().show(), "default"),
             ]
         );
-        assert_eq!(ini.clone().effective().len(), 4, "a clone keeps what was read");
+        assert_eq!(ini.clone().effective().len(), 5, "a clone keeps what was read");
     }
 }

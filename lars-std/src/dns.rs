@@ -197,7 +197,7 @@ impl Dns {
         let server_stats = ServerStatsCell::default();
         let auth = Arc::new(config.auth.clone());
         let server = TcpServer::start(config.server.clone(), |_| DnsWorker {
-            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Dns, "lars-dns"),
+            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Dns),
             snapshot: Arc::clone(&snapshot),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),

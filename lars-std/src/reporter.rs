@@ -132,12 +132,7 @@ impl Reporter {
         let server_stats = crate::dns::ServerStatsCell::default();
         let auth = Arc::new(config.auth);
         let server = TcpServer::start(config.server, |_| ReporterWorker {
-            gate: crate::auth::Gate::new(
-                Arc::clone(&auth),
-                Arc::clone(&stats.auth),
-                Role::Reporter,
-                "lars-reporter",
-            ),
+            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Reporter),
             queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
