@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link};
+use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link, Severity};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Role, StatsRequest};
 use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
@@ -196,7 +196,7 @@ impl AgentDaemon {
     /// loopback is warned about ([`exposure_warning`]).
     pub fn start(config: AgentDaemonConfig) -> io::Result<AgentDaemon> {
         for warning in config.api.iter().filter_map(|addr| exposure_warning(*addr)) {
-            eprintln!("{warning}");
+            log::warn!("{warning}");
         }
         let (ready_tx, ready_rx) = mpsc::channel();
         let config_metrics = config.metrics;
@@ -355,7 +355,7 @@ impl Runner {
                                 agent.handle_api_datagram(now, datagram, reply).unwrap_or(0)
                             });
                             if let Err(e) = served {
-                                eprintln!("lars-agent: API socket: {e}");
+                                log::warn!("API socket: {e}");
                             }
                         }
                     }
@@ -454,7 +454,7 @@ impl Runner {
         }
         let left = agent.unreported_calls();
         if left > 0 {
-            eprintln!("lars-agent: stopping with {left} calls not sent to lars-reporter (it is unreachable)");
+            log::warn!("stopping with {left} calls not sent to lars-reporter (it is unreachable)");
         }
     }
 
@@ -506,13 +506,13 @@ impl RouteCache {
         let saved =
             text.lines().next().and_then(|line| line.strip_prefix(CACHE_HEADER)?.trim().parse::<u64>().ok());
         let Some(saved) = saved else {
-            eprintln!("lars-agent: {}: not a route cache; ignored", self.path.display());
+            log::warn!("{}: not a route cache; ignored", self.path.display());
             return;
         };
         let age = Clock::unix_secs().saturating_sub(saved);
         if age > max_age.as_secs() {
-            eprintln!(
-                "lars-agent: {}: saved {age} s ago, older than {} s; ignored",
+            log::warn!(
+                "{}: saved {age} s ago, older than {} s; ignored",
                 self.path.display(),
                 max_age.as_secs()
             );
@@ -520,14 +520,14 @@ impl RouteCache {
         }
         let table = match crate::store::file::RouteFile::parse(&text, &self.path, 0) {
             Ok(table) => table,
-            Err(e) => return eprintln!("lars-agent: route cache ignored: {e}"),
+            Err(e) => return log::warn!("route cache ignored: {e}"),
         };
         let restored = table
             .routes
             .iter()
             .filter(|((modid, cmdid), hosts)| agent.restore_route(now, *modid, *cmdid, hosts))
             .count();
-        eprintln!("lars-agent: serving {restored} routes saved {age} s ago until lars-dns answers");
+        log::info!("serving {restored} routes saved {age} s ago until lars-dns answers");
     }
 
     fn save_if_due<const R: usize, const H: usize, const D: usize>(
@@ -560,7 +560,7 @@ impl RouteCache {
                 self.dirty = false;
             }
             Err(e) if !self.failing => {
-                eprintln!("lars-agent: could not save the route cache {}: {e}", self.path.display());
+                log::error!("could not save the route cache {}: {e}", self.path.display());
                 self.failing = true;
             }
             // Still dirty: tried again a second later.
@@ -578,7 +578,7 @@ fn log_decisions<const R: usize, const H: usize, const D: usize>(agent: &Agent<R
     let new = ((total as u32).wrapping_sub(logged as u32) as usize).min(D);
     let held = agent.decisions().count();
     for decision in agent.decisions().skip(held.saturating_sub(new)) {
-        eprintln!("lars-agent: decision: {decision}");
+        log::info!("decision: {decision}");
     }
     total
 }
@@ -648,7 +648,7 @@ fn dns_frame<const R: usize, const H: usize, const D: usize>(
     match agent.handle_dns_frame(now, frame) {
         Ok(()) => Control::Continue,
         Err(e) => {
-            eprintln!("lars-agent: {e}; reconnecting");
+            log::warn!("{e}; reconnecting");
             Control::Close
         }
     }
@@ -664,32 +664,39 @@ fn reporter_frame<const R: usize, const H: usize, const D: usize>(
     match agent.handle_reporter_frame(now, frame) {
         Ok(()) => Control::Continue,
         Err(e) => {
-            eprintln!("lars-agent: {e}; reconnecting");
+            log::warn!("{e}; reconnecting");
             Control::Close
         }
     }
 }
 
+/// Logs an agent event in the core's words at the core's severity, with one call site per
+/// kind of event: the log's rate limit is per call site, so a flood of one kind (requests for
+/// routes that do not exist) does not hide the others.
 fn log_event(event: &AgentEvent) {
+    let level = match event.severity() {
+        Severity::Debug => log::Level::Debug,
+        Severity::Info => log::Level::Info,
+        Severity::Warn => log::Level::Warn,
+    };
     match event {
-        AgentEvent::CodecChosen { link, codec } => {
-            let peer = match link {
-                Link::Dns => "lars-dns",
-                Link::Reporter => "lars-reporter",
-            };
-            let how = match codec {
-                lars_core::wire::Codec::Native => "the native protocol",
-                lars_core::wire::Codec::Lars => "the original Lars protocol",
-            };
-            eprintln!("lars-agent: speaking {how} to {peer}");
-        }
-        AgentEvent::Authenticated { link } => eprintln!("lars-agent: {} proved the secret", peer_name(*link)),
-        AgentEvent::AuthFailed { link, timed_out: true } => {
-            eprintln!("lars-agent: {} did not finish authenticating in time; reconnecting", peer_name(*link))
-        }
         // The error itself was logged where `handle_*_frame` returned it.
-        AgentEvent::AuthFailed { .. } => {}
-        other => eprintln!("lars-agent: {other:?}"),
+        AgentEvent::AuthFailed { timed_out: false, .. } => {}
+        AgentEvent::Authenticated { .. } => log::log!(level, "{event}"),
+        AgentEvent::AuthFailed { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteCreated { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteUpdated { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteRemoved { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteMissing { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteEvicted { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteEventsSuppressed { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteTooLarge { .. } => log::log!(level, "{event}"),
+        AgentEvent::DnsUnready { .. } => log::log!(level, "{event}"),
+        AgentEvent::RouteStale { .. } => log::log!(level, "{event}"),
+        AgentEvent::PullTimedOut { .. } => log::log!(level, "{event}"),
+        AgentEvent::CodecChosen { .. } => log::log!(level, "{event}"),
+        AgentEvent::StatsDropped { .. } => log::log!(level, "{event}"),
+        _ => log::log!(level, "{event}"),
     }
 }
 
@@ -714,14 +721,14 @@ fn link_changed<const R: usize, const H: usize, const D: usize>(
         match crate::auth::nonce() {
             Ok(nonce) => agent.handle_link_nonce(link, nonce),
             Err(e) => {
-                eprintln!("lars-agent: getrandom failed ({e}); cannot authenticate to {}", peer_name(link))
+                log::error!("getrandom failed ({e}); cannot authenticate to {}", peer_name(link))
             }
         }
     }
     match (link, event) {
-        (Link::Dns, LinkEvent::Up(addr)) => eprintln!("lars-agent: connected to lars-dns at {addr}"),
+        (Link::Dns, LinkEvent::Up(addr)) => log::info!("connected to lars-dns at {addr}"),
         (Link::Reporter, LinkEvent::Up(addr)) => {
-            eprintln!("lars-agent: connected to lars-reporter at {addr}")
+            log::info!("connected to lars-reporter at {addr}")
         }
         (_, LinkEvent::Down) => {}
     }

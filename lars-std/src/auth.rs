@@ -105,7 +105,6 @@ pub(crate) struct Gate {
     config: std::sync::Arc<AuthConfig>,
     stats: std::sync::Arc<AuthStats>,
     role: Role,
-    program: &'static str,
     conns: HashMap<ConnId, (Responder, SocketAddr)>,
 }
 
@@ -114,9 +113,8 @@ impl Gate {
         config: std::sync::Arc<AuthConfig>,
         stats: std::sync::Arc<AuthStats>,
         role: Role,
-        program: &'static str,
     ) -> Gate {
-        Gate { config, stats, role, program, conns: HashMap::new() }
+        Gate { config, stats, role, conns: HashMap::new() }
     }
 
     pub(crate) fn connected(&mut self, conn: ConnId, peer: SocketAddr) {
@@ -141,7 +139,7 @@ impl Gate {
             MsgId::AuthHello => {
                 native::AuthHello::parse(frame.body).map_err(AuthError::Malformed).and_then(|hello| {
                     let Ok(nonce) = nonce() else {
-                        eprintln!("{}: getrandom failed; closing {peer} unauthenticated", self.program);
+                        log::error!("getrandom failed; closing {peer} unauthenticated");
                         return Ok(Control::Close);
                     };
                     let max_body = lars_core::wire::frame::MAX_BODY;
@@ -156,7 +154,7 @@ impl Gate {
                 .map(|node| {
                     self.stats.authenticated.fetch_add(1, Ordering::Relaxed);
                     let ip = std::net::Ipv4Addr::from_bits(node);
-                    eprintln!("{}: {peer} authenticated as agent {ip}", self.program);
+                    log::info!("{peer} authenticated as agent {ip}");
                     Control::Continue
                 }),
             msgid => match responder.admits(policy, msgid) {
@@ -171,7 +169,7 @@ impl Gate {
                 // Every refusal is counted; the log says the first ones and then every
                 // power of two, so that a flood of them cannot flood the log.
                 if refused.is_power_of_two() {
-                    eprintln!("{}: refused {peer}: {error} ({refused} refused so far)", self.program);
+                    log::warn!("refused {peer}: {error} ({refused} refused so far)");
                 }
                 Screened::Done(Control::Close)
             }

@@ -33,8 +33,10 @@ pub enum Origin {
     },
     /// An environment variable.
     Env(String),
-    /// A command-line flag or a built-in override.
-    Flag,
+    /// A command-line flag (its name without the dashes), or a built-in override (empty).
+    Flag(String),
+    /// Not set anywhere: the built-in default.
+    Default,
 }
 
 impl fmt::Display for Origin {
@@ -42,7 +44,9 @@ impl fmt::Display for Origin {
         match self {
             Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
             Origin::Env(var) => write!(f, "environment variable {var}"),
-            Origin::Flag => f.write_str("command line"),
+            Origin::Flag(name) if name.is_empty() => f.write_str("command line"),
+            Origin::Flag(name) => write!(f, "flag --{name}"),
+            Origin::Default => f.write_str("default"),
         }
     }
 }
@@ -75,11 +79,42 @@ struct Value {
     origin: Origin,
 }
 
+/// A value as the daemon used it, for `--check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The section.
+    pub section: String,
+    /// The key.
+    pub key: String,
+    /// The value as text (a default shown as configuration would spell it).
+    pub value: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
 /// A parsed configuration: sections of keys, each value remembering where it came from.
-#[derive(Debug, Clone, Default)]
+///
+/// Every key the daemon reads through [`Ini::get`] (or [`Ini::get_str`]) is remembered with
+/// the value used and its origin, the default included, so that [`Ini::effective`] lists the
+/// configuration a daemon really runs with, from the same code that reads and checks it.
+#[derive(Debug, Default)]
 pub struct Ini {
     sections: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Where each section was first opened in a file.
+    headers: BTreeMap<String, Origin>,
     warnings: Vec<ConfigError>,
+    used: std::sync::Mutex<Vec<Effective>>,
+}
+
+impl Clone for Ini {
+    fn clone(&self) -> Ini {
+        Ini {
+            sections: self.sections.clone(),
+            headers: self.headers.clone(),
+            warnings: self.warnings.clone(),
+            used: std::sync::Mutex::new(self.effective()),
+        }
+    }
 }
 
 impl Ini {
@@ -133,6 +168,7 @@ impl Ini {
                     let message = "empty section name: the keys below it are not read".to_string();
                     ini.warnings.push(skipped(message));
                 }
+                ini.headers.entry(name.to_string()).or_insert(origin);
                 section = Some(name.to_string());
                 continue;
             }
@@ -176,9 +212,87 @@ impl Ini {
         &self.warnings
     }
 
-    /// Overrides `section.key` (for a command-line flag).
+    /// Overrides `section.key` (for a command-line flag; [`Ini::set_by_flag`] names it).
     pub fn set(&mut self, section: &str, key: &str, value: &str) {
-        self.insert(section, key, value, Origin::Flag);
+        self.insert(section, key, value, Origin::Flag(String::new()));
+    }
+
+    /// Overrides `section.key` with the value of `--flag`.
+    pub fn set_by_flag(&mut self, flag: &str, section: &str, key: &str, value: &str) {
+        self.insert(section, key, value, Origin::Flag(flag.to_string()));
+    }
+
+    /// Overrides `section.key` with the value of the environment variable `var` (an alias
+    /// such as `LARS_LOG`, besides the `LARS_<SECTION>_<KEY>` that [`Ini::apply_env`] reads).
+    pub fn set_by_env(&mut self, var: &str, section: &str, key: &str, value: &str) {
+        self.insert(section, key, value, Origin::Env(var.to_string()));
+    }
+
+    /// Remembers a value the daemon took from elsewhere (a flag that is no `.conf` key, such
+    /// as `--mysql URL`), for [`Ini::effective`].
+    pub fn note(&self, section: &str, key: &str, value: &str, origin: Origin) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let effective = Effective { section: section.into(), key: key.into(), value: value.into(), origin };
+        match used.iter_mut().find(|e| e.section == section && e.key == key) {
+            Some(earlier) => *earlier = effective,
+            None => used.push(effective),
+        }
+    }
+
+    /// The values the daemon read so far, in the order it first read them, each with its
+    /// origin.
+    pub fn effective(&self) -> Vec<Effective> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Warnings for the keys and sections of the files that no entry of `known` names: a
+    /// typo such as `maxConns` would otherwise do nothing. `known` lists `(section, key)`;
+    /// a section ending in `*` matches every section that starts with what precedes it
+    /// (`route:*`). A close known name is suggested.
+    pub fn unknown(&self, known: &[(&str, &str)]) -> Vec<ConfigError> {
+        let matches = |pattern: &str, section: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => section.starts_with(prefix),
+            None => pattern == section,
+        };
+        let mut warnings = Vec::new();
+        let sections: Vec<&str> = known.iter().map(|(s, _)| *s).collect();
+        for (section, origin) in &self.headers {
+            // An empty name was warned about as the file was read.
+            if section.is_empty() || sections.iter().any(|pattern| matches(pattern, section)) {
+                continue;
+            }
+            let hint =
+                suggestion(section, &sections).map_or(String::new(), |s| format!(" (did you mean [{s}]?)"));
+            warnings.push(ConfigError {
+                origin: origin.clone(),
+                key: None,
+                message: format!("unknown section [{section}]{hint}: its keys are ignored"),
+            });
+        }
+        for (section, keys) in &self.sections {
+            let here: Vec<&str> =
+                known.iter().filter(|(s, _)| matches(s, section)).map(|(_, key)| *key).collect();
+            if here.is_empty() {
+                continue;
+            }
+            for (key, value) in keys {
+                if here.contains(&key.as_str()) || !matches!(value.origin, Origin::File { .. }) {
+                    continue;
+                }
+                let hint =
+                    suggestion(key, &here).map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
+                warnings.push(ConfigError {
+                    origin: value.origin.clone(),
+                    key: Some(format!("{section}.{key}")),
+                    message: format!("unknown key{hint}: ignored"),
+                });
+            }
+        }
+        warnings.sort_by_key(|w| match &w.origin {
+            Origin::File { line, .. } => *line,
+            _ => 0,
+        });
+        warnings
     }
 
     /// Applies `LARS_<SECTION>_<KEY>` variables from `vars` for every `(section, key)` listed
@@ -190,7 +304,8 @@ impl Ini {
         known: &[(&str, &str)],
     ) -> Result<(), ConfigError> {
         let vars: BTreeMap<std::ffi::OsString, std::ffi::OsString> = vars.into_iter().collect();
-        for (section, key) in known {
+        // A pattern such as `route:*` names sections, not a variable.
+        for (section, key) in known.iter().filter(|(section, _)| !section.ends_with('*')) {
             let name = format!("LARS_{}_{}", section.to_uppercase(), key.to_uppercase());
             let Some(value) = vars.get(std::ffi::OsStr::new(&name)) else { continue };
             let Some(value) = value.to_str() else {
@@ -207,6 +322,16 @@ impl Ini {
 
     /// The raw text of `section.key`.
     pub fn get_str(&self, section: &str, key: &str) -> Option<&str> {
+        let value = self.value(section, key);
+        match value {
+            Some(v) => self.note(section, key, &v.text, v.origin.clone()),
+            None => self.note(section, key, "", Origin::Default),
+        }
+        value.map(|v| v.text.as_str())
+    }
+
+    /// The raw text of `section.key`, without counting it as read.
+    pub fn peek(&self, section: &str, key: &str) -> Option<&str> {
         self.value(section, key).map(|v| v.text.as_str())
     }
 
@@ -217,7 +342,7 @@ impl Ini {
     /// An error about `section.key` that names where its value came from.
     pub fn error(&self, section: &str, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
-            origin: self.value(section, key).map_or(Origin::Flag, |v| v.origin.clone()),
+            origin: self.value(section, key).map_or(Origin::Default, |v| v.origin.clone()),
             key: Some(format!("{section}.{key}")),
             message: message.into(),
         }
@@ -226,7 +351,11 @@ impl Ini {
     /// `section.key` parsed as `T`, or `default` when absent; an unparsable value is an error
     /// naming where it came from.
     pub fn get<T: ConfigValue>(&self, section: &str, key: &str, default: T) -> Result<T, ConfigError> {
-        let Some(value) = self.value(section, key) else { return Ok(default) };
+        let Some(value) = self.value(section, key) else {
+            self.note(section, key, &default.show(), Origin::Default);
+            return Ok(default);
+        };
+        self.note(section, key, &value.text, value.origin.clone());
         T::parse_config(&value.text).map_err(|message| ConfigError {
             origin: value.origin.clone(),
             key: Some(format!("{section}.{key}")),
@@ -239,6 +368,38 @@ impl Ini {
 pub trait ConfigValue: Sized {
     /// Parses the text, or says what was expected ("a number", ...).
     fn parse_config(text: &str) -> Result<Self, String>;
+
+    /// The value as a configuration file would spell it, to show a default.
+    fn show(&self) -> String {
+        "(built in)".into()
+    }
+}
+
+/// The known name closest to `name` if it is close enough to be a typo: equal but for case,
+/// or at most two edits away (and fewer than half its letters).
+fn suggestion<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = previous + usize::from(ca != cb);
+                previous = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .copied()
+        .filter(|k| !k.ends_with('*'))
+        .map(|k| (if k.eq_ignore_ascii_case(name) { 0 } else { distance(name, k) }, k))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < name.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 macro_rules! numeric {
@@ -246,6 +407,10 @@ macro_rules! numeric {
         impl ConfigValue for $ty {
             fn parse_config(text: &str) -> Result<Self, String> {
                 text.parse().map_err(|_| format!("a number in the range of {}", stringify!($ty)))
+            }
+
+            fn show(&self) -> String {
+                self.to_string()
             }
         }
     )*};
@@ -261,11 +426,19 @@ impl ConfigValue for bool {
             _ => Err("true or false".into()),
         }
     }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl ConfigValue for String {
     fn parse_config(text: &str) -> Result<Self, String> {
         Ok(text.to_string())
+    }
+
+    fn show(&self) -> String {
+        self.clone()
     }
 }
 
@@ -274,11 +447,19 @@ impl ConfigValue for lars_core::lb::PolicyKind {
         Self::parse(&text.to_ascii_lowercase())
             .ok_or_else(|| "lars, round_robin, weighted, p2c or maglev".into())
     }
+
+    fn show(&self) -> String {
+        self.as_str().into()
+    }
 }
 
 impl ConfigValue for lars_core::wire::CodecChoice {
     fn parse_config(text: &str) -> Result<Self, String> {
         Self::parse(&text.to_ascii_lowercase()).ok_or_else(|| "auto, native or lars".into())
+    }
+
+    fn show(&self) -> String {
+        self.as_str().into()
     }
 }
 
@@ -293,11 +474,19 @@ impl ConfigValue for Fraction {
             _ => Err("a fraction from 0 to 1".into()),
         }
     }
+
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 impl ConfigValue for IpAddr {
     fn parse_config(text: &str) -> Result<Self, String> {
         IpAddr::from_str(text).map_err(|_| "an IP address".into())
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -308,6 +497,10 @@ impl ConfigValue for Vec<SocketAddr> {
             .filter(|s| !s.is_empty())
             .map(|s| SocketAddr::from_str(s).map_err(|_| format!("a list of ip:port addresses (`{s}`)")))
             .collect()
+    }
+
+    fn show(&self) -> String {
+        self.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -322,6 +515,10 @@ impl ConfigValue for Vec<lars_core::access::Cidr> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() { Err("a list of CIDR blocks (it is empty)".into()) } else { Ok(list) }
+    }
+
+    fn show(&self) -> String {
+        self.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -596,5 +793,55 @@ mod tests {
         let list: Vec<SocketAddr> = ini.get("s", "list", Vec::new()).unwrap();
         assert_eq!(list, ["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]);
         assert_eq!(ini.get("s", "rate", 0.0f64), Ok(0.7));
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_named_with_a_suggestion() {
+        let text = "[reactor]\nmaxConns = 10\nport = 1\n[repoter]\ndb_thread_cnt = 3\n\
+                    [route:1:1]\npolicy = p2c\nweight = 2\n[zzz]\n";
+        let ini = Ini::parse(text, Path::new("lars.conf")).unwrap();
+        let known = [
+            ("reactor", "maxConn"),
+            ("reactor", "port"),
+            ("reporter", "db_thread_cnt"),
+            ("route:*", "policy"),
+        ];
+        let warnings: Vec<String> = ini.unknown(&known).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "lars.conf:2: key `reactor.maxConns`: unknown key (did you mean `maxConn`?): ignored",
+                "lars.conf:4: unknown section [repoter] (did you mean [reporter]?): its keys are ignored",
+                "lars.conf:8: key `route:1:1.weight`: unknown key: ignored",
+                "lars.conf:9: unknown section [zzz]: its keys are ignored",
+            ]
+        );
+        assert_eq!(suggestion("MAXCONN", &["maxConn"]), Some("maxConn"));
+        assert_eq!(suggestion("ip", &["port"]), None, "too short to guess");
+    }
+
+    #[test]
+    fn the_effective_configuration_names_every_origin() {
+        let mut ini = Ini::parse("[reactor]\nport = 7000\n", Path::new("dns.conf")).unwrap();
+        ini.apply_env([("LARS_REACTOR_IP".into(), "127.0.0.2".into())], &ReactorConfig::KEYS).unwrap();
+        ini.set_by_flag("threads", "reactor", "threadNum", "2");
+        ReactorConfig::from_ini(&ini, 7778).unwrap();
+        let shown: Vec<(String, String, String)> = ini
+            .effective()
+            .into_iter()
+            .map(|e| (format!("{}.{}", e.section, e.key), e.value, e.origin.to_string()))
+            .collect();
+        let expect = |k: &str, v: &str, o: &str| (k.to_string(), v.to_string(), o.to_string());
+        assert_eq!(
+            shown,
+            [
+                expect("reactor.ip", "127.0.0.2", "environment variable LARS_REACTOR_IP"),
+                expect("reactor.port", "7000", "dns.conf:2"),
+                expect("reactor.maxConn", "1024", "default"),
+                expect("reactor.threadNum", "2", "flag --threads"),
+                expect("reactor.allow", &lars_core::access::Cidr::LOOPBACK.to_vec().show(), "default"),
+            ]
+        );
+        assert_eq!(ini.clone().effective().len(), 5, "a clone keeps what was read");
     }
 }

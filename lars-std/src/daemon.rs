@@ -3,7 +3,13 @@
 //!
 //! Every daemon reads an original-style `.conf` (`--config FILE`, optional), applies `LARS_*`
 //! environment variables, then its flags. Flags are `--name value` (or `--name=value`); a flag
-//! that is not known, or lacks its value, is an error naming it.
+//! that is not known, or lacks its value, is an error naming it. Every daemon also takes the
+//! flags of `DAEMON_USAGE`: the log's level and format, and `--check-config`, which prints
+//! the effective configuration with the origin of every value and exits (0, or 78 on an
+//! error). A key or section the daemon does not read is a warning naming the file and line.
+//!
+//! Exit codes follow `sysexits.h`: 64 for a usage error, 78 for a configuration error, 70 for
+//! anything else.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +19,7 @@ use std::path::Path;
 use lars_core::wire::frame;
 
 use crate::config::{ConfigError, Ini, Origin, ReactorConfig};
+use crate::logger;
 use crate::pool::PoolConfig;
 use crate::reactor::ServerConfig;
 
@@ -36,7 +43,36 @@ pub struct Args {
     flags: BTreeMap<String, String>,
 }
 
+/// The flags every daemon takes besides its own (see [`DAEMON_USAGE`]).
+pub const DAEMON_FLAGS: [&str; 3] = ["config", "log-level", "log-format"];
+/// The switches every daemon takes.
+pub const DAEMON_SWITCHES: [&str; 2] = ["help", "check-config"];
+
+/// The part of every daemon's `--help` about the flags all of them take.
+pub const DAEMON_USAGE: &str = "\
+Every daemon also takes:
+  --log-level LEVEL   off, error, warn, info (the default), debug or trace; also LARS_LOG
+                      or [log] level
+  --log-format FMT    text (the default) or json, one object per line; also [log] format
+  --check-config      print the effective configuration, each value with where it came from
+                      (file and line, environment variable, flag or default), and exit: 0 if
+                      it is valid, 78 if not
+Lines go to stderr, with a UTC time unless stderr is systemd's journal; one call site writes
+at most 10 lines per 10 s and sums up the rest. SIGHUP reads the configuration file again
+(the log settings take effect; other changes are named and wait for a restart); SIGUSR1 logs
+the counters; SIGINT or SIGTERM stops cleanly. Under systemd (Type=notify) the daemon says
+READY=1 once it serves and STOPPING=1 when it stops.
+";
+
 impl Args {
+    /// Parses a daemon's arguments: its own flags `known` and `switches`, and
+    /// [`DAEMON_FLAGS`] and [`DAEMON_SWITCHES`].
+    pub fn for_daemon(known: &[&str], switches: &[&str]) -> Result<Args, UsageError> {
+        let flags: Vec<&str> = known.iter().chain(&DAEMON_FLAGS).copied().collect();
+        let switches: Vec<&str> = switches.iter().chain(&DAEMON_SWITCHES).copied().collect();
+        Args::from_env(&flags, &switches)
+    }
+
     /// Parses this process's arguments (after the program name), which must be UTF-8.
     pub fn from_env(known: &[&str], switches: &[&str]) -> Result<Args, UsageError> {
         // The argument is not repeated: it may hold a password.
@@ -112,27 +148,173 @@ impl Args {
     }
 }
 
-/// Loads `--config FILE` (or an empty config), printing the lines it skipped, then `LARS_*`
-/// variables for `keys` and for `[pool]`, and sizes the process-wide buffer pool from `[pool]`
-/// (every daemon has one, and it must be sized before anything allocates).
+/// Loads `--config FILE` (or an empty config), then `LARS_*` variables for `keys`, `[pool]`
+/// and `[log]`, and the log flags; starts the logger; logs the lines it skipped and the keys
+/// and sections no daemon reads; and sizes the process-wide buffer pool from `[pool]` (every
+/// daemon has one, and it must be sized before anything allocates).
 pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
-    let mut ini = match args.flag("config") {
-        Some(path) => Ini::load(Path::new(path))?,
-        None => Ini::new(),
-    };
-    for warning in ini.warnings() {
-        eprintln!("warning: {warning}");
-    }
-    ini.apply_env(std::env::vars_os(), keys)?;
-    ini.apply_env(std::env::vars_os(), &PoolConfig::KEYS)?;
+    let ini = read_config(args, keys)?;
+    logger::init(&program_name(), log_settings(&ini)?);
+    warn_about(&ini, keys);
     // Every daemon accepts frames up to the protocol's limit.
     let pool = PoolConfig::from_ini(&ini, frame::HEADER_LEN + frame::MAX_BODY as usize)?;
     crate::pool::configure(pool).map_err(|e| ConfigError {
-        origin: Origin::Flag,
+        origin: Origin::Default,
         key: None,
         message: e.to_string(),
     })?;
     Ok(ini)
+}
+
+/// This program's name, as the log shows it.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| Path::new(&arg0).file_name().map(|name| name.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "lars".into())
+}
+
+/// The file, the environment and the log flags, merged.
+fn read_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
+    let mut ini = match args.flag("config") {
+        Some(path) => Ini::load(Path::new(path))?,
+        None => Ini::new(),
+    };
+    ini.apply_env(std::env::vars_os(), keys)?;
+    ini.apply_env(std::env::vars_os(), &PoolConfig::KEYS)?;
+    ini.apply_env(std::env::vars_os(), &logger::KEYS)?;
+    // LARS_LOG is the short spelling, as RUST_LOG is for other programs.
+    if let Some(level) = std::env::var_os("LARS_LOG") {
+        let Some(level) = level.to_str() else {
+            return Err(ConfigError {
+                origin: Origin::Env("LARS_LOG".into()),
+                key: Some("log.level".into()),
+                message: "the value is not valid UTF-8".into(),
+            });
+        };
+        ini.set_by_env("LARS_LOG", "log", "level", level);
+    }
+    for (flag, key) in [("log-level", "level"), ("log-format", "format")] {
+        if let Some(value) = args.flag(flag) {
+            ini.set_by_flag(flag, "log", key, value);
+        }
+    }
+    Ok(ini)
+}
+
+/// The logger's settings from `[log]`.
+pub fn log_settings(ini: &Ini) -> Result<logger::Settings, ConfigError> {
+    let default = logger::Settings::default();
+    Ok(logger::Settings {
+        level: ini.get("log", "level", default.level)?,
+        format: ini.get("log", "format", default.format)?,
+    })
+}
+
+/// Logs the lines the loader skipped and the keys and sections that none of `keys`,
+/// `[pool]` and `[log]` names.
+fn warn_about(ini: &Ini, keys: &[(&str, &str)]) {
+    let known: Vec<(&str, &str)> =
+        keys.iter().chain(&PoolConfig::KEYS).chain(&logger::KEYS).copied().collect();
+    for warning in ini.warnings().iter().chain(&ini.unknown(&known)) {
+        log::warn!("{warning}");
+    }
+}
+
+/// Reads the configuration again for SIGHUP: applies the log settings, logs the new file's
+/// warnings, and names the keys whose value changed in the file or the environment, which
+/// take effect at the next start. `running` is the configuration the daemon runs with. On an
+/// error nothing changes.
+pub fn reload(args: &Args, keys: &[(&str, &str)], running: &Ini) -> Result<(), ConfigError> {
+    let fresh = read_config(args, keys)?;
+    let settings = log_settings(&fresh)?;
+    logger::apply(settings);
+    warn_about(&fresh, keys);
+    let changed: Vec<String> = running
+        .effective()
+        .into_iter()
+        // A flag still wins at the next start; the log settings took effect already.
+        .filter(|e| !matches!(e.origin, Origin::Flag(_)) && e.section != "log")
+        .filter(|e| running.peek(&e.section, &e.key) != fresh.peek(&e.section, &e.key))
+        .map(|e| format!("[{}] {}", e.section, e.key))
+        .collect();
+    let source = args.flag("config").unwrap_or("no file");
+    let level = settings.level.as_str().to_ascii_lowercase();
+    let format = crate::config::ConfigValue::show(&settings.format);
+    if changed.is_empty() {
+        log::info!(
+            "configuration read again from {source}: log level {level}, format {format}; nothing else changed"
+        );
+    } else {
+        log::warn!(
+            "configuration read again from {source}: log level {level}, format {format}; changed, and applied \
+             only at the next start: {}",
+            changed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Prints the configuration the daemon would run with, as a `.conf` file whose every value
+/// says where it came from (for `--check-config`). Passwords and secrets are not shown.
+pub fn print_config(program: &str, ini: &Ini) {
+    let mut effective = ini.effective();
+    effective.sort_by(|a, b| (&a.section, &a.key).cmp(&(&b.section, &b.key)));
+    let mut out = format!("# {program}: the effective configuration; it is valid\n");
+    let mut section = None;
+    for entry in &effective {
+        if section != Some(&entry.section) {
+            out.push_str(&format!("\n[{}]\n", entry.section));
+            section = Some(&entry.section);
+        }
+        let secret = ["passwd", "password", "secret"].iter().any(|word| entry.key.contains(word));
+        let value = if secret && !entry.value.is_empty() { "(hidden)" } else { entry.value.as_str() };
+        let origin = match (&entry.origin, entry.value.is_empty()) {
+            (Origin::Default, true) => "not set".to_string(),
+            (origin, _) => origin.to_string(),
+        };
+        out.push_str(&format!("{:<44} # {origin}\n", format!("{} = {value}", entry.key)));
+    }
+    print!("{out}");
+}
+
+/// The counters line SIGUSR1 writes: `name=value` pairs.
+pub fn counters_line(counters: &[(&str, u64)]) -> String {
+    let pairs: Vec<String> = counters.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    format!("counters: {}", pairs.join(" "))
+}
+
+/// Runs a started daemon until SIGINT or SIGTERM: tells systemd it is ready (with `status`),
+/// answers SIGHUP ([`reload`]) and SIGUSR1 (logs `counters()`), and writes the log's
+/// summaries of suppressed lines every second. Then tells systemd it stops.
+pub fn serve(
+    shutdown: &mut crate::signal::Shutdown,
+    args: &Args,
+    keys: &[(&str, &str)],
+    ini: &Ini,
+    status: &str,
+    counters: &dyn Fn() -> Vec<(&'static str, u64)>,
+) -> std::io::Result<()> {
+    use crate::signal::Signal;
+    log::info!("{status}");
+    if let Err(e) = crate::notify::ready(status) {
+        log::warn!("could not tell systemd that it is ready (NOTIFY_SOCKET): {e}");
+    }
+    loop {
+        match shutdown.next(Some(std::time::Duration::from_secs(1)))? {
+            Some(Signal::Stop) => break,
+            Some(Signal::Reload) => {
+                if let Err(e) = reload(args, keys, ini) {
+                    log::error!("SIGHUP: {e}; the running configuration stays");
+                }
+            }
+            Some(Signal::Report) => log::info!("{}", counters_line(&counters())),
+            None => log::logger().flush(),
+        }
+    }
+    log::info!("stopping");
+    let _ = crate::notify::stopping();
+    Ok(())
 }
 
 /// The flags [`server_config`] reads, for a daemon's list of known flags.
@@ -150,17 +332,17 @@ pub fn server_config(
     if let Some(listen) = args.flag("listen") {
         let addr: SocketAddr =
             listen.parse().map_err(|_| UsageError(format!("--listen: `{listen}` is not ip:port")))?;
-        ini.set("reactor", "ip", &addr.ip().to_string());
-        ini.set("reactor", "port", &addr.port().to_string());
+        ini.set_by_flag("listen", "reactor", "ip", &addr.ip().to_string());
+        ini.set_by_flag("listen", "reactor", "port", &addr.port().to_string());
     }
     if let Some(threads) = args.flag("threads") {
-        ini.set("reactor", "threadNum", threads);
+        ini.set_by_flag("threads", "reactor", "threadNum", threads);
     }
     if let Some(max) = args.flag("max-conn") {
-        ini.set("reactor", "maxConn", max);
+        ini.set_by_flag("max-conn", "reactor", "maxConn", max);
     }
     if let Some(allow) = args.flag("allow") {
-        ini.set("reactor", "allow", allow);
+        ini.set_by_flag("allow", "reactor", "allow", allow);
     }
     for (flag, key) in [
         ("header-timeout", "headerTimeout"),
@@ -168,7 +350,7 @@ pub fn server_config(
         ("idle-timeout", "idleTimeout"),
     ] {
         if let Some(value) = args.flag(flag) {
-            ini.set("reactor", key, value);
+            ini.set_by_flag(flag, "reactor", key, value);
         }
     }
     let reactor = ReactorConfig::from_ini(ini, default_port)?;
@@ -212,6 +394,14 @@ pub fn auth_config(ini: &mut Ini, args: &Args) -> Result<crate::auth::AuthConfig
 /// What a daemon says at start about who may reach it: the allowlist, whether agents must
 /// prove a secret, and a warning when it listens beyond loopback but admits loopback only (the
 /// default), which would refuse every remote agent.
+/// Logs the lines of [`access_summary`] (without their program name, which the log adds).
+pub fn log_access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::AuthConfig) {
+    let prefix = format!("{program}: ");
+    for line in access_summary(program, server, auth) {
+        log::info!("{}", line.strip_prefix(&prefix).unwrap_or(&line));
+    }
+}
+
 pub fn access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::AuthConfig) -> Vec<String> {
     let allow: Vec<String> = server.allow.iter().map(ToString::to_string).collect();
     let secret = match (&auth.secret, auth.allow_lars) {
@@ -261,6 +451,7 @@ pub const MYSQL_KEYS: [(&str, &str); 5] = [
 #[cfg(feature = "mysql")]
 pub fn mysql_opts(ini: &Ini, args: &Args) -> Result<Option<mysql::Opts>, Box<dyn std::error::Error>> {
     if let Some(url) = args.flag("mysql") {
+        ini.note("mysql", "url", &crate::store::mysql::without_password(url), Origin::Flag("mysql".into()));
         return Ok(Some(crate::store::mysql::opts(url)?));
     }
     if ini.get_str("mysql", "db_host").is_none() && ini.get_str("mysql", "db_name").is_none() {
@@ -317,14 +508,21 @@ pub fn pool_counters() -> Vec<(&'static str, u64)> {
     ]
 }
 
-/// Prints `error` and exits with the conventional usage (64) or software (70) code.
+/// Prints `error` and exits with the conventional code: usage (64), configuration (78) or
+/// software (70).
 pub fn exit_with(program: &str, error: &(dyn std::error::Error + 'static), usage: &str) -> ! {
     if error.is::<UsageError>() {
         eprintln!("{program}: {error}\n\n{usage}");
         std::process::exit(64);
     }
-    eprintln!("{program}: {error}");
-    std::process::exit(70);
+    let code = if error.is::<ConfigError>() { 78 } else { 70 };
+    if logger::installed() {
+        log::error!("{error}");
+        logger::finish();
+    } else {
+        eprintln!("{program}: {error}");
+    }
+    std::process::exit(code);
 }
 
 #[cfg(test)]

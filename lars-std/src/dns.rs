@@ -210,8 +210,8 @@ impl Dns {
                 stats.loads.fetch_add(1, Ordering::Relaxed);
                 stats.ready.store(1, Ordering::Relaxed);
                 stats.store_up.store(1, Ordering::Relaxed);
-                eprintln!(
-                    "lars-dns: loaded {} routes, {} hosts from {}",
+                log::info!(
+                    "loaded {} routes, {} hosts from {}",
                     table.routes.len(),
                     table.host_count(),
                     store.describe()
@@ -220,7 +220,7 @@ impl Dns {
             }
             Err(e) => {
                 stats.load_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("lars-dns: {e}; not ready (agents keep their routes) until a load succeeds");
+                log::error!("{e}; not ready (agents keep their routes) until a load succeeds");
                 loaded = false;
                 RouteTable::default()
             }
@@ -231,7 +231,7 @@ impl Dns {
         let server_stats = ServerStatsCell::default();
         let auth = Arc::new(config.auth.clone());
         let server = TcpServer::start(config.server.clone(), |_| DnsWorker {
-            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Dns, "lars-dns"),
+            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Dns),
             snapshot: Arc::clone(&snapshot),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
@@ -406,7 +406,7 @@ impl Loader {
             match table {
                 Ok((table, changed)) => {
                     if failures > 0 {
-                        eprintln!("lars-dns: {} is back", self.store.describe());
+                        log::info!("{} is back", self.store.describe());
                     }
                     failures = 0;
                     self.stats.store_up.store(1, Ordering::Relaxed);
@@ -440,8 +440,8 @@ impl Loader {
             && full
             && now.saturating_since(since) >= crate::time::from_std(self.config.reload_interval)
         {
-            eprintln!(
-                "lars-dns: a later full load confirms {routes} routes, {hosts} hosts \
+            log::warn!(
+                "a later full load confirms {routes} routes, {hosts} hosts \
                  (down from {served_routes}, {served_hosts}); serving it"
             );
             self.held_since = None;
@@ -449,8 +449,8 @@ impl Loader {
         }
         self.stats.held_loads.fetch_add(1, Ordering::Relaxed);
         if self.held_since.is_none() {
-            eprintln!(
-                "lars-dns: held a load of {routes} routes, {hosts} hosts (serving {served_routes}, \
+            log::warn!(
+                "held a load of {routes} routes, {hosts} hosts (serving {served_routes}, \
                  {served_hosts}): it removes more than {:.0} % at once; serving the last routes until \
                  a full load {} s later says the same",
                 self.config.shrink_limit * 100.0,
@@ -465,7 +465,7 @@ impl Loader {
         self.stats.load_errors.fetch_add(1, Ordering::Relaxed);
         self.stats.store_up.store(0, Ordering::Relaxed);
         if *failures == 0 {
-            eprintln!("lars-dns: {error}; serving the last routes and retrying");
+            log::error!("{error}; serving the last routes and retrying");
         }
         *failures += 1;
     }
@@ -495,8 +495,8 @@ impl Loader {
             for worker in 0..self.poster.workers() {
                 let push = Push { table: Arc::clone(&table), changed: Arc::clone(&changed), noticed };
                 if self.poster.post(worker, push).is_err() {
-                    eprintln!(
-                        "lars-dns: worker {worker}'s queue is full; its agents get this change at their next refresh"
+                    log::warn!(
+                        "worker {worker}'s queue is full; its agents get this change at their next refresh"
                     );
                 }
             }
@@ -529,8 +529,8 @@ impl DnsWorker {
             if held.load(Ordering::Relaxed) >= self.caps.total as u64
                 && !TOTAL_CAP_LOGGED.swap(true, Ordering::Relaxed)
             {
-                eprintln!(
-                    "lars-dns: {} subscriptions held, the total cap ([dns] subscriptions_total); \
+                log::warn!(
+                    "{} subscriptions held, the total cap ([dns] subscriptions_total); \
                      further routes are answered without pushes (counted in subscriptions_refused)",
                     self.caps.total
                 );

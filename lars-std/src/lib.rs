@@ -13,7 +13,10 @@
 //! - [`client`]: the client API of the local agent.
 //! - [`metrics`]: Prometheus metrics: the scrape page and the HTTP responder that serves it.
 //! - [`config`]: the INI loader that reads the original Lars `.conf` files.
-//! - [`signal`]: SIGINT/SIGTERM as an event the loop can wait on.
+//! - [`signal`]: SIGINT/SIGTERM (stop), SIGHUP (reload) and SIGUSR1 (report) as events a
+//!   daemon waits on.
+//! - [`logger`]: the daemons' log lines (levels, text or JSON, journald, rate limits);
+//!   [`notify`]: systemd's readiness notifications.
 //! - [`store`]: route stores (route file, memory; MySQL with the `mysql` feature) and
 //!   statistics stores.
 //!
@@ -37,7 +40,9 @@ pub mod config;
 #[doc(hidden)]
 pub mod daemon;
 pub mod dns;
+pub mod logger;
 pub mod metrics;
+pub mod notify;
 pub mod pool;
 pub mod reactor;
 pub mod reporter;

@@ -232,12 +232,7 @@ impl Reporter {
         let server_stats = crate::dns::ServerStatsCell::default();
         let auth = Arc::new(config.auth);
         let server = TcpServer::start(config.server, |_| ReporterWorker {
-            gate: crate::auth::Gate::new(
-                Arc::clone(&auth),
-                Arc::clone(&stats.auth),
-                Role::Reporter,
-                "lars-reporter",
-            ),
+            gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Reporter),
             queues: queues.clone(),
             stats: Arc::clone(&stats),
             server_stats: Arc::clone(&server_stats),
@@ -333,14 +328,14 @@ impl Reporter {
             let accounted = load(&stats.rows_stored) + load(&stats.rows_dropped) + load(&stats.rows_unstored);
             let held = load(&stats.rows_received).saturating_sub(accounted);
             stats.rows_unstored.fetch_add(held, Ordering::AcqRel);
-            eprintln!(
-                "lars-reporter: {stuck} writer(s) still waiting on the store after {} ms; giving up on them",
+            log::warn!(
+                "{stuck} writer(s) still waiting on the store after {} ms; giving up on them",
                 self.stop_timeout.as_millis()
             );
         }
         let unstored = load(&stats.rows_unstored);
         if unstored > 0 {
-            eprintln!("lars-reporter: {unstored} rows received could not be stored before the stop");
+            log::warn!("{unstored} rows received could not be stored before the stop");
         }
         unstored
     }
@@ -391,8 +386,8 @@ impl ReporterWorker {
                 if rewritten.is_power_of_two() {
                     let (node_ip, claimed_ip) =
                         (std::net::Ipv4Addr::from_bits(node), std::net::Ipv4Addr::from_bits(claimed));
-                    eprintln!(
-                        "lars-reporter: agent {node_ip} sent statistics as caller {claimed_ip}; stored as {node_ip} ({rewritten} such frames so far)"
+                    log::warn!(
+                        "agent {node_ip} sent statistics as caller {claimed_ip}; stored as {node_ip} ({rewritten} such frames so far)"
                     );
                 }
                 node
@@ -644,10 +639,10 @@ impl Writer {
                 }
                 Err(e) => {
                     if self.stats.store_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("lars-reporter: {e}; retrying");
+                        log::error!("{e}; retrying");
                     }
                     if self.stop.load(Ordering::Acquire) {
-                        eprintln!("lars-reporter: stopping: {e}");
+                        log::warn!("stopping: {e}");
                         self.stats.rows_unstored.fetch_add(batch.len() as u64, Ordering::AcqRel);
                         self.stats.failing_writers.fetch_sub(1, Ordering::Relaxed);
                         return false;

@@ -1,10 +1,12 @@
 //! lars-tests: integration tests that start real lars components on loopback. This library holds
 //! what the test files share: a blocking framed client, an echo service, test databases (with
-//! lars's schema or the original's) and peers that speak only the original protocol
-//! ([`original`]).
+//! lars's schema or the original's), peers that speak only the original protocol
+//! ([`original`]), and daemon binaries run as systemd runs them ([`process`], which the
+//! binaries' own tests include by path).
 
 pub mod mariadb;
 pub mod original;
+pub mod process;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -143,6 +145,21 @@ impl TestDb {
         let mut conn = db.conn();
         for statement in ORIGINAL_SCHEMA {
             conn.query_drop(statement).expect("create the original schema");
+        }
+        db
+    }
+
+    /// Creates the database and runs `script` in it, statement by statement (for the
+    /// packages' `schema.sql`).
+    pub fn create_from_script(script: &str) -> TestDb {
+        use mysql::prelude::Queryable;
+        let db = TestDb::empty();
+        let mut conn = db.conn();
+        let statements = script.split(";\n").map(|s| {
+            s.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
+        });
+        for statement in statements.filter(|s| !s.trim().is_empty()) {
+            conn.query_drop(&statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
         }
         db
     }

@@ -281,3 +281,16 @@ fn dns_started_before_its_database_exists_loads_every_route_once_it_does() {
     });
     conn.query_drop(format!("DROP DATABASE {late}")).unwrap();
 }
+
+#[test]
+fn the_packaged_schema_script_makes_the_schema_the_daemons_use() {
+    let db = TestDb::create_from_script(&lars_std::store::mysql::schema_sql());
+    db.console_add(1001, 1, Ipv4Addr::new(10, 0, 0, 1), 80);
+    let mut conn = db.conn();
+    let weights: Vec<u32> = conn.query("SELECT weight FROM RouteData").unwrap();
+    assert_eq!(weights, [1], "the weight extension is there");
+    let dns = dns_on(&db, "127.0.0.1:0".parse().unwrap());
+    eventually("lars-dns loads the route", || dns.snapshot().routes.len() == 1);
+    // Running `db-init` over it changes nothing and fails on nothing.
+    lars_std::store::mysql::init_schema(&db.opts).unwrap();
+}

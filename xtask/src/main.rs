@@ -7,6 +7,7 @@
 
 mod clients;
 mod demo;
+mod dist;
 mod firmware;
 mod mysql;
 mod setup;
@@ -29,7 +30,11 @@ tasks:
           packages as root, cbindgen, defmt-print); `test` does it first
   test    fmt check, clippy -D warnings, the alert rules' promtool tests, workspace tests
           (with MySQL), the pool's loom model, no_std builds, the firmware in QEMU, the client
-          libraries
+          libraries, the Debian packages installed into a throwaway root
+  dist [--debug | --check]
+          Debian packages of lars-dns, lars-reporter, lars-agent and the lars CLI (units,
+          /etc/lars/*.conf, the MariaDB schema) in target/debian/; --check installs debug
+          builds of them into a throwaway root and starts them (part of `test`)
   firmware [--dhcp] [--qemu]
           build the gateway firmware (static address, or DHCP); boot it in QEMU against
           real daemons
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("test-clients") => clients::test(&args[1..]),
         Some("demo") => demo::demo(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]),
         Some("db-init") => db_init(&args[1..]),
         Some("firmware") => firmware::firmware(&args[1..]),
         Some("size") => firmware::size(),
@@ -242,7 +248,9 @@ fn test() -> Result<(), String> {
         ("firmware in QEMU, DHCP", || firmware::firmware(&["--qemu".into(), "--dhcp".into()])),
         ("firmware panic exits QEMU with an error", firmware::panic_exits_qemu),
     ];
-    for (name, step) in firmware_steps.into_iter().chain(clients::TEST_STEPS) {
+    let package_steps: [(&str, InProcessStep); 1] =
+        [("Debian packages: installed in a throwaway root, units verified, daemons started", dist::check)];
+    for (name, step) in firmware_steps.into_iter().chain(clients::TEST_STEPS).chain(package_steps) {
         println!("\n==> {name}");
         let start = Instant::now();
         let outcome = step().map_or_else(Outcome::Failed, |()| Outcome::Passed);

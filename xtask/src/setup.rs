@@ -24,7 +24,7 @@ struct Program {
 }
 
 /// The programs the gates run.
-const PROGRAMS: [Program; 8] = [
+const PROGRAMS: [Program; 11] = [
     Program { name: "qemu-system-arm", package: "qemu-system-arm", why: "boots the gateway firmware" },
     Program { name: "ip", package: "iproute2", why: "makes the firmware's private network namespace" },
     Program { name: "cc", package: "gcc libc6-dev", why: "builds the C client's test" },
@@ -33,6 +33,9 @@ const PROGRAMS: [Program; 8] = [
     Program { name: "python3", package: "python3", why: "runs the Python client's test" },
     Program { name: "prometheus", package: "prometheus", why: "scrapes the daemons' metrics in the tests" },
     Program { name: "promtool", package: "prometheus", why: "tests the alert rules and lints the metrics" },
+    Program { name: "dpkg-deb", package: "dpkg", why: "builds the Debian packages" },
+    Program { name: "systemd-analyze", package: "systemd", why: "verifies the systemd units" },
+    Program { name: "kill", package: "procps", why: "stops daemons with SIGTERM (and the units' reload)" },
 ];
 
 /// Cargo-installed tools: the name, whether the gates need it, and why.

@@ -45,6 +45,32 @@ fn every_rust_file_opens_with_a_module_doc() {
     assert!(missing.is_empty(), "files that do not open with a `//!` line saying what they are: {missing:?}");
 }
 
+/// The daemons log through `lars_std::logger` (levels, formats, journald, rate limits); an
+/// `eprintln!` in lars-std or a daemon's `main.rs` would bypass all of it. Only
+/// `lars-std/src/daemon.rs` writes to stderr itself, for errors before the logger starts.
+#[test]
+fn the_daemons_log_through_the_logger() {
+    let dirs = ["lars-std/src", "bins/lars-dns/src", "bins/lars-reporter/src", "bins/lars-agent/src"]
+        .map(|dir| root().join(dir));
+    let stray: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|path| {
+            dirs.iter().any(|dir| path.starts_with(dir)) && !path.ends_with("lars-std/src/daemon.rs")
+        })
+        .flat_map(|path| {
+            read(&path)
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| line.split("//").next().unwrap_or_default().contains("eprintln!("))
+                .map(|(index, _)| {
+                    format!("{}:{}", path.strip_prefix(root()).unwrap_or(&path).display(), index + 1)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(stray.is_empty(), "write through the `log` macros, not eprintln!: {stray:?}");
+}
+
 /// The only files with `unsafe` code, in every crate of the repository, and why each needs it.
 /// A new `unsafe` anywhere else fails the tidy test; adding a file here is a reviewed decision.
 const UNSAFE_FILES: [(&str, &str); 6] = [

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
-use lars_std::config::Ini;
+use lars_std::config::{Ini, Origin};
 use lars_std::daemon::{self, Args, UsageError};
 use lars_std::signal::Shutdown;
 
@@ -43,7 +43,6 @@ loopback unless --api says otherwise (which is warned about: see docs/SECURITY.m
 
 --metrics ([metrics] listen; off by default) serves Prometheus metrics at
 http://IP:PORT/metrics (a bare port is on 127.0.0.1).
-SIGINT or SIGTERM stops it.
 ";
 
 fn main() {
@@ -61,6 +60,7 @@ fn addrs(
     default_port: u16,
 ) -> Result<Vec<SocketAddr>, Box<dyn Error>> {
     if let Some(list) = args.flag(flag) {
+        ini.note(section, "addresses", list, Origin::Flag(flag.into()));
         return Ok(list
             .split(',')
             .map(|a| a.trim().parse().map_err(|_| UsageError(format!("--{flag}: `{a}` is not ip:port"))))
@@ -72,9 +72,10 @@ fn addrs(
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(
+    // First, so that a SIGHUP while it starts does not end it.
+    let mut shutdown = Shutdown::install()?;
+    let args = Args::for_daemon(
         &[
-            "config",
             "dns",
             "reporter",
             "api",
@@ -86,10 +87,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             "secret-file",
             "metrics",
         ],
-        &["help"],
+        &[],
     )?;
     if args.switch("help") {
-        print!("{USAGE}");
+        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
         return Ok(());
     }
     let args = args.flags_only()?;
@@ -108,13 +109,14 @@ fn run() -> Result<(), Box<dyn Error>> {
         ("route-cache-max-age", "agent", "route_cache_max_age"),
     ] {
         if let Some(value) = args.flag(flag) {
-            ini.set(section, key, value);
+            ini.set_by_flag(flag, section, key, value);
         }
     }
     let dns = addrs(&args, &ini, "dns", "dnsserver", 7778)?;
     let reporter = addrs(&args, &ini, "reporter", "reporter", 7779)?;
     let mut config = AgentDaemonConfig::new(dns.clone(), reporter);
     if let Some(api) = args.flag("api") {
+        ini.note("agent", "api", api, Origin::Flag("api".into()));
         config.api = api
             .split(',')
             .map(|a| a.trim().parse())
@@ -129,19 +131,27 @@ fn run() -> Result<(), Box<dyn Error>> {
     config.agent.caller = caller_id(dns[0]);
     config.agent.secret = daemon::secret(&mut ini, &args)?;
     if config.agent.secret.is_some() {
-        eprintln!("lars-agent: proving the secret to lars-dns and lars-reporter, and demanding theirs");
+        log::info!("proving the secret to lars-dns and lars-reporter, and demanding theirs");
     }
     config.agent.seed = u64::from(std::process::id()) ^ lars_std::time::Clock::unix_secs();
-    let mut shutdown = Shutdown::install()?;
+    if args.switch("check-config") {
+        daemon::print_config("lars-agent", &ini);
+        return Ok(());
+    }
     let agent = AgentDaemon::start(config)?;
     let api: Vec<String> = agent.api_addrs().iter().map(ToString::to_string).collect();
-    eprintln!("lars-agent: serving on UDP {}", api.join(", "));
+    let mut status = format!("serving on UDP {}", api.join(", "));
     if let Some(addr) = agent.metrics_addr() {
-        eprintln!("lars-agent: metrics on http://{addr}/metrics");
+        status += &format!("; metrics on http://{addr}/metrics");
     }
-    shutdown.wait()?;
-    eprintln!("lars-agent: shutting down");
+    let counters = || {
+        let mut counters = agent.stats().counters().to_vec();
+        counters.extend(daemon::pool_counters());
+        counters
+    };
+    daemon::serve(&mut shutdown, &args, &lars_std::agent::KEYS, &ini, &status, &counters)?;
     agent.shutdown();
+    lars_std::logger::finish();
     Ok(())
 }
 

@@ -31,7 +31,7 @@ fn start(conf: &std::path::Path) -> (Agent, SocketAddr) {
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
         let line = lines.next().expect("lars-agent said where it serves").unwrap();
-        if let Some(addr) = line.strip_prefix("lars-agent: serving on UDP ") {
+        if let Some((_, addr)) = line.split_once("lars-agent: serving on UDP ") {
             break addr.trim().parse().unwrap();
         }
     };

@@ -27,7 +27,7 @@ oldest out) and subscriptions_total (1048576) in all; past them routes are answe
 pushes. A frame's header must arrive within --header-timeout ([reactor] headerTimeout, 10 s)
 of its first byte and its body within --body-timeout (bodyTimeout, 30 s) of its header, or the
 connection is closed; with --idle-timeout (idleTimeout, default 0: none) a connection that
-sends nothing for that long is closed too. SIGINT or SIGTERM stops it cleanly.
+sends nothing for that long is closed too.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only:
 127.0.0.0/8, ::1); others are closed at accept and counted (`denied`). --secret-file ([auth]
@@ -46,15 +46,17 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(
+    // First, so that a SIGHUP while it starts does not end it.
+    let mut shutdown = Shutdown::install()?;
+    let args = Args::for_daemon(
         &daemon::SERVER_FLAGS
             .into_iter()
-            .chain(["config", "routes", "mysql", "shrink-limit", "allow", "secret-file", "metrics"])
+            .chain(["routes", "mysql", "shrink-limit", "allow", "secret-file", "metrics"])
             .collect::<Vec<_>>(),
-        &["help", "allow-lars"],
+        &["allow-lars"],
     )?;
     if args.switch("help") {
-        print!("{USAGE}");
+        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
         return Ok(());
     }
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
@@ -69,7 +71,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let args = args.flags_only()?;
     let mut ini = daemon::load_config(&args, &keys)?;
     if let Some(limit) = args.flag("shrink-limit") {
-        ini.set("dns", "shrink_limit", limit);
+        ini.set_by_flag("shrink-limit", "dns", "shrink_limit", limit);
+    }
+    if let Some(routes) = args.flag("routes") {
+        ini.set_by_flag("routes", "dns", "routes", routes);
     }
     let server = daemon::server_config(&mut ini, &args, 7778)?;
     // --routes wins, and then [mysql] is not even read.
@@ -77,30 +82,36 @@ fn run() -> Result<(), Box<dyn Error>> {
         Some(_) => None,
         None => daemon::mysql_opts(&ini, &args)?,
     };
-    let store: Box<dyn RouteStore> = match (args.flag("routes"), mysql) {
-        (_, Some(opts)) => Box::new(MysqlRoutes::new(opts)),
-        (Some(path), None) => Box::new(RouteFile::new(path.to_string())),
-        (None, None) => Box::new(RouteFile::new(ini.get("dns", "routes", "routes.conf".to_string())?)),
+    let store: Box<dyn RouteStore> = match mysql {
+        Some(opts) => Box::new(MysqlRoutes::new(opts)),
+        None => Box::new(RouteFile::new(ini.get("dns", "routes", "routes.conf".to_string())?)),
     };
     let source = store.describe();
-    let mut shutdown = Shutdown::install()?;
     let auth = daemon::auth_config(&mut ini, &args)?;
-    for line in daemon::access_summary("lars-dns", &server, &auth) {
-        eprintln!("{line}");
-    }
+    daemon::log_access_summary("lars-dns", &server, &auth);
     let mut config = DnsConfig::new(server);
     config.auth = auth;
     let Fraction(shrink_limit) = ini.get("dns", "shrink_limit", Fraction(config.shrink_limit))?;
     config.shrink_limit = shrink_limit;
     config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     config.subscriptions = SubscriptionCaps::from_ini(&ini)?;
-    let dns = Dns::start(config, store)?;
-    eprintln!("lars-dns: listening on {}, routes from {source}", dns.local_addr());
-    if let Some(addr) = dns.metrics_addr() {
-        eprintln!("lars-dns: metrics on http://{addr}/metrics");
+    if args.switch("check-config") {
+        daemon::print_config("lars-dns", &ini);
+        return Ok(());
     }
-    shutdown.wait()?;
-    eprintln!("lars-dns: shutting down");
+    let dns = Dns::start(config, store)?;
+    let mut status = format!("listening on {}, routes from {source}", dns.local_addr());
+    if let Some(addr) = dns.metrics_addr() {
+        status += &format!("; metrics on http://{addr}/metrics");
+    }
+    let counters = || {
+        let mut counters = dns.stats().counters();
+        counters.extend(dns.server_stats().counters());
+        counters.extend(daemon::pool_counters());
+        counters
+    };
+    daemon::serve(&mut shutdown, &args, &keys, &ini, &status, &counters)?;
     dns.shutdown();
+    lars_std::logger::finish();
     Ok(())
 }

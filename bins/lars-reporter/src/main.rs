@@ -20,14 +20,15 @@ usage: lars-reporter [--config FILE] [--listen IP:PORT] [--threads N] [--max-con
 
 Receives call statistics on TCP (default 127.0.0.1:7779) and writes them in batches to MySQL's
 ServerCallStatus (--mysql, or a [mysql] section as in the original lars_reporter.conf), or,
-with no MySQL, to a statistics file (default lars-stats.txt). On MySQL it also keeps per-minute
-call history (CallHistory) and the agents' decisions (HostDecision), made by `lars db-init`,
-for [reporter] history_retention_hours and decision_retention_hours (168 each). --metrics
-([metrics] listen; off by default) serves Prometheus metrics at http://IP:PORT/metrics (a bare
-port is on 127.0.0.1). A frame's header must arrive within --header-timeout ([reactor]
-headerTimeout, 10 s) of its first byte and its body within --body-timeout (bodyTimeout, 30 s)
-of its header, or the connection is closed; with --idle-timeout (idleTimeout, default 0: none)
-a connection that sends nothing for that long is closed too. SIGINT or SIGTERM stops it.
+with no MySQL, to a statistics file (--stats-file, [reporter] stats_file; default
+lars-stats.txt). On MySQL it also keeps per-minute call history (CallHistory) and the agents'
+decisions (HostDecision), made by `lars db-init`, for [reporter] history_retention_hours and
+decision_retention_hours (168 each). --metrics ([metrics] listen; off by default) serves
+Prometheus metrics at http://IP:PORT/metrics (a bare port is on 127.0.0.1). A frame's header
+must arrive within --header-timeout ([reactor] headerTimeout, 10 s) of its first byte and its
+body within --body-timeout (bodyTimeout, 30 s) of its header, or the connection is closed;
+with --idle-timeout (idleTimeout, default 0: none) a connection that sends nothing for that
+long is closed too.
 
 --allow ([reactor] allow) lists the networks agents may connect from (default loopback only);
 others are closed at accept and counted (`denied`). --secret-file ([auth] secret_file, mode
@@ -44,13 +45,18 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let known: Vec<&str> = daemon::SERVER_FLAGS
-        .into_iter()
-        .chain(["config", "writers", "mysql", "stats-file", "allow", "secret-file", "metrics"])
-        .collect();
-    let args = Args::from_env(&known, &["help", "allow-lars"])?;
+    // First, so that a SIGHUP while it starts does not end it; a stop at any moment after
+    // the reporter started flushes what it holds.
+    let mut shutdown = Shutdown::install()?;
+    let args = Args::for_daemon(
+        &daemon::SERVER_FLAGS
+            .into_iter()
+            .chain(["writers", "mysql", "stats-file", "allow", "secret-file", "metrics"])
+            .collect::<Vec<_>>(),
+        &["allow-lars"],
+    )?;
     if args.switch("help") {
-        print!("{USAGE}");
+        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
         return Ok(());
     }
     let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
@@ -61,6 +67,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         .copied()
         .chain([
             ("reporter", "db_thread_cnt"),
+            ("reporter", "stats_file"),
             ("reporter", "history_retention_hours"),
             ("reporter", "decision_retention_hours"),
         ])
@@ -69,14 +76,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mut ini = daemon::load_config(&args, &keys)?;
     let server = daemon::server_config(&mut ini, &args, 7779)?;
     let auth = daemon::auth_config(&mut ini, &args)?;
-    for line in daemon::access_summary("lars-reporter", &server, &auth) {
-        eprintln!("{line}");
-    }
+    daemon::log_access_summary("lars-reporter", &server, &auth);
     let mut config = ReporterConfig::new(server);
     config.auth = auth;
     // The original read [reporter] db_thread_cnt (its shipped file misspells the section).
     if let Some(writers) = args.flag("writers") {
-        ini.set("reporter", "db_thread_cnt", writers);
+        ini.set_by_flag("writers", "reporter", "db_thread_cnt", writers);
+    }
+    if let Some(path) = args.flag("stats-file") {
+        ini.set_by_flag("stats-file", "reporter", "stats_file", path);
     }
     config.writers = ReporterConfig::writers_from(&ini)?;
     config.metrics = daemon::metrics_addr(&mut ini, &args)?;
@@ -86,9 +94,19 @@ fn run() -> Result<(), Box<dyn Error>> {
     };
     config.history.retention = hours("history_retention_hours", config.history.retention)?;
     config.history.decision_retention = hours("decision_retention_hours", config.history.decision_retention)?;
-    let mysql = if args.flag("stats-file").is_some() { None } else { daemon::mysql_opts(&ini, &args)? };
-    // Installed before the reporter starts, so that a stop at any moment flushes what it holds.
-    let mut shutdown = Shutdown::install()?;
+    // A statistics file named by flag wins, and then [mysql] is not even read.
+    let mysql = match args.flag("stats-file") {
+        Some(_) => None,
+        None => daemon::mysql_opts(&ini, &args)?,
+    };
+    let stats_file = match mysql {
+        Some(_) => None,
+        None => Some(ini.get("reporter", "stats_file", "lars-stats.txt".to_string())?),
+    };
+    if args.switch("check-config") {
+        daemon::print_config("lars-reporter", &ini);
+        return Ok(());
+    }
     let (reporter, target) = match mysql {
         Some(opts) => {
             let target = MysqlStats::new(opts.clone()).describe();
@@ -96,8 +114,8 @@ fn run() -> Result<(), Box<dyn Error>> {
             // Only db-init changes a schema: without its tables there is no history, and it says so.
             let history: Option<Box<dyn HistoryStore>> = match history.tables_exist() {
                 Ok(false) => {
-                    eprintln!(
-                        "lars-reporter: no CallHistory and HostDecision tables (run `lars db-init`); \
+                    log::warn!(
+                        "no CallHistory and HostDecision tables (run `lars db-init`); \
                          call history and decisions are not kept"
                     );
                     None
@@ -112,23 +130,27 @@ fn run() -> Result<(), Box<dyn Error>> {
             (reporter, target)
         }
         None => {
-            let path = args.flag("stats-file").unwrap_or("lars-stats.txt");
-            ini.set("reporter", "stats_file", path);
+            let path = stats_file.unwrap_or_default();
             // Opened now, so that a file that cannot be written is a configuration error.
             let file =
-                StatsFile::open(path).map_err(|e| ini.error("reporter", "stats_file", e.to_string()))?;
+                StatsFile::open(&path).map_err(|e| ini.error("reporter", "stats_file", e.to_string()))?;
             let target = format!("{} (no MySQL configured)", file.describe());
             // One writer: the file is one log.
             (Reporter::start_with_stores(config, vec![Box::new(file)])?, target)
         }
     };
-    eprintln!("lars-reporter: listening on {}, writing to {target}", reporter.local_addr());
+    let mut status = format!("listening on {}, writing to {target}", reporter.local_addr());
     if let Some(addr) = reporter.metrics_addr() {
-        eprintln!("lars-reporter: metrics on http://{addr}/metrics");
+        status += &format!("; metrics on http://{addr}/metrics");
     }
-    shutdown.wait()?;
-    eprintln!("lars-reporter: shutting down");
+    let counters = || {
+        let mut counters = reporter.stats().counters();
+        counters.extend(daemon::pool_counters());
+        counters
+    };
+    daemon::serve(&mut shutdown, &args, &keys, &ini, &status, &counters)?;
     let unstored = reporter.shutdown();
+    lars_std::logger::finish();
     if unstored > 0 {
         return Err(format!("{unstored} rows received were not stored").into());
     }

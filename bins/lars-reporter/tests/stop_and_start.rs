@@ -56,7 +56,8 @@ fn start(stats: &Path, extra: &[&str]) -> Daemon {
             let _ = child.kill();
             panic!("lars-reporter did not say where it listens: {before:?}")
         });
-        let listening = line.strip_prefix("lars-reporter: listening on ");
+        // After the logger's time and level.
+        let listening = line.split_once("lars-reporter: listening on ").map(|(_, rest)| rest);
         if let Some(addr) = listening.and_then(|rest| rest.split(',').next()?.parse().ok()) {
             break addr;
         }

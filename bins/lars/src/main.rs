@@ -94,9 +94,9 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "db-init",
         args: "",
-        about: "create or upgrade the lars_dns schema",
+        about: "create or upgrade the lars_dns schema (--print-sql: print it as an SQL script)",
         flags: &["mysql"],
-        switches: &[],
+        switches: &["print-sql"],
     },
 ];
 
@@ -115,6 +115,7 @@ const FLAG_HELP: &[(&str, &str, &str)] = &[
     ("cmdid", "C", "the command id"),
     ("json", "FILE", "also write the figures as JSON"),
     ("lease", "", "lease the routes and pick in process"),
+    ("print-sql", "", "print the schema as an SQL script instead of making it"),
     ("routes", "FILE", "the route file"),
     ("mysql", "URL", "the lars_dns database (mysql://user:pw@host/lars_dns)"),
     ("weight", "W", "the host's weight (default 1)"),
@@ -300,6 +301,7 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
                 println!("{name:<28} {value}");
             }
         }
+        "db-init" if args.switch("print-sql") => print!("{}", mysql::schema_sql()),
         "db-init" => {
             let url = args.flag("mysql").ok_or_else(|| usage("db-init needs --mysql URL"))?;
             mysql::init_schema(&mysql::opts(url)?)?;

@@ -212,6 +212,113 @@ pub enum AgentEvent {
     },
 }
 
+impl core::fmt::Display for Link {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Link::Dns => "lars-dns",
+            Link::Reporter => "lars-reporter",
+        })
+    }
+}
+
+/// How much an [`AgentEvent`] matters to an operator, for a driver's log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Severity {
+    /// Routine detail: a route asked for, a route refreshed.
+    Debug,
+    /// A change worth a line: hosts updated, a route removed, a codec chosen.
+    Info,
+    /// Something is wrong or degraded: a pull timed out, a route too large, statistics lost.
+    Warn,
+}
+
+impl AgentEvent {
+    /// How much the event matters; every driver logs it at this level.
+    pub fn severity(&self) -> Severity {
+        match self {
+            AgentEvent::RouteCreated { .. } | AgentEvent::RouteStale { .. } => Severity::Debug,
+            AgentEvent::RouteUpdated { .. }
+            | AgentEvent::RouteRemoved { .. }
+            | AgentEvent::RouteMissing { .. }
+            | AgentEvent::RouteEvicted { .. }
+            | AgentEvent::CodecChosen { .. } => Severity::Info,
+            #[cfg(feature = "auth")]
+            AgentEvent::Authenticated { .. } => Severity::Info,
+            #[cfg(feature = "auth")]
+            AgentEvent::AuthFailed { .. } => Severity::Warn,
+            AgentEvent::RouteTooLarge { .. }
+            | AgentEvent::DnsUnready { .. }
+            | AgentEvent::PullTimedOut { .. }
+            | AgentEvent::RouteEventsSuppressed { .. }
+            | AgentEvent::StatsDropped { .. } => Severity::Warn,
+        }
+    }
+}
+
+/// The event in words, the same from every driver: `route 1001/1 updated: 3 hosts`.
+impl core::fmt::Display for AgentEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            AgentEvent::RouteCreated { modid, cmdid } => {
+                write!(f, "route {modid}/{cmdid} asked for; pulling it from lars-dns")
+            }
+            AgentEvent::RouteUpdated { modid, cmdid, hosts } => {
+                let plural = if hosts == 1 { "" } else { "s" };
+                write!(f, "route {modid}/{cmdid} updated: {hosts} host{plural}")
+            }
+            AgentEvent::RouteRemoved { modid, cmdid } => {
+                write!(f, "route {modid}/{cmdid} removed: lars-dns no longer has it")
+            }
+            AgentEvent::RouteMissing { modid, cmdid } => {
+                write!(f, "route {modid}/{cmdid} asked for, but lars-dns has no such route")
+            }
+            AgentEvent::RouteEvicted { modid, cmdid } => {
+                write!(f, "route {modid}/{cmdid} evicted from the full route table for a new one")
+            }
+            AgentEvent::RouteEventsSuppressed { count } => write!(
+                f,
+                "{count} more route events in the last report interval left out (callers asking for many routes)"
+            ),
+            AgentEvent::RouteTooLarge { modid, cmdid, hosts } => write!(
+                f,
+                "route {modid}/{cmdid} has {hosts} hosts, more than a route holds; serving a stable subset"
+            ),
+            AgentEvent::DnsUnready { modid, cmdid } => write!(
+                f,
+                "lars-dns has not loaded its store; route {modid}/{cmdid} keeps its hosts and is asked for again"
+            ),
+            AgentEvent::RouteStale { modid, cmdid } => {
+                write!(f, "route {modid}/{cmdid} is past its update timeout; refreshing it")
+            }
+            AgentEvent::PullTimedOut { modid, cmdid, attempts } => write!(
+                f,
+                "route {modid}/{cmdid}: no answer from lars-dns after {attempts} pulls; asking again"
+            ),
+            AgentEvent::CodecChosen { link, codec } => {
+                let how = match codec {
+                    Codec::Native => "the native protocol",
+                    Codec::Lars => "the original Lars protocol",
+                };
+                write!(f, "speaking {how} to {link}")
+            }
+            #[cfg(feature = "auth")]
+            AgentEvent::Authenticated { link } => write!(f, "{link} proved the shared secret"),
+            #[cfg(feature = "auth")]
+            AgentEvent::AuthFailed { link, timed_out: true } => {
+                write!(f, "{link} did not finish authenticating in time; reconnecting")
+            }
+            #[cfg(feature = "auth")]
+            AgentEvent::AuthFailed { link, timed_out: false } => {
+                write!(f, "{link} failed to authenticate; reconnecting")
+            }
+            AgentEvent::StatsDropped { calls } => {
+                write!(f, "dropped the statistics of {calls} calls (no room to keep them for lars-reporter)")
+            }
+        }
+    }
+}
+
 /// The agent's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AgentStats {
@@ -295,5 +402,33 @@ impl AgentStats {
             ("stats_dropped_calls", self.stats_dropped_calls),
             ("events_dropped", self.events_dropped),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn events_read_as_words() {
+        let cases = [
+            (AgentEvent::RouteUpdated { modid: 1001, cmdid: 1, hosts: 3 }, "route 1001/1 updated: 3 hosts"),
+            (AgentEvent::RouteUpdated { modid: 7, cmdid: -2, hosts: 1 }, "route 7/-2 updated: 1 host"),
+            (
+                AgentEvent::CodecChosen { link: Link::Reporter, codec: Codec::Lars },
+                "speaking the original Lars protocol to lars-reporter",
+            ),
+            (
+                AgentEvent::StatsDropped { calls: 4 },
+                "dropped the statistics of 4 calls (no room to keep them for lars-reporter)",
+            ),
+        ];
+        for (event, words) in cases {
+            assert_eq!(event.to_string(), words);
+        }
+        assert_eq!(AgentEvent::RouteCreated { modid: 1, cmdid: 1 }.severity(), Severity::Debug);
+        assert_eq!(AgentEvent::PullTimedOut { modid: 1, cmdid: 1, attempts: 2 }.severity(), Severity::Warn);
     }
 }

@@ -34,7 +34,7 @@ use core::net::SocketAddr;
 pub use config::{AgentConfig, RoutePolicy};
 pub use decision::Decision;
 use decision::DecisionLog;
-pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Transmit};
+pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Severity, Transmit};
 use link::LinkState;
 pub use route::RouteState;
 use route::{Pull, Route, route_key};

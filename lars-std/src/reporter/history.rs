@@ -310,7 +310,7 @@ impl State {
 
     fn failed(&self, error: &crate::store::StoreError) -> bool {
         if self.stats.store_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-            eprintln!("lars-reporter: call history: {error}; keeping it and retrying");
+            log::warn!("call history: {error}; keeping it and retrying");
         }
         false
     }

@@ -323,8 +323,8 @@ impl StatsFile {
             |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", self.path.display()));
         let log = read_log(&self.path)?;
         if log.torn > 0 {
-            eprintln!(
-                "lars-reporter: {}: ignoring a torn last line ({} bytes, cut by a crash)",
+            log::warn!(
+                "{}: ignoring a torn last line ({} bytes, cut by a crash)",
                 self.path.display(),
                 log.torn
             );

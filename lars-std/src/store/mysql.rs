@@ -96,6 +96,22 @@ fn with_timeouts(opts: Opts) -> Opts {
         .into()
 }
 
+/// lars's additive extensions of the original schema.
+const ADD_WEIGHT: &str = "ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1";
+const ADD_ROUTE_INDEX: &str = "CREATE INDEX route_key ON RouteData (modid, cmdid)";
+
+/// The schema [`init_schema`] makes in an empty database, as an SQL script (for
+/// `lars db-init --print-sql` and the packages' `schema.sql`).
+pub fn schema_sql() -> String {
+    let mut sql =
+        String::from("-- The lars_dns schema: the original Lars tables and lars's additive extensions.\n");
+    for statement in SCHEMA.iter().chain(&[ADD_WEIGHT, ADD_ROUTE_INDEX]) {
+        let lines: Vec<&str> = statement.lines().map(str::trim_end).collect();
+        sql.push_str(&format!("\n{};\n", lines.join("\n")));
+    }
+    sql
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -132,7 +148,7 @@ pub fn opts(url: &str) -> Result<Opts, StoreError> {
 
 /// `url` with the password, if any, replaced by `***`. The user part ends at the last `@`,
 /// so a password typed with a raw `/` or `@` is hidden too.
-fn without_password(url: &str) -> String {
+pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let Some(at) = rest.rfind('@') else { return url.to_string() };
     match rest[..at].split_once(':') {
@@ -159,13 +175,12 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
     }
     let schema = Schema::detect(&mut conn).map_err(unavailable)?;
     if !schema.weight {
-        conn.query_drop("ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1")
-            .map_err(unavailable)?;
+        conn.query_drop(ADD_WEIGHT).map_err(unavailable)?;
     }
     // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
     // only: MySQL 8.0 refuses it, so the index is looked up first.)
     if !schema.route_index {
-        conn.query_drop("CREATE INDEX route_key ON RouteData (modid, cmdid)").map_err(unavailable)?;
+        conn.query_drop(ADD_ROUTE_INDEX).map_err(unavailable)?;
     }
     // lars-reporter's call history and decision log (`store::history`).
     super::history::mysql::create_tables(&mut conn).map_err(unavailable)?;
@@ -262,7 +277,7 @@ impl Link {
             _ => {
                 let schema = self.with(Schema::detect)?;
                 if let Some(missing) = schema.missing().filter(|_| !self.told) {
-                    eprintln!("lars: {}: {missing}", self.describe());
+                    log::warn!("{}: {missing}", self.describe());
                     self.told = true;
                 }
                 self.schema = Some(schema);
@@ -431,7 +446,7 @@ impl RouteStore for MysqlRoutes {
             Ok((table, cursor))
         })?;
         if bad != self.skipped {
-            eprintln!("lars-dns: skipping {bad} RouteData rows with a port over 65535");
+            log::warn!("skipping {bad} RouteData rows with a port over 65535");
             self.skipped = bad;
         }
         self.cursor = Some(cursor);
@@ -486,7 +501,7 @@ impl RouteStore for MysqlRoutes {
             }
         }
         if bad > 0 {
-            eprintln!("lars-dns: skipped {bad} RouteData rows with a port over 65535");
+            log::warn!("skipped {bad} RouteData rows with a port over 65535");
         }
         let routes = keys
             .into_iter()
@@ -525,7 +540,7 @@ impl MysqlRoutes {
         let Some(id) = old_enough.filter(|&id| id > 0) else { return };
         if let Err(e) = self.link.with(|conn| conn.exec_drop("DELETE FROM RouteChange WHERE id <= ?", (id,)))
         {
-            eprintln!("lars-dns: could not prune the change log: {e}");
+            log::warn!("could not prune the change log: {e}");
         }
     }
 }

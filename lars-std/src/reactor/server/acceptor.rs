@@ -120,8 +120,8 @@ impl<T: Send + 'static> Acceptor<T> {
         let denied = self.stats.denied.fetch_add(1, Ordering::Relaxed) + 1;
         if denied.is_power_of_two() {
             let local = self.listener.get().local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
-            eprintln!(
-                "lars: {local}: refused a connection from {peer}: not in the allowlist (--allow; {denied} refused so far)"
+            log::warn!(
+                "{local}: refused a connection from {peer}: not in the allowlist (--allow; {denied} refused so far)"
             );
         }
         false

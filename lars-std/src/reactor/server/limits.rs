@@ -67,8 +67,8 @@ pub(super) fn ensure_fds(max_conns: usize, threads: usize) -> io::Result<()> {
     }
     let raised = rustix::process::Rlimit { current: Some(needed), maximum: limit.maximum };
     setrlimit(Resource::Nofile, raised).map_err(io::Error::from)?;
-    eprintln!(
-        "lars: raised the soft RLIMIT_NOFILE from {soft} to {needed} for maxConn {max_conns} \
+    log::info!(
+        "raised the soft RLIMIT_NOFILE from {soft} to {needed} for maxConn {max_conns} \
          (the hard limit is {hard})"
     );
     Ok(())
