@@ -1,0 +1,136 @@
+//! lars-web: the web console. Routes, their hosts and descriptions, the audit log and call
+//! status, in the browser, on the stores lars-dns reads (MySQL, or the route file).
+//!
+//! Layers, from the socket in: [`http`] (the seam over the HTTP crate), [`pages`] (the router
+//! and one module per page), [`html`] and [`chart`] (markup and SVG), [`model`] (what the pages
+//! compute from the store's data), [`auth`] (users, sessions, CSRF, login limits), and the
+//! store itself, `lars_std::store::console`, where every query lives.
+
+pub mod auth;
+pub mod chart;
+pub mod html;
+pub mod http;
+pub mod model;
+pub mod pages;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lars_std::store::StoreError;
+use lars_std::store::console::{ConsoleStore, Overview};
+use lars_std::time::Clock;
+
+use crate::model::{CallTable, ServiceList, call_table};
+
+/// How long the summed call status is reused: the status pages refresh every 500 ms, so any
+/// number of open pages cost the store one read of `ServerCallStatus` per period.
+pub const STATUS_TTL_NANOS: u64 = 500_000_000;
+
+/// How the console runs.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Where it listens (loopback by default).
+    pub listen: SocketAddr,
+    /// The state directory: users and the signing key.
+    pub state: PathBuf,
+    /// Request threads.
+    pub threads: usize,
+}
+
+impl ConsoleConfig {
+    /// Listens on `127.0.0.1:8080` with state in `state`.
+    pub fn new(state: impl Into<PathBuf>) -> ConsoleConfig {
+        ConsoleConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), state: state.into(), threads: 4 }
+    }
+}
+
+/// The console's shared state.
+pub struct Console {
+    store: Mutex<Box<dyn ConsoleStore>>,
+    auth: auth::Auth,
+    cache: Mutex<Cache>,
+}
+
+/// What the service list and the status page reuse between requests.
+#[derive(Default)]
+struct Cache {
+    overview: Option<Arc<Overview>>,
+    calls: Option<(u64, Arc<CallTable>)>,
+    list: Option<(u64, u64, Arc<ServiceList>)>,
+}
+
+impl Console {
+    /// A console over `store` with the state in `state`.
+    pub fn new(store: Box<dyn ConsoleStore>, state: &std::path::Path) -> Result<Console, auth::AuthError> {
+        Ok(Console { store: Mutex::new(store), auth: auth::Auth::open(state)?, cache: Mutex::new(Cache::default()) })
+    }
+
+    /// The store, locked (one request at a time talks to it).
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn ConsoleStore>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The users and sessions.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
+    }
+
+    /// Every route's summed calls, read at most once per [`STATUS_TTL_NANOS`].
+    pub fn calls(&self) -> Result<Arc<CallTable>, StoreError> {
+        let now = Clock::unix_nanos();
+        if let Some((at, calls)) = &self.cache().calls
+            && now.saturating_sub(*at) < STATUS_TTL_NANOS
+        {
+            return Ok(Arc::clone(calls));
+        }
+        let rows = self.store().status(None)?;
+        let calls = Arc::new(call_table(&rows));
+        self.cache().calls = Some((now, Arc::clone(&calls)));
+        Ok(calls)
+    }
+
+    /// The service list: routes read again only when the store's version moved, call counts
+    /// at most every [`STATUS_TTL_NANOS`].
+    pub fn services(&self) -> Result<Arc<ServiceList>, StoreError> {
+        let version = self.store().version()?;
+        let calls = self.calls()?;
+        let calls_at = self.cache().calls.as_ref().map_or(0, |(at, _)| *at);
+        if let Some((v, at, list)) = &self.cache().list
+            && *v == version
+            && *at == calls_at
+        {
+            return Ok(Arc::clone(list));
+        }
+        let cached = self.cache().overview.clone().filter(|o| o.version == version);
+        let overview = match cached {
+            Some(overview) => overview,
+            None => {
+                let overview = Arc::new(self.store().overview()?);
+                self.cache().overview = Some(Arc::clone(&overview));
+                overview
+            }
+        };
+        let list = Arc::new(ServiceList::build(&overview, &calls));
+        self.cache().list = Some((overview.version, calls_at, Arc::clone(&list)));
+        Ok(list)
+    }
+
+    /// Forgets cached routes after a change made here, so the next list shows it.
+    pub fn changed(&self) {
+        let mut cache = self.cache();
+        cache.overview = None;
+        cache.list = None;
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts the console on `config.listen` over `store`.
+pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<http::Running, String> {
+    let console = Arc::new(Console::new(store, &config.state).map_err(|e| e.to_string())?);
+    let handler: Arc<http::Handler> = Arc::new(move |request: &http::Request| pages::handle(&console, request));
+    http::serve(config.listen, config.threads, handler).map_err(|e| format!("listen on {}: {e}", config.listen))
+}
