@@ -1,9 +1,10 @@
 //! lars-tests: integration tests that start real lars components on loopback. This library holds
 //! what the test files share: a blocking framed client, an echo service, test databases (with
-//! lars's schema or the original's) and peers that speak only the original protocol
-//! ([`original`]).
+//! lars's schema or the original's), peers that speak only the original protocol
+//! ([`original`]) and a WebDriver client for the console's browser tests ([`webdriver`]).
 
 pub mod original;
+pub mod webdriver;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -173,12 +173,13 @@ impl Auth {
         std::fs::create_dir_all(state).map_err(|e| AuthError(format!("{}: {e}", state.display())))?;
         let path = state.join("secret");
         let key = match std::fs::read(&path) {
-            Ok(bytes) => bytes
-                .try_into()
-                .map_err(|_| AuthError(format!("{}: not a 32-byte key; delete it to make a new one", path.display())))?,
+            Ok(bytes) => bytes.try_into().map_err(|_| {
+                AuthError(format!("{}: not a 32-byte key; delete it to make a new one", path.display()))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| AuthError(format!("no randomness for the key: {e}")))?;
+                getrandom::fill(&mut key)
+                    .map_err(|e| AuthError(format!("no randomness for the key: {e}")))?;
                 write_private(&path, &key)?;
                 key
             }
@@ -216,7 +217,8 @@ impl Auth {
     }
 
     fn mac(&self, parts: &[&str]) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
         for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\0");
@@ -226,7 +228,8 @@ impl Auth {
 
     fn verify(&self, parts: &[&str], tag: &str) -> bool {
         let Some(tag) = unhex(tag) else { return false };
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
         for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\0");
@@ -241,9 +244,11 @@ impl Auth {
         let address_key = format!("address:{address}");
         {
             let limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-            let wait = limiter
-                .locked(&user_key, USER_FAILURES, now)
-                .max(limiter.locked(&address_key, ADDRESS_FAILURES, now));
+            let wait = limiter.locked(&user_key, USER_FAILURES, now).max(limiter.locked(
+                &address_key,
+                ADDRESS_FAILURES,
+                now,
+            ));
             if wait > 0 {
                 return Err(LoginError::Locked(wait));
             }
@@ -306,7 +311,8 @@ impl Auth {
 
 /// Whether `given` equals `expected`, in time that does not depend on where they differ.
 pub fn same_token(given: &str, expected: &str) -> bool {
-    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
 }
 
 /// Failed logins per user and per address within a window.
@@ -331,7 +337,8 @@ impl Limiter {
         if self.failures.len() >= LIMITER_CAPACITY && !self.failures.contains_key(key) {
             self.failures.retain(|_, &mut (_, since)| now < since + LOCK_WINDOW_SECS);
             if self.failures.len() >= LIMITER_CAPACITY {
-                let oldest = self.failures.iter().min_by_key(|(_, (_, since))| *since).map(|(k, _)| k.clone());
+                let oldest =
+                    self.failures.iter().min_by_key(|(_, (_, since))| *since).map(|(k, _)| k.clone());
                 if let Some(oldest) = oldest {
                     self.failures.remove(&oldest);
                 }
@@ -396,7 +403,9 @@ mod tests {
             assert_eq!(auth.login("ann", "guess guess guess", "10.0.0.1"), Err(LoginError::Wrong));
         }
         // Even the right password waits now, from any address.
-        assert!(matches!(auth.login("ann", "correct horse battery", "10.0.0.2"), Err(LoginError::Locked(s)) if s > 0));
+        assert!(
+            matches!(auth.login("ann", "correct horse battery", "10.0.0.2"), Err(LoginError::Locked(s)) if s > 0)
+        );
         // One address guessing many users is stopped too.
         for i in 0..ADDRESS_FAILURES {
             let _ = auth.login(&format!("user{i}"), "guess guess guess", "10.0.0.9");

@@ -63,10 +63,13 @@ mod tests {
     #[test]
     fn bars_scale_to_the_busiest_host_and_labels_are_escaped() {
         let calls = |succ, err| HostCalls { succ, err, ..HostCalls::default() };
-        let svg = calls_chart("route <1 1>", &[
-            ("10.0.0.1:80".into(), calls(300, 60), HostState::Healthy),
-            ("<b>".into(), calls(0, 180), HostState::Overloaded),
-        ]);
+        let svg = calls_chart(
+            "route <1 1>",
+            &[
+                ("10.0.0.1:80".into(), calls(300, 60), HostState::Healthy),
+                ("<b>".into(), calls(0, 180), HostState::Overloaded),
+            ],
+        );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("<title>route &lt;1 1&gt;</title>"));
         assert!(svg.contains("width=\"300\""), "300 ok of 360 calls at most: 300 px of 360");

@@ -226,13 +226,15 @@ fn answer(mut raw: tiny_http::Request, handler: &Handler) {
     let mut form = Vec::new();
     if method == Method::Post {
         if raw.body_length().is_some_and(|len| len > MAX_BODY) {
-            let _ = raw.respond(tiny_http::Response::from_string("request body too large").with_status_code(413));
+            let _ =
+                raw.respond(tiny_http::Response::from_string("request body too large").with_status_code(413));
             return;
         }
         let mut body = Vec::new();
         let read = raw.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
         if read.is_err() || body.len() > MAX_BODY {
-            let _ = raw.respond(tiny_http::Response::from_string("request body too large").with_status_code(413));
+            let _ =
+                raw.respond(tiny_http::Response::from_string("request body too large").with_status_code(413));
             return;
         }
         if is_form {
@@ -258,8 +260,7 @@ mod tests {
     fn forms_and_queries_decode() {
         assert_eq!(
             parse_urlencoded("a=1&b=x+y%21&c=%zz&&d"),
-            [("a", "1"), ("b", "x y!"), ("c", "%zz"), ("d", "")]
-                .map(|(n, v)| (n.to_string(), v.to_string()))
+            [("a", "1"), ("b", "x y!"), ("c", "%zz"), ("d", "")].map(|(n, v)| (n.to_string(), v.to_string()))
         );
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%4"), "%4");

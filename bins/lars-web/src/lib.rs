@@ -63,7 +63,11 @@ struct Cache {
 impl Console {
     /// A console over `store` with the state in `state`.
     pub fn new(store: Box<dyn ConsoleStore>, state: &std::path::Path) -> Result<Console, auth::AuthError> {
-        Ok(Console { store: Mutex::new(store), auth: auth::Auth::open(state)?, cache: Mutex::new(Cache::default()) })
+        Ok(Console {
+            store: Mutex::new(store),
+            auth: auth::Auth::open(state)?,
+            cache: Mutex::new(Cache::default()),
+        })
     }
 
     /// The store, locked (one request at a time talks to it).
@@ -131,6 +135,8 @@ impl Console {
 /// Starts the console on `config.listen` over `store`.
 pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<http::Running, String> {
     let console = Arc::new(Console::new(store, &config.state).map_err(|e| e.to_string())?);
-    let handler: Arc<http::Handler> = Arc::new(move |request: &http::Request| pages::handle(&console, request));
-    http::serve(config.listen, config.threads, handler).map_err(|e| format!("listen on {}: {e}", config.listen))
+    let handler: Arc<http::Handler> =
+        Arc::new(move |request: &http::Request| pages::handle(&console, request));
+    http::serve(config.listen, config.threads, handler)
+        .map_err(|e| format!("listen on {}: {e}", config.listen))
 }

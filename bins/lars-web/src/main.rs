@@ -42,7 +42,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     match args.positional.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["user", "add", name] => {
             let role = args.flag("role").ok_or_else(|| usage("user add needs --role admin|viewer"))?;
-            let role = Role::parse(role).ok_or_else(|| usage(&format!("--role: `{role}` is not admin or viewer")))?;
+            let role = Role::parse(role)
+                .ok_or_else(|| usage(&format!("--role: `{role}` is not admin or viewer")))?;
             eprintln!("password for {name} (one line on standard input):");
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password)?;
@@ -59,7 +60,9 @@ fn run() -> Result<(), Box<dyn Error>> {
 fn serve(args: &Args, state: &Path) -> Result<(), Box<dyn Error>> {
     let mut config = ConsoleConfig::new(state);
     if let Some(listen) = args.flag("listen") {
-        config.listen = listen.parse::<SocketAddr>().map_err(|_| usage(&format!("--listen: `{listen}` is not ip:port")))?;
+        config.listen = listen
+            .parse::<SocketAddr>()
+            .map_err(|_| usage(&format!("--listen: `{listen}` is not ip:port")))?;
     }
     let store = lars_std::store::console::open(
         args.flag("mysql"),

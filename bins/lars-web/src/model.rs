@@ -188,7 +188,11 @@ mod tests {
     use super::*;
 
     fn overview() -> Overview {
-        let host = |port, in_rotation| HostEntry { addr: SocketAddr::from(([10, 0, 0, 1], port)), weight: 1, in_rotation };
+        let host = |port, in_rotation| HostEntry {
+            addr: SocketAddr::from(([10, 0, 0, 1], port)),
+            weight: 1,
+            in_rotation,
+        };
         let mut overview = Overview::default();
         overview.routes.insert((1, 1), vec![host(1, true), host(2, true), host(3, false)]);
         overview.routes.insert((2, 7), vec![host(1, true)]);
@@ -213,17 +217,18 @@ mod tests {
 
     #[test]
     fn counts_hosts_by_state_and_sums_callers() {
-        let calls = call_table(&[stat((1, 1), 2, 1, false), stat((1, 1), 2, 2, true), stat((2, 7), 1, 1, true)]);
-        assert_eq!(calls[&(1, 1)][&SocketAddr::from(([10, 0, 0, 1], 2))], HostCalls {
-            succ: 20,
-            err: 4,
-            overloaded: true,
-            callers: 2,
-            ts: 102
-        });
+        let calls =
+            call_table(&[stat((1, 1), 2, 1, false), stat((1, 1), 2, 2, true), stat((2, 7), 1, 1, true)]);
+        assert_eq!(
+            calls[&(1, 1)][&SocketAddr::from(([10, 0, 0, 1], 2))],
+            HostCalls { succ: 20, err: 4, overloaded: true, callers: 2, ts: 102 }
+        );
         let list = ServiceList::build(&overview(), &calls);
         let row = |key| list.rows.iter().find(|r| r.key == key).unwrap();
-        assert_eq!((row((1, 1)).hosts, row((1, 1)).healthy, row((1, 1)).overloaded, row((1, 1)).out_of_rotation), (3, 1, 1, 1));
+        assert_eq!(
+            (row((1, 1)).hosts, row((1, 1)).healthy, row((1, 1)).overloaded, row((1, 1)).out_of_rotation),
+            (3, 1, 1, 1)
+        );
         assert_eq!(row((2, 7)).healthy, 0, "its only host is overloaded");
         assert_eq!(row((3, 1)).healthy, 0, "its only host is out of rotation");
         assert_eq!(row((1, 1)).module, "Payments");

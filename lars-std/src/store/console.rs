@@ -224,10 +224,8 @@ fn refuse(why: &str) -> StoreError {
 
 const NEEDS_DB_INIT_ROTATION: &str =
     "this database has no RouteData.disabled column (the original schema): run `lars db-init` to add it";
-const NEEDS_DB_INIT_WEIGHT: &str =
-    "this database has no RouteData.weight column (the original schema), so every host weighs 1: run `lars db-init` to add it";
-const ROTATION_IN_A_FILE: &str =
-    "the route file cannot keep a host out of rotation (every line is served): delete the host, or keep routes in MySQL";
+const NEEDS_DB_INIT_WEIGHT: &str = "this database has no RouteData.weight column (the original schema), so every host weighs 1: run `lars db-init` to add it";
+const ROTATION_IN_A_FILE: &str = "the route file cannot keep a host out of rotation (every line is served): delete the host, or keep routes in MySQL";
 const NEEDS_AUDIT: &str = "this database has no RouteAudit table, so the change could not be recorded: run `lars db-init` (or give lars-web's MySQL user CREATE)";
 
 fn host_rows(rows: Vec<(u32, u32, u32, u32)>) -> Vec<HostEntry> {
@@ -257,8 +255,9 @@ impl ConsoleStore for MysqlConsole {
     }
 
     fn version(&mut self) -> Result<u64, StoreError> {
-        let version: Option<u64> =
-            self.link.with(|conn| conn.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,)))?;
+        let version: Option<u64> = self
+            .link
+            .with(|conn| conn.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,)))?;
         Ok(version.unwrap_or(0))
     }
 
@@ -269,7 +268,8 @@ impl ConsoleStore for MysqlConsole {
         self.link.with_schema(|conn, schema| {
             let columns = schema.route_columns();
             let disabled = if schema.disabled { "disabled" } else { "0" };
-            let rows = conn.exec_iter(format!("SELECT modid, cmdid, {columns}, {disabled} FROM RouteData"), ())?;
+            let rows =
+                conn.exec_iter(format!("SELECT modid, cmdid, {columns}, {disabled} FROM RouteData"), ())?;
             for row in rows {
                 let (modid, cmdid, ip, port, weight, disabled): (u32, u32, u32, u32, u32, u32) =
                     mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
@@ -291,7 +291,8 @@ impl ConsoleStore for MysqlConsole {
             overview.modules = modules.into_iter().map(|(id, text)| (id, text.unwrap_or_default())).collect();
             let commands: Vec<(u32, Option<String>)> =
                 conn.exec("SELECT cmdid, content FROM CmdIDConfig ORDER BY id", ())?;
-            overview.commands = commands.into_iter().map(|(id, text)| (id, text.unwrap_or_default())).collect();
+            overview.commands =
+                commands.into_iter().map(|(id, text)| (id, text.unwrap_or_default())).collect();
             Ok(())
         })?;
         Ok(overview)
@@ -312,7 +313,8 @@ impl ConsoleStore for MysqlConsole {
 
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {
         type Row = (i32, i32, u32, u32, u32, i64, i64, u64, String);
-        let select = "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
+        let select =
+            "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
         let rows: Vec<Row> = self.link.with(|conn| match key {
             Some((modid, cmdid)) => conn.exec(
                 format!("{select} WHERE modid = ? AND cmdid = ? ORDER BY modid, cmdid, ip, port, caller"),
@@ -540,8 +542,10 @@ impl ConsoleStore for FileConsole {
             .routes
             .iter()
             .map(|(key, hosts)| {
-                let hosts =
-                    hosts.iter().map(|h| HostEntry { addr: h.addr, weight: h.weight, in_rotation: true }).collect();
+                let hosts = hosts
+                    .iter()
+                    .map(|h| HostEntry { addr: h.addr, weight: h.weight, in_rotation: true })
+                    .collect();
                 (*key, hosts)
             })
             .collect();
@@ -648,7 +652,13 @@ impl ConsoleStore for FileConsole {
 }
 
 impl FileConsole {
-    fn append_audit(&self, actor: &Actor, action: &str, key: RouteKey, detail: &str) -> Result<(), StoreError> {
+    fn append_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        key: RouteKey,
+        detail: &str,
+    ) -> Result<(), StoreError> {
         use std::io::Write as _;
         let mut line = String::new();
         let _ = writeln!(
@@ -697,12 +707,18 @@ fn parse_stats_file(text: &str, path: &Path) -> Result<Vec<StatRow>, StoreError>
 }
 
 /// Opens the console's store: MySQL when `mysql` is a URL, else the route file.
-pub fn open(mysql: Option<&str>, routes: Option<&Path>, stats: Option<&Path>) -> Result<Box<dyn ConsoleStore>, StoreError> {
+pub fn open(
+    mysql: Option<&str>,
+    routes: Option<&Path>,
+    stats: Option<&Path>,
+) -> Result<Box<dyn ConsoleStore>, StoreError> {
     match (mysql, routes) {
         (Some(url), None) => {
             let mut store = MysqlConsole::new(super::mysql::opts(url)?);
             if let Err(e) = store.ensure_audit_table() {
-                eprintln!("lars-web: could not create the RouteAudit table ({e}); changes are refused until `lars db-init` makes it");
+                eprintln!(
+                    "lars-web: could not create the RouteAudit table ({e}); changes are refused until `lars db-init` makes it"
+                );
             }
             Ok(Box::new(store))
         }

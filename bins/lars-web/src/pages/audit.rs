@@ -31,7 +31,11 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     };
     let mut body = String::new();
     if let Some(key) = key {
-        let _ = write!(body, "<p><a href=\"{}\">Back to the route</a> · <a href=\"/audit\">every route</a></p>", route_link(key));
+        let _ = write!(
+            body,
+            "<p><a href=\"{}\">Back to the route</a> · <a href=\"/audit\">every route</a></p>",
+            route_link(key)
+        );
     }
     body.push_str(&table(&entries));
     Response::html(200, page(&title, Some(session), None, &body))
@@ -49,7 +53,9 @@ pub(super) fn table(entries: &[AuditEntry]) -> String {
         let route = match entry.action.as_str() {
             "describe-module" => format!("<td>module {}</td>", entry.key.0),
             "describe-command" => format!("<td>command {}</td>", entry.key.1),
-            _ => format!("<td><a href=\"{}\">{} {}</a></td>", route_link(entry.key), entry.key.0, entry.key.1),
+            _ => {
+                format!("<td><a href=\"{}\">{} {}</a></td>", route_link(entry.key), entry.key.0, entry.key.1)
+            }
         };
         let _ = write!(
             out,

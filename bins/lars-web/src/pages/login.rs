@@ -44,7 +44,11 @@ pub(super) fn get(console: &Console, _request: &Request, error: Option<(u16, Str
 pub(super) fn post(console: &Console, request: &Request) -> Response {
     let nonce = request.cookies.get(NONCE_COOKIE).map_or("", String::as_str);
     if !request.field("token").is_some_and(|token| console.auth().check_login_token(nonce, token)) {
-        return get(console, request, Some((403, "The sign-in form had expired or was not ours: try again.".into())));
+        return get(
+            console,
+            request,
+            Some((403, "The sign-in form had expired or was not ours: try again.".into())),
+        );
     }
     let user = request.field("user").unwrap_or("").trim();
     let password = request.field("password").unwrap_or("");
@@ -57,9 +61,17 @@ pub(super) fn post(console: &Console, request: &Request) -> Response {
         Err(LoginError::Locked(secs)) => get(
             console,
             request,
-            Some((429, format!("Too many failed sign-ins for this user or address: try again in {} minutes.", secs.div_ceil(60)))),
+            Some((
+                429,
+                format!(
+                    "Too many failed sign-ins for this user or address: try again in {} minutes.",
+                    secs.div_ceil(60)
+                ),
+            )),
         ),
-        Err(LoginError::Broken(why)) => get(console, request, Some((500, format!("The users file is broken: {why}")))),
+        Err(LoginError::Broken(why)) => {
+            get(console, request, Some((500, format!("The users file is broken: {why}"))))
+        }
     }
 }
 

@@ -86,7 +86,12 @@ fn route_request(console: &Console, request: &Request) -> Response {
     let Some(session) = session else {
         return match request.method {
             Method::Get => Response::see_other("/login"),
-            _ => error_page(None, 403, "Signed out", "Your session has ended: sign in again. Nothing was changed."),
+            _ => error_page(
+                None,
+                403,
+                "Signed out",
+                "Your session has ended: sign in again. Nothing was changed.",
+            ),
         };
     };
     match request.method {
@@ -123,7 +128,10 @@ fn route_request(console: &Console, request: &Request) -> Response {
 /// An error page.
 pub(crate) fn error_page(session: Option<&Session>, status: u16, title: &str, text: &str) -> Response {
     let flash = Flash { text: text.to_string(), error: true };
-    Response::html(status, page(title, session, Some(&flash), "<p><a href=\"/services\">Back to the services</a></p>"))
+    Response::html(
+        status,
+        page(title, session, Some(&flash), "<p><a href=\"/services\">Back to the services</a></p>"),
+    )
 }
 
 /// The page for a store that failed: nothing was changed, and the message says why.
@@ -133,7 +141,9 @@ pub(crate) fn store_error(session: &Session, error: &StoreError) -> Response {
             Some(session),
             503,
             "Store unavailable",
-            &format!("The store could not be reached ({why}). Nothing was changed; try again when it is back."),
+            &format!(
+                "The store could not be reached ({why}). Nothing was changed; try again when it is back."
+            ),
         ),
         StoreError::Invalid(why) => error_page(Some(session), 409, "Not done", &format!("Not done: {why}.")),
     }
@@ -163,11 +173,14 @@ pub(crate) fn parse_host(text: Option<&str>) -> Result<SocketAddr, String> {
         return Err("the host is missing".into());
     }
     let addr: SocketAddr = text.parse().map_err(|_| {
-        let port_only = text.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u64>().is_ok_and(|p| p > 65535));
+        let port_only =
+            text.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u64>().is_ok_and(|p| p > 65535));
         if port_only {
             format!("host `{text}`: the port must be from 1 to 65535")
         } else {
-            format!("host `{text}` is not an address with a port, such as 10.0.0.7:8080 or [2001:db8::7]:8080")
+            format!(
+                "host `{text}` is not an address with a port, such as 10.0.0.7:8080 or [2001:db8::7]:8080"
+            )
         }
     })?;
     if addr.port() == 0 {

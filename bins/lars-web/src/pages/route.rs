@@ -56,7 +56,8 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     let calls = console.calls().ok();
     let route_calls = calls.as_ref().and_then(|c| c.get(&key));
     let row = list.rows.iter().find(|r| r.key == key);
-    let (module, command) = row.map_or((String::new(), String::new()), |r| (r.module.clone(), r.command.clone()));
+    let (module, command) =
+        row.map_or((String::new(), String::new()), |r| (r.module.clone(), r.command.clone()));
     let admin = can_change(session);
     let mut body = String::new();
     let _ = write!(
@@ -65,7 +66,10 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
          <a href=\"/audit?modid={}&amp;cmdid={}\">audit log</a></p>",
         if module.is_empty() { "(no description)".into() } else { esc(&module).to_string() },
         if command.is_empty() { "(no description)".into() } else { esc(&command).to_string() },
-        key.0, key.1, key.0, key.1
+        key.0,
+        key.1,
+        key.0,
+        key.1
     );
     if !caps.rotation {
         body.push_str(
@@ -81,7 +85,12 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     }
     // Filters.
     body.push_str("<p>Show: ");
-    for (value, label) in [("all", "all hosts"), ("healthy", "healthy"), ("overloaded", "overloaded"), ("out", "out of rotation")] {
+    for (value, label) in [
+        ("all", "all hosts"),
+        ("healthy", "healthy"),
+        ("overloaded", "overloaded"),
+        ("out", "out of rotation"),
+    ] {
         let _ = write!(body, "<a href=\"{}&amp;show={value}\">{label}</a> ", route_link(key));
     }
     body.push_str("</p>");
@@ -100,7 +109,11 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     }
     if admin {
         body.push_str(&form(session, "/route/hosts"));
-        let _ = write!(body, "<input type=hidden name=modid value={}><input type=hidden name=cmdid value={}>", key.0, key.1);
+        let _ = write!(
+            body,
+            "<input type=hidden name=modid value={}><input type=hidden name=cmdid value={}>",
+            key.0, key.1
+        );
     }
     let _ = write!(
         body,
@@ -115,7 +128,10 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
             HostState::OutOfRotation => (" class=off", "<span class=\"tag out\">out of rotation</span>"),
         };
         let select = if admin {
-            format!("<td><input type=checkbox name=host value=\"{}\" aria-label=\"select {}\"></td>", host.addr, host.addr)
+            format!(
+                "<td><input type=checkbox name=host value=\"{}\" aria-label=\"select {}\"></td>",
+                host.addr, host.addr
+            )
         } else {
             String::new()
         };
@@ -146,7 +162,9 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
             key.1
         );
         if caps.descriptions {
-            for (kind, id, text, label) in [("module", key.0, &module, "Module"), ("command", key.1, &command, "Command")] {
+            for (kind, id, text, label) in
+                [("module", key.0, &module, "Module"), ("command", key.1, &command, "Command")]
+            {
                 let _ = write!(
                     body,
                     "<div class=box>{}<input type=hidden name=kind value={kind}><input type=hidden name=id value={id}>\
@@ -191,7 +209,15 @@ fn apply(console: &Console, request: &Request, session: &Session, key: RouteKey,
     console.changed();
     match result {
         Ok(0) => back(key, Err(format!("Nothing changed ({}: {}).", edit.action(), edit.detail()))),
-        Ok(n) => back(key, Ok(format!("Done: {} {} ({n} host{}).", edit.action(), edit.detail(), if n == 1 { "" } else { "s" }))),
+        Ok(n) => back(
+            key,
+            Ok(format!(
+                "Done: {} {} ({n} host{}).",
+                edit.action(),
+                edit.detail(),
+                if n == 1 { "" } else { "s" }
+            )),
+        ),
         Err(e) => store_error(session, &e),
     }
 }
@@ -257,7 +283,14 @@ pub(super) fn describe(console: &Console, request: &Request, session: &Session) 
     let named = match request.field("kind") {
         Some("module") => Named::Module,
         Some("command") => Named::Command,
-        _ => return super::error_page(Some(session), 400, "Not saved", "Say whether a module or a command is described."),
+        _ => {
+            return super::error_page(
+                Some(session),
+                400,
+                "Not saved",
+                "Say whether a module or a command is described.",
+            );
+        }
     };
     let id = match parse_id("id", request.field("id")) {
         Ok(id) => id as u32,
@@ -265,7 +298,12 @@ pub(super) fn describe(console: &Console, request: &Request, session: &Session) 
     };
     let text = request.field("text").unwrap_or("").trim();
     if text.chars().count() > 255 || text.chars().any(char::is_control) {
-        return super::error_page(Some(session), 400, "Not saved", "A description is at most 255 characters on one line.");
+        return super::error_page(
+            Some(session),
+            400,
+            "Not saved",
+            "A description is at most 255 characters on one line.",
+        );
     }
     let result = console.store().describe(named, id, text, &actor(session, request));
     console.changed();

@@ -92,11 +92,18 @@ pub(super) fn fragment(console: &Console, request: &Request, session: &Session) 
     };
     match render(console, key, page_of(request)) {
         Ok(inner) => Response::html(200, inner),
-        Err(e) => Response::html(503, format!("<p class=\"flash error\">Store unavailable: {}</p>", esc(&e.to_string()))),
+        Err(e) => Response::html(
+            503,
+            format!("<p class=\"flash error\">Store unavailable: {}</p>", esc(&e.to_string())),
+        ),
     }
 }
 
-fn render(console: &Console, key: Option<RouteKey>, page: usize) -> Result<String, lars_std::store::StoreError> {
+fn render(
+    console: &Console,
+    key: Option<RouteKey>,
+    page: usize,
+) -> Result<String, lars_std::store::StoreError> {
     let calls = console.calls()?;
     let mut out = String::new();
     match key {
@@ -131,7 +138,12 @@ fn render(console: &Console, key: Option<RouteKey>, page: usize) -> Result<Strin
 
 /// One route's chart and table: every host of the route, and hosts that report calls but are
 /// no longer in the route.
-fn route_box(out: &mut String, key: RouteKey, hosts: &[lars_std::store::console::HostEntry], calls: &CallTable) {
+fn route_box(
+    out: &mut String,
+    key: RouteKey,
+    hosts: &[lars_std::store::console::HostEntry],
+    calls: &CallTable,
+) {
     let route_calls = calls.get(&key);
     let mut rows: Vec<(String, HostCalls, HostState)> = hosts
         .iter()
@@ -148,7 +160,15 @@ fn route_box(out: &mut String, key: RouteKey, hosts: &[lars_std::store::console:
             }
         }
     }
-    let _ = write!(out, "<div class=box data-route=\"{} {}\"><h3><a href=\"{}\">Route {} {}</a></h3>", key.0, key.1, route_link(key), key.0, key.1);
+    let _ = write!(
+        out,
+        "<div class=box data-route=\"{} {}\"><h3><a href=\"{}\">Route {} {}</a></h3>",
+        key.0,
+        key.1,
+        route_link(key),
+        key.0,
+        key.1
+    );
     if rows.is_empty() {
         out.push_str("<p>No hosts and no calls.</p></div>");
         return;
@@ -165,7 +185,10 @@ fn route_box(out: &mut String, key: RouteKey, hosts: &[lars_std::store::console:
         let _ = write!(
             out,
             "<tr{class}><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{tag}</td><td class=n>{}</td><td>{when}</td></tr>",
-            esc(label), c.succ, c.err, c.callers
+            esc(label),
+            c.succ,
+            c.err,
+            c.callers
         );
     }
     out.push_str("</tbody></table></div>");
