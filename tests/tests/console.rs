@@ -380,3 +380,90 @@ fn a_store_that_cannot_be_reached_gives_an_error_page_and_changes_nothing() {
         post(addr, &cookie, "/route/add-host", &format!("csrf={csrf}&modid=5&cmdid=1&host=10.0.5.2:80"));
     assert_eq!(added.status, 503, "{}", added.body);
 }
+
+#[test]
+fn on_the_route_file_the_console_changes_what_lars_dns_serves_and_keeps_an_audit_file() {
+    let scratch = Scratch::new("console-file");
+    let routes = scratch.0.join("routes.conf");
+    std::fs::write(&routes, "6 1 10.0.6.1:80\n").unwrap();
+    let mut dns_config = DnsConfig::new(loopback());
+    dns_config.poll_interval = Duration::from_millis(100);
+    let dns = Dns::start(dns_config, Box::new(lars_std::store::file::RouteFile::new(&routes))).unwrap();
+    let mut agent_config =
+        AgentDaemonConfig::new(vec![dns.local_addr()], vec!["127.0.0.1:9".parse().unwrap()]);
+    agent_config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
+    let agent = AgentDaemon::start(agent_config).unwrap();
+    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    within(10, "the agent serves the file's route", || served(&client, 6, 1).len() == 1);
+
+    let state = scratch.0.join("state");
+    add_user(&state, "ann", Role::Admin, ADMIN_PASSWORD).unwrap();
+    let mut config = ConsoleConfig::new(&state);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let store = lars_std::store::console::FileConsole::new(&routes, None);
+    let console = lars_web::start(&config, Box::new(store)).unwrap();
+    let addr = console.addr();
+    let (cookie, csrf) = http_sign_in(addr, "ann", ADMIN_PASSWORD);
+
+    let added = post(
+        addr,
+        &cookie,
+        "/route/add-host",
+        &format!("csrf={csrf}&modid=6&cmdid=1&host=%5B2001%3Adb8%3A%3A6%5D%3A80&weight=3"),
+    );
+    assert_eq!(added.status, 303, "{}", added.body);
+    within(10, "the IPv6 host reaches the agent", || {
+        served(&client, 6, 1).contains(&("[2001:db8::6]:80".into(), 3))
+    });
+    let weighted = post(
+        addr,
+        &cookie,
+        "/route/hosts",
+        &format!("csrf={csrf}&modid=6&cmdid=1&host=10.0.6.1:80&action=weight&weight=7"),
+    );
+    assert_eq!(weighted.status, 303);
+    within(10, "the weight reaches the agent", || served(&client, 6, 1).contains(&("10.0.6.1:80".into(), 7)));
+    let out = post(
+        addr,
+        &cookie,
+        "/route/hosts",
+        &format!("csrf={csrf}&modid=6&cmdid=1&host=10.0.6.1:80&action=out"),
+    );
+    assert_eq!(out.status, 409);
+    assert!(out.body.contains("route file cannot keep a host out of rotation"), "{}", out.body);
+    let deleted = post(addr, &cookie, "/route/delete", &format!("csrf={csrf}&modid=6&cmdid=1&confirm=yes"));
+    assert_eq!(deleted.status, 303);
+    within(10, "the deleted route leaves the agent", || served(&client, 6, 1).is_empty());
+    let audit = std::fs::read_to_string(scratch.0.join("routes.conf.audit")).unwrap();
+    let actions: Vec<&str> = audit.lines().map(|line| line.split('\t').nth(3).unwrap()).collect();
+    assert_eq!(actions, ["add-host", "set-weight", "remove-route"]);
+    let page = http(addr, "GET", "/audit?modid=6&cmdid=1", &[("Cookie", &cookie)], b"").unwrap();
+    assert!(
+        page.body.contains("[2001:db8::6]:80 weight 3") && page.body.contains("127.0.0.1"),
+        "{}",
+        page.body
+    );
+    drop(console);
+    drop((agent, dns));
+}
+
+#[test]
+fn lars_dns_leaves_out_hosts_out_of_rotation_in_full_loads_and_change_reads() {
+    use lars_std::store::RouteStore;
+    let db = TestDb::create();
+    let mut conn = db.conn();
+    conn.query_drop(
+        "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight, disabled) VALUES \
+         (8, 1, 167772161, 80, 1, 0), (8, 1, 167772162, 80, 1, 1)",
+    )
+    .unwrap();
+    lars_tests::console_bump(&mut conn, 8, 1);
+    let mut store = MysqlRoutes::new(db.opts.clone());
+    let table = store.load().unwrap();
+    let served: Vec<String> = table.hosts((8, 1)).iter().map(|h| h.addr.to_string()).collect();
+    assert_eq!(served, ["10.0.0.1:80"], "the full load");
+    let changes = store.changes_since(0).unwrap().expect("the change log names the route");
+    assert_eq!(changes.routes.len(), 1);
+    assert_eq!(changes.routes[0].1.len(), 1, "the change read");
+    assert_eq!(changes.routes[0].1[0].addr.to_string(), "10.0.0.1:80");
+}

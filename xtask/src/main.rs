@@ -35,10 +35,11 @@ tasks:
   test-clients [c|cpp|python|java]
           only the client libraries' gates (part of `test`)
   size    flash and static RAM of the firmware (target/bench/firmware.json)
-  bench [core|echo|daemons|system|clients]
+  bench [core|echo|daemons|system|clients|web]
           core micro benchmarks and the process-wide pool, the reactor echo benchmark,
-          lars-dns and lars-reporter on MariaDB, the system benchmark (on MariaDB), and the
-          C, C++, Python and Java clients beside the Rust one; figures in target/bench/*.json
+          lars-dns and lars-reporter on MariaDB, the system benchmark (on MariaDB), the
+          C, C++, Python and Java clients beside the Rust one, and the console's service
+          list at 100,000 routes (on MariaDB); figures in target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -315,9 +316,11 @@ fn bench(only: &[String]) -> Result<(), String> {
         ("core", "lars-std", "pool", "pool.json"),
         ("echo", "lars-tests", "echo", "echo.json"),
         ("daemons", "lars-tests", "daemons", "daemons.json"),
+        ("web", "lars-tests", "web", "web.json"),
     ];
     // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
-    let server = if wanted("daemons") || wanted("system") { Some(mysql::ensure()?) } else { None };
+    let server =
+        if wanted("daemons") || wanted("system") || wanted("web") { Some(mysql::ensure()?) } else { None };
     let mysql_url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
     for (_, package, bench, json) in suites.into_iter().filter(|(suite, ..)| wanted(suite)) {
         println!("\n==> {package} bench {bench}");

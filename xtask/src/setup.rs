@@ -6,7 +6,8 @@
 //! needed only when nothing answers at `LARS_MYSQL_URL` (then `mariadb-server` provides a
 //! throwaway `mariadbd`, see `mysql.rs`). The client libraries' gates need C and C++
 //! compilers, a JDK and Python 3 with venv, and `cbindgen` (installed with cargo) to check the C
-//! header. `defmt-print` only makes the firmware's log readable in the test output, so it is
+//! header. The console's browser tests need Debian's `chromium` and `chromium-driver`
+//! (chromedriver). `defmt-print` only makes the firmware's log readable in the test output, so it is
 //! installed with cargo when missing but not required.
 
 use std::process::{Command, Stdio};
@@ -23,13 +24,19 @@ struct Program {
 }
 
 /// The programs the gates run.
-const PROGRAMS: [Program; 6] = [
+const PROGRAMS: [Program; 8] = [
     Program { name: "qemu-system-arm", package: "qemu-system-arm", why: "boots the gateway firmware" },
     Program { name: "ip", package: "iproute2", why: "makes the firmware's private network namespace" },
     Program { name: "cc", package: "gcc libc6-dev", why: "builds the C client's test" },
     Program { name: "c++", package: "g++", why: "builds the C++ client's test" },
     Program { name: "javac", package: "openjdk-17-jdk-headless", why: "builds the Java client" },
     Program { name: "python3", package: "python3", why: "runs the Python client's test" },
+    Program { name: "chromium", package: "chromium", why: "runs the web console's browser tests" },
+    Program {
+        name: "chromedriver",
+        package: "chromium-driver",
+        why: "drives Chromium in the console's tests",
+    },
 ];
 
 /// Cargo-installed tools: the name, whether the gates need it, and why.

@@ -254,10 +254,12 @@ impl Auth {
             }
         }
         let users = self.users().map_err(LoginError::Broken)?;
-        let good = users.get(user).is_some_and(|found| {
-            PasswordHash::new(&found.hash)
-                .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
-        });
+        // An unknown user costs a hash check too, so the time taken does not say which
+        // names exist.
+        let hash = users.get(user).map_or_else(|| unknown_user_hash().as_str(), |found| found.hash.as_str());
+        let verified = PasswordHash::new(hash)
+            .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
+        let good = verified && users.contains_key(user);
         if !good {
             let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
             limiter.fail(&user_key, now);
@@ -307,6 +309,15 @@ impl Auth {
         let _ = getrandom::fill(&mut nonce);
         hex(&nonce)
     }
+}
+
+/// A hash of a random password, checked against when the user does not exist.
+fn unknown_user_hash() -> &'static String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let password = Auth::nonce();
+        Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).unwrap_or_default()
+    })
 }
 
 /// Whether `given` equals `expected`, in time that does not depend on where they differ.

@@ -36,12 +36,19 @@ pub struct ConsoleConfig {
     pub state: PathBuf,
     /// Request threads.
     pub threads: usize,
+    /// Marks the session cookie `Secure`, for a console reached through a TLS proxy.
+    pub secure_cookies: bool,
 }
 
 impl ConsoleConfig {
     /// Listens on `127.0.0.1:8080` with state in `state`.
     pub fn new(state: impl Into<PathBuf>) -> ConsoleConfig {
-        ConsoleConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), state: state.into(), threads: 4 }
+        ConsoleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            state: state.into(),
+            threads: 4,
+            secure_cookies: false,
+        }
     }
 }
 
@@ -50,6 +57,7 @@ pub struct Console {
     store: Mutex<Box<dyn ConsoleStore>>,
     auth: auth::Auth,
     cache: Mutex<Cache>,
+    secure_cookies: bool,
 }
 
 /// What the service list and the status page reuse between requests.
@@ -67,12 +75,19 @@ impl Console {
             store: Mutex::new(store),
             auth: auth::Auth::open(state)?,
             cache: Mutex::new(Cache::default()),
+            secure_cookies: false,
         })
     }
 
     /// The store, locked (one request at a time talks to it).
     pub fn store(&self) -> MutexGuard<'_, Box<dyn ConsoleStore>> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attributes every cookie gets besides its value and age.
+    pub fn cookie_attributes(&self, path: &str) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        format!("Path={path}; HttpOnly; SameSite=Strict{secure}")
     }
 
     /// The users and sessions.
@@ -106,18 +121,25 @@ impl Console {
         {
             return Ok(Arc::clone(list));
         }
-        let cached = self.cache().overview.clone().filter(|o| o.version == version);
-        let overview = match cached {
-            Some(overview) => overview,
-            None => {
-                let overview = Arc::new(self.store().overview()?);
-                self.cache().overview = Some(Arc::clone(&overview));
-                overview
-            }
-        };
+        let overview = self.overview_at(version)?;
         let list = Arc::new(ServiceList::build(&overview, &calls));
         self.cache().list = Some((overview.version, calls_at, Arc::clone(&list)));
         Ok(list)
+    }
+
+    /// Every route and description, read again only when the store's version moved.
+    pub fn overview(&self) -> Result<Arc<Overview>, StoreError> {
+        let version = self.store().version()?;
+        self.overview_at(version)
+    }
+
+    fn overview_at(&self, version: u64) -> Result<Arc<Overview>, StoreError> {
+        if let Some(overview) = self.cache().overview.clone().filter(|o| o.version == version) {
+            return Ok(overview);
+        }
+        let overview = Arc::new(self.store().overview()?);
+        self.cache().overview = Some(Arc::clone(&overview));
+        Ok(overview)
     }
 
     /// Forgets cached routes after a change made here, so the next list shows it.
@@ -134,7 +156,9 @@ impl Console {
 
 /// Starts the console on `config.listen` over `store`.
 pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<http::Running, String> {
-    let console = Arc::new(Console::new(store, &config.state).map_err(|e| e.to_string())?);
+    let mut console = Console::new(store, &config.state).map_err(|e| e.to_string())?;
+    console.secure_cookies = config.secure_cookies;
+    let console = Arc::new(console);
     let handler: Arc<http::Handler> =
         Arc::new(move |request: &http::Request| pages::handle(&console, request));
     http::serve(config.listen, config.threads, handler)

@@ -12,15 +12,19 @@ use lars_web::auth::{Role, add_user};
 
 const USAGE: &str = "\
 usage: lars-web [--mysql URL | --routes FILE [--stats-file FILE]] [--listen IP:PORT] [--state DIR]
+                [--secure-cookies]
        lars-web user add NAME --role admin|viewer [--state DIR]
 
 The web console for lars routes, their audit log and call status. It listens on
 127.0.0.1:8080 by default: put a TLS proxy in front of it to reach it from elsewhere.
 --state DIR (default /var/lib/lars-web) holds the users and the key that signs sessions,
 made on first run. `user add` reads the password from the first line of standard input.
+--secure-cookies marks the session cookie Secure (behind a TLS proxy).
 ";
 
 const FLAGS: [&str; 6] = ["mysql", "routes", "stats-file", "listen", "state", "role"];
+
+const SWITCHES: [&str; 2] = ["help", "secure-cookies"];
 
 fn main() {
     if let Err(error) = run() {
@@ -33,7 +37,7 @@ fn usage(message: &str) -> Box<dyn Error> {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = Args::from_env(&FLAGS, &["help"])?;
+    let args = Args::from_env(&FLAGS, &SWITCHES)?;
     if args.switch("help") {
         print!("{USAGE}");
         return Ok(());
@@ -59,6 +63,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 
 fn serve(args: &Args, state: &Path) -> Result<(), Box<dyn Error>> {
     let mut config = ConsoleConfig::new(state);
+    config.secure_cookies = args.switch("secure-cookies");
     if let Some(listen) = args.flag("listen") {
         config.listen = listen
             .parse::<SocketAddr>()
@@ -74,4 +79,25 @@ fn serve(args: &Args, state: &Path) -> Result<(), Box<dyn Error>> {
     eprintln!("lars-web: listening on http://{}/", running.addr());
     running.wait();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FLAGS, SWITCHES, USAGE};
+
+    /// Every flag the usage text offers is accepted, and every accepted flag is documented.
+    #[test]
+    fn usage_and_accepted_flags_agree() {
+        let mut documented: Vec<&str> = USAGE
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter_map(|word| word.strip_prefix("--"))
+            .filter(|flag| !flag.is_empty())
+            .collect();
+        documented.sort_unstable();
+        documented.dedup();
+        let mut accepted: Vec<&str> =
+            FLAGS.iter().chain(&SWITCHES).copied().filter(|s| *s != "help").collect();
+        accepted.sort_unstable();
+        assert_eq!(documented, accepted);
+    }
 }

@@ -177,6 +177,8 @@ pub trait ConsoleStore: Send {
     fn overview(&mut self) -> Result<Overview, StoreError>;
     /// One route's hosts, sorted by address (empty if it does not exist).
     fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError>;
+    /// The descriptions of a route's module and command (empty where there is none).
+    fn names(&mut self, key: RouteKey) -> Result<(String, String), StoreError>;
     /// Call statistics (every row, or one route's), in key order.
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError>;
     /// Applies `edit` with its version bump, change-log row and audit record, all or nothing.
@@ -309,6 +311,21 @@ impl ConsoleStore for MysqlConsole {
             )
         })?;
         Ok(host_rows(rows))
+    }
+
+    fn names(&mut self, key: RouteKey) -> Result<(String, String), StoreError> {
+        self.link.with(|conn| {
+            // The last row of an id wins, as in `overview`.
+            let module: Option<Option<String>> = conn.exec_first(
+                "SELECT content FROM ModIDConfig WHERE modid = ? ORDER BY id DESC LIMIT 1",
+                (key.0 as u32,),
+            )?;
+            let command: Option<Option<String>> = conn.exec_first(
+                "SELECT content FROM CmdIDConfig WHERE cmdid = ? ORDER BY id DESC LIMIT 1",
+                (key.1 as u32,),
+            )?;
+            Ok((module.flatten().unwrap_or_default(), command.flatten().unwrap_or_default()))
+        })
     }
 
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {
@@ -554,6 +571,10 @@ impl ConsoleStore for FileConsole {
 
     fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError> {
         Ok(self.overview()?.routes.remove(&key).unwrap_or_default())
+    }
+
+    fn names(&mut self, _: RouteKey) -> Result<(String, String), StoreError> {
+        Ok((String::new(), String::new()))
     }
 
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {

@@ -36,7 +36,7 @@ pub(super) fn get(console: &Console, _request: &Request, error: Option<(u16, Str
     };
     Response::html(status, page("Sign in", None, flash.as_ref(), &body)).with_header(
         "Set-Cookie",
-        format!("{NONCE_COOKIE}={nonce}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600"),
+        format!("{NONCE_COOKIE}={nonce}; {}; Max-Age=3600", console.cookie_attributes("/login")),
     )
 }
 
@@ -55,7 +55,7 @@ pub(super) fn post(console: &Console, request: &Request) -> Response {
     match console.auth().login(user, password, &request.remote.to_string()) {
         Ok(cookie) => Response::see_other("/services").with_header(
             "Set-Cookie",
-            format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}"),
+            format!("{SESSION_COOKIE}={cookie}; {}; Max-Age={SESSION_SECS}", console.cookie_attributes("/")),
         ),
         Err(LoginError::Wrong) => get(console, request, Some((401, "Wrong user name or password.".into()))),
         Err(LoginError::Locked(secs)) => get(
@@ -76,7 +76,9 @@ pub(super) fn post(console: &Console, request: &Request) -> Response {
 }
 
 /// Ends the session in this browser.
-pub(super) fn logout(_console: &Console, _request: &Request, _session: &Session) -> Response {
-    Response::see_other("/login")
-        .with_header("Set-Cookie", format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
+pub(super) fn logout(console: &Console, _request: &Request, _session: &Session) -> Response {
+    Response::see_other("/login").with_header(
+        "Set-Cookie",
+        format!("{SESSION_COOKIE}=; {}; Max-Age=0", console.cookie_attributes("/")),
+    )
 }

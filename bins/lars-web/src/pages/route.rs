@@ -45,19 +45,15 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         let caps = store.capabilities()?;
         let hosts = store.route(key)?;
         let entries = store.audit(Some(key), 20)?;
-        drop(store);
-        let overview = console.services()?;
-        Ok((caps, hosts, entries, overview))
+        let names = store.names(key)?;
+        Ok((caps, hosts, entries, names))
     };
-    let (caps, hosts, entries, list) = match read() {
+    let (caps, hosts, entries, (module, command)) = match read() {
         Ok(read) => read,
         Err(e) => return store_error(session, &e),
     };
     let calls = console.calls().ok();
     let route_calls = calls.as_ref().and_then(|c| c.get(&key));
-    let row = list.rows.iter().find(|r| r.key == key);
-    let (module, command) =
-        row.map_or((String::new(), String::new()), |r| (r.module.clone(), r.command.clone()));
     let admin = can_change(session);
     let mut body = String::new();
     let _ = write!(
@@ -188,7 +184,7 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         );
     }
     body.push_str("<h2>Calls</h2>");
-    body.push_str(&status::live(Some(key)));
+    body.push_str(&status::live(console, Some(key)));
     body.push_str("<h2>Recent changes</h2>");
     body.push_str(&audit::table(&entries));
     let title = format!("Route {} {}", key.0, key.1);

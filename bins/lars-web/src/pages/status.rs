@@ -35,15 +35,18 @@ pub(super) fn script() -> Response {
     }
 }
 
-/// The live part of a page: the fragment, and the script that refreshes it.
-pub(super) fn live(key: Option<RouteKey>) -> String {
+/// The live part of a page: the fragment as it is now (so the page works without
+/// JavaScript), and the script that refreshes it.
+pub(super) fn live(console: &Console, key: Option<RouteKey>) -> String {
     let query = match key {
         Some((modid, cmdid)) => format!("?modid={modid}&amp;cmdid={cmdid}"),
         None => String::new(),
     };
+    let inner = render(console, key, 0).unwrap_or_else(|e| {
+        format!("<p class=\"flash error\">Store unavailable: {}</p>", esc(&e.to_string()))
+    });
     format!(
-        "<div id=status data-fragment=\"/status/fragment{query}\"><noscript>Reload the page to refresh.</noscript>\
-         <p>Loading…</p></div><script src=\"/refresh.js\" defer></script>"
+        "<div id=status data-fragment=\"/status/fragment{query}\">{inner}</div><script src=\"/refresh.js\" defer></script>"
     )
 }
 
@@ -112,15 +115,13 @@ fn render(
             route_box(&mut out, key, &hosts, &calls);
         }
         None => {
-            let list = console.services()?;
+            // From the cached overview: a refresh costs the store nothing more.
+            let overview = console.overview()?;
             let with_calls: Vec<RouteKey> = calls.keys().copied().collect();
             let _ = write!(out, "<p>{} routes have call statistics.</p>", with_calls.len());
             for key in with_calls.iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
-                let hosts: Vec<_> = match console.store().route(*key) {
-                    Ok(hosts) => hosts,
-                    Err(e) => return Err(e),
-                };
-                route_box(&mut out, *key, &hosts, &calls);
+                let hosts = overview.routes.get(key).map_or(&[][..], Vec::as_slice);
+                route_box(&mut out, *key, hosts, &calls);
             }
             let pages = with_calls.len().div_ceil(PAGE_SIZE);
             if pages > 1 {
@@ -130,7 +131,6 @@ fn render(
                 }
                 out.push_str("</nav>");
             }
-            let _ = list;
         }
     }
     Ok(out)
