@@ -149,14 +149,16 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", driver_path.display()));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let profile = std::env::temp_dir().join(format!("lars-chromium-{}-{port}", std::process::id()));
+        // From here on, dropping the browser (a failed assertion included) stops chromedriver.
+        let mut browser = Browser { driver, addr, session: String::new(), profile };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while http(addr, "GET", "/status", &[], b"").is_err() {
             assert!(std::time::Instant::now() < deadline, "chromedriver did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = std::env::temp_dir().join(format!("lars-chromium-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&profile);
-        std::fs::create_dir_all(&profile).unwrap();
+        let _ = std::fs::remove_dir_all(&browser.profile);
+        std::fs::create_dir_all(&browser.profile).unwrap();
         let args = [
             "--headless",
             "--no-sandbox",
@@ -171,9 +173,8 @@ impl Browser {
         ]
         .map(String::from)
         .into_iter()
-        .chain([format!("--user-data-dir={}", profile.display())])
+        .chain([format!("--user-data-dir={}", browser.profile.display())])
         .collect::<Vec<_>>();
-        let mut browser = Browser { driver, addr, session: String::new(), profile };
         let answer = browser.command(
             "POST",
             "/session",

@@ -58,6 +58,48 @@ pub struct Console {
     auth: auth::Auth,
     cache: Mutex<Cache>,
     secure_cookies: bool,
+    refresh: Refresh,
+}
+
+/// Requests for the background rebuild of the service list.
+#[derive(Default)]
+struct Refresh {
+    wanted: Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl Refresh {
+    fn ask(&self) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits up to a second for a request; whether there was one.
+    fn wait(&self) -> bool {
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut wanted, _) = self
+            .wake
+            .wait_timeout_while(wanted, std::time::Duration::from_secs(1), |wanted| !*wanted)
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *wanted)
+    }
+}
+
+/// Rebuilds the service list when a request found its call counts old, until the console is
+/// gone (it holds the console weakly).
+fn refresher(console: std::sync::Weak<Console>) {
+    loop {
+        let Some(strong) = console.upgrade() else { return };
+        let refresh = &strong.refresh;
+        if refresh.wait() {
+            // A failed read leaves the old list; the next request asks again.
+            // (The store's lock is let go before the rebuild takes it again.)
+            let version = strong.store().version();
+            if let Ok(version) = version {
+                let _ = strong.rebuild(version);
+            }
+        }
+    }
 }
 
 /// What the service list and the status page reuse between requests.
@@ -76,6 +118,7 @@ impl Console {
             auth: auth::Auth::open(state)?,
             cache: Mutex::new(Cache::default()),
             secure_cookies: false,
+            refresh: Refresh::default(),
         })
     }
 
@@ -109,18 +152,29 @@ impl Console {
         Ok(calls)
     }
 
-    /// The service list: routes read again only when the store's version moved, call counts
-    /// at most every [`STATUS_TTL_NANOS`].
+    /// The service list. Routes are read again only when the store's version moved (then the
+    /// request waits for them: a route just added must show). Call counts older than
+    /// [`STATUS_TTL_NANOS`] are brought up to date in the background, by the thread
+    /// [`start`] runs, while the request is answered from the list as it is, so a page never
+    /// waits for `ServerCallStatus` once the list exists.
     pub fn services(&self) -> Result<Arc<ServiceList>, StoreError> {
         let version = self.store().version()?;
+        let cached = self.cache().list.clone();
+        match cached {
+            Some((v, at, list)) if v == version => {
+                if Clock::unix_nanos().saturating_sub(at) >= STATUS_TTL_NANOS {
+                    self.refresh.ask();
+                }
+                Ok(list)
+            }
+            _ => self.rebuild(version),
+        }
+    }
+
+    /// Builds the service list at `version` with the calls as they are now.
+    fn rebuild(&self, version: u64) -> Result<Arc<ServiceList>, StoreError> {
         let calls = self.calls()?;
         let calls_at = self.cache().calls.as_ref().map_or(0, |(at, _)| *at);
-        if let Some((v, at, list)) = &self.cache().list
-            && *v == version
-            && *at == calls_at
-        {
-            return Ok(Arc::clone(list));
-        }
         let overview = self.overview_at(version)?;
         let list = Arc::new(ServiceList::build(&overview, &calls));
         self.cache().list = Some((overview.version, calls_at, Arc::clone(&list)));
@@ -159,6 +213,11 @@ pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<htt
     let mut console = Console::new(store, &config.state).map_err(|e| e.to_string())?;
     console.secure_cookies = config.secure_cookies;
     let console = Arc::new(console);
+    let weak = Arc::downgrade(&console);
+    std::thread::Builder::new()
+        .name("lars-web-refresh".into())
+        .spawn(move || refresher(weak))
+        .map_err(|e| format!("start the refresh thread: {e}"))?;
     let handler: Arc<http::Handler> =
         Arc::new(move |request: &http::Request| pages::handle(&console, request));
     http::serve(config.listen, config.threads, handler)

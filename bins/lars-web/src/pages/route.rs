@@ -46,14 +46,14 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         let hosts = store.route(key)?;
         let entries = store.audit(Some(key), 20)?;
         let names = store.names(key)?;
-        Ok((caps, hosts, entries, names))
+        let calls = crate::model::call_table(&store.status(Some(key))?);
+        Ok((caps, hosts, entries, names, calls))
     };
-    let (caps, hosts, entries, (module, command)) = match read() {
+    let (caps, hosts, entries, (module, command), calls) = match read() {
         Ok(read) => read,
         Err(e) => return store_error(session, &e),
     };
-    let calls = console.calls().ok();
-    let route_calls = calls.as_ref().and_then(|c| c.get(&key));
+    let route_calls = calls.get(&key);
     let admin = can_change(session);
     let mut body = String::new();
     let _ = write!(

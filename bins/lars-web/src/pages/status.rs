@@ -107,15 +107,19 @@ fn render(
     key: Option<RouteKey>,
     page: usize,
 ) -> Result<String, lars_std::store::StoreError> {
-    let calls = console.calls()?;
     let mut out = String::new();
     match key {
         Some(key) => {
-            let hosts = console.store().route(key)?;
-            route_box(&mut out, key, &hosts, &calls);
+            // One route: its own rows, read through the primary key, fresh on every refresh.
+            let (hosts, rows) = {
+                let mut store = console.store();
+                (store.route(key)?, store.status(Some(key))?)
+            };
+            route_box(&mut out, key, &hosts, &crate::model::call_table(&rows));
         }
         None => {
             // From the cached overview: a refresh costs the store nothing more.
+            let calls = console.calls()?;
             let overview = console.overview()?;
             let with_calls: Vec<RouteKey> = calls.keys().copied().collect();
             let _ = write!(out, "<p>{} routes have call statistics.</p>", with_calls.len());
