@@ -2,7 +2,7 @@
 //! post, input validation and the error pages.
 //!
 //! To add a page: write a module here with a `get` (and, for a form, a `post`) taking
-//! `(&Console, &Request, &Session)`, and add its paths to [`ROUTES`]. Reads are GETs and never
+//! `(&Console, &Request, &Session)`, and add its paths to `ROUTES`. Reads are GETs and never
 //! change anything; every change is a POST that [`handle`] lets through only with the
 //! session's CSRF token and, unless the route is marked read-only, an admin role.
 
