@@ -236,11 +236,43 @@ impl Browser {
         self.command("POST", &path, json!({}));
     }
 
-    /// The page's visible text.
+    /// Clicks the element `css` selects and waits until the page it submits to has loaded
+    /// (a mark left on the old document is gone and the new one is complete).
+    #[allow(clippy::disallowed_methods)] // a test's own deadline
+    pub fn submit(&mut self, css: &str) {
+        self.run("window.__larsOldPage = true;");
+        self.click(css);
+        self.wait_for_new_page();
+    }
+
+    /// Runs `script` (which navigates) and waits for the next page like [`Browser::submit`].
+    pub fn run_and_wait(&mut self, script: &str) {
+        self.run("window.__larsOldPage = true;");
+        self.run(script);
+        self.wait_for_new_page();
+    }
+
+    #[allow(clippy::disallowed_methods)] // a test's own deadline
+    fn wait_for_new_page(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let loaded =
+                self.run("return window.__larsOldPage === undefined && document.readyState === 'complete';");
+            if loaded == Value::Bool(true) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the next page did not load");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The page's visible text. (Read by a script: an element reference found first could go
+    /// stale if a submitted form loads the next page in between.)
     pub fn text(&mut self) -> String {
-        let body = self.find("body");
-        let path = self.session_path(&format!("/element/{body}/text"));
-        self.command("GET", &path, json!({})).as_str().unwrap_or_default().to_string()
+        self.run("return document.body ? document.body.innerText : '';")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The page's source.

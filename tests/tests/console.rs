@@ -69,7 +69,7 @@ fn sign_in(browser: &mut Browser, base: &str, user: &str, password: &str) {
     browser.go(&format!("{base}/login"));
     browser.fill("input[name=user]", user);
     browser.fill("input[name=password]", password);
-    browser.click("form[action='/login'] button");
+    browser.submit("form[action='/login'] button");
     assert_eq!(browser.title(), "Services · lars", "signed in as {user}: {}", browser.text());
 }
 
@@ -104,7 +104,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     browser.screenshot(&shots.join("01-sign-in.png"));
     browser.fill("input[name=user]", "ann");
     browser.fill("input[name=password]", "not the password");
-    browser.click("form[action='/login'] button");
+    browser.submit("form[action='/login'] button");
     assert!(browser.text().contains("Wrong user name or password"));
     sign_in(&mut browser, &base, "ann", ADMIN_PASSWORD);
 
@@ -114,47 +114,47 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     browser.fill("input[name=cmdid]", "1");
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.1:8001");
     browser.fill("form[action='/route/add-host'] input[name=weight]", "2");
-    browser.click("form[action='/route/add-host'] button");
+    browser.submit("form[action='/route/add-host'] button");
     assert!(browser.text().contains("Done: add-host 10.9.0.1:8001 weight 2"), "{}", browser.text());
     within(10, "the new route reaches the agent", || served(&client, 77, 1) == [("10.9.0.1:8001".into(), 2)]);
     // A second host from the route's page; a bad address is refused with a message.
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.300:8002");
-    browser.click("form[action='/route/add-host'] button");
+    browser.submit("form[action='/route/add-host'] button");
     assert!(browser.text().contains("is not an address with a port"), "{}", browser.text());
     browser.go(&format!("{base}/route?modid=77&cmdid=1"));
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.2:8002");
-    browser.click("form[action='/route/add-host'] button");
+    browser.submit("form[action='/route/add-host'] button");
     within(10, "the second host reaches the agent", || served(&client, 77, 1).len() == 2);
 
     // Editing one host's weight.
     select_host(&mut browser, "10.9.0.1:8001");
     browser.fill("input[name=weight][size='4']:not([value])", "5");
-    browser.click("button[value=weight]");
+    browser.submit("button[value=weight]");
     within(10, "the new weight reaches the agent", || {
         served(&client, 77, 1).contains(&("10.9.0.1:8001".into(), 5))
     });
     // Out of rotation: no longer served, still listed; then back.
     select_host(&mut browser, "10.9.0.2:8002");
-    browser.click("button[value=out]");
+    browser.submit("button[value=out]");
     within(10, "the host out of rotation leaves the agent", || {
         served(&client, 77, 1) == [("10.9.0.1:8001".into(), 5)]
     });
     assert_eq!(browser.count("tr.off[data-host='10.9.0.2:8002']"), 1, "listed as out of rotation");
     browser.screenshot(&shots.join("02-route-host-out-of-rotation.png"));
     select_host(&mut browser, "10.9.0.2:8002");
-    browser.click("button[value=in]");
+    browser.submit("button[value=in]");
     within(10, "the host back in rotation reaches the agent", || served(&client, 77, 1).len() == 2);
     // A weight for a selection of hosts.
     select_host(&mut browser, "10.9.0.1:8001");
     select_host(&mut browser, "10.9.0.2:8002");
     browser.fill("input[name=weight][size='4']:not([value])", "3");
-    browser.click("button[value=weight]");
+    browser.submit("button[value=weight]");
     within(10, "both weights reach the agent", || {
         served(&client, 77, 1) == [("10.9.0.1:8001".into(), 3), ("10.9.0.2:8002".into(), 3)]
     });
     // A description, shown in the service list.
     browser.fill("form[action='/describe'] input[name=text]", "Payments <test>");
-    browser.click("form[action='/describe'] button");
+    browser.submit("form[action='/describe'] button");
     browser.go(&format!("{base}/services?q=payments"));
     assert!(browser.text().contains("Payments <test>"), "escaped and shown: {}", browser.text());
     browser.screenshot(&shots.join("03-services.png"));
@@ -205,14 +205,14 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     // Deleting the route: gone from the agent.
     browser.go(&format!("{base}/route?modid=77&cmdid=1"));
     browser.click("form[action='/route/delete'] input[name=confirm]");
-    browser.click("form[action='/route/delete'] button");
+    browser.submit("form[action='/route/delete'] button");
     assert!(browser.text().contains("Route 77 1 deleted (2 hosts)"), "{}", browser.text());
     within(10, "the deleted route leaves the agent", || served(&client, 77, 1).is_empty());
     browser.screenshot(&shots.join("06-route-deleted.png"));
 
     // A form without its CSRF token is refused, even from a signed-in admin.
     browser.go(&format!("{base}/services"));
-    browser.run(
+    browser.run_and_wait(
         "var f = document.querySelector(\"form[action='/route/add-host']\");\
          f.querySelector('input[name=csrf]').remove();\
          f.modid.value = '78'; f.cmdid.value = '1'; f.host.value = '10.9.0.9:9000'; f.submit();",
@@ -225,10 +225,10 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
 
     // A viewer sees the route but no form to change it, and a post made by hand is refused.
     browser.go(&format!("{base}/services"));
-    browser.click("header form button");
+    browser.submit("header form button");
     sign_in(&mut browser, &base, "vic", VIEWER_PASSWORD);
     assert_eq!(browser.count("form[action='/route/add-host']"), 0, "no add form for a viewer");
-    browser.run(
+    browser.run_and_wait(
         "var token = document.querySelector('input[name=csrf]').value;\
          var f = document.createElement('form'); f.method = 'post'; f.action = '/route/add-host';\
          [['csrf', token], ['modid', '79'], ['cmdid', '1'], ['host', '10.9.0.9:9000']].forEach(function (p) {\
@@ -452,18 +452,25 @@ fn lars_dns_leaves_out_hosts_out_of_rotation_in_full_loads_and_change_reads() {
     use lars_std::store::RouteStore;
     let db = TestDb::create();
     let mut conn = db.conn();
+    let served = |hosts: &[lars_core::wire::native::WeightedHost]| -> Vec<String> {
+        hosts.iter().map(|h| h.addr.to_string()).collect()
+    };
     conn.query_drop(
         "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight, disabled) VALUES \
-         (8, 1, 167772161, 80, 1, 0), (8, 1, 167772162, 80, 1, 1)",
+         (8, 1, 167772161, 80, 1, 0), (8, 1, 167772163, 80, 1, 1)",
     )
     .unwrap();
-    lars_tests::console_bump(&mut conn, 8, 1);
     let mut store = MysqlRoutes::new(db.opts.clone());
-    let table = store.load().unwrap();
-    let served: Vec<String> = table.hosts((8, 1)).iter().map(|h| h.addr.to_string()).collect();
-    assert_eq!(served, ["10.0.0.1:80"], "the full load");
-    let changes = store.changes_since(0).unwrap().expect("the change log names the route");
+    assert_eq!(served(store.load().unwrap().hosts((8, 1))), ["10.0.0.1:80"], "the full load");
+    // A change read: another host, out of rotation, in the same transaction as its log row.
+    let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+    tx.query_drop(
+        "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight, disabled) VALUES (8, 1, 167772162, 80, 1, 1)",
+    )
+    .unwrap();
+    lars_tests::console_bump(&mut tx, 8, 1);
+    tx.commit().unwrap();
+    let changes = store.changes().unwrap().expect("the change log names the route");
     assert_eq!(changes.routes.len(), 1);
-    assert_eq!(changes.routes[0].1.len(), 1, "the change read");
-    assert_eq!(changes.routes[0].1[0].addr.to_string(), "10.0.0.1:80");
+    assert_eq!(served(&changes.routes[0].1), ["10.0.0.1:80"], "the change read");
 }

@@ -169,7 +169,11 @@ impl Schema {
              LIMIT 1",
             (),
         )?;
-        Ok(Schema { weight: weight.is_some(), disabled: disabled.is_some(), route_index: route_index.is_some() })
+        Ok(Schema {
+            weight: weight.is_some(),
+            disabled: disabled.is_some(),
+            route_index: route_index.is_some(),
+        })
     }
 
     /// What the missing extensions turn off, for the log; `None` when nothing is missing.
@@ -215,7 +219,10 @@ impl Link {
         Link { opts, conn: None, schema: None, told: false }
     }
 
-    pub(super) fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &mut self,
+        query: impl FnOnce(&mut Conn) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
         if self.conn.is_none() {
             self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
             self.schema = None;
