@@ -1,12 +1,14 @@
 //! lars-tests: integration tests that start real lars components on loopback. This library holds
 //! what the test files share: a blocking framed client, an echo service, test databases (with
 //! lars's schema or the original's), peers that speak only the original protocol
-//! ([`original`]), and daemon binaries run as systemd runs them ([`process`], which the
-//! binaries' own tests include by path).
+//! ([`original`]), daemon binaries run as systemd runs them ([`process`], which the
+//! binaries' own tests include by path), and a WebDriver client for the console's browser
+//! tests ([`webdriver`]).
 
 pub mod mariadb;
 pub mod original;
 pub mod process;
+pub mod webdriver;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

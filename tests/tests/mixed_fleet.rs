@@ -73,7 +73,7 @@ fn lars_dns_serves_and_pushes_an_original_database_as_it_is() {
     let (id, body) = agent.read_frame().unwrap();
     assert_eq!((id, lars::GetRouteResponse::parse(&body).unwrap().hosts.len()), (2, 2), "pushed");
     // Nothing was altered.
-    assert_eq!(schema(&db), Schema { weight: false, route_index: false });
+    assert_eq!(schema(&db), Schema { weight: false, disabled: false, route_index: false });
 }
 
 #[test]
@@ -134,10 +134,14 @@ fn route_administration_and_db_init_on_an_original_database() {
     let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
     assert_eq!(changes, 3, "every change is logged for lars-dns");
     assert!(version > 0);
-    assert_eq!(schema(&db), Schema { weight: false, route_index: false }, "nothing but db-init alters it");
+    assert_eq!(
+        schema(&db),
+        Schema { weight: false, disabled: false, route_index: false },
+        "nothing but db-init alters it"
+    );
 
     lars_std::store::mysql::init_schema(&db.opts).unwrap();
-    assert_eq!(schema(&db), Schema { weight: true, route_index: true });
+    assert_eq!(schema(&db), Schema { weight: true, disabled: true, route_index: true });
     lars_std::store::mysql::init_schema(&db.opts).unwrap(); // again: nothing to do
     // The original lars_dns reads `SELECT * FROM RouteData` by position: columns 1-4 still
     // are modid, cmdid, serverip, serverport.

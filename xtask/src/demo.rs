@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the whole system on loopback, on its embedded defaults (route file,
-//! statistics file) or, with `--mysql URL`, on MySQL.
+//! statistics file) or, with `--mysql URL`, on MySQL, with the web console on the same store
+//! and a demo admin whose password it prints.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -148,7 +149,7 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
         [flag, url] if flag == "--mysql" => Some(url.clone()),
         _ => return Err("usage: cargo xtask demo [--mysql URL]".into()),
     };
-    build_binaries(&["lars-dns", "lars-reporter", "lars-agent", "lars"])?;
+    build_binaries(&["lars-dns", "lars-reporter", "lars-agent", "lars", "lars-web"])?;
     let RunFiles { dir, routes, stats } = RunFiles::fresh("demo")?;
     let hosts = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"];
     let (dns_store, reporter_store): (Vec<String>, Vec<String>) = match &mysql {
@@ -203,10 +204,65 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
         None => run_lars(&["status", "--stats-file", &stats.display().to_string()])?,
         Some(url) => run_lars(&["status", "--mysql", url])?,
     }
+    let mut cluster = cluster;
+    let console_store = match &mysql {
+        None => vec![
+            "--routes".into(),
+            routes.display().to_string(),
+            "--stats-file".into(),
+            stats.display().to_string(),
+        ],
+        Some(url) => vec!["--mysql".into(), url.clone()],
+    };
+    let url = start_console(&mut cluster.daemons, &dir, &strs(&console_store))?;
+    println!("\n==> the web console: {url}");
+    println!("    sign in as `demo` with the password printed above");
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        println!("    press Enter to stop everything");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
     println!("\n==> stopping");
     drop(cluster);
     println!("demo done: files in {}", dir.display());
     Ok(())
+}
+
+/// Starts lars-web on a free port over `store` (its flags), with a new state directory and a
+/// demo admin whose random password is printed; returns the URL.
+fn start_console(daemons: &mut Daemons, dir: &std::path::Path, store: &[&str]) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let state = dir.join("web-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut random = [0u8; 9];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let state_flag = state.display().to_string();
+    let mut add = Command::new(bin("lars-web"))
+        .args(["user", "add", "demo", "--role", "admin", "--state", &state_flag])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run lars-web user add: {e}"))?;
+    add.stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(format!("{password}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let added = add.wait().map_err(|e| e.to_string())?;
+    if !added.success() {
+        return Err(format!("lars-web user add failed: {added}"));
+    }
+    println!("==> demo admin `demo`, password {password}");
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(bin("lars-web"))
+        .args([&["--listen", listen.as_str(), "--state", &state_flag][..], store].concat())
+        .spawn()
+        .map_err(|e| format!("start lars-web: {e}"))?;
+    daemons.0.push(("lars-web".into(), child));
+    wait_for_tcp("lars-web", port)?;
+    Ok(format!("http://{listen}/"))
 }
 
 fn strs(words: &[String]) -> Vec<&str> {

@@ -41,12 +41,13 @@ tasks:
   test-clients [c|cpp|python|java]
           only the client libraries' gates (part of `test`)
   size    flash and static RAM of the firmware (target/bench/firmware.json)
-  bench [core|echo|daemons|hostile|system|clients]
+  bench [core|echo|daemons|hostile|system|clients|web]
           core micro benchmarks and the process-wide pool, the reactor echo benchmark,
           lars-dns and lars-reporter on MariaDB, hostile peers and load (a flood, half-sent
           headers and frames, 10,000 agents on 100,000 routes, the agent under a flood), the
-          system benchmark (on MariaDB), and the C, C++, Python and Java clients beside the
-          Rust one; figures in target/bench/*.json
+          system benchmark (on MariaDB), the C, C++, Python and Java clients beside the Rust
+          one, and the console's service list at 100,000 routes (on MariaDB); figures in
+          target/bench/*.json
 ";
 
 /// The embedded targets every no_std crate must build for: thumbv6m has no compare-and-swap,
@@ -333,9 +334,11 @@ fn bench(only: &[String]) -> Result<(), String> {
         ("daemons", "lars-tests", "daemons", "daemons.json"),
         ("daemons", "lars-tests", "stats_file", "stats_file.json"),
         ("hostile", "lars-tests", "hostile", "hostile.json"),
+        ("web", "lars-tests", "web", "web.json"),
     ];
     // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
-    let server = if wanted("daemons") || wanted("system") { Some(mysql::ensure()?) } else { None };
+    let server =
+        if wanted("daemons") || wanted("system") || wanted("web") { Some(mysql::ensure()?) } else { None };
     let mysql_url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
     for (_, package, bench, json) in suites.into_iter().filter(|(suite, ..)| wanted(suite)) {
         println!("\n==> {package} bench {bench}");

@@ -7,7 +7,8 @@
 //! throwaway `mariadbd`, see `mysql.rs`). The client libraries' gates need C and C++
 //! compilers, a JDK and Python 3 with venv, and `cbindgen` (installed with cargo) to check the C
 //! header. Debian's `prometheus` (with `promtool`) scrapes the daemons in the metrics tests and
-//! tests the shipped alert rules. `defmt-print` only makes the firmware's log readable in the test output, so it is
+//! tests the shipped alert rules. The console's browser tests need Debian's `chromium` and
+//! `chromium-driver` (chromedriver). `defmt-print` only makes the firmware's log readable in the test output, so it is
 //! installed with cargo when missing but not required.
 
 use std::process::{Command, Stdio};
@@ -24,7 +25,7 @@ struct Program {
 }
 
 /// The programs the gates run.
-const PROGRAMS: [Program; 11] = [
+const PROGRAMS: [Program; 13] = [
     Program { name: "qemu-system-arm", package: "qemu-system-arm", why: "boots the gateway firmware" },
     Program { name: "ip", package: "iproute2", why: "makes the firmware's private network namespace" },
     Program { name: "cc", package: "gcc libc6-dev", why: "builds the C client's test" },
@@ -36,6 +37,12 @@ const PROGRAMS: [Program; 11] = [
     Program { name: "dpkg-deb", package: "dpkg", why: "builds the Debian packages" },
     Program { name: "systemd-analyze", package: "systemd", why: "verifies the systemd units" },
     Program { name: "kill", package: "procps", why: "stops daemons with SIGTERM (and the units' reload)" },
+    Program { name: "chromium", package: "chromium", why: "runs the web console's browser tests" },
+    Program {
+        name: "chromedriver",
+        package: "chromium-driver",
+        why: "drives Chromium in the console's tests",
+    },
 ];
 
 /// Cargo-installed tools: the name, whether the gates need it, and why.

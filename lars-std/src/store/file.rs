@@ -168,7 +168,7 @@ impl RouteFile {
 
     /// Writes the table atomically (a temporary file renamed over the old one), so lars-dns
     /// never reads half a file.
-    fn save(&self, table: &RouteTable) -> Result<(), StoreError> {
+    pub(super) fn save(&self, table: &RouteTable) -> Result<(), StoreError> {
         let temp = self.path.with_extension("tmp");
         std::fs::write(&temp, RouteFile::render(table))
             .and_then(|()| std::fs::rename(&temp, &self.path))

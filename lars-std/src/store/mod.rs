@@ -11,6 +11,8 @@
 //! also say which routes changed ([`RouteStore::changes`]), so that a change costs lars-dns
 //! a read of those routes rather than of every route.
 
+#[cfg(feature = "mysql")]
+pub mod console;
 pub mod file;
 pub mod history;
 pub mod memory;

@@ -1,11 +1,13 @@
 //! MySQL/MariaDB stores, schema-compatible with the original `lars_dns` database.
 //!
 //! The original tables are used unchanged (an existing Lars database and its web console keep
-//! working). The extensions are additive and optional: `RouteData.weight` (default 1) and an
+//! working). The extensions are additive and optional: `RouteData.weight` (default 1),
+//! `RouteData.disabled` (a host the console took out of rotation, kept but not served), an
 //! index on `RouteData (modid, cmdid)`, which lets lars-dns read only the routes `RouteChange`
-//! names. A database made by the original's own SQL file has neither: the stores find out which
-//! exist ([`Schema`]), say once what the missing ones turn off, and work without them. Only
-//! [`init_schema`] (`lars db-init`) changes a schema.
+//! names, and the console's `RouteAudit` table (`console.rs`). A database made by the original's
+//! own SQL file has none of them: the stores find out which exist ([`Schema`]), say once what the
+//! missing ones turn off, and work without them. Only [`init_schema`] (`lars db-init`) alters an
+//! existing table.
 //!
 //! Every query is a prepared statement with parameters. A failed query drops the connection,
 //! and the next call reconnects, so an outage costs errors (which lars-dns and lars-reporter
@@ -177,6 +179,11 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
     if !schema.weight {
         conn.query_drop(ADD_WEIGHT).map_err(unavailable)?;
     }
+    if !schema.disabled {
+        conn.query_drop("ALTER TABLE RouteData ADD COLUMN disabled tinyint unsigned NOT NULL DEFAULT 0")
+            .map_err(unavailable)?;
+    }
+    conn.query_drop(super::console::AUDIT_TABLE).map_err(unavailable)?;
     // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
     // only: MySQL 8.0 refuses it, so the index is looked up first.)
     if !schema.route_index {
@@ -193,6 +200,8 @@ pub struct Schema {
     /// `RouteData.weight` exists; without it every host weighs 1 and `lars route add` takes
     /// no other weight.
     pub weight: bool,
+    /// `RouteData.disabled` exists; without it no host can be taken out of rotation.
+    pub disabled: bool,
     /// An index on `RouteData` starts with `(modid, cmdid)`; without it a change reloads every
     /// route, since reading one route would scan the table.
     pub route_index: bool,
@@ -206,6 +215,11 @@ impl Schema {
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteData' AND COLUMN_NAME = 'weight'",
             (),
         )?;
+        let disabled: Option<u32> = conn.exec_first(
+            "SELECT 1 FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteData' AND COLUMN_NAME = 'disabled'",
+            (),
+        )?;
         // An index whose first two columns are modid and cmdid, whatever its name.
         let route_index: Option<u32> = conn.exec_first(
             "SELECT 1 FROM information_schema.STATISTICS a JOIN information_schema.STATISTICS b
@@ -217,7 +231,11 @@ impl Schema {
              LIMIT 1",
             (),
         )?;
-        Ok(Schema { weight: weight.is_some(), route_index: route_index.is_some() })
+        Ok(Schema {
+            weight: weight.is_some(),
+            disabled: disabled.is_some(),
+            route_index: route_index.is_some(),
+        })
     }
 
     /// What the missing extensions turn off, for the log; `None` when nothing is missing.
@@ -229,20 +247,28 @@ impl Schema {
         if !self.route_index {
             off.push("RouteData has no (modid, cmdid) index, so each change reloads every route");
         }
+        if !self.disabled {
+            off.push("RouteData has no `disabled` column, so no host can be taken out of rotation");
+        }
         (!off.is_empty()).then(|| format!("{} (`lars db-init` adds them)", off.join("; ")))
     }
 
     /// The `RouteData` columns to read: `modid, cmdid, serverip, serverport, weight`, with a
     /// constant weight of 1 where the column does not exist.
-    fn route_columns(&self) -> &'static str {
+    pub(super) fn route_columns(&self) -> &'static str {
         if self.weight { "serverip, serverport, weight" } else { "serverip, serverport, 1" }
+    }
+
+    /// The condition that leaves out hosts taken out of rotation (`TRUE` without the column).
+    fn served(&self) -> &'static str {
+        if self.disabled { "disabled = 0" } else { "TRUE" }
     }
 }
 
 /// A connection that reconnects on the next use after any failure, and that knows the schema
 /// of its database (looked up at each connect and each [`Link::recheck_schema`], so a
 /// `db-init` while lars-dns runs is picked up at its next full load).
-struct Link {
+pub(super) struct Link {
     opts: Opts,
     conn: Option<Conn>,
     schema: Option<Schema>,
@@ -251,11 +277,14 @@ struct Link {
 }
 
 impl Link {
-    fn new(opts: Opts) -> Self {
+    pub(super) fn new(opts: Opts) -> Self {
         Link { opts: with_timeouts(opts), conn: None, schema: None, told: false }
     }
 
-    fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &mut self,
+        query: impl FnOnce(&mut Conn) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
         if self.conn.is_none() {
             self.conn = Some(Conn::new(self.opts.clone()).map_err(unavailable)?);
             self.schema = None;
@@ -268,7 +297,7 @@ impl Link {
     }
 
     /// Like [`Link::with`], for queries on `RouteData`, which need to know its schema.
-    fn with_schema<T>(
+    pub(super) fn with_schema<T>(
         &mut self,
         query: impl FnOnce(&mut Conn, Schema) -> mysql::Result<T>,
     ) -> Result<T, StoreError> {
@@ -288,11 +317,11 @@ impl Link {
     }
 
     /// Looks the schema up again before the next query.
-    fn recheck_schema(&mut self) {
+    pub(super) fn recheck_schema(&mut self) {
         self.schema = None;
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "MySQL {}:{}/{}",
             self.opts.get_ip_or_hostname(),
@@ -400,7 +429,7 @@ impl ChangeCursor {
 }
 
 /// A `RouteData` address: the host-order IPv4 integer and the port.
-fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
+pub(super) fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
     let port = u16::try_from(port).ok()?;
     Some(SocketAddr::V4(SocketAddrV4::new(ip.into(), port)))
 }
@@ -433,8 +462,9 @@ impl RouteStore for MysqlRoutes {
             cursor.advance(window, now);
             let mut table = RouteTable { version: version.unwrap_or(0), ..RouteTable::default() };
             let columns = schema.route_columns();
+            let served = schema.served();
             let rows: Vec<(u32, u32, u32, u32, u32)> =
-                tx.exec(format!("SELECT modid, cmdid, {columns} FROM RouteData"), ())?;
+                tx.exec(format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE {served}"), ())?;
             tx.commit()?;
             for (modid, cmdid, ip, port, weight) in rows {
                 match host_of(ip, port) {
@@ -480,12 +510,12 @@ impl RouteStore for MysqlRoutes {
                 tx.commit()?;
                 return Ok(None);
             }
-            let columns = schema.route_columns();
+            let (columns, served) = (schema.route_columns(), schema.served());
             let wanted = vec!["(?, ?)"; keys.len()].join(", ");
             let params: Vec<Value> =
                 keys.iter().flat_map(|&(m, c)| [Value::from(m), Value::from(c)]).collect();
             let hosts: Vec<(u32, u32, u32, u32, u32)> = tx.exec(
-                format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE (modid, cmdid) IN ({wanted})"),
+                format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE (modid, cmdid) IN ({wanted}) AND {served}"),
                 params,
             )?;
             tx.commit()?;
@@ -569,23 +599,28 @@ impl MysqlRoutes {
         self.link.with(|conn| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
             let affected = change(&mut tx)?;
-            tx.exec_drop(
-                "UPDATE RouteVersion SET version = GREATEST(version + 1, UNIX_TIMESTAMP()) WHERE id = ?",
-                (1u32,),
-            )?;
-            let version: u64 =
-                tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?.unwrap_or(0);
-            tx.exec_drop(
-                "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
-                (key.0 as u32, key.1 as u32, version),
-            )?;
+            record_change(&mut tx, key)?;
             tx.commit()?;
             Ok(affected)
         })
     }
 }
 
-fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
+/// Bumps `RouteVersion` and records a `RouteChange` row for `key`, inside the transaction that
+/// changes the route, which is what lars-dns expects of every change (it then pushes `key`).
+pub(super) fn record_change(tx: &mut mysql::Transaction<'_>, key: RouteKey) -> mysql::Result<()> {
+    tx.exec_drop(
+        "UPDATE RouteVersion SET version = GREATEST(version + 1, UNIX_TIMESTAMP()) WHERE id = ?",
+        (1u32,),
+    )?;
+    let version: u64 = tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?.unwrap_or(0);
+    tx.exec_drop(
+        "INSERT INTO RouteChange (modid, cmdid, version) VALUES (?, ?, ?)",
+        (key.0 as u32, key.1 as u32, version),
+    )
+}
+
+pub(super) fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
     match addr.ip() {
         IpAddr::V4(ip) => Ok((ip.to_bits(), u32::from(addr.port()))),
         IpAddr::V6(_) => Err(StoreError::Invalid(format!("{addr}: the Lars schema holds IPv4 hosts only"))),

@@ -1,0 +1,225 @@
+//! lars-web: the web console. Routes, their hosts and descriptions, the audit log and call
+//! status, in the browser, on the stores lars-dns reads (MySQL, or the route file).
+//!
+//! Layers, from the socket in: [`http`] (the seam over the HTTP crate), [`pages`] (the router
+//! and one module per page), [`html`] and [`chart`] (markup and SVG), [`model`] (what the pages
+//! compute from the store's data), [`auth`] (users, sessions, CSRF, login limits), and the
+//! store itself, `lars_std::store::console`, where every query lives.
+
+pub mod auth;
+pub mod chart;
+pub mod html;
+pub mod http;
+pub mod model;
+pub mod pages;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lars_std::store::StoreError;
+use lars_std::store::console::{ConsoleStore, Overview};
+use lars_std::time::Clock;
+
+use crate::model::{CallTable, ServiceList, call_table};
+
+/// How long the summed call status is reused: the status pages refresh every 500 ms, so any
+/// number of open pages cost the store one read of `ServerCallStatus` per period.
+pub const STATUS_TTL_NANOS: u64 = 500_000_000;
+
+/// How the console runs.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Where it listens (loopback by default).
+    pub listen: SocketAddr,
+    /// The state directory: users and the signing key.
+    pub state: PathBuf,
+    /// Request threads.
+    pub threads: usize,
+    /// Marks the session cookie `Secure`, for a console reached through a TLS proxy.
+    pub secure_cookies: bool,
+}
+
+impl ConsoleConfig {
+    /// Listens on `127.0.0.1:8080` with state in `state`.
+    pub fn new(state: impl Into<PathBuf>) -> ConsoleConfig {
+        ConsoleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            state: state.into(),
+            threads: 4,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// The console's shared state.
+pub struct Console {
+    store: Mutex<Box<dyn ConsoleStore>>,
+    auth: auth::Auth,
+    cache: Mutex<Cache>,
+    secure_cookies: bool,
+    refresh: Refresh,
+}
+
+/// Requests for the background rebuild of the service list.
+#[derive(Default)]
+struct Refresh {
+    wanted: Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl Refresh {
+    fn ask(&self) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits up to a second for a request; whether there was one.
+    fn wait(&self) -> bool {
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut wanted, _) = self
+            .wake
+            .wait_timeout_while(wanted, std::time::Duration::from_secs(1), |wanted| !*wanted)
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *wanted)
+    }
+}
+
+/// Rebuilds the service list when a request found its call counts old, until the console is
+/// gone (it holds the console weakly).
+fn refresher(console: std::sync::Weak<Console>) {
+    loop {
+        let Some(strong) = console.upgrade() else { return };
+        let refresh = &strong.refresh;
+        if refresh.wait() {
+            // A failed read leaves the old list; the next request asks again.
+            // (The store's lock is let go before the rebuild takes it again.)
+            let version = strong.store().version();
+            if let Ok(version) = version {
+                let _ = strong.rebuild(version);
+            }
+        }
+    }
+}
+
+/// What the service list and the status page reuse between requests.
+#[derive(Default)]
+struct Cache {
+    overview: Option<Arc<Overview>>,
+    calls: Option<(u64, Arc<CallTable>)>,
+    list: Option<(u64, u64, Arc<ServiceList>)>,
+}
+
+impl Console {
+    /// A console over `store` with the state in `state`.
+    pub fn new(store: Box<dyn ConsoleStore>, state: &std::path::Path) -> Result<Console, auth::AuthError> {
+        Ok(Console {
+            store: Mutex::new(store),
+            auth: auth::Auth::open(state)?,
+            cache: Mutex::new(Cache::default()),
+            secure_cookies: false,
+            refresh: Refresh::default(),
+        })
+    }
+
+    /// The store, locked (one request at a time talks to it).
+    pub fn store(&self) -> MutexGuard<'_, Box<dyn ConsoleStore>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attributes every cookie gets besides its value and age.
+    pub fn cookie_attributes(&self, path: &str) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        format!("Path={path}; HttpOnly; SameSite=Strict{secure}")
+    }
+
+    /// The users and sessions.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
+    }
+
+    /// Every route's summed calls, read at most once per [`STATUS_TTL_NANOS`].
+    pub fn calls(&self) -> Result<Arc<CallTable>, StoreError> {
+        let now = Clock::unix_nanos();
+        if let Some((at, calls)) = &self.cache().calls
+            && now.saturating_sub(*at) < STATUS_TTL_NANOS
+        {
+            return Ok(Arc::clone(calls));
+        }
+        let rows = self.store().status(None)?;
+        let calls = Arc::new(call_table(&rows));
+        self.cache().calls = Some((now, Arc::clone(&calls)));
+        Ok(calls)
+    }
+
+    /// The service list. Routes are read again only when the store's version moved (then the
+    /// request waits for them: a route just added must show). Call counts older than
+    /// [`STATUS_TTL_NANOS`] are brought up to date in the background, by the thread
+    /// [`start`] runs, while the request is answered from the list as it is, so a page never
+    /// waits for `ServerCallStatus` once the list exists.
+    pub fn services(&self) -> Result<Arc<ServiceList>, StoreError> {
+        let version = self.store().version()?;
+        let cached = self.cache().list.clone();
+        match cached {
+            Some((v, at, list)) if v == version => {
+                if Clock::unix_nanos().saturating_sub(at) >= STATUS_TTL_NANOS {
+                    self.refresh.ask();
+                }
+                Ok(list)
+            }
+            _ => self.rebuild(version),
+        }
+    }
+
+    /// Builds the service list at `version` with the calls as they are now.
+    fn rebuild(&self, version: u64) -> Result<Arc<ServiceList>, StoreError> {
+        let calls = self.calls()?;
+        let calls_at = self.cache().calls.as_ref().map_or(0, |(at, _)| *at);
+        let overview = self.overview_at(version)?;
+        let list = Arc::new(ServiceList::build(&overview, &calls));
+        self.cache().list = Some((overview.version, calls_at, Arc::clone(&list)));
+        Ok(list)
+    }
+
+    /// Every route and description, read again only when the store's version moved.
+    pub fn overview(&self) -> Result<Arc<Overview>, StoreError> {
+        let version = self.store().version()?;
+        self.overview_at(version)
+    }
+
+    fn overview_at(&self, version: u64) -> Result<Arc<Overview>, StoreError> {
+        if let Some(overview) = self.cache().overview.clone().filter(|o| o.version == version) {
+            return Ok(overview);
+        }
+        let overview = Arc::new(self.store().overview()?);
+        self.cache().overview = Some(Arc::clone(&overview));
+        Ok(overview)
+    }
+
+    /// Forgets cached routes after a change made here, so the next list shows it.
+    pub fn changed(&self) {
+        let mut cache = self.cache();
+        cache.overview = None;
+        cache.list = None;
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts the console on `config.listen` over `store`.
+pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<http::Running, String> {
+    let mut console = Console::new(store, &config.state).map_err(|e| e.to_string())?;
+    console.secure_cookies = config.secure_cookies;
+    let console = Arc::new(console);
+    let weak = Arc::downgrade(&console);
+    std::thread::Builder::new()
+        .name("lars-web-refresh".into())
+        .spawn(move || refresher(weak))
+        .map_err(|e| format!("start the refresh thread: {e}"))?;
+    let handler: Arc<http::Handler> =
+        Arc::new(move |request: &http::Request| pages::handle(&console, request));
+    http::serve(config.listen, config.threads, handler)
+        .map_err(|e| format!("listen on {}: {e}", config.listen))
+}
