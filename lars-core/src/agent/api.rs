@@ -1,12 +1,12 @@
-//! The agent's local API: `get_host`, `report`, `get_route` and leasing clients' summaries,
-//! in both codecs, answered synchronously into the driver's buffer.
+//! The agent's local API: `get_host`, `report`, `get_route`, leasing clients' summaries and
+//! `StatsRequest`, in both codecs, answered synchronously into the driver's buffer.
 
 use core::net::{SocketAddr, SocketAddrV4};
 
 use super::*;
 use crate::lb::{Balance, Pick};
 use crate::time::Instant;
-use crate::wire::native::{self, Outcome, WeightedHost};
+use crate::wire::native::{self, Counter, CounterSource, Outcome, WeightedHost};
 use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
 
 /// What an API request asked for, decoded from either codec.
@@ -34,6 +34,35 @@ enum ApiRequest<'a> {
         cmdid: i32,
         codec: Codec,
     },
+    Stats {
+        seq: u32,
+    },
+}
+
+/// What the agent answers a `StatsRequest` with: every [`AgentStats`] counter, then `routes`,
+/// `routes_stale` (served past `update_timeout` while lars-dns is unreachable or not ready),
+/// `dns_ready` and (with the `auth` feature) `auth_failures`, then the driver's own counters.
+struct AnsweredCounters<'a> {
+    stats: AgentStats,
+    routes: usize,
+    stale_routes: usize,
+    dns_ready: bool,
+    driver: &'a dyn CounterSource,
+}
+
+impl CounterSource for AnsweredCounters<'_> {
+    fn for_each(&self, each: &mut dyn FnMut(Counter<'_>)) {
+        self.stats.counters().for_each(each);
+        [
+            ("routes", self.routes as u64),
+            ("routes_stale", self.stale_routes as u64),
+            ("dns_ready", u64::from(self.dns_ready)),
+        ]
+        .for_each(each);
+        #[cfg(feature = "auth")]
+        [("auth_failures", self.stats.auth_failures)].for_each(each);
+        self.driver.for_each(each);
+    }
 }
 
 impl<const R: usize, const H: usize> Agent<R, H> {
@@ -156,22 +185,43 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     }
 
     /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
-    /// Returns the answer's length: 0 for a report, which has no answer.
+    /// Returns the answer's length: 0 for a report, which has no answer. A `StatsRequest` is
+    /// answered with the agent's counters; [`Agent::handle_api_datagram_with`] adds the
+    /// driver's.
     pub fn handle_api_datagram(
         &mut self,
         now: Instant,
         datagram: &[u8],
         reply: &mut [u8],
     ) -> Result<usize, ApiError> {
+        self.handle_api_datagram_with(now, datagram, reply, &[])
+    }
+
+    /// [`Agent::handle_api_datagram`], answering a `StatsRequest` with the agent's counters
+    /// followed by `driver`'s (a daemon's buffer pool and sockets, say). `driver` is walked
+    /// only for a `StatsRequest`, so it may gather its counters then.
+    pub fn handle_api_datagram_with(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+        driver: &dyn CounterSource,
+    ) -> Result<usize, ApiError> {
         self.stats.api_requests += 1;
-        let result = self.serve_api(now, datagram, reply);
+        let result = self.serve_api(now, datagram, reply, driver);
         if result.is_err() {
             self.stats.api_errors += 1;
         }
         result
     }
 
-    fn serve_api(&mut self, now: Instant, datagram: &[u8], reply: &mut [u8]) -> Result<usize, ApiError> {
+    fn serve_api(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+        driver: &dyn CounterSource,
+    ) -> Result<usize, ApiError> {
         let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
         match Self::parse_api(frame)? {
             ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
@@ -195,6 +245,17 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             }
             ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
                 self.get_route_reply(now, codec, seq, modid, cmdid, reply)
+            }
+            ApiRequest::Stats { seq } => {
+                let counters = AnsweredCounters {
+                    stats: self.stats,
+                    routes: self.route_count(),
+                    stale_routes: self.stale_routes(),
+                    dns_ready: self.dns_ready,
+                    driver,
+                };
+                let body = native::StatsResponseFrom { seq, role: native::Role::Agent, counters: &counters };
+                frame::encode(MsgId::StatsResponse, &body, reply).map_err(|_| ApiError::ReplyTooLarge)
             }
         }
     }
@@ -249,6 +310,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             MsgId::NativeGetRouteRequest => {
                 let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
                 ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
+            }
+            MsgId::StatsRequest => {
+                ApiRequest::Stats { seq: native::StatsRequest::parse(frame.body).map_err(malformed)?.seq }
             }
             other => return Err(ApiError::Unexpected(other)),
         })
