@@ -119,22 +119,63 @@ impl Setup {
 /// What happens next.
 #[derive(Arbitrary, Debug)]
 enum Op {
-    GetHost { route: RouteSel, key: Option<u64>, native: bool, seq: u32 },
-    Report { route: RouteSel, host: HostSel, outcome: OutcomeSel, latency_us: u32, native: bool },
+    GetHost {
+        route: RouteSel,
+        key: Option<u64>,
+        native: bool,
+        seq: u32,
+    },
+    Report {
+        route: RouteSel,
+        host: HostSel,
+        outcome: OutcomeSel,
+        latency_us: u32,
+        native: bool,
+    },
     ReportBatch(Vec<(RouteSel, HostSel, OutcomeSel, u32)>),
     Summary(Vec<(RouteSel, HostSel, u16, u16)>),
-    GetRoute { route: RouteSel, native: bool, seq: u32 },
-    Stats { seq: u32 },
+    GetRoute {
+        route: RouteSel,
+        native: bool,
+        seq: u32,
+    },
+    Stats {
+        seq: u32,
+    },
     /// Any body under a known msgid; `cut` bytes short or long of its header's length.
-    ApiBytes { msgid: MsgSel, body: Vec<u8>, cut: i8 },
-    DnsRoute { route: RouteSel, native: bool, code: u8, version: u64, hosts: Vec<(HostSel, u8)> },
-    DnsFrame { msgid: MsgSel, body: Vec<u8> },
-    ReporterFrame { msgid: MsgSel, body: Vec<u8> },
+    ApiBytes {
+        msgid: MsgSel,
+        body: Vec<u8>,
+        cut: i8,
+    },
+    DnsRoute {
+        route: RouteSel,
+        native: bool,
+        code: u8,
+        version: u64,
+        hosts: Vec<(HostSel, u8)>,
+    },
+    DnsFrame {
+        msgid: MsgSel,
+        body: Vec<u8>,
+    },
+    ReporterFrame {
+        msgid: MsgSel,
+        body: Vec<u8>,
+    },
     DnsHello,
     ReporterHello,
-    Link { dns: bool, up: bool },
-    Advance { ms: u16 },
-    Restore { route: RouteSel, hosts: Vec<(HostSel, u8)> },
+    Link {
+        dns: bool,
+        up: bool,
+    },
+    Advance {
+        ms: u16,
+    },
+    Restore {
+        route: RouteSel,
+        hosts: Vec<(HostSel, u8)>,
+    },
 }
 
 /// Runs the operations `data` encodes against one agent.
@@ -228,7 +269,10 @@ impl Sim {
                 let reply = match (native, host) {
                     (false, SocketAddr::V4(v4)) => {
                         let retcode = i32::from(outcome != Outcome::Ok);
-                        self.api(MsgId::ReportRequest, &lars::ReportRequest { modid, cmdid, host: Some(v4), retcode })
+                        self.api(
+                            MsgId::ReportRequest,
+                            &lars::ReportRequest { modid, cmdid, host: Some(v4), retcode },
+                        )
                     }
                     _ => self.api(
                         MsgId::NativeReport,
@@ -242,7 +286,13 @@ impl Sim {
                     .iter()
                     .map(|&(route, host, outcome, latency_us)| {
                         let (modid, cmdid) = route.key();
-                        native::Report { modid, cmdid, host: host.addr(), outcome: outcome.into(), latency_us }
+                        native::Report {
+                            modid,
+                            cmdid,
+                            host: host.addr(),
+                            outcome: outcome.into(),
+                            latency_us,
+                        }
                     })
                     .collect();
                 let batch = native::ReportBatch { reports: List::from_slice(&reports) };
@@ -403,7 +453,11 @@ impl Sim {
                     self.agent.handle_timeout(self.now);
                     self.drain();
                     let next = self.agent.poll_timeout().expect("the agent always has a deadline");
-                    assert!(next > self.now, "deadline {next:?} not after {:?}: a driver would spin", self.now);
+                    assert!(
+                        next > self.now,
+                        "deadline {next:?} not after {:?}: a driver would spin",
+                        self.now
+                    );
                 }
             }
             Op::Restore { route, hosts } => {
@@ -458,7 +512,10 @@ impl Sim {
     fn assert_in_route(&self, modid: i32, cmdid: i32, host: SocketAddr) {
         let hosts = self.agent.route_hosts(modid, cmdid).expect("a route that gave a host is held");
         let hosts: Vec<WeightedHost> = hosts.collect();
-        assert!(hosts.iter().any(|h| h.addr == host), "{host} is not a host of ({modid}, {cmdid}): {hosts:?}");
+        assert!(
+            hosts.iter().any(|h| h.addr == host),
+            "{host} is not a host of ({modid}, {cmdid}): {hosts:?}"
+        );
     }
 
     /// Takes every frame the agent wants sent, checking each; and its events.
@@ -477,7 +534,9 @@ impl Sim {
             let message = Message::from_frame(frame).expect("a transmitted frame decodes");
             match (transmit.link, message) {
                 (_, Message::Hello(_)) => {}
-                (Link::Dns, Message::GetRouteRequest(_) | Message::NativeGetRouteRequest(_)) => self.pulls += 1,
+                (Link::Dns, Message::GetRouteRequest(_) | Message::NativeGetRouteRequest(_)) => {
+                    self.pulls += 1
+                }
                 (Link::Reporter, Message::ReportStatusRequest(_) | Message::StatusReport(_)) => {
                     self.stats_frames += 1
                 }

@@ -310,8 +310,9 @@ impl Service for ReporterWorker {
                 }
             }
             MsgId::StatsRequest => {
+                let Ok(request) = native::StatsRequest::parse(frame.body) else { return self.bad_request() };
                 return crate::dns::answer_stats(
-                    frame.body,
+                    request,
                     Role::Reporter,
                     self.stats.counters(),
                     &self.server_stats,
@@ -319,6 +320,9 @@ impl Service for ReporterWorker {
                 );
             }
             MsgId::Hello => {
+                if native::Hello::parse(frame.body).is_err() {
+                    return self.bad_request();
+                }
                 let hello = native::Hello {
                     version: native::PROTOCOL_VERSION,
                     role: Role::Reporter,
@@ -329,8 +333,10 @@ impl Service for ReporterWorker {
                     return Control::Close;
                 }
             }
+            // Echoed as the five bytes at most it decodes to, not as whatever body came.
             MsgId::Heartbeat => {
-                if reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(frame.body)).is_err() {
+                let Ok(heartbeat) = native::Heartbeat::parse(frame.body) else { return self.bad_request() };
+                if reply.send(MsgId::Heartbeat, &heartbeat).is_err() {
                     return Control::Close;
                 }
             }
