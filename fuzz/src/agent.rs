@@ -182,12 +182,20 @@ enum Op {
 pub fn run(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut u) else { return };
+    // `LARS_FUZZ_TRACE=1 cargo fuzz run ... agent INPUT` prints what an input does.
+    let trace = std::env::var_os("LARS_FUZZ_TRACE").is_some();
+    if trace {
+        eprintln!("{setup:?}");
+    }
     let mut sim = Sim::new(setup.config());
     for _ in 0..MAX_OPS {
         if u.is_empty() {
             break;
         }
         let Ok(op) = Op::arbitrary(&mut u) else { break };
+        if trace {
+            eprintln!("at {} ms: {op:?}", sim.now.as_millis());
+        }
         sim.step(op);
         sim.check();
     }
@@ -208,6 +216,8 @@ struct Sim {
     reply: Vec<u8>,
     counters: Vec<(&'static str, u64)>,
     api_calls: u64,
+    api_refused: u64,
+    dns_refused: u64,
     pulls: u64,
     stats_frames: u64,
 }
@@ -226,6 +236,8 @@ impl Sim {
             reply: vec![0; frame::HEADER_LEN + MAX_BODY as usize],
             counters,
             api_calls: 0,
+            api_refused: 0,
+            dns_refused: 0,
             pulls: 0,
             stats_frames: 0,
         }
@@ -255,6 +267,22 @@ impl Sim {
                     other => panic!("get_host answered with {other:?}"),
                 };
                 assert_eq!(code == RetCode::Succ, host.is_some(), "a host exactly on success");
+                // Hosts that can be picked: weight 0 means drained, never picked.
+                let held =
+                    self.agent.route_hosts(modid, cmdid).map(|hosts| hosts.filter(|h| h.weight > 0).count());
+                match code {
+                    RetCode::NoExist => {
+                        assert!(held.unwrap_or(0) == 0, "NoExist for a route of {held:?} hosts")
+                    }
+                    // A full table, or (Lars codec) an IPv6 host the answer cannot carry.
+                    RetCode::SystemError => assert!(
+                        held.is_none() && self.agent.route_count() == ROUTES || !native && held.is_some(),
+                        "SystemError for a route of {held:?} hosts"
+                    ),
+                    RetCode::Succ | RetCode::Overload => {
+                        assert!(held.is_some(), "an answer for a route not held")
+                    }
+                }
                 if let Some(host) = host {
                     self.assert_in_route(modid, cmdid, host);
                 }
@@ -362,7 +390,9 @@ impl Sim {
                     c => datagram.extend(std::iter::repeat_n(0x5a, c as usize % 4)),
                 }
                 self.api_calls += 1;
-                if let Ok(len) = self.agent.handle_api_datagram(self.now, &datagram, &mut self.reply) {
+                let answer = self.agent.handle_api_datagram(self.now, &datagram, &mut self.reply);
+                self.api_refused += u64::from(answer.is_err());
+                if let Ok(len) = answer {
                     if len > 0 {
                         let reply = Frame::parse_datagram(&self.reply[..len], MAX_BODY);
                         let reply = reply.expect("an answer is a whole frame");
@@ -496,6 +526,7 @@ impl Sim {
     /// Hands a frame to the agent as from lars-dns; one it refuses closes the link.
     fn dns_frame(&mut self, frame: Frame<'_>) {
         if self.agent.handle_dns_frame(self.now, frame).is_err() {
+            self.dns_refused += 1;
             self.dns_up = false;
             self.agent.handle_dns_link(self.now, false);
         }
@@ -558,7 +589,8 @@ impl Sim {
         }
         self.counters = now.to_vec();
         assert_eq!(stats.api_requests, self.api_calls, "API datagrams handled");
-        assert!(stats.api_errors <= stats.api_requests);
+        assert_eq!(stats.api_errors, self.api_refused, "API datagrams refused");
+        assert_eq!(stats.dns_errors, self.dns_refused, "dns frames refused");
         assert_eq!(stats.pulls_sent, self.pulls, "pulls counted and pulls sent");
         assert_eq!(stats.stats_frames, self.stats_frames, "statistics frames counted and sent");
         assert!(self.agent.route_count() <= ROUTES);
