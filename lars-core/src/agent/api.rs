@@ -6,7 +6,7 @@ use core::net::{SocketAddr, SocketAddrV4};
 use super::*;
 use crate::lb::{Balance, Pick};
 use crate::time::Instant;
-use crate::wire::native::{self, Counter, CounterSource, Outcome, WeightedHost};
+use crate::wire::native::{self, CounterSource, Outcome, WeightedHost};
 use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
 
 /// What an API request asked for, decoded from either codec.
@@ -34,6 +34,7 @@ enum ApiRequest<'a> {
         cmdid: i32,
         codec: Codec,
     },
+    #[cfg(feature = "stats")]
     Stats {
         seq: u32,
     },
@@ -42,6 +43,7 @@ enum ApiRequest<'a> {
 /// What the agent answers a `StatsRequest` with: every [`AgentStats`] counter, then `routes`,
 /// `routes_stale` (served past `update_timeout` while lars-dns is unreachable or not ready),
 /// `dns_ready` and (with the `auth` feature) `auth_failures`, then the driver's own counters.
+#[cfg(feature = "stats")]
 struct AnsweredCounters<'a> {
     stats: AgentStats,
     routes: usize,
@@ -50,8 +52,9 @@ struct AnsweredCounters<'a> {
     driver: &'a dyn CounterSource,
 }
 
+#[cfg(feature = "stats")]
 impl CounterSource for AnsweredCounters<'_> {
-    fn for_each(&self, each: &mut dyn FnMut(Counter<'_>)) {
+    fn for_each(&self, each: &mut dyn FnMut(native::Counter<'_>)) {
         self.stats.counters().for_each(each);
         [
             ("routes", self.routes as u64),
@@ -185,9 +188,9 @@ impl<const R: usize, const H: usize> Agent<R, H> {
     }
 
     /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
-    /// Returns the answer's length: 0 for a report, which has no answer. A `StatsRequest` is
-    /// answered with the agent's counters; [`Agent::handle_api_datagram_with`] adds the
-    /// driver's.
+    /// Returns the answer's length: 0 for a report, which has no answer. With the `stats`
+    /// feature, a `StatsRequest` is answered with the agent's counters;
+    /// [`Agent::handle_api_datagram_with`] adds the driver's.
     pub fn handle_api_datagram(
         &mut self,
         now: Instant,
@@ -222,6 +225,8 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         reply: &mut [u8],
         driver: &dyn CounterSource,
     ) -> Result<usize, ApiError> {
+        #[cfg(not(feature = "stats"))]
+        let _ = driver; // Only a `StatsRequest` answer walks it.
         let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
         match Self::parse_api(frame)? {
             ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
@@ -246,6 +251,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             ApiRequest::GetRoute { seq, modid, cmdid, codec } => {
                 self.get_route_reply(now, codec, seq, modid, cmdid, reply)
             }
+            #[cfg(feature = "stats")]
             ApiRequest::Stats { seq } => {
                 let counters = AnsweredCounters {
                     stats: self.stats,
@@ -311,6 +317,7 @@ impl<const R: usize, const H: usize> Agent<R, H> {
                 let r = native::GetRouteRequest::parse(frame.body).map_err(malformed)?;
                 ApiRequest::GetRoute { seq: r.seq, modid: r.modid, cmdid: r.cmdid, codec: Codec::Native }
             }
+            #[cfg(feature = "stats")]
             MsgId::StatsRequest => {
                 ApiRequest::Stats { seq: native::StatsRequest::parse(frame.body).map_err(malformed)?.seq }
             }

@@ -56,8 +56,6 @@ impl core::error::Error for DnsError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReporterError {
-    /// The body does not decode.
-    Malformed(Error),
     /// The msgid is not something lars-reporter sends.
     Unexpected(MsgId),
     /// The handshake failed, or the peer sent something before it was done.
@@ -68,7 +66,6 @@ pub enum ReporterError {
 impl core::fmt::Display for ReporterError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ReporterError::Malformed(e) => write!(f, "malformed frame from lars-reporter: {e}"),
             ReporterError::Unexpected(id) => write!(f, "lars-reporter sent msgid {id:?}"),
             #[cfg(feature = "auth")]
             ReporterError::Auth(e) => write!(f, "lars-reporter not authenticated: {e}"),

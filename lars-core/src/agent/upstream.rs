@@ -112,14 +112,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
         }
         match frame.msgid {
             MsgId::Hello => {
-                native::Hello::parse(frame.body).map_err(ReporterError::Malformed)?;
                 let known = self.reporter.heard_hello();
                 self.codec_chosen(Link::Reporter, known);
                 Ok(())
             }
-            MsgId::Heartbeat => {
-                native::Heartbeat::parse(frame.body).map(drop).map_err(ReporterError::Malformed)
-            }
+            MsgId::Heartbeat => Ok(()),
             other => Err(ReporterError::Unexpected(other)),
         }
     }
@@ -168,14 +165,11 @@ impl<const R: usize, const H: usize> Agent<R, H> {
             }
             // A native lars-dns answers the agent's greeting; that decides the link's codec.
             MsgId::Hello => {
-                native::Hello::parse(frame.body).map_err(DnsError::Malformed)?;
                 let known = self.dns.heard_hello();
                 self.codec_chosen(Link::Dns, known);
                 return Ok(());
             }
-            MsgId::Heartbeat => {
-                return native::Heartbeat::parse(frame.body).map(drop).map_err(DnsError::Malformed);
-            }
+            MsgId::Heartbeat => return Ok(()),
             other => return Err(DnsError::Unexpected(other)),
         };
         self.apply_route(now, modid, cmdid, version, &hosts[..kept], offered);
