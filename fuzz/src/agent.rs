@@ -392,12 +392,12 @@ impl Sim {
                 self.api_calls += 1;
                 let answer = self.agent.handle_api_datagram(self.now, &datagram, &mut self.reply);
                 self.api_refused += u64::from(answer.is_err());
-                if let Ok(len) = answer {
-                    if len > 0 {
-                        let reply = Frame::parse_datagram(&self.reply[..len], MAX_BODY);
-                        let reply = reply.expect("an answer is a whole frame");
-                        assert!(Message::from_frame(reply).is_ok(), "an answer decodes");
-                    }
+                if let Ok(len) = answer
+                    && len > 0
+                {
+                    let reply = Frame::parse_datagram(&self.reply[..len], MAX_BODY);
+                    let reply = reply.expect("an answer is a whole frame");
+                    assert!(Message::from_frame(reply).is_ok(), "an answer decodes");
                 }
             }
             Op::DnsRoute { route, native, code, version, hosts } => {
@@ -477,7 +477,7 @@ impl Sim {
                 }
             }
             Op::Advance { ms } => {
-                self.now = self.now + Duration::from_millis(u64::from(ms));
+                self.now += Duration::from_millis(u64::from(ms));
                 let due = self.agent.poll_timeout().expect("the agent always has a deadline");
                 if due <= self.now {
                     self.agent.handle_timeout(self.now);
