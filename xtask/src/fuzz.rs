@@ -5,9 +5,9 @@
 //! Each run starts from the committed inputs (`fuzz/seeds/<target>/`, hand-written starting
 //! points, and `fuzz/regressions/<target>/`, every input that once crashed, each also a
 //! regression test in the workspace) plus what earlier runs found (`target/fuzz/corpus/`,
-//! not committed), so known crashes are replayed before anything new is tried. A crash stops
-//! the run with its input saved under `target/fuzz/artifacts/<target>/` and the command that
-//! reproduces it.
+//! not committed; the short pass leaves it out), so known crashes are replayed before
+//! anything new is tried. A crash stops the run with its input saved under
+//! `target/fuzz/artifacts/<target>/` and the command that reproduces it.
 //!
 //! The targets are built without a sanitizer (`--sanitizer none`): lars-core's only `unsafe`
 //! is its pool, which these targets do not reach, and without `-Zsanitizer` the build works
@@ -101,7 +101,16 @@ pub(crate) fn run(targets: &[&'static str], seconds: u64, build: Build) -> Resul
 
 fn run_target(target: &'static str, seconds: u64, build: Build) -> Result<Run, String> {
     let root = root();
-    let corpus = root.join("target/fuzz/corpus").join(target);
+    // A long run keeps what it finds for the next; the short pass starts from the committed
+    // inputs alone, so that it stays short however large the kept corpus grows.
+    let corpus = match build {
+        Build::Release => root.join("target/fuzz/corpus").join(target),
+        Build::Dev => {
+            let scratch = root.join("target/fuzz/short-pass").join(target);
+            let _ = std::fs::remove_dir_all(&scratch);
+            scratch
+        }
+    };
     let artifacts = root.join("target/fuzz/artifacts").join(target);
     for dir in [&corpus, &artifacts] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
