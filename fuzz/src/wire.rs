@@ -280,6 +280,22 @@ fn build<'a>(
             max_body: u.arbitrary()?,
         }),
         MsgId::Heartbeat => Message::Heartbeat(native::Heartbeat { seq: u.arbitrary()? }),
+        MsgId::AuthHello => Message::AuthHello(native::AuthHello {
+            version: u.arbitrary()?,
+            role: role(u)?,
+            node: u.arbitrary()?,
+            max_body: u.arbitrary()?,
+            nonce: u.arbitrary()?,
+        }),
+        MsgId::AuthChallenge => Message::AuthChallenge(native::AuthChallenge {
+            version: u.arbitrary()?,
+            role: role(u)?,
+            node: u.arbitrary()?,
+            max_body: u.arbitrary()?,
+            nonce: u.arbitrary()?,
+            proof: u.arbitrary()?,
+        }),
+        MsgId::AuthProof => Message::AuthProof(native::AuthProof { proof: u.arbitrary()? }),
         MsgId::NativeGetHostRequest => Message::NativeGetHostRequest(native::GetHostRequest {
             seq: u.arbitrary()?,
             modid: u.arbitrary()?,
