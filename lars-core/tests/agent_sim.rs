@@ -9,7 +9,7 @@ use lars_core::agent::{Agent, AgentConfig, AgentEvent, ApiError, Codec, CodecCho
 use lars_core::lb::PolicyKind;
 use lars_core::time::{Duration, Instant};
 use lars_core::wire::frame::{self, MAX_BODY};
-use lars_core::wire::native::{self, Outcome, WeightedHost};
+use lars_core::wire::native::{self, Outcome, StatsRequest, WeightedHost};
 use lars_core::wire::{Decode, Error, Frame, List, Message, MsgId, RetCode, lars};
 
 type Key = (i32, i32);
@@ -888,6 +888,58 @@ fn bad_input_is_refused_and_counted() {
     // The agent still serves.
     sim.get_host(ROUTE);
     assert_eq!(sim.get_host(ROUTE), (RetCode::Succ, Some(host(1))));
+}
+
+#[test]
+fn a_stats_request_is_answered_with_the_agents_counters_and_the_drivers() {
+    let mut sim = sim_with_route(&[1]);
+    sim.get_host(ROUTE);
+    let Ok(Some(Message::StatsResponse(answer))) = sim.api(&Message::StatsRequest(StatsRequest { seq: 77 }))
+    else {
+        panic!("a StatsRequest is answered with a StatsResponse");
+    };
+    assert_eq!((answer.seq, answer.role), (77, native::Role::Agent));
+    let names: Vec<&str> = answer.counters.iter().map(|c| c.name).collect();
+    let mut expected: Vec<&str> = sim.agent.stats().counters().iter().map(|&(name, _)| name).collect();
+    expected.extend(["routes", "stats_waiting_calls", "routes_stale", "dns_ready"]);
+    #[cfg(feature = "auth")]
+    expected.push("auth_failures");
+    expected.extend(["decisions", "decisions_dropped"]);
+    assert_eq!(names, expected, "every counter, in order");
+    let value = |name: &str| answer.counters.iter().find(|c| c.name == name).map(|c| c.value);
+    // Taken once the request itself was counted.
+    assert_eq!(value("api_requests"), Some(sim.agent.stats().api_requests));
+    assert_eq!(value("get_host"), Some(sim.agent.stats().get_host));
+    assert_eq!((value("routes"), value("routes_stale"), value("dns_ready")), (Some(1), Some(0), Some(1)));
+
+    // A driver's counters follow the agent's.
+    let mut datagram = [0u8; 16];
+    let n = Message::StatsRequest(StatsRequest { seq: 5 }).emit_frame(&mut datagram).unwrap();
+    let mut reply = vec![0u8; 4096];
+    let now = sim.now;
+    let len = sim
+        .agent
+        .handle_api_datagram_with(
+            now,
+            &datagram[..n],
+            &mut reply,
+            &[("pool_small_in_use", 3), ("udp_bad_framing", 2)],
+        )
+        .unwrap();
+    let frame = Frame::parse_datagram(&reply[..len], MAX_BODY).unwrap();
+    let Ok(Message::StatsResponse(answer)) = Message::from_frame(frame) else { panic!("{frame:?}") };
+    let tail: Vec<(&str, u64)> =
+        answer.counters.iter().skip(expected.len()).map(|c| (c.name, c.value)).collect();
+    assert_eq!(tail, [("pool_small_in_use", 3), ("udp_bad_framing", 2)]);
+
+    // One that does not decode is refused and counted, like any bad request.
+    let errors = sim.agent.stats().api_errors;
+    let bad = [0x40, 0x01, 0, 0, 1, 0, 0, 0, 0x80];
+    assert_eq!(
+        sim.agent.handle_api_datagram(now, &bad, &mut reply),
+        Err(ApiError::Malformed(Error::Truncated))
+    );
+    assert_eq!(sim.agent.stats().api_errors, errors + 1);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! One thread runs one event loop holding the API endpoints (127.0.0.1:8888, 8889 and 8890 by
 //! default; the original bound 0.0.0.0, D-A-9), the two reconnecting clients (each with a list of
 //! replica addresses to fail over between) and the agent. The loop only moves bytes and time:
-//! datagrams go to `handle_api_datagram` and replies straight back; dns frames to
+//! datagrams go to `handle_api_datagram_with` (which also answers `lars stats`, adding the
+//! pool's and the sockets' counters to the agent's) and replies straight back; dns frames to
 //! `handle_dns_frame`; link changes to `handle_*_link`; `poll_transmit` output to the links;
 //! `poll_timeout` into the loop's timer.
 
@@ -17,10 +18,12 @@ use std::thread::JoinHandle;
 
 use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link, Severity};
 use lars_core::time::Instant;
-use lars_core::wire::native::{Role, StatsRequest};
-use lars_core::wire::{Decode, Frame, MsgId, Raw, frame};
+use lars_core::wire::native::{Counter, CounterSource};
+use lars_core::wire::{Frame, Raw, frame};
 
-use crate::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint, Waker};
+use crate::reactor::{
+    ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint, UdpStats, Waker,
+};
 use crate::time::Clock;
 
 /// Routes an agent holds.
@@ -347,12 +350,10 @@ impl Runner {
                         link_changed(agent, now, Link::Reporter, event);
                     }
                     Ready::Io { key, .. } => {
+                        let driver = DriverCounters::new(&self.endpoints);
                         if let Some(endpoint) = self.endpoints.get_mut(key) {
-                            let served = endpoint.serve(API_BUDGET, |frame, datagram, _from, reply| {
-                                if frame.msgid == MsgId::StatsRequest {
-                                    return stats_reply(agent, frame.body, reply);
-                                }
-                                agent.handle_api_datagram(now, datagram, reply).unwrap_or(0)
+                            let served = endpoint.serve(API_BUDGET, |_frame, datagram, _from, reply| {
+                                agent.handle_api_datagram_with(now, datagram, reply, &driver).unwrap_or(0)
                             });
                             if let Err(e) = served {
                                 log::warn!("API socket: {e}");
@@ -627,16 +628,41 @@ fn agent_view<const R: usize, const H: usize, const D: usize>(
     }
 }
 
-/// Answers `lars stats`: the agent's counters and the pool's.
-fn stats_reply<const R: usize, const H: usize, const D: usize>(
-    agent: &Agent<R, H, D>,
-    body: &[u8],
-    reply: &mut [u8],
-) -> usize {
-    let Ok(request) = StatsRequest::parse(body) else { return 0 };
-    let mut counters = agent_counters(agent);
-    counters.extend(crate::daemon::pool_counters());
-    crate::daemon::stats_response(request.seq, Role::Agent, &counters, reply).unwrap_or(0)
+/// What lars-agent adds to the core agent's counters in its answer to `lars stats`: the pool's,
+/// then the API sockets' (as of the start of this wake-up), among them the datagrams dropped
+/// for bad framing before they reached the agent.
+struct DriverCounters {
+    udp: UdpStats,
+    /// Read once, when a `StatsRequest` asks for them.
+    pool: std::cell::OnceCell<Vec<(&'static str, u64)>>,
+}
+
+impl DriverCounters {
+    fn new(endpoints: &[UdpEndpoint]) -> DriverCounters {
+        let mut udp = UdpStats::default();
+        for stats in endpoints.iter().map(UdpEndpoint::stats) {
+            udp.received += stats.received;
+            udp.malformed += stats.malformed;
+            udp.replies += stats.replies;
+            udp.send_errors += stats.send_errors;
+        }
+        DriverCounters { udp, pool: std::cell::OnceCell::new() }
+    }
+}
+
+impl CounterSource for DriverCounters {
+    fn for_each(&self, each: &mut dyn FnMut(Counter<'_>)) {
+        for &(name, value) in self.pool.get_or_init(crate::daemon::pool_counters) {
+            each(Counter { name, value });
+        }
+        [
+            ("udp_received", self.udp.received),
+            ("udp_bad_framing", self.udp.malformed),
+            ("udp_replies", self.udp.replies),
+            ("udp_send_errors", self.udp.send_errors),
+        ]
+        .for_each(each);
+    }
 }
 
 /// Hands a frame from lars-dns to the agent; one it refuses closes the link (which reconnects).

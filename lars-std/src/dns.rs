@@ -158,15 +158,15 @@ type Snapshot = Arc<RwLock<Arc<RouteTable>>>;
 /// The server's counters, set once the server has started (its workers are built before).
 pub(crate) type ServerStatsCell = Arc<std::sync::OnceLock<Arc<crate::reactor::ServerStats>>>;
 
-/// Answers a `StatsRequest` with a service's counters, the server's and the pool's.
+/// Answers a `StatsRequest` (already decoded: one that does not decode is the caller's bad
+/// request) with a service's counters, the server's and the pool's.
 pub(crate) fn answer_stats(
-    body: &[u8],
+    request: native::StatsRequest,
     role: Role,
     own: Vec<(&'static str, u64)>,
     server: &ServerStatsCell,
     reply: &mut Sender<'_>,
 ) -> Control {
-    let Ok(request) = native::StatsRequest::parse(body) else { return Control::Close };
     let mut counters = own;
     if let Some(server) = server.get() {
         counters.extend(server.counters());
@@ -616,9 +616,13 @@ impl Service for DnsWorker {
                 Err(_) => return self.bad_request(),
             },
             MsgId::StatsRequest => {
-                return answer_stats(frame.body, Role::Dns, self.stats.counters(), &self.server_stats, reply);
+                let Ok(request) = native::StatsRequest::parse(frame.body) else { return self.bad_request() };
+                return answer_stats(request, Role::Dns, self.stats.counters(), &self.server_stats, reply);
             }
             MsgId::Hello => {
+                if native::Hello::parse(frame.body).is_err() {
+                    return self.bad_request();
+                }
                 let hello = native::Hello {
                     version: native::PROTOCOL_VERSION,
                     role: Role::Dns,
@@ -631,8 +635,10 @@ impl Service for DnsWorker {
                     Control::Close
                 };
             }
+            // Echoed as the five bytes at most it decodes to, not as whatever body came.
             MsgId::Heartbeat => {
-                return if reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(frame.body)).is_ok() {
+                let Ok(heartbeat) = native::Heartbeat::parse(frame.body) else { return self.bad_request() };
+                return if reply.send(MsgId::Heartbeat, &heartbeat).is_ok() {
                     Control::Continue
                 } else {
                     Control::Close

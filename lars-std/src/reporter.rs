@@ -520,12 +520,13 @@ impl Service for ReporterWorker {
                 }
             }
             MsgId::StatsRequest => {
+                let Ok(request) = native::StatsRequest::parse(frame.body) else { return self.bad_request() };
                 let mut counters = self.stats.counters();
                 if let Some(history) = &self.history {
                     counters.extend(history.stats().counters());
                 }
                 return crate::dns::answer_stats(
-                    frame.body,
+                    request,
                     Role::Reporter,
                     counters,
                     &self.server_stats,
@@ -533,6 +534,9 @@ impl Service for ReporterWorker {
                 );
             }
             MsgId::Hello => {
+                if native::Hello::parse(frame.body).is_err() {
+                    return self.bad_request();
+                }
                 let hello = native::Hello {
                     version: native::PROTOCOL_VERSION,
                     role: Role::Reporter,
@@ -543,8 +547,10 @@ impl Service for ReporterWorker {
                     return Control::Close;
                 }
             }
+            // Echoed as the five bytes at most it decodes to, not as whatever body came.
             MsgId::Heartbeat => {
-                if reply.send(MsgId::Heartbeat, &lars_core::wire::Raw(frame.body)).is_err() {
+                let Ok(heartbeat) = native::Heartbeat::parse(frame.body) else { return self.bad_request() };
+                if reply.send(MsgId::Heartbeat, &heartbeat).is_err() {
                     return Control::Close;
                 }
             }

@@ -2,6 +2,7 @@
 //!
 //! - `test`: every gate CI runs, in order, with a summary at the end.
 //! - `bench`: the benchmarks, printing figures and writing JSON under `target/bench/`.
+//! - `fuzz`: the cargo-fuzz targets in `fuzz/`, each for a given time (`fuzz.rs`).
 // xtask times its steps and waits for servers: wall time is the point.
 #![allow(clippy::disallowed_methods)]
 
@@ -9,6 +10,7 @@ mod clients;
 mod demo;
 mod dist;
 mod firmware;
+mod fuzz;
 mod mysql;
 mod setup;
 mod system_bench;
@@ -27,10 +29,10 @@ tasks:
   demo [--mysql URL]   the whole system on loopback: route file by default, or MySQL
   db-init [URL]        create or upgrade the lars_dns schema (default LARS_MYSQL_URL + /lars_dns)
   setup   install what the tests need and this machine lacks (rustup parts, Debian
-          packages as root, cbindgen, defmt-print); `test` does it first
+          packages as root, cbindgen, cargo-fuzz, defmt-print); `test` does it first
   test    fmt check, clippy -D warnings, the alert rules' promtool tests, workspace tests
           (with MySQL), the pool's loom model, no_std builds, the firmware in QEMU, the client
-          libraries, the Debian packages installed into a throwaway root
+          libraries, the Debian packages installed into a throwaway root, a short fuzz pass
   dist [--debug | --check]
           Debian packages of lars-dns, lars-reporter, lars-agent and the lars CLI (units,
           /etc/lars/*.conf, the MariaDB schema) in target/debian/; --check installs debug
@@ -41,6 +43,9 @@ tasks:
   test-clients [c|cpp|python|java]
           only the client libraries' gates (part of `test`)
   size    flash and static RAM of the firmware (target/bench/firmware.json)
+  fuzz [--seconds N] [TARGET...]
+          build the cargo-fuzz targets in fuzz/ and run each for N seconds (default 60):
+          frame, bodies, round_trip, agent, route_file, ini; `test` runs a short pass
   bench [core|echo|daemons|hostile|system|clients|web]
           core micro benchmarks and the process-wide pool, the reactor echo benchmark,
           lars-dns and lars-reporter on MariaDB, hostile peers and load (a flood, half-sent
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Some("db-init") => db_init(&args[1..]),
         Some("firmware") => firmware::firmware(&args[1..]),
         Some("size") => firmware::size(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -136,6 +142,8 @@ fn test() -> Result<(), String> {
     steps.push(Step { name: "setup (what this machine lacked)".into(), outcome, took: start.elapsed() });
 
     run(&mut steps, "fmt", cargo(&["fmt", "--all", "--check"]));
+    // fuzz/ is a workspace of its own, which `--all` does not reach.
+    run(&mut steps, "fmt fuzz/", cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]));
     // The default members are the host crates; the MCU-only crates get their own builds below.
     run(&mut steps, "clippy", cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]));
     // Broken intra-doc links and malformed doc comments fail here, not on docs.rs.
@@ -204,6 +212,15 @@ fn test() -> Result<(), String> {
         Err(e) => Outcome::Failed(e),
     };
     steps.push(Step { name: "loom model of the pool".into(), outcome, took: start.elapsed() });
+
+    // A short pass of every fuzz target, built unoptimised to build fast: the committed
+    // regressions replayed, then a few seconds of new inputs each.
+    let name = format!("fuzz, {} s per target", fuzz::SHORT_PASS_SECONDS);
+    println!("\n==> {name}");
+    let start = Instant::now();
+    let outcome = fuzz::run(&fuzz::TARGETS, fuzz::SHORT_PASS_SECONDS, fuzz::Build::Dev)
+        .map_or_else(Outcome::Failed, |()| Outcome::Passed);
+    steps.push(Step { name, outcome, took: start.elapsed() });
 
     for krate in NO_STD_CRATES {
         for target in NO_STD_TARGETS {

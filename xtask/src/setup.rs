@@ -8,7 +8,9 @@
 //! compilers, a JDK and Python 3 with venv, and `cbindgen` (installed with cargo) to check the C
 //! header. Debian's `prometheus` (with `promtool`) scrapes the daemons in the metrics tests and
 //! tests the shipped alert rules. The console's browser tests need Debian's `chromium` and
-//! `chromium-driver` (chromedriver). `defmt-print` only makes the firmware's log readable in the test output, so it is
+//! `chromium-driver` (chromedriver). The fuzz targets need `cargo-fuzz` (installed with cargo;
+//! no nightly toolchain, as they build without a sanitizer) and the C++ compiler that builds
+//! libFuzzer. `defmt-print` only makes the firmware's log readable in the test output, so it is
 //! installed with cargo when missing but not required.
 
 use std::process::{Command, Stdio};
@@ -46,8 +48,10 @@ const PROGRAMS: [Program; 13] = [
 ];
 
 /// Cargo-installed tools: the name, whether the gates need it, and why.
-const CARGO_TOOLS: [(&str, bool, &str); 2] = [
+const CARGO_TOOLS: [(&str, bool, &str); 3] = [
     ("cbindgen", true, "checks that bins/lars-c/include/lars.h matches the code"),
+    // Built without a sanitizer, the targets need no nightly toolchain (xtask/src/fuzz.rs).
+    ("cargo-fuzz", true, "builds and runs the fuzz targets in fuzz/"),
     ("defmt-print", false, "decodes the firmware's log in the test output"),
 ];
 

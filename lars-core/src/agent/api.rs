@@ -1,12 +1,12 @@
-//! The agent's local API: `get_host`, `report`, `get_route` and leasing clients' summaries,
-//! in both codecs, answered synchronously into the driver's buffer.
+//! The agent's local API: `get_host`, `report`, `get_route`, leasing clients' summaries and
+//! `StatsRequest`, in both codecs, answered synchronously into the driver's buffer.
 
 use core::net::{SocketAddr, SocketAddrV4};
 
 use super::*;
 use crate::lb::{Balance, Pick};
 use crate::time::Instant;
-use crate::wire::native::{self, Outcome, WeightedHost};
+use crate::wire::native::{self, CounterSource, Outcome, WeightedHost};
 use crate::wire::{Decode, Error, Frame, List, MsgId, RetCode, frame, lars};
 
 /// What an API request asked for, decoded from either codec.
@@ -35,6 +35,44 @@ enum ApiRequest<'a> {
         codec: Codec,
     },
     Decisions(native::DecisionsRequest),
+    #[cfg(feature = "stats")]
+    Stats {
+        seq: u32,
+    },
+}
+
+/// What the agent answers a `StatsRequest` with: every [`AgentStats`] counter, then `routes`,
+/// `stats_waiting_calls` (calls tallied, not yet sent to lars-reporter), `routes_stale` (served
+/// past `update_timeout` while lars-dns is unreachable or not ready), `dns_ready`, (with the
+/// `auth` feature) `auth_failures`, the decision log's `decisions` and `decisions_dropped`, then
+/// the driver's own counters.
+#[cfg(feature = "stats")]
+struct AnsweredCounters<'a> {
+    stats: AgentStats,
+    routes: usize,
+    waiting_calls: u64,
+    stale_routes: usize,
+    dns_ready: bool,
+    decisions: (u64, u64),
+    driver: &'a dyn CounterSource,
+}
+
+#[cfg(feature = "stats")]
+impl CounterSource for AnsweredCounters<'_> {
+    fn for_each(&self, each: &mut dyn FnMut(native::Counter<'_>)) {
+        self.stats.counters().for_each(each);
+        [
+            ("routes", self.routes as u64),
+            ("stats_waiting_calls", self.waiting_calls),
+            ("routes_stale", self.stale_routes as u64),
+            ("dns_ready", u64::from(self.dns_ready)),
+        ]
+        .for_each(each);
+        #[cfg(feature = "auth")]
+        [("auth_failures", self.stats.auth_failures)].for_each(each);
+        [("decisions", self.decisions.0), ("decisions_dropped", self.decisions.1)].for_each(each);
+        self.driver.for_each(each);
+    }
 }
 
 impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
@@ -159,22 +197,45 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     }
 
     /// Handles one API datagram and writes the answer, if the request has one, into `reply`.
-    /// Returns the answer's length: 0 for a report, which has no answer.
+    /// Returns the answer's length: 0 for a report, which has no answer. With the `stats`
+    /// feature, a `StatsRequest` is answered with the agent's counters;
+    /// [`Agent::handle_api_datagram_with`] adds the driver's.
     pub fn handle_api_datagram(
         &mut self,
         now: Instant,
         datagram: &[u8],
         reply: &mut [u8],
     ) -> Result<usize, ApiError> {
+        self.handle_api_datagram_with(now, datagram, reply, &[])
+    }
+
+    /// [`Agent::handle_api_datagram`], answering a `StatsRequest` with the agent's counters
+    /// followed by `driver`'s (a daemon's buffer pool and sockets, say). `driver` is walked
+    /// only for a `StatsRequest`, so it may gather its counters then.
+    pub fn handle_api_datagram_with(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+        driver: &dyn CounterSource,
+    ) -> Result<usize, ApiError> {
         self.stats.api_requests += 1;
-        let result = self.serve_api(now, datagram, reply);
+        let result = self.serve_api(now, datagram, reply, driver);
         if result.is_err() {
             self.stats.api_errors += 1;
         }
         result
     }
 
-    fn serve_api(&mut self, now: Instant, datagram: &[u8], reply: &mut [u8]) -> Result<usize, ApiError> {
+    fn serve_api(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reply: &mut [u8],
+        driver: &dyn CounterSource,
+    ) -> Result<usize, ApiError> {
+        #[cfg(not(feature = "stats"))]
+        let _ = driver; // Only a `StatsRequest` answer walks it.
         let frame = Frame::parse_datagram(datagram, frame::MAX_BODY).map_err(ApiError::Malformed)?;
         match Self::parse_api(frame)? {
             ApiRequest::GetHost { seq, modid, cmdid, key, codec } => {
@@ -201,6 +262,20 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             }
             ApiRequest::Decisions(request) => {
                 self.decisions.page(now, &request, reply).map_err(|_| ApiError::ReplyTooLarge)
+            }
+            #[cfg(feature = "stats")]
+            ApiRequest::Stats { seq } => {
+                let counters = AnsweredCounters {
+                    stats: self.stats,
+                    routes: self.route_count(),
+                    waiting_calls: self.unreported_calls(),
+                    stale_routes: self.stale_routes(),
+                    dns_ready: self.dns_ready,
+                    decisions: self.decision_counts(),
+                    driver,
+                };
+                let body = native::StatsResponseFrom { seq, role: native::Role::Agent, counters: &counters };
+                frame::encode(MsgId::StatsResponse, &body, reply).map_err(|_| ApiError::ReplyTooLarge)
             }
         }
     }
@@ -258,6 +333,10 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             }
             MsgId::DecisionsRequest => {
                 ApiRequest::Decisions(native::DecisionsRequest::parse(frame.body).map_err(malformed)?)
+            }
+            #[cfg(feature = "stats")]
+            MsgId::StatsRequest => {
+                ApiRequest::Stats { seq: native::StatsRequest::parse(frame.body).map_err(malformed)?.seq }
             }
             other => return Err(ApiError::Unexpected(other)),
         })

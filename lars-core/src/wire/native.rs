@@ -522,6 +522,77 @@ pub struct StatsResponse<'a> {
     pub counters: List<'a, Counter<'a>>,
 }
 
+/// Counters kept in more than one place (a service's own and those of the program around it),
+/// walked in order instead of gathered into a list first: what [`StatsResponseFrom`] encodes.
+pub trait CounterSource {
+    /// Calls `each` with every counter, in the same order and with the same values every time
+    /// it is called for one answer (it is called once to size the answer and once to write it).
+    fn for_each(&self, each: &mut dyn FnMut(Counter<'_>));
+}
+
+/// Counters as `(name, value)` pairs; `[]` is none.
+impl<const N: usize> CounterSource for [(&str, u64); N] {
+    fn for_each(&self, each: &mut dyn FnMut(Counter<'_>)) {
+        for &(name, value) in self {
+            each(Counter { name, value });
+        }
+    }
+}
+
+/// A [`StatsResponse`] (msgid 0x141) whose counters come from a [`CounterSource`]. It encodes
+/// to exactly the bytes of the `StatsResponse` holding those counters as a list, and is
+/// decoded as one. Besides `BufferTooSmall`, `emit` fails with `BadValue` when the source
+/// breaks its promise and gives fewer counters the second time.
+#[derive(Clone, Copy)]
+pub struct StatsResponseFrom<'a> {
+    /// The request's sequence number.
+    pub seq: u32,
+    /// What answered.
+    pub role: Role,
+    /// The counters, in order.
+    pub counters: &'a dyn CounterSource,
+}
+
+impl StatsResponseFrom<'_> {
+    fn count_and_len(&self) -> (u64, usize) {
+        let (mut count, mut len) = (0u64, 0);
+        self.counters.for_each(&mut |counter| {
+            count += 1;
+            len += counter.encoded_len();
+        });
+        (count, len)
+    }
+}
+
+impl Encode for StatsResponseFrom<'_> {
+    fn buffer_len(&self) -> usize {
+        let (count, items) = self.count_and_len();
+        self.seq.encoded_len() + self.role.encoded_len() + count.encoded_len() + items
+    }
+
+    fn emit(&self, out: &mut [u8]) -> Result<usize, Error> {
+        // A list is its length, then its items: count them first.
+        let (count, _) = self.count_and_len();
+        let mut writer = Writer::new(out);
+        self.seq.put(&mut writer);
+        self.role.put(&mut writer);
+        count.put(&mut writer);
+        let mut written = 0u64;
+        self.counters.for_each(&mut |counter| {
+            // A source that gives more the second time is cut to what the length said.
+            if written < count {
+                counter.put(&mut writer);
+                written += 1;
+            }
+        });
+        // One that gives fewer would leave the list short of its length: refuse to send it.
+        if written < count {
+            return Err(Error::BadValue);
+        }
+        writer.finish()
+    }
+}
+
 tag_enum!(Role { Agent, Api, Dns, Reporter, Gateway });
 tag_enum!(Outcome { Ok, Fail, Overload });
 tag_enum!(RetCode { Succ, Overload, SystemError, NoExist });

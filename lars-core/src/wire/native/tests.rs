@@ -200,6 +200,21 @@ fn stats() {
         &STATS_RESPONSE,
         StatsResponse { seq: 9, role: Role::Dns, counters: List::from_slice(&counters) },
     );
+    // The same answer from counters walked in two parts.
+    struct TwoParts;
+    impl CounterSource for TwoParts {
+        fn for_each(&self, each: &mut dyn FnMut(Counter<'_>)) {
+            [("frames_in", 1234)].for_each(each);
+            [("open", 3)].for_each(each);
+        }
+    }
+    let from = StatsResponseFrom { seq: 9, role: Role::Dns, counters: &TwoParts };
+    assert_eq!(from.buffer_len(), STATS_RESPONSE.len());
+    let mut out = [0xa5; 22];
+    assert_eq!(from.emit(&mut out), Ok(21));
+    assert_eq!(out[..21], STATS_RESPONSE);
+    assert_eq!(out[21], 0xa5, "wrote past its length");
+    assert_eq!(from.emit(&mut out[..20]), Err(Error::BufferTooSmall));
     // A counter name that is not UTF-8.
     let mut bad = STATS_RESPONSE;
     bad[4] = 0xff;
