@@ -535,6 +535,15 @@ impl ConfigValue for Seconds {
             _ => Err("a number of seconds from 0 to 86400".into()),
         }
     }
+
+    fn show(&self) -> String {
+        let micros = self.0.as_micros();
+        if micros.is_multiple_of(1_000_000) {
+            (micros / 1_000_000).to_string()
+        } else {
+            (micros as f64 / 1e6).to_string()
+        }
+    }
 }
 
 /// `[reactor]`: where a daemon listens and how many threads and connections it runs.
@@ -593,10 +602,9 @@ impl ReactorConfig {
             )
             .filter(|idle| *idle > lars_core::time::Duration::ZERO),
         };
-        for key in ["headerTimeout", "bodyTimeout"] {
-            if ini.get("reactor", key, Seconds(lars_core::time::Duration::from_secs(1)))?.0
-                == lars_core::time::Duration::ZERO
-            {
+        for (key, timeout) in [("headerTimeout", config.header_timeout), ("bodyTimeout", config.body_timeout)]
+        {
+            if timeout == lars_core::time::Duration::ZERO {
                 return Err(ini.error("reactor", key, "must be more than 0"));
             }
         }
@@ -840,8 +848,11 @@ mod tests {
                 expect("reactor.maxConn", "1024", "default"),
                 expect("reactor.threadNum", "2", "flag --threads"),
                 expect("reactor.allow", &lars_core::access::Cidr::LOOPBACK.to_vec().show(), "default"),
+                expect("reactor.headerTimeout", "10", "default"),
+                expect("reactor.bodyTimeout", "30", "default"),
+                expect("reactor.idleTimeout", "0", "default"),
             ]
         );
-        assert_eq!(ini.clone().effective().len(), 5, "a clone keeps what was read");
+        assert_eq!(ini.clone().effective().len(), 8, "a clone keeps what was read");
     }
 }

@@ -248,7 +248,12 @@ fn churn_floods_and_malformed_frames_leave_good_clients_served() {
     }
     // A flood of heartbeats on one connection is answered in order, and others carry on.
     let mut flooder = FrameClient::connect(addr).unwrap();
-    let heartbeats: Vec<u8> = (0..2000).flat_map(|_| frame_bytes(MsgId::Heartbeat.as_u32(), b"")).collect();
+    // Valid ones: a heartbeat whose body does not decode closes its connection (and counts).
+    let heartbeat = lars_core::wire::native::Heartbeat { seq: 7 };
+    let mut body = [0u8; 16];
+    let len = heartbeat.emit(&mut body).unwrap();
+    let heartbeats: Vec<u8> =
+        (0..2000).flat_map(|_| frame_bytes(MsgId::Heartbeat.as_u32(), &body[..len])).collect();
     flooder.write(&heartbeats).unwrap();
     good_client_is_served(addr, 1, 1);
     for _ in 0..2000 {
