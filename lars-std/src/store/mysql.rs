@@ -16,7 +16,7 @@
 //! server becomes an error, so a daemon can stop), unless the URL says otherwise
 //! (`tcp_connect_timeout_ms`, `read_timeout_ms`, `write_timeout_ms`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use mysql::{AccessMode, Conn, Opts, TxOpts, Value};
 
 use super::{RouteChanges, RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
 use crate::time::{Clock, from_std};
+use changes::{ChangeCursor, LOOKBACK_IDS};
 use lars_core::wire::native::WeightedHost;
 
 /// The original schema (`base/sql/lars_dns.sql`), made idempotent.
@@ -383,50 +384,6 @@ const MAX_CHANGED_ROUTES: usize = 1000;
 /// read a row (it polls every second). A replica that read nothing for half of it loads
 /// everything instead of trusting its cursor, so pruning never takes a row a replica needs.
 pub const CHANGE_RETENTION: Duration = Duration::from_secs(3600);
-
-/// Rows below the cursor that are read again: ids are handed out when a transaction inserts,
-/// but become visible when it commits, so two consoles writing at once can commit a lower id
-/// after a higher one was read. Ids already applied are remembered and skipped.
-const LOOKBACK_IDS: u64 = 256;
-
-/// One replica's position in `RouteChange`.
-#[derive(Debug, Clone)]
-struct ChangeCursor {
-    /// The highest id applied.
-    id: u64,
-    /// The ids within [`LOOKBACK_IDS`] below `id` that were applied, to tell a late commit
-    /// from a row already read.
-    recent: BTreeSet<u64>,
-    /// When the log was last read successfully.
-    read_at: Instant,
-}
-
-impl ChangeCursor {
-    fn at(id: u64, now: Instant) -> Self {
-        ChangeCursor { id, recent: BTreeSet::new(), read_at: now }
-    }
-
-    /// Where to start reading: the look-back window below the cursor.
-    fn read_from(&self) -> u64 {
-        self.id.saturating_sub(LOOKBACK_IDS)
-    }
-
-    /// Whether row `id` is new to this replica.
-    fn is_new(&self, id: u64) -> bool {
-        id > self.id || (id > self.read_from() && !self.recent.contains(&id))
-    }
-
-    /// Records rows `ids` as applied, read at `now`.
-    fn advance(&mut self, ids: impl IntoIterator<Item = u64>, now: Instant) {
-        for id in ids {
-            self.recent.insert(id);
-            self.id = self.id.max(id);
-        }
-        let floor = self.read_from();
-        self.recent = self.recent.split_off(&(floor + 1));
-        self.read_at = now;
-    }
-}
 
 /// A `RouteData` address: the host-order IPv4 integer and the port.
 pub(super) fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
@@ -837,55 +794,6 @@ impl StatsStore for MysqlStats {
     }
 }
 
+mod changes;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bad_url_is_reported_without_its_password() {
-        let error = opts("mysql://lars:s3cret@db.example:port/lars_dns").unwrap_err().to_string();
-        assert!(error.contains("mysql://lars:***@db.example:port/lars_dns"), "{error}");
-        assert!(!error.contains("s3cret"), "{error}");
-        assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
-        let error = opts("mysql://u:pa/ss@db/x").unwrap_err().to_string();
-        assert!(!error.contains("ss"), "a raw / in the password: {error}");
-    }
-
-    #[test]
-    fn a_cursor_takes_late_commits_below_it_and_skips_what_it_applied() {
-        let now = Instant::from_micros(0);
-        let mut cursor = ChangeCursor::at(10, now);
-        cursor.advance([8, 10], now);
-        assert!(cursor.is_new(11));
-        assert!(!cursor.is_new(10) && !cursor.is_new(8));
-        assert!(cursor.is_new(9), "id 9 committed after 10 was read");
-        cursor.advance([9, 12], now);
-        assert_eq!(cursor.id, 12);
-        assert!(!cursor.is_new(9) && !cursor.is_new(12) && cursor.is_new(11));
-        // The window forgets what falls below it, and reads no further back.
-        cursor.advance([12 + LOOKBACK_IDS], now);
-        assert_eq!(cursor.read_from(), 12);
-        assert!(!cursor.is_new(12), "below the window: not read again");
-        assert!(cursor.recent.iter().all(|&id| id > cursor.read_from()));
-    }
-
-    #[test]
-    fn every_connection_has_timeouts_and_the_url_can_set_them() {
-        let defaults = opts("mysql://root@127.0.0.1:3306/lars_dns").unwrap();
-        assert_eq!(defaults.get_tcp_connect_timeout(), Some(CONNECT_TIMEOUT));
-        assert_eq!(defaults.get_read_timeout(), Some(&IO_TIMEOUT));
-        assert_eq!(defaults.get_write_timeout(), Some(&IO_TIMEOUT));
-        let set =
-            opts("mysql://root@h/db?read_timeout_ms=1500&tcp_connect_timeout_ms=700&write_timeout_ms=20")
-                .unwrap();
-        assert_eq!(set.get_read_timeout(), Some(&std::time::Duration::from_millis(1500)));
-        assert_eq!(set.get_write_timeout(), Some(&std::time::Duration::from_millis(20)));
-        assert_eq!(set.get_tcp_connect_timeout(), Some(std::time::Duration::from_millis(700)));
-        assert_eq!(set.get_db_name(), Some("db"));
-        let error = opts("mysql://root@h/db?read_timeout_ms=soon").unwrap_err().to_string();
-        assert!(error.contains("read_timeout_ms=soon is not a number of ms"), "{error}");
-        // Options built in code (the `[mysql]` section) get them when a store uses them.
-        let built: Opts = mysql::OptsBuilder::new().ip_or_hostname(Some("h")).into();
-        assert_eq!(with_timeouts(built).get_read_timeout(), Some(&IO_TIMEOUT));
-    }
-}
+mod tests;
