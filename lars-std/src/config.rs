@@ -490,6 +490,17 @@ impl ConfigValue for IpAddr {
     }
 }
 
+/// An address and port, `ip:port` (`[::1]:8080` for IPv6).
+impl ConfigValue for SocketAddr {
+    fn parse_config(text: &str) -> Result<Self, String> {
+        SocketAddr::from_str(text).map_err(|_| "an ip:port address".into())
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
 /// A list of addresses, `host:port` separated by commas or spaces.
 impl ConfigValue for Vec<SocketAddr> {
     fn parse_config(text: &str) -> Result<Self, String> {

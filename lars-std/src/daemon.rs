@@ -153,9 +153,9 @@ impl Args {
 /// and sections no daemon reads; and sizes the process-wide buffer pool from `[pool]` (every
 /// daemon has one, and it must be sized before anything allocates).
 pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
-    let ini = read_config(args, keys)?;
+    let ini = read_config(args, keys, true)?;
     logger::init(&program_name(), log_settings(&ini)?);
-    warn_about(&ini, keys);
+    warn_about(&ini, keys, true);
     // Every daemon accepts frames up to the protocol's limit.
     let pool = PoolConfig::from_ini(&ini, frame::HEADER_LEN + frame::MAX_BODY as usize)?;
     crate::pool::configure(pool).map_err(|e| ConfigError {
@@ -163,6 +163,15 @@ pub fn load_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigErro
         key: None,
         message: e.to_string(),
     })?;
+    Ok(ini)
+}
+
+/// [`load_config`] for a program without a buffer pool (lars-web, which frames nothing): the
+/// same file, environment, log flags and logger, and `[pool]` is a section it does not read.
+pub fn load_config_without_pool(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
+    let ini = read_config(args, keys, false)?;
+    logger::init(&program_name(), log_settings(&ini)?);
+    warn_about(&ini, keys, false);
     Ok(ini)
 }
 
@@ -174,14 +183,17 @@ fn program_name() -> String {
         .unwrap_or_else(|| "lars".into())
 }
 
-/// The file, the environment and the log flags, merged.
-fn read_config(args: &Args, keys: &[(&str, &str)]) -> Result<Ini, ConfigError> {
+/// The file, the environment and the log flags, merged; `[pool]` from the environment when
+/// the program has a pool (`pooled`).
+fn read_config(args: &Args, keys: &[(&str, &str)], pooled: bool) -> Result<Ini, ConfigError> {
     let mut ini = match args.flag("config") {
         Some(path) => Ini::load(Path::new(path))?,
         None => Ini::new(),
     };
     ini.apply_env(std::env::vars_os(), keys)?;
-    ini.apply_env(std::env::vars_os(), &PoolConfig::KEYS)?;
+    if pooled {
+        ini.apply_env(std::env::vars_os(), &PoolConfig::KEYS)?;
+    }
     ini.apply_env(std::env::vars_os(), &logger::KEYS)?;
     // LARS_LOG is the short spelling, as RUST_LOG is for other programs.
     if let Some(level) = std::env::var_os("LARS_LOG") {
@@ -211,11 +223,11 @@ pub fn log_settings(ini: &Ini) -> Result<logger::Settings, ConfigError> {
     })
 }
 
-/// Logs the lines the loader skipped and the keys and sections that none of `keys`,
-/// `[pool]` and `[log]` names.
-fn warn_about(ini: &Ini, keys: &[(&str, &str)]) {
-    let known: Vec<(&str, &str)> =
-        keys.iter().chain(&PoolConfig::KEYS).chain(&logger::KEYS).copied().collect();
+/// Logs the lines the loader skipped and the keys and sections that none of `keys`, `[log]`
+/// and (when the program has a pool, `pooled`) `[pool]` names.
+fn warn_about(ini: &Ini, keys: &[(&str, &str)], pooled: bool) {
+    let pool: &[(&str, &str)] = if pooled { &PoolConfig::KEYS } else { &[] };
+    let known: Vec<(&str, &str)> = keys.iter().chain(pool).chain(&logger::KEYS).copied().collect();
     for warning in ini.warnings().iter().chain(&ini.unknown(&known)) {
         log::warn!("{warning}");
     }
@@ -226,10 +238,12 @@ fn warn_about(ini: &Ini, keys: &[(&str, &str)]) {
 /// take effect at the next start. `running` is the configuration the daemon runs with. On an
 /// error nothing changes.
 pub fn reload(args: &Args, keys: &[(&str, &str)], running: &Ini) -> Result<(), ConfigError> {
-    let fresh = read_config(args, keys)?;
+    // The process has a pool if it loaded its configuration with one ([`load_config`]).
+    let pooled = crate::pool::exists();
+    let fresh = read_config(args, keys, pooled)?;
     let settings = log_settings(&fresh)?;
     logger::apply(settings);
-    warn_about(&fresh, keys);
+    warn_about(&fresh, keys, pooled);
     let changed: Vec<String> = running
         .effective()
         .into_iter()

@@ -233,6 +233,46 @@ pub const AGENT: &[Desc] = &[
     desc("dns_ready", "dns_ready", Kind::Gauge, "0 while lars-dns says it has not loaded its store."),
 ];
 
+const fn labelled(
+    key: &'static str,
+    family: &'static str,
+    help: &'static str,
+    label: (&'static str, &'static str),
+) -> Desc {
+    Desc { key, family, kind: Kind::Counter, help, label: Some(label) }
+}
+
+/// lars-web's counters (`lars_web::stats::WebStats::counters`; the console is its own crate).
+pub const WEB: &[Desc] = &[
+    labelled("requests_2xx", "requests_total", "Requests answered, by status class.", ("class", "2xx")),
+    labelled("requests_3xx", "requests_total", "Requests answered, by status class.", ("class", "3xx")),
+    labelled("requests_4xx", "requests_total", "Requests answered, by status class.", ("class", "4xx")),
+    labelled("requests_5xx", "requests_total", "Requests answered, by status class.", ("class", "5xx")),
+    labelled("logins_ok", "logins_total", "Sign-ins, by result.", ("result", "ok")),
+    labelled("logins_failed", "logins_total", "Sign-ins, by result.", ("result", "failed")),
+    labelled("logins_limited", "logins_total", "Sign-ins, by result.", ("result", "limited")),
+    desc(
+        "csrf_refused",
+        "csrf_refusals_total",
+        Kind::Counter,
+        "Posts refused for a missing or wrong CSRF or sign-in form token.",
+    ),
+    desc(
+        "sessions_refused",
+        "sessions_refused_total",
+        Kind::Counter,
+        "Requests whose session cookie was expired, forged or of a user no longer known.",
+    ),
+    desc(
+        "changes_written",
+        "changes_written_total",
+        Kind::Counter,
+        "Changes written to the store (host edits, deletions, descriptions).",
+    ),
+    // Answers 503: the store could not be reached.
+    error("store_errors", "store"),
+];
+
 /// The buffer pool's counters (`daemon::pool_counters`), per class.
 pub const POOL: &[Desc] = &pool_descs();
 
@@ -690,7 +730,7 @@ mod tests {
 
     #[test]
     fn every_description_is_valid_and_unique() {
-        for table in [SERVER, DNS, REPORTER, AGENT, POOL] {
+        for table in [SERVER, DNS, REPORTER, AGENT, WEB, POOL] {
             let mut scrape = Scrape::new("lars_x");
             let counters: Vec<(&str, u64)> = table.iter().map(|d| (d.key, 1)).collect();
             scrape.counters(&[table], &counters);

@@ -206,6 +206,12 @@ pub fn configure(config: PoolConfig) -> Result<(), AlreadySized> {
     if built.config == config { Ok(()) } else { Err(AlreadySized(built.config)) }
 }
 
+/// Whether this process has made its pool (a daemon sizes it as it reads its configuration;
+/// lars-web, which frames nothing, never does).
+pub fn exists() -> bool {
+    POOL.get().is_some()
+}
+
 /// The pool's sizing (the default until [`configure`]d).
 pub fn config() -> PoolConfig {
     built().config

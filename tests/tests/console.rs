@@ -22,7 +22,7 @@ use lars_std::store::mysql::{MysqlRoutes, MysqlStats};
 use lars_tests::webdriver::{Browser, http};
 use lars_tests::{Scratch, TestDb};
 use lars_web::auth::{Role, add_user};
-use lars_web::{ConsoleConfig, http::Running};
+use lars_web::{ConsoleConfig, Running};
 
 const ADMIN_PASSWORD: &str = "admin password 1";
 const VIEWER_PASSWORD: &str = "viewer password 1";

@@ -4,7 +4,8 @@
 //! Layers, from the socket in: [`http`] (the seam over the HTTP crate), [`pages`] (the router
 //! and one module per page), [`html`] and [`chart`] (markup and SVG), [`model`] (what the pages
 //! compute from the store's data), [`auth`] (users, sessions, CSRF, login limits), and the
-//! store itself, `lars_std::store::console`, where every query lives.
+//! store itself, `lars_std::store::console`, where every query lives. [`stats`] counts what the
+//! console does, for its Prometheus page and SIGUSR1.
 
 pub mod auth;
 pub mod chart;
@@ -12,16 +13,19 @@ pub mod html;
 pub mod http;
 pub mod model;
 pub mod pages;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lars_std::store::StoreError;
-use lars_std::store::console::{ConsoleStore, Overview};
+use lars_std::metrics::MetricsServer;
+use lars_std::store::console::{Actor, ConsoleStore, Edit, Named, Overview};
+use lars_std::store::{RouteKey, StoreError};
 use lars_std::time::Clock;
 
 use crate::model::{CallTable, ServiceList, call_table};
+use crate::stats::WebStats;
 
 /// How long the summed call status is reused: the status pages refresh every 500 ms, so any
 /// number of open pages cost the store one read of `ServerCallStatus` per period.
@@ -38,6 +42,8 @@ pub struct ConsoleConfig {
     pub threads: usize,
     /// Marks the session cookie `Secure`, for a console reached through a TLS proxy.
     pub secure_cookies: bool,
+    /// Where to serve the Prometheus page (`GET /metrics`), if anywhere (off by default).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ConsoleConfig {
@@ -48,6 +54,7 @@ impl ConsoleConfig {
             state: state.into(),
             threads: 4,
             secure_cookies: false,
+            metrics: None,
         }
     }
 }
@@ -59,6 +66,7 @@ pub struct Console {
     cache: Mutex<Cache>,
     secure_cookies: bool,
     refresh: Refresh,
+    stats: Arc<WebStats>,
 }
 
 /// Requests for the background rebuild of the service list.
@@ -119,6 +127,7 @@ impl Console {
             cache: Mutex::new(Cache::default()),
             secure_cookies: false,
             refresh: Refresh::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -136,6 +145,34 @@ impl Console {
     /// The users and sessions.
     pub fn auth(&self) -> &auth::Auth {
         &self.auth
+    }
+
+    /// What the console counts.
+    pub fn stats(&self) -> &WebStats {
+        &self.stats
+    }
+
+    /// Applies `edit` to route `key` in the store (see [`ConsoleStore::apply`]), counts it if
+    /// the store took it, and forgets the cached routes so that the next list shows it.
+    pub fn apply(&self, key: RouteKey, edit: &Edit, actor: &Actor) -> Result<u64, StoreError> {
+        let result = self.store().apply(key, edit, actor);
+        self.after_change(result.is_ok());
+        result
+    }
+
+    /// Sets or removes a description (see [`ConsoleStore::describe`]), as [`Console::apply`]
+    /// applies an edit.
+    pub fn describe(&self, named: Named, id: u32, text: &str, actor: &Actor) -> Result<(), StoreError> {
+        let result = self.store().describe(named, id, text, actor);
+        self.after_change(result.is_ok());
+        result
+    }
+
+    fn after_change(&self, written: bool) {
+        if written {
+            self.stats.change_written();
+        }
+        self.changed();
     }
 
     /// Every route's summed calls, read at most once per [`STATUS_TTL_NANOS`].
@@ -208,18 +245,63 @@ impl Console {
     }
 }
 
-/// Starts the console on `config.listen` over `store`.
-pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<http::Running, String> {
+/// A running console: its pages, its metrics page if asked for, and its counters. Dropping it
+/// stops both.
+pub struct Running {
+    http: http::Running,
+    metrics: Option<MetricsServer>,
+    stats: Arc<WebStats>,
+}
+
+impl Running {
+    /// The address the pages are served on.
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
+
+    /// The address of the metrics page, if it is served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// What the console counts.
+    pub fn stats(&self) -> &WebStats {
+        &self.stats
+    }
+
+    /// Serves until the process ends.
+    pub fn wait(self) {
+        self.http.wait();
+    }
+}
+
+/// Starts the console on `config.listen` over `store`, and its metrics page on
+/// `config.metrics`.
+pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<Running, String> {
     let mut console = Console::new(store, &config.state).map_err(|e| e.to_string())?;
     console.secure_cookies = config.secure_cookies;
     let console = Arc::new(console);
+    let stats = Arc::clone(&console.stats);
+    let metrics = match config.metrics {
+        Some(addr) => {
+            let page = Arc::clone(&stats);
+            let server = MetricsServer::start(addr, move || page.page())
+                .map_err(|e| format!("serve metrics on {addr}: {e}"))?;
+            Some(server)
+        }
+        None => None,
+    };
     let weak = Arc::downgrade(&console);
     std::thread::Builder::new()
         .name("lars-web-refresh".into())
         .spawn(move || refresher(weak))
         .map_err(|e| format!("start the refresh thread: {e}"))?;
-    let handler: Arc<http::Handler> =
-        Arc::new(move |request: &http::Request| pages::handle(&console, request));
-    http::serve(config.listen, config.threads, handler)
-        .map_err(|e| format!("listen on {}: {e}", config.listen))
+    let handler: Arc<http::Handler> = Arc::new(move |request: &http::Request| {
+        let response = pages::handle(&console, request);
+        console.stats.answered(response.status);
+        response
+    });
+    let http = http::serve(config.listen, config.threads, handler)
+        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    Ok(Running { http, metrics, stats })
 }

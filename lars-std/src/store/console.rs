@@ -734,16 +734,20 @@ pub fn open(
     stats: Option<&Path>,
 ) -> Result<Box<dyn ConsoleStore>, StoreError> {
     match (mysql, routes) {
-        (Some(url), None) => {
-            let mut store = MysqlConsole::new(super::mysql::opts(url)?);
-            if let Err(e) = store.ensure_audit_table() {
-                log::warn!(
-                    "could not create the RouteAudit table ({e}); changes are refused until `lars db-init` makes it"
-                );
-            }
-            Ok(Box::new(store))
-        }
+        (Some(url), None) => Ok(open_mysql(super::mysql::opts(url)?)),
         (None, Some(path)) => Ok(Box::new(FileConsole::new(path, stats.map(Path::to_path_buf)))),
         _ => Err(StoreError::Invalid("give either a MySQL URL or a route file".into())),
     }
+}
+
+/// The console's store on MySQL with `opts` (from a URL or an original `[mysql]` section),
+/// with its audit table made if it is missing.
+pub fn open_mysql(opts: Opts) -> Box<dyn ConsoleStore> {
+    let mut store = MysqlConsole::new(opts);
+    if let Err(e) = store.ensure_audit_table() {
+        log::warn!(
+            "could not create the RouteAudit table ({e}); changes are refused until `lars db-init` makes it"
+        );
+    }
+    Box::new(store)
 }

@@ -99,16 +99,33 @@ fn with_timeouts(opts: Opts) -> Opts {
         .into()
 }
 
-/// lars's additive extensions of the original schema.
-const ADD_WEIGHT: &str = "ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1";
-const ADD_ROUTE_INDEX: &str = "CREATE INDEX route_key ON RouteData (modid, cmdid)";
+/// lars's additive extensions of the original schema: what each adds, and how [`Schema`] tells
+/// that a database has it. [`init_schema`] applies the ones a database lacks; [`schema_sql`]
+/// writes them all, so the packaged script and `db-init` make the same schema from this one list.
+const EXTENSIONS: [(&str, fn(&Schema) -> bool); 3] = [
+    ("ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1", |s| s.weight),
+    ("ALTER TABLE RouteData ADD COLUMN disabled tinyint unsigned NOT NULL DEFAULT 0", |s| s.disabled),
+    // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
+    // only: MySQL 8.0 refuses it, so the index is looked up first.)
+    ("CREATE INDEX route_key ON RouteData (modid, cmdid)", |s| s.route_index),
+];
+
+/// lars's additive tables (`CREATE TABLE IF NOT EXISTS`): the console's audit log, and
+/// lars-reporter's call history and decision log (`store::history`).
+fn additive_tables() -> impl Iterator<Item = &'static str> {
+    std::iter::once(super::console::AUDIT_TABLE).chain(super::history::mysql::TABLES)
+}
 
 /// The schema [`init_schema`] makes in an empty database, as an SQL script (for
-/// `lars db-init --print-sql` and the packages' `schema.sql`).
+/// `lars db-init --print-sql` and the packages' `schema.sql`): the original tables, then every
+/// extension and additive table, from the lists `init_schema` reads.
 pub fn schema_sql() -> String {
-    let mut sql =
-        String::from("-- The lars_dns schema: the original Lars tables and lars's additive extensions.\n");
-    for statement in SCHEMA.iter().chain(&[ADD_WEIGHT, ADD_ROUTE_INDEX]) {
+    let mut sql = String::from(
+        "-- The lars_dns schema: the original Lars tables and lars's additive extensions,\n\
+         -- as `lars db-init` makes them in an empty database.\n",
+    );
+    let extensions = EXTENSIONS.iter().map(|(ddl, _)| *ddl);
+    for statement in SCHEMA.iter().copied().chain(extensions).chain(additive_tables()) {
         let lines: Vec<&str> = statement.lines().map(str::trim_end).collect();
         sql.push_str(&format!("\n{};\n", lines.join("\n")));
     }
@@ -177,21 +194,14 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
         conn.query_drop(statement).map_err(unavailable)?;
     }
     let schema = Schema::detect(&mut conn).map_err(unavailable)?;
-    if !schema.weight {
-        conn.query_drop(ADD_WEIGHT).map_err(unavailable)?;
+    for (ddl, present) in EXTENSIONS {
+        if !present(&schema) {
+            conn.query_drop(ddl).map_err(unavailable)?;
+        }
     }
-    if !schema.disabled {
-        conn.query_drop("ALTER TABLE RouteData ADD COLUMN disabled tinyint unsigned NOT NULL DEFAULT 0")
-            .map_err(unavailable)?;
+    for table in additive_tables() {
+        conn.query_drop(table).map_err(unavailable)?;
     }
-    conn.query_drop(super::console::AUDIT_TABLE).map_err(unavailable)?;
-    // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
-    // only: MySQL 8.0 refuses it, so the index is looked up first.)
-    if !schema.route_index {
-        conn.query_drop(ADD_ROUTE_INDEX).map_err(unavailable)?;
-    }
-    // lars-reporter's call history and decision log (`store::history`).
-    super::history::mysql::create_tables(&mut conn).map_err(unavailable)?;
     Ok(())
 }
 

@@ -44,6 +44,7 @@ pub(super) fn get(console: &Console, _request: &Request, error: Option<(u16, Str
 pub(super) fn post(console: &Console, request: &Request) -> Response {
     let nonce = request.cookies.get(NONCE_COOKIE).map_or("", String::as_str);
     if !request.field("token").is_some_and(|token| console.auth().check_login_token(nonce, token)) {
+        console.stats().csrf_refused();
         return get(
             console,
             request,
@@ -52,7 +53,9 @@ pub(super) fn post(console: &Console, request: &Request) -> Response {
     }
     let user = request.field("user").unwrap_or("").trim();
     let password = request.field("password").unwrap_or("");
-    match console.auth().login(user, password, &request.remote.to_string()) {
+    let result = console.auth().login(user, password, &request.remote.to_string());
+    console.stats().login(&result);
+    match result {
         Ok(cookie) => Response::see_other("/services").with_header(
             "Set-Cookie",
             format!("{SESSION_COOKIE}={cookie}; {}; Max-Age={SESSION_SECS}", console.cookie_attributes("/")),

@@ -82,7 +82,11 @@ fn route_request(console: &Console, request: &Request) -> Response {
     let Some(found) = ROUTES.iter().find(|r| r.path == request.path) else {
         return error_page(None, 404, "Not found", "There is no such page.");
     };
-    let session = request.cookies.get(SESSION_COOKIE).and_then(|cookie| console.auth().session(cookie));
+    let cookie = request.cookies.get(SESSION_COOKIE).filter(|cookie| !cookie.is_empty());
+    let session = cookie.and_then(|cookie| console.auth().session(cookie));
+    if cookie.is_some() && session.is_none() {
+        console.stats().session_refused();
+    }
     let Some(session) = session else {
         return match request.method {
             Method::Get => Response::see_other("/login"),
@@ -104,6 +108,7 @@ fn route_request(console: &Console, request: &Request) -> Response {
                 return error_page(Some(&session), 405, "Not a form", "This page takes no form.");
             };
             if !request.field("csrf").is_some_and(|token| same_token(token, &session.csrf)) {
+                console.stats().csrf_refused();
                 return error_page(
                     Some(&session),
                     403,

@@ -201,8 +201,7 @@ fn back(key: RouteKey, message: Result<String, String>) -> Response {
 }
 
 fn apply(console: &Console, request: &Request, session: &Session, key: RouteKey, edit: Edit) -> Response {
-    let result = console.store().apply(key, &edit, &super::actor(session, request));
-    console.changed();
+    let result = console.apply(key, &edit, &super::actor(session, request));
     match result {
         Ok(0) => back(key, Err(format!("Nothing changed ({}: {}).", edit.action(), edit.detail()))),
         Ok(n) => back(
@@ -263,8 +262,7 @@ pub(super) fn delete(console: &Console, request: &Request, session: &Session) ->
     if request.field("confirm") != Some("yes") {
         return back(key, Err("Tick the box to confirm deleting the route.".into()));
     }
-    let result = console.store().apply(key, &Edit::RemoveRoute, &actor(session, request));
-    console.changed();
+    let result = console.apply(key, &Edit::RemoveRoute, &actor(session, request));
     match result {
         Ok(n) => Response::see_other(&format!(
             "/services?done={}",
@@ -301,8 +299,7 @@ pub(super) fn describe(console: &Console, request: &Request, session: &Session) 
             "A description is at most 255 characters on one line.",
         );
     }
-    let result = console.store().describe(named, id, text, &actor(session, request));
-    console.changed();
+    let result = console.describe(named, id, text, &actor(session, request));
     match result {
         Ok(()) => {
             let back = request.field("back").filter(|b| b.starts_with("/route?")).unwrap_or("/services");

@@ -1,5 +1,6 @@
 //! `CallHistory` and `HostDecision` on MySQL/MariaDB: additive tables that `db-init` creates
-//! ([`create_tables`]); lars-reporter and the console only read and write them.
+//! (`store::mysql::init_schema`, from `TABLES`); lars-reporter and the console only read and
+//! write them.
 //!
 //! History rows are upserted by adding (`ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + ...`),
 //! in primary-key order, in one transaction per batch, so replicas that saw parts of one minute
@@ -15,8 +16,8 @@ use mysql::{Conn, Opts, TxOpts, Value};
 use super::{DecisionFilter, DecisionRow, HistoryRow, HistoryStore};
 use crate::store::{RouteKey, StoreError};
 
-/// The tables, as `db-init` creates them.
-const TABLES: [&str; 2] = [
+/// The tables, as `db-init` creates them (`store::mysql::init_schema` and its script).
+pub(crate) const TABLES: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS CallHistory (
         modid int NOT NULL,
         cmdid int NOT NULL,
@@ -49,11 +50,6 @@ const CHUNK: usize = 500;
 /// Rows deleted per statement when pruning, and statements per prune at most.
 const PRUNE_CHUNK: u64 = 10_000;
 const PRUNE_ROUNDS: usize = 20;
-
-/// Creates the tables if they do not exist (`db-init`).
-pub fn create_tables(conn: &mut Conn) -> mysql::Result<()> {
-    TABLES.iter().try_for_each(|table| conn.query_drop(table))
-}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
