@@ -1,7 +1,8 @@
-//! `cargo xtask dist`: Debian packages of the daemons and the CLI, made with `dpkg-deb` from the
-//! binaries and each package's `bins/<name>/dist/` folder; and the gate of `cargo xtask test`
-//! that installs them into a throwaway root, checks their files and units, and starts each
-//! daemon on its packaged configuration.
+//! `cargo xtask dist`: Debian packages of the daemons, the console and the CLI, made with
+//! `dpkg-deb` from the binaries and each package's `bins/<name>/dist/` folder; and the gate of
+//! `cargo xtask test` that installs them into a throwaway root, checks their files and units,
+//! starts each daemon on its packaged configuration, and starts lars-dns, lars-reporter and
+//! lars-web again on a fresh MariaDB database made from the packaged `schema.sql`.
 //!
 //! What a package holds comes from its folder, so a new binary needs a [`PACKAGES`] entry and
 //! a folder: `*.service` files go to `/usr/lib/systemd/system/`, `*.conf` files to
@@ -27,10 +28,6 @@ struct Package {
     summary: &'static str,
     /// A daemon with a systemd unit (and maintainer scripts that tell systemd about it).
     daemon: bool,
-    /// Packaged only when `bins/<name>/dist/` exists (lars-web: give it a `dist/` folder with
-    /// its unit and `.conf` and it is packaged, installed and its unit verified like the
-    /// others; starting it in the gate needs a line in [`start_daemons`]).
-    optional: bool,
 }
 
 const PACKAGES: [Package; 5] = [
@@ -38,27 +35,23 @@ const PACKAGES: [Package; 5] = [
         name: "lars-dns",
         summary: "lars-dns: serves routes to lars agents",
         daemon: true,
-        optional: false,
     },
     Package {
         name: "lars-reporter",
         summary: "lars-reporter: stores the call statistics of lars agents",
         daemon: true,
-        optional: false,
     },
     Package {
         name: "lars-agent",
         summary: "lars-agent: the local load-balancing agent of lars",
         daemon: true,
-        optional: false,
     },
     Package {
         name: "lars",
         summary: "lars: the command-line client and admin tool",
         daemon: false,
-        optional: false,
     },
-    Package { name: "lars-web", summary: "lars-web: the lars web console", daemon: true, optional: true },
+    Package { name: "lars-web", summary: "lars-web: the lars web console", daemon: true },
 ];
 
 /// The control file's maintainer: set it to the packager's address.
@@ -74,8 +67,21 @@ License: MIT or Apache-2.0
 ";
 
 fn packages() -> impl Iterator<Item = &'static Package> {
-    PACKAGES.iter().filter(|p| !p.optional || root().join("bins").join(p.name).join("dist").is_dir())
+    PACKAGES.iter()
 }
+
+/// The tables of the packaged `schema.sql`: the original's and lars's additive ones.
+const SCHEMA_TABLES: [&str; 9] = [
+    "RouteData",
+    "RouteVersion",
+    "RouteChange",
+    "ServerCallStatus",
+    "ModIDConfig",
+    "CmdIDConfig",
+    "RouteAudit",
+    "CallHistory",
+    "HostDecision",
+];
 
 /// `cargo xtask dist [--debug]`: builds the binaries (the `dist` profile: release, stripped)
 /// and their packages in `target/debian/`. `--check` runs the gate instead ([`check`]).
@@ -298,7 +304,9 @@ fn installed_kib(dir: &Path) -> Result<u64, String> {
 /// 2.0 at most); each daemon's packaged `.conf` checked with `--check-config` and the daemon
 /// started on it (paths and ports moved into the root and onto free loopback ports by
 /// environment variables) until it says READY=1, then stopped with SIGTERM (STOPPING=1, exit
-/// 0); and the packages purged again.
+/// 0); the packaged `schema.sql` loaded into a fresh MariaDB database with the `mariadb`
+/// client and lars-dns, lars-reporter and lars-web started on it ([`start_on_mariadb`]); and
+/// the packages purged again.
 pub(crate) fn check() -> Result<(), String> {
     let bins = build("dev")?;
     let out = root().join("target/debian-check");
@@ -330,6 +338,7 @@ pub(crate) fn check() -> Result<(), String> {
         verify_unit(package.name, &dest, &out)?;
     }
     start_daemons(&dest, &out)?;
+    start_on_mariadb(&dest, &out)?;
     let names: Vec<&str> = packages().map(|p| p.name).collect();
     run(dpkg(&dest).arg("--purge").args(&names))?;
     let left = dest.join("etc/lars");
@@ -378,9 +387,7 @@ fn check_files(package: &Package, dest: &Path) -> Result<(), String> {
     if name == "lars" {
         expected.push("/usr/share/lars/schema.sql".into());
         let schema = std::fs::read_to_string(dest.join("usr/share/lars/schema.sql")).unwrap_or_default();
-        if !["RouteData", "RouteVersion", "RouteChange", "ServerCallStatus"]
-            .iter()
-            .all(|table| schema.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
+        if !SCHEMA_TABLES.iter().all(|table| schema.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
         {
             return Err(format!("{name}: schema.sql lacks a table:\n{schema}"));
         }
@@ -467,6 +474,21 @@ impl Started {
         Ok(port)
     }
 
+    /// `GET /login` on the console's `port` answers 200.
+    fn serves_its_sign_in_page(&self, port: u16) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let fail = |e: std::io::Error| format!("{}: GET /login on port {port}: {e}", self.name);
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
+        conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(fail)?;
+        conn.write_all(b"GET /login HTTP/1.1\r\nHost: lars\r\nConnection: close\r\n\r\n").map_err(fail)?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).map_err(fail)?;
+        match answer.lines().next() {
+            Some("HTTP/1.1 200 OK") => Ok(()),
+            line => Err(format!("{}: GET /login answered {line:?}; its log:\n{}", self.name, self.log())),
+        }
+    }
+
     /// SIGTERM, then STOPPING=1 and exit status 0.
     fn stop(mut self) -> Result<(), String> {
         run(Command::new("kill").arg("-TERM").arg(self.child.id().to_string()))?;
@@ -499,10 +521,10 @@ impl Drop for Started {
 }
 
 /// Checks each daemon's packaged `.conf` with `--check-config`, then starts lars-dns,
-/// lars-reporter and lars-agent (pointed at those two) on them, as their units would.
+/// lars-reporter, lars-agent (pointed at those two) and lars-web on them, as their units would.
 fn start_daemons(dest: &Path, out: &Path) -> Result<(), String> {
     let state = |name: &str| dest.join("var/lib").join(name);
-    for name in ["lars-reporter", "lars-agent"] {
+    for name in ["lars-reporter", "lars-agent", "lars-web"] {
         std::fs::create_dir_all(state(name)).map_err(|e| format!("{}: {e}", state(name).display()))?;
     }
     let routes = dest.join("etc/lars/routes.conf").display().to_string();
@@ -522,9 +544,86 @@ fn start_daemons(dest: &Path, out: &Path) -> Result<(), String> {
     ];
     let mut agent = start(dest, out, "lars-agent", &["--api", "127.0.0.1:0"], &agent_env)?;
     agent.ready()?;
+    let web_env = [
+        ("LARS_WEB_STATE", state("lars-web").display().to_string()),
+        ("LARS_WEB_ROUTES", dest.join("etc/lars/routes.conf").display().to_string()),
+        ("LARS_WEB_LISTEN", "127.0.0.1:0".to_string()),
+    ];
+    let mut web = start(dest, out, "lars-web", &[], &web_env)?;
+    let web_port = web.ready()?;
+    web.serves_its_sign_in_page(web_port)?;
+    if !state("lars-web").join("secret").is_file() {
+        return Err(format!("lars-web made no session key in {}", state("lars-web").display()));
+    }
+    web.stop()?;
     agent.stop()?;
     reporter.stop()?;
     dns.stop()
+}
+
+/// Loads the installed `schema.sql` into a fresh database of the tests' MariaDB (the `mariadb`
+/// client, as an operator would) and starts lars-dns, lars-reporter and lars-web on it with
+/// their packaged `.conf` and the `[mysql]` keys set by environment, as
+/// `/etc/lars/<name>.env` would. Each must get to READY=1 without saying that the schema
+/// lacks something `lars db-init` would add, and stop cleanly; the database is dropped.
+fn start_on_mariadb(dest: &Path, out: &Path) -> Result<(), String> {
+    let server = super::mysql::ensure()?;
+    let (host, port, user, password) = super::mysql::parts(&server.url)?;
+    let client = super::setup::find("mariadb")
+        .or_else(|| super::setup::find("mysql"))
+        .ok_or("no `mariadb` (or `mysql`) client to load schema.sql with: apt-get install mariadb-client")?;
+    let database = format!("lars_dist_check_{}", std::process::id());
+    let mariadb = |database: Option<&str>| {
+        let mut command = Command::new(&client);
+        command
+            .args(["--protocol=tcp", "--host", &host, "--port", &port.to_string(), "--user", &user])
+            .env("MYSQL_PWD", &password);
+        command.args(database);
+        command
+    };
+    let sql = |statement: String| output(mariadb(None).args(["-e", &statement]));
+    sql(format!("DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database}"))?;
+    let schema = dest.join("usr/share/lars/schema.sql");
+    let loaded = std::fs::File::open(&schema)
+        .map_err(|e| format!("{}: {e}", schema.display()))
+        .and_then(|file| output(mariadb(Some(&database)).stdin(file)));
+    let started = loaded.and_then(|_| {
+        let mysql: [(&'static str, String); 5] = [
+            ("LARS_MYSQL_DB_HOST", host.clone()),
+            ("LARS_MYSQL_DB_PORT", port.to_string()),
+            ("LARS_MYSQL_DB_USER", user.clone()),
+            ("LARS_MYSQL_DB_PASSWD", password.clone()),
+            ("LARS_MYSQL_DB_NAME", database.clone()),
+        ];
+        let env = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+            mysql.iter().chain(extra).cloned().collect()
+        };
+        let reactor = [("LARS_REACTOR_PORT", "0".to_string())];
+        let mut dns = start(dest, out, "lars-dns", &[], &env(&reactor))?;
+        dns.ready()?;
+        let mut reporter = start(dest, out, "lars-reporter", &[], &env(&reactor))?;
+        reporter.ready()?;
+        let state = dest.join("var/lib/lars-web");
+        let web = [
+            ("LARS_WEB_STATE", state.display().to_string()),
+            ("LARS_WEB_LISTEN", "127.0.0.1:0".to_string()),
+        ];
+        let mut web = start(dest, out, "lars-web", &[], &env(&web))?;
+        let web_port = web.ready()?;
+        web.serves_its_sign_in_page(web_port)?;
+        for daemon in [&dns, &reporter, &web] {
+            let log = daemon.log();
+            if log.contains("db-init") {
+                return Err(format!("{} finds the packaged schema lacking:\n{log}", daemon.name));
+            }
+        }
+        println!("lars-dns, lars-reporter and lars-web started on {database}, made from schema.sql");
+        web.stop()?;
+        reporter.stop()?;
+        dns.stop()
+    });
+    let dropped = sql(format!("DROP DATABASE IF EXISTS {database}"));
+    started.and(dropped.map(drop))
 }
 
 fn start(

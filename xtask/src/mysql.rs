@@ -68,6 +68,24 @@ fn host_port(url: &str) -> Result<String, String> {
     })
 }
 
+/// The host, port, user and password of a `mysql://[user[:password]@]host[:port][/db]` URL
+/// (user `root` and no password when it names none), for the `[mysql]` keys of a daemon's
+/// `.conf` and for the `mariadb` client.
+pub(crate) fn parts(url: &str) -> Result<(String, u16, String, String), String> {
+    let host_port = host_port(url)?;
+    let (host, port) = host_port.rsplit_once(':').ok_or_else(|| format!("no port in {host_port}"))?;
+    let port = port.parse().map_err(|_| format!("`{port}` is not a port"))?;
+    let authority = url.trim_start_matches("mysql://").split(['/', '?']).next().unwrap_or_default();
+    let (user, password) = match authority.rsplit_once('@') {
+        Some((credentials, _)) => match credentials.split_once(':') {
+            Some((user, password)) => (user.to_string(), password.to_string()),
+            None => (credentials.to_string(), String::new()),
+        },
+        None => ("root".to_string(), String::new()),
+    };
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port, user, password))
+}
+
 fn answers(addr: &str, timeout: Duration) -> bool {
     let Ok(addrs) = addr.to_socket_addrs() else { return false };
     addrs.into_iter().any(|a: SocketAddr| TcpStream::connect_timeout(&a, timeout).is_ok())
@@ -140,7 +158,7 @@ fn start_throwaway(mariadbd: &Path) -> Result<Server, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::{host_port, parts};
 
     #[test]
     fn url_host_and_port() {
@@ -149,5 +167,9 @@ mod tests {
         assert_eq!(host_port("mysql://localhost").unwrap(), "localhost:3306");
         assert!(host_port("postgres://x").is_err());
         assert!(host_port("mysql:///db").is_err());
+        let owned = |(h, p, u, w): (&str, u16, &str, &str)| (h.into(), p, u.into(), w.into());
+        assert_eq!(parts("mysql://root@127.0.0.1:3306"), Ok(owned(("127.0.0.1", 3306, "root", ""))));
+        assert_eq!(parts("mysql://app:pw@db:3307/lars_dns"), Ok(owned(("db", 3307, "app", "pw"))));
+        assert_eq!(parts("mysql://localhost"), Ok(owned(("localhost", 3306, "root", ""))));
     }
 }
