@@ -1,6 +1,6 @@
 //! Prometheus metrics from the running daemons: each page passes `promtool check metrics`, holds
 //! the series the alert rules use, and a real Prometheus server (Debian's `prometheus`) scrapes
-//! all three daemons and answers queries for them. A missing `prometheus` or `promtool` fails
+//! all three daemons and the console and answers queries for them. A missing `prometheus` or `promtool` fails
 //! these tests (`cargo xtask setup` installs them).
 
 use std::io::{Read, Write};
@@ -23,6 +23,9 @@ struct System {
     reporter: Reporter,
     agent: AgentDaemon,
     client: Client,
+    web: lars_web::Running,
+    /// The console's route file and state.
+    _web_files: Scratch,
 }
 
 fn loopback() -> ServerConfig {
@@ -48,7 +51,18 @@ fn start() -> System {
     config.metrics = metrics_port();
     let agent = AgentDaemon::start(config).unwrap();
     let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
-    System { routes, dns, reporter, agent, client }
+    // One folder per system: the tests run side by side in one process.
+    static SYSTEMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let web_files = Scratch::new(&format!("metrics-web-{n}"));
+    let route_file = web_files.0.join("routes.conf");
+    std::fs::write(&route_file, "1001 1 10.0.0.1:1\n").unwrap();
+    let mut web_config = lars_web::ConsoleConfig::new(web_files.0.join("state"));
+    web_config.listen = "127.0.0.1:0".parse().unwrap();
+    web_config.metrics = metrics_port();
+    let store = lars_std::store::console::open(None, Some(&route_file), None).unwrap();
+    let web = lars_web::start(&web_config, store).unwrap();
+    System { routes, dns, reporter, agent, client, web, _web_files: web_files }
 }
 
 fn host(port: u16) -> SocketAddr {
@@ -150,6 +164,20 @@ fn every_page_has_its_series_and_passes_promtool() {
     }
     promtool_accepts(&dns);
     assert_eq!(http_get(system.dns.metrics_addr().unwrap(), "/").0, "HTTP/1.1 404 Not Found");
+    // The console counts its answers by status class.
+    assert_eq!(http_get(system.web.addr(), "/login").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(system.web.addr(), "/services").0, "HTTP/1.1 303 See Other");
+    let web = page(system.web.metrics_addr());
+    for series in [
+        r#"lars_web_requests_total{class="2xx"} 1"#,
+        r#"lars_web_requests_total{class="3xx"} 1"#,
+        r#"lars_web_logins_total{result="failed"} 0"#,
+        "lars_web_csrf_refusals_total 0",
+        r#"lars_web_errors_total{kind="store"} 0"#,
+    ] {
+        assert!(web.contains(series), "{series} is missing from\n{web}");
+    }
+    promtool_accepts(&web);
 }
 
 /// A free loopback port for a program that takes a port, not a listener.
@@ -181,11 +209,15 @@ fn within_a_minute(what: &str, mut condition: impl FnMut() -> bool) {
 fn prometheus_scrapes_every_daemon() {
     let system = with_an_overloaded_host();
     let scratch = Scratch::new("prometheus");
-    let targets: Vec<String> =
-        [system.dns.metrics_addr(), system.reporter.metrics_addr(), system.agent.metrics_addr()]
-            .iter()
-            .map(|addr| format!("'{}'", addr.unwrap()))
-            .collect();
+    let targets: Vec<String> = [
+        system.dns.metrics_addr(),
+        system.reporter.metrics_addr(),
+        system.agent.metrics_addr(),
+        system.web.metrics_addr(),
+    ]
+    .iter()
+    .map(|addr| format!("'{}'", addr.unwrap()))
+    .collect();
     let config = scratch.0.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -224,12 +256,13 @@ fn prometheus_scrapes_every_daemon() {
         }
     };
     for (expr, expect) in [
-        ("up{job=\"lars\"} == 1", 3),
+        ("up{job=\"lars\"} == 1", 4),
         ("lars_agent_route_hosts{state=\"overloaded\"} == 1", 1),
         ("lars_agent_host_overloaded", 1),
         ("lars_agent_link_up == 1", 2),
         ("lars_dns_routes == 1", 1),
         ("lars_reporter_rows_written_total >= 2", 1),
+        ("lars_web_requests_total", 4),
     ] {
         within_a_minute(&format!("Prometheus answers {expr} with {expect} series"), || {
             let answer = query(expr);

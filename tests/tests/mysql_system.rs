@@ -294,3 +294,77 @@ fn the_packaged_schema_script_makes_the_schema_the_daemons_use() {
     // Running `db-init` over it changes nothing and fails on nothing.
     lars_std::store::mysql::init_schema(&db.opts).unwrap();
 }
+
+/// Every table, column and index of a database, with types, defaults and the rows of
+/// `RouteVersion`, one line each, for comparing two databases.
+fn shape(db: &TestDb) -> Vec<String> {
+    let mut conn = db.conn();
+    let mut lines: Vec<String> = conn
+        .exec(
+            "SELECT CONCAT_WS(' ', 'table', TABLE_NAME, ENGINE, TABLE_COLLATION)
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?
+             UNION ALL
+             SELECT CONCAT_WS(' ', 'column', TABLE_NAME, ORDINAL_POSITION, COLUMN_NAME, COLUMN_TYPE,
+                              IS_NULLABLE, COALESCE(COLUMN_DEFAULT, '(none)'), EXTRA)
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?
+             UNION ALL
+             SELECT CONCAT_WS(' ', 'index', TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE)
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ?",
+            (&db.name, &db.name, &db.name),
+        )
+        .unwrap();
+    let versions: Vec<(u32, u32)> = conn.query("SELECT id, version FROM RouteVersion").unwrap();
+    lines.extend(versions.iter().map(|(id, version)| format!("RouteVersion row {id} {version}")));
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_packaged_schema_is_what_db_init_makes_and_every_daemon_starts_on_it() {
+    use lars_std::store::console::{ConsoleStore, MysqlConsole};
+    use lars_std::store::history::mysql::MysqlHistory;
+    use std::io::{Read, Write};
+
+    let script = TestDb::create_from_script(&lars_std::store::mysql::schema_sql());
+    let db_init = TestDb::create();
+    let made = shape(&script);
+    assert_eq!(made, shape(&db_init), "schema.sql and db-init make the same schema");
+    for table in [
+        "RouteData",
+        "RouteVersion",
+        "RouteChange",
+        "ServerCallStatus",
+        "ModIDConfig",
+        "CmdIDConfig",
+        "RouteAudit",
+        "CallHistory",
+        "HostDecision",
+    ] {
+        assert!(made.iter().any(|line| line.starts_with(&format!("table {table} "))), "{table}: {made:#?}");
+    }
+    // lars-reporter keeps its history there, and the console can use every feature.
+    let mut history = MysqlHistory::new(script.opts.clone());
+    assert!(history.tables_exist().unwrap(), "CallHistory and HostDecision are there");
+    let opts = script.opts.clone();
+    let reporter = Reporter::start_with_history(
+        ReporterConfig::new(loopback()),
+        move |_| Box::new(MysqlStats::new(opts.clone())),
+        Some(Box::new(history)),
+    )
+    .unwrap();
+    let mut console = MysqlConsole::new(script.opts.clone());
+    let capabilities = console.capabilities().unwrap();
+    assert!(capabilities.weights && capabilities.rotation && capabilities.audit, "{capabilities:?}");
+    let state = lars_tests::Scratch::new("packaged-schema-web");
+    let mut config = lars_web::ConsoleConfig::new(&state.0);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let web = lars_web::start(&config, Box::new(console)).unwrap();
+    let mut conn = std::net::TcpStream::connect(web.addr()).unwrap();
+    conn.write_all(b"GET /login HTTP/1.1\r\nHost: lars\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let dns = dns_on(&script, "127.0.0.1:0".parse().unwrap());
+    eventually("lars-dns loads the (empty) store", || dns.stats().ready.load(Ordering::Relaxed) == 1);
+    drop((web, reporter, dns));
+}

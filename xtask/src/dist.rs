@@ -31,11 +31,7 @@ struct Package {
 }
 
 const PACKAGES: [Package; 5] = [
-    Package {
-        name: "lars-dns",
-        summary: "lars-dns: serves routes to lars agents",
-        daemon: true,
-    },
+    Package { name: "lars-dns", summary: "lars-dns: serves routes to lars agents", daemon: true },
     Package {
         name: "lars-reporter",
         summary: "lars-reporter: stores the call statistics of lars agents",
@@ -46,11 +42,7 @@ const PACKAGES: [Package; 5] = [
         summary: "lars-agent: the local load-balancing agent of lars",
         daemon: true,
     },
-    Package {
-        name: "lars",
-        summary: "lars: the command-line client and admin tool",
-        daemon: false,
-    },
+    Package { name: "lars", summary: "lars: the command-line client and admin tool", daemon: false },
     Package { name: "lars-web", summary: "lars-web: the lars web console", daemon: true },
 ];
 
@@ -387,7 +379,9 @@ fn check_files(package: &Package, dest: &Path) -> Result<(), String> {
     if name == "lars" {
         expected.push("/usr/share/lars/schema.sql".into());
         let schema = std::fs::read_to_string(dest.join("usr/share/lars/schema.sql")).unwrap_or_default();
-        if !SCHEMA_TABLES.iter().all(|table| schema.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
+        if !SCHEMA_TABLES
+            .iter()
+            .all(|table| schema.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
         {
             return Err(format!("{name}: schema.sql lacks a table:\n{schema}"));
         }
@@ -604,10 +598,8 @@ fn start_on_mariadb(dest: &Path, out: &Path) -> Result<(), String> {
         let mut reporter = start(dest, out, "lars-reporter", &[], &env(&reactor))?;
         reporter.ready()?;
         let state = dest.join("var/lib/lars-web");
-        let web = [
-            ("LARS_WEB_STATE", state.display().to_string()),
-            ("LARS_WEB_LISTEN", "127.0.0.1:0".to_string()),
-        ];
+        let web =
+            [("LARS_WEB_STATE", state.display().to_string()), ("LARS_WEB_LISTEN", "127.0.0.1:0".to_string())];
         let mut web = start(dest, out, "lars-web", &[], &env(&web))?;
         let web_port = web.ready()?;
         web.serves_its_sign_in_page(web_port)?;

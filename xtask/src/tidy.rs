@@ -50,9 +50,14 @@ fn every_rust_file_opens_with_a_module_doc() {
 /// `lars-std/src/daemon.rs` writes to stderr itself, for errors before the logger starts.
 #[test]
 fn the_daemons_log_through_the_logger() {
-    let dirs =
-        ["lars-std/src", "bins/lars-dns/src", "bins/lars-reporter/src", "bins/lars-agent/src", "bins/lars-web/src"]
-            .map(|dir| root().join(dir));
+    let dirs = [
+        "lars-std/src",
+        "bins/lars-dns/src",
+        "bins/lars-reporter/src",
+        "bins/lars-agent/src",
+        "bins/lars-web/src",
+    ]
+    .map(|dir| root().join(dir));
     let stray: Vec<String> = rust_files()
         .into_iter()
         .filter(|path| {

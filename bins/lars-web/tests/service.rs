@@ -37,8 +37,7 @@ fn it_tells_systemd_when_it_serves_and_survives_sighup_and_sigusr1() {
     let dir = scratch("web-service");
     let routes = route_file(&dir);
     let state = dir.join("state");
-    let args =
-        ["--routes", &routes, "--state", state.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let args = ["--routes", &routes, "--state", state.to_str().unwrap(), "--listen", "127.0.0.1:0"];
     let log = check_lifecycle(EXE, &args, &dir, |status| {
         let (line, _) = get(status_addr(status), "/login");
         assert_eq!(line, "HTTP/1.1 200 OK", "the sign-in page is served");
