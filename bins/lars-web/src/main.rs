@@ -36,8 +36,8 @@ with none, from the route file --routes ([web] routes), with call status from --
 http://IP:PORT/metrics (a bare port is on 127.0.0.1).
 ";
 
-const FLAGS: [&str; 9] =
-    ["listen", "threads", "state", "mysql", "routes", "stats-file", "metrics", "role", "config"];
+/// Its own flags, besides `--config` and the others every daemon takes (`DAEMON_USAGE`).
+const FLAGS: [&str; 8] = ["listen", "threads", "state", "mysql", "routes", "stats-file", "metrics", "role"];
 
 const SWITCHES: [&str; 1] = ["secure-cookies"];
 
@@ -50,6 +50,9 @@ const WEB_KEYS: [(&str, &str); 6] = [
     ("stats-file", "stats_file"),
     ("secure-cookies", "secure_cookies"),
 ];
+
+/// The state directory by default: the unit's `StateDirectory`.
+const DEFAULT_STATE: &str = "/var/lib/lars-web";
 
 /// The most request threads (each is a thread of tiny_http's).
 const MAX_THREADS: usize = 256;
@@ -65,9 +68,7 @@ fn usage(message: &str) -> Box<dyn Error> {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    // `--config` is one of the daemon flags; it is listed in FLAGS for the usage test only.
-    let own: Vec<&str> = FLAGS.iter().copied().filter(|flag| *flag != "config").collect();
-    let args = Args::for_daemon(&own, &SWITCHES)?;
+    let args = Args::for_daemon(&FLAGS, &SWITCHES)?;
     if args.switch("help") {
         print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
         return Ok(());
@@ -77,7 +78,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     match args.positional.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["user", "add", name] => {
             let ini = load(&args, &keys)?;
-            let state: String = ini.get("web", "state", "/var/lib/lars-web".to_string())?;
+            let state: String = ini.get("web", "state", DEFAULT_STATE.to_string())?;
             user_add(&args, Path::new(&state), name)
         }
         [] => {
@@ -135,7 +136,7 @@ fn serve(
     keys: &[(&str, &str)],
     mut ini: Ini,
 ) -> Result<(), Box<dyn Error>> {
-    let state: String = ini.get("web", "state", "/var/lib/lars-web".to_string())?;
+    let state: String = ini.get("web", "state", DEFAULT_STATE.to_string())?;
     let mut config = ConsoleConfig::new(&state);
     config.listen = ini.get("web", "listen", config.listen)?;
     config.threads = ini.get("web", "threads", config.threads)?;
@@ -198,7 +199,8 @@ fn serve(
 mod tests {
     use super::{FLAGS, SWITCHES, USAGE};
 
-    /// Every flag the usage text offers is accepted, and every accepted flag is documented.
+    /// Every flag the usage text offers is accepted, and every accepted flag is documented
+    /// (`--config` is one of every daemon's flags, the rest of which `DAEMON_USAGE` shows).
     #[test]
     fn usage_and_accepted_flags_agree() {
         let mut documented: Vec<&str> = USAGE
@@ -208,7 +210,7 @@ mod tests {
             .collect();
         documented.sort_unstable();
         documented.dedup();
-        let mut accepted: Vec<&str> = FLAGS.iter().chain(&SWITCHES).copied().collect();
+        let mut accepted: Vec<&str> = FLAGS.iter().chain(&SWITCHES).chain(&["config"]).copied().collect();
         accepted.sort_unstable();
         assert_eq!(documented, accepted);
     }

@@ -99,15 +99,27 @@ fn with_timeouts(opts: Opts) -> Opts {
         .into()
 }
 
-/// lars's additive extensions of the original schema: what each adds, and how [`Schema`] tells
-/// that a database has it. [`init_schema`] applies the ones a database lacks; [`schema_sql`]
-/// writes them all, so the packaged script and `db-init` make the same schema from this one list.
-const EXTENSIONS: [(&str, fn(&Schema) -> bool); 3] = [
-    ("ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1", |s| s.weight),
-    ("ALTER TABLE RouteData ADD COLUMN disabled tinyint unsigned NOT NULL DEFAULT 0", |s| s.disabled),
+/// One of lars's additive extensions of an original table: the statement that adds it, and how
+/// [`Schema`] tells that a database has it.
+struct Extension {
+    ddl: &'static str,
+    present: fn(&Schema) -> bool,
+}
+
+/// The extensions. [`init_schema`] applies the ones a database lacks; [`schema_sql`] writes
+/// them all, so the packaged script and `db-init` make the same schema from this one list.
+const EXTENSIONS: [Extension; 3] = [
+    Extension {
+        ddl: "ALTER TABLE RouteData ADD COLUMN weight int unsigned NOT NULL DEFAULT 1",
+        present: |s| s.weight,
+    },
+    Extension {
+        ddl: "ALTER TABLE RouteData ADD COLUMN disabled tinyint unsigned NOT NULL DEFAULT 0",
+        present: |s| s.disabled,
+    },
     // lars-dns reads a changed route by its key. (`CREATE INDEX IF NOT EXISTS` is MariaDB's
     // only: MySQL 8.0 refuses it, so the index is looked up first.)
-    ("CREATE INDEX route_key ON RouteData (modid, cmdid)", |s| s.route_index),
+    Extension { ddl: "CREATE INDEX route_key ON RouteData (modid, cmdid)", present: |s| s.route_index },
 ];
 
 /// lars's additive tables (`CREATE TABLE IF NOT EXISTS`): the console's audit log, and
@@ -124,7 +136,7 @@ pub fn schema_sql() -> String {
         "-- The lars_dns schema: the original Lars tables and lars's additive extensions,\n\
          -- as `lars db-init` makes them in an empty database.\n",
     );
-    let extensions = EXTENSIONS.iter().map(|(ddl, _)| *ddl);
+    let extensions = EXTENSIONS.iter().map(|extension| extension.ddl);
     for statement in SCHEMA.iter().copied().chain(extensions).chain(additive_tables()) {
         let lines: Vec<&str> = statement.lines().map(str::trim_end).collect();
         sql.push_str(&format!("\n{};\n", lines.join("\n")));
@@ -194,10 +206,8 @@ pub fn init_schema(opts: &Opts) -> Result<(), StoreError> {
         conn.query_drop(statement).map_err(unavailable)?;
     }
     let schema = Schema::detect(&mut conn).map_err(unavailable)?;
-    for (ddl, present) in EXTENSIONS {
-        if !present(&schema) {
-            conn.query_drop(ddl).map_err(unavailable)?;
-        }
+    for extension in EXTENSIONS.iter().filter(|extension| !(extension.present)(&schema)) {
+        conn.query_drop(extension.ddl).map_err(unavailable)?;
     }
     for table in additive_tables() {
         conn.query_drop(table).map_err(unavailable)?;
