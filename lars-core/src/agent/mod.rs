@@ -27,6 +27,7 @@ mod events;
 mod link;
 mod route;
 mod stats;
+mod table;
 mod upstream;
 
 use core::net::SocketAddr;
@@ -36,8 +37,9 @@ pub use decision::Decision;
 use decision::DecisionLog;
 pub use events::{AgentEvent, AgentStats, ApiError, DnsError, Link, ReporterError, Severity, Transmit};
 use link::LinkState;
+use route::Route;
 pub use route::RouteState;
-use route::{Pull, Route, route_key};
+use table::{Pull, RouteTable};
 
 use crate::lb::{Balance, PolicyKind, Rng};
 use crate::time::Instant;
@@ -86,15 +88,12 @@ use crate::wire::{MsgId, frame, lars};
 pub struct Agent<const R: usize, const H: usize, const D: usize = 0> {
     config: AgentConfig,
     rng: Rng,
-    routes: heapless::Vec<Route<H>, R>,
-    /// `(route_key, slot)`, sorted by key.
-    index: heapless::Vec<(u64, u16), R>,
+    /// The routes, their index and their pulls (with the count of those due).
+    routes: RouteTable<R, H>,
     dns: LinkState,
     reporter: LinkState,
     /// The last route answer came from a lars-dns that had loaded its store.
     dns_ready: bool,
-    /// Routes whose pull is `Due`: lets `poll_transmit` skip the scan when there are none.
-    pulls_due: usize,
     next_flush: Instant,
     waiting_reports: u32,
     flush: stats::Flush,
@@ -131,10 +130,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             rng: Rng::new(config.seed),
             next_flush: now + config.report_interval,
             config,
-            routes: heapless::Vec::new(),
-            index: heapless::Vec::new(),
+            routes: RouteTable::new(),
             dns_ready: true,
-            pulls_due: 0,
             waiting_reports: 0,
             flush: stats::Flush::default(),
             unix_offset: None,
@@ -256,9 +253,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     }
 
     fn find(&self, modid: i32, cmdid: i32) -> Option<usize> {
-        let key = route_key(modid, cmdid);
-        let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).ok()?;
-        Some(usize::from(self.index[pos].1))
+        self.routes.find(modid, cmdid)
     }
 
     fn push_event(&mut self, event: AgentEvent) {
@@ -290,15 +285,11 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             self.evict(victim);
         }
         let policy = self.policy_for(modid, cmdid);
-        let slot = self.routes.len();
-        if self.routes.push(Route::new(modid, cmdid, policy, &self.config.lb, now)).is_err() {
+        let route = Route::new(modid, cmdid, policy, &self.config.lb, now);
+        let Ok(slot) = self.routes.insert(route, Pull::Due) else {
             self.stats.route_table_full += 1;
             return None;
-        }
-        let key = route_key(modid, cmdid);
-        let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).unwrap_or_else(|p| p);
-        let _ = self.index.insert(pos, (key, slot as u16)); // room: index and routes have equal capacity
-        self.pulls_due += 1;
+        };
         self.push_route_event(AgentEvent::RouteCreated { modid, cmdid });
         Some(slot)
     }
@@ -346,13 +337,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         let policy = self.policy_for(modid, cmdid);
         let mut route = Route::new(modid, cmdid, policy, &self.config.lb, now);
         route.state = RouteState::Missing;
-        route.pull = Pull::Idle;
-        let slot = self.routes.len();
-        if self.routes.push(route).is_ok() {
-            let key = route_key(modid, cmdid);
-            let pos = self.index.binary_search_by_key(&key, |&(k, _)| k).unwrap_or_else(|p| p);
-            let _ = self.index.insert(pos, (key, slot as u16));
-        }
+        // Room: a route was just removed (the table drops it if not, as before).
+        let _ = self.routes.insert(route, Pull::Idle);
         if had_hosts {
             self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
         } else {
@@ -372,29 +358,16 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
 
     fn remove_route(&mut self, slot: usize) {
         let route = self.routes.swap_remove(slot);
-        if route.pull == Pull::Due {
-            self.pulls_due -= 1;
-        }
         let dropped = route.unsent_calls();
         if dropped > 0 {
             self.stats.stats_dropped_calls += dropped;
             self.push_event(AgentEvent::StatsDropped { calls: dropped.min(u64::from(u32::MAX)) as u32 });
         }
-        self.index.retain(|&(k, _)| k != route_key(route.modid, route.cmdid));
-        if let Some(moved) = self.routes.get(slot) {
-            let key = route_key(moved.modid, moved.cmdid);
-            if let Some(entry) = self.index.iter_mut().find(|(k, _)| *k == key) {
-                entry.1 = slot as u16;
-            }
-        }
         self.flush.route_removed(slot);
     }
 
     fn mark_due(&mut self, slot: usize) {
-        if self.routes[slot].pull != Pull::Due {
-            self.routes[slot].pull = Pull::Due;
-            self.pulls_due += 1;
-        }
+        self.routes.set_pull(slot, Pull::Due);
     }
 
     /// A request for the route in `slot`: it is in use. Once a route's hosts are older than
@@ -402,10 +375,11 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
     /// or one whose last answer could not be applied) is pulled again. The last known hosts
     /// keep serving meanwhile. A missing route is asked for again after `missing_ttl`.
     fn refresh_if_old(&mut self, now: Instant, slot: usize) {
+        let idle = self.routes.pull(slot) == Pull::Idle;
         let route = &mut self.routes[slot];
         route.asked_at = now;
         if route.state == RouteState::Missing {
-            if route.pull == Pull::Idle && now.saturating_since(route.updated_at) > self.config.missing_ttl {
+            if idle && now.saturating_since(route.updated_at) > self.config.missing_ttl {
                 self.mark_due(slot);
             }
             return;
@@ -417,7 +391,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         if became_stale {
             route.state = RouteState::Stale;
         }
-        let (modid, cmdid, idle) = (route.modid, route.cmdid, route.pull == Pull::Idle);
+        let (modid, cmdid) = (route.modid, route.cmdid);
         if idle {
             self.mark_due(slot);
         }
@@ -470,7 +444,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             }
         }
         for slot in 0..self.routes.len() {
-            if let Pull::InFlight { deadline } = self.routes[slot].pull
+            if let Pull::InFlight { deadline } = self.routes.pull(slot)
                 && now >= deadline
             {
                 self.stats.pull_timeouts += 1;
@@ -539,8 +513,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         if self.early_flush_due() {
             next = Instant::ZERO; // now
         }
-        for route in &self.routes {
-            if let Pull::InFlight { deadline } = route.pull {
+        for pull in self.routes.pulls() {
+            if let Pull::InFlight { deadline } = pull {
                 next = next.min(deadline);
             }
         }
@@ -560,36 +534,29 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             }
         }
         if let Some(codec) = self.dns.codec()
-            && self.pulls_due > 0
+            && let Some(slot) = self.routes.first_due()
         {
-            for slot in 0..self.routes.len() {
-                if self.routes[slot].pull != Pull::Due {
-                    continue;
-                }
-                let route = &self.routes[slot];
-                let written = match codec {
-                    Codec::Lars => frame::encode(
-                        MsgId::GetRouteRequest,
-                        &lars::GetRouteRequest { modid: route.modid, cmdid: route.cmdid },
-                        buf,
-                    ),
-                    Codec::Native => frame::encode(
-                        MsgId::NativeGetRouteRequest,
-                        &native::GetRouteRequest { seq: 0, modid: route.modid, cmdid: route.cmdid },
-                        buf,
-                    ),
-                };
-                // A buffer too small for a 30-byte request is the driver's bug; leave it due.
-                let len = written.ok()?;
-                let deadline =
-                    route.pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
-                let route = &mut self.routes[slot];
-                route.pull = Pull::InFlight { deadline };
-                route.attempts = route.attempts.saturating_add(1);
-                self.pulls_due -= 1;
-                self.stats.pulls_sent += 1;
-                return Some(Transmit { link: Link::Dns, len });
-            }
+            let route = &self.routes[slot];
+            let written = match codec {
+                Codec::Lars => frame::encode(
+                    MsgId::GetRouteRequest,
+                    &lars::GetRouteRequest { modid: route.modid, cmdid: route.cmdid },
+                    buf,
+                ),
+                Codec::Native => frame::encode(
+                    MsgId::NativeGetRouteRequest,
+                    &native::GetRouteRequest { seq: 0, modid: route.modid, cmdid: route.cmdid },
+                    buf,
+                ),
+            };
+            // A buffer too small for a 30-byte request is the driver's bug; leave it due.
+            let len = written.ok()?;
+            let deadline = route.pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
+            self.routes.set_pull(slot, Pull::InFlight { deadline });
+            let route = &mut self.routes[slot];
+            route.attempts = route.attempts.saturating_add(1);
+            self.stats.pulls_sent += 1;
+            return Some(Transmit { link: Link::Dns, len });
         }
         if let Some(codec) = self.reporter.codec() {
             let ts = self.unix_secs(now);

@@ -1,4 +1,5 @@
-//! One route of the agent's table: its balancer, its lifecycle and its pull state.
+//! One route of the agent's table: its balancer, its lifecycle and its tallies (its pull state
+//! is the table's, `table.rs`).
 //!
 //! Lifecycle: a route is created **pulling** by the first request for it and answers "does not
 //! exist" until lars-dns sends its hosts. Then it is **fresh**. Once `update_timeout` has passed
@@ -28,17 +29,6 @@ pub enum RouteState {
     /// asking again until `missing_ttl` has passed (the negative cache). The first route to
     /// go when the table needs room.
     Missing,
-}
-
-/// The state of a route's pull request to lars-dns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pull {
-    /// Nothing to send.
-    Idle,
-    /// To be sent when the dns link can take it.
-    Due,
-    /// Sent; if no answer comes by `deadline`, it is due again.
-    InFlight { deadline: Instant },
 }
 
 /// Per-host call tallies since the last flush to lars-reporter (kept, and summed, for as long as
@@ -93,7 +83,6 @@ pub(crate) struct Route<const H: usize> {
     /// The last request for the route (`get_host`, `get_route`, a report): the table evicts the
     /// route asked for longest ago when it needs room.
     pub(crate) asked_at: Instant,
-    pub(crate) pull: Pull,
     /// Pulls sent since the last answer: drives the backoff.
     pub(crate) attempts: u32,
     /// Sorted by host address.
@@ -116,7 +105,6 @@ impl<const H: usize> Route<H> {
             version: 0,
             updated_at: now,
             asked_at: now,
-            pull: Pull::Due,
             attempts: 0,
             tallies: heapless::Vec::new(),
         }

@@ -17,6 +17,7 @@
 use core::net::SocketAddr;
 
 use super::route::{FlushCursor, Route, Tally};
+use super::table::RouteTable;
 use super::{AgentStats, Codec};
 use crate::lb::Balance;
 use crate::wire::native::{HostReport, HostStats, STATS_HEAD_MAX_LEN, StatusReport};
@@ -56,9 +57,9 @@ impl Flush {
     }
 
     /// Writes the next statistics frame into `buf`, or ends the flush.
-    pub(crate) fn next_frame<const H: usize>(
+    pub(crate) fn next_frame<const R: usize, const H: usize>(
         &mut self,
-        routes: &mut [Route<H>],
+        routes: &mut RouteTable<R, H>,
         codec: Codec,
         caller: u32,
         ts: u32,
@@ -91,9 +92,9 @@ impl Flush {
         None
     }
 
-    fn native_frame<const H: usize>(
+    fn native_frame<const R: usize, const H: usize>(
         &mut self,
-        routes: &mut [Route<H>],
+        routes: &mut RouteTable<R, H>,
         caller: u32,
         ts: u32,
         buf: &mut [u8],
@@ -124,9 +125,9 @@ impl Flush {
         }
     }
 
-    fn lars_frame<const H: usize>(
+    fn lars_frame<const R: usize, const H: usize>(
         &mut self,
-        routes: &mut [Route<H>],
+        routes: &mut RouteTable<R, H>,
         caller: u32,
         ts: u32,
         buf: &mut [u8],

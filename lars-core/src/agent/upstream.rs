@@ -3,7 +3,8 @@
 
 use core::net::{SocketAddr, SocketAddrV4};
 
-use super::route::{Pull, subset};
+use super::route::subset;
+use super::table::Pull;
 use super::*;
 use crate::lb::{Balance, UpdateError};
 use crate::time::Instant;
@@ -25,7 +26,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             self.dns.down();
         }
         for slot in 0..self.routes.len() {
-            if up || matches!(self.routes[slot].pull, Pull::InFlight { .. }) {
+            if up || matches!(self.routes.pull(slot), Pull::InFlight { .. }) {
                 self.mark_due(slot);
             }
         }
@@ -183,12 +184,9 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         self.stats.dns_unready_answers += 1;
         self.dns_ready = false;
         let Some(slot) = self.find(modid, cmdid) else { return };
-        let route = &self.routes[slot];
-        let deadline = route.pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
-        if route.pull == Pull::Due {
-            self.pulls_due -= 1;
-        }
-        self.routes[slot].pull = Pull::InFlight { deadline };
+        let deadline =
+            self.routes[slot].pull_deadline(now, self.config.pull_timeout, self.config.pull_backoff_max);
+        self.routes.set_pull(slot, Pull::InFlight { deadline });
         self.push_event(AgentEvent::DnsUnready { modid, cmdid });
     }
 
@@ -210,11 +208,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         // delivers in order, and versions from another link (a restarted dns, another replica,
         // another store) are not comparable. Only the link is, and it changes when they do.
         self.dns_ready = true;
+        self.routes.set_pull(slot, Pull::Idle);
         let route = &mut self.routes[slot];
-        if route.pull == Pull::Due {
-            self.pulls_due -= 1;
-        }
-        route.pull = Pull::Idle;
         route.attempts = 0;
         if offered == 0 {
             self.remember_missing(now, slot);
