@@ -499,6 +499,38 @@ pub fn stats_response(
     lars_core::wire::frame::encode(lars_core::wire::MsgId::StatsResponse, &body, out)
 }
 
+/// The server's counters, set once the server has started (its workers are built before).
+pub(crate) type ServerStatsCell =
+    std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::reactor::ServerStats>>>;
+
+/// Answers a `StatsRequest` (already decoded: one that does not decode is the caller's bad
+/// request) with a service's counters, the server's and the pool's.
+pub(crate) fn answer_stats(
+    request: lars_core::wire::native::StatsRequest,
+    role: lars_core::wire::native::Role,
+    own: Vec<(&'static str, u64)>,
+    server: &ServerStatsCell,
+    reply: &mut crate::reactor::Sender<'_>,
+) -> crate::reactor::Control {
+    let mut counters = own;
+    if let Some(server) = server.get() {
+        counters.extend(server.counters());
+    }
+    counters.extend(pool_counters());
+    let mut out = vec![0u8; 8192];
+    match stats_response(request.seq, role, &counters, &mut out) {
+        Ok(len) => {
+            match lars_core::wire::Frame::parse_datagram(&out[..len], lars_core::wire::frame::MAX_BODY) {
+                Ok(frame) if reply.send(frame.msgid, &lars_core::wire::Raw(frame.body)).is_ok() => {
+                    crate::reactor::Control::Continue
+                }
+                _ => crate::reactor::Control::Close,
+            }
+        }
+        Err(_) => crate::reactor::Control::Close,
+    }
+}
+
 /// The process-wide pool's counters, named for a `StatsResponse`: per class, its size, the
 /// blocks in buffers, cached in the threads' magazines, the most ever out at once, and the
 /// allocations refused; and the large blocks held by frames still on their way (at most half

@@ -229,7 +229,7 @@ impl Reporter {
                     .spawn(move || writer.run())?,
             );
         }
-        let server_stats = crate::dns::ServerStatsCell::default();
+        let server_stats = crate::daemon::ServerStatsCell::default();
         let auth = Arc::new(config.auth);
         let server = TcpServer::start(config.server, |_| ReporterWorker {
             gate: crate::auth::Gate::new(Arc::clone(&auth), Arc::clone(&stats.auth), Role::Reporter),
@@ -352,7 +352,7 @@ struct ReporterWorker {
     /// One per writer.
     queues: Vec<SyncSender<StatRow>>,
     stats: Arc<ReporterStats>,
-    server_stats: crate::dns::ServerStatsCell,
+    server_stats: crate::daemon::ServerStatsCell,
     history: Option<history::HistorySender>,
 }
 
@@ -525,7 +525,7 @@ impl Service for ReporterWorker {
                 if let Some(history) = &self.history {
                     counters.extend(history.stats().counters());
                 }
-                return crate::dns::answer_stats(
+                return crate::daemon::answer_stats(
                     request,
                     Role::Reporter,
                     counters,
