@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use lars_core::agent::{Agent, AgentConfig, AgentEvent, AgentStats, DECISIONS, Link, Severity};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Counter, CounterSource};
-use lars_core::wire::{Frame, Raw, frame};
+use lars_core::wire::{Frame, frame};
 
 use crate::reactor::{
     ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint, UdpStats, Waker,
@@ -470,12 +470,11 @@ impl Runner {
         buf: &mut [u8],
     ) {
         while let Some(transmit) = agent.poll_transmit(now, buf) {
-            let Ok(frame) = Frame::parse_datagram(&buf[..transmit.len], frame::MAX_BODY) else { continue };
             let client = match transmit.link {
                 Link::Dns => &mut self.dns,
                 Link::Reporter => &mut self.reporter,
             };
-            let _ = client.send(&mut self.event_loop, frame.msgid, &Raw(frame.body));
+            let _ = client.send_frame(&mut self.event_loop, &buf[..transmit.len]);
         }
     }
 }

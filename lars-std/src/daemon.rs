@@ -519,15 +519,8 @@ pub(crate) fn answer_stats(
     counters.extend(pool_counters());
     let mut out = vec![0u8; 8192];
     match stats_response(request.seq, role, &counters, &mut out) {
-        Ok(len) => {
-            match lars_core::wire::Frame::parse_datagram(&out[..len], lars_core::wire::frame::MAX_BODY) {
-                Ok(frame) if reply.send(frame.msgid, &lars_core::wire::Raw(frame.body)).is_ok() => {
-                    crate::reactor::Control::Continue
-                }
-                _ => crate::reactor::Control::Close,
-            }
-        }
-        Err(_) => crate::reactor::Control::Close,
+        Ok(len) if reply.send_frame(&out[..len]).is_ok() => crate::reactor::Control::Continue,
+        _ => crate::reactor::Control::Close,
     }
 }
 

@@ -581,3 +581,45 @@ fn a_worker_that_dies_gives_back_its_connections_and_gets_no_more() {
         assert_eq!(client.read_frame().unwrap(), (ECHO, vec![i]), "new connections go to the live worker");
     }
 }
+
+/// Answers each frame with its own bytes, encoded again and sent as they are, after trying
+/// two that are not one whole frame (a byte short, a byte over), which must be refused.
+struct SendsEncoded;
+
+impl lars_std::reactor::Service for SendsEncoded {
+    type Task = ();
+
+    fn frame(
+        &mut self,
+        _: lars_std::reactor::ConnId,
+        frame: lars_core::wire::Frame<'_>,
+        reply: &mut lars_std::reactor::Sender<'_>,
+    ) -> Control {
+        let mut bytes = vec![0u8; 8 + frame.body.len() + 1];
+        let len = lars_core::wire::frame::encode(frame.msgid, &lars_core::wire::Raw(frame.body), &mut bytes)
+            .expect("room for the frame");
+        let refused = |result| matches!(result, Err(lars_std::reactor::SendError::Encode(_)));
+        assert!(refused(reply.send_frame(&bytes[..len - 1])), "a byte short of its header's length");
+        assert!(refused(reply.send_frame(&bytes[..len + 1])), "a byte past it");
+        match reply.send_frame(&bytes[..len]) {
+            Ok(()) => Control::Continue,
+            Err(_) => Control::Close,
+        }
+    }
+}
+
+#[test]
+fn encoded_frames_go_out_as_they_are_and_only_whole_ones() {
+    let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.threads = 1;
+    let server = lars_std::reactor::TcpServer::start(config, |_| SendsEncoded).unwrap();
+    let mut client = FrameClient::connect(server.local_addr()).unwrap();
+    // Small frames gathered from one read, and one too large to go out from the stack.
+    let bodies = [b"one".to_vec(), vec![], vec![9; 20_000], b"last".to_vec()];
+    let stream: Vec<u8> = bodies.iter().flat_map(|body| frame_bytes(ECHO, body)).collect();
+    client.write(&stream).unwrap();
+    for body in &bodies {
+        assert_eq!(client.read_frame().unwrap(), (ECHO, body.clone()));
+    }
+    eventually("one frame out for each in", || server.stats().frames_out() == 4);
+}

@@ -139,8 +139,22 @@ impl TcpClient {
         msgid: MsgId,
         body: &impl Encode,
     ) -> Result<(), SendError> {
+        self.send_with(event_loop, |sender| sender.send(msgid, body))
+    }
+
+    /// Sends a frame encoded already, as [`TcpClient::send`] does (see [`Sender::send_frame`]:
+    /// `bytes` must be exactly one whole frame).
+    pub fn send_frame<T>(&mut self, event_loop: &mut EventLoop<T>, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_with(event_loop, |sender| sender.send_frame(bytes))
+    }
+
+    fn send_with<T>(
+        &mut self,
+        event_loop: &mut EventLoop<T>,
+        send: impl FnOnce(&mut Sender<'_>) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
         let State::Connected { conn, since, .. } = &mut self.state else { return Err(SendError::Broken) };
-        let sent = conn.sender().send(msgid, body);
+        let sent = send(&mut conn.sender());
         match conn.after_send() {
             Ok(()) => sent,
             Err(_) => {

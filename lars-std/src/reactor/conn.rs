@@ -148,15 +148,63 @@ impl Batch {
     }
 }
 
+/// A whole frame for [`Sender`] to write: encoded on the way out, or encoded already.
+trait Outgoing {
+    /// The frame's length, header included.
+    fn frame_len(&self) -> usize;
+    /// Writes the whole frame into `out` and returns its length.
+    fn write(&self, out: &mut [u8]) -> Result<usize, Error>;
+}
+
+/// A body to frame under its msgid.
+struct Encoding<'b, E>(MsgId, &'b E);
+
+impl<E: Encode> Outgoing for Encoding<'_, E> {
+    fn frame_len(&self) -> usize {
+        frame::HEADER_LEN + self.1.buffer_len()
+    }
+
+    fn write(&self, out: &mut [u8]) -> Result<usize, Error> {
+        frame::encode(self.0, self.1, out)
+    }
+}
+
+/// The bytes of one whole frame, checked by [`Sender::send_frame`].
+struct Encoded<'b>(&'b [u8]);
+
+impl Outgoing for Encoded<'_> {
+    fn frame_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn write(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let out = out.get_mut(..self.0.len()).ok_or(Error::BufferTooSmall)?;
+        out.copy_from_slice(self.0);
+        Ok(self.0.len())
+    }
+}
+
 impl Sender<'_> {
     /// Sends a frame: written at once if nothing is queued and the socket takes it (a reply to
     /// one of several frames from one read goes out with the others' replies, once they are
     /// handled), queued otherwise.
     pub fn send(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+        self.send_outgoing(&Encoding(msgid, body))
+    }
+
+    /// Sends a frame encoded already (by `frame::encode`, as the core's `poll_*` calls write
+    /// theirs), as [`Sender::send`] does. `bytes` must be exactly one whole frame, its header's
+    /// length matching, and fails with [`SendError::Encode`] otherwise.
+    pub fn send_frame(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        Frame::parse_datagram(bytes, frame::MAX_BODY).map_err(SendError::Encode)?;
+        self.send_outgoing(&Encoded(bytes))
+    }
+
+    fn send_outgoing(&mut self, frame: &impl Outgoing) -> Result<(), SendError> {
         if self.broken.is_some() {
             return Err(SendError::Broken);
         }
-        let len = frame::HEADER_LEN + body.buffer_len();
+        let len = frame.frame_len();
         if len > LARGEST_FRAME {
             return Err(SendError::Encode(Error::TooLong { len: len as u32, max: frame::MAX_BODY }));
         }
@@ -170,17 +218,16 @@ impl Sender<'_> {
                 && self.output.is_none()
                 && batch.len + len <= BATCH_BYTES
             {
-                batch.len +=
-                    frame::encode(msgid, body, &mut batch.bytes[batch.len..]).map_err(SendError::Encode)?;
+                batch.len += frame.write(&mut batch.bytes[batch.len..]).map_err(SendError::Encode)?;
                 *self.frames_out += 1;
                 return Ok(());
             }
         }
         let out = match self.output.take() {
-            None if len <= INLINE_FRAME => return self.send_from_stack::<INLINE_FRAME>(msgid, body),
+            None if len <= INLINE_FRAME => return self.send_from_stack::<INLINE_FRAME>(frame),
             None => match pool::alloc(len) {
                 Some(buf) => buf,
-                None => return self.send_from_stack::<LARGEST_FRAME>(msgid, body),
+                None => return self.send_from_stack::<LARGEST_FRAME>(frame),
             },
             Some(mut queued) => {
                 if queued.spare_mut().len() < len {
@@ -205,7 +252,7 @@ impl Sender<'_> {
         };
         let write_now = out.is_empty();
         let mut out = out;
-        let written = match frame::encode(msgid, body, out.spare_mut()) {
+        let written = match frame.write(out.spare_mut()) {
             Ok(written) => written,
             Err(e) => {
                 // Keep what was already queued.
@@ -232,9 +279,9 @@ impl Sender<'_> {
     /// (the common case) then never touch the pool, and a reply is not lost because other
     /// connections hold every buffer. Only a remainder the socket does not take needs a block;
     /// without one the peer is both slow and unlucky, and the send fails.
-    fn send_from_stack<const N: usize>(&mut self, msgid: MsgId, body: &impl Encode) -> Result<(), SendError> {
+    fn send_from_stack<const N: usize>(&mut self, frame: &impl Outgoing) -> Result<(), SendError> {
         let mut scratch = [0u8; N];
-        let len = frame::encode(msgid, body, &mut scratch).map_err(SendError::Encode)?;
+        let len = frame.write(&mut scratch).map_err(SendError::Encode)?;
         self.write_or_queue(&scratch[..len])?;
         *self.frames_out += 1;
         Ok(())
