@@ -22,13 +22,16 @@
 use core::net::SocketAddr;
 
 use crate::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng, UpdateError};
+use crate::tally::CallCounts;
 use crate::time::{Duration, Instant};
 use crate::wire::native::{self, CallStats, HostStats, Outcome, WeightedHost};
 use crate::wire::{Decode, Frame, List, MsgId, RetCode, frame};
 
-/// How a lease balances and how often it talks to the agent.
+/// How a lease balances and how often it talks to the agent: every parameter of the state
+/// machine. The std client's `LeaseConfig` is the part a user sets (with std durations); it
+/// fills in `retry_after` and `recheck` from the client's own timeout and retry spacing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LeaseConfig {
+pub struct LeaseParams {
     /// How long the hosts are used before they are refreshed.
     pub ttl: Duration,
     /// How often call counts go to the agent.
@@ -43,11 +46,11 @@ pub struct LeaseConfig {
     pub lb: LbConfig,
 }
 
-impl Default for LeaseConfig {
+impl Default for LeaseParams {
     /// Refresh every second, send counts every 100 ms, retry after 200 ms, recheck a missing
     /// route every 50 ms; the Lars policy with its defaults.
     fn default() -> Self {
-        LeaseConfig {
+        LeaseParams {
             ttl: Duration::from_secs(1),
             flush_interval: Duration::from_millis(100),
             retry_after: Duration::from_millis(200),
@@ -69,7 +72,7 @@ const UNSPECIFIED: SocketAddr =
 pub struct Lease<const H: usize> {
     modid: i32,
     cmdid: i32,
-    config: LeaseConfig,
+    config: LeaseParams,
     balancer: Balancer<H>,
     rng: Rng,
     version: u64,
@@ -79,7 +82,9 @@ pub struct Lease<const H: usize> {
     /// Since when the agent has answered that it has no such route.
     absent_since: Option<Instant>,
     seq: u32,
-    /// Call counts since the last summary, one entry per host.
+    /// Call counts since the last summary, one entry per host, kept as the summary's entries
+    /// so that a summary is encoded from them as they are (counted through
+    /// [`CallCounts`], as the agent counts).
     counts: heapless::Vec<HostStats, H>,
     /// Where the last reported host sits in `counts`: reports follow picks of a few hosts.
     hint: usize,
@@ -97,7 +102,7 @@ impl<const H: usize> Lease<H> {
         cmdid: i32,
         version: u64,
         hosts: &[WeightedHost],
-        config: LeaseConfig,
+        config: LeaseParams,
         seed: u64,
     ) -> Result<Self, UpdateError> {
         let mut balancer = Balancer::new(config.policy, &config.lb);
@@ -129,7 +134,9 @@ impl<const H: usize> Lease<H> {
     pub fn report(&mut self, now: Instant, host: SocketAddr, outcome: Outcome, latency_us: u32) {
         self.balancer.report(now, host, outcome, latency_us);
         if let Some(entry) = self.entry(host) {
-            entry.record(outcome, latency_us);
+            let mut counts = CallCounts::of(entry);
+            counts.add(&CallCounts::one(outcome, latency_us));
+            counts.write_into(entry);
         }
     }
 
@@ -300,7 +307,7 @@ mod tests {
     }
 
     fn lease<const H: usize>(lasts: &[u8]) -> Lease<H> {
-        Lease::new(at(0), ROUTE.0, ROUTE.1, 1, &hosts(lasts), LeaseConfig::default(), 42).unwrap()
+        Lease::new(at(0), ROUTE.0, ROUTE.1, 1, &hosts(lasts), LeaseParams::default(), 42).unwrap()
     }
 
     /// Drains `poll_transmit` at `now` into the frames it produced.

@@ -38,5 +38,6 @@ pub mod lb;
 pub mod lease;
 pub mod metrics;
 pub mod pool;
+mod tally;
 pub mod time;
 pub mod wire;

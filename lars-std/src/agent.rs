@@ -22,7 +22,7 @@ use lars_core::wire::native::{Counter, CounterSource};
 use lars_core::wire::{Frame, frame};
 
 use crate::reactor::{
-    ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint, UdpStats, Waker,
+    Control, EventLoop, LinkEvent, Ready, TcpClient, TcpClientConfig, UdpEndpoint, UdpStats, Waker,
 };
 use crate::time::Clock;
 
@@ -296,10 +296,10 @@ impl Runner {
             .enumerate()
             .map(|(key, addr)| UdpEndpoint::bind(&event_loop, *addr, key, false))
             .collect::<io::Result<_>>()?;
-        let mut dns_config = ClientConfig::new(config.dns.clone());
+        let mut dns_config = TcpClientConfig::new(config.dns.clone());
         dns_config.seed = config.agent.seed;
         let dns = TcpClient::new(&mut event_loop, dns_config, DNS_KEY, DNS_TIMER);
-        let mut reporter_config = ClientConfig::new(config.reporter.clone());
+        let mut reporter_config = TcpClientConfig::new(config.reporter.clone());
         reporter_config.seed = config.agent.seed.wrapping_add(1);
         let reporter = TcpClient::new(&mut event_loop, reporter_config, REPORTER_KEY, REPORTER_TIMER);
         Ok(Runner { event_loop, endpoints, dns, reporter })

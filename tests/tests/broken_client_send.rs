@@ -9,7 +9,7 @@ use std::time::Duration;
 use lars_core::backoff::Backoff;
 use lars_core::time::Duration as CoreDuration;
 use lars_core::wire::{MsgId, Raw};
-use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, SendError, TcpClient};
+use lars_std::reactor::{Control, EventLoop, LinkEvent, Ready, SendError, TcpClient, TcpClientConfig};
 use lars_std::time::Clock;
 
 /// Runs the client's loop once (20 ms at most) and returns its link events.
@@ -33,7 +33,7 @@ fn a_send_that_breaks_the_link_reports_it_down_and_reconnects() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
-    let mut config = ClientConfig::new(vec![addr]);
+    let mut config = TcpClientConfig::new(vec![addr]);
     config.backoff = Backoff::new(CoreDuration::from_millis(10), CoreDuration::from_millis(100));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let up = |events: Vec<LinkEvent>| events.contains(&LinkEvent::Up(addr));

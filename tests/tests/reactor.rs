@@ -11,7 +11,7 @@ use std::time::Duration;
 use lars_core::backoff::Backoff;
 use lars_core::time::Duration as CoreDuration;
 use lars_core::wire::MsgId;
-use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient, UdpEndpoint};
+use lars_std::reactor::{Control, EventLoop, LinkEvent, Ready, TcpClient, TcpClientConfig, UdpEndpoint};
 use lars_std::time::Clock;
 use lars_tests::{EchoTask, FrameClient, echo_server, eventually, frame_bytes};
 
@@ -339,7 +339,7 @@ fn a_client_reconnects_after_its_server_restarts() {
     let server = echo_server(1, 64);
     let addr = server.local_addr();
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
-    let mut config = ClientConfig::new(vec![addr]);
+    let mut config = TcpClientConfig::new(vec![addr]);
     config.backoff = Backoff::new(CoreDuration::from_millis(20), CoreDuration::from_millis(200));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let mut echoes = Vec::new();
@@ -397,7 +397,7 @@ fn a_server_that_hangs_up_at_once_is_retried_ever_more_slowly() {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || listener.incoming().for_each(drop)); // accepts, then closes
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
-    let mut config = ClientConfig::new(vec![addr]);
+    let mut config = TcpClientConfig::new(vec![addr]);
     config.backoff = Backoff::new(CoreDuration::from_millis(5), CoreDuration::from_millis(80));
     let mut client = TcpClient::new(&mut event_loop, config, 7, 99);
     let mut ups = Vec::new();

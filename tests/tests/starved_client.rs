@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use lars_std::reactor::{ClientConfig, Control, EventLoop, LinkEvent, Ready, TcpClient};
+use lars_std::reactor::{Control, EventLoop, LinkEvent, Ready, TcpClient, TcpClientConfig};
 use lars_std::time::Clock;
 use lars_tests::frame_bytes;
 
@@ -14,7 +14,7 @@ fn a_starved_client_reads_again_when_buffers_return() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut event_loop = EventLoop::<()>::new(Clock::new(), 16).unwrap();
-    let mut client = TcpClient::new(&mut event_loop, ClientConfig::new(vec![addr]), 7, 99);
+    let mut client = TcpClient::new(&mut event_loop, TcpClientConfig::new(vec![addr]), 7, 99);
     let mut frames = 0usize;
     let mut ready = Vec::new();
     let mut step = |event_loop: &mut EventLoop<()>, client: &mut TcpClient, frames: &mut usize| {

@@ -179,15 +179,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
                 continue;
             };
             let calls = entry.succ.saturating_add(entry.err);
-            let delta = route::Tally {
-                host: entry.host.into(),
-                succ: entry.succ,
-                err: entry.err,
-                overload: entry.overload.min(entry.err),
-                latency_sum_us: entry.latency_sum_us,
-                latency_max_us: entry.latency_max_us,
-                flushed: false,
-            };
+            let counts = crate::tally::CallCounts::of(&entry);
+            let delta = route::Tally { host: entry.host.into(), counts, flushed: false };
             self.routes[slot].balancer.count_leased(entry.host, entry.succ, entry.err);
             let dropped = self.routes[slot].add_tally(delta);
             self.stats.leased_calls += u64::from(calls);

@@ -13,6 +13,7 @@
 use core::net::SocketAddr;
 
 use crate::lb::{Balancer, HostAddr, PolicyKind};
+use crate::tally::CallCounts;
 use crate::time::{Duration, Instant};
 use crate::wire::native::{HostStats, Outcome, WeightedHost};
 
@@ -36,23 +37,19 @@ pub enum RouteState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) host: HostAddr,
-    pub(crate) succ: u32,
-    pub(crate) err: u32,
-    pub(crate) overload: u32,
-    pub(crate) latency_sum_us: u64,
-    pub(crate) latency_max_us: u32,
+    pub(crate) counts: CallCounts,
     /// Already in a frame of the flush under way (the padding had room for it).
     pub(crate) flushed: bool,
 }
 
 impl Tally {
     pub(crate) const fn zero(host: HostAddr) -> Tally {
-        Tally { host, succ: 0, err: 0, overload: 0, latency_sum_us: 0, latency_max_us: 0, flushed: false }
+        Tally { host, counts: CallCounts::ZERO, flushed: false }
     }
 
     /// The calls counted.
     pub(crate) fn calls(&self) -> u64 {
-        u64::from(self.succ) + u64::from(self.err)
+        self.counts.calls()
     }
 }
 
@@ -119,22 +116,8 @@ impl<const H: usize> Route<H> {
     /// Records a call result; returns the calls that could not be counted (see
     /// [`Route::add_tally`]).
     pub(crate) fn tally(&mut self, host: SocketAddr, outcome: Outcome, latency_us: u32) -> u64 {
-        let (err, overload) = match outcome {
-            Outcome::Ok => (0, 0),
-            Outcome::Fail => (1, 0),
-            Outcome::Overload => (1, 1),
-        };
-        let succ = u32::from(outcome == Outcome::Ok);
-        let host = HostAddr::from(host);
-        self.add_tally(Tally {
-            host,
-            succ,
-            err,
-            overload,
-            latency_sum_us: latency_us.into(),
-            latency_max_us: latency_us,
-            flushed: false,
-        })
+        let counts = CallCounts::one(outcome, latency_us);
+        self.add_tally(Tally { host: HostAddr::from(host), counts, flushed: false })
     }
 
     /// Merges counts (one call's, or a leasing client's summary) into the host's tally, for as
@@ -157,13 +140,7 @@ impl<const H: usize> Route<H> {
             // the rest of that flush (after the route's hosts) or with the next one.
             *t = Tally::zero(delta.host);
         }
-        let before = t.calls();
-        t.succ = t.succ.saturating_add(delta.succ);
-        t.err = t.err.saturating_add(delta.err);
-        t.overload = t.overload.saturating_add(delta.overload);
-        t.latency_sum_us = t.latency_sum_us.saturating_add(delta.latency_sum_us);
-        t.latency_max_us = t.latency_max_us.max(delta.latency_max_us);
-        delta.calls() - (t.calls() - before)
+        t.counts.add(&delta.counts)
     }
 
     /// Calls of this route's tallies not sent yet.
@@ -205,17 +182,10 @@ impl<const H: usize> Route<H> {
 
     pub(crate) fn host_stats(&self, tally: &Tally) -> HostStats {
         use crate::lb::Balance;
-        HostStats {
-            modid: self.modid,
-            cmdid: self.cmdid,
-            host: tally.host.into(),
-            succ: tally.succ,
-            err: tally.err,
-            overload: tally.overload,
-            overloaded: self.balancer.is_overloaded(tally.host.into()),
-            latency_sum_us: tally.latency_sum_us,
-            latency_max_us: tally.latency_max_us,
-        }
+        let mut stats = HostStats::empty(self.modid, self.cmdid, tally.host.into());
+        tally.counts.write_into(&mut stats);
+        stats.overloaded = self.balancer.is_overloaded(tally.host.into());
+        stats
     }
 }
 

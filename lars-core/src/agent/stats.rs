@@ -25,9 +25,6 @@ use crate::wire::{List, MsgId, frame, lars};
 
 /// Entries per frame at most; the transmit buffer may allow fewer.
 const CHUNK: usize = 64;
-/// Largest encoded `HostCallResult` including its key and length.
-const LARS_ENTRY_MAX: usize = 32;
-const LARS_HEAD_MAX: usize = 40;
 
 /// Progress of a flush across the route table.
 #[derive(Debug, Default)]
@@ -133,7 +130,8 @@ impl Flush {
         buf: &mut [u8],
         stats: &mut AgentStats,
     ) -> Step {
-        let room = buf.len().saturating_sub(frame::HEADER_LEN + LARS_HEAD_MAX) / LARS_ENTRY_MAX;
+        let room = buf.len().saturating_sub(frame::HEADER_LEN + lars::REPORT_HEAD_MAX_LEN)
+            / lars::HostCallResult::MAX_ENCODED_LEN;
         if room == 0 {
             return Step::TooSmall;
         }
@@ -192,7 +190,7 @@ enum Step {
 /// The host's calls since its last state change, or the period's where the policy keeps no
 /// window.
 fn window<const H: usize>(route: &Route<H>, tally: &Tally) -> (u32, u32) {
-    route.balancer.window(tally.host.into()).unwrap_or((tally.succ, tally.err))
+    route.balancer.window(tally.host.into()).unwrap_or((tally.counts.succ, tally.counts.err))
 }
 
 const EMPTY_REPORT: HostReport = HostReport {

@@ -165,6 +165,11 @@ impl<'a> Decode<'a> for GetRouteResponse<'a> {
     }
 }
 
+/// The longest encoding of a [`ReportStatusRequest`]'s fields besides its results: modid,
+/// cmdid and caller as negative `int32`s (10-byte varints) and the timestamp (5 bytes), each
+/// with its key (39 bytes in all). Senders size their frames with it.
+pub const REPORT_HEAD_MAX_LEN: usize = 40;
+
 /// `HostCallResult { 1: int32 ip; 2: int32 port; 3: uint32 succ; 4: uint32 err; 5: bool overload }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostCallResult {
@@ -179,6 +184,11 @@ pub struct HostCallResult {
 }
 
 impl HostCallResult {
+    /// The longest encoding of one result in a [`ReportStatusRequest`], its field key and
+    /// length included (an address whose `int32` is negative takes a 10-byte varint; 31 bytes
+    /// in all). Senders size their frames with it.
+    pub const MAX_ENCODED_LEN: usize = 32;
+
     fn len(&self) -> usize {
         host_len(&self.host)
             + proto::uint32_len(3, self.succ)

@@ -319,20 +319,6 @@ impl HostStats {
             latency_max_us: 0,
         }
     }
-
-    /// Counts one call (an overload also counts as an error), saturating.
-    pub fn record(&mut self, outcome: Outcome, latency_us: u32) {
-        match outcome {
-            Outcome::Ok => self.succ = self.succ.saturating_add(1),
-            Outcome::Fail => self.err = self.err.saturating_add(1),
-            Outcome::Overload => {
-                self.err = self.err.saturating_add(1);
-                self.overload = self.overload.saturating_add(1);
-            }
-        }
-        self.latency_sum_us = self.latency_sum_us.saturating_add(u64::from(latency_us));
-        self.latency_max_us = self.latency_max_us.max(latency_us);
-    }
 }
 
 /// An agent's call statistics for one period (msgid 0x130), to lars-reporter.

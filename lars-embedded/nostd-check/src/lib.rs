@@ -12,7 +12,7 @@ use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use lars_core::agent::{Agent, AgentConfig};
 use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
-use lars_core::lease::{Lease, LeaseConfig};
+use lars_core::lease::{Lease, LeaseParams};
 use lars_core::pool::{BufPool, Magazine, Slab};
 use lars_core::time::Instant;
 use lars_core::wire::native::{Outcome, WeightedHost};
@@ -51,7 +51,7 @@ pub extern "C" fn lars_nostd_check(now_us: u64, datagram_len: usize) -> usize {
         }
     }
 
-    if let Ok(mut lease) = Lease::<16>::new(now, 1, 1, 0, &hosts, LeaseConfig::default(), now_us) {
+    if let Ok(mut lease) = Lease::<16>::new(now, 1, 1, 0, &hosts, LeaseParams::default(), now_us) {
         if let Pick::Host(addr) = lease.get_host(now, None) {
             lease.report(now, addr, Outcome::Ok, 100);
         }

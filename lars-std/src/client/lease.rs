@@ -29,7 +29,8 @@ const HOSTS: usize = crate::agent::HOSTS;
 /// How often the socket is looked at for a refresh's answer while one is in flight.
 const ANSWER_POLL: lars_core::time::Duration = lars_core::time::Duration::from_millis(1);
 
-/// How a lease balances and how often it talks to the agent.
+/// How a lease balances and how often it talks to the agent: what a user sets of the core's
+/// [`lars_core::lease::LeaseParams`] (the rest comes from the [`ClientConfig`](super::ClientConfig)'s timeout).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseConfig {
     /// How long the hosts are used before they are refreshed from the agent.
@@ -45,7 +46,7 @@ pub struct LeaseConfig {
 impl Default for LeaseConfig {
     /// Refresh every second, send counts every 100 ms, the Lars policy with its defaults.
     fn default() -> Self {
-        let core = lars_core::lease::LeaseConfig::default();
+        let core = lars_core::lease::LeaseParams::default();
         LeaseConfig {
             ttl: crate::time::to_std(core.ttl),
             flush_interval: crate::time::to_std(core.flush_interval),
@@ -102,7 +103,7 @@ impl Lease {
         socket.connect(agent)?;
         socket.set_nonblocking(true)?;
         let leased = client.config.lease;
-        let config = lars_core::lease::LeaseConfig {
+        let config = lars_core::lease::LeaseParams {
             ttl: from_std(leased.ttl),
             flush_interval: from_std(leased.flush_interval),
             retry_after: from_std(client.config.timeout),

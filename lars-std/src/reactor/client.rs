@@ -21,7 +21,7 @@ use super::{Control, EventLoop, FramedConn, Interest, Registered, SendError};
 
 /// How a client connects.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct TcpClientConfig {
     /// Servers to try, in order; a failure moves on to the next.
     pub addrs: Vec<SocketAddr>,
     /// Retry delays; the longest is also how long a link must stay up for the backoff to start
@@ -35,10 +35,10 @@ pub struct ClientConfig {
     pub seed: u64,
 }
 
-impl ClientConfig {
+impl TcpClientConfig {
     /// Defaults for `addrs`: `Backoff::RECONNECT` (100 ms to 10 s), connect timeout 3 s.
     pub fn new(addrs: Vec<SocketAddr>) -> Self {
-        ClientConfig {
+        TcpClientConfig {
             addrs,
             backoff: Backoff::RECONNECT,
             connect_timeout: Duration::from_secs(3),
@@ -85,7 +85,7 @@ const STARVED_RETRY: Duration = Duration::from_millis(5);
 
 /// A self-reconnecting framed TCP client.
 pub struct TcpClient {
-    config: ClientConfig,
+    config: TcpClientConfig,
     key: usize,
     timer_token: u64,
     state: State,
@@ -98,7 +98,12 @@ pub struct TcpClient {
 impl TcpClient {
     /// A client registered under `key`, using `timer_token` for its timer. It connects on the
     /// first [`TcpClient::on_timer`] (set for now).
-    pub fn new<T>(event_loop: &mut EventLoop<T>, config: ClientConfig, key: usize, timer_token: u64) -> Self {
+    pub fn new<T>(
+        event_loop: &mut EventLoop<T>,
+        config: TcpClientConfig,
+        key: usize,
+        timer_token: u64,
+    ) -> Self {
         let now = event_loop.now();
         event_loop.set_timer(now, timer_token);
         let rng = Rng::new(config.seed);

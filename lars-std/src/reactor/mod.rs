@@ -29,7 +29,7 @@
 //! The loop ([`EventLoop`], [`Waker`], [`Interest`], [`Ready`]); the server ([`TcpServer`],
 //! [`ServerConfig`], [`ServerHandle`], [`ServerStats`], and a [`Service`] with what it is
 //! handed: [`ConnId`], [`Conns`], [`Sender`], [`Control`], [`CloseReason`], [`SendError`]); the
-//! client ([`TcpClient`], [`ClientConfig`], [`LinkEvent`]); [`UdpEndpoint`]. `Conns` and
+//! client ([`TcpClient`], [`TcpClientConfig`], [`LinkEvent`]); [`UdpEndpoint`]. `Conns` and
 //! `Sender` exist only inside a callback and cannot be built outside. The connection and the
 //! registration underneath (`FramedConn`, `Registered`) are the reactor's own: `plumbing`
 //! exposes them, hidden, only for the tests that drive one connection by hand.
@@ -40,7 +40,7 @@ mod registered;
 mod server;
 mod udp;
 
-pub use client::{ClientConfig, LinkEvent, TcpClient};
+pub use client::{LinkEvent, TcpClient, TcpClientConfig};
 pub use conn::{CloseReason, Control, SendError, Sender, Wait};
 pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
 pub use udp::{UdpEndpoint, UdpStats};

@@ -145,3 +145,22 @@ fn malformed_bodies_are_precise_errors() {
     // A varint cut short at the end of the body.
     assert_eq!(GetHostRequest::parse(&[0x08, 0x80]), Err(Error::Truncated));
 }
+
+#[test]
+fn report_sizes_bound_the_longest_encoding() {
+    let longest = HostCallResult {
+        host: SocketAddrV4::new(Ipv4Addr::new(255, 255, 255, 255), 65535),
+        succ: u32::MAX,
+        err: u32::MAX,
+        overload: true,
+    };
+    let results = [longest; 3];
+    let head_only =
+        ReportStatusRequest { modid: -1, cmdid: -1, caller: -1, results: List::default(), ts: u32::MAX };
+    let full = ReportStatusRequest { results: List::from_slice(&results), ..head_only };
+    assert!(head_only.buffer_len() <= REPORT_HEAD_MAX_LEN, "{}", head_only.buffer_len());
+    let per_result = (full.buffer_len() - head_only.buffer_len()) / results.len();
+    assert!(per_result <= HostCallResult::MAX_ENCODED_LEN, "{per_result}");
+    let mut out = vec![0u8; full.buffer_len()];
+    assert_eq!(full.emit(&mut out), Ok(full.buffer_len()));
+}
