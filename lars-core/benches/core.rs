@@ -11,7 +11,6 @@
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::{Duration, Instant};
 
 use lars_core::agent::{Agent, AgentConfig};
 use lars_core::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng};
@@ -20,107 +19,15 @@ use lars_core::time::Instant as CoreInstant;
 use lars_core::wire::frame::FrameDecoder;
 use lars_core::wire::{Encode, List, Message, MsgId, RetCode, lars, native};
 
-struct Figure {
-    name: String,
-    ns_per_op: f64,
-    target_ns: Option<f64>,
-}
-
-/// Median ns per call of `op` over 7 samples of about 100 ms.
-fn measure(mut op: impl FnMut()) -> f64 {
-    let mut batch = 1u64;
-    loop {
-        let start = Instant::now();
-        for _ in 0..batch {
-            op();
-        }
-        if start.elapsed() > Duration::from_millis(10) {
-            break;
-        }
-        batch *= 2;
-    }
-    batch *= 10;
-    let mut samples: Vec<f64> = (0..7)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                op();
-            }
-            start.elapsed().as_nanos() as f64 / batch as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
+mod harness;
+use harness::{Figure, Runner, thread_cpu_ns};
 
 fn host(last: u8) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), 8080)
 }
 
-/// Runs the benchmarks whose names contain one of the filters (all when there is none).
-struct Runner {
-    filters: Vec<String>,
-    figures: Vec<Figure>,
-}
-
-impl Runner {
-    fn wants(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
-    }
-
-    fn bench(&mut self, name: &str, target_ns: Option<f64>, op: impl FnMut()) {
-        if self.wants(name) {
-            let ns_per_op = measure(op);
-            self.figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
-        }
-    }
-
-    /// `threads` threads, started together, each running the op that `make` builds for it
-    /// `ops` times: the median over 5 runs of their CPU time per op.
-    fn threaded<F: FnMut()>(
-        &mut self,
-        name: &str,
-        target_ns: Option<f64>,
-        threads: usize,
-        ops: u64,
-        make: impl Fn(usize) -> F + Sync,
-    ) {
-        if !self.wants(name) {
-            return;
-        }
-        let mut samples: Vec<f64> = (0..5)
-            .map(|_| {
-                let start = std::sync::Barrier::new(threads);
-                let cpu: u64 = std::thread::scope(|scope| {
-                    let handles: Vec<_> = (0..threads)
-                        .map(|thread| {
-                            let (start, make) = (&start, &make);
-                            scope.spawn(move || {
-                                let mut op = make(thread);
-                                start.wait();
-                                let before = thread_cpu_ns();
-                                for _ in 0..ops {
-                                    op();
-                                }
-                                thread_cpu_ns() - before
-                            })
-                        })
-                        .collect();
-                    handles.into_iter().map(|h| h.join().unwrap()).sum()
-                });
-                cpu as f64 / (ops * threads as u64) as f64
-            })
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        let ns_per_op = samples[samples.len() / 2];
-        self.figures.push(Figure { name: name.to_string(), ns_per_op, target_ns });
-    }
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is a name filter.
-    let filters = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let mut runner = Runner { filters, figures: Vec::new() };
+    let mut runner = Runner::from_args();
 
     // Frames.
     let frame = include_bytes!("../testdata/lars/get_host_request.bin");
@@ -262,7 +169,7 @@ fn main() {
     bench_agent(&mut runner);
     bench_decisions(&mut runner);
 
-    print_and_save(&runner.figures);
+    runner.finish();
 }
 
 /// Pick + report on routes of 10 and 1,000 hosts, for each policy.
@@ -599,41 +506,5 @@ fn bench_hand_off(runner: &mut Runner) {
         ("Vec for reference", vec),
     ] {
         runner.figures.push(Figure { name: name(what), ns_per_op: ns, target_ns: None });
-    }
-}
-
-/// This thread's CPU time so far, in nanoseconds (the first field of its schedstat).
-fn thread_cpu_ns() -> u64 {
-    let stat =
-        std::fs::read_to_string("/proc/thread-self/schedstat").expect("read /proc/thread-self/schedstat");
-    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("schedstat starts with CPU ns")
-}
-
-fn print_and_save(figures: &[Figure]) {
-    println!("{:<96} {:>10} {:>10}", "benchmark", "ns/op", "target");
-    let mut json = String::from("[\n");
-    for (i, f) in figures.iter().enumerate() {
-        let target = f.target_ns.map_or(String::from("-"), |t| {
-            let verdict = if f.ns_per_op <= t { "met" } else { "MISSED" };
-            format!("<{t:.0} {verdict}")
-        });
-        println!("{:<96} {:>10.1} {:>10}", f.name, f.ns_per_op, target);
-        let target_json = f.target_ns.map_or(String::from("null"), |t| format!("{t}"));
-        json.push_str(&format!(
-            "  {{\"name\": \"{}\", \"ns_per_op\": {:.2}, \"target_ns\": {}}}{}\n",
-            f.name,
-            f.ns_per_op,
-            target_json,
-            if i + 1 < figures.len() { "," } else { "" }
-        ));
-    }
-    json.push(']');
-    if let Some(path) = std::env::var_os("LARS_BENCH_OUT") {
-        let path = std::path::PathBuf::from(path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("create the bench output folder");
-        }
-        std::fs::write(&path, json).expect("write the bench figures");
-        println!("wrote {}", path.display());
     }
 }

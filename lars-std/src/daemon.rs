@@ -529,22 +529,20 @@ pub(crate) fn answer_stats(
 /// allocations refused; and the large blocks held by frames still on their way (at most half
 /// the class).
 pub fn pool_counters() -> Vec<(&'static str, u64)> {
-    let [small, large] = crate::pool::stats();
-    vec![
-        ("pool_small_block_size", small.block_size as u64),
-        ("pool_small_blocks", small.blocks as u64),
-        ("pool_small_in_use", small.in_use as u64),
-        ("pool_small_in_magazines", small.cached as u64),
-        ("pool_small_high_water", small.high_water as u64),
-        ("pool_small_failed", u64::from(small.failed)),
-        ("pool_large_block_size", large.block_size as u64),
-        ("pool_large_blocks", large.blocks as u64),
-        ("pool_large_in_use", large.in_use as u64),
-        ("pool_large_in_magazines", large.cached as u64),
-        ("pool_large_high_water", large.high_water as u64),
-        ("pool_large_failed", u64::from(large.failed)),
-        ("pool_large_held_by_partial_frames", crate::reactor::slow_holds() as u64),
-    ]
+    let mut counters = Vec::with_capacity(13);
+    for (keys, class) in crate::metrics::POOL_KEYS.iter().zip(crate::pool::stats()) {
+        let values = [
+            class.block_size as u64,
+            class.blocks as u64,
+            class.in_use as u64,
+            class.cached as u64,
+            class.high_water as u64,
+            u64::from(class.failed),
+        ];
+        counters.extend(keys.iter().copied().zip(values));
+    }
+    counters.push(("pool_large_held_by_partial_frames", crate::reactor::slow_holds() as u64));
+    counters
 }
 
 /// Prints `error` and exits with the conventional code: usage (64), configuration (78) or

@@ -128,25 +128,11 @@ pub struct DnsStats {
 impl DnsStats {
     /// Every counter, named, for a `StatsResponse`.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("loads", self.loads.load(Ordering::Relaxed)),
-            ("change_reads", self.change_reads.load(Ordering::Relaxed)),
-            ("load_errors", self.load_errors.load(Ordering::Relaxed)),
-            ("routes", self.routes.load(Ordering::Relaxed)),
-            ("hosts", self.hosts.load(Ordering::Relaxed)),
-            ("requests", self.requests.load(Ordering::Relaxed)),
-            ("pushes", self.pushes.load(Ordering::Relaxed)),
-            ("push_failures", self.push_failures.load(Ordering::Relaxed)),
-            ("oversize_routes", self.oversize_routes.load(Ordering::Relaxed)),
-            ("unready_answers", self.unready_answers.load(Ordering::Relaxed)),
-            ("ready", self.ready.load(Ordering::Relaxed)),
-            ("held_loads", self.held_loads.load(Ordering::Relaxed)),
-            ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
-            ("store_up", self.store_up.load(Ordering::Relaxed)),
-            ("subscriptions", self.subscriptions.load(Ordering::Relaxed)),
-            ("subscriptions_refused", self.subscriptions_refused.load(Ordering::Relaxed)),
-            ("push_rounds", self.push_rounds.load(Ordering::Relaxed)),
-            ("push_latency_us", self.push_latency_us.load(Ordering::Relaxed)),
+        counters![
+            self;
+            loads, change_reads, load_errors, routes, hosts, requests, pushes, push_failures,
+            oversize_routes, unready_answers, ready, held_loads, bad_requests, store_up, subscriptions,
+            subscriptions_refused, push_rounds, push_latency_us,
         ]
         .into_iter()
         .chain(self.auth.counters())
@@ -180,15 +166,10 @@ impl Dns {
             DnsWorker::new(gate, snapshot, stats, Arc::clone(&server_stats), config.subscriptions)
         })?;
         let _ = server_stats.set(server.shared_stats());
-        let metrics = match config.metrics {
-            Some(addr) => {
-                let (stats, server) = (Arc::clone(&stats), server.shared_stats());
-                Some(crate::metrics::MetricsServer::start(addr, move || {
-                    crate::metrics::dns_page(&stats, &server)
-                })?)
-            }
-            None => None,
-        };
+        let (page_stats, page_server) = (Arc::clone(&stats), server.shared_stats());
+        let metrics = crate::metrics::MetricsServer::start_if(config.metrics, move || {
+            crate::metrics::dns_page(&page_stats, &page_server)
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let (poster, stopped) = (server.poster(), Arc::clone(&stop));
         let loader = std::thread::Builder::new()

@@ -32,6 +32,23 @@
 
 pub use lars_core as core;
 
+/// A stats struct's `counters()` list, in order: a bare `field` is the `AtomicU64` of that
+/// name, read relaxed and named as it is; `"name" => value` is a counter read otherwise.
+/// Written once so that each list is its names, not a line of the same code per counter.
+macro_rules! counters {
+    ($stats:expr; $($entries:tt)*) => { counters!(@list $stats; [] $($entries)*) };
+    (@list $stats:expr; [$($out:tt)*]) => { vec![$($out)*] };
+    (@list $stats:expr; [$($out:tt)*] $name:literal => $value:expr $(, $($rest:tt)*)?) => {
+        counters!(@list $stats; [$($out)* ($name, $value),] $($($rest)*)?)
+    };
+    (@list $stats:expr; [$($out:tt)*] $field:ident $(, $($rest:tt)*)?) => {
+        counters!(@list $stats; [$($out)* (
+            stringify!($field),
+            $stats.$field.load(::std::sync::atomic::Ordering::Relaxed),
+        ),] $($($rest)*)?)
+    };
+}
+
 pub mod agent;
 pub mod auth;
 pub mod client;

@@ -35,7 +35,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Desc {
     /// The counter's name in `lars stats`.
     pub key: &'static str,
-    /// The family's name after the daemon's prefix (`lars_dns_` + `pushes_total`).
+    /// The family's name after the daemon's prefix (`lars_dns_` + `store_loads_total`); empty
+    /// when it is the key's (see [`Desc::family_name`]).
     pub family: &'static str,
     /// Counter or gauge.
     pub kind: Kind,
@@ -47,6 +48,29 @@ pub struct Desc {
 
 const fn desc(key: &'static str, family: &'static str, kind: Kind, help: &'static str) -> Desc {
     Desc { key, family, kind, help, label: None }
+}
+
+/// A counter whose family is named after its key, as Prometheus names counters
+/// (`pushes` → `pushes_total`).
+const fn counter(key: &'static str, help: &'static str) -> Desc {
+    desc(key, "", Kind::Counter, help)
+}
+
+/// A gauge whose family is its key.
+const fn gauge(key: &'static str, help: &'static str) -> Desc {
+    desc(key, "", Kind::Gauge, help)
+}
+
+impl Desc {
+    /// The family's name after the daemon's prefix: [`Desc::family`] when it has one, else
+    /// the key (`_total` added for a counter).
+    pub fn family_name(&self) -> std::borrow::Cow<'static, str> {
+        match (self.family, self.kind) {
+            ("", Kind::Counter) => format!("{}_total", self.key).into(),
+            ("", _) => self.key.into(),
+            (family, _) => family.into(),
+        }
+    }
 }
 
 const fn error(key: &'static str, kind: &'static str) -> Desc {
@@ -103,134 +127,88 @@ pub const DNS: &[Desc] = &[
     error("push_failures", "push_failed"),
     error("oversize_routes", "oversize_route"),
     error("bad_requests", "bad_request"),
-    desc("routes", "routes", Kind::Gauge, "Routes served."),
-    desc("hosts", "hosts", Kind::Gauge, "Host entries served."),
+    gauge("routes", "Routes served."),
+    gauge("hosts", "Host entries served."),
     desc("requests", "route_requests_total", Kind::Counter, "Route requests answered."),
-    desc("pushes", "pushes_total", Kind::Counter, "Route pushes sent to subscribed agents."),
-    desc(
-        "unready_answers",
-        "unready_answers_total",
-        Kind::Counter,
-        "Route requests before the store was loaded.",
-    ),
-    desc("ready", "ready", Kind::Gauge, "1 once a full load of the store succeeded."),
-    desc("store_up", "store_up", Kind::Gauge, "1 while the last access to the store succeeded."),
-    desc("held_loads", "held_loads_total", Kind::Counter, "Loads held by the shrink protection."),
-    desc(
-        "subscriptions",
-        "subscriptions",
-        Kind::Gauge,
-        "Routes agents are subscribed to, over all connections.",
-    ),
+    counter("pushes", "Route pushes sent to subscribed agents."),
+    counter("unready_answers", "Route requests before the store was loaded."),
+    gauge("ready", "1 once a full load of the store succeeded."),
+    gauge("store_up", "1 while the last access to the store succeeded."),
+    counter("held_loads", "Loads held by the shrink protection."),
+    gauge("subscriptions", "Routes agents are subscribed to, over all connections."),
 ];
 
 /// lars-reporter's counters (`ReporterStats::counters`).
 pub const REPORTER: &[Desc] = &[
     desc("frames", "stats_frames_total", Kind::Counter, "Statistics frames received."),
-    desc("rows_received", "rows_received_total", Kind::Counter, "Statistics rows received."),
+    counter("rows_received", "Statistics rows received."),
     desc("rows_stored", "rows_written_total", Kind::Counter, "Statistics rows written to the store."),
-    desc(
-        "rows_dropped",
-        "rows_dropped_total",
-        Kind::Counter,
-        "Statistics rows dropped (queue full, or store down at shutdown).",
-    ),
-    desc("batches", "batches_total", Kind::Counter, "Batches written."),
+    counter("rows_dropped", "Statistics rows dropped (queue full, or store down at shutdown)."),
+    counter("batches", "Batches written."),
     desc("queued", "queue_depth", Kind::Gauge, "Rows waiting for a writer."),
-    desc("store_up", "store_up", Kind::Gauge, "1 while no writer is failing to reach the store."),
+    gauge("store_up", "1 while no writer is failing to reach the store."),
     error("store_errors", "store"),
     error("bad_requests", "bad_request"),
     error("history_store_errors", "history_store"),
-    desc("decisions_received", "decisions_received_total", Kind::Counter, "Host state changes agents sent."),
-    desc(
-        "history_rows_written",
-        "history_rows_written_total",
-        Kind::Counter,
-        "Call history rows (host-minutes) written.",
-    ),
-    desc(
-        "history_rows_dropped",
-        "history_rows_dropped_total",
-        Kind::Counter,
-        "Call history rows dropped (queue or held rows full).",
-    ),
-    desc(
-        "history_rows_pending",
-        "history_rows_pending",
-        Kind::Gauge,
-        "Call history rows held until their minute is over.",
-    ),
-    desc("decisions_stored", "decisions_stored_total", Kind::Counter, "Decisions written to the store."),
-    desc(
-        "decisions_dropped",
-        "decisions_dropped_total",
-        Kind::Counter,
-        "Decisions dropped (queue full, or store down).",
-    ),
-    desc("history_pruned", "history_pruned_total", Kind::Counter, "History and decision rows pruned by age."),
+    counter("decisions_received", "Host state changes agents sent."),
+    counter("history_rows_written", "Call history rows (host-minutes) written."),
+    counter("history_rows_dropped", "Call history rows dropped (queue or held rows full)."),
+    gauge("history_rows_pending", "Call history rows held until their minute is over."),
+    counter("decisions_stored", "Decisions written to the store."),
+    counter("decisions_dropped", "Decisions dropped (queue full, or store down)."),
+    counter("history_pruned", "History and decision rows pruned by age."),
 ];
 
 /// The agent's counters (`AgentStats::counters` and what the daemon adds).
 pub const AGENT: &[Desc] = &[
-    desc("api_requests", "api_requests_total", Kind::Counter, "API datagrams handled."),
+    counter("api_requests", "API datagrams handled."),
     error("api_errors", "api"),
     error("route_table_full", "route_table_full"),
     error("dns_errors", "dns_frame"),
     error("pull_timeouts", "pull_timeout"),
     error("ipv6_not_representable", "ipv6_not_representable"),
-    desc("get_host", "get_host_total", Kind::Counter, "get_host requests."),
-    desc("reports", "reports_total", Kind::Counter, "Call results reported."),
-    desc(
-        "reports_failed",
-        "reports_failed_total",
-        Kind::Counter,
-        "Call results that were failures or overloads.",
-    ),
-    desc(
-        "reports_unknown_route",
-        "reports_unknown_route_total",
-        Kind::Counter,
-        "Reports for routes the agent does not hold.",
-    ),
-    desc(
-        "leased_calls",
-        "leased_calls_total",
-        Kind::Counter,
-        "Calls summarised by clients that lease routes.",
-    ),
-    desc(
-        "route_over_capacity",
-        "route_over_capacity_total",
-        Kind::Counter,
-        "Route updates larger than a route holds.",
-    ),
-    desc(
-        "dns_unready_answers",
-        "dns_unready_answers_total",
-        Kind::Counter,
-        "Answers from a lars-dns that had not loaded its store.",
-    ),
+    counter("get_host", "get_host requests."),
+    counter("reports", "Call results reported."),
+    counter("reports_failed", "Call results that were failures or overloads."),
+    counter("reports_unknown_route", "Reports for routes the agent does not hold."),
+    counter("leased_calls", "Calls summarised by clients that lease routes."),
+    counter("route_over_capacity", "Route updates larger than a route holds."),
+    counter("dns_unready_answers", "Answers from a lars-dns that had not loaded its store."),
     desc("pulls_sent", "pulls_total", Kind::Counter, "Route pulls sent to lars-dns."),
-    desc("routes_received", "routes_received_total", Kind::Counter, "Route answers and pushes applied."),
-    desc("stats_frames", "stats_frames_total", Kind::Counter, "Statistics frames sent to lars-reporter."),
-    desc("stats_entries", "stats_entries_total", Kind::Counter, "Host statistics entries sent."),
-    desc(
+    counter("routes_received", "Route answers and pushes applied."),
+    counter("stats_frames", "Statistics frames sent to lars-reporter."),
+    counter("stats_entries", "Host statistics entries sent."),
+    counter(
         "stats_dropped_calls",
-        "stats_dropped_calls_total",
-        Kind::Counter,
         "Calls whose statistics were dropped (they could not be kept for lars-reporter).",
     ),
-    desc("events_dropped", "events_dropped_total", Kind::Counter, "Events the driver did not drain in time."),
-    desc("decisions", "decisions_total", Kind::Counter, "Host state changes the balancers made."),
-    desc(
-        "decisions_dropped",
-        "decisions_dropped_total",
-        Kind::Counter,
-        "Decisions dropped before they were sent.",
-    ),
-    desc("routes", "routes", Kind::Gauge, "Routes held."),
-    desc("routes_stale", "routes_stale", Kind::Gauge, "Routes served past update_timeout."),
-    desc("dns_ready", "dns_ready", Kind::Gauge, "0 while lars-dns says it has not loaded its store."),
+    counter("events_dropped", "Events the driver did not drain in time."),
+    counter("decisions", "Host state changes the balancers made."),
+    counter("decisions_dropped", "Decisions dropped before they were sent."),
+    gauge("routes", "Routes held."),
+    gauge("routes_stale", "Routes served past update_timeout."),
+    gauge("dns_ready", "0 while lars-dns says it has not loaded its store."),
+];
+
+/// The buffer pool's counters per class (small, then large), in the order
+/// `daemon::pool_counters` gives their values.
+pub(crate) const POOL_KEYS: [[&str; 6]; 2] = [
+    [
+        "pool_small_block_size",
+        "pool_small_blocks",
+        "pool_small_in_use",
+        "pool_small_in_magazines",
+        "pool_small_high_water",
+        "pool_small_failed",
+    ],
+    [
+        "pool_large_block_size",
+        "pool_large_blocks",
+        "pool_large_in_use",
+        "pool_large_in_magazines",
+        "pool_large_high_water",
+        "pool_large_failed",
+    ],
 ];
 
 const fn labelled(
@@ -285,32 +263,14 @@ const fn pool_descs() -> [Desc; 12] {
         ("high_water", "pool_blocks_high_water", Kind::Gauge, "The most blocks ever out at once."),
         ("failed", "pool_alloc_failed_total", Kind::Counter, "Allocations refused (backpressure)."),
     ];
-    const KEYS: [[&str; 6]; 2] = [
-        [
-            "pool_small_block_size",
-            "pool_small_blocks",
-            "pool_small_in_use",
-            "pool_small_in_magazines",
-            "pool_small_high_water",
-            "pool_small_failed",
-        ],
-        [
-            "pool_large_block_size",
-            "pool_large_blocks",
-            "pool_large_in_use",
-            "pool_large_in_magazines",
-            "pool_large_high_water",
-            "pool_large_failed",
-        ],
-    ];
-    let mut out = [desc("", "", Kind::Gauge, ""); 12];
+    let mut out = [gauge("", ""); 12];
     let mut class = 0;
     while class < 2 {
         let mut i = 0;
         while i < 6 {
             let (_, family, kind, help) = FAMILIES[i];
             out[class * 6 + i] = Desc {
-                key: KEYS[class][i],
+                key: POOL_KEYS[class][i],
                 family,
                 kind,
                 help,
@@ -388,7 +348,7 @@ impl Scrape {
             match descs.iter().flat_map(|d| d.iter()).find(|d| d.key == key) {
                 Some(d) => {
                     let labels = d.label.map(|(name, v)| vec![(name, v.to_string())]).unwrap_or_default();
-                    self.add(d.family, d.kind, d.help, labels, value);
+                    self.add(&d.family_name(), d.kind, d.help, labels, value);
                 }
                 None => self.add(
                     key,
@@ -572,6 +532,15 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
+    /// [`MetricsServer::start`] at `addr` if there is one (a daemon's `--metrics`), else
+    /// nothing.
+    pub fn start_if(
+        addr: Option<SocketAddr>,
+        page: impl Fn() -> String + Send + 'static,
+    ) -> io::Result<Option<MetricsServer>> {
+        addr.map(|addr| MetricsServer::start(addr, page)).transpose()
+    }
+
     /// Listens on `addr` and serves `GET /metrics` with what `page` returns, on a thread of its
     /// own.
     pub fn start(addr: SocketAddr, page: impl Fn() -> String + Send + 'static) -> io::Result<MetricsServer> {
@@ -741,7 +710,11 @@ mod tests {
             keys.dedup();
             assert_eq!(keys.len(), table.len(), "a key described twice");
             for d in table {
-                assert!(d.kind != Kind::Counter || d.family.ends_with("_total"), "{}", d.family);
+                assert!(
+                    d.kind != Kind::Counter || d.family_name().ends_with("_total"),
+                    "{}",
+                    d.family_name()
+                );
             }
         }
     }

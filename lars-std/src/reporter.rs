@@ -132,19 +132,12 @@ pub struct ReporterStats {
 impl ReporterStats {
     /// Every counter, named, for a `StatsResponse`.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("frames", self.frames.load(Ordering::Relaxed)),
-            ("rows_received", self.rows_received.load(Ordering::Relaxed)),
-            ("rows_stored", self.rows_stored.load(Ordering::Relaxed)),
-            ("rows_dropped", self.rows_dropped.load(Ordering::Relaxed)),
-            ("rows_unstored", self.rows_unstored.load(Ordering::Relaxed)),
-            ("store_errors", self.store_errors.load(Ordering::Relaxed)),
-            ("batches", self.batches.load(Ordering::Relaxed)),
-            ("bad_requests", self.bad_requests.load(Ordering::Relaxed)),
-            ("callers_rewritten", self.callers_rewritten.load(Ordering::Relaxed)),
-            ("queued", self.queued.load(Ordering::Relaxed)),
-            ("store_up", u64::from(self.failing_writers.load(Ordering::Relaxed) == 0)),
-            ("decisions_received", self.decisions_received.load(Ordering::Relaxed)),
+        counters![
+            self;
+            frames, rows_received, rows_stored, rows_dropped, rows_unstored, store_errors, batches,
+            bad_requests, callers_rewritten, queued,
+            "store_up" => u64::from(self.failing_writers.load(Ordering::Relaxed) == 0),
+            decisions_received,
         ]
         .into_iter()
         .chain(self.auth.counters())
@@ -239,15 +232,11 @@ impl Reporter {
             history: history_sender.clone(),
         })?;
         let _ = server_stats.set(server.shared_stats());
-        let metrics = match config.metrics {
-            Some(addr) => {
-                let (stats, server) = (Arc::clone(&stats), server.shared_stats());
-                Some(crate::metrics::MetricsServer::start(addr, move || {
-                    crate::metrics::reporter_page(&stats, &server, history_sender.as_ref().map(|h| h.stats()))
-                })?)
-            }
-            None => None,
-        };
+        let (page_stats, page_server) = (Arc::clone(&stats), server.shared_stats());
+        let metrics = crate::metrics::MetricsServer::start_if(config.metrics, move || {
+            let history = history_sender.as_ref().map(|h| h.stats());
+            crate::metrics::reporter_page(&page_stats, &page_server, history)
+        })?;
         Ok(Reporter {
             server: Some(server),
             stats,

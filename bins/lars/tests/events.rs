@@ -27,6 +27,17 @@ fn host(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], port))
 }
 
+/// Runs the `lars` CLI with `args`.
+fn lars(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lars")).args(args).output().unwrap()
+}
+
+/// The lines a `lars` run that succeeded printed.
+fn printed(out: &std::process::Output) -> Vec<String> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
 #[test]
 fn decisions_and_history_reach_mysql_and_lars_events_prints_them() {
     let db = TestDb::create();
@@ -91,46 +102,31 @@ fn decisions_and_history_reach_mysql_and_lars_events_prints_them() {
         db.opts.get_tcp_port(),
         db.name
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
-        .args(["events", "--mysql", &url, "--modid", "1001", "--cmdid", "1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    let lines = printed(&lars(&["events", "--mysql", &url, "--modid", "1001", "--cmdid", "1"]));
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].contains("1001/1  10.0.0.1:1")
             && lines[0].contains("overloaded       15 consecutive failures (limit 15)"),
-        "{text}"
+        "{lines:?}"
     );
-    assert!(lines[1].contains("probed"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
-        .args(["events", "--mysql", &url, "--modid", "1"])
-        .output()
-        .unwrap();
+    assert!(lines[1].contains("probed"), "{lines:?}");
+    let out = lars(&["events", "--mysql", &url, "--modid", "1"]);
     assert_eq!(out.status.code(), Some(64), "a usage error");
     // The same decisions from the agent's own log, over its API.
     let api: Vec<String> = agent.api_addrs().iter().map(ToString::to_string).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
-        .args(["events", "--modid", "1001", "--agent", &api.join(",")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    let lines = printed(&lars(&["events", "--modid", "1001", "--agent", &api.join(",")]));
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].contains("s ago  1001/1  10.0.0.1:1")
             && lines[0].ends_with("15 consecutive failures (limit 15)"),
-        "{text}"
+        "{lines:?}"
     );
-    assert!(lines[1].contains("probed") && lines[1].ends_with("probe failed after 0 s overloaded"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_lars"))
-        .args(["events", "--modid", "1002", "--agent", &api.join(",")])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "no decisions in the agent's log\n");
+    assert!(
+        lines[1].contains("probed") && lines[1].ends_with("probe failed after 0 s overloaded"),
+        "{lines:?}"
+    );
+    let lines = printed(&lars(&["events", "--modid", "1002", "--agent", &api.join(",")]));
+    assert_eq!(lines, ["no decisions in the agent's log"]);
 
     // Stopping lars-reporter writes the minute under way.
     eventually("the agent's statistics reached lars-reporter", || {

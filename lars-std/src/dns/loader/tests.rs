@@ -165,16 +165,26 @@ fn a_change_log_is_applied_to_the_table_served() {
     assert_eq!(installed(loader.poll(at(3))), Vec::<(i32, i32)>::new());
 }
 
-#[test]
-fn a_load_that_removes_too_much_is_held_until_a_later_full_load_confirms_it() {
+/// A store of twenty routes of one host each.
+fn twenty_routes() -> Scripted {
     let store = Scripted::default();
     for route in 0..20 {
         store.routes.set_route((route, 1), &hosts(1));
     }
-    let (mut loader, stats) = loader(&store);
-    for route in 0..15 {
+    store
+}
+
+fn remove(store: &Scripted, routes: std::ops::Range<i32>) {
+    for route in routes {
         store.routes.set_route((route, 1), &[]);
     }
+}
+
+#[test]
+fn a_load_that_removes_too_much_is_held_until_a_later_full_load_confirms_it() {
+    let store = twenty_routes();
+    let (mut loader, stats) = loader(&store);
+    remove(&store, 0..15);
     // Fifteen of twenty routes gone at once: held, the twenty still served.
     assert!(matches!(loader.poll(at(1)), Polled::Held));
     assert_eq!(current(&loader.snapshot()).routes.len(), 20);
@@ -192,15 +202,10 @@ fn a_load_that_removes_too_much_is_held_until_a_later_full_load_confirms_it() {
 
 #[test]
 fn a_hold_ends_when_the_store_comes_back() {
-    let store = Scripted::default();
-    for route in 0..20 {
-        store.routes.set_route((route, 1), &hosts(1));
-    }
+    let store = twenty_routes();
     let (mut loader, _stats) = loader(&store);
     let all = store.routes.clone().load().unwrap();
-    for route in 0..20 {
-        store.routes.set_route((route, 1), &[]);
-    }
+    remove(&store, 0..20);
     assert!(matches!(loader.poll(at(1)), Polled::Held), "an empty store");
     for (&key, hosts) in &all.routes {
         let addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.addr).collect();
@@ -208,9 +213,7 @@ fn a_hold_ends_when_the_store_comes_back() {
     }
     assert_eq!(installed(loader.poll(at(2))), Vec::<(i32, i32)>::new(), "back as it was");
     // The hold ended: the next shrink is held afresh, not confirmed by the old hold's age.
-    for route in 0..20 {
-        store.routes.set_route((route, 1), &[]);
-    }
+    remove(&store, 0..20);
     assert!(matches!(loader.poll(at(12)), Polled::Held));
 }
 

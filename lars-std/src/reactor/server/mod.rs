@@ -199,21 +199,13 @@ impl ServerStats {
 
     /// Every counter, named, for a `StatsResponse`.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("open", self.open.load(Ordering::Relaxed)),
-            ("accepted", self.accepted.load(Ordering::Relaxed)),
-            ("refused", self.refused.load(Ordering::Relaxed)),
-            ("denied", self.denied.load(Ordering::Relaxed)),
-            ("accept_errors", self.accept_errors.load(Ordering::Relaxed)),
-            ("closed", self.closed.load(Ordering::Relaxed)),
-            ("bad_frames", self.bad_frames.load(Ordering::Relaxed)),
-            ("output_full", self.output_full.load(Ordering::Relaxed)),
-            ("header_timeouts", self.header_timeouts.load(Ordering::Relaxed)),
-            ("body_timeouts", self.body_timeouts.load(Ordering::Relaxed)),
-            ("idle_timeouts", self.idle_timeouts.load(Ordering::Relaxed)),
-            ("frames_in", self.frames_in()),
-            ("frames_out", self.frames_out()),
-            ("tasks_refused", self.tasks_refused.load(Ordering::Relaxed)),
+        counters![
+            self;
+            open, accepted, refused, denied, accept_errors, closed, bad_frames, output_full,
+            header_timeouts, body_timeouts, idle_timeouts,
+            "frames_in" => self.frames_in(),
+            "frames_out" => self.frames_out(),
+            tasks_refused,
         ]
     }
 }
