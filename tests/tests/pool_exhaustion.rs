@@ -24,7 +24,9 @@ fn exhausted_pool_pauses_reading_and_recovers() {
     });
     let [_, large] = lars_std::pool::stats();
     assert_eq!(large.in_use, large.blocks / 2, "the other half is kept for frames that have arrived");
-    assert_eq!(server.stats().open.load(Ordering::Relaxed), 600, "starved connections stay open");
+    // The acceptor may still be taking connections in: none is refused or closed, so all 600
+    // are open once it has.
+    eventually("starved connections stay open", || server.stats().open.load(Ordering::Relaxed) == 600);
     for client in &mut clients {
         client.write(&frame[5000..]).unwrap();
     }
