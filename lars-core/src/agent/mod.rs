@@ -337,7 +337,7 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
         let policy = self.policy_for(modid, cmdid);
         let mut route = Route::new(modid, cmdid, policy, &self.config.lb, now);
         route.state = RouteState::Missing;
-        // Room: a route was just removed (the table drops it if not, as before).
+        // Room: a route was just taken out of the table.
         let _ = self.routes.insert(route, Pull::Idle);
         if had_hosts {
             self.push_event(AgentEvent::RouteRemoved { modid, cmdid });
