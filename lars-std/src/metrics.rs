@@ -235,18 +235,11 @@ pub const WEB: &[Desc] = &[
         Kind::Counter,
         "Posts refused for a missing or wrong CSRF or sign-in form token.",
     ),
-    desc(
+    counter(
         "sessions_refused",
-        "sessions_refused_total",
-        Kind::Counter,
         "Requests whose session cookie was expired, forged or of a user no longer known.",
     ),
-    desc(
-        "changes_written",
-        "changes_written_total",
-        Kind::Counter,
-        "Changes written to the store (host edits, deletions, descriptions).",
-    ),
+    counter("changes_written", "Changes written to the store (host edits, deletions, descriptions)."),
     // Answers 503: the store could not be reached.
     error("store_errors", "store"),
 ];
