@@ -28,7 +28,7 @@ pub enum Origin {
     File {
         /// The file.
         path: PathBuf,
-        /// 1-based line number.
+        /// 1-based line number; 0 for the file as a whole (it could not be read).
         line: usize,
     },
     /// An environment variable.
@@ -42,6 +42,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Origin::File { path, line: 0 } => write!(f, "{}", path.display()),
             Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
             Origin::Env(var) => write!(f, "environment variable {var}"),
             Origin::Flag(name) if name.is_empty() => f.write_str("command line"),
