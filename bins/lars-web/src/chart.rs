@@ -1,6 +1,8 @@
 //! Server-side SVG charts: one horizontal bar per host, successes and failures stacked, with
 //! the host's state beside it. Inline SVG in the page: no chart library, nothing fetched.
 
+pub mod history;
+
 use std::fmt::Write as _;
 
 use crate::html::esc;

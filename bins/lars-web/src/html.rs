@@ -65,6 +65,7 @@ pub fn page(title: &str, session: Option<&Session>, flash: Option<&Flash>, body:
         let _ = write!(
             out,
             "<a href=\"/services\">Services</a><a href=\"/status\">Call status</a><a href=\"/audit\">Audit log</a>\
+             <a href=\"/decisions\">Decisions</a><a href=\"/problems\">Problems</a>\
              <span class=who>{} ({}) <form method=post action=\"/logout\">{}<button>Sign out</button></form></span>",
             esc(&session.user),
             session.role.name(),

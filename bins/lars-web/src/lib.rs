@@ -24,12 +24,17 @@ use lars_std::store::console::{Actor, ConsoleStore, Edit, Named, Overview};
 use lars_std::store::{RouteKey, StoreError};
 use lars_std::time::Clock;
 
+use crate::model::history::{PROBLEMS_SHOWN, ProblemReport};
 use crate::model::{CallTable, ServiceList, call_table};
 use crate::stats::WebStats;
 
 /// How long the summed call status is reused: the status pages refresh every 500 ms, so any
 /// number of open pages cost the store one read of `ServerCallStatus` per period.
 pub const STATUS_TTL_NANOS: u64 = 500_000_000;
+
+/// How long a problems report is reused: the history's conditions move by the minute, so
+/// the problems page and the service list's marks cost the store one history read per period.
+pub const PROBLEMS_TTL_NANOS: u64 = 5_000_000_000;
 
 /// How the console runs.
 #[derive(Debug, Clone)]
@@ -116,6 +121,7 @@ struct Cache {
     overview: Option<Arc<Overview>>,
     calls: Option<(u64, Arc<CallTable>)>,
     list: Option<(u64, u64, Arc<ServiceList>)>,
+    problems: Option<(u64, Arc<ProblemReport>)>,
 }
 
 impl Console {
@@ -233,11 +239,34 @@ impl Console {
         Ok(overview)
     }
 
+    /// The problems: the live status's and the call history's (by the alert rules' defaults),
+    /// made at most once per [`PROBLEMS_TTL_NANOS`].
+    pub fn problems(&self) -> Result<Arc<ProblemReport>, StoreError> {
+        let now = Clock::unix_nanos();
+        if let Some((at, report)) = &self.cache().problems
+            && now.saturating_sub(*at) < PROBLEMS_TTL_NANOS
+        {
+            return Ok(Arc::clone(report));
+        }
+        let list = self.services()?;
+        let calls = self.calls()?;
+        let rules = lars_std::store::history::ProblemRules::default();
+        let secs = now / 1_000_000_000;
+        let history = match self.store().history() {
+            Ok(history) => history.recent_problems(secs, rules, PROBLEMS_SHOWN).map_err(|e| e.to_string()),
+            Err(why) => Err(why.to_string()),
+        };
+        let report = Arc::new(ProblemReport::build(&list, &calls, history, rules, secs));
+        self.cache().problems = Some((now, Arc::clone(&report)));
+        Ok(report)
+    }
+
     /// Forgets cached routes after a change made here, so the next list shows it.
     pub fn changed(&self) {
         let mut cache = self.cache();
         cache.overview = None;
         cache.list = None;
+        cache.problems = None;
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {

@@ -2,6 +2,8 @@
 //! health, its search and paging, and per-host call status. Pure functions over plain data, so
 //! the benchmark and the unit tests need no store.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

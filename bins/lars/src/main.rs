@@ -374,6 +374,7 @@ fn events(args: &Args) -> Result<(), Box<dyn Error>> {
         host,
         since_ms: now_ms.saturating_sub(since_minutes * 60_000),
         limit: args.get("limit", 100usize)?,
+        offset: 0,
     };
     let rows = MysqlHistory::new(mysql::opts(url)?).decisions(filter)?;
     if rows.is_empty() {

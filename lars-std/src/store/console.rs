@@ -20,6 +20,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
 use super::file::RouteFile;
+use super::history::mysql::MysqlHistory;
+use super::history::{HistoryStore, NoHistory};
 use super::mysql::{Link, host_of, record_change, v4_parts};
 use super::{RouteKey, RouteStore, StatRow, StoreError};
 use crate::time::Clock;
@@ -190,17 +192,30 @@ pub trait ConsoleStore: Send {
     fn audit(&mut self, key: Option<RouteKey>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// A short description for pages and logs.
     fn describe_store(&self) -> String;
+    /// The call history and decision log this store keeps, or why there are none: the route
+    /// file keeps none (the default here).
+    fn history(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
+        Err(NoHistory::NotKept)
+    }
 }
 
 /// The console's store over MySQL.
 pub struct MysqlConsole {
     link: Link,
+    /// The call history and decisions, on their own connection.
+    history: MysqlHistory,
+    /// Whether `history`'s tables were found (once found, they stay).
+    history_tables: bool,
 }
 
 impl MysqlConsole {
     /// A store connecting with `opts` on first use.
     pub fn new(opts: Opts) -> Self {
-        MysqlConsole { link: Link::new(opts) }
+        MysqlConsole {
+            link: Link::new(opts.clone()),
+            history: MysqlHistory::new(opts),
+            history_tables: false,
+        }
     }
 
     /// Creates the audit table if it is missing (a new table: nothing the original reads
@@ -482,6 +497,17 @@ impl ConsoleStore for MysqlConsole {
 
     fn describe_store(&self) -> String {
         self.link.describe()
+    }
+
+    fn history(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
+        if !self.history_tables {
+            match self.history.tables_exist() {
+                Ok(true) => self.history_tables = true,
+                Ok(false) => return Err(NoHistory::NoTables),
+                Err(e) => return Err(NoHistory::Unavailable(e.to_string())),
+            }
+        }
+        Ok(&mut self.history)
     }
 }
 

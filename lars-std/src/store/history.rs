@@ -137,8 +137,10 @@ pub struct DecisionFilter {
     pub host: Option<SocketAddr>,
     /// At or after this Unix millisecond.
     pub since_ms: u64,
-    /// The newest this many (at most).
+    /// The newest this many (at most; 0 for all).
     pub limit: usize,
+    /// Skips this many of the newest first: `limit` rows from here on are the next page.
+    pub offset: usize,
 }
 
 /// Where lars-reporter keeps call history and decisions, and where the console reads them.
@@ -166,6 +168,34 @@ pub trait HistoryStore: Send {
     /// Decisions that `filter` selects, oldest first.
     fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError>;
 
+    /// A route's history (one host's, with `host`) for the minutes `from..to`, summed per host
+    /// into buckets of `bucket` seconds (a multiple of 60) that start at multiples of `bucket`:
+    /// each row's `minute` is its bucket's start, `overloaded` whether the host was held
+    /// overloaded in any minute of it. Oldest first, hosts in address order within a bucket,
+    /// at most `limit` rows (the oldest). What the console's charts read: a week of a route
+    /// with 100 hosts is 1,008,000 minute rows but 16,800 hourly ones.
+    fn history_buckets(
+        &mut self,
+        route: RouteKey,
+        host: Option<SocketAddr>,
+        range: (u64, u64),
+        bucket: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = self.history(route, host, range.0, range.1)?;
+        Ok(into_buckets(&rows, bucket, limit))
+    }
+
+    /// The problems of every route in the history at Unix time `now`, by `rules` (what
+    /// [`problems`] finds route by route, in one pass over the recent minutes), sorted by
+    /// route; at most `limit` of each kind.
+    fn recent_problems(
+        &mut self,
+        now: u64,
+        rules: ProblemRules,
+        limit: usize,
+    ) -> Result<Vec<Problem>, StoreError>;
+
     /// A short description for logs.
     fn describe(&self) -> String;
 }
@@ -179,38 +209,140 @@ pub fn problems(
     now: u64,
     rules: ProblemRules,
 ) -> Result<Vec<Problem>, StoreError> {
-    let last = now / 60 * 60; // the minute under way is not complete
-    let span = rules.overloaded_minutes.max(rules.error_window_minutes).max(1);
+    let (from, last) = problem_window(now, rules);
     let mut found = Vec::new();
     for &route in routes {
-        let rows = store.history(route, None, last - span * 60, last)?;
-        let minute = last - 60;
-        let latest: Vec<&HistoryRow> = rows.iter().filter(|r| r.minute == minute).collect();
-        if !latest.is_empty() && latest.iter().all(|r| r.overloaded) {
-            found.push(Problem::NoHealthyHost { route, hosts: latest.len() });
-        }
-        let mut by_host: BTreeMap<SocketAddr, Vec<&HistoryRow>> = BTreeMap::new();
-        for row in &rows {
-            by_host.entry(row.host).or_default().push(row);
-        }
-        let since = last - rules.overloaded_minutes * 60;
-        for (host, host_rows) in by_host {
-            let minutes = host_rows.iter().filter(|r| r.minute >= since && r.overloaded).count() as u64;
-            if rules.overloaded_minutes > 0 && minutes >= rules.overloaded_minutes {
-                found.push(Problem::OverloadedLong { route, host, minutes });
-            }
-        }
-        let window = last - rules.error_window_minutes * 60;
-        let (succ, err) = rows
-            .iter()
-            .filter(|r| r.minute >= window)
-            .fold((0u64, 0u64), |(s, e), r| (s + r.succ, e + r.err));
-        let calls = succ + err;
-        if calls >= rules.min_calls.max(1) && err as f64 / calls as f64 > rules.error_rate {
-            found.push(Problem::HighErrorRate { route, rate: err as f64 / calls as f64, calls });
-        }
+        let rows = store.history(route, None, from, last)?;
+        route_problems(route, &rows, last, rules, &mut found);
     }
     Ok(found)
+}
+
+/// The minutes [`problems`] looks at: `from..last`, `last` the start of the minute under way
+/// (which is not complete).
+fn problem_window(now: u64, rules: ProblemRules) -> (u64, u64) {
+    let last = now / 60 * 60;
+    let span = rules.overloaded_minutes.max(rules.error_window_minutes).max(1);
+    (last.saturating_sub(span * 60), last)
+}
+
+/// The problems of one route in its `rows` (the minutes of [`problem_window`]), in the order
+/// no healthy host, hosts overloaded for long (by address), high error rate.
+fn route_problems(
+    route: RouteKey,
+    rows: &[HistoryRow],
+    last: u64,
+    rules: ProblemRules,
+    found: &mut Vec<Problem>,
+) {
+    let minute = last.saturating_sub(60);
+    let latest = rows.iter().filter(|r| r.minute == minute);
+    if latest.clone().next().is_some() && latest.clone().all(|r| r.overloaded) {
+        found.push(Problem::NoHealthyHost { route, hosts: latest.count() });
+    }
+    let since = last.saturating_sub(rules.overloaded_minutes * 60);
+    let mut overloaded: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.minute >= since && r.overloaded) {
+        *overloaded.entry(row.host).or_default() += 1;
+    }
+    for (host, minutes) in overloaded {
+        if rules.overloaded_minutes > 0 && minutes >= rules.overloaded_minutes {
+            found.push(Problem::OverloadedLong { route, host, minutes });
+        }
+    }
+    let window = last.saturating_sub(rules.error_window_minutes * 60);
+    let (succ, err) =
+        rows.iter().filter(|r| r.minute >= window).fold((0u64, 0u64), |(s, e), r| (s + r.succ, e + r.err));
+    if let Some(rate) = error_rate(succ, err, rules) {
+        found.push(Problem::HighErrorRate { route, rate, calls: succ + err });
+    }
+}
+
+/// The error rate of `succ` and `err` calls if it is a problem by `rules`.
+fn error_rate(succ: u64, err: u64, rules: ProblemRules) -> Option<f64> {
+    let calls = succ + err;
+    let rate = err as f64 / calls as f64;
+    (calls >= rules.min_calls.max(1) && rate > rules.error_rate).then_some(rate)
+}
+
+impl Problem {
+    /// The route the problem is on.
+    pub fn route(&self) -> RouteKey {
+        match self {
+            Problem::NoHealthyHost { route, .. }
+            | Problem::OverloadedLong { route, .. }
+            | Problem::HighErrorRate { route, .. } => *route,
+        }
+    }
+
+    /// The order [`HistoryStore::recent_problems`] lists problems in: route, then kind as
+    /// [`problems`] finds them, then host.
+    fn order(&self) -> (RouteKey, u8, Option<SocketAddr>) {
+        match self {
+            Problem::NoHealthyHost { route, .. } => (*route, 0, None),
+            Problem::OverloadedLong { route, host, .. } => (*route, 1, Some(*host)),
+            Problem::HighErrorRate { route, .. } => (*route, 2, None),
+        }
+    }
+}
+
+/// Sorts problems as [`HistoryStore::recent_problems`] returns them.
+fn sort_problems(found: &mut [Problem]) {
+    found.sort_by_key(Problem::order);
+}
+
+/// Keeps at most `limit` problems of each kind (the first by route).
+fn limit_problems(found: Vec<Problem>, limit: usize) -> Vec<Problem> {
+    let mut seen = [0usize; 3];
+    found
+        .into_iter()
+        .filter(|p| {
+            let kind = usize::from(p.order().1);
+            seen[kind] += 1;
+            seen[kind] <= limit
+        })
+        .collect()
+}
+
+/// Sums minute rows (in minute, host order) per host into buckets of `bucket` seconds; at
+/// most `limit` rows.
+pub fn into_buckets(rows: &[HistoryRow], bucket: u64, limit: usize) -> Vec<HistoryRow> {
+    let bucket = bucket.max(60);
+    let mut sums: BTreeMap<(u64, SocketAddr), HistoryRow> = BTreeMap::new();
+    for row in rows {
+        let start = row.minute / bucket * bucket;
+        sums.entry((start, row.host))
+            .and_modify(|sum| sum.add(row))
+            .or_insert(HistoryRow { minute: start, ..*row });
+    }
+    sums.into_values().take(limit).collect()
+}
+
+/// Why a store has no call history for the console to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoHistory {
+    /// The store is the route file (the embedded default): history needs MySQL.
+    NotKept,
+    /// The database has no `CallHistory` and `HostDecision` tables (`lars db-init` makes them).
+    NoTables,
+    /// The database could not be asked.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for NoHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoHistory::NotKept => f.write_str(
+                "this console runs on the route file, which keeps no call history: history and the \
+                 decision log need MySQL (lars-reporter with --mysql and `lars db-init`)",
+            ),
+            NoHistory::NoTables => f.write_str(
+                "this database has no CallHistory and HostDecision tables: run `lars db-init` on it, \
+                 then lars-reporter keeps call history and decisions",
+            ),
+            NoHistory::Unavailable(why) => write!(f, "the store could not be reached ({why})"),
+        }
+    }
 }
 
 /// Call history and decisions in memory, shared by its clones (tests, and a reporter with no
@@ -289,8 +421,32 @@ impl HistoryStore for MemoryHistory {
             .collect();
         rows.sort_by_key(|d| d.at_ms);
         let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        rows.truncate(rows.len().saturating_sub(filter.offset));
         let skip = rows.len().saturating_sub(limit);
         Ok(rows.split_off(skip))
+    }
+
+    fn recent_problems(
+        &mut self,
+        now: u64,
+        rules: ProblemRules,
+        limit: usize,
+    ) -> Result<Vec<Problem>, StoreError> {
+        let (from, last) = problem_window(now, rules);
+        let mut by_route: BTreeMap<RouteKey, Vec<HistoryRow>> = BTreeMap::new();
+        {
+            let inner = self.lock();
+            let first = (from, (i32::MIN, i32::MIN), SocketAddr::from(([0; 4], 0)));
+            for ((_, key, _), row) in inner.history.range(first..).take_while(|((m, _, _), _)| *m < last) {
+                by_route.entry(*key).or_default().push(*row);
+            }
+        }
+        let mut found = Vec::new();
+        for (route, rows) in &by_route {
+            route_problems(*route, rows, last, rules, &mut found);
+        }
+        sort_problems(&mut found);
+        Ok(limit_problems(found, limit))
     }
 
     fn describe(&self) -> String {

@@ -7,7 +7,10 @@
 //! session's CSRF token and, unless the route is marked read-only, an admin role.
 
 mod audit;
+pub mod decisions;
+pub mod history;
 mod login;
+pub mod problems;
 mod route;
 pub mod services;
 mod status;
@@ -44,6 +47,9 @@ const ROUTES: &[PageRoute] = &[
     PageRoute { path: "/status", get: Some(status::get), post: None, viewer_may_post: false },
     PageRoute { path: "/status/fragment", get: Some(status::fragment), post: None, viewer_may_post: false },
     PageRoute { path: "/audit", get: Some(audit::get), post: None, viewer_may_post: false },
+    PageRoute { path: "/history", get: Some(history::get), post: None, viewer_may_post: false },
+    PageRoute { path: "/decisions", get: Some(decisions::get), post: None, viewer_may_post: false },
+    PageRoute { path: "/problems", get: Some(problems::get), post: None, viewer_may_post: false },
     PageRoute { path: "/logout", get: None, post: Some(login::logout), viewer_may_post: true },
 ];
 

@@ -59,11 +59,15 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     let _ = write!(
         body,
         "<p>Module: <strong>{}</strong> · Command: <strong>{}</strong> · <a href=\"/status?modid={}&amp;cmdid={}\">call status</a> · \
-         <a href=\"/audit?modid={}&amp;cmdid={}\">audit log</a></p>",
+         <a href=\"/audit?modid={}&amp;cmdid={}\">audit log</a> · <a href=\"{}\">call history</a> · \
+         <a href=\"/decisions?modid={}&amp;cmdid={}\">decision log</a></p>",
         if module.is_empty() { "(no description)".into() } else { esc(&module).to_string() },
         if command.is_empty() { "(no description)".into() } else { esc(&command).to_string() },
         key.0,
         key.1,
+        key.0,
+        key.1,
+        super::history::history_link(key, None),
         key.0,
         key.1
     );
@@ -133,8 +137,18 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         };
         let _ = write!(
             body,
-            "<tr{class} data-host=\"{}\">{select}<td>{}</td><td class=n>{}</td><td>{tag}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            host.addr, host.addr, host.weight, calls.succ, calls.err, calls.callers
+            "<tr{class} data-host=\"{}\">{select}<td>{} <small><a href=\"{}\">history</a> · \
+             <a href=\"/decisions?modid={}&amp;cmdid={}&amp;host={}\">decisions</a></small></td><td class=n>{}</td><td>{tag}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            host.addr,
+            host.addr,
+            super::history::history_link(key, Some(host.addr)),
+            key.0,
+            key.1,
+            percent_encode(&host.addr.to_string()),
+            host.weight,
+            calls.succ,
+            calls.err,
+            calls.callers
         );
     }
     body.push_str("</tbody></table>");

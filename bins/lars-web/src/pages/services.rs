@@ -1,7 +1,10 @@
 //! The service list: every route with its descriptions and host counts, searched and paged
 //! from the console's cached list; a route without a healthy host stands out.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use lars_std::store::RouteKey;
 
 use super::{flash_of, route_link, store_error};
 use crate::Console;
@@ -21,7 +24,9 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         unhealthy_only: request.param("unhealthy").is_some_and(|v| !v.is_empty()),
         page: request.param("page").and_then(|p| p.parse().ok()).unwrap_or(0),
     };
-    let mut body = render(&list, &query);
+    // A problems report that cannot be made leaves the list unmarked, not failed.
+    let marks = console.problems().map(|report| report.routes()).unwrap_or_default();
+    let mut body = render_marked(&list, &query, &marks);
     if can_change(session) {
         let _ = write!(
             body,
@@ -39,6 +44,12 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
 
 /// The list part of the page: the search form, the table and the page links.
 pub fn render(list: &ServiceList, query: &ServiceQuery) -> String {
+    render_marked(list, query, &BTreeMap::new())
+}
+
+/// [`render`], with the routes in `marks` tagged with their problem (a link to the problems
+/// page).
+pub fn render_marked(list: &ServiceList, query: &ServiceQuery, marks: &BTreeMap<RouteKey, &str>) -> String {
     let found = list.page(query);
     let mut out = String::with_capacity(4096 + found.rows.len() * 400);
     let _ = write!(
@@ -59,9 +70,15 @@ pub fn render(list: &ServiceList, query: &ServiceQuery) -> String {
     );
     for row in &found.rows {
         let class = if row.healthy == 0 { " class=bad" } else { "" };
+        let mark = match marks.get(&row.key) {
+            Some(problem) => {
+                format!(" <a href=\"/problems\" class=\"tag over\" data-problem>{}</a>", esc(problem))
+            }
+            None => String::new(),
+        };
         let _ = write!(
             out,
-            "<tr{class}><td><a href=\"{link}\">{}</a></td><td><a href=\"{link}\">{}</a></td><td>{}</td><td>{}</td>\
+            "<tr{class}><td><a href=\"{link}\">{}</a></td><td><a href=\"{link}\">{}</a>{mark}</td><td>{}</td><td>{}</td>\
              <td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
             row.key.0,
             row.key.1,

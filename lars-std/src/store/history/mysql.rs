@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, TxOpts, Value};
 
-use super::{DecisionFilter, DecisionRow, HistoryRow, HistoryStore};
+use super::{DecisionFilter, DecisionRow, HistoryRow, HistoryStore, Problem, ProblemRules};
 use crate::store::{RouteKey, StoreError};
 
 /// The tables, as `db-init` creates them (`store::mysql::init_schema` and its script).
@@ -94,6 +94,28 @@ impl MysqlHistory {
 
 fn host_of(text: &str) -> Option<SocketAddr> {
     text.parse().ok()
+}
+
+/// Rows as read (minute or bucket, host, succ, err, overload, overloaded), in minute and
+/// address order (text order is not address order: 10.0.0.10 sorts before 10.0.0.2).
+fn history_rows(route: RouteKey, rows: Vec<(u64, String, u64, u64, u64, u8)>) -> Vec<HistoryRow> {
+    let mut out: Vec<HistoryRow> = rows
+        .into_iter()
+        .filter_map(|(minute, host, succ, err, overload, overloaded)| {
+            Some(HistoryRow {
+                modid: route.0,
+                cmdid: route.1,
+                host: host_of(&host)?,
+                minute,
+                succ,
+                err,
+                overload,
+                overloaded: overloaded != 0,
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| (r.minute, r.host));
+    out
 }
 
 impl HistoryStore for MysqlHistory {
@@ -195,39 +217,29 @@ impl HistoryStore for MysqlHistory {
                 (route.0, route.1, from, to, host_text.clone(), host_text),
             )
         })?;
-        let mut out: Vec<HistoryRow> = rows
-            .into_iter()
-            .filter_map(|(minute, host, succ, err, overload, overloaded)| {
-                Some(HistoryRow {
-                    modid: route.0,
-                    cmdid: route.1,
-                    host: host_of(&host)?,
-                    minute,
-                    succ,
-                    err,
-                    overload,
-                    overloaded: overloaded != 0,
-                })
-            })
-            .collect();
-        // Text order is not address order (10.0.0.10 before 10.0.0.2).
-        out.sort_by_key(|r| (r.minute, r.host));
-        Ok(out)
+        Ok(history_rows(route, rows))
     }
 
     fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
-        let (modid, cmdid) = filter.route.map_or((None, None), |(m, c)| (Some(m), Some(c)));
-        let host = filter.host.map(|h| h.to_string());
+        // One statement per filter, so that each can use its index: `route_time` for a route
+        // (and a host of it), `time_index` for every route.
+        let mut sql = String::from(
+            "SELECT at_ms, modid, cmdid, host, caller, decision, reason FROM HostDecision WHERE at_ms >= ?",
+        );
+        let mut params = vec![Value::from(filter.since_ms)];
+        if let Some((modid, cmdid)) = filter.route {
+            sql.push_str(" AND modid = ? AND cmdid = ?");
+            params.extend([Value::from(modid), Value::from(cmdid)]);
+        }
+        if let Some(host) = filter.host {
+            sql.push_str(" AND host = ?");
+            params.push(Value::from(host.to_string()));
+        }
+        sql.push_str(" ORDER BY at_ms DESC, id DESC LIMIT ? OFFSET ?");
         let limit = if filter.limit == 0 { u64::MAX } else { filter.limit as u64 };
+        params.extend([Value::from(limit), Value::from(filter.offset as u64)]);
         type Row = (u64, i32, i32, String, u32, String, String);
-        let rows: Vec<Row> = self.with(|conn| {
-            conn.exec(
-                "SELECT at_ms, modid, cmdid, host, caller, decision, reason FROM HostDecision \
-                 WHERE at_ms >= ? AND (? IS NULL OR (modid = ? AND cmdid = ?)) AND (? IS NULL OR host = ?) \
-                 ORDER BY at_ms DESC, id DESC LIMIT ?",
-                (filter.since_ms, modid, modid, cmdid, host.clone(), host, limit),
-            )
-        })?;
+        let rows: Vec<Row> = self.with(|conn| conn.exec(sql, params))?;
         let mut out: Vec<DecisionRow> = rows
             .into_iter()
             .filter_map(|(at_ms, modid, cmdid, host, caller, change, reason)| {
@@ -236,6 +248,94 @@ impl HistoryStore for MysqlHistory {
             .collect();
         out.reverse();
         Ok(out)
+    }
+
+    fn history_buckets(
+        &mut self,
+        route: RouteKey,
+        host: Option<SocketAddr>,
+        (from, to): (u64, u64),
+        bucket: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        // Summed by the server through the primary key's (modid, cmdid, minute) range: the
+        // rows that cross the wire are one per host per bucket, at most `limit`.
+        let bucket = bucket.max(60);
+        let mut sql = String::from(
+            "SELECT minute - minute % ? AS bucket, host, SUM(succ_cnt), SUM(err_cnt), SUM(overload_cnt), \
+             MAX(overloaded) FROM CallHistory WHERE modid = ? AND cmdid = ? AND minute >= ? AND minute < ?",
+        );
+        let mut params = vec![
+            Value::from(bucket),
+            Value::from(route.0),
+            Value::from(route.1),
+            Value::from(from),
+            Value::from(to),
+        ];
+        if let Some(host) = host {
+            sql.push_str(" AND host = ?");
+            params.push(Value::from(host.to_string()));
+        }
+        sql.push_str(" GROUP BY bucket, host ORDER BY bucket, host LIMIT ?");
+        params.push(Value::from(limit as u64));
+        let rows: Vec<(u64, String, u64, u64, u64, u8)> = self.with(|conn| conn.exec(sql, params))?;
+        Ok(history_rows(route, rows))
+    }
+
+    fn recent_problems(
+        &mut self,
+        now: u64,
+        rules: ProblemRules,
+        limit: usize,
+    ) -> Result<Vec<Problem>, StoreError> {
+        // Three grouped reads over `minute_index`, each of the few recent minutes only, and
+        // each bounded: a fleet's problems cost the same as one route's.
+        let (_, last) = super::problem_window(now, rules);
+        let limit = limit as u64;
+        let latest = last.saturating_sub(60);
+        let since = last.saturating_sub(rules.overloaded_minutes * 60);
+        let window = last.saturating_sub(rules.error_window_minutes * 60);
+        let (no_healthy, long, failing) = self.with(|conn| {
+            let no_healthy: Vec<(i32, i32, u64)> = conn.exec(
+                "SELECT modid, cmdid, COUNT(*) FROM CallHistory WHERE minute = ? \
+                 GROUP BY modid, cmdid HAVING MIN(overloaded) = 1 ORDER BY modid, cmdid LIMIT ?",
+                (latest, limit),
+            )?;
+            let long: Vec<(i32, i32, String, u64)> = if rules.overloaded_minutes == 0 {
+                Vec::new()
+            } else {
+                conn.exec(
+                    "SELECT modid, cmdid, host, COUNT(*) FROM CallHistory WHERE minute >= ? AND minute < ? \
+                     AND overloaded = 1 GROUP BY modid, cmdid, host HAVING COUNT(*) >= ? \
+                     ORDER BY modid, cmdid LIMIT ?",
+                    (since, last, rules.overloaded_minutes, limit),
+                )?
+            };
+            let failing: Vec<(i32, i32, u64, u64)> = conn.exec(
+                "SELECT modid, cmdid, SUM(succ_cnt) AS s, SUM(err_cnt) AS e FROM CallHistory \
+                 WHERE minute >= ? AND minute < ? GROUP BY modid, cmdid \
+                 HAVING s + e >= ? AND e > ? * (s + e) ORDER BY modid, cmdid LIMIT ?",
+                (window, last, rules.min_calls.max(1), rules.error_rate, limit),
+            )?;
+            Ok((no_healthy, long, failing))
+        })?;
+        let mut found: Vec<Problem> = no_healthy
+            .into_iter()
+            .map(|(modid, cmdid, hosts)| Problem::NoHealthyHost {
+                route: (modid, cmdid),
+                hosts: hosts as usize,
+            })
+            .collect();
+        found.extend(long.into_iter().filter_map(|(modid, cmdid, host, minutes)| {
+            Some(Problem::OverloadedLong { route: (modid, cmdid), host: host_of(&host)?, minutes })
+        }));
+        found.extend(failing.into_iter().filter_map(|(modid, cmdid, succ, err)| {
+            // The same test as the memory store's, on the sums the server made.
+            let rate = super::error_rate(succ, err, rules)?;
+            Some(Problem::HighErrorRate { route: (modid, cmdid), rate, calls: succ + err })
+        }));
+        super::sort_problems(&mut found);
+        Ok(found)
     }
 
     fn describe(&self) -> String {

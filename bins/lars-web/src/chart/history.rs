@@ -1,0 +1,199 @@
+//! Server-side SVG of calls over time: one column per bucket, successes (green), failures
+//! (red) and overloads (orange, the part of the failures the host refused) stacked, and a
+//! strip under the columns where a host was held overloaded. Every column carries a
+//! `<title>` with its numbers, so hovering shows them without a script.
+
+use std::fmt::Write as _;
+
+use crate::html::esc;
+use crate::model::history::Series;
+
+/// A chart's size and labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether to draw the time and count labels (the small per-host charts leave them out).
+    pub labels: bool,
+}
+
+impl Frame {
+    /// The route's chart.
+    pub const LARGE: Frame = Frame { width: 760, height: 200, labels: true };
+    /// A host's chart in the host table.
+    pub const SMALL: Frame = Frame { width: 240, height: 44, labels: false };
+}
+
+const GREEN: &str = "#3fa760";
+const RED: &str = "#d9534f";
+const ORANGE: &str = "#f0a030";
+
+/// The chart of `series`. `time` names a bucket's start (UTC, as the page prints times).
+pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u64) -> String) -> String {
+    let (left, bottom, top) = if frame.labels { (52, 34, 6) } else { (0, 6, 2) };
+    let strip = 4;
+    let plot_w = frame.width.saturating_sub(left + 2).max(1);
+    let plot_h = frame.height.saturating_sub(bottom + top).max(1);
+    let base = top + plot_h;
+    let count = series.points.len().max(1) as u32;
+    let column = (plot_w / count).max(1);
+    let most = series.points.iter().map(|p| p.succ + p.err).max().unwrap_or(0);
+    let calls = series.calls();
+    let mut svg = String::with_capacity(512 + series.points.len() * 260);
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=img class=\"chart history\" data-calls=\"{calls}\" \
+         width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"11\">\
+         <title>{}</title><rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"#fafbfc\" stroke=\"#e1e4e8\"/>",
+        esc(title),
+        w = frame.width,
+        h = frame.height,
+    );
+    if calls == 0 {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#777\">no calls recorded in this range</text>",
+            left + plot_w / 2,
+            top + plot_h / 2 + 4
+        );
+    }
+    let scale = |n: u64| if most == 0 { 0 } else { (n * u64::from(plot_h) / most) as u32 };
+    for (i, point) in series.points.iter().enumerate() {
+        let x = left + column * i as u32;
+        let bar = column.saturating_sub(u32::from(column > 2)).max(1);
+        let at = series.from + series.bucket * i as u64;
+        if point.succ + point.err > 0 {
+            let _ = write!(
+                svg,
+                "<g><title>{}: {} ok, {} failed ({} overloaded){}</title>",
+                esc(&time(at)),
+                point.succ,
+                point.err,
+                point.overload,
+                if point.overloaded > 0 {
+                    format!(", {} host(s) held overloaded", point.overloaded)
+                } else {
+                    String::new()
+                }
+            );
+            // Stacked from the base up: successes, plain failures, overloads.
+            let parts = [
+                ("ok", GREEN, point.succ),
+                ("failed", RED, point.err.saturating_sub(point.overload)),
+                ("overload", ORANGE, point.overload.min(point.err)),
+            ];
+            let mut filled = 0;
+            for (class, color, n) in parts {
+                let height = scale(filled + n) - scale(filled);
+                filled += n;
+                if height > 0 {
+                    let _ = write!(
+                        svg,
+                        "<rect class={class} x=\"{x}\" y=\"{}\" width=\"{bar}\" height=\"{height}\" fill=\"{color}\"/>",
+                        base - scale(filled)
+                    );
+                }
+            }
+            svg.push_str("</g>");
+        }
+        if point.overloaded > 0 {
+            let _ = write!(
+                svg,
+                "<rect class=held x=\"{x}\" y=\"{}\" width=\"{column}\" height=\"{strip}\" fill=\"{ORANGE}\"/>",
+                base + 1
+            );
+        }
+    }
+    if frame.labels {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#555\">{most}</text>\
+             <text x=\"{}\" y=\"{base}\" text-anchor=\"end\" fill=\"#555\">0</text>",
+            left - 4,
+            top + 10,
+            left - 4
+        );
+        let end = series.from + series.bucket * series.points.len() as u64;
+        let ticks = [
+            (0u32, series.from, "start"),
+            (plot_w / 2, (series.from + end) / 2, "middle"),
+            (plot_w, end, "end"),
+        ];
+        for (dx, at, anchor) in ticks {
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#555\">{}</text>",
+                left + dx,
+                base + strip + 13,
+                esc(&time(at))
+            );
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{left}\" y=\"{}\" fill=\"#555\">calls per {}: green ok, red failed, orange overloaded; \
+             the strip: a host held overloaded (UTC)</text>",
+            frame.height - 3,
+            bucket_name(series.bucket)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn bucket_name(seconds: u64) -> String {
+    match seconds {
+        60 => "minute".into(),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s => format!("{} min", s / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::history::{Point, Series};
+
+    fn time(at: u64) -> String {
+        format!("t{at}")
+    }
+
+    #[test]
+    fn a_golden_small_chart() {
+        let series = Series {
+            from: 600,
+            bucket: 60,
+            points: vec![
+                Point { succ: 30, err: 10, overload: 5, overloaded: 1 },
+                Point::default(),
+                Point { succ: 20, err: 0, overload: 0, overloaded: 0 },
+            ],
+        };
+        let frame = Frame { width: 63, height: 48, labels: false };
+        let svg = history_chart("host <a>", &series, frame, &time);
+        assert_eq!(
+            svg,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" role=img class=\"chart history\" data-calls=\"60\" \
+             width=\"63\" height=\"48\" viewBox=\"0 0 63 48\" font-family=\"sans-serif\" font-size=\"11\">\
+             <title>host &lt;a&gt;</title><rect x=\"0\" y=\"2\" width=\"61\" height=\"40\" fill=\"#fafbfc\" stroke=\"#e1e4e8\"/>\
+             <g><title>t600: 30 ok, 10 failed (5 overloaded), 1 host(s) held overloaded</title>\
+             <rect class=ok x=\"0\" y=\"12\" width=\"19\" height=\"30\" fill=\"#3fa760\"/>\
+             <rect class=failed x=\"0\" y=\"7\" width=\"19\" height=\"5\" fill=\"#d9534f\"/>\
+             <rect class=overload x=\"0\" y=\"2\" width=\"19\" height=\"5\" fill=\"#f0a030\"/></g>\
+             <rect class=held x=\"0\" y=\"43\" width=\"20\" height=\"4\" fill=\"#f0a030\"/>\
+             <g><title>t720: 20 ok, 0 failed (0 overloaded)</title>\
+             <rect class=ok x=\"40\" y=\"22\" width=\"19\" height=\"20\" fill=\"#3fa760\"/></g></svg>"
+        );
+    }
+
+    #[test]
+    fn an_empty_range_says_so_and_labels_are_escaped() {
+        let series = Series::empty(0, 900, 96);
+        let svg = history_chart("route 1 1", &series, Frame::LARGE, &|_| "<t>".into());
+        assert!(svg.contains("data-calls=\"0\"") && svg.contains("no calls recorded in this range"));
+        assert!(svg.contains("&lt;t&gt;") && !svg.contains("<t>"));
+        assert!(svg.contains("calls per 15 min") && !svg.contains("<rect class=ok"));
+        assert_eq!(bucket_name(7200), "2 h");
+    }
+}

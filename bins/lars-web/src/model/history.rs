@@ -1,0 +1,369 @@
+//! Call history and problems as the pages show them: the ranges a history page offers, the
+//! store's buckets turned into one series for a route and one per host, and the problems
+//! report that joins the live call status with the history's conditions. Pure functions over
+//! plain data, like the rest of `model`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use lars_std::store::RouteKey;
+use lars_std::store::history::{HistoryRow, Problem, ProblemRules};
+
+use super::{CallTable, HostCalls, ServiceList};
+
+/// The time ranges of a history page, each with a bucket size that keeps a chart at 60 to 96
+/// columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The last hour, by minute.
+    Hour,
+    /// The last 6 hours, by 5 minutes.
+    SixHours,
+    /// The last day, by 15 minutes.
+    Day,
+    /// The last week, by 2 hours.
+    Week,
+}
+
+impl Range {
+    /// Every range, shortest first.
+    pub const ALL: [Range; 4] = [Range::Hour, Range::SixHours, Range::Day, Range::Week];
+
+    /// The range a `range=` parameter names (`1h`, `6h`, `1d`, `7d`); the last hour otherwise.
+    pub fn parse(text: Option<&str>) -> Range {
+        Range::ALL.into_iter().find(|r| Some(r.param()) == text).unwrap_or(Range::Hour)
+    }
+
+    /// Its `range=` parameter.
+    pub fn param(self) -> &'static str {
+        match self {
+            Range::Hour => "1h",
+            Range::SixHours => "6h",
+            Range::Day => "1d",
+            Range::Week => "7d",
+        }
+    }
+
+    /// Its name on the page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Range::Hour => "last hour",
+            Range::SixHours => "last 6 hours",
+            Range::Day => "last day",
+            Range::Week => "last week",
+        }
+    }
+
+    /// Its length in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Range::Hour => 3600,
+            Range::SixHours => 6 * 3600,
+            Range::Day => 24 * 3600,
+            Range::Week => 7 * 24 * 3600,
+        }
+    }
+
+    /// Seconds per chart column (a multiple of the store's minute).
+    pub fn bucket(self) -> u64 {
+        match self {
+            Range::Hour => 60,
+            Range::SixHours => 300,
+            Range::Day => 900,
+            Range::Week => 7200,
+        }
+    }
+
+    /// Chart columns.
+    pub fn buckets(self) -> usize {
+        (self.seconds() / self.bucket()) as usize
+    }
+
+    /// The range's seconds `(from, to)` at Unix time `now`: whole buckets, the last one the
+    /// bucket under way.
+    pub fn window(self, now: u64) -> (u64, u64) {
+        let to = (now / self.bucket() + 1) * self.bucket();
+        (to.saturating_sub(self.seconds()), to)
+    }
+}
+
+/// One chart column: the calls in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Point {
+    /// Successful calls.
+    pub succ: u64,
+    /// Failed calls (overloads included).
+    pub err: u64,
+    /// Calls refused as overloaded.
+    pub overload: u64,
+    /// Hosts held overloaded in some minute of the bucket (0 or 1 for one host).
+    pub overloaded: u32,
+}
+
+/// Calls over time: `points[i]` is the bucket that starts at `from + i * bucket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// The first bucket's start, Unix seconds.
+    pub from: u64,
+    /// Seconds per bucket.
+    pub bucket: u64,
+    /// The buckets, oldest first, every one of the range (empty ones are zero).
+    pub points: Vec<Point>,
+}
+
+impl Series {
+    /// A series of `count` empty buckets.
+    pub fn empty(from: u64, bucket: u64, count: usize) -> Series {
+        Series { from, bucket, points: vec![Point::default(); count] }
+    }
+
+    /// Calls in all (successful and failed).
+    pub fn calls(&self) -> u64 {
+        self.points.iter().map(|p| p.succ + p.err).sum()
+    }
+
+    /// The sums over every bucket (`overloaded`: the buckets with an overloaded host).
+    pub fn totals(&self) -> Point {
+        self.points.iter().fold(Point::default(), |t, p| Point {
+            succ: t.succ + p.succ,
+            err: t.err + p.err,
+            overload: t.overload + p.overload,
+            overloaded: t.overloaded + u32::from(p.overloaded > 0),
+        })
+    }
+
+    fn add(&mut self, row: &HistoryRow) {
+        if row.minute < self.from {
+            return;
+        }
+        let index = ((row.minute - self.from) / self.bucket) as usize;
+        if let Some(point) = self.points.get_mut(index) {
+            point.succ += row.succ;
+            point.err += row.err;
+            point.overload += row.overload;
+            point.overloaded += u32::from(row.overloaded);
+        }
+    }
+}
+
+/// A route's history: the route's series (every host summed) and each host's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHistory {
+    /// Every host summed.
+    pub route: Series,
+    /// Each host that has rows, by address.
+    pub hosts: BTreeMap<SocketAddr, Series>,
+}
+
+impl RouteHistory {
+    /// Sorts `rows` (buckets of `range`, from [`Range::window`] at `from`) into series.
+    pub fn build(rows: &[HistoryRow], range: Range, from: u64) -> RouteHistory {
+        let empty = || Series::empty(from, range.bucket(), range.buckets());
+        let mut history = RouteHistory { route: empty(), hosts: BTreeMap::new() };
+        for row in rows {
+            history.route.add(row);
+            history.hosts.entry(row.host).or_insert_with(empty).add(row);
+        }
+        history
+    }
+}
+
+/// The most entries of each list a problems report keeps (the rest are counted).
+pub const PROBLEMS_SHOWN: usize = 200;
+
+/// A route that no caller can be given a healthy host of, by the latest call status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// The route.
+    pub key: RouteKey,
+    /// Its hosts.
+    pub hosts: u32,
+    /// Hosts some agent reports overloaded.
+    pub overloaded: u32,
+    /// Hosts out of rotation.
+    pub out_of_rotation: u32,
+}
+
+/// Everything the problems page shows, and what the service list marks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProblemReport {
+    /// When it was made, Unix seconds.
+    pub at: u64,
+    /// The rules the history was judged by.
+    pub rules: ProblemRules,
+    /// Routes without a healthy host by the latest status (at most [`PROBLEMS_SHOWN`]).
+    pub unhealthy: Vec<Unhealthy>,
+    /// All such routes.
+    pub unhealthy_count: usize,
+    /// Hosts some agent reports overloaded now (at most [`PROBLEMS_SHOWN`]).
+    pub overloaded: Vec<(RouteKey, SocketAddr, HostCalls)>,
+    /// All such hosts.
+    pub overloaded_count: usize,
+    /// The history's problems, or why there are none to judge.
+    pub history: Result<Vec<Problem>, String>,
+}
+
+impl ProblemReport {
+    /// Joins the live service list and call status with the history's problems.
+    pub fn build(
+        list: &ServiceList,
+        calls: &CallTable,
+        history: Result<Vec<Problem>, String>,
+        rules: ProblemRules,
+        at: u64,
+    ) -> ProblemReport {
+        let unhealthy_rows = list.rows.iter().filter(|r| r.hosts > 0 && r.healthy == 0);
+        let unhealthy_count = unhealthy_rows.clone().count();
+        let unhealthy = unhealthy_rows
+            .take(PROBLEMS_SHOWN)
+            .map(|r| Unhealthy {
+                key: r.key,
+                hosts: r.hosts,
+                overloaded: r.overloaded,
+                out_of_rotation: r.out_of_rotation,
+            })
+            .collect();
+        let overloaded_hosts = calls
+            .iter()
+            .flat_map(|(key, hosts)| hosts.iter().map(move |(addr, c)| (*key, *addr, *c)))
+            .filter(|(_, _, c)| c.overloaded);
+        let overloaded_count = overloaded_hosts.clone().count();
+        let overloaded = overloaded_hosts.take(PROBLEMS_SHOWN).collect();
+        ProblemReport { at, rules, unhealthy, unhealthy_count, overloaded, overloaded_count, history }
+    }
+
+    /// The routes with a problem and the first problem's name, for the service list.
+    pub fn routes(&self) -> BTreeMap<RouteKey, &'static str> {
+        let mut marks = BTreeMap::new();
+        for problem in self.history.as_deref().unwrap_or_default() {
+            let name = match problem {
+                Problem::NoHealthyHost { .. } => "no healthy host",
+                Problem::OverloadedLong { .. } => "host overloaded for long",
+                Problem::HighErrorRate { .. } => "high error rate",
+            };
+            marks.entry(problem.route()).or_insert(name);
+        }
+        for (key, _, _) in &self.overloaded {
+            marks.entry(*key).or_insert("host overloaded");
+        }
+        for route in &self.unhealthy {
+            marks.insert(route.key, "no healthy host");
+        }
+        marks
+    }
+
+    /// Whether anything is wrong that the console can see.
+    pub fn is_empty(&self) -> bool {
+        self.unhealthy_count == 0
+            && self.overloaded_count == 0
+            && self.history.as_ref().is_ok_and(|found| found.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceList, call_table};
+    use lars_std::store::StatRow;
+    use lars_std::store::console::{HostEntry, Overview};
+
+    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
+        HistoryRow {
+            modid: 7,
+            cmdid: 1,
+            host: SocketAddr::from(([10, 0, 0, 1], port)),
+            minute,
+            succ,
+            err,
+            overload: err / 2,
+            overloaded,
+        }
+    }
+
+    #[test]
+    fn ranges_are_whole_buckets_ending_with_the_one_under_way() {
+        assert_eq!(Range::parse(Some("6h")), Range::SixHours);
+        assert_eq!(Range::parse(Some("<script>")), Range::Hour);
+        for range in Range::ALL {
+            assert_eq!(Range::parse(Some(range.param())), range);
+            assert!((60..=96).contains(&range.buckets()), "{range:?}");
+            assert_eq!(range.bucket() % 60, 0);
+            let (from, to) = range.window(1_764_547_200 + 61);
+            assert_eq!((to - from, from % range.bucket()), (range.seconds(), 0));
+            assert!(to > 1_764_547_200 + 61 && to - range.bucket() <= 1_764_547_200 + 61);
+        }
+    }
+
+    #[test]
+    fn rows_become_a_route_series_and_one_per_host() {
+        let range = Range::SixHours;
+        let from = 3_000;
+        let rows = [
+            row(3_000, 80, 10, 2, false),
+            row(3_000, 81, 5, 5, true),
+            row(3_300, 80, 1, 0, false),
+            row(2_700, 80, 99, 99, true), // before the range: ignored
+        ];
+        let history = RouteHistory::build(&rows, range, from);
+        assert_eq!(history.route.points.len(), 72);
+        assert_eq!(history.route.points[0], Point { succ: 15, err: 7, overload: 3, overloaded: 1 });
+        assert_eq!(history.route.points[1].succ, 1);
+        assert_eq!(history.route.calls(), 23);
+        let host = history.hosts[&SocketAddr::from(([10, 0, 0, 1], 81))].totals();
+        assert_eq!(host, Point { succ: 5, err: 5, overload: 2, overloaded: 1 });
+        assert!(RouteHistory::build(&[], range, from).hosts.is_empty());
+    }
+
+    #[test]
+    fn the_report_joins_live_status_and_history() {
+        let host = |port, in_rotation| HostEntry {
+            addr: SocketAddr::from(([10, 0, 0, 1], port)),
+            weight: 1,
+            in_rotation,
+        };
+        let mut overview = Overview::default();
+        overview.routes.insert((1, 1), vec![host(80, true), host(81, true)]);
+        overview.routes.insert((2, 1), vec![host(80, true)]);
+        overview.routes.insert((3, 1), vec![host(80, false)]);
+        let stat = |key: RouteKey, port, overload| StatRow {
+            modid: key.0,
+            cmdid: key.1,
+            host: SocketAddr::from(([10, 0, 0, 1], port)),
+            caller: 1,
+            succ: 1,
+            err: 9,
+            ts: 100,
+            overload,
+        };
+        let calls = call_table(&[stat((1, 1), 81, true), stat((2, 1), 80, true)]);
+        let list = ServiceList::build(&overview, &calls);
+        let failing = Problem::HighErrorRate { route: (1, 1), rate: 0.9, calls: 100 };
+        let report = ProblemReport::build(&list, &calls, Ok(vec![failing]), ProblemRules::default(), 9);
+        assert_eq!(
+            report.unhealthy.iter().map(|u| (u.key, u.overloaded, u.out_of_rotation)).collect::<Vec<_>>(),
+            [((2, 1), 1, 0), ((3, 1), 0, 1)]
+        );
+        assert_eq!(report.overloaded_count, 2);
+        let marks = report.routes();
+        assert_eq!(marks[&(1, 1)], "high error rate");
+        assert_eq!(marks[&(2, 1)], "no healthy host");
+        assert_eq!(marks.len(), 3);
+        assert!(!report.is_empty());
+        let quiet = ProblemReport::build(
+            &ServiceList::default(),
+            &CallTable::new(),
+            Ok(vec![]),
+            ProblemRules::default(),
+            9,
+        );
+        assert!(quiet.is_empty() && quiet.routes().is_empty());
+        let no_history = ProblemReport::build(
+            &ServiceList::default(),
+            &CallTable::new(),
+            Err("no history".into()),
+            ProblemRules::default(),
+            9,
+        );
+        assert!(!no_history.is_empty(), "not judged is not the same as fine");
+    }
+}

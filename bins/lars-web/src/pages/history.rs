@@ -1,0 +1,291 @@
+//! A route's call history, or one host's: successes, failures and overloads over the last
+//! hour, 6 hours, day or week, as server-side SVG from `CallHistory` (summed into the range's
+//! buckets by the store), with a small chart per host. Read-only; a store without history (the
+//! route file, a database before `lars db-init`) gets a page that says what history needs.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use lars_std::store::RouteKey;
+use lars_std::store::StoreError;
+use lars_std::store::history::NoHistory;
+
+use super::{parse_host, parse_id, route_link, store_error};
+use crate::Console;
+use crate::auth::Session;
+use crate::chart::history::{Frame, history_chart};
+use crate::html::{esc, page};
+use crate::http::{Request, Response, percent_encode};
+use crate::model::history::{Range, RouteHistory, Series};
+use lars_std::time::Clock;
+
+/// The most buckets one page reads (hosts × columns): 100 hosts over any range is 9,600.
+pub const MAX_ROWS: usize = 50_000;
+
+/// What a history page is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject {
+    /// The route.
+    pub key: RouteKey,
+    /// One host of it, or all.
+    pub host: Option<SocketAddr>,
+}
+
+impl Subject {
+    /// The subject a request names (`modid`, `cmdid`, optionally `host`).
+    pub fn of(request: &Request) -> Result<Subject, String> {
+        let key = (parse_id("modid", request.param("modid"))?, parse_id("cmdid", request.param("cmdid"))?);
+        let host =
+            request.param("host").filter(|h| !h.is_empty()).map(|h| parse_host(Some(h))).transpose()?;
+        Ok(Subject { key, host })
+    }
+
+    /// Its query string (escaped for an attribute), e.g. `modid=1&amp;cmdid=2&amp;host=…`.
+    pub fn query(&self) -> String {
+        let mut query = format!("modid={}&amp;cmdid={}", self.key.0, self.key.1);
+        if let Some(host) = self.host {
+            let _ = write!(query, "&amp;host={}", percent_encode(&host.to_string()));
+        }
+        query
+    }
+
+    /// Its name in titles.
+    pub fn name(&self) -> String {
+        match self.host {
+            Some(host) => format!("host {host} of route {} {}", self.key.0, self.key.1),
+            None => format!("route {} {}", self.key.0, self.key.1),
+        }
+    }
+}
+
+/// A link to a host's (or, with `None`, a route's) history.
+pub(crate) fn history_link(key: RouteKey, host: Option<SocketAddr>) -> String {
+    format!("/history?{}", Subject { key, host }.query())
+}
+
+/// `YYYY-MM-DD hh:mm` (UTC) of a Unix time, as charts label their columns.
+fn minute_label(ts: u64) -> String {
+    let full = super::audit::utc(ts);
+    full[..16].to_string()
+}
+
+/// `/history?modid=&cmdid=[&host=][&range=1h|6h|1d|7d]`.
+pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Response {
+    let subject = match Subject::of(request) {
+        Ok(subject) => subject,
+        Err(e) => return super::error_page(Some(session), 400, "History", &e),
+    };
+    let range = Range::parse(request.param("range"));
+    let (from, to) = range.window(Clock::unix_secs());
+    let read = || -> Result<Result<_, NoHistory>, StoreError> {
+        let mut store = console.store();
+        let hosts = store.route(subject.key)?;
+        let rows = match store.history() {
+            Ok(history) => {
+                history.history_buckets(subject.key, subject.host, (from, to), range.bucket(), MAX_ROWS)?
+            }
+            Err(NoHistory::Unavailable(why)) => return Err(StoreError::Unavailable(why)),
+            Err(why) => return Ok(Err(why)),
+        };
+        Ok(Ok((hosts, rows)))
+    };
+    let title = format!("History of {}", subject.name());
+    let mut body = header(subject, range);
+    match read() {
+        Err(e) => return store_error(session, &e),
+        Ok(Err(why)) => {
+            let _ = write!(
+                body,
+                "<p class=\"flash\" role=status>No call history here: {}.</p>",
+                esc(&why.to_string())
+            );
+        }
+        Ok(Ok((hosts, rows))) => {
+            let history = RouteHistory::build(&rows, range, from);
+            let addrs: Vec<SocketAddr> = match subject.host {
+                Some(host) => vec![host],
+                None => {
+                    // Every host of the route, and hosts with history that have left it.
+                    let mut addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.addr).collect();
+                    addrs.extend(history.hosts.keys().filter(|a| !hosts.iter().any(|h| h.addr == **a)));
+                    addrs
+                }
+            };
+            body.push_str(&render(subject, range, &history, &addrs, rows.len() >= MAX_ROWS));
+        }
+    }
+    Response::html(200, page(&title, Some(session), None, &body))
+}
+
+/// The links above the chart: the ranges, the route, the decision log.
+fn header(subject: Subject, range: Range) -> String {
+    let mut out = String::from("<p>Range: ");
+    for other in Range::ALL {
+        if other == range {
+            let _ = write!(out, "<strong>{}</strong> ", other.label());
+        } else {
+            let _ = write!(
+                out,
+                "<a href=\"/history?{}&amp;range={}\">{}</a> ",
+                subject.query(),
+                other.param(),
+                other.label()
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "· <a href=\"{}\">the route</a> · <a href=\"/decisions?{}\">decision log</a>",
+        route_link(subject.key),
+        subject.query()
+    );
+    if subject.host.is_some() {
+        let _ = write!(out, " · <a href=\"{}\">every host</a>", history_link(subject.key, None));
+    }
+    out.push_str(" · <a href=\"/problems\">problems</a></p>");
+    out
+}
+
+/// The chart of the subject and, for a route, a row per host (`addrs`) with a small chart.
+pub fn render(
+    subject: Subject,
+    range: Range,
+    history: &RouteHistory,
+    addrs: &[SocketAddr],
+    truncated: bool,
+) -> String {
+    let mut out = String::with_capacity(16_384 + addrs.len() * 8_192);
+    let series = match subject.host {
+        Some(host) => history.hosts.get(&host).cloned().unwrap_or_else(|| empty_like(&history.route)),
+        None => history.route.clone(),
+    };
+    let totals = series.totals();
+    if series.calls() == 0 {
+        let _ = write!(
+            out,
+            "<p class=empty>No calls recorded for {} in the {}.</p>",
+            esc(&subject.name()),
+            range.label()
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<p>In the {}: {} calls ok, {} failed ({} refused as overloaded); overloaded in {} of {} periods.</p>",
+            range.label(),
+            totals.succ,
+            totals.err,
+            totals.overload,
+            totals.overloaded,
+            series.points.len()
+        );
+    }
+    if truncated {
+        let _ = write!(out, "<p class=\"flash error\">Only the first {MAX_ROWS} host periods are shown.</p>");
+    }
+    let _ = write!(
+        out,
+        "<div class=box id=history-chart>{}</div>",
+        history_chart(
+            &format!("calls of {}, {}", subject.name(), range.label()),
+            &series,
+            Frame::LARGE,
+            &minute_label
+        )
+    );
+    if subject.host.is_some() {
+        return out;
+    }
+    out.push_str(
+        "<h2>Hosts</h2><table class=history-hosts><thead><tr><th>host</th><th>ok</th><th>failed</th>\
+         <th>overloaded</th><th>periods overloaded</th><th>calls over time</th><th></th></tr></thead><tbody>",
+    );
+    for addr in addrs {
+        let host_series = history.hosts.get(addr).cloned().unwrap_or_else(|| empty_like(&history.route));
+        let t = host_series.totals();
+        let class = if t.overloaded > 0 { " class=bad" } else { "" };
+        let _ = write!(
+            out,
+            "<tr{class} data-host=\"{addr}\"><td><a href=\"{}&amp;range={}\">{addr}</a></td><td class=n>{}</td>\
+             <td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td>\
+             <td><a href=\"/decisions?{}\">decisions</a></td></tr>",
+            history_link(subject.key, Some(*addr)),
+            range.param(),
+            t.succ,
+            t.err,
+            t.overload,
+            t.overloaded,
+            history_chart(&format!("calls of {addr}"), &host_series, Frame::SMALL, &minute_label),
+            Subject { key: subject.key, host: Some(*addr) }.query(),
+        );
+    }
+    if addrs.is_empty() {
+        out.push_str("<tr><td colspan=7>This route has no hosts.</td></tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn empty_like(series: &Series) -> Series {
+    Series::empty(series.from, series.bucket, series.points.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lars_std::store::history::HistoryRow;
+
+    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
+        HistoryRow {
+            modid: 7,
+            cmdid: 1,
+            host: SocketAddr::from(([10, 0, 0, 1], port)),
+            minute,
+            succ,
+            err,
+            overload: 0,
+            overloaded,
+        }
+    }
+
+    #[test]
+    fn a_route_page_has_its_chart_and_a_row_per_host() {
+        let (from, _) = Range::Hour.window(7_200);
+        let rows = [row(from, 80, 50, 0, false), row(from + 60, 81, 1, 20, true)];
+        let history = RouteHistory::build(&rows, Range::Hour, from);
+        let subject = Subject { key: (7, 1), host: None };
+        let hosts = [
+            SocketAddr::from(([10, 0, 0, 1], 80)),
+            SocketAddr::from(([10, 0, 0, 1], 81)),
+            "[2001:db8::1]:80".parse().unwrap(),
+        ];
+        let html = render(subject, Range::Hour, &history, &hosts, false);
+        assert!(html.contains("51 calls ok, 20 failed"), "{html}");
+        assert_eq!(html.matches("<svg").count(), 4, "the route's chart and one per host");
+        assert!(html.contains("data-calls=\"71\""));
+        assert!(html.contains("<tr class=bad data-host=\"10.0.0.1:81\">"));
+        assert!(html.contains("host=%5B2001%3Adb8%3A%3A1%5D%3A80"), "hosts are encoded in links");
+        assert!(html.contains("no calls recorded in this range"), "the IPv6 host has none");
+    }
+
+    #[test]
+    fn empty_history_is_shown_as_such() {
+        let (from, _) = Range::Week.window(1_000_000);
+        let history = RouteHistory::build(&[], Range::Week, from);
+        let subject = Subject { key: (7, 1), host: Some(SocketAddr::from(([10, 0, 0, 1], 80))) };
+        let html = render(subject, Range::Week, &history, &[], false);
+        assert!(html.contains("No calls recorded for host 10.0.0.1:80 of route 7 1 in the last week."));
+        assert_eq!(html.matches("<svg").count(), 1);
+        assert!(html.contains("data-calls=\"0\""));
+    }
+
+    #[test]
+    fn header_links_every_range() {
+        let html = header(Subject { key: (7, 1), host: None }, Range::Day);
+        assert!(html.contains("<strong>last day</strong>"));
+        for range in ["1h", "6h", "7d"] {
+            assert!(html.contains(&format!("range={range}")), "{html}");
+        }
+        assert!(html.contains("/decisions?modid=7&amp;cmdid=1"));
+        assert_eq!(minute_label(1_764_547_200 + 3661), "2025-12-01 01:01");
+    }
+}
