@@ -3,8 +3,9 @@
 //! lars's schema or the original's), peers that speak only the original protocol
 //! ([`original`]), daemon binaries run as systemd runs them ([`process`], which the
 //! binaries' own tests include by path), and a WebDriver client for the console's browser
-//! tests ([`webdriver`]).
+//! tests ([`webdriver`]), with what those tests share ([`console`]).
 
+pub mod console;
 pub mod mariadb;
 pub mod original;
 pub mod process;

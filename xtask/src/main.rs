@@ -352,6 +352,7 @@ fn bench(only: &[String]) -> Result<(), String> {
         ("daemons", "lars-tests", "stats_file", "stats_file.json"),
         ("hostile", "lars-tests", "hostile", "hostile.json"),
         ("web", "lars-tests", "web", "web.json"),
+        ("web", "lars-tests", "web_history", "web_history.json"),
     ];
     // The daemon and system benchmarks run on MariaDB, found or started as for the tests.
     let server =

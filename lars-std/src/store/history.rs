@@ -532,4 +532,72 @@ mod tests {
         );
         assert_eq!(store.prune(0, 2).unwrap(), 1);
     }
+
+    #[test]
+    fn buckets_sum_minutes_per_host() {
+        let mut store = MemoryHistory::new();
+        store
+            .add_history(&[
+                row(0, 80, 1, 0, false),
+                row(4, 80, 2, 1, true),
+                row(5, 80, 4, 0, false),
+                row(3, 81, 8, 0, false),
+            ])
+            .unwrap();
+        let buckets = store.history_buckets((1001, 1), None, (0, 600), 300, 10).unwrap();
+        let mut first = row(0, 80, 3, 1, true);
+        first.minute = 0;
+        let mut second = row(0, 81, 8, 0, false);
+        second.minute = 0;
+        let mut third = row(5, 80, 4, 0, false);
+        third.minute = 300;
+        assert_eq!(buckets, [first, second, third]);
+        assert_eq!(store.history_buckets((1001, 1), None, (0, 600), 300, 2).unwrap().len(), 2, "the limit");
+        let one = store.history_buckets((1001, 1), Some(first.host), (0, 600), 300, 10).unwrap();
+        assert_eq!(one, [first, third]);
+    }
+
+    #[test]
+    fn recent_problems_of_every_route_are_each_routes_problems() {
+        let mut store = MemoryHistory::new();
+        for minute in 0..12 {
+            let mut other = row(minute, 90, 0, 100, true);
+            other.cmdid = 2;
+            store
+                .add_history(&[row(minute, 80, 10, 90, true), row(minute, 81, 100, 0, false), other])
+                .unwrap();
+        }
+        let now = 12 * 60 + 30;
+        let rules = ProblemRules::default();
+        let each = problems(&mut store, &[(1001, 1), (1001, 2)], now, rules).unwrap();
+        let all = store.recent_problems(now, rules, 100).unwrap();
+        assert_eq!(all, each);
+        assert_eq!(all.len(), 5, "{all:?}");
+        let limited = store.recent_problems(now, rules, 1).unwrap();
+        assert_eq!(limited.len(), 3, "one of each kind: {limited:?}");
+        assert!(store.recent_problems(30, rules, 100).unwrap().is_empty(), "no minute complete yet");
+    }
+
+    #[test]
+    fn decisions_page_back_from_the_newest() {
+        let mut store = MemoryHistory::new();
+        let decision = |at_ms| DecisionRow {
+            at_ms,
+            modid: 1001,
+            cmdid: 1,
+            host: SocketAddr::from(([10, 0, 0, 1], 80)),
+            caller: 7,
+            change: "overloaded".into(),
+            reason: String::new(),
+        };
+        store.add_decisions(&(1..=5).map(decision).collect::<Vec<_>>()).unwrap();
+        let page = |offset| {
+            let filter = DecisionFilter { limit: 2, offset, ..DecisionFilter::default() };
+            store.clone().decisions(filter).unwrap().iter().map(|d| d.at_ms).collect::<Vec<_>>()
+        };
+        assert_eq!(page(0), [4, 5]);
+        assert_eq!(page(2), [2, 3]);
+        assert_eq!(page(4), [1]);
+        assert!(page(6).is_empty());
+    }
 }
