@@ -59,7 +59,7 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
             top + plot_h / 2 + 4
         );
     }
-    let scale = |n: u64| if most == 0 { 0 } else { (n * u64::from(plot_h) / most) as u32 };
+    let scale = |n: u64| (n * u64::from(plot_h)).checked_div(most).unwrap_or(0) as u32;
     for (i, point) in series.points.iter().enumerate() {
         let x = left + column * i as u32;
         let bar = column.saturating_sub(u32::from(column > 2)).max(1);
