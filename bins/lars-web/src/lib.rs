@@ -15,6 +15,7 @@ pub mod model;
 pub mod pages;
 pub mod stats;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -110,6 +111,9 @@ fn refresher(console: std::sync::Weak<Console>) {
             let version = strong.store().version();
             if let Ok(version) = version {
                 let _ = strong.rebuild(version);
+            }
+            if strong.problems_stale() {
+                let _ = strong.make_problems();
             }
         }
     }
@@ -242,12 +246,38 @@ impl Console {
     /// The problems: the live status's and the call history's (by the alert rules' defaults),
     /// made at most once per [`PROBLEMS_TTL_NANOS`].
     pub fn problems(&self) -> Result<Arc<ProblemReport>, StoreError> {
-        let now = Clock::unix_nanos();
-        if let Some((at, report)) = &self.cache().problems
-            && now.saturating_sub(*at) < PROBLEMS_TTL_NANOS
-        {
-            return Ok(Arc::clone(report));
+        let cached = self.cache().problems.clone();
+        match cached {
+            Some((at, report)) if Clock::unix_nanos().saturating_sub(at) < PROBLEMS_TTL_NANOS => Ok(report),
+            _ => self.make_problems(),
         }
+    }
+
+    /// The routes with a problem and its name, for the service list, from the latest problems
+    /// report: one older than [`PROBLEMS_TTL_NANOS`] is brought up to date in the background
+    /// (as the list's call counts are), so the list does not wait for the history.
+    pub fn problem_marks(&self) -> Result<BTreeMap<RouteKey, &'static str>, StoreError> {
+        let cached = self.cache().problems.clone();
+        match cached {
+            Some((_, report)) => {
+                if self.problems_stale() {
+                    self.refresh.ask();
+                }
+                Ok(report.routes())
+            }
+            None => Ok(self.make_problems()?.routes()),
+        }
+    }
+
+    fn problems_stale(&self) -> bool {
+        self.cache()
+            .problems
+            .as_ref()
+            .is_some_and(|(at, _)| Clock::unix_nanos().saturating_sub(*at) >= PROBLEMS_TTL_NANOS)
+    }
+
+    fn make_problems(&self) -> Result<Arc<ProblemReport>, StoreError> {
+        let now = Clock::unix_nanos();
         let list = self.services()?;
         let calls = self.calls()?;
         let rules = lars_std::store::history::ProblemRules::default();

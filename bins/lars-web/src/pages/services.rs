@@ -25,7 +25,7 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
         page: request.param("page").and_then(|p| p.parse().ok()).unwrap_or(0),
     };
     // A problems report that cannot be made leaves the list unmarked, not failed.
-    let marks = console.problems().map(|report| report.routes()).unwrap_or_default();
+    let marks = console.problem_marks().unwrap_or_default();
     let mut body = render_marked(&list, &query, &marks);
     if can_change(session) {
         let _ = write!(
