@@ -14,7 +14,7 @@ use mysql::prelude::Queryable;
 
 use lars_std::store::console::MysqlConsole;
 use lars_std::store::history::mysql::MysqlHistory;
-use lars_std::store::history::{DecisionRow, HistoryRow, HistoryStore, into_buckets};
+use lars_std::store::history::{DecisionRow, HistoryRow, HistoryStore, ProblemRules, into_buckets};
 use lars_tests::console::{get, http_sign_in};
 use lars_tests::{Scratch, TestDb};
 use lars_web::ConsoleConfig;
@@ -49,7 +49,7 @@ fn rows(now: u64) -> Vec<HistoryRow> {
                 succ: 600 + u64::from(i),
                 err: if i == 7 { 300 } else { 3 },
                 overload: if i == 7 { 200 } else { 0 },
-                overloaded: i == 7 && m % 3 == 0,
+                overloaded: i == 7,
             })
         })
         .collect()
@@ -150,9 +150,38 @@ fn main() {
     let size = get(addr, &cookie, &format!("{base}&range=1d")).body.len();
     println!("the day's page is {} KiB of HTML with 101 inline SVG charts", size / 1024);
 
-    // In process: the day's buckets summed and rendered, the part of the page that is ours.
+    // The store's part alone: the day's buckets summed by MariaDB, and every route's problems
+    // (the problems page above is served from its 5 s cache; this is what refreshing it costs).
     let range = Range::Day;
     let (from, to) = range.window(now);
+    let sql_ms = median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let rows = history.history_buckets(ROUTE, None, (from, to), range.bucket(), 50_000).unwrap();
+                assert!(rows.len() >= 9_500);
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
+    let problems_ms = median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let found = history.recent_problems(now, ProblemRules::default(), 200).unwrap();
+                assert!(!found.is_empty(), "host 7 is overloaded throughout");
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
+    println!(
+        "store alone: the day's buckets summed by MariaDB {sql_ms:.1} ms; every route's problems {problems_ms:.1} ms"
+    );
+    json.push_str(&format!(
+        ", \"store_day_buckets_ms\": {sql_ms:.2}, \"store_recent_problems_ms\": {problems_ms:.2}"
+    ));
+
+    // In process: the day's buckets summed and rendered, the part of the page that is ours.
     let day: Vec<HistoryRow> = all.iter().filter(|r| r.minute >= from && r.minute < to).copied().collect();
     let buckets = into_buckets(&day, range.bucket(), usize::MAX);
     let addrs: Vec<SocketAddr> = (0..HOSTS).map(host).collect();

@@ -29,6 +29,8 @@ impl Frame {
 const GREEN: &str = "#3fa760";
 const RED: &str = "#d9534f";
 const ORANGE: &str = "#f0a030";
+/// The kinds of marks: (class, colour).
+const KINDS: [(&str, &str); 4] = [("ok", GREEN), ("failed", RED), ("overload", ORANGE), ("held", ORANGE)];
 
 /// The chart of `series`. `time` names a bucket's start (UTC, as the page prints times).
 pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u64) -> String) -> String {
@@ -60,50 +62,72 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
         );
     }
     let scale = |n: u64| (n * u64::from(plot_h)).checked_div(most).unwrap_or(0) as u32;
+    // A small chart draws each kind of column as one path, without a title per column: a
+    // page of 100 hosts stays a few hundred KiB.
+    let mut paths: [String; 4] = Default::default();
     for (i, point) in series.points.iter().enumerate() {
         let x = left + column * i as u32;
         let bar = column.saturating_sub(u32::from(column > 2)).max(1);
         let at = series.from + series.bucket * i as u64;
         if point.succ + point.err > 0 {
-            let _ = write!(
-                svg,
-                "<g><title>{}: {} ok, {} failed ({} overloaded){}</title>",
-                esc(&time(at)),
-                point.succ,
-                point.err,
-                point.overload,
-                if point.overloaded > 0 {
-                    format!(", {} host(s) held overloaded", point.overloaded)
-                } else {
-                    String::new()
-                }
-            );
+            if frame.labels {
+                let _ = write!(
+                    svg,
+                    "<g><title>{}: {} ok, {} failed ({} overloaded){}</title>",
+                    esc(&time(at)),
+                    point.succ,
+                    point.err,
+                    point.overload,
+                    if point.overloaded > 0 {
+                        format!(", {} host(s) held overloaded", point.overloaded)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             // Stacked from the base up: successes, plain failures, overloads.
             let parts = [
-                ("ok", GREEN, point.succ),
-                ("failed", RED, point.err.saturating_sub(point.overload)),
-                ("overload", ORANGE, point.overload.min(point.err)),
+                (point.succ, 0),
+                (point.err.saturating_sub(point.overload), 1),
+                (point.overload.min(point.err), 2),
             ];
             let mut filled = 0;
-            for (class, color, n) in parts {
+            for (n, kind) in parts {
                 let height = scale(filled + n) - scale(filled);
                 filled += n;
-                if height > 0 {
+                if height == 0 {
+                    continue;
+                }
+                let y = base - scale(filled);
+                if frame.labels {
+                    let (class, color) = KINDS[kind];
                     let _ = write!(
                         svg,
-                        "<rect class={class} x=\"{x}\" y=\"{}\" width=\"{bar}\" height=\"{height}\" fill=\"{color}\"/>",
-                        base - scale(filled)
+                        "<rect class={class} x=\"{x}\" y=\"{y}\" width=\"{bar}\" height=\"{height}\" fill=\"{color}\"/>"
                     );
+                } else {
+                    let _ = write!(paths[kind], "M{x} {y}h{bar}v{height}h-{bar}z");
                 }
             }
-            svg.push_str("</g>");
+            if frame.labels {
+                svg.push_str("</g>");
+            }
         }
         if point.overloaded > 0 {
-            let _ = write!(
-                svg,
-                "<rect class=held x=\"{x}\" y=\"{}\" width=\"{column}\" height=\"{strip}\" fill=\"{ORANGE}\"/>",
-                base + 1
-            );
+            if frame.labels {
+                let _ = write!(
+                    svg,
+                    "<rect class=held x=\"{x}\" y=\"{}\" width=\"{column}\" height=\"{strip}\" fill=\"{ORANGE}\"/>",
+                    base + 1
+                );
+            } else {
+                let _ = write!(paths[3], "M{x} {}h{column}v{strip}h-{column}z", base + 1);
+            }
+        }
+    }
+    for (path, (class, color)) in paths.iter().zip(KINDS) {
+        if !path.is_empty() {
+            let _ = write!(svg, "<path class={class} d=\"{path}\" fill=\"{color}\"/>");
         }
     }
     if frame.labels {
@@ -177,14 +201,18 @@ mod tests {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" role=img class=\"chart history\" data-calls=\"60\" \
              width=\"63\" height=\"48\" viewBox=\"0 0 63 48\" font-family=\"sans-serif\" font-size=\"11\">\
              <title>host &lt;a&gt;</title><rect x=\"0\" y=\"2\" width=\"61\" height=\"40\" fill=\"#fafbfc\" stroke=\"#e1e4e8\"/>\
-             <g><title>t600: 30 ok, 10 failed (5 overloaded), 1 host(s) held overloaded</title>\
-             <rect class=ok x=\"0\" y=\"12\" width=\"19\" height=\"30\" fill=\"#3fa760\"/>\
-             <rect class=failed x=\"0\" y=\"7\" width=\"19\" height=\"5\" fill=\"#d9534f\"/>\
-             <rect class=overload x=\"0\" y=\"2\" width=\"19\" height=\"5\" fill=\"#f0a030\"/></g>\
-             <rect class=held x=\"0\" y=\"43\" width=\"20\" height=\"4\" fill=\"#f0a030\"/>\
-             <g><title>t720: 20 ok, 0 failed (0 overloaded)</title>\
-             <rect class=ok x=\"40\" y=\"22\" width=\"19\" height=\"20\" fill=\"#3fa760\"/></g></svg>"
+             <path class=ok d=\"M0 12h19v30h-19zM40 22h19v20h-19z\" fill=\"#3fa760\"/>\
+             <path class=failed d=\"M0 7h19v5h-19z\" fill=\"#d9534f\"/>\
+             <path class=overload d=\"M0 2h19v5h-19z\" fill=\"#f0a030\"/>\
+             <path class=held d=\"M0 43h20v4h-20z\" fill=\"#f0a030\"/></svg>"
         );
+        // The large chart: a rect and a title per column.
+        let large = history_chart("host", &series, Frame { labels: true, ..frame }, &time);
+        assert!(large.contains(
+            "<g><title>t600: 30 ok, 10 failed (5 overloaded), 1 host(s) held overloaded</title><rect class=ok"
+        ));
+        assert!(large.contains("<g><title>t720: 20 ok, 0 failed (0 overloaded)</title><rect class=ok"));
+        assert_eq!(large.matches("<rect class=").count(), 5, "3 + 1 columns, 1 strip");
     }
 
     #[test]
