@@ -246,4 +246,24 @@ mod tests {
         };
         assert!(render(&quiet).contains("Nothing wrong found"));
     }
+
+    /// The page names only alerts and metrics that the shipped rules have.
+    #[test]
+    fn the_alerts_and_metrics_named_are_the_shipped_rules() {
+        let rules = include_str!("../../../../dist/prometheus/lars-alerts.yml");
+        let html = render(&report(Ok(vec![])));
+        let in_text: Vec<&str> =
+            html.split("alert ").skip(1).filter(|text| text.starts_with("Lars")).collect();
+        assert_eq!(in_text.len(), 3, "the three conditions judged here name their alerts");
+        for alert in in_text.into_iter().chain(ELSEWHERE.iter().map(|(_, alert, _)| *alert)) {
+            let name: String = alert.chars().take_while(char::is_ascii_alphanumeric).collect();
+            assert!(rules.contains(&format!("alert: {name}\n")), "{name} is a shipped alert");
+        }
+        for (_, _, metrics) in ELSEWHERE {
+            for metric in metrics.split(", ") {
+                let name = metric.split('{').next().unwrap();
+                assert!(rules.contains(name), "{name} is in the rules");
+            }
+        }
+    }
 }
