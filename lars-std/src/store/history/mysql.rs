@@ -307,7 +307,7 @@ impl HistoryStore for MysqlHistory {
                 conn.exec(
                     "SELECT modid, cmdid, host, COUNT(*) FROM CallHistory WHERE minute >= ? AND minute < ? \
                      AND overloaded = 1 GROUP BY modid, cmdid, host HAVING COUNT(*) >= ? \
-                     ORDER BY modid, cmdid LIMIT ?",
+                     ORDER BY modid, cmdid, host LIMIT ?",
                     (since, last, rules.overloaded_minutes, limit),
                 )?
             };
