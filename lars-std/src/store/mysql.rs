@@ -401,7 +401,7 @@ impl MysqlRoutes {
 const MAX_CHANGED_ROUTES: usize = 1000;
 
 /// How long `RouteChange` rows are kept by default: far longer than a live replica takes to
-/// read a row (it polls every second). A replica that read nothing for half of it loads
+/// read a row (it polls every second). A replica that could not read for half of it loads
 /// everything instead of trusting its cursor, so pruning never takes a row a replica needs.
 pub const CHANGE_RETENTION: Duration = Duration::from_secs(3600);
 
@@ -416,9 +416,13 @@ impl RouteStore for MysqlRoutes {
         let version: Option<u64> = self
             .link
             .with(|conn| conn.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,)))?;
+        let version = version.unwrap_or(0);
+        if let Some(cursor) = self.cursor.as_mut() {
+            cursor.confirm(version, self.clock.now());
+        }
         // Polled every second whatever changes: the moment to prune.
         self.prune();
-        Ok(version.unwrap_or(0))
+        Ok(version)
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
@@ -433,11 +437,12 @@ impl RouteStore for MysqlRoutes {
                 tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?;
             // The log's end, and the rows in the look-back window below it: all in this table.
             let last_change: Option<u64> = tx.query_first("SELECT COALESCE(MAX(id), 0) FROM RouteChange")?;
-            let mut cursor = ChangeCursor::at(last_change.unwrap_or(0), now);
+            let version = version.unwrap_or(0);
+            let mut cursor = ChangeCursor::at(last_change.unwrap_or(0), version, now);
             let window: Vec<u64> =
                 tx.exec("SELECT id FROM RouteChange WHERE id > ?", (cursor.read_from(),))?;
-            cursor.advance(window, now);
-            let mut table = RouteTable { version: version.unwrap_or(0), ..RouteTable::default() };
+            cursor.advance(window, version, now);
+            let mut table = RouteTable { version, ..RouteTable::default() };
             let columns = schema.route_columns();
             let served = schema.served();
             let rows: Vec<(u32, u32, u32, u32, u32)> =
@@ -518,7 +523,7 @@ impl RouteStore for MysqlRoutes {
             })
             .collect();
         if let Some(cursor) = self.cursor.as_mut() {
-            cursor.advance(fresh.into_iter().map(|(id, _, _)| id), self.clock.now());
+            cursor.advance(fresh.into_iter().map(|(id, _, _)| id), version, self.clock.now());
         }
         Ok(Some(RouteChanges { version, routes }))
     }

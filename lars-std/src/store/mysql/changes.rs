@@ -17,13 +17,27 @@ pub(super) struct ChangeCursor {
     /// The ids within [`LOOKBACK_IDS`] below `id` that were applied, to tell a late commit
     /// from a row already read.
     pub(super) recent: BTreeSet<u64>,
-    /// When the log was last read successfully.
+    /// The `RouteVersion` of the snapshot the log was last read in.
+    pub(super) version: u64,
+    /// When the log was last known complete: read successfully, or the version seen unchanged
+    /// since (every writer bumps the version in the transaction that logs its change, so an
+    /// unchanged version means nothing was logged that this replica would need).
     pub(super) read_at: Instant,
 }
 
 impl ChangeCursor {
-    pub(super) fn at(id: u64, now: Instant) -> Self {
-        ChangeCursor { id, recent: BTreeSet::new(), read_at: now }
+    pub(super) fn at(id: u64, version: u64, now: Instant) -> Self {
+        ChangeCursor { id, recent: BTreeSet::new(), version, read_at: now }
+    }
+
+    /// The store says `version` at `now`: if that is the version last read, the log holds
+    /// nothing new, and the cursor is as good as read at `now`. A replica that only polls
+    /// through a quiet half hour thus keeps reading changes from the log instead of loading
+    /// everything.
+    pub(super) fn confirm(&mut self, version: u64, now: Instant) {
+        if version == self.version {
+            self.read_at = now;
+        }
     }
 
     /// Where to start reading: the look-back window below the cursor.
@@ -36,14 +50,15 @@ impl ChangeCursor {
         id > self.id || (id > self.read_from() && !self.recent.contains(&id))
     }
 
-    /// Records rows `ids` as applied, read at `now`.
-    pub(super) fn advance(&mut self, ids: impl IntoIterator<Item = u64>, now: Instant) {
+    /// Records rows `ids` as applied, read at `now` in a snapshot at `version`.
+    pub(super) fn advance(&mut self, ids: impl IntoIterator<Item = u64>, version: u64, now: Instant) {
         for id in ids {
             self.recent.insert(id);
             self.id = self.id.max(id);
         }
         let floor = self.read_from();
         self.recent = self.recent.split_off(&(floor + 1));
+        self.version = version;
         self.read_at = now;
     }
 }

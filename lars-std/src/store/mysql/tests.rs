@@ -15,19 +15,28 @@ fn a_bad_url_is_reported_without_its_password() {
 #[test]
 fn a_cursor_takes_late_commits_below_it_and_skips_what_it_applied() {
     let now = Instant::from_micros(0);
-    let mut cursor = ChangeCursor::at(10, now);
-    cursor.advance([8, 10], now);
+    let mut cursor = ChangeCursor::at(10, 1, now);
+    cursor.advance([8, 10], 2, now);
     assert!(cursor.is_new(11));
     assert!(!cursor.is_new(10) && !cursor.is_new(8));
     assert!(cursor.is_new(9), "id 9 committed after 10 was read");
-    cursor.advance([9, 12], now);
+    cursor.advance([9, 12], 3, now);
     assert_eq!(cursor.id, 12);
     assert!(!cursor.is_new(9) && !cursor.is_new(12) && cursor.is_new(11));
     // The window forgets what falls below it, and reads no further back.
-    cursor.advance([12 + LOOKBACK_IDS], now);
+    cursor.advance([12 + LOOKBACK_IDS], 4, now);
     assert_eq!(cursor.read_from(), 12);
     assert!(!cursor.is_new(12), "below the window: not read again");
     assert!(cursor.recent.iter().all(|&id| id > cursor.read_from()));
+}
+
+#[test]
+fn a_cursor_is_confirmed_only_by_the_version_it_read() {
+    let mut cursor = ChangeCursor::at(10, 7, Instant::from_micros(0));
+    cursor.confirm(8, Instant::from_micros(5_000_000));
+    assert_eq!(cursor.read_at, Instant::from_micros(0), "a newer version: the log has news");
+    cursor.confirm(7, Instant::from_micros(9_000_000));
+    assert_eq!(cursor.read_at, Instant::from_micros(9_000_000), "unchanged: nothing was logged");
 }
 
 #[test]
