@@ -212,10 +212,10 @@ impl AgentDaemon {
         let thread = std::thread::Builder::new()
             .name("lars-agent".into())
             // The agent's route table is fixed-size (17 MB) and lives on this stack; pages it
-            // does not touch cost nothing. An unoptimised build copies it through each level of
-            // its construction (`Agent::new`, `RouteTable::new`, `heapless::Vec::new`), four
-            // copies in all.
-            .stack_size(128 << 20)
+            // does not touch cost nothing (the size is address space, not memory). An
+            // unoptimised build copies it through each level of its construction
+            // (`Agent::new`, `RouteTable::new`, `heapless::Vec::new`), four copies in all.
+            .stack_size(if cfg!(debug_assertions) { 128 << 20 } else { 64 << 20 })
             .spawn(move || {
                 let clock = Clock::new();
                 match Runner::bind(clock, &config) {

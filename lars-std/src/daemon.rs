@@ -239,7 +239,7 @@ fn warn_about(ini: &Ini, keys: &[(&str, &str)], pooled: bool) {
 /// error nothing changes.
 pub fn reload(args: &Args, keys: &[(&str, &str)], running: &Ini) -> Result<(), ConfigError> {
     // The process has a pool if it loaded its configuration with one ([`load_config`]).
-    let pooled = crate::pool::exists();
+    let pooled = crate::pool::configured();
     let fresh = read_config(args, keys, pooled)?;
     let settings = log_settings(&fresh)?;
     logger::apply(settings);

@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lars_core::pool::{Buf, BufPool, Class, ClassState, Link, MAX_BLOCKS, Magazine};
@@ -177,6 +177,9 @@ struct Built {
 
 static POOL: OnceLock<Built> = OnceLock::new();
 
+/// Set by [`configure`]: the pool was sized from a configuration, not made on first use.
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
+
 /// Builds the pool over storage leaked once: `config` must have passed `check`.
 fn build(config: PoolConfig) -> Built {
     fn class(size: usize, blocks: usize, rounds: usize) -> Class<'static> {
@@ -202,14 +205,16 @@ fn built() -> &'static Built {
 /// Sizes the pool. It must come before the first allocation (a daemon calls it while it reads
 /// its config); after it, only the same sizing is accepted.
 pub fn configure(config: PoolConfig) -> Result<(), AlreadySized> {
+    CONFIGURED.store(true, Ordering::Relaxed);
     let built = POOL.get_or_init(|| build(config));
     if built.config == config { Ok(()) } else { Err(AlreadySized(built.config)) }
 }
 
-/// Whether this process has made its pool (a daemon sizes it as it reads its configuration;
-/// lars-web, which frames nothing, never does).
-pub fn exists() -> bool {
-    POOL.get().is_some()
+/// Whether this process sized its pool from a configuration (a daemon does as it reads its
+/// configuration; lars-web, which frames nothing, never does). A pool made on first use, by
+/// [`stats`] for instance, does not count.
+pub fn configured() -> bool {
+    CONFIGURED.load(Ordering::Relaxed)
 }
 
 /// The pool's sizing (the default until [`configure`]d).

@@ -314,9 +314,14 @@ impl Drop for TestDb {
 }
 
 /// Waits up to 5 s for `condition`.
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(5), what, condition);
+}
+
+/// [`eventually`] for a condition that takes `limit` to come true at best, plus the same margin.
 #[allow(clippy::disallowed_methods)] // a test's own deadline, not time the code under test sees
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+pub fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit + Duration::from_secs(5);
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(5));
