@@ -7,7 +7,8 @@ use lars_std::config::{Ini, ReactorConfig};
 use lars_std::store::file::RouteFile;
 
 /// The route-file parser: any text parses or fails with an error naming the file and a line,
-/// and a table that parses renders to text that parses to the same routes.
+/// and a table that parses renders to text that parses to the same routes; so do all its
+/// lines, out of rotation included.
 pub fn route_file(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("routes.conf");
@@ -24,6 +25,13 @@ pub fn route_file(data: &[u8]) {
     let rendered = RouteFile::render(&table);
     let again = RouteFile::parse(&rendered, path, 7).expect("a rendered table parses");
     assert_eq!(again.routes, table.routes, "rendering changed the routes");
+    // Every line, out of rotation included, as the console and `lars route` rewrite them.
+    let lines = RouteFile::parse_lines(text.as_bytes(), path).expect("the served routes parsed");
+    let served = lines.values().flatten().filter(|h| h.in_rotation).count();
+    assert_eq!(served, table.host_count(), "the served hosts are the lines in rotation");
+    let rendered = RouteFile::render_lines(&lines);
+    let again = RouteFile::parse_lines(rendered.as_bytes(), path).expect("rendered lines parse");
+    assert_eq!(again, lines, "rendering changed the lines");
 }
 
 /// The INI loader, from the bytes of a file, and every reader of the daemons' settings over

@@ -2,9 +2,11 @@
 //! what the test files share: a blocking framed client, an echo service, test databases (with
 //! lars's schema or the original's), peers that speak only the original protocol
 //! ([`original`]), daemon binaries run as systemd runs them ([`process`], which the
-//! binaries' own tests include by path), and a WebDriver client for the console's browser
-//! tests ([`webdriver`]), with what those tests share ([`console`]).
+//! binaries' own tests include by path), the `lars` tool built from the current sources
+//! ([`cli`]), and a WebDriver client for the console's browser tests ([`webdriver`]), with
+//! what those tests share ([`console`]).
 
+pub mod cli;
 pub mod console;
 pub mod mariadb;
 pub mod original;

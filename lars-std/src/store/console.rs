@@ -22,7 +22,10 @@ use mysql::{Opts, TxOpts};
 use super::file::RouteFile;
 use super::history::mysql::MysqlHistory;
 use super::history::{HistoryStore, NoHistory};
-use super::mysql::{Link, host_of, record_change, v4_parts};
+use super::mysql::{
+    Hosts, Link, NEEDS_DB_INIT_WEIGHT, insert_host, read_hosts, record_change, status_rows, v4_parts,
+};
+pub use super::HostEntry;
 use super::{RouteKey, RouteStore, StatRow, StoreError};
 use crate::time::Clock;
 
@@ -111,17 +114,6 @@ pub enum Named {
     Module,
     /// `CmdIDConfig`: what a command is.
     Command,
-}
-
-/// A host of a route as the console shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostEntry {
-    /// The host.
-    pub addr: SocketAddr,
-    /// Its weight (1 where the store keeps none).
-    pub weight: u32,
-    /// Whether lars-dns serves it.
-    pub in_rotation: bool,
 }
 
 /// One audit record.
@@ -241,21 +233,7 @@ fn refuse(why: &str) -> StoreError {
 
 const NEEDS_DB_INIT_ROTATION: &str =
     "this database has no RouteData.disabled column (the original schema): run `lars db-init` to add it";
-const NEEDS_DB_INIT_WEIGHT: &str = "this database has no RouteData.weight column (the original schema), so every host weighs 1: run `lars db-init` to add it";
-const ROTATION_IN_A_FILE: &str = "the route file cannot keep a host out of rotation (every line is served): delete the host, or keep routes in MySQL";
 const NEEDS_AUDIT: &str = "this database has no RouteAudit table, so the change could not be recorded: run `lars db-init` (or give lars-web's MySQL user CREATE)";
-
-fn host_rows(rows: Vec<(u32, u32, u32, u32)>) -> Vec<HostEntry> {
-    let mut hosts: Vec<HostEntry> = rows
-        .into_iter()
-        .filter_map(|(ip, port, weight, disabled)| {
-            Some(HostEntry { addr: host_of(ip, port)?, weight, in_rotation: disabled == 0 })
-        })
-        .collect();
-    hosts.sort_by_key(|h| h.addr);
-    hosts.dedup_by_key(|h| h.addr);
-    hosts
-}
 
 impl ConsoleStore for MysqlConsole {
     fn capabilities(&mut self) -> Result<Capabilities, StoreError> {
@@ -282,21 +260,10 @@ impl ConsoleStore for MysqlConsole {
         let version = self.version()?;
         self.link.recheck_schema();
         let mut overview = Overview { version, ..Overview::default() };
-        self.link.with_schema(|conn, schema| {
-            let columns = schema.route_columns();
-            let disabled = if schema.disabled { "disabled" } else { "0" };
-            let rows =
-                conn.exec_iter(format!("SELECT modid, cmdid, {columns}, {disabled} FROM RouteData"), ())?;
-            for row in rows {
-                let (modid, cmdid, ip, port, weight, disabled): (u32, u32, u32, u32, u32, u32) =
-                    mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
-                if let Some(addr) = host_of(ip, port) {
-                    let entry = HostEntry { addr, weight, in_rotation: disabled == 0 };
-                    overview.routes.entry((modid as i32, cmdid as i32)).or_default().push(entry);
-                }
-            }
-            Ok(())
-        })?;
+        let (hosts, _) = self.link.with_schema(|conn, schema| read_hosts(conn, schema, Hosts::Every))?;
+        for (key, host) in hosts {
+            overview.routes.entry(key).or_default().push(host);
+        }
         for hosts in overview.routes.values_mut() {
             hosts.sort_by_key(|h| h.addr);
             hosts.dedup_by_key(|h| h.addr);
@@ -317,15 +284,11 @@ impl ConsoleStore for MysqlConsole {
 
     fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError> {
         self.link.recheck_schema();
-        let rows = self.link.with_schema(|conn, schema| {
-            let columns = schema.route_columns();
-            let disabled = if schema.disabled { "disabled" } else { "0" };
-            conn.exec(
-                format!("SELECT {columns}, {disabled} FROM RouteData WHERE modid = ? AND cmdid = ?"),
-                (key.0 as u32, key.1 as u32),
-            )
-        })?;
-        Ok(host_rows(rows))
+        let (hosts, _) = self.link.with_schema(|conn, schema| read_hosts(conn, schema, Hosts::OfRoute(key)))?;
+        let mut hosts: Vec<HostEntry> = hosts.into_iter().map(|(_, host)| host).collect();
+        hosts.sort_by_key(|h| h.addr);
+        hosts.dedup_by_key(|h| h.addr);
+        Ok(hosts)
     }
 
     fn names(&mut self, key: RouteKey) -> Result<(String, String), StoreError> {
@@ -344,31 +307,7 @@ impl ConsoleStore for MysqlConsole {
     }
 
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {
-        type Row = (i32, i32, u32, u32, u32, i64, i64, u64, String);
-        let select =
-            "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
-        let rows: Vec<Row> = self.link.with(|conn| match key {
-            Some((modid, cmdid)) => conn.exec(
-                format!("{select} WHERE modid = ? AND cmdid = ? ORDER BY modid, cmdid, ip, port, caller"),
-                (modid, cmdid),
-            ),
-            None => conn.exec(format!("{select} ORDER BY modid, cmdid, ip, port, caller"), ()),
-        })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(modid, cmdid, ip, port, caller, succ, err, ts, overload)| {
-                Some(StatRow {
-                    modid,
-                    cmdid,
-                    host: host_of(ip, port)?,
-                    caller,
-                    succ: u32::try_from(succ).unwrap_or(0),
-                    err: u32::try_from(err).unwrap_or(0),
-                    ts,
-                    overload: overload == "1",
-                })
-            })
-            .collect())
+        self.link.with(|conn| status_rows(conn, key))
     }
 
     fn apply(&mut self, key: RouteKey, edit: &Edit, actor: &Actor) -> Result<u64, StoreError> {
@@ -376,7 +315,6 @@ impl ConsoleStore for MysqlConsole {
         check_edit(edit, &caps)?;
         let (modid, cmdid) = (key.0 as u32, key.1 as u32);
         let (action, detail) = (edit.action(), edit.detail());
-        let weight_column = caps.weights;
         let parts = |addrs: &[SocketAddr]| addrs.iter().map(|a| v4_parts(*a)).collect::<Result<Vec<_>, _>>();
         let hosts = match edit {
             Edit::AddHost { addr, .. } => parts(std::slice::from_ref(addr))?,
@@ -385,7 +323,8 @@ impl ConsoleStore for MysqlConsole {
             }
             Edit::RemoveRoute => Vec::new(),
         };
-        self.link.with(|conn| {
+        // The schema `capabilities` just looked up: `check_edit` decided on it.
+        self.link.with_schema(|conn, schema| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
             let where_host = "WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?";
             let mut changed = 0;
@@ -395,17 +334,7 @@ impl ConsoleStore for MysqlConsole {
                     let exists: Option<u32> =
                         tx.exec_first(format!("SELECT 1 FROM RouteData {where_host}"), (modid, cmdid, ip, port))?;
                     if exists.is_none() {
-                        if weight_column {
-                            tx.exec_drop(
-                                "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
-                                (modid, cmdid, ip, port, weight),
-                            )?;
-                        } else {
-                            tx.exec_drop(
-                                "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
-                                (modid, cmdid, ip, port),
-                            )?;
-                        }
+                        insert_host(&mut tx, schema, key, (ip, port), *weight)?;
                         changed = 1;
                     }
                 }
@@ -540,10 +469,8 @@ fn check_edit(edit: &Edit, caps: &Capabilities) -> Result<(), StoreError> {
 }
 
 /// The console's store over the route file, with its audit log in `FILE.audit` and call
-/// statistics read from lars-reporter's statistics file, if one is given.
-///
-/// The route file has no way to keep a host out of rotation (a line is a served host, and
-/// lars-dns and `lars route` rewrite the file from what they serve), so that edit is refused.
+/// statistics read from lars-reporter's statistics file, if one is given. A host taken out of
+/// rotation keeps its line, marked `out` (see [`super::file`]).
 pub struct FileConsole {
     routes: RouteFile,
     path: PathBuf,
@@ -559,10 +486,6 @@ impl FileConsole {
         audit.push(".audit");
         FileConsole { routes: RouteFile::new(&path), path, audit: audit.into(), stats }
     }
-
-    fn table(&mut self) -> Result<super::RouteTable, StoreError> {
-        if self.path.exists() { self.routes.load() } else { Ok(super::RouteTable::default()) }
-    }
 }
 
 /// An audit field in the file: tabs and line ends would break the line.
@@ -572,7 +495,7 @@ fn audit_field(text: &str) -> String {
 
 impl ConsoleStore for FileConsole {
     fn capabilities(&mut self) -> Result<Capabilities, StoreError> {
-        Ok(Capabilities { weights: true, rotation: false, audit: true, descriptions: false, ipv6: true })
+        Ok(Capabilities { weights: true, rotation: true, audit: true, descriptions: false, ipv6: true })
     }
 
     fn version(&mut self) -> Result<u64, StoreError> {
@@ -580,19 +503,8 @@ impl ConsoleStore for FileConsole {
     }
 
     fn overview(&mut self) -> Result<Overview, StoreError> {
-        let table = self.table()?;
-        let routes = table
-            .routes
-            .iter()
-            .map(|(key, hosts)| {
-                let hosts = hosts
-                    .iter()
-                    .map(|h| HostEntry { addr: h.addr, weight: h.weight, in_rotation: true })
-                    .collect();
-                (*key, hosts)
-            })
-            .collect();
-        Ok(Overview { version: table.version, routes, ..Overview::default() })
+        let (routes, version) = self.routes.read_lines()?;
+        Ok(Overview { version, routes, ..Overview::default() })
     }
 
     fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError> {
@@ -605,31 +517,24 @@ impl ConsoleStore for FileConsole {
 
     fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {
         let Some(path) = &self.stats else { return Ok(Vec::new()) };
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::Unavailable(format!("{}: {e}", path.display()))),
-        };
-        let mut rows = parse_stats_file(&text, path)?;
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        // The file is a log: `read` gives the last line of each key, as MySQL holds them.
+        let mut rows = super::file::StatsFile::read(path)?;
         rows.retain(|row| key.is_none_or(|key| (row.modid, row.cmdid) == key));
         Ok(rows)
     }
 
     fn apply(&mut self, key: RouteKey, edit: &Edit, actor: &Actor) -> Result<u64, StoreError> {
-        if matches!(edit, Edit::SetInRotation { .. }) {
-            return Err(refuse(ROTATION_IN_A_FILE));
-        }
         check_edit(edit, &self.capabilities()?)?;
-        let mut table = self.table()?;
-        let before = table.clone();
-        let hosts = table.routes.entry(key).or_default();
-        let hosts = std::sync::Arc::make_mut(hosts);
+        let (mut routes, _) = self.routes.read_lines()?;
+        let hosts = routes.entry(key).or_default();
         let mut changed = 0u64;
         match edit {
             Edit::AddHost { addr, weight } => {
-                if !hosts.iter().any(|h| h.addr == *addr) {
-                    hosts.push(lars_core::wire::native::WeightedHost { addr: *addr, weight: *weight });
-                    hosts.sort_by_key(|h| h.addr);
+                if let Err(at) = hosts.binary_search_by(|h| h.addr.cmp(addr)) {
+                    hosts.insert(at, HostEntry { addr: *addr, weight: *weight, in_rotation: true });
                     changed = 1;
                 }
             }
@@ -644,21 +549,26 @@ impl ConsoleStore for FileConsole {
                     changed += 1;
                 }
             }
-            Edit::SetInRotation { .. } => return Err(refuse(ROTATION_IN_A_FILE)),
+            Edit::SetInRotation { addrs, in_rotation } => {
+                for host in hosts.iter_mut().filter(|h| addrs.contains(&h.addr) && h.in_rotation != *in_rotation) {
+                    host.in_rotation = *in_rotation;
+                    changed += 1;
+                }
+            }
             Edit::RemoveRoute => {
                 changed = hosts.len() as u64;
                 hosts.clear();
             }
         }
-        if table.routes.get(&key).is_some_and(|hosts| hosts.is_empty()) {
-            table.routes.remove(&key);
+        if hosts.is_empty() {
+            routes.remove(&key);
         }
-        if changed == 0 || table == before {
+        if changed == 0 {
             return Ok(0);
         }
         // The audit line first: a change that could not be recorded is not made.
         self.append_audit(actor, edit.action(), key, &edit.detail())?;
-        self.routes.save(&table)?;
+        self.routes.save_lines(&routes)?;
         Ok(changed)
     }
 
@@ -725,32 +635,6 @@ impl FileConsole {
             .and_then(|mut file| file.write_all(line.as_bytes()).and_then(|()| file.sync_data()))
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.audit.display())))
     }
-}
-
-/// lars-reporter's statistics file (`modid cmdid host caller succ err overload ts` per line).
-fn parse_stats_file(text: &str, path: &Path) -> Result<Vec<StatRow>, StoreError> {
-    let mut rows = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
-            continue;
-        }
-        let bad = || StoreError::Invalid(format!("{}:{}: not a statistics line", path.display(), index + 1));
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [modid, cmdid, host, caller, succ, err, overload, ts] = f[..] else { return Err(bad()) };
-        rows.push(StatRow {
-            modid: modid.parse().map_err(|_| bad())?,
-            cmdid: cmdid.parse().map_err(|_| bad())?,
-            host: host.parse().map_err(|_| bad())?,
-            caller: caller.parse().map_err(|_| bad())?,
-            succ: succ.parse().map_err(|_| bad())?,
-            err: err.parse().map_err(|_| bad())?,
-            overload: overload == "1",
-            ts: ts.parse().map_err(|_| bad())?,
-        });
-    }
-    rows.sort_by_key(|row| row.key());
-    Ok(rows)
 }
 
 /// Opens the console's store: MySQL when `mysql` is a URL, else the route file.

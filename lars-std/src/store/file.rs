@@ -4,11 +4,17 @@
 //! Route file format, one host per line; `#` starts a comment:
 //!
 //! ```text
-//! # modid  cmdid  host:port          [weight]
+//! # modid  cmdid  host:port          [weight] [out]
 //! 1001     1      127.0.0.1:9001
 //! 1001     1      10.0.0.7:9001      3
+//! 1001     1      10.0.0.8:9001      3        out
 //! 1002     7      [2001:db8::5]:80
 //! ```
+//!
+//! A line that ends in `out` keeps a host out of rotation, as MySQL's `RouteData.disabled`
+//! does: lars-dns does not serve it, and it stays in the file with its weight, to be put
+//! back by removing the word (the console and `lars route` keep such lines when they rewrite
+//! the file). A file without the word reads as it always did.
 //!
 //! The version is the file's modification time, so an edit is noticed within a poll;
 //! lars-dns also reloads every 10 s regardless. A line that does not parse fails the whole load
@@ -31,7 +37,7 @@ use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
 
-use super::{RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
+use super::{HostEntry, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
 /// How long a route file must have been still before it is read.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -44,14 +50,15 @@ pub struct RouteFile {
     path: PathBuf,
     /// The file as last seen (modification time, inode, length) and the version given for it.
     seen: Option<((u64, u64, u64), u64)>,
-    /// The inode last loaded: the same inode changed again is a file rewritten in place.
-    loaded_inode: Option<u64>,
+    /// The file last loaded (modification time, inode, length): the same inode changed again
+    /// is a file rewritten in place.
+    loaded: Option<FileStamp>,
 }
 
 impl RouteFile {
     /// A store over `path` (read on each load).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        RouteFile { path: path.into(), seen: None, loaded_inode: None }
+        RouteFile { path: path.into(), seen: None, loaded: None }
     }
 
     /// Parses route-file text, naming `path` in errors.
@@ -59,13 +66,28 @@ impl RouteFile {
         RouteFile::parse_bytes(text.as_bytes(), path, version)
     }
 
-    /// Parses a route file's bytes, naming `path` and the line in errors. Comments may hold
-    /// any bytes; the rest of a line must be UTF-8. A host given twice in a route with the
-    /// same weight counts once; with another weight it is an error naming both lines, since
-    /// no reading of the file can tell which the operator meant. A host that no caller can
-    /// reach (port 0, an unspecified, broadcast or multicast address) is an error too.
+    /// Parses a route file's bytes into the routes lars-dns serves: every host of the file but
+    /// those out of rotation, and no route whose hosts are all out. Errors as
+    /// [`RouteFile::parse_lines`].
     pub fn parse_bytes(bytes: &[u8], path: &Path, version: u64) -> Result<RouteTable, StoreError> {
         let mut table = RouteTable { version, routes: BTreeMap::new(), loaded: false };
+        for (key, hosts) in RouteFile::parse_lines(bytes, path)? {
+            for host in hosts.into_iter().filter(|h| h.in_rotation) {
+                table.insert(key, WeightedHost { addr: host.addr, weight: host.weight });
+            }
+        }
+        Ok(table)
+    }
+
+    /// Parses a route file's bytes into every host it names, out of rotation included, each
+    /// route's sorted by address. Errors name `path` and the line. Comments may hold any bytes;
+    /// the rest of a line must be UTF-8. A host given twice in a route the same way counts
+    /// once; with another weight, or in rotation on one line and out on another, it is an
+    /// error naming both lines, since no reading of the file can tell which the operator
+    /// meant. A host that no caller can reach (port 0, an unspecified, broadcast or multicast
+    /// address) is an error too.
+    pub fn parse_lines(bytes: &[u8], path: &Path) -> Result<FileRoutes, StoreError> {
+        let mut routes = FileRoutes::new();
         // Where each host was first given, for the error about a second weight.
         let mut first_line: BTreeMap<(super::RouteKey, SocketAddr), usize> = BTreeMap::new();
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -84,9 +106,13 @@ impl RouteFile {
             }
             let at =
                 |what: &str| StoreError::Invalid(format!("{}:{number}: {what} in `{line}`", path.display()));
-            let fields: Vec<&str> = line.split_whitespace().collect();
+            let mut fields: Vec<&str> = line.split_whitespace().collect();
+            let in_rotation = fields.last() != Some(&OUT_OF_ROTATION);
+            if !in_rotation {
+                fields.pop();
+            }
             if !(3..=4).contains(&fields.len()) {
-                return Err(at("expected `modid cmdid host:port [weight]`"));
+                return Err(at("expected `modid cmdid host:port [weight] [out]`"));
             }
             let modid: i32 = fields[0].parse().map_err(|_| at("modid is not a 32-bit integer"))?;
             let cmdid: i32 = fields[1].parse().map_err(|_| at("cmdid is not a 32-bit integer"))?;
@@ -95,29 +121,39 @@ impl RouteFile {
                 return Err(at(&format!("host {why}")));
             }
             let weight: u32 = match fields.get(3) {
-                Some(w) => w.parse().map_err(|_| at("weight is not a non-negative integer"))?,
+                Some(w) => w.parse().map_err(|_| at("weight is not a non-negative integer (or `out`)"))?,
                 None => 1,
             };
             let key = (modid, cmdid);
-            if let Some(given) = table.hosts(key).iter().find(|h| h.addr == addr) {
-                if given.weight != weight {
+            let hosts = routes.entry(key).or_default();
+            match hosts.binary_search_by(|h| h.addr.cmp(&addr)) {
+                Ok(at_host) => {
+                    let given = hosts[at_host];
                     let first = first_line.get(&(key, addr)).copied().unwrap_or(0);
-                    let weight = given.weight;
-                    return Err(at(&format!(
-                        "host given again with another weight (line {first} gives {weight})"
-                    )));
+                    if given.weight != weight {
+                        let weight = given.weight;
+                        return Err(at(&format!(
+                            "host given again with another weight (line {first} gives {weight})"
+                        )));
+                    }
+                    if given.in_rotation != in_rotation {
+                        return Err(at(&format!(
+                            "host given again, in rotation on one line and out on the other (line {first})"
+                        )));
+                    }
                 }
-                continue;
+                Err(at_host) => {
+                    first_line.insert((key, addr), number);
+                    hosts.insert(at_host, HostEntry { addr, weight, in_rotation });
+                }
             }
-            first_line.insert((key, addr), number);
-            table.insert(key, WeightedHost { addr, weight });
         }
-        Ok(table)
+        Ok(routes)
     }
 
     /// Renders a table in the route-file format.
     pub fn render(table: &RouteTable) -> String {
-        let mut text = String::from("# modid  cmdid  host:port  [weight]\n");
+        let mut text = String::from(HEADER);
         for ((modid, cmdid), hosts) in &table.routes {
             for host in hosts.iter() {
                 let _ = writeln!(text, "{modid} {cmdid} {} {}", host.addr, host.weight);
@@ -125,54 +161,79 @@ impl RouteFile {
         }
         text
     }
+
+    /// Renders every host in the route-file format, those out of rotation marked `out`.
+    pub fn render_lines(routes: &FileRoutes) -> String {
+        let mut text = String::from(HEADER);
+        for ((modid, cmdid), hosts) in routes {
+            for host in hosts {
+                let out = if host.in_rotation { "" } else { " out" };
+                let _ = writeln!(text, "{modid} {cmdid} {} {}{out}", host.addr, host.weight);
+            }
+        }
+        text
+    }
+
+    /// Every host in the file, out of rotation included, and the file's version (none and 0
+    /// if there is no file yet).
+    pub fn read_lines(&mut self) -> Result<(FileRoutes, u64), StoreError> {
+        if !self.path.exists() {
+            return Ok((FileRoutes::new(), 0));
+        }
+        let (text, version) = self.read_settled()?;
+        Ok((RouteFile::parse_lines(&text, &self.path)?, version))
+    }
+
+    /// Writes every host atomically (a temporary file renamed over the old one), so lars-dns
+    /// never reads half a file.
+    pub fn save_lines(&self, routes: &FileRoutes) -> Result<(), StoreError> {
+        let temp = self.path.with_extension("tmp");
+        std::fs::write(&temp, RouteFile::render_lines(routes))
+            .and_then(|()| std::fs::rename(&temp, &self.path))
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
+    }
 }
 
+/// The word that ends the line of a host out of rotation.
+pub const OUT_OF_ROTATION: &str = "out";
+/// The first line of a route file lars writes.
+const HEADER: &str = "# modid  cmdid  host:port  [weight] [out]\n";
+
+/// Every host of a route file by route, out of rotation included, each route's sorted by
+/// address: what the console and `lars route` read and write ([`RouteFile::read_lines`],
+/// [`RouteFile::save_lines`]), where lars-dns reads a [`RouteTable`] of the served ones.
+pub type FileRoutes = BTreeMap<super::RouteKey, Vec<HostEntry>>;
+
 // `RouteAdmin` is declared beside the MySQL store, so the route file's administration (for
-// `lars route --routes FILE`) comes with the `mysql` feature, as the CLI has it.
+// `lars route --routes FILE`) comes with the `mysql` feature, as the CLI has it. Both work on
+// every line, so that hosts out of rotation stay in the file.
 #[cfg(feature = "mysql")]
 impl super::mysql::RouteAdmin for RouteFile {
     fn add_host(&mut self, key: super::RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
         if let Some(why) = super::unreachable_host(addr) {
             return Err(StoreError::Invalid(format!("{addr}: host {why}")));
         }
-        let mut table = self.load_or_empty()?;
-        if let Some(hosts) = table.routes.get_mut(&key) {
-            std::sync::Arc::make_mut(hosts).retain(|h| h.addr != addr);
-        }
-        table.insert(key, WeightedHost { addr, weight });
-        self.save(&table)
+        let (mut routes, _) = self.read_lines()?;
+        let hosts = routes.entry(key).or_default();
+        hosts.retain(|h| h.addr != addr);
+        let at = hosts.partition_point(|h| h.addr < addr);
+        hosts.insert(at, HostEntry { addr, weight, in_rotation: true });
+        self.save_lines(&routes)
     }
 
     fn remove_host(&mut self, key: super::RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
-        let mut table = self.load_or_empty()?;
-        let Some(hosts) = table.routes.get_mut(&key) else { return Ok(false) };
-        let hosts = std::sync::Arc::make_mut(hosts);
+        let (mut routes, _) = self.read_lines()?;
+        let Some(hosts) = routes.get_mut(&key) else { return Ok(false) };
         let before = hosts.len();
         hosts.retain(|h| h.addr != addr);
         let removed = hosts.len() < before;
         if hosts.is_empty() {
-            table.routes.remove(&key);
+            routes.remove(&key);
         }
         if removed {
-            self.save(&table)?;
+            self.save_lines(&routes)?;
         }
         Ok(removed)
-    }
-}
-
-#[cfg(feature = "mysql")]
-impl RouteFile {
-    fn load_or_empty(&mut self) -> Result<RouteTable, StoreError> {
-        if self.path.exists() { self.load() } else { Ok(RouteTable::default()) }
-    }
-
-    /// Writes the table atomically (a temporary file renamed over the old one), so lars-dns
-    /// never reads half a file.
-    pub(super) fn save(&self, table: &RouteTable) -> Result<(), StoreError> {
-        let temp = self.path.with_extension("tmp");
-        std::fs::write(&temp, RouteFile::render(table))
-            .and_then(|()| std::fs::rename(&temp, &self.path))
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
     }
 }
 
@@ -202,11 +263,34 @@ impl RouteStore for RouteFile {
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
+        let (text, version) = self.read_settled()?;
+        RouteFile::parse_bytes(&text, &self.path, version)
+    }
+
+    fn describe(&self) -> String {
+        format!("route file {}", self.path.display())
+    }
+}
+
+impl RouteFile {
+    /// The file's bytes and its version, once it is whole: see the module docs on files
+    /// rewritten in place. The inode is remembered as the one last read.
+    fn read_settled(&mut self) -> Result<(Vec<u8>, u64), StoreError> {
+        let (text, version, stamp) = self.read_whole()?;
+        self.loaded = Some(stamp);
+        Ok((text, version))
+    }
+
+    fn read_whole(&mut self) -> Result<(Vec<u8>, u64, FileStamp), StoreError> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let path = self.path.clone();
         let unavailable = |why: String| StoreError::Unavailable(format!("{}: {why}", path.display()));
-        let stamp = |meta: &std::fs::Metadata| (meta.mtime(), meta.mtime_nsec(), meta.ino(), meta.len());
+        let stamp = |meta: &std::fs::Metadata| FileStamp {
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            inode: meta.ino(),
+            len: meta.len(),
+        };
         let before = std::fs::metadata(&path).map_err(|e| unavailable(e.to_string()))?;
         if !before.is_file() {
             return Err(StoreError::Invalid(format!("{}: not a regular file", self.path.display())));
@@ -216,7 +300,8 @@ impl RouteStore for RouteFile {
             return Err(StoreError::Invalid(format!("{}: {len} bytes, over {max}", self.path.display())));
         }
         // A file renamed into place is whole; one changed in place may still be being written.
-        if self.loaded_inode == Some(before.ino()) {
+        // (The same file as loaded, unchanged, is whole: the console reads what it just wrote.)
+        if self.loaded.is_some_and(|loaded| loaded.inode == before.ino() && loaded != stamp(&before)) {
             let modified = before.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
             let age =
                 crate::time::Clock::unix_nanos().saturating_sub(modified.map_or(0, |d| d.as_nanos() as u64));
@@ -234,14 +319,16 @@ impl RouteStore for RouteFile {
         if stamp(&after) != stamp(&before) {
             return Err(unavailable("changed while it was read; reading it again".into()));
         }
-        let table = RouteFile::parse_bytes(&text, &self.path, version)?;
-        self.loaded_inode = Some(before.ino());
-        Ok(table)
+        Ok((text, version, stamp(&before)))
     }
+}
 
-    fn describe(&self) -> String {
-        format!("route file {}", self.path.display())
-    }
+/// What tells one state of a file from another: modification time, inode and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: (i64, i64),
+    inode: u64,
+    len: u64,
 }
 
 /// The first line of a statistics file.
@@ -472,237 +559,4 @@ impl Drop for StatsFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    #[test]
-    fn parses_the_route_file_format() {
-        let text = "# routes\n1001 1 127.0.0.1:9001\n1001 1 10.0.0.7:9001 3   # heavy\n\n1002 -7 [2001:db8::5]:80\n1001 1 127.0.0.1:9001\n";
-        let table = RouteFile::parse(text, Path::new("routes.conf"), 9).unwrap();
-        assert_eq!(table.version, 9);
-        assert_eq!(table.routes.len(), 2);
-        let hosts = table.hosts((1001, 1));
-        assert_eq!(hosts.len(), 2, "duplicates count once");
-        assert_eq!(hosts[1], WeightedHost { addr: "127.0.0.1:9001".parse().unwrap(), weight: 1 });
-        assert_eq!(hosts[0].weight, 3);
-        assert_eq!(table.hosts((1002, -7))[0].addr, "[2001:db8::5]:80".parse().unwrap());
-        let again = RouteFile::parse(&RouteFile::render(&table), Path::new("x"), 9).unwrap();
-        assert_eq!(again, table, "render and parse round-trip");
-    }
-
-    #[test]
-    fn errors_name_the_file_and_the_line() {
-        let err = RouteFile::parse("1 1 127.0.0.1:1\n1 x 127.0.0.1:2\n", Path::new("/etc/lars/routes"), 0)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid store contents: /etc/lars/routes:2: cmdid is not a 32-bit integer in `1 x 127.0.0.1:2`"
-        );
-        let err = RouteFile::parse("1 1 localhost:80\n", Path::new("r"), 0).unwrap_err();
-        assert_eq!(err.to_string(), "invalid store contents: r:1: host is not ip:port in `1 1 localhost:80`");
-        let err = RouteFile::parse("1 1\n", Path::new("r"), 0).unwrap_err();
-        assert!(err.to_string().contains("r:1: expected `modid cmdid host:port [weight]`"));
-        assert!(matches!(RouteFile::new("/nonexistent/routes").load(), Err(StoreError::Unavailable(_))));
-    }
-
-    #[test]
-    fn a_non_utf8_byte_fails_its_line_only_outside_a_comment() {
-        let text = b"1 1 127.0.0.1:1 # caf\xe9\n# \xff\xfe whole-line comment\n1 1 127.0.0.1:2\n";
-        let table = RouteFile::parse_bytes(text, Path::new("r"), 0).unwrap();
-        assert_eq!(table.hosts((1, 1)).len(), 2, "non-UTF-8 comments are comments");
-        let err =
-            RouteFile::parse_bytes(b"1 1 127.0.0.1:1\n1 1 127.0.0.\xe91:2\n", Path::new("r"), 0).unwrap_err();
-        assert_eq!(err.to_string(), "invalid store contents: r:2: not UTF-8 (outside a comment)");
-        let bom = RouteFile::parse_bytes(b"\xEF\xBB\xBF1 1 127.0.0.1:1\n", Path::new("r"), 0).unwrap();
-        assert_eq!(bom.hosts((1, 1)).len(), 1, "a BOM is not part of the first line");
-    }
-
-    #[test]
-    fn a_host_given_again_with_another_weight_names_both_lines() {
-        let text = "1 1 127.0.0.1:1 3\n2 2 127.0.0.1:1 5\n1 1 127.0.0.1:1 3\n1 1 127.0.0.1:1 4\n";
-        let err = RouteFile::parse(text, Path::new("r"), 0).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid store contents: r:4: host given again with another weight (line 1 gives 3) in `1 1 127.0.0.1:1 4`"
-        );
-    }
-
-    #[test]
-    fn hosts_no_caller_can_reach_are_refused_with_their_line() {
-        for (host, why) in [
-            ("10.0.0.1:0", "port is 0"),
-            ("0.0.0.0:80", "address is unspecified (0.0.0.0 or ::)"),
-            ("[::]:80", "address is unspecified (0.0.0.0 or ::)"),
-            ("255.255.255.255:80", "address is the broadcast address"),
-            ("239.1.1.1:80", "address is multicast"),
-        ] {
-            let err =
-                RouteFile::parse(&format!("1 1 127.0.0.1:1\n1 1 {host}\n"), Path::new("r"), 0).unwrap_err();
-            assert_eq!(err.to_string(), format!("invalid store contents: r:2: host {why} in `1 1 {host}`"));
-        }
-    }
-
-    #[test]
-    fn only_a_regular_file_of_bounded_size_is_read() {
-        let err = RouteFile::new("/dev/zero").load().unwrap_err();
-        assert_eq!(err.to_string(), "invalid store contents: /dev/zero: not a regular file");
-        let dir = std::env::temp_dir().join(format!("lars-file-kinds-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
-        assert!(made.success());
-        // Refused without opening it: opening a FIFO with no writer would block the loader.
-        let err = RouteFile::new(&fifo).load().unwrap_err();
-        assert!(err.to_string().ends_with("fifo: not a regular file"), "{err}");
-        let big = dir.join("big.conf");
-        std::fs::File::create(&big).unwrap().set_len(MAX_ROUTE_FILE + 1).unwrap();
-        let err = RouteFile::new(&big).load().unwrap_err();
-        assert!(
-            err.to_string().ends_with(&format!("{} bytes, over {MAX_ROUTE_FILE}", MAX_ROUTE_FILE + 1)),
-            "{err}"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn statistics_append_and_the_last_line_of_a_key_wins_across_restarts() {
-        let dir = std::env::temp_dir().join(format!("lars-stats-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("stats.txt");
-        let row = |port: u16, succ: u32| StatRow {
-            modid: 1,
-            cmdid: 2,
-            host: SocketAddr::from(([10, 0, 0, 1], port)),
-            caller: 7,
-            succ,
-            err: 1,
-            ts: 1_764_000_000,
-            overload: port == 2,
-        };
-        let mut store = StatsFile::open(&path).unwrap();
-        store.store(&[row(1, 1), row(2, 5)]).unwrap();
-        store.store(&[row(1, 3)]).unwrap();
-        drop(store);
-        assert_eq!(StatsFile::read(&path).unwrap(), [row(1, 3), row(2, 5)], "an upsert, as in MySQL");
-        // A restart compacts what the last run left and appends after it.
-        let mut store = StatsFile::open(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 2, "compacted at open:\n{text}");
-        store.store(&[row(3, 9)]).unwrap();
-        drop(store);
-        assert_eq!(StatsFile::read(&path).unwrap(), [row(1, 3), row(2, 5), row(3, 9)]);
-
-        // A crash mid-write leaves a torn last line: ignored when read, cut off at open.
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        std::io::Write::write_all(&mut file, b"1 2 10.0.0.1:4 7 0 0 17640").unwrap();
-        drop(file);
-        assert_eq!(StatsFile::read(&path).unwrap().len(), 3);
-        let mut store = StatsFile::open(&path).unwrap();
-        store.store(&[row(4, 4)]).unwrap();
-        drop(store);
-        assert_eq!(StatsFile::read(&path).unwrap(), [row(1, 3), row(2, 5), row(3, 9), row(4, 4)]);
-
-        // A bad line anywhere else is an error naming it.
-        std::fs::write(&path, "# header\n1 2 10.0.0.1:1 7 3 1 0 1764000000\n1 2 nowhere 7 3 1 0 1\n")
-            .unwrap();
-        let err = StatsFile::open(&path).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("invalid store contents: {}:3: host is not ip:port", path.display())
-        );
-        let missing = StatsFile::open(dir.join("no/such/dir/stats.txt")).unwrap_err();
-        assert!(missing.to_string().contains("no/such/dir does not exist"), "{missing}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_statistics_file_is_compacted_when_it_has_doubled() {
-        let dir = std::env::temp_dir().join(format!("lars-stats-compact-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("stats.txt");
-        let mut store = StatsFile::open(&path).unwrap();
-        store.compact_min = 64 << 10;
-        // One key written over and over: the file stays near its minimum, never grows past it.
-        let row = StatRow {
-            modid: 1,
-            cmdid: 1,
-            host: SocketAddr::from(([10, 0, 0, 1], 80)),
-            caller: 1,
-            succ: 0,
-            err: 0,
-            ts: 1_764_000_000,
-            overload: false,
-        };
-        let batch: Vec<StatRow> = (0..1000).map(|succ| StatRow { succ, ..row }).collect();
-        let line_len = 40;
-        for _ in 0..(8 * store.compact_min as usize / (line_len * batch.len())) {
-            store.store(&batch).unwrap();
-            assert!(store.len <= store.compact_min + (line_len * batch.len()) as u64, "{} bytes", store.len);
-        }
-        assert!(store.compacted_len < 4096, "compactions kept one row: {} bytes", store.compacted_len);
-        drop(store);
-        assert_eq!(StatsFile::read(&path).unwrap(), [StatRow { succ: 999, ..row }]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn changed_routes_are_the_difference() {
-        let old = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:2\n3 3 127.0.0.1:3\n", Path::new("r"), 1)
-            .unwrap();
-        let new = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:9\n4 4 127.0.0.1:4\n", Path::new("r"), 2)
-            .unwrap();
-        assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
-        assert!(new.changed_routes(&new).is_empty());
-    }
-
-    #[test]
-    fn changes_replace_and_remove_routes_and_share_the_others() {
-        let old = RouteFile::parse(
-            "1 1 127.0.0.1:1
-2 2 127.0.0.1:2
-3 3 127.0.0.1:3
-",
-            Path::new("r"),
-            1,
-        )
-        .unwrap();
-        let host = |port| WeightedHost { addr: SocketAddr::from(([127, 0, 0, 1], port)), weight: 1 };
-        let changes = super::super::RouteChanges {
-            version: 7,
-            routes: vec![((2, 2), vec![host(9)]), ((3, 3), vec![]), ((4, 4), vec![host(4)])],
-        };
-        let new = old.with_changes(changes);
-        assert_eq!(new.version, 7);
-        assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
-        assert_eq!(new.hosts((2, 2)), [host(9)]);
-        assert!(new.hosts((3, 3)).is_empty() && !new.routes.contains_key(&(3, 3)));
-        assert!(Arc::ptr_eq(&old.routes[&(1, 1)], &new.routes[&(1, 1)]), "unchanged routes are shared");
-    }
-
-    #[test]
-    fn two_rewrites_in_one_clock_tick_are_two_versions() {
-        let dir = std::env::temp_dir().join(format!("lars-file-version-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("routes.conf");
-        let tick = UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
-        // An atomic rewrite (as `lars route` does), stamped with the same time as the last one.
-        let rewrite = |text: &str| {
-            let temp = path.with_extension("tmp");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::File::options().write(true).open(&temp).unwrap().set_modified(tick).unwrap();
-            std::fs::rename(&temp, &path).unwrap();
-        };
-        rewrite("1 1 127.0.0.1:1\n");
-        let mut store = RouteFile::new(&path);
-        let first = store.version().unwrap();
-        assert_eq!(store.version().unwrap(), first, "unchanged file, same version");
-        rewrite("1 1 127.0.0.1:2\n");
-        let second = store.version().unwrap();
-        assert_ne!(second, first, "same time and length, new inode");
-        assert_eq!(store.load().unwrap().version, second);
-        assert_eq!(store.version().unwrap(), second);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

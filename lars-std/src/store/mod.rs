@@ -43,6 +43,18 @@ pub struct RouteTable {
     pub loaded: bool,
 }
 
+/// A host of a route as the stores keep it, out of rotation included: what the console shows
+/// and the route file's lines hold (lars-dns serves only the hosts in rotation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostEntry {
+    /// The host.
+    pub addr: SocketAddr,
+    /// Its weight (1 where the store keeps none).
+    pub weight: u32,
+    /// Whether lars-dns serves it.
+    pub in_rotation: bool,
+}
+
 /// Routes that changed, from a store's change log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteChanges {

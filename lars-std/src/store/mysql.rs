@@ -411,6 +411,56 @@ pub(super) fn host_of(ip: u32, port: u32) -> Option<SocketAddr> {
     Some(SocketAddr::V4(SocketAddrV4::new(ip.into(), port)))
 }
 
+/// Which `RouteData` rows [`read_hosts`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hosts<'a> {
+    /// The hosts lars-dns serves (out of rotation left out), of every route or of these.
+    Served(Option<&'a [(u32, u32)]>),
+    /// Every host of every route, out of rotation included (the console's list).
+    Every,
+    /// Every host of one route, out of rotation included.
+    OfRoute(RouteKey),
+}
+
+/// The `RouteData` hosts `which` names, as `(route, host)`, and how many rows were skipped
+/// for a port over 65535. The one query over `RouteData` that lars-dns, `lars route list` and
+/// the console share, so that what is served, listed and shown cannot drift apart.
+pub(super) fn read_hosts(
+    conn: &mut impl Queryable,
+    schema: Schema,
+    which: Hosts<'_>,
+) -> mysql::Result<(Vec<(RouteKey, super::HostEntry)>, usize)> {
+    let columns = schema.route_columns();
+    let disabled = if schema.disabled { "disabled" } else { "0" };
+    let select = format!("SELECT modid, cmdid, {columns}, {disabled} FROM RouteData");
+    let rows: Vec<(u32, u32, u32, u32, u32, u32)> = match which {
+        Hosts::Served(None) => conn.exec(format!("{select} WHERE {}", schema.served()), ())?,
+        Hosts::Served(Some(keys)) => {
+            let wanted = vec!["(?, ?)"; keys.len()].join(", ");
+            let params: Vec<Value> =
+                keys.iter().flat_map(|&(m, c)| [Value::from(m), Value::from(c)]).collect();
+            conn.exec(format!("{select} WHERE (modid, cmdid) IN ({wanted}) AND {}", schema.served()), params)?
+        }
+        Hosts::Every => conn.exec(select, ())?,
+        Hosts::OfRoute((modid, cmdid)) => {
+            conn.exec(format!("{select} WHERE modid = ? AND cmdid = ?"), (modid as u32, cmdid as u32))?
+        }
+    };
+    let mut bad = 0;
+    let hosts = rows
+        .into_iter()
+        .filter_map(|(modid, cmdid, ip, port, weight, disabled)| {
+            let Some(addr) = host_of(ip, port) else {
+                bad += 1;
+                return None;
+            };
+            // modid and cmdid are signed in the protocol, unsigned in the table.
+            Some(((modid as i32, cmdid as i32), super::HostEntry { addr, weight, in_rotation: disabled == 0 }))
+        })
+        .collect();
+    Ok((hosts, bad))
+}
+
 impl RouteStore for MysqlRoutes {
     fn version(&mut self) -> Result<u64, StoreError> {
         let version: Option<u64> = self
@@ -426,12 +476,11 @@ impl RouteStore for MysqlRoutes {
     }
 
     fn load(&mut self) -> Result<RouteTable, StoreError> {
-        let mut bad = 0usize;
         self.link.recheck_schema();
         // One snapshot for the version, the log's end and the routes: every change after it
         // is read from the log later, every change before it is in the table.
         let now = self.clock.now();
-        let (table, cursor) = self.link.with_schema(|conn, schema| {
+        let (table, cursor, bad) = self.link.with_schema(|conn, schema| {
             let mut tx = conn.start_transaction(snapshot())?;
             let version: Option<u64> =
                 tx.exec_first("SELECT version FROM RouteVersion WHERE id = ?", (1u32,))?;
@@ -443,19 +492,12 @@ impl RouteStore for MysqlRoutes {
                 tx.exec("SELECT id FROM RouteChange WHERE id > ?", (cursor.read_from(),))?;
             cursor.advance(window, version, now);
             let mut table = RouteTable { version, ..RouteTable::default() };
-            let columns = schema.route_columns();
-            let served = schema.served();
-            let rows: Vec<(u32, u32, u32, u32, u32)> =
-                tx.exec(format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE {served}"), ())?;
+            let (hosts, bad) = read_hosts(&mut tx, schema, Hosts::Served(None))?;
             tx.commit()?;
-            for (modid, cmdid, ip, port, weight) in rows {
-                match host_of(ip, port) {
-                    // modid and cmdid are signed in the protocol, unsigned in the table.
-                    Some(addr) => table.insert((modid as i32, cmdid as i32), WeightedHost { addr, weight }),
-                    None => bad += 1,
-                }
+            for (key, host) in hosts {
+                table.insert(key, WeightedHost { addr: host.addr, weight: host.weight });
             }
-            Ok((table, cursor))
+            Ok((table, cursor, bad))
         })?;
         if bad != self.skipped {
             log::warn!("skipping {bad} RouteData rows with a port over 65535");
@@ -492,25 +534,14 @@ impl RouteStore for MysqlRoutes {
                 tx.commit()?;
                 return Ok(None);
             }
-            let (columns, served) = (schema.route_columns(), schema.served());
-            let wanted = vec!["(?, ?)"; keys.len()].join(", ");
-            let params: Vec<Value> =
-                keys.iter().flat_map(|&(m, c)| [Value::from(m), Value::from(c)]).collect();
-            let hosts: Vec<(u32, u32, u32, u32, u32)> = tx.exec(
-                format!("SELECT modid, cmdid, {columns} FROM RouteData WHERE (modid, cmdid) IN ({wanted}) AND {served}"),
-                params,
-            )?;
+            let (hosts, bad) = read_hosts(&mut tx, schema, Hosts::Served(Some(&keys)))?;
             tx.commit()?;
-            Ok(Some((version.unwrap_or(0), fresh, keys, hosts)))
+            Ok(Some((version.unwrap_or(0), fresh, keys, hosts, bad)))
         })?;
-        let Some((version, fresh, keys, hosts)) = read else { return Ok(None) };
+        let Some((version, fresh, keys, hosts, bad)) = read else { return Ok(None) };
         let mut table = RouteTable::default();
-        let mut bad = 0usize;
-        for (modid, cmdid, ip, port, weight) in hosts {
-            match host_of(ip, port) {
-                Some(addr) => table.insert((modid as i32, cmdid as i32), WeightedHost { addr, weight }),
-                None => bad += 1,
-            }
+        for (key, host) in hosts {
+            table.insert(key, WeightedHost { addr: host.addr, weight: host.weight });
         }
         if bad > 0 {
             log::warn!("skipped {bad} RouteData rows with a port over 65535");
@@ -602,6 +633,32 @@ pub(super) fn record_change(tx: &mut mysql::Transaction<'_>, key: RouteKey) -> m
     )
 }
 
+/// Why a weight other than 1 is refused on the original schema.
+pub(super) const NEEDS_DB_INIT_WEIGHT: &str = "this database has no RouteData.weight column (the original schema), so every host weighs 1: run `lars db-init` to add it";
+
+/// Adds a host row to `RouteData` (in rotation), with its weight where the schema has the
+/// column; the caller has refused other weights than 1 where it has not.
+pub(super) fn insert_host(
+    tx: &mut mysql::Transaction<'_>,
+    schema: Schema,
+    key: RouteKey,
+    (ip, port): (u32, u32),
+    weight: u32,
+) -> mysql::Result<()> {
+    let (modid, cmdid) = (key.0 as u32, key.1 as u32);
+    if schema.weight {
+        tx.exec_drop(
+            "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
+            (modid, cmdid, ip, port, weight),
+        )
+    } else {
+        tx.exec_drop(
+            "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
+            (modid, cmdid, ip, port),
+        )
+    }
+}
+
 pub(super) fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
     match addr.ip() {
         IpAddr::V4(ip) => Ok((ip.to_bits(), u32::from(addr.port()))),
@@ -618,27 +675,9 @@ impl RouteAdmin for MysqlRoutes {
         self.link.recheck_schema();
         let schema = self.link.with_schema(|_, schema| Ok(schema))?;
         if !schema.weight && weight != 1 {
-            return Err(StoreError::Invalid(format!(
-                "weight {weight}: this database has no RouteData.weight column (the original schema); \
-                 run `lars db-init` to add it"
-            )));
+            return Err(StoreError::Invalid(format!("weight {weight}: {NEEDS_DB_INIT_WEIGHT}")));
         }
-        self.change(key, |tx| {
-            let (modid, cmdid) = (key.0 as u32, key.1 as u32);
-            if schema.weight {
-                tx.exec_drop(
-                    "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
-                    (modid, cmdid, ip, port, weight),
-                )?;
-            } else {
-                tx.exec_drop(
-                    "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
-                    (modid, cmdid, ip, port),
-                )?;
-            }
-            Ok(1)
-        })
-        .map(drop)
+        self.change(key, |tx| insert_host(tx, schema, key, (ip, port), weight).map(|()| 1)).map(drop)
     }
 
     fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
@@ -661,13 +700,20 @@ type StatusRow = (i32, i32, u32, u32, u32, i64, i64, u64, String);
 /// Every row of `ServerCallStatus` (IPv4 hosts, as the schema holds), in key order.
 pub fn read_status(opts: &Opts) -> Result<Vec<StatRow>, StoreError> {
     let mut conn = Conn::new(opts.clone()).map_err(unavailable)?;
-    let rows: Vec<StatusRow> = conn
-        .exec(
-            "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus
-             ORDER BY modid, cmdid, ip, port, caller",
-            (),
-        )
-        .map_err(unavailable)?;
+    status_rows(&mut conn, None).map_err(unavailable)
+}
+
+/// The `ServerCallStatus` rows of every route or of one, in key order: the one query that
+/// `lars status` and the console's status pages share.
+pub(super) fn status_rows(conn: &mut impl Queryable, key: Option<RouteKey>) -> mysql::Result<Vec<StatRow>> {
+    let select = "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
+    let order = "ORDER BY modid, cmdid, ip, port, caller";
+    let rows: Vec<StatusRow> = match key {
+        Some((modid, cmdid)) => {
+            conn.exec(format!("{select} WHERE modid = ? AND cmdid = ? {order}"), (modid, cmdid))?
+        }
+        None => conn.exec(format!("{select} {order}"), ())?,
+    };
     Ok(rows
         .into_iter()
         .filter_map(|(modid, cmdid, ip, port, caller, succ, err, ts, overload)| {
