@@ -267,24 +267,10 @@ fn json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// `2026-12-01T11:20:03.123456Z` for microseconds since the Unix epoch (UTC, proleptic
-/// Gregorian calendar; the day count to date conversion is Howard Hinnant's `civil_from_days`).
+/// `2026-12-01T11:20:03.123456Z` for microseconds since the Unix epoch (UTC).
 fn utc_timestamp(unix_micros: u64) -> String {
-    let secs = unix_micros / 1_000_000;
-    let micros = unix_micros % 1_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z")
+    let utc = crate::time::UtcTime::from_unix_micros(unix_micros);
+    format!("{}T{}.{:06}Z", utc.date(), utc.time(), utc.micros)
 }
 
 /// A call site: source file and line.

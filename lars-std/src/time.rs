@@ -87,9 +87,74 @@ pub fn from_std(duration: std::time::Duration) -> lars_core::time::Duration {
     lars_core::time::Duration::from_micros(duration.as_micros().min(u128::from(u64::MAX)) as u64)
 }
 
+/// A Unix time as a UTC calendar date and time of day (proleptic Gregorian calendar): what the
+/// log lines, `lars events` and the console's pages print, worked out in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    /// The year.
+    pub year: i64,
+    /// The month, 1 to 12.
+    pub month: u32,
+    /// The day of the month, from 1.
+    pub day: u32,
+    /// Seconds since midnight.
+    pub second_of_day: u32,
+    /// Microseconds into the second.
+    pub micros: u32,
+}
+
+impl UtcTime {
+    /// The UTC date and time `unix_micros` microseconds after the Unix epoch (the day count to
+    /// a date is Howard Hinnant's `civil_from_days`).
+    pub fn from_unix_micros(unix_micros: u64) -> UtcTime {
+        let secs = unix_micros / 1_000_000;
+        let z = (secs / 86_400) as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        UtcTime {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            second_of_day: (secs % 86_400) as u32,
+            micros: (unix_micros % 1_000_000) as u32,
+        }
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn date(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// `hh:mm:ss`.
+    pub fn time(&self) -> String {
+        let s = self.second_of_day;
+        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Clock;
+    use super::{Clock, UtcTime};
+
+    #[test]
+    fn unix_times_read_as_utc_dates() {
+        let at = |secs: u64| UtcTime::from_unix_micros(secs * 1_000_000 + 123_456);
+        assert_eq!(
+            (at(0).date(), at(0).time(), at(0).micros),
+            ("1970-01-01".into(), "00:00:00".into(), 123_456)
+        );
+        assert_eq!(at(951_782_400).date(), "2000-02-29", "a leap day of a century");
+        assert_eq!(
+            (at(1_796_124_003).date(), at(1_796_124_003).time()),
+            ("2026-12-01".into(), "11:20:03".into())
+        );
+        assert_eq!(at(1_709_251_199).time(), "23:59:59");
+    }
 
     #[test]
     fn the_coarse_clock_shares_the_epoch_and_trails_by_at_most_a_tick() {

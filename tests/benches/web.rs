@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 
 use lars_std::store::console::MysqlConsole;
-use lars_tests::webdriver::http;
+use lars_tests::webdriver::{console_sign_in, first_cookie, http};
 use lars_tests::{Scratch, TestDb};
 use lars_web::ConsoleConfig;
 use lars_web::auth::{Role, add_user};
@@ -64,19 +64,9 @@ fn fill(db: &TestDb) {
 }
 
 fn sign_in(addr: SocketAddr) -> String {
-    let form = http(addr, "GET", "/login", &[], b"").unwrap();
-    let nonce = form.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string();
-    let token = form.body.split("name=token value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let body = format!("token={token}&user=bench&password=bench+password");
-    let answer = http(
-        addr,
-        "POST",
-        "/login",
-        &[("Cookie", &nonce), ("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
-    .unwrap();
-    answer.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string()
+    let answer = console_sign_in(addr, "bench", "bench password").unwrap();
+    assert_eq!(answer.status, 303, "signed in: {}", answer.body);
+    first_cookie(&answer)
 }
 
 fn get_ms(addr: SocketAddr, cookie: &str, path: &str) -> f64 {

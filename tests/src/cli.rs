@@ -26,7 +26,11 @@ fn build_bin(package: &str, bin: &str) -> PathBuf {
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", cargo.to_string_lossy()));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "cargo build -p {package} --bin {bin} failed ({}):\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "cargo build -p {package} --bin {bin} failed ({}):\n{stderr}",
+        output.status
+    );
     let built = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())

@@ -1,9 +1,10 @@
 //! The web console (`lars-web`) in headless Chromium, against MariaDB, a running lars-dns,
 //! lars-reporter and lars-agent: every kind of change made in the browser reaches
-//! `get_route` through the agent, the audit log records it, the status page shows a simulated
-//! run, a viewer cannot change anything and a form without its CSRF token is refused.
-//! Screenshots go to `target/console-screenshots/`. Also: the console on an unmodified original
-//! database, over plain HTTP.
+//! `lars get-route` (the real binary, run as an operator runs it) through the agent, the audit
+//! log records it, the status page shows a `lars simulate` run, a viewer cannot change
+//! anything and a form without its CSRF token is refused. Screenshots go to
+//! `target/console-screenshots/`. Also: the console on an unmodified original database and on
+//! the route file (a host out of rotation and back), over plain HTTP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,15 +12,14 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 
-use lars_core::wire::native::Outcome;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
-use lars_std::client::{Client, ClientConfig, ClientError};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::console::MysqlConsole;
 use lars_std::store::mysql::{MysqlRoutes, MysqlStats};
-use lars_tests::webdriver::{Browser, http};
+use lars_tests::cli::{lars, lars_exe, lars_ok};
+use lars_tests::webdriver::{Browser, console_sign_in, first_cookie, http};
 use lars_tests::{Scratch, TestDb};
 use lars_web::auth::{Role, add_user};
 use lars_web::{ConsoleConfig, Running};
@@ -57,11 +57,31 @@ fn console_on(db: &TestDb, state: &Scratch) -> Running {
     lars_web::start(&config, Box::new(store)).unwrap()
 }
 
-/// The route's hosts as the agent serves them: (address, weight), or none for no route.
-fn served(client: &Client, modid: i32, cmdid: i32) -> Vec<(String, u32)> {
-    match client.get_route(modid, cmdid) {
-        Ok(route) => route.hosts.iter().map(|h| (h.addr.to_string(), h.weight)).collect(),
-        Err(_) => Vec::new(),
+/// The agent's API endpoints as `lars --agent` takes them.
+fn agent_flag(agent: &AgentDaemon) -> String {
+    agent.api_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The route's hosts as `lars get-route` prints them from the agent: (address, weight), or
+/// none when it exits 3 (no such route). Any other exit fails the test.
+fn get_route(agent: &str, modid: i32, cmdid: i32) -> Vec<(String, u32)> {
+    let output = lars(&["get-route", &modid.to_string(), &cmdid.to_string(), "--agent", agent]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match output.status.code() {
+        Some(0) => stdout
+            .lines()
+            .filter(|line| !line.starts_with("version "))
+            .map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [addr, "weight", weight] => (addr.to_string(), weight.parse().unwrap()),
+                _ => panic!("lars get-route printed {line:?}"),
+            })
+            .collect(),
+        Some(3) => Vec::new(),
+        _ => panic!(
+            "lars get-route {modid} {cmdid} exited {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
     }
 }
 
@@ -90,7 +110,9 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     let mut agent_config = AgentDaemonConfig::new(vec![dns.local_addr()], vec![reporter.local_addr()]);
     agent_config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
     let agent = AgentDaemon::start(agent_config).unwrap();
-    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
+    let api = agent_flag(&agent);
+    // Built before anything waits on it (the first call builds it).
+    assert!(lars_exe().is_file());
 
     let state = Scratch::new("console-browser");
     let console = console_on(&db, &state);
@@ -109,14 +131,14 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     sign_in(&mut browser, &base, "ann", ADMIN_PASSWORD);
 
     // Adding a route from the service list.
-    assert!(served(&client, 77, 1).is_empty());
+    assert!(get_route(&api, 77, 1).is_empty());
     browser.fill("input[name=modid]", "77");
     browser.fill("input[name=cmdid]", "1");
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.1:8001");
     browser.fill("form[action='/route/add-host'] input[name=weight]", "2");
     browser.submit("form[action='/route/add-host'] button");
     assert!(browser.text().contains("Done: add-host 10.9.0.1:8001 weight 2"), "{}", browser.text());
-    within(10, "the new route reaches the agent", || served(&client, 77, 1) == [("10.9.0.1:8001".into(), 2)]);
+    within(10, "the new route reaches the agent", || get_route(&api, 77, 1) == [("10.9.0.1:8001".into(), 2)]);
     // A second host from the route's page; a bad address is refused with a message.
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.300:8002");
     browser.submit("form[action='/route/add-host'] button");
@@ -124,33 +146,33 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     browser.go(&format!("{base}/route?modid=77&cmdid=1"));
     browser.fill("form[action='/route/add-host'] input[name=host]", "10.9.0.2:8002");
     browser.submit("form[action='/route/add-host'] button");
-    within(10, "the second host reaches the agent", || served(&client, 77, 1).len() == 2);
+    within(10, "the second host reaches the agent", || get_route(&api, 77, 1).len() == 2);
 
     // Editing one host's weight.
     select_host(&mut browser, "10.9.0.1:8001");
     browser.fill("input[name=weight][size='4']:not([value])", "5");
     browser.submit("button[value=weight]");
     within(10, "the new weight reaches the agent", || {
-        served(&client, 77, 1).contains(&("10.9.0.1:8001".into(), 5))
+        get_route(&api, 77, 1).contains(&("10.9.0.1:8001".into(), 5))
     });
     // Out of rotation: no longer served, still listed; then back.
     select_host(&mut browser, "10.9.0.2:8002");
     browser.submit("button[value=out]");
     within(10, "the host out of rotation leaves the agent", || {
-        served(&client, 77, 1) == [("10.9.0.1:8001".into(), 5)]
+        get_route(&api, 77, 1) == [("10.9.0.1:8001".into(), 5)]
     });
     assert_eq!(browser.count("tr.off[data-host='10.9.0.2:8002']"), 1, "listed as out of rotation");
     browser.screenshot(&shots.join("02-route-host-out-of-rotation.png"));
     select_host(&mut browser, "10.9.0.2:8002");
     browser.submit("button[value=in]");
-    within(10, "the host back in rotation reaches the agent", || served(&client, 77, 1).len() == 2);
+    within(10, "the host back in rotation reaches the agent", || get_route(&api, 77, 1).len() == 2);
     // A weight for a selection of hosts.
     select_host(&mut browser, "10.9.0.1:8001");
     select_host(&mut browser, "10.9.0.2:8002");
     browser.fill("input[name=weight][size='4']:not([value])", "3");
     browser.submit("button[value=weight]");
     within(10, "both weights reach the agent", || {
-        served(&client, 77, 1) == [("10.9.0.1:8001".into(), 3), ("10.9.0.2:8002".into(), 3)]
+        get_route(&api, 77, 1) == [("10.9.0.1:8001".into(), 3), ("10.9.0.2:8002".into(), 3)]
     });
     // A description, shown in the service list.
     browser.fill("form[action='/describe'] input[name=text]", "Payments <test>");
@@ -170,20 +192,31 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     assert_eq!(rows, 7, "two adds, two weights, out, in, one description");
     browser.screenshot(&shots.join("04-audit.png"));
 
-    // A simulated run (what `lars simulate 77 1 --fail 10.9.0.2:8002=1.0` does): the failing
-    // host is overloaded, and the status page shows it.
-    let failing: SocketAddr = "10.9.0.2:8002".parse().unwrap();
-    client.reg_init(77, 1, 20).unwrap();
-    for _ in 0..600 {
-        match client.get_host(77, 1, None) {
-            Ok(host) => {
-                let outcome = if host == failing { Outcome::Fail } else { Outcome::Ok };
-                client.report(77, 1, host, outcome, Duration::from_micros(300)).unwrap();
-            }
-            Err(ClientError::Overloaded) => {}
-            Err(e) => panic!("get_host: {e}"),
-        }
-    }
+    // A `lars simulate` run with one host failing every call: the simulator's table shows it,
+    // the agent takes it out as overloaded, and the status page shows that.
+    let table = lars_ok(&[
+        "simulate",
+        "77",
+        "1",
+        "--agent",
+        &api,
+        "--count",
+        "600",
+        "--interval-ms",
+        "0",
+        "--fail",
+        "10.9.0.2:8002=1.0",
+    ]);
+    let row = |host: &str| -> Vec<u64> {
+        let line =
+            table.lines().find(|line| line.starts_with(host)).unwrap_or_else(|| panic!("{host}: {table}"));
+        line.split_whitespace().skip(1).take(3).map(|n| n.parse().unwrap()).collect()
+    };
+    let (good, bad) = (row("10.9.0.1:8001"), row("10.9.0.2:8002"));
+    assert!(good[1] > 0 && good[2] == 0, "the healthy host's calls succeed: {table}");
+    assert!(bad[1] == 0 && bad[2] > 0, "the failing host's calls fail: {table}");
+    assert!(good[0] > bad[0], "the failing host gets fewer calls once overloaded: {table}");
+    assert!(table.contains("of 600 calls"), "{table}");
     within(15, "lars-reporter stores the run with the failing host overloaded", || {
         let overloaded: Option<u64> = db
             .conn()
@@ -207,7 +240,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     browser.click("form[action='/route/delete'] input[name=confirm]");
     browser.submit("form[action='/route/delete'] button");
     assert!(browser.text().contains("Route 77 1 deleted (2 hosts)"), "{}", browser.text());
-    within(10, "the deleted route leaves the agent", || served(&client, 77, 1).is_empty());
+    within(10, "the deleted route leaves the agent", || get_route(&api, 77, 1).is_empty());
     browser.screenshot(&shots.join("06-route-deleted.png"));
 
     // A form without its CSRF token is refused, even from a signed-in admin.
@@ -248,25 +281,14 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
 
 /// Signs in over plain HTTP and returns the session cookie and its CSRF token.
 fn http_sign_in(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
-    let form = http(addr, "GET", "/login", &[], b"").unwrap();
-    let nonce = form.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string();
-    let token = form.body.split("name=token value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let body = format!("token={token}&user={user}&password={}", password.replace(' ', "+"));
-    let answer = http(
-        addr,
-        "POST",
-        "/login",
-        &[("Cookie", &nonce), ("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
-    .unwrap();
+    let answer = console_sign_in(addr, user, password).unwrap();
     assert_eq!(answer.status, 303, "signed in: {}", answer.body);
     let cookie = answer.header_values("set-cookie").next().unwrap();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age="),
         "{cookie}"
     );
-    let cookie = cookie.split(';').next().unwrap().to_string();
+    let cookie = first_cookie(&answer);
     let page = http(addr, "GET", "/services", &[("Cookie", &cookie)], b"").unwrap();
     let csrf = page.body.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     (cookie, csrf)
@@ -358,17 +380,10 @@ fn a_store_that_cannot_be_reached_gives_an_error_page_and_changes_nothing() {
     config.listen = "127.0.0.1:0".parse().unwrap();
     let console = lars_web::start(&config, Box::new(MysqlConsole::new(opts))).unwrap();
     let addr = console.addr();
-    let form = http(addr, "GET", "/login", &[], b"").unwrap();
-    assert_eq!(form.status, 200);
-    let (cookie, _) = {
-        let nonce = form.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string();
-        let token =
-            form.body.split("name=token value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-        let body = format!("token={token}&user=ann&password={}", ADMIN_PASSWORD.replace(' ', "+"));
-        let answer = post(addr, &nonce, "/login", &body);
-        assert_eq!(answer.status, 303);
-        (answer.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string(), ())
-    };
+    // Signing in needs no store: the users live in the state directory.
+    let signed_in = console_sign_in(addr, "ann", ADMIN_PASSWORD).unwrap();
+    assert_eq!(signed_in.status, 303);
+    let cookie = first_cookie(&signed_in);
     let list = http(addr, "GET", "/services", &[("Cookie", &cookie)], b"").unwrap();
     assert_eq!(list.status, 503);
     assert!(
@@ -393,8 +408,8 @@ fn on_the_route_file_the_console_changes_what_lars_dns_serves_and_keeps_an_audit
         AgentDaemonConfig::new(vec![dns.local_addr()], vec!["127.0.0.1:9".parse().unwrap()]);
     agent_config.api = vec!["127.0.0.1:0".parse().unwrap(); 3];
     let agent = AgentDaemon::start(agent_config).unwrap();
-    let client = Client::new(ClientConfig { agent: agent.api_addrs().to_vec(), ..ClientConfig::default() });
-    within(10, "the agent serves the file's route", || served(&client, 6, 1).len() == 1);
+    let api = agent_flag(&agent);
+    within(30, "the agent serves the file's route", || get_route(&api, 6, 1).len() == 1);
 
     let state = scratch.0.join("state");
     add_user(&state, "ann", Role::Admin, ADMIN_PASSWORD).unwrap();
@@ -404,6 +419,10 @@ fn on_the_route_file_the_console_changes_what_lars_dns_serves_and_keeps_an_audit
     let console = lars_web::start(&config, Box::new(store)).unwrap();
     let addr = console.addr();
     let (cookie, csrf) = http_sign_in(addr, "ann", ADMIN_PASSWORD);
+    let hosts = |action: &str, host: &str| {
+        let body = format!("csrf={csrf}&modid=6&cmdid=1&host={host}&action={action}&weight=7");
+        post(addr, &cookie, "/route/hosts", &body)
+    };
 
     let added = post(
         addr,
@@ -413,30 +432,43 @@ fn on_the_route_file_the_console_changes_what_lars_dns_serves_and_keeps_an_audit
     );
     assert_eq!(added.status, 303, "{}", added.body);
     within(10, "the IPv6 host reaches the agent", || {
-        served(&client, 6, 1).contains(&("[2001:db8::6]:80".into(), 3))
+        get_route(&api, 6, 1).contains(&("[2001:db8::6]:80".into(), 3))
     });
-    let weighted = post(
-        addr,
-        &cookie,
-        "/route/hosts",
-        &format!("csrf={csrf}&modid=6&cmdid=1&host=10.0.6.1:80&action=weight&weight=7"),
+    assert_eq!(hosts("weight", "10.0.6.1:80").status, 303);
+    within(10, "the weight reaches the agent", || get_route(&api, 6, 1).contains(&("10.0.6.1:80".into(), 7)));
+
+    // Out of rotation: the line stays, marked, and lars-dns stops serving the host.
+    let out = hosts("out", "10.0.6.1:80");
+    assert_eq!(out.status, 303, "{}", out.body);
+    within(10, "the host out of rotation leaves the agent", || {
+        get_route(&api, 6, 1) == [("[2001:db8::6]:80".into(), 3)]
+    });
+    let file = std::fs::read_to_string(&routes).unwrap();
+    assert!(file.lines().any(|line| line == "6 1 10.0.6.1:80 7 out"), "kept with its weight:\n{file}");
+    let page = http(addr, "GET", "/route?modid=6&cmdid=1", &[("Cookie", &cookie)], b"").unwrap();
+    assert!(page.body.contains("<tr class=off data-host=\"10.0.6.1:80\">"), "listed as out: {}", page.body);
+    let listed = lars_ok(&["route", "list", "--routes", routes.to_str().unwrap()]);
+    assert!(
+        listed.lines().any(|l| l.contains("10.0.6.1:80") && l.ends_with("out of rotation")),
+        "`lars route list` shows it: {listed}"
     );
-    assert_eq!(weighted.status, 303);
-    within(10, "the weight reaches the agent", || served(&client, 6, 1).contains(&("10.0.6.1:80".into(), 7)));
-    let out = post(
-        addr,
-        &cookie,
-        "/route/hosts",
-        &format!("csrf={csrf}&modid=6&cmdid=1&host=10.0.6.1:80&action=out"),
-    );
-    assert_eq!(out.status, 409);
-    assert!(out.body.contains("route file cannot keep a host out of rotation"), "{}", out.body);
+    assert!(listed.contains("1 routes, 2 hosts (1 out of rotation)"), "{listed}");
+    // `lars route` rewrites the file and keeps the host out.
+    lars_ok(&["route", "add", "6", "1", "10.0.6.2:80", "--routes", routes.to_str().unwrap()]);
+    within(10, "the host added by `lars route` reaches the agent", || get_route(&api, 6, 1).len() == 2);
+    assert!(!get_route(&api, 6, 1).iter().any(|(host, _)| host == "10.0.6.1:80"), "still out");
+    // Back in rotation.
+    assert_eq!(hosts("in", "10.0.6.1:80").status, 303);
+    within(10, "the host back in rotation reaches the agent", || {
+        get_route(&api, 6, 1).contains(&("10.0.6.1:80".into(), 7))
+    });
+
     let deleted = post(addr, &cookie, "/route/delete", &format!("csrf={csrf}&modid=6&cmdid=1&confirm=yes"));
     assert_eq!(deleted.status, 303);
-    within(10, "the deleted route leaves the agent", || served(&client, 6, 1).is_empty());
+    within(10, "the deleted route leaves the agent", || get_route(&api, 6, 1).is_empty());
     let audit = std::fs::read_to_string(scratch.0.join("routes.conf.audit")).unwrap();
     let actions: Vec<&str> = audit.lines().map(|line| line.split('\t').nth(3).unwrap()).collect();
-    assert_eq!(actions, ["add-host", "set-weight", "remove-route"]);
+    assert_eq!(actions, ["add-host", "set-weight", "out-of-rotation", "into-rotation", "remove-route"]);
     let page = http(addr, "GET", "/audit?modid=6&cmdid=1", &[("Cookie", &cookie)], b"").unwrap();
     assert!(
         page.body.contains("[2001:db8::6]:80 weight 3") && page.body.contains("127.0.0.1"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig};
 use lars_std::daemon::{Args, UsageError};
-use lars_std::store::RouteStore;
+use lars_std::store::console::{ConsoleStore, FileConsole, MysqlConsole};
 use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::{self, MysqlRoutes, RouteAdmin};
 
@@ -313,12 +313,13 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
 }
 
 fn route(args: &Args) -> Result<(), Box<dyn Error>> {
-    let (mut store, mut admin): (Box<dyn RouteStore>, Box<dyn RouteAdmin>) =
+    let (mut listing, mut admin): (Box<dyn ConsoleStore>, Box<dyn RouteAdmin>) =
         match (args.flag("mysql"), args.flag("routes")) {
-            (Some(url), None) => {
-                (Box::new(MysqlRoutes::new(mysql::opts(url)?)), Box::new(MysqlRoutes::new(mysql::opts(url)?)))
-            }
-            (None, Some(path)) => (Box::new(RouteFile::new(path)), Box::new(RouteFile::new(path))),
+            (Some(url), None) => (
+                Box::new(MysqlConsole::new(mysql::opts(url)?)),
+                Box::new(MysqlRoutes::new(mysql::opts(url)?)),
+            ),
+            (None, Some(path)) => (Box::new(FileConsole::new(path, None)), Box::new(RouteFile::new(path))),
             _ => return Err(usage("route needs either --routes FILE or --mysql URL")),
         };
     match args.positional.get(1).map(String::as_str) {
@@ -334,18 +335,27 @@ fn route(args: &Args) -> Result<(), Box<dyn Error>> {
             }
         }
         Some("list") => {
-            let table = store.load()?;
+            // Every host the store keeps, as the console lists them: those out of rotation
+            // (which lars-dns does not serve) marked so.
+            let overview = listing.overview()?;
             println!("{:>10} {:>10}  {:<24} {:>6}", "modid", "cmdid", "host", "weight");
-            for ((modid, cmdid), hosts) in &table.routes {
-                for host in hosts.iter() {
-                    println!("{modid:>10} {cmdid:>10}  {:<24} {:>6}", host.addr.to_string(), host.weight);
+            let mut out = 0;
+            for ((modid, cmdid), hosts) in &overview.routes {
+                for host in hosts {
+                    let state = if host.in_rotation { "" } else { "  out of rotation" };
+                    out += usize::from(!host.in_rotation);
+                    println!(
+                        "{modid:>10} {cmdid:>10}  {:<24} {:>6}{state}",
+                        host.addr.to_string(),
+                        host.weight
+                    );
                 }
             }
+            let hosts: usize = overview.routes.values().map(Vec::len).sum();
             println!(
-                "{} routes, {} hosts, version {}",
-                table.routes.len(),
-                table.host_count(),
-                table.version
+                "{} routes, {hosts} hosts ({out} out of rotation), version {}",
+                overview.routes.len(),
+                overview.version
             );
         }
         _ => return Err(usage("route add|del|list")),
@@ -417,26 +427,10 @@ fn agent_events(args: &Args) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Unix milliseconds as `2026-12-01 11:35:40.123` UTC (days to a civil date as in Howard
-/// Hinnant's `civil_from_days`).
+/// Unix milliseconds as `2026-12-01 11:35:40.123` UTC.
 fn utc(ms: u64) -> String {
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let utc = lars_std::time::UtcTime::from_unix_micros(ms.saturating_mul(1000));
+    format!("{} {}.{:03}", utc.date(), utc.time(), utc.micros / 1000)
 }
 
 fn status(args: &Args) -> Result<(), Box<dyn Error>> {

@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
+pub use super::HostEntry;
 use super::file::RouteFile;
 use super::history::mysql::MysqlHistory;
 use super::history::{HistoryStore, NoHistory};
 use super::mysql::{
     Hosts, Link, NEEDS_DB_INIT_WEIGHT, insert_host, read_hosts, record_change, status_rows, v4_parts,
 };
-pub use super::HostEntry;
 use super::{RouteKey, RouteStore, StatRow, StoreError};
 use crate::time::Clock;
 
@@ -284,7 +284,8 @@ impl ConsoleStore for MysqlConsole {
 
     fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError> {
         self.link.recheck_schema();
-        let (hosts, _) = self.link.with_schema(|conn, schema| read_hosts(conn, schema, Hosts::OfRoute(key)))?;
+        let (hosts, _) =
+            self.link.with_schema(|conn, schema| read_hosts(conn, schema, Hosts::OfRoute(key)))?;
         let mut hosts: Vec<HostEntry> = hosts.into_iter().map(|(_, host)| host).collect();
         hosts.sort_by_key(|h| h.addr);
         hosts.dedup_by_key(|h| h.addr);
@@ -331,8 +332,10 @@ impl ConsoleStore for MysqlConsole {
             match edit {
                 Edit::AddHost { weight, .. } => {
                     let (ip, port) = hosts[0];
-                    let exists: Option<u32> =
-                        tx.exec_first(format!("SELECT 1 FROM RouteData {where_host}"), (modid, cmdid, ip, port))?;
+                    let exists: Option<u32> = tx.exec_first(
+                        format!("SELECT 1 FROM RouteData {where_host}"),
+                        (modid, cmdid, ip, port),
+                    )?;
                     if exists.is_none() {
                         insert_host(&mut tx, schema, key, (ip, port), *weight)?;
                         changed = 1;
@@ -340,7 +343,10 @@ impl ConsoleStore for MysqlConsole {
                 }
                 Edit::RemoveHosts(_) => {
                     for &(ip, port) in &hosts {
-                        tx.exec_drop(format!("DELETE FROM RouteData {where_host}"), (modid, cmdid, ip, port))?;
+                        tx.exec_drop(
+                            format!("DELETE FROM RouteData {where_host}"),
+                            (modid, cmdid, ip, port),
+                        )?;
                         changed += tx.affected_rows();
                     }
                 }
@@ -550,7 +556,9 @@ impl ConsoleStore for FileConsole {
                 }
             }
             Edit::SetInRotation { addrs, in_rotation } => {
-                for host in hosts.iter_mut().filter(|h| addrs.contains(&h.addr) && h.in_rotation != *in_rotation) {
+                for host in
+                    hosts.iter_mut().filter(|h| addrs.contains(&h.addr) && h.in_rotation != *in_rotation)
+                {
                     host.in_rotation = *in_rotation;
                     changed += 1;
                 }

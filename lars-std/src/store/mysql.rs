@@ -455,7 +455,10 @@ pub(super) fn read_hosts(
                 return None;
             };
             // modid and cmdid are signed in the protocol, unsigned in the table.
-            Some(((modid as i32, cmdid as i32), super::HostEntry { addr, weight, in_rotation: disabled == 0 }))
+            Some((
+                (modid as i32, cmdid as i32),
+                super::HostEntry { addr, weight, in_rotation: disabled == 0 },
+            ))
         })
         .collect();
     Ok((hosts, bad))
@@ -706,7 +709,8 @@ pub fn read_status(opts: &Opts) -> Result<Vec<StatRow>, StoreError> {
 /// The `ServerCallStatus` rows of every route or of one, in key order: the one query that
 /// `lars status` and the console's status pages share.
 pub(super) fn status_rows(conn: &mut impl Queryable, key: Option<RouteKey>) -> mysql::Result<Vec<StatRow>> {
-    let select = "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
+    let select =
+        "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload FROM ServerCallStatus";
     let order = "ORDER BY modid, cmdid, ip, port, caller";
     let rows: Vec<StatusRow> = match key {
         Some((modid, cmdid)) => {

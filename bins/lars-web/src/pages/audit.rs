@@ -73,18 +73,8 @@ pub(super) fn table(entries: &[AuditEntry]) -> String {
 
 /// `YYYY-MM-DD hh:mm:ss` of a Unix time (UTC).
 pub(crate) fn utc(ts: u64) -> String {
-    let (days, secs) = (ts / 86_400, ts % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    let utc = lars_std::time::UtcTime::from_unix_micros(ts.saturating_mul(1_000_000));
+    format!("{} {}", utc.date(), utc.time())
 }
 
 #[cfg(test)]

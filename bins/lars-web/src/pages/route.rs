@@ -74,7 +74,7 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     if !caps.rotation {
         body.push_str(
             "<p class=flash>Taking a host out of rotation needs the <code>RouteData.disabled</code> column: \
-             run <code>lars db-init</code> on this database (the route file cannot keep such hosts).</p>",
+             run <code>lars db-init</code> on this database.</p>",
         );
     }
     if !caps.audit {

@@ -21,8 +21,8 @@ fn parses_the_route_file_format() {
 
 #[test]
 fn errors_name_the_file_and_the_line() {
-    let err = RouteFile::parse("1 1 127.0.0.1:1\n1 x 127.0.0.1:2\n", Path::new("/etc/lars/routes"), 0)
-        .unwrap_err();
+    let err =
+        RouteFile::parse("1 1 127.0.0.1:1\n1 x 127.0.0.1:2\n", Path::new("/etc/lars/routes"), 0).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid store contents: /etc/lars/routes:2: cmdid is not a 32-bit integer in `1 x 127.0.0.1:2`"
@@ -65,8 +65,7 @@ fn hosts_no_caller_can_reach_are_refused_with_their_line() {
         ("255.255.255.255:80", "address is the broadcast address"),
         ("239.1.1.1:80", "address is multicast"),
     ] {
-        let err =
-            RouteFile::parse(&format!("1 1 127.0.0.1:1\n1 1 {host}\n"), Path::new("r"), 0).unwrap_err();
+        let err = RouteFile::parse(&format!("1 1 127.0.0.1:1\n1 1 {host}\n"), Path::new("r"), 0).unwrap_err();
         assert_eq!(err.to_string(), format!("invalid store contents: r:2: host {why} in `1 1 {host}`"));
     }
 }
@@ -132,13 +131,9 @@ fn statistics_append_and_the_last_line_of_a_key_wins_across_restarts() {
     assert_eq!(StatsFile::read(&path).unwrap(), [row(1, 3), row(2, 5), row(3, 9), row(4, 4)]);
 
     // A bad line anywhere else is an error naming it.
-    std::fs::write(&path, "# header\n1 2 10.0.0.1:1 7 3 1 0 1764000000\n1 2 nowhere 7 3 1 0 1\n")
-        .unwrap();
+    std::fs::write(&path, "# header\n1 2 10.0.0.1:1 7 3 1 0 1764000000\n1 2 nowhere 7 3 1 0 1\n").unwrap();
     let err = StatsFile::open(&path).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("invalid store contents: {}:3: host is not ip:port", path.display())
-    );
+    assert_eq!(err.to_string(), format!("invalid store contents: {}:3: host is not ip:port", path.display()));
     let missing = StatsFile::open(dir.join("no/such/dir/stats.txt")).unwrap_err();
     assert!(missing.to_string().contains("no/such/dir does not exist"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -176,10 +171,10 @@ fn a_statistics_file_is_compacted_when_it_has_doubled() {
 
 #[test]
 fn changed_routes_are_the_difference() {
-    let old = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:2\n3 3 127.0.0.1:3\n", Path::new("r"), 1)
-        .unwrap();
-    let new = RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:9\n4 4 127.0.0.1:4\n", Path::new("r"), 2)
-        .unwrap();
+    let old =
+        RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:2\n3 3 127.0.0.1:3\n", Path::new("r"), 1).unwrap();
+    let new =
+        RouteFile::parse("1 1 127.0.0.1:1\n2 2 127.0.0.1:9\n4 4 127.0.0.1:4\n", Path::new("r"), 2).unwrap();
     assert_eq!(old.changed_routes(&new), [(2, 2), (3, 3), (4, 4)]);
     assert!(new.changed_routes(&new).is_empty());
 }
@@ -235,13 +230,15 @@ fn two_rewrites_in_one_clock_tick_are_two_versions() {
 
 #[test]
 fn a_host_marked_out_keeps_its_line_but_is_not_served() {
-    let text = "1 1 10.0.0.1:80\n1 1 10.0.0.2:80 4 out   # draining\n1 1 10.0.0.3:80 out\n2 2 10.0.0.9:80 out\n";
+    let text =
+        "1 1 10.0.0.1:80\n1 1 10.0.0.2:80 4 out   # draining\n1 1 10.0.0.3:80 out\n2 2 10.0.0.9:80 out\n";
     let table = RouteFile::parse(text, Path::new("r"), 3).unwrap();
     let served: Vec<String> = table.hosts((1, 1)).iter().map(|h| h.addr.to_string()).collect();
     assert_eq!(served, ["10.0.0.1:80"], "lars-dns serves the hosts in rotation only");
     assert!(!table.routes.contains_key(&(2, 2)), "a route whose hosts are all out is not served");
     let lines = RouteFile::parse_lines(text.as_bytes(), Path::new("r")).unwrap();
-    let host = |addr: &str, weight, in_rotation| HostEntry { addr: addr.parse().unwrap(), weight, in_rotation };
+    let host =
+        |addr: &str, weight, in_rotation| HostEntry { addr: addr.parse().unwrap(), weight, in_rotation };
     assert_eq!(
         lines[&(1, 1)],
         [host("10.0.0.1:80", 1, true), host("10.0.0.2:80", 4, false), host("10.0.0.3:80", 1, false)],
