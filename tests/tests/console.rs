@@ -506,3 +506,71 @@ fn lars_dns_leaves_out_hosts_out_of_rotation_in_full_loads_and_change_reads() {
     assert_eq!(changes.routes.len(), 1);
     assert_eq!(served(&changes.routes[0].1), ["10.0.0.1:80"], "the change read");
 }
+
+/// A console on a route file holding `6 1 10.0.6.1:80`, with the users ann (admin) and vic
+/// (viewer); the file's path comes back with it.
+fn console_on_a_file(scratch: &Scratch) -> (Running, PathBuf) {
+    let routes = scratch.0.join("routes.conf");
+    std::fs::write(&routes, "6 1 10.0.6.1:80\n").unwrap();
+    let state = scratch.0.join("state");
+    add_user(&state, "ann", Role::Admin, ADMIN_PASSWORD).unwrap();
+    add_user(&state, "vic", Role::Viewer, VIEWER_PASSWORD).unwrap();
+    let mut config = ConsoleConfig::new(&state);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let store = lars_std::store::console::FileConsole::new(&routes, None);
+    (lars_web::start(&config, Box::new(store)).unwrap(), routes)
+}
+
+#[test]
+fn a_viewer_is_refused_every_change_and_no_get_changes_anything() {
+    let scratch = Scratch::new("console-viewer");
+    let (console, routes) = console_on_a_file(&scratch);
+    let addr = console.addr();
+    let before = std::fs::read(&routes).unwrap();
+    let (cookie, csrf) = http_sign_in(addr, "vic", VIEWER_PASSWORD);
+    let changes = [
+        ("/route/add-host", "modid=6&cmdid=1&host=10.0.6.2:80&weight=1"),
+        ("/route/hosts", "modid=6&cmdid=1&host=10.0.6.1:80&action=weight&weight=5"),
+        ("/route/hosts", "modid=6&cmdid=1&host=10.0.6.1:80&action=out"),
+        ("/route/hosts", "modid=6&cmdid=1&host=10.0.6.1:80&action=remove"),
+        ("/route/delete", "modid=6&cmdid=1&confirm=yes"),
+        ("/describe", "kind=module&id=6&text=mine"),
+    ];
+    for (path, form) in changes {
+        let answer = post(addr, &cookie, path, &format!("csrf={csrf}&{form}"));
+        assert_eq!(answer.status, 403, "a viewer's {path} {form}: {}", answer.body);
+        assert!(answer.body.contains("Viewers can look but not change anything"), "{}", answer.body);
+        // The same as a GET, from anyone: a form's address takes no GET.
+        let get = http(addr, "GET", &format!("{path}?{form}"), &[("Cookie", &cookie)], b"").unwrap();
+        assert_eq!(get.status, 405, "GET {path}?{form}");
+    }
+    // An admin's GET changes nothing either.
+    let (admin, _) = http_sign_in(addr, "ann", ADMIN_PASSWORD);
+    for (path, form) in changes {
+        let get = http(addr, "GET", &format!("{path}?{form}"), &[("Cookie", &admin)], b"").unwrap();
+        assert_eq!(get.status, 405, "an admin's GET {path}?{form}");
+    }
+    assert_eq!(std::fs::read(&routes).unwrap(), before, "the route file is untouched");
+    assert!(!scratch.0.join("routes.conf.audit").exists(), "and nothing was recorded");
+}
+
+#[test]
+fn failed_sign_ins_are_limited_per_user_and_per_address_on_the_page() {
+    use lars_web::auth::{ADDRESS_FAILURES, USER_FAILURES};
+    let scratch = Scratch::new("console-limits");
+    let (console, _) = console_on_a_file(&scratch);
+    let addr = console.addr();
+    for _ in 0..USER_FAILURES {
+        assert_eq!(console_sign_in(addr, "ann", "a wrong guess").unwrap().status, 401);
+    }
+    // ann is locked, even with her password; vic, from the same address, is not.
+    let locked = console_sign_in(addr, "ann", ADMIN_PASSWORD).unwrap();
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.body.contains("Too many failed sign-ins for this user or address"), "{}", locked.body);
+    assert_eq!(console_sign_in(addr, "vic", VIEWER_PASSWORD).unwrap().status, 303);
+    // One address guessing many names is stopped, whoever it tries next.
+    for i in USER_FAILURES..ADDRESS_FAILURES {
+        assert_eq!(console_sign_in(addr, &format!("guess{i}"), "a wrong guess").unwrap().status, 401);
+    }
+    assert_eq!(console_sign_in(addr, "vic", VIEWER_PASSWORD).unwrap().status, 429, "the address is locked");
+}

@@ -8,7 +8,7 @@
 //! `record_change` as `lars route`) and writes the audit row, so lars-dns pushes the route and
 //! no change goes unrecorded. On an original database: without `RouteData.weight` every host
 //! weighs 1 and other weights are refused; without `RouteData.disabled` no host can be taken out
-//! of rotation; without the `RouteAudit` table (which `lars db-init` creates, and lars-web
+//! of rotation (the route file marks such a host's line `out`); without the `RouteAudit` table (which `lars db-init` creates, and lars-web
 //! creates at start when it may) a change fails and says so. Reading never needs an extension.
 
 use std::collections::BTreeMap;
@@ -463,6 +463,12 @@ fn insert_audit(
 fn check_edit(edit: &Edit, caps: &Capabilities) -> Result<(), StoreError> {
     if !caps.audit {
         return Err(refuse(NEEDS_AUDIT));
+    }
+    if let Edit::AddHost { addr, .. } = edit
+        && let Some(why) = super::unreachable_host(*addr)
+    {
+        // In the route file such a host would fail lars-dns's whole load.
+        return Err(StoreError::Invalid(format!("{addr}: host {why}")));
     }
     match edit {
         Edit::AddHost { weight, .. } | Edit::SetWeight { weight, .. } if !caps.weights && *weight != 1 => {

@@ -177,7 +177,14 @@ pub(crate) fn parse_id(what: &str, text: Option<&str>) -> Result<i32, String> {
         .ok_or_else(|| format!("{what} `{text}` is not a whole number from 0 to 2147483647"))
 }
 
-/// A host: `IPv4:port` or `[IPv6]:port`, the port from 1 to 65535.
+/// A host selected among a route's hosts: any address the store shows, so that a row an older
+/// tool wrote (port 0, a multicast address) can still be removed.
+pub(crate) fn parse_selected_host(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| format!("host `{}` is not an address with a port", text.trim()))
+}
+
+/// A host to add: `IPv4:port` or `[IPv6]:port`, the port from 1 to 65535, an address a caller
+/// can reach.
 pub(crate) fn parse_host(text: Option<&str>) -> Result<SocketAddr, String> {
     let text = text.unwrap_or("").trim();
     if text.is_empty() {
@@ -197,8 +204,9 @@ pub(crate) fn parse_host(text: Option<&str>) -> Result<SocketAddr, String> {
     if addr.port() == 0 {
         return Err(format!("host `{text}`: the port must be from 1 to 65535"));
     }
-    if addr.ip().is_unspecified() {
-        return Err(format!("host `{text}`: {} is not an address a caller can reach", addr.ip()));
+    // The stores' own rule, so that the console never writes a host that fails lars-dns's load.
+    if let Some(why) = lars_std::store::unreachable_host(addr) {
+        return Err(format!("host `{text}`: no caller can reach it ({why})"));
     }
     Ok(addr)
 }
@@ -246,7 +254,13 @@ mod tests {
         assert!(parse_host(Some("10.0.0.7:70000")).unwrap_err().contains("1 to 65535"));
         assert!(parse_host(Some("10.0.0.7:0")).unwrap_err().contains("1 to 65535"));
         assert!(parse_host(Some("10.0.0.300:80")).unwrap_err().contains("not an address"));
-        assert!(parse_host(Some("0.0.0.0:80")).unwrap_err().contains("can reach"));
+        for unreachable in ["0.0.0.0:80", "[::]:80", "255.255.255.255:80", "239.1.1.1:80", "[ff02::1]:80"] {
+            let error = parse_host(Some(unreachable)).unwrap_err();
+            assert!(error.contains("no caller can reach it"), "{unreachable}: {error}");
+        }
+        assert!(parse_host(Some("239.1.1.1:80")).unwrap_err().contains("address is multicast"));
+        assert_eq!(parse_selected_host(" 239.1.1.1:0 "), Ok("239.1.1.1:0".parse().unwrap()), "to remove it");
+        assert!(parse_selected_host("10.0.0.300:80").is_err());
         assert_eq!(parse_weight(Some("")), Ok(1));
         assert!(parse_weight(Some("0")).is_err() && parse_weight(Some("x")).is_err());
     }

@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 use lars_std::store::RouteKey;
 use lars_std::store::console::{Edit, HostEntry, Named};
 
-use super::{actor, audit, flash_of, parse_host, parse_id, parse_weight, route_link, status, store_error};
+use super::{
+    actor, audit, flash_of, parse_host, parse_id, parse_selected_host, parse_weight, route_link, status,
+    store_error,
+};
 use crate::Console;
 use crate::auth::Session;
 use crate::html::{can_change, esc, form, page};
@@ -248,7 +251,7 @@ pub(super) fn change_hosts(console: &Console, request: &Request, session: &Sessi
         Ok(key) => key,
         Err(e) => return super::error_page(Some(session), 400, "Not changed", &e),
     };
-    let addrs: Result<Vec<_>, String> = request.fields("host").map(|h| parse_host(Some(h))).collect();
+    let addrs: Result<Vec<_>, String> = request.fields("host").map(parse_selected_host).collect();
     let addrs = match addrs {
         Ok(addrs) if addrs.is_empty() => return back(key, Err("Select at least one host.".into())),
         Ok(addrs) => addrs,
