@@ -315,6 +315,13 @@ impl Browser {
         self.command("POST", &path, json!({"script": script, "args": []}))
     }
 
+    /// Deletes every cookie of the current site (the session with it: the next request is
+    /// signed out).
+    pub fn delete_cookies(&mut self) {
+        let path = self.session_path("/cookie");
+        self.command("DELETE", &path, json!({}));
+    }
+
     /// Saves a PNG screenshot to `path`.
     pub fn screenshot(&mut self, path: &Path) {
         let shot = self.session_path("/screenshot");

@@ -234,6 +234,13 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     browser.run("document.getElementById('status').innerHTML = '<p>replaced</p>';");
     within(5, "the script refreshes the status without a reload", || browser.count("#status svg") == 1);
     browser.screenshot(&shots.join("05-status.png"));
+    // Signed out (the session cookie gone, as after its expiry): the refresh keeps the last
+    // status and marks it stale, rather than pulling the sign-in page into the fragment.
+    browser.delete_cookies();
+    within(5, "the refresh marks the status stale", || browser.count("#status.stale") == 1);
+    assert_eq!(browser.count("#status svg"), 1, "the last status stays");
+    assert_eq!(browser.count("#status input[name=password]"), 0, "no sign-in form in the fragment");
+    sign_in(&mut browser, &base, "ann", ADMIN_PASSWORD);
 
     // Deleting the route: gone from the agent.
     browser.go(&format!("{base}/route?modid=77&cmdid=1"));

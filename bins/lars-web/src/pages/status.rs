@@ -17,16 +17,27 @@ use crate::model::{CallTable, HostCalls, HostState, PAGE_SIZE};
 
 /// How often the fragment is fetched again.
 const REFRESH_MS: u32 = 500;
+/// The longest wait between fetches after failures (each failure doubles the wait).
+const REFRESH_MAX_MS: u32 = 16_000;
 
-/// The script: fetch the fragment named by `data-fragment` and swap it in, every
-/// [`REFRESH_MS`]. A failed fetch leaves the last good fragment in place and marks it stale.
+/// The script: fetch the fragment named by `data-fragment` and swap it in, [`REFRESH_MS`]
+/// after the last fetch ended, so that a slow console never has requests piling up. A failed
+/// fetch leaves the last good fragment in place, marks it stale and doubles the wait (up to
+/// [`REFRESH_MAX_MS`]), so that pages left open through an outage do not hammer the console
+/// when it comes back; a tab in the background fetches nothing. A redirect (the session has
+/// ended, and the answer is the way to the sign-in page) is a failure too, not a fragment.
 pub(super) fn script() -> Response {
     let js = format!(
         "document.querySelectorAll('[data-fragment]').forEach(function(el){{\
-         setInterval(function(){{fetch(el.dataset.fragment,{{credentials:'same-origin'}})\
+         var wait={REFRESH_MS};\
+         function next(){{setTimeout(tick,wait);}}\
+         function tick(){{if(document.hidden){{next();return;}}\
+         fetch(el.dataset.fragment,{{credentials:'same-origin',redirect:'error'}})\
          .then(function(r){{if(!r.ok)throw r.status;return r.text();}})\
-         .then(function(t){{el.innerHTML=t;el.classList.remove('stale');}})\
-         .catch(function(){{el.classList.add('stale');}});}},{REFRESH_MS});}});"
+         .then(function(t){{el.innerHTML=t;el.classList.remove('stale');wait={REFRESH_MS};}})\
+         .catch(function(){{el.classList.add('stale');wait=Math.min(wait*2,{REFRESH_MAX_MS});}})\
+         .then(next);}}\
+         next();}});"
     );
     Response {
         status: 200,
