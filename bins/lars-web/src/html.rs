@@ -49,6 +49,7 @@ tr.bad td{background:#fde8e8}tr.off td{color:#8a9099;background:#f3f3f3}
 .box{background:#fff;border:1px solid #e1e4e8;padding:10px 12px;margin:10px 0}
 input,select,button{font:inherit}input[type=text],input[type=password],input[type=search]{padding:3px 6px}
 nav.pages a{margin-right:8px}
+.stale{opacity:.55}.stale::before{content:'Not refreshed: the console cannot be reached, or the session has ended (reload the page).';display:block;color:#8b1c14;margin:4px 0}
 ";
 
 /// The frame every page shares: title, navigation, the signed-in user and `body`.
