@@ -581,3 +581,34 @@ fn failed_sign_ins_are_limited_per_user_and_per_address_on_the_page() {
     }
     assert_eq!(console_sign_in(addr, "vic", VIEWER_PASSWORD).unwrap().status, 429, "the address is locked");
 }
+
+#[test]
+fn lars_route_on_mysql_lists_every_host_as_the_console_does_and_adding_again_replaces() {
+    let db = TestDb::create();
+    let server = std::env::var("LARS_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let url = format!("{}/{}", server.trim_end_matches('/'), db.name);
+    lars_ok(&["route", "add", "9", "1", "10.0.9.1:80", "--weight", "2", "--mysql", &url]);
+    lars_ok(&["route", "add", "9", "1", "10.0.9.2:80", "--mysql", &url]);
+    // Again with another weight: the same row, the new weight (as on the route file).
+    lars_ok(&["route", "add", "9", "1", "10.0.9.1:80", "--weight", "4", "--mysql", &url]);
+    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData").unwrap().unwrap();
+    assert_eq!(rows, 2, "no second row for the same host");
+    // Out of rotation (as the console does it): listed, marked, not served.
+    db.conn()
+        .query_drop("UPDATE RouteData SET disabled = 1 WHERE serverport = 80 AND serverip = 167774465")
+        .unwrap();
+    let listed = lars_ok(&["route", "list", "--mysql", &url]);
+    let line = |host: &str| {
+        listed.lines().find(|l| l.contains(host)).unwrap_or_else(|| panic!("{listed}")).to_string()
+    };
+    assert!(line("10.0.9.1:80").ends_with("4  out of rotation"), "{listed}");
+    assert!(line("10.0.9.2:80").ends_with(" 1"), "{listed}");
+    assert!(listed.contains("1 routes, 2 hosts (1 out of rotation)"), "{listed}");
+    // `lars route add` puts it back.
+    lars_ok(&["route", "add", "9", "1", "10.0.9.1:80", "--weight", "4", "--mysql", &url]);
+    let listed = lars_ok(&["route", "list", "--mysql", &url]);
+    assert!(listed.contains("(0 out of rotation)"), "{listed}");
+    let failed = lars(&["route", "add", "9", "1", "239.1.1.1:80", "--mysql", &url]);
+    assert_eq!(failed.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("address is multicast"));
+}

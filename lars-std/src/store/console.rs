@@ -24,7 +24,8 @@ use super::file::RouteFile;
 use super::history::mysql::MysqlHistory;
 use super::history::{HistoryStore, NoHistory};
 use super::mysql::{
-    Hosts, Link, NEEDS_DB_INIT_WEIGHT, insert_host, read_hosts, record_change, status_rows, v4_parts,
+    Hosts, IfPresent, Link, NEEDS_DB_INIT_WEIGHT, WHERE_HOST, add_host_row, read_hosts, record_change,
+    status_rows, v4_parts,
 };
 use super::{RouteKey, RouteStore, StatRow, StoreError};
 use crate::time::Clock;
@@ -327,24 +328,15 @@ impl ConsoleStore for MysqlConsole {
         // The schema `capabilities` just looked up: `check_edit` decided on it.
         self.link.with_schema(|conn, schema| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            let where_host = "WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?";
             let mut changed = 0;
             match edit {
                 Edit::AddHost { weight, .. } => {
-                    let (ip, port) = hosts[0];
-                    let exists: Option<u32> = tx.exec_first(
-                        format!("SELECT 1 FROM RouteData {where_host}"),
-                        (modid, cmdid, ip, port),
-                    )?;
-                    if exists.is_none() {
-                        insert_host(&mut tx, schema, key, (ip, port), *weight)?;
-                        changed = 1;
-                    }
+                    changed = add_host_row(&mut tx, schema, key, hosts[0], *weight, IfPresent::Keep)?;
                 }
                 Edit::RemoveHosts(_) => {
                     for &(ip, port) in &hosts {
                         tx.exec_drop(
-                            format!("DELETE FROM RouteData {where_host}"),
+                            format!("DELETE FROM RouteData {WHERE_HOST}"),
                             (modid, cmdid, ip, port),
                         )?;
                         changed += tx.affected_rows();
@@ -353,7 +345,7 @@ impl ConsoleStore for MysqlConsole {
                 Edit::SetWeight { weight, .. } => {
                     for &(ip, port) in &hosts {
                         tx.exec_drop(
-                            format!("UPDATE RouteData SET weight = ? {where_host}"),
+                            format!("UPDATE RouteData SET weight = ? {WHERE_HOST}"),
                             (weight, modid, cmdid, ip, port),
                         )?;
                         changed += tx.affected_rows();
@@ -362,7 +354,7 @@ impl ConsoleStore for MysqlConsole {
                 Edit::SetInRotation { in_rotation, .. } => {
                     for &(ip, port) in &hosts {
                         tx.exec_drop(
-                            format!("UPDATE RouteData SET disabled = ? {where_host}"),
+                            format!("UPDATE RouteData SET disabled = ? {WHERE_HOST}"),
                             (u8::from(!in_rotation), modid, cmdid, ip, port),
                         )?;
                         changed += tx.affected_rows();

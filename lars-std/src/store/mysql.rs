@@ -639,27 +639,59 @@ pub(super) fn record_change(tx: &mut mysql::Transaction<'_>, key: RouteKey) -> m
 /// Why a weight other than 1 is refused on the original schema.
 pub(super) const NEEDS_DB_INIT_WEIGHT: &str = "this database has no RouteData.weight column (the original schema), so every host weighs 1: run `lars db-init` to add it";
 
-/// Adds a host row to `RouteData` (in rotation), with its weight where the schema has the
-/// column; the caller has refused other weights than 1 where it has not.
-pub(super) fn insert_host(
+/// What adding a host that the route has already does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IfPresent {
+    /// Leaves it as it is (the console: "add" offers no other change).
+    Keep,
+    /// Gives it the weight and puts it back in rotation (`lars route add`, as on the route file).
+    Replace,
+}
+
+/// The condition that picks one host of one route in `RouteData`.
+pub(super) const WHERE_HOST: &str = "WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?";
+
+/// Adds a host to `RouteData` (in rotation, with its weight where the schema has the column;
+/// the caller has refused weights other than 1 where it has not), or, if the route has it,
+/// does what `if_present` says. Returns the rows changed. The one way both `lars route` and
+/// the console add a host.
+pub(super) fn add_host_row(
     tx: &mut mysql::Transaction<'_>,
     schema: Schema,
     key: RouteKey,
     (ip, port): (u32, u32),
     weight: u32,
-) -> mysql::Result<()> {
+    if_present: IfPresent,
+) -> mysql::Result<u64> {
     let (modid, cmdid) = (key.0 as u32, key.1 as u32);
-    if schema.weight {
-        tx.exec_drop(
+    let present: Option<u32> =
+        tx.exec_first(format!("SELECT 1 FROM RouteData {WHERE_HOST}"), (modid, cmdid, ip, port))?;
+    match (present, if_present) {
+        (None, _) if schema.weight => tx.exec_drop(
             "INSERT INTO RouteData (modid, cmdid, serverip, serverport, weight) VALUES (?, ?, ?, ?, ?)",
             (modid, cmdid, ip, port, weight),
-        )
-    } else {
-        tx.exec_drop(
+        )?,
+        (None, _) => tx.exec_drop(
             "INSERT INTO RouteData (modid, cmdid, serverip, serverport) VALUES (?, ?, ?, ?)",
             (modid, cmdid, ip, port),
-        )
+        )?,
+        (Some(_), IfPresent::Keep) => return Ok(0),
+        (Some(_), IfPresent::Replace) => {
+            let mut set = Vec::new();
+            if schema.weight {
+                set.push(format!("weight = {weight}"));
+            }
+            if schema.disabled {
+                set.push("disabled = 0".to_string());
+            }
+            if set.is_empty() {
+                return Ok(0);
+            }
+            let set = set.join(", ");
+            tx.exec_drop(format!("UPDATE RouteData SET {set} {WHERE_HOST}"), (modid, cmdid, ip, port))?;
+        }
     }
+    Ok(tx.affected_rows())
 }
 
 pub(super) fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
@@ -680,14 +712,14 @@ impl RouteAdmin for MysqlRoutes {
         if !schema.weight && weight != 1 {
             return Err(StoreError::Invalid(format!("weight {weight}: {NEEDS_DB_INIT_WEIGHT}")));
         }
-        self.change(key, |tx| insert_host(tx, schema, key, (ip, port), weight).map(|()| 1)).map(drop)
+        self.change(key, |tx| add_host_row(tx, schema, key, (ip, port), weight, IfPresent::Replace)).map(drop)
     }
 
     fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
         let (ip, port) = v4_parts(addr)?;
         let removed = self.change(key, |tx| {
             tx.exec_drop(
-                "DELETE FROM RouteData WHERE modid = ? AND cmdid = ? AND serverip = ? AND serverport = ?",
+                format!("DELETE FROM RouteData {WHERE_HOST}"),
                 (key.0 as u32, key.1 as u32, ip, port),
             )?;
             Ok(tx.affected_rows())
