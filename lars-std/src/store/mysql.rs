@@ -677,18 +677,17 @@ pub(super) fn add_host_row(
         )?,
         (Some(_), IfPresent::Keep) => return Ok(0),
         (Some(_), IfPresent::Replace) => {
-            let mut set = Vec::new();
+            let set = match (schema.weight, schema.disabled) {
+                (true, true) => "weight = ?, disabled = 0",
+                (true, false) => "weight = ?",
+                (false, true) => "disabled = 0",
+                (false, false) => return Ok(0),
+            };
+            let mut params = vec![Value::from(modid), Value::from(cmdid), Value::from(ip), Value::from(port)];
             if schema.weight {
-                set.push(format!("weight = {weight}"));
+                params.insert(0, Value::from(weight));
             }
-            if schema.disabled {
-                set.push("disabled = 0".to_string());
-            }
-            if set.is_empty() {
-                return Ok(0);
-            }
-            let set = set.join(", ");
-            tx.exec_drop(format!("UPDATE RouteData SET {set} {WHERE_HOST}"), (modid, cmdid, ip, port))?;
+            tx.exec_drop(format!("UPDATE RouteData SET {set} {WHERE_HOST}"), params)?;
         }
     }
     Ok(tx.affected_rows())
