@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 
 use lars_std::store::console::MysqlConsole;
-use lars_tests::webdriver::{console_sign_in, first_cookie, http};
+use lars_tests::console::{console_sign_in, first_cookie};
+use lars_tests::webdriver::http;
 use lars_tests::{Scratch, TestDb};
 use lars_web::ConsoleConfig;
 use lars_web::auth::{Role, add_user};

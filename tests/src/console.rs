@@ -36,22 +36,36 @@ pub fn sign_in(browser: &mut Browser, base: &str, user: &str, password: &str) {
     assert_eq!(browser.title(), "Services · lars", "signed in as {user}: {}", browser.text());
 }
 
-/// Signs in over plain HTTP and returns the session cookie and its CSRF token.
-pub fn http_sign_in(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
-    let form = http(addr, "GET", "/login", &[], b"").unwrap();
-    let nonce = form.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string();
-    let token = form.body.split("name=token value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+/// Signs in to the console at `addr` over plain HTTP as a browser does (the sign-in form's
+/// token and nonce cookie, then the form posted with them) and returns the answer to the post:
+/// a 303 with the session cookie when the password is right.
+pub fn console_sign_in(addr: SocketAddr, user: &str, password: &str) -> std::io::Result<HttpAnswer> {
+    let form = http(addr, "GET", "/login", &[], b"")?;
+    let missing =
+        |what: &str| std::io::Error::other(format!("the sign-in form has no {what}: {}", form.body));
+    let nonce = form.header_values("set-cookie").next().ok_or_else(|| missing("cookie"))?;
+    let nonce = nonce.split(';').next().unwrap_or_default().to_string();
+    let token = form.body.split("name=token value=\"").nth(1).ok_or_else(|| missing("token"))?;
+    let token = token.split('"').next().unwrap_or_default();
     let body = format!("token={token}&user={user}&password={}", password.replace(' ', "+"));
-    let answer = http(
-        addr,
-        "POST",
-        "/login",
-        &[("Cookie", &nonce), ("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
-    .unwrap();
+    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    http(addr, "POST", "/login", &[("Cookie", &nonce), form_type], body.as_bytes())
+}
+
+/// The `name=value` part of the first `Set-Cookie` header of `answer`.
+pub fn first_cookie(answer: &HttpAnswer) -> String {
+    let cookie = answer.header_values("set-cookie").next().unwrap_or_default();
+    cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+/// Signs in over plain HTTP and returns the session cookie (checked to be `HttpOnly`,
+/// `SameSite=Strict` and expiring) and its CSRF token.
+pub fn http_sign_in(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
+    let answer = console_sign_in(addr, user, password).unwrap();
     assert_eq!(answer.status, 303, "signed in: {}", answer.body);
-    let cookie = answer.header_values("set-cookie").next().unwrap().split(';').next().unwrap().to_string();
+    let set = answer.header_values("set-cookie").next().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="), "{set}");
+    let cookie = first_cookie(&answer);
     let page = http(addr, "GET", "/services", &[("Cookie", &cookie)], b"").unwrap();
     let csrf = page.body.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     (cookie, csrf)

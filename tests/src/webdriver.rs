@@ -104,28 +104,6 @@ pub fn http(
     Ok(HttpAnswer { status, headers, body: String::from_utf8_lossy(&rest).into_owned() })
 }
 
-/// Signs in to the console at `addr` over plain HTTP as a browser does (the sign-in form's
-/// token and nonce cookie, then the form posted with them) and returns the answer to the post:
-/// a 303 with the session cookie when the password is right.
-pub fn console_sign_in(addr: SocketAddr, user: &str, password: &str) -> std::io::Result<HttpAnswer> {
-    let form = http(addr, "GET", "/login", &[], b"")?;
-    let missing =
-        |what: &str| std::io::Error::other(format!("the sign-in form has no {what}: {}", form.body));
-    let nonce = form.header_values("set-cookie").next().ok_or_else(|| missing("cookie"))?;
-    let nonce = nonce.split(';').next().unwrap_or_default().to_string();
-    let token = form.body.split("name=token value=\"").nth(1).ok_or_else(|| missing("token"))?;
-    let token = token.split('"').next().unwrap_or_default();
-    let body = format!("token={token}&user={user}&password={}", password.replace(' ', "+"));
-    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
-    http(addr, "POST", "/login", &[("Cookie", &nonce), form_type], body.as_bytes())
-}
-
-/// The `name=value` part of the first `Set-Cookie` header of `answer`.
-pub fn first_cookie(answer: &HttpAnswer) -> String {
-    let cookie = answer.header_values("set-cookie").next().unwrap_or_default();
-    cookie.split(';').next().unwrap_or_default().to_string()
-}
-
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {

@@ -6,7 +6,6 @@
 //! `target/console-screenshots/`. Also: the console on an unmodified original database and on
 //! the route file (a host out of rotation and back), over plain HTTP.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,32 +18,19 @@ use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::console::MysqlConsole;
 use lars_std::store::mysql::{MysqlRoutes, MysqlStats};
 use lars_tests::cli::{lars, lars_exe, lars_ok};
-use lars_tests::webdriver::{Browser, console_sign_in, first_cookie, http};
+use lars_tests::console::{
+    ADMIN_PASSWORD, VIEWER_PASSWORD, console_sign_in, first_cookie, http_sign_in, post, shots, sign_in,
+    within,
+};
+use lars_tests::webdriver::{Browser, http};
 use lars_tests::{Scratch, TestDb};
 use lars_web::auth::{Role, add_user};
 use lars_web::{ConsoleConfig, Running};
-
-const ADMIN_PASSWORD: &str = "admin password 1";
-const VIEWER_PASSWORD: &str = "viewer password 1";
 
 fn loopback() -> ServerConfig {
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
     config.threads = 2;
     config
-}
-
-fn shots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
-}
-
-/// Waits up to `secs` for `condition`.
-#[allow(clippy::disallowed_methods)] // a test's own deadline
-fn within(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn console_on(db: &TestDb, state: &Scratch) -> Running {
@@ -83,14 +69,6 @@ fn get_route(agent: &str, modid: i32, cmdid: i32) -> Vec<(String, u32)> {
             String::from_utf8_lossy(&output.stderr)
         ),
     }
-}
-
-fn sign_in(browser: &mut Browser, base: &str, user: &str, password: &str) {
-    browser.go(&format!("{base}/login"));
-    browser.fill("input[name=user]", user);
-    browser.fill("input[name=password]", password);
-    browser.submit("form[action='/login'] button");
-    assert_eq!(browser.title(), "Services · lars", "signed in as {user}: {}", browser.text());
 }
 
 fn select_host(browser: &mut Browser, host: &str) {
@@ -284,32 +262,6 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     drop(browser);
     drop(console);
     drop((agent, reporter, dns));
-}
-
-/// Signs in over plain HTTP and returns the session cookie and its CSRF token.
-fn http_sign_in(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
-    let answer = console_sign_in(addr, user, password).unwrap();
-    assert_eq!(answer.status, 303, "signed in: {}", answer.body);
-    let cookie = answer.header_values("set-cookie").next().unwrap();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age="),
-        "{cookie}"
-    );
-    let cookie = first_cookie(&answer);
-    let page = http(addr, "GET", "/services", &[("Cookie", &cookie)], b"").unwrap();
-    let csrf = page.body.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    (cookie, csrf)
-}
-
-fn post(addr: SocketAddr, cookie: &str, path: &str, body: &str) -> lars_tests::webdriver::HttpAnswer {
-    http(
-        addr,
-        "POST",
-        path,
-        &[("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    )
-    .unwrap()
 }
 
 #[test]
