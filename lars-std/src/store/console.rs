@@ -572,9 +572,14 @@ impl ConsoleStore for FileConsole {
         if changed == 0 {
             return Ok(0);
         }
-        // The audit line first: a change that could not be recorded is not made.
+        // The audit line first: a change that could not be recorded is not made. A save that
+        // fails after it says so in a second line, so the log never claims a change that is
+        // not in the file.
         self.append_audit(actor, edit.action(), key, &edit.detail())?;
-        self.routes.save_lines(&routes)?;
+        if let Err(e) = self.routes.save_lines(&routes) {
+            let _ = self.append_audit(actor, edit.action(), key, &format!("not made: {e}"));
+            return Err(e);
+        }
         Ok(changed)
     }
 
@@ -667,3 +672,6 @@ pub fn open_mysql(opts: Opts) -> Box<dyn ConsoleStore> {
     }
     Box::new(store)
 }
+
+#[cfg(test)]
+mod tests;

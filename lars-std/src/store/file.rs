@@ -187,10 +187,21 @@ impl RouteFile {
     /// Writes every host atomically (a temporary file renamed over the old one), so lars-dns
     /// never reads half a file.
     pub fn save_lines(&self, routes: &FileRoutes) -> Result<(), StoreError> {
+        use std::io::Write as _;
         let temp = self.path.with_extension("tmp");
-        std::fs::write(&temp, RouteFile::render_lines(routes))
-            .and_then(|()| std::fs::rename(&temp, &self.path))
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
+        // On disk before the rename, so that a crash leaves the old file or the new one, never
+        // an empty one that lars-dns would read as every route removed.
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(RouteFile::render_lines(routes).as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &self.path)?;
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))
     }
 }
 
