@@ -25,6 +25,7 @@ use lars_std::client::{Client, ClientConfig, ClientError};
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
+use lars_std::store::console::Actor;
 use lars_std::store::mysql::{MysqlRoutes, MysqlStats, RouteAdmin, Schema};
 use lars_std::store::{StatRow, StatsStore};
 use lars_tests::original::{OriginalAgent, OriginalDns, OriginalReporter};
@@ -120,15 +121,20 @@ fn lars_reporter_stores_into_an_original_database() {
     });
 }
 
+/// Who the tests' `lars route` changes are made by.
+fn cli() -> Actor {
+    Actor { user: "ops".into(), address: "lars route on test".into() }
+}
+
 #[test]
 fn route_administration_and_db_init_on_an_original_database() {
     let db = TestDb::create_original();
     let mut routes = MysqlRoutes::new(db.opts.clone());
-    routes.add_host((5, 1), SocketAddr::from((A, 9000)), 1).unwrap();
-    let refused = routes.add_host((5, 1), SocketAddr::from((B, 9000)), 5).unwrap_err().to_string();
+    routes.add_host((5, 1), SocketAddr::from((A, 9000)), 1, &cli()).unwrap();
+    let refused = routes.add_host((5, 1), SocketAddr::from((B, 9000)), 5, &cli()).unwrap_err().to_string();
     assert!(refused.contains("no RouteData.weight column") && refused.contains("lars db-init"), "{refused}");
-    assert!(routes.remove_host((5, 1), SocketAddr::from((A, 9000))).unwrap());
-    routes.add_host((5, 1), SocketAddr::from((B, 9000)), 1).unwrap();
+    assert!(routes.remove_host((5, 1), SocketAddr::from((A, 9000)), &cli()).unwrap());
+    routes.add_host((5, 1), SocketAddr::from((B, 9000)), 1, &cli()).unwrap();
     let mut conn = db.conn();
     let changes: u64 = conn.query_first("SELECT COUNT(*) FROM RouteChange WHERE modid = 5").unwrap().unwrap();
     let version: u64 = conn.query_first("SELECT version FROM RouteVersion WHERE id = 1").unwrap().unwrap();
@@ -151,7 +157,15 @@ fn route_administration_and_db_init_on_an_original_database() {
     assert_eq!(positional, (5, 1, B.to_bits(), 9000));
     // An original console still inserts without a weight; lars reads it as 1.
     db.console_add(5, 1, A, 9001);
-    routes.add_host((5, 1), SocketAddr::from((A, 9002)), 5).unwrap();
+    routes.add_host((5, 1), SocketAddr::from((A, 9002)), 5, &cli()).unwrap();
+    // With db-init's RouteAudit, `lars route` is audited in its own transaction, as the
+    // console is; on the original database there was nothing to write it to.
+    let audited: Vec<(String, String, String, String)> =
+        conn.query("SELECT user, address, action, detail FROM RouteAudit WHERE modid = 5").unwrap();
+    assert_eq!(
+        audited,
+        [("ops".into(), "lars route on test".into(), "add-host".into(), format!("{A}:9002 weight 5"))]
+    );
     let table = lars_std::store::RouteStore::load(&mut routes).unwrap();
     let weights: Vec<u32> = table.hosts((5, 1)).iter().map(|h| h.weight).collect();
     assert_eq!(weights, [1, 5, 1], "sorted by address: A:9001, A:9002, B:9000");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig};
 use lars_std::daemon::{Args, UsageError};
-use lars_std::store::console::{ConsoleStore, FileConsole, MysqlConsole};
+use lars_std::store::console::{Actor, ConsoleStore, FileConsole, MysqlConsole};
 use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::{self, MysqlRoutes, RouteAdmin};
 
@@ -312,6 +312,18 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
     Ok(())
 }
 
+/// Who `lars route` changes a route as, for the audit log: the login (the one behind `sudo`
+/// first) and the machine it ran on.
+fn cli_actor() -> Actor {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown user".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    Actor { user, address: format!("lars route on {}", if host.is_empty() { "this machine" } else { host }) }
+}
+
 fn route(args: &Args) -> Result<(), Box<dyn Error>> {
     let (mut listing, mut admin): (Box<dyn ConsoleStore>, Box<dyn RouteAdmin>) =
         match (args.flag("mysql"), args.flag("routes")) {
@@ -325,12 +337,12 @@ fn route(args: &Args) -> Result<(), Box<dyn Error>> {
     match args.positional.get(1).map(String::as_str) {
         Some("add") => {
             let key = (int(args, 2, "MODID")?, int(args, 3, "CMDID")?);
-            admin.add_host(key, int(args, 4, "HOST:PORT")?, args.get("weight", 1)?)?;
+            admin.add_host(key, int(args, 4, "HOST:PORT")?, args.get("weight", 1)?, &cli_actor())?;
         }
         Some("del") => {
             let key = (int(args, 2, "MODID")?, int(args, 3, "CMDID")?);
             let host: SocketAddr = int(args, 4, "HOST:PORT")?;
-            if !admin.remove_host(key, host)? {
+            if !admin.remove_host(key, host, &cli_actor())? {
                 return Err(format!("{host} is not in route {} {}", key.0, key.1).into());
             }
         }

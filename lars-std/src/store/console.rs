@@ -218,14 +218,18 @@ impl MysqlConsole {
     }
 
     fn has_audit(&mut self) -> Result<bool, StoreError> {
-        let found: Option<u32> = self.link.with(|conn| {
-            conn.exec_first(
-                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteAudit'",
-                (),
-            )
-        })?;
-        Ok(found.is_some())
+        self.link.with(has_audit_table)
     }
+}
+
+/// Whether the database has the `RouteAudit` table (`lars db-init` makes it; an original
+/// database has none).
+pub(super) fn has_audit_table(conn: &mut impl Queryable) -> mysql::Result<bool> {
+    let found: Option<u32> = conn.exec_first(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'RouteAudit'",
+        (),
+    )?;
+    Ok(found.is_some())
 }
 
 fn refuse(why: &str) -> StoreError {
@@ -438,7 +442,7 @@ impl ConsoleStore for MysqlConsole {
     }
 }
 
-fn insert_audit(
+pub(super) fn insert_audit(
     tx: &mut mysql::Transaction<'_>,
     actor: &Actor,
     action: &str,
@@ -486,9 +490,7 @@ impl FileConsole {
     /// A store over the route file `path`, and lars-reporter's statistics file `stats`.
     pub fn new(path: impl Into<PathBuf>, stats: Option<PathBuf>) -> Self {
         let path = path.into();
-        let mut audit = path.clone().into_os_string();
-        audit.push(".audit");
-        FileConsole { routes: RouteFile::new(&path), path, audit: audit.into(), stats }
+        FileConsole { routes: RouteFile::new(&path), audit: file_audit_path(&path), path, stats }
     }
 }
 
@@ -575,9 +577,9 @@ impl ConsoleStore for FileConsole {
         // The audit line first: a change that could not be recorded is not made. A save that
         // fails after it says so in a second line, so the log never claims a change that is
         // not in the file.
-        self.append_audit(actor, edit.action(), key, &edit.detail())?;
+        append_file_audit(&self.audit, actor, edit.action(), key, &edit.detail())?;
         if let Err(e) = self.routes.save_lines(&routes) {
-            let _ = self.append_audit(actor, edit.action(), key, &format!("not made: {e}"));
+            let _ = append_file_audit(&self.audit, actor, edit.action(), key, &format!("not made: {e}"));
             return Err(e);
         }
         Ok(changed)
@@ -619,33 +621,39 @@ impl ConsoleStore for FileConsole {
     }
 }
 
-impl FileConsole {
-    fn append_audit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        key: RouteKey,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        use std::io::Write as _;
-        let mut line = String::new();
-        let _ = writeln!(
-            line,
-            "{}\t{}\t{}\t{action}\t{}\t{}\t{}",
-            Clock::unix_secs(),
-            audit_field(&actor.user),
-            audit_field(&actor.address),
-            key.0,
-            key.1,
-            audit_field(detail)
-        );
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.audit)
-            .and_then(|mut file| file.write_all(line.as_bytes()).and_then(|()| file.sync_data()))
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.audit.display())))
-    }
+/// The audit log kept beside route file `path`: `FILE.audit`.
+pub(super) fn file_audit_path(path: &Path) -> PathBuf {
+    let mut audit = path.as_os_str().to_os_string();
+    audit.push(".audit");
+    audit.into()
+}
+
+/// Appends one record to a route file's audit log (`audit`), on disk before it returns.
+pub(super) fn append_file_audit(
+    audit: &Path,
+    actor: &Actor,
+    action: &str,
+    key: RouteKey,
+    detail: &str,
+) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let mut line = String::new();
+    let _ = writeln!(
+        line,
+        "{}\t{}\t{}\t{action}\t{}\t{}\t{}",
+        Clock::unix_secs(),
+        audit_field(&actor.user),
+        audit_field(&actor.address),
+        key.0,
+        key.1,
+        audit_field(detail)
+    );
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(audit)
+        .and_then(|mut file| file.write_all(line.as_bytes()).and_then(|()| file.sync_data()))
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", audit.display())))
 }
 
 /// Opens the console's store: MySQL when `mysql` is a URL, else the route file.

@@ -37,6 +37,8 @@ use std::time::UNIX_EPOCH;
 
 use lars_core::wire::native::WeightedHost;
 
+#[cfg(feature = "mysql")]
+use super::console::{Actor, Edit, append_file_audit, file_audit_path};
 use super::{HostEntry, RouteStore, RouteTable, StatKey, StatRow, StatsStore, StoreError};
 
 /// How long a route file must have been still before it is read.
@@ -220,7 +222,13 @@ pub type FileRoutes = BTreeMap<super::RouteKey, Vec<HostEntry>>;
 // every line, so that hosts out of rotation stay in the file.
 #[cfg(feature = "mysql")]
 impl super::mysql::RouteAdmin for RouteFile {
-    fn add_host(&mut self, key: super::RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+    fn add_host(
+        &mut self,
+        key: super::RouteKey,
+        addr: SocketAddr,
+        weight: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         if let Some(why) = super::unreachable_host(addr) {
             return Err(StoreError::Invalid(format!("{addr}: host {why}")));
         }
@@ -229,10 +237,15 @@ impl super::mysql::RouteAdmin for RouteFile {
         hosts.retain(|h| h.addr != addr);
         let at = hosts.partition_point(|h| h.addr < addr);
         hosts.insert(at, HostEntry { addr, weight, in_rotation: true });
-        self.save_lines(&routes)
+        self.save_audited(&routes, key, actor, &Edit::AddHost { addr, weight })
     }
 
-    fn remove_host(&mut self, key: super::RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
+    fn remove_host(
+        &mut self,
+        key: super::RouteKey,
+        addr: SocketAddr,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
         let (mut routes, _) = self.read_lines()?;
         let Some(hosts) = routes.get_mut(&key) else { return Ok(false) };
         let before = hosts.len();
@@ -242,9 +255,29 @@ impl super::mysql::RouteAdmin for RouteFile {
             routes.remove(&key);
         }
         if removed {
-            self.save_lines(&routes)?;
+            self.save_audited(&routes, key, actor, &Edit::RemoveHosts(vec![addr]))?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl RouteFile {
+    /// Saves `routes` after recording `edit` in the audit log beside the file, as the console
+    /// does: a change that could not be recorded is not made, and one whose save failed is
+    /// logged as not made.
+    fn save_audited(
+        &self,
+        routes: &FileRoutes,
+        key: super::RouteKey,
+        actor: &Actor,
+        edit: &Edit,
+    ) -> Result<(), StoreError> {
+        let audit = file_audit_path(&self.path);
+        append_file_audit(&audit, actor, edit.action(), key, &edit.detail())?;
+        self.save_lines(routes).inspect_err(|e| {
+            let _ = append_file_audit(&audit, actor, edit.action(), key, &format!("not made: {e}"));
+        })
     }
 }
 

@@ -25,6 +25,7 @@ use lars_core::time::Instant;
 use mysql::prelude::Queryable;
 use mysql::{AccessMode, Conn, Opts, TxOpts, Value};
 
+use super::console::{Actor, Edit, has_audit_table, insert_audit};
 use super::{RouteChanges, RouteKey, RouteStore, RouteTable, StatRow, StatsStore, StoreError};
 use crate::time::{Clock, from_std};
 use changes::{ChangeCursor, LOOKBACK_IDS};
@@ -598,24 +599,36 @@ fn snapshot() -> TxOpts {
 
 /// Changes to routes, as the web console makes them.
 pub trait RouteAdmin {
-    /// Adds `addr` to the route.
-    fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError>;
-    /// Removes `addr` from the route; returns whether it was there.
-    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError>;
+    /// Adds `addr` to the route, recorded in the audit log as done by `actor` where the store
+    /// keeps one.
+    fn add_host(
+        &mut self,
+        key: RouteKey,
+        addr: SocketAddr,
+        weight: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError>;
+    /// Removes `addr` from the route; returns whether it was there. Audited as [`add_host`](Self::add_host).
+    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr, actor: &Actor) -> Result<bool, StoreError>;
 }
 
 impl MysqlRoutes {
     /// Applies `change` in a transaction that also records a `RouteChange` row and bumps
-    /// `RouteVersion`, exactly as the web console does.
+    /// `RouteVersion`, exactly as the web console does, and, where the database has the
+    /// console's `RouteAudit` table, the audit record of `edit` by `actor`.
     fn change(
         &mut self,
         key: RouteKey,
+        (actor, edit): (&Actor, &Edit),
         change: impl FnOnce(&mut mysql::Transaction<'_>) -> mysql::Result<u64>,
     ) -> Result<u64, StoreError> {
         self.link.with(|conn| {
             let mut tx = conn.start_transaction(TxOpts::default())?;
             let affected = change(&mut tx)?;
             record_change(&mut tx, key)?;
+            if affected > 0 && has_audit_table(&mut tx)? {
+                insert_audit(&mut tx, actor, edit.action(), (key.0 as u32, key.1 as u32), &edit.detail())?;
+            }
             tx.commit()?;
             Ok(affected)
         })
@@ -701,7 +714,13 @@ pub(super) fn v4_parts(addr: SocketAddr) -> Result<(u32, u32), StoreError> {
 }
 
 impl RouteAdmin for MysqlRoutes {
-    fn add_host(&mut self, key: RouteKey, addr: SocketAddr, weight: u32) -> Result<(), StoreError> {
+    fn add_host(
+        &mut self,
+        key: RouteKey,
+        addr: SocketAddr,
+        weight: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         if let Some(why) = super::unreachable_host(addr) {
             return Err(StoreError::Invalid(format!("{addr}: host {why}")));
         }
@@ -711,12 +730,17 @@ impl RouteAdmin for MysqlRoutes {
         if !schema.weight && weight != 1 {
             return Err(StoreError::Invalid(format!("weight {weight}: {NEEDS_DB_INIT_WEIGHT}")));
         }
-        self.change(key, |tx| add_host_row(tx, schema, key, (ip, port), weight, IfPresent::Replace)).map(drop)
+        let edit = Edit::AddHost { addr, weight };
+        self.change(key, (actor, &edit), |tx| {
+            add_host_row(tx, schema, key, (ip, port), weight, IfPresent::Replace)
+        })
+        .map(drop)
     }
 
-    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr) -> Result<bool, StoreError> {
+    fn remove_host(&mut self, key: RouteKey, addr: SocketAddr, actor: &Actor) -> Result<bool, StoreError> {
         let (ip, port) = v4_parts(addr)?;
-        let removed = self.change(key, |tx| {
+        let edit = Edit::RemoveHosts(vec![addr]);
+        let removed = self.change(key, (actor, &edit), |tx| {
             tx.exec_drop(
                 format!("DELETE FROM RouteData {WHERE_HOST}"),
                 (key.0 as u32, key.1 as u32, ip, port),

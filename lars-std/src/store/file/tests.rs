@@ -286,18 +286,38 @@ fn a_file_without_the_marker_reads_as_before_and_lines_round_trip_through_the_se
 fn lars_route_add_and_del_keep_the_hosts_out_of_rotation() {
     use crate::store::mysql::RouteAdmin;
     let dir = std::env::temp_dir().join(format!("lars-file-admin-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("routes.conf");
     std::fs::write(&path, "1 1 10.0.0.1:80\n1 1 10.0.0.2:80 5 out\n").unwrap();
     let mut file = RouteFile::new(&path);
-    file.add_host((1, 1), "10.0.0.3:80".parse().unwrap(), 2).unwrap();
-    assert!(file.remove_host((1, 1), "10.0.0.1:80".parse().unwrap()).unwrap());
+    file.add_host((1, 1), "10.0.0.3:80".parse().unwrap(), 2, &cli()).unwrap();
+    assert!(file.remove_host((1, 1), "10.0.0.1:80".parse().unwrap(), &cli()).unwrap());
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("1 1 10.0.0.2:80 5 out\n") && text.contains("1 1 10.0.0.3:80 2\n"), "{text}");
     let served: Vec<String> = file.load().unwrap().hosts((1, 1)).iter().map(|h| h.addr.to_string()).collect();
     assert_eq!(served, ["10.0.0.3:80"]);
     // Adding a host that is out puts it back in, with the weight given.
-    file.add_host((1, 1), "10.0.0.2:80".parse().unwrap(), 1).unwrap();
+    file.add_host((1, 1), "10.0.0.2:80".parse().unwrap(), 1, &cli()).unwrap();
     assert_eq!(file.load().unwrap().hosts((1, 1)).len(), 2);
+    // Each change is in the audit log beside the file, as the console's are.
+    let mut console = crate::store::console::FileConsole::new(&path, None);
+    let audit = crate::store::console::ConsoleStore::audit(&mut console, None, 10).unwrap();
+    let logged: Vec<(&str, &str, &str)> =
+        audit.iter().map(|e| (e.user.as_str(), e.action.as_str(), e.detail.as_str())).collect();
+    assert_eq!(
+        logged,
+        [
+            ("ops", "add-host", "10.0.0.2:80 weight 1"),
+            ("ops", "remove-host", "10.0.0.1:80"),
+            ("ops", "add-host", "10.0.0.3:80 weight 2"),
+        ]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Who the tests' `lars route` changes are made by.
+#[cfg(feature = "mysql")]
+fn cli() -> crate::store::console::Actor {
+    crate::store::console::Actor { user: "ops".into(), address: "lars route on test".into() }
 }
