@@ -168,13 +168,6 @@ impl Running {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-
-    /// Serves until the process ends.
-    pub fn wait(mut self) {
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
 }
 
 impl Drop for Running {

@@ -327,11 +327,6 @@ impl Running {
     pub fn stats(&self) -> &WebStats {
         &self.stats
     }
-
-    /// Serves until the process ends.
-    pub fn wait(self) {
-        self.http.wait();
-    }
 }
 
 /// Starts the console on `config.listen` over `store`, and its metrics page on
