@@ -9,8 +9,9 @@
 //! connections in a loop costs that thread a bounded wait and nothing else. The daemon's own
 //! threads only keep their counters; the page is built when a scrape asks for it.
 //!
-//! The one call a new daemon needs is [`MetricsServer::start`] with a function that returns its
-//! page (lars-web: `MetricsServer::start(addr, move || page())`); [`Scrape`] builds that page.
+//! The one call a new daemon needs is [`MetricsServer::start_if`] with its `--metrics` address
+//! and a function that returns its page (lars-web: `MetricsServer::start_if(config.metrics,
+//! move || stats.page())`); [`Scrape`] builds that page.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};

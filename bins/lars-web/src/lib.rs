@@ -336,15 +336,12 @@ pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<Run
     console.secure_cookies = config.secure_cookies;
     let console = Arc::new(console);
     let stats = Arc::clone(&console.stats);
-    let metrics = match config.metrics {
-        Some(addr) => {
-            let page = Arc::clone(&stats);
-            let server = MetricsServer::start(addr, move || page.page())
-                .map_err(|e| format!("serve metrics on {addr}: {e}"))?;
-            Some(server)
-        }
-        None => None,
-    };
+    let page = Arc::clone(&stats);
+    let metrics = MetricsServer::start_if(config.metrics, move || page.page())
+        .map_err(|e| {
+            let addr = config.metrics.map(|a| a.to_string()).unwrap_or_default();
+            format!("serve metrics on {addr}: {e}")
+        })?;
     let weak = Arc::downgrade(&console);
     std::thread::Builder::new()
         .name("lars-web-refresh".into())
