@@ -163,10 +163,11 @@ impl Console {
     }
 
     /// Applies `edit` to route `key` in the store (see [`ConsoleStore::apply`]), counts it if
-    /// the store took it, and forgets the cached routes so that the next list shows it.
+    /// it changed a host (an edit that finds everything as asked writes nothing), and forgets
+    /// the cached routes so that the next list shows it.
     pub fn apply(&self, key: RouteKey, edit: &Edit, actor: &Actor) -> Result<u64, StoreError> {
         let result = self.store().apply(key, edit, actor);
-        self.after_change(result.is_ok());
+        self.after_change(matches!(result, Ok(changed) if changed > 0));
         result
     }
 
@@ -337,11 +338,10 @@ pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<Run
     let console = Arc::new(console);
     let stats = Arc::clone(&console.stats);
     let page = Arc::clone(&stats);
-    let metrics = MetricsServer::start_if(config.metrics, move || page.page())
-        .map_err(|e| {
-            let addr = config.metrics.map(|a| a.to_string()).unwrap_or_default();
-            format!("serve metrics on {addr}: {e}")
-        })?;
+    let metrics = MetricsServer::start_if(config.metrics, move || page.page()).map_err(|e| {
+        let addr = config.metrics.map(|a| a.to_string()).unwrap_or_default();
+        format!("serve metrics on {addr}: {e}")
+    })?;
     let weak = Arc::downgrade(&console);
     std::thread::Builder::new()
         .name("lars-web-refresh".into())
@@ -355,4 +355,43 @@ pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<Run
     let http = http::serve(config.listen, config.threads, handler)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     Ok(Running { http, metrics, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lars_std::store::console::FileConsole;
+
+    /// A fresh folder for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lars-web-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn file_console(dir: &std::path::Path) -> Console {
+        let routes = dir.join("routes.conf");
+        std::fs::write(&routes, "1001 1 10.0.0.1:1\n").unwrap();
+        Console::new(Box::new(FileConsole::new(&routes, None)), &dir.join("state")).unwrap()
+    }
+
+    fn actor() -> Actor {
+        Actor { user: "admin".into(), address: "127.0.0.1".into() }
+    }
+
+    #[test]
+    fn only_edits_that_changed_a_host_count_as_written() {
+        let dir = scratch("changes-written");
+        let console = file_console(&dir);
+        let add = Edit::AddHost { addr: SocketAddr::from(([10, 0, 0, 1], 2)), weight: 1 };
+        assert_eq!(console.apply((1001, 1), &add, &actor()).unwrap(), 1);
+        assert_eq!(console.apply((1001, 1), &add, &actor()).unwrap(), 0, "the host is there already");
+        assert!(
+            console.stats().page().contains("lars_web_changes_written_total 1\n"),
+            "{}",
+            console.stats().page()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
