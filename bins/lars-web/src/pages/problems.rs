@@ -61,8 +61,9 @@ pub fn render(report: &ProblemReport) -> String {
     let mut out = String::with_capacity(8192);
     let _ = write!(
         out,
-        "<p>The conditions of the shipped alert rules that the store shows, as of {} UTC (made at most every 5 s). {}</p>",
+        "<p>The conditions of the shipped alert rules that the store shows, as of {} UTC (made at most every {} s). {}</p>",
         super::audit::utc(report.at),
+        crate::PROBLEMS_TTL_NANOS / 1_000_000_000,
         if report.is_empty() { "<strong class=\"tag ok\">Nothing wrong found.</strong>" } else { "" }
     );
 
