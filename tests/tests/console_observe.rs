@@ -132,9 +132,11 @@ fn history_decisions_and_problems_of_an_overloaded_host_in_a_browser() {
         history.history((77, 1), None, now - 3600, now + 60).unwrap().iter().map(|r| r.succ + r.err).sum();
     assert_eq!(stored, reported as u64, "every reported call of 77 1 is in CallHistory");
     // "Overloaded for long" takes ten complete minutes: those of 78 1's host are written here
-    // as lars-reporter would have, ending with the minute before this one.
+    // as lars-reporter would have, the ten before this one and this one too, so that the
+    // problems page, read a while later, still finds ten complete minutes if the minute has
+    // rolled over since (a minute more than the rule looks at, never fewer).
     let minute = now / 60 * 60;
-    let long: Vec<HistoryRow> = (1..=10)
+    let long: Vec<HistoryRow> = (0..=10)
         .map(|ago| HistoryRow {
             modid: 78,
             cmdid: 1,
