@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lars_std::metrics::MetricsServer;
 use lars_std::store::console::{Actor, ConsoleStore, Edit, Named, Overview};
+use lars_std::store::history::HistorySource;
 use lars_std::store::{RouteKey, StoreError};
 use lars_std::time::Clock;
 
@@ -68,6 +69,9 @@ impl ConsoleConfig {
 /// The console's shared state.
 pub struct Console {
     store: Mutex<Box<dyn ConsoleStore>>,
+    /// The call history, under a lock of its own: a history read (100 ms and more for a day
+    /// of a large route) must not hold up the route pages and edits that wait for `store`.
+    history: Mutex<Box<dyn HistorySource>>,
     auth: auth::Auth,
     cache: Mutex<Cache>,
     secure_cookies: bool,
@@ -130,8 +134,12 @@ struct Cache {
 
 impl Console {
     /// A console over `store` with the state in `state`.
-    pub fn new(store: Box<dyn ConsoleStore>, state: &std::path::Path) -> Result<Console, auth::AuthError> {
+    pub fn new(
+        mut store: Box<dyn ConsoleStore>,
+        state: &std::path::Path,
+    ) -> Result<Console, auth::AuthError> {
         Ok(Console {
+            history: Mutex::new(store.history()),
             store: Mutex::new(store),
             auth: auth::Auth::open(state)?,
             cache: Mutex::new(Cache::default()),
@@ -144,6 +152,12 @@ impl Console {
     /// The store, locked (one request at a time talks to it).
     pub fn store(&self) -> MutexGuard<'_, Box<dyn ConsoleStore>> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The call history, locked apart from the store (see [`HistorySource`]). Never take the
+    /// store while holding it.
+    pub fn history(&self) -> MutexGuard<'_, Box<dyn HistorySource>> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The attributes every cookie gets besides its value and age.
@@ -283,7 +297,7 @@ impl Console {
         let calls = self.calls()?;
         let rules = lars_std::store::history::ProblemRules::default();
         let secs = now / 1_000_000_000;
-        let history = match self.store().history() {
+        let history = match self.history().open() {
             Ok(history) => history.recent_problems(secs, rules, PROBLEMS_SHOWN).map_err(|e| e.to_string()),
             Err(why) => Err(why.to_string()),
         };
@@ -360,7 +374,10 @@ pub fn start(config: &ConsoleConfig, store: Box<dyn ConsoleStore>) -> Result<Run
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lars_std::store::console::FileConsole;
+    use lars_std::store::StatRow;
+    use lars_std::store::console::{AuditEntry, Capabilities, FileConsole, HostEntry};
+    use lars_std::store::history::{HistoryStore, MemoryHistory, NoHistory};
+    use std::sync::mpsc;
 
     /// A fresh folder for one test.
     fn scratch(name: &str) -> PathBuf {
@@ -370,14 +387,104 @@ mod tests {
         dir
     }
 
-    fn file_console(dir: &std::path::Path) -> Console {
+    /// A route file of one host, as if written a while ago: one changed just now in place is
+    /// not read twice until it has settled.
+    fn route_file(dir: &std::path::Path) -> PathBuf {
         let routes = dir.join("routes.conf");
         std::fs::write(&routes, "1001 1 10.0.0.1:1\n").unwrap();
-        Console::new(Box::new(FileConsole::new(&routes, None)), &dir.join("state")).unwrap()
+        let an_hour_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(Clock::unix_secs() - 3600);
+        std::fs::File::options().write(true).open(&routes).unwrap().set_modified(an_hour_ago).unwrap();
+        routes
+    }
+
+    fn file_console(dir: &std::path::Path) -> Console {
+        Console::new(Box::new(FileConsole::new(route_file(dir), None)), &dir.join("state")).unwrap()
     }
 
     fn actor() -> Actor {
         Actor { user: "admin".into(), address: "127.0.0.1".into() }
+    }
+
+    /// A history whose every read waits until the test lets it go, saying when it started.
+    struct GatedHistory {
+        history: MemoryHistory,
+        entered: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    }
+
+    impl HistorySource for GatedHistory {
+        fn open(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
+            let _ = self.entered.send(());
+            let _ = self.release.recv();
+            Ok(&mut self.history)
+        }
+    }
+
+    /// The route file, with a [`GatedHistory`].
+    struct GatedStore {
+        routes: FileConsole,
+        history: Option<GatedHistory>,
+    }
+
+    impl ConsoleStore for GatedStore {
+        fn capabilities(&mut self) -> Result<Capabilities, StoreError> {
+            self.routes.capabilities()
+        }
+        fn version(&mut self) -> Result<u64, StoreError> {
+            self.routes.version()
+        }
+        fn overview(&mut self) -> Result<Overview, StoreError> {
+            self.routes.overview()
+        }
+        fn route(&mut self, key: RouteKey) -> Result<Vec<HostEntry>, StoreError> {
+            self.routes.route(key)
+        }
+        fn names(&mut self, key: RouteKey) -> Result<(String, String), StoreError> {
+            self.routes.names(key)
+        }
+        fn status(&mut self, key: Option<RouteKey>) -> Result<Vec<StatRow>, StoreError> {
+            self.routes.status(key)
+        }
+        fn apply(&mut self, key: RouteKey, edit: &Edit, actor: &Actor) -> Result<u64, StoreError> {
+            self.routes.apply(key, edit, actor)
+        }
+        fn describe(&mut self, named: Named, id: u32, text: &str, actor: &Actor) -> Result<(), StoreError> {
+            self.routes.describe(named, id, text, actor)
+        }
+        fn audit(&mut self, key: Option<RouteKey>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+            self.routes.audit(key, limit)
+        }
+        fn describe_store(&self) -> String {
+            self.routes.describe_store()
+        }
+        fn history(&mut self) -> Box<dyn HistorySource> {
+            Box::new(self.history.take().expect("asked once"))
+        }
+    }
+
+    /// While a history read is under way (held here until the test lets it go), the routes
+    /// are read and changed: were the history under the store's lock, this test would hang.
+    #[test]
+    fn a_history_read_holds_up_no_route_read_or_edit() {
+        let dir = scratch("history-apart");
+        let routes = route_file(&dir);
+        let (entered, started) = mpsc::channel();
+        let (release, held) = mpsc::channel();
+        let history = GatedHistory { history: MemoryHistory::new(), entered, release: held };
+        let store = GatedStore { routes: FileConsole::new(&routes, None), history: Some(history) };
+        let console = Arc::new(Console::new(Box::new(store), &dir.join("state")).unwrap());
+        let reading = {
+            let console = Arc::clone(&console);
+            std::thread::spawn(move || console.problems().map(|report| report.history.is_ok()))
+        };
+        started.recv().unwrap();
+        assert_eq!(console.store().route((1001, 1)).unwrap().len(), 1);
+        assert_eq!(console.services().unwrap().rows.len(), 1);
+        let add = Edit::AddHost { addr: SocketAddr::from(([10, 0, 0, 1], 2)), weight: 1 };
+        assert_eq!(console.apply((1001, 1), &add, &actor()).unwrap(), 1);
+        release.send(()).unwrap();
+        assert_eq!(reading.join().unwrap(), Ok(true), "the history read ends once let go");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use mysql::{Opts, TxOpts};
 pub use super::HostEntry;
 use super::file::RouteFile;
 use super::history::mysql::MysqlHistory;
-use super::history::{HistoryStore, NoHistory};
+use super::history::{HistorySource, NoHistory};
 use super::mysql::{
     Hosts, IfPresent, Link, NEEDS_DB_INIT_WEIGHT, WHERE_HOST, add_host_row, read_hosts, record_change,
     status_rows, v4_parts,
@@ -185,30 +185,25 @@ pub trait ConsoleStore: Send {
     fn audit(&mut self, key: Option<RouteKey>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// A short description for pages and logs.
     fn describe_store(&self) -> String;
-    /// The call history and decision log this store keeps, or why there are none: the route
-    /// file keeps none (the default here).
-    fn history(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
-        Err(NoHistory::NotKept)
+    /// The call history and decision log this store keeps, as a handle of its own (its own
+    /// connection), which the console keeps under its own lock: see [`HistorySource`]. The
+    /// route file keeps none (the default here).
+    fn history(&mut self) -> Box<dyn HistorySource> {
+        Box::new(NoHistory::NotKept)
     }
 }
 
 /// The console's store over MySQL.
 pub struct MysqlConsole {
     link: Link,
-    /// The call history and decisions, on their own connection.
-    history: MysqlHistory,
-    /// Whether `history`'s tables were found (once found, they stay).
-    history_tables: bool,
+    /// Where the call history and decisions are, for their own connection.
+    history_opts: Opts,
 }
 
 impl MysqlConsole {
     /// A store connecting with `opts` on first use.
     pub fn new(opts: Opts) -> Self {
-        MysqlConsole {
-            link: Link::new(opts.clone()),
-            history: MysqlHistory::new(opts),
-            history_tables: false,
-        }
+        MysqlConsole { link: Link::new(opts.clone()), history_opts: opts }
     }
 
     /// Creates the audit table if it is missing (a new table: nothing the original reads
@@ -430,15 +425,8 @@ impl ConsoleStore for MysqlConsole {
         self.link.describe()
     }
 
-    fn history(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
-        if !self.history_tables {
-            match self.history.tables_exist() {
-                Ok(true) => self.history_tables = true,
-                Ok(false) => return Err(NoHistory::NoTables),
-                Err(e) => return Err(NoHistory::Unavailable(e.to_string())),
-            }
-        }
-        Ok(&mut self.history)
+    fn history(&mut self) -> Box<dyn HistorySource> {
+        Box::new(MysqlHistory::new(self.history_opts.clone()))
     }
 }
 

@@ -345,6 +345,28 @@ impl std::fmt::Display for NoHistory {
     }
 }
 
+/// Where a console finds its call history: a handle apart from its route store, with a
+/// connection of its own, so that the console keeps it under a lock of its own and a long
+/// history read (a week of a large route) holds up no route page or edit. Asked at every
+/// read, because `lars db-init` may make the tables after the console started.
+pub trait HistorySource: Send {
+    /// The history, or why there is none now.
+    fn open(&mut self) -> Result<&mut dyn HistoryStore, NoHistory>;
+}
+
+/// A store that keeps no history says why, every time.
+impl HistorySource for NoHistory {
+    fn open(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
+        Err(self.clone())
+    }
+}
+
+impl HistorySource for MemoryHistory {
+    fn open(&mut self) -> Result<&mut dyn HistoryStore, NoHistory> {
+        Ok(self)
+    }
+}
+
 /// Call history and decisions in memory, shared by its clones (tests, and a reporter with no
 /// store for them).
 #[derive(Debug, Clone, Default)]

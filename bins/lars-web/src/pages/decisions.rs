@@ -66,8 +66,7 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     // One more than a page: whether there is a next one.
     let filter = DecisionFilter { route, host, since_ms: 0, limit: PAGE + 1, offset: page_number * PAGE };
     let read = || -> Result<Result<Vec<DecisionRow>, NoHistory>, StoreError> {
-        let mut store = console.store();
-        match store.history() {
+        match console.history().open() {
             Ok(history) => Ok(Ok(history.decisions(filter)?)),
             Err(NoHistory::Unavailable(why)) => Err(StoreError::Unavailable(why)),
             Err(why) => Ok(Err(why)),

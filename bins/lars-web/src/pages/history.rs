@@ -78,9 +78,9 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     let range = Range::parse(request.param("range"));
     let (from, to) = range.window(Clock::unix_secs());
     let read = || -> Result<Result<_, NoHistory>, StoreError> {
-        let mut store = console.store();
-        let hosts = store.route(subject.key)?;
-        let rows = match store.history() {
+        // The store is let go before the history is read: the history has a lock of its own.
+        let hosts = console.store().route(subject.key)?;
+        let rows = match console.history().open() {
             Ok(history) => {
                 history.history_buckets(subject.key, subject.host, (from, to), range.bucket(), MAX_ROWS)?
             }

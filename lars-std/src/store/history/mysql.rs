@@ -59,12 +59,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 pub struct MysqlHistory {
     opts: Opts,
     conn: Option<Conn>,
+    /// Whether both tables were found (once found, they stay).
+    tables_found: bool,
 }
 
 impl MysqlHistory {
     /// A store that connects on first use and again after an error.
     pub fn new(opts: Opts) -> Self {
-        MysqlHistory { opts, conn: None }
+        MysqlHistory { opts, conn: None, tables_found: false }
     }
 
     /// Whether the database has both tables (`db-init` makes them); `Err` when it cannot be
@@ -76,7 +78,8 @@ impl MysqlHistory {
                  AND table_name IN ('CallHistory', 'HostDecision')",
             )
         })?;
-        Ok(count == Some(2))
+        self.tables_found = count == Some(2);
+        Ok(self.tables_found)
     }
 
     fn with<T>(&mut self, query: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, StoreError> {
@@ -116,6 +119,15 @@ fn history_rows(route: RouteKey, rows: Vec<(u64, String, u64, u64, u64, u8)>) ->
         .collect();
     out.sort_by_key(|r| (r.minute, r.host));
     out
+}
+
+/// The console's history on MySQL: there once `db-init` has made the tables.
+impl super::HistorySource for MysqlHistory {
+    fn open(&mut self) -> Result<&mut dyn HistoryStore, super::NoHistory> {
+        let found = self.tables_found
+            || self.tables_exist().map_err(|e| super::NoHistory::Unavailable(e.to_string()))?;
+        if found { Ok(self) } else { Err(super::NoHistory::NoTables) }
+    }
 }
 
 impl HistoryStore for MysqlHistory {
