@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lars_std::metrics::MetricsServer;
 use lars_std::store::console::{Actor, ConsoleStore, Edit, Named, Overview};
-use lars_std::store::history::HistorySource;
+use lars_std::store::history::{HistorySource, Problem, ProblemRules};
 use lars_std::store::{RouteKey, StoreError};
 use lars_std::time::Clock;
 
@@ -116,8 +116,8 @@ fn refresher(console: std::sync::Weak<Console>) {
             if let Ok(version) = version {
                 let _ = strong.rebuild(version);
             }
-            if strong.problems_stale() {
-                let _ = strong.make_problems();
+            if strong.history_problems_stale() {
+                strong.read_history_problems();
             }
         }
     }
@@ -129,7 +129,32 @@ struct Cache {
     overview: Option<Arc<Overview>>,
     calls: Option<(u64, Arc<CallTable>)>,
     list: Option<(u64, u64, Arc<ServiceList>)>,
-    problems: Option<(u64, Arc<ProblemReport>)>,
+    history: Option<HistoryProblems>,
+    report: Option<JoinedReport>,
+}
+
+/// The history's problems as last read.
+#[derive(Clone)]
+struct HistoryProblems {
+    /// When, Unix nanoseconds.
+    at: u64,
+    found: Arc<Result<Vec<Problem>, String>>,
+    /// A change made here since: to be read again in the background.
+    stale: bool,
+}
+
+impl HistoryProblems {
+    fn is_fresh(&self) -> bool {
+        !self.stale && Clock::unix_nanos().saturating_sub(self.at) < PROBLEMS_TTL_NANOS
+    }
+}
+
+/// A problems report and what it was joined from.
+struct JoinedReport {
+    list: Arc<ServiceList>,
+    calls: Arc<CallTable>,
+    history: Arc<Result<Vec<Problem>, String>>,
+    report: Arc<ProblemReport>,
 }
 
 impl Console {
@@ -258,60 +283,102 @@ impl Console {
         Ok(overview)
     }
 
-    /// The problems: the live status's and the call history's (by the alert rules' defaults),
-    /// made at most once per [`PROBLEMS_TTL_NANOS`].
+    /// The problems: the live status's and the call history's (by the alert rules' defaults).
+    /// The history's are read at most once per [`PROBLEMS_TTL_NANOS`] (this page waits for
+    /// them when they are older); the live part is joined with the list and calls as they
+    /// are now, which costs no store read.
     pub fn problems(&self) -> Result<Arc<ProblemReport>, StoreError> {
-        let cached = self.cache().problems.clone();
-        match cached {
-            Some((at, report)) if Clock::unix_nanos().saturating_sub(at) < PROBLEMS_TTL_NANOS => Ok(report),
-            _ => self.make_problems(),
-        }
+        let cached = self.cache().history.clone();
+        let history = match cached {
+            Some(history) if history.is_fresh() => history,
+            _ => self.read_history_problems(),
+        };
+        let calls = self.calls()?;
+        self.report(history, calls)
     }
 
-    /// The routes with a problem and its name, for the service list, from the latest problems
-    /// report: one older than [`PROBLEMS_TTL_NANOS`] is brought up to date in the background
-    /// (as the list's call counts are), so the list does not wait for the history.
+    /// The routes with a problem and its name, for the service list: the history's problems
+    /// as last read (older ones, or ones a change made here marked stale, are read again in
+    /// the background, as the list's call counts are), joined with the live list and calls,
+    /// so the list waits for the history only the first time.
     pub fn problem_marks(&self) -> Result<BTreeMap<RouteKey, &'static str>, StoreError> {
-        let cached = self.cache().problems.clone();
-        match cached {
-            Some((_, report)) => {
-                if self.problems_stale() {
+        let cached = self.cache().history.clone();
+        let history = match cached {
+            Some(history) => {
+                if !history.is_fresh() {
                     self.refresh.ask();
                 }
-                Ok(report.routes())
+                history
             }
-            None => Ok(self.make_problems()?.routes()),
-        }
+            None => self.read_history_problems(),
+        };
+        let calls = self.cache().calls.as_ref().map(|(_, calls)| Arc::clone(calls));
+        let calls = match calls {
+            Some(calls) => calls,
+            None => self.calls()?,
+        };
+        Ok(self.report(history, calls)?.routes())
     }
 
-    fn problems_stale(&self) -> bool {
-        self.cache()
-            .problems
-            .as_ref()
-            .is_some_and(|(at, _)| Clock::unix_nanos().saturating_sub(*at) >= PROBLEMS_TTL_NANOS)
+    fn history_problems_stale(&self) -> bool {
+        self.cache().history.as_ref().is_some_and(|history| !history.is_fresh())
     }
 
-    fn make_problems(&self) -> Result<Arc<ProblemReport>, StoreError> {
-        let now = Clock::unix_nanos();
-        let list = self.services()?;
-        let calls = self.calls()?;
-        let rules = lars_std::store::history::ProblemRules::default();
-        let secs = now / 1_000_000_000;
-        let history = match self.history().open() {
-            Ok(history) => history.recent_problems(secs, rules, PROBLEMS_SHOWN).map_err(|e| e.to_string()),
+    /// Reads the history's problems (three grouped reads) and keeps them.
+    fn read_history_problems(&self) -> HistoryProblems {
+        let at = Clock::unix_nanos();
+        let secs = at / 1_000_000_000;
+        let found = match self.history().open() {
+            Ok(history) => history
+                .recent_problems(secs, ProblemRules::default(), PROBLEMS_SHOWN)
+                .map_err(|e| e.to_string()),
             Err(why) => Err(why.to_string()),
         };
-        let report = Arc::new(ProblemReport::build(&list, &calls, history, rules, secs));
-        self.cache().problems = Some((now, Arc::clone(&report)));
+        let history = HistoryProblems { at, found: Arc::new(found), stale: false };
+        self.cache().history = Some(history.clone());
+        history
+    }
+
+    /// The report of `history` joined with the current list and `calls`, made again only when
+    /// one of them moved.
+    fn report(
+        &self,
+        history: HistoryProblems,
+        calls: Arc<CallTable>,
+    ) -> Result<Arc<ProblemReport>, StoreError> {
+        let list = self.services()?;
+        if let Some(cached) = &self.cache().report
+            && Arc::ptr_eq(&cached.list, &list)
+            && Arc::ptr_eq(&cached.calls, &calls)
+            && Arc::ptr_eq(&cached.history, &history.found)
+        {
+            return Ok(Arc::clone(&cached.report));
+        }
+        let at = history.at / 1_000_000_000;
+        let report = Arc::new(ProblemReport::build(
+            &list,
+            &calls,
+            (*history.found).clone(),
+            ProblemRules::default(),
+            at,
+        ));
+        self.cache().report =
+            Some(JoinedReport { list, calls, history: history.found, report: Arc::clone(&report) });
         Ok(report)
     }
 
     /// Forgets cached routes after a change made here, so the next list shows it.
+    /// The history's problems are only marked stale, for the background refresh: they come
+    /// from `CallHistory`, which an edit does not touch, and the list must not wait for them.
     pub fn changed(&self) {
         let mut cache = self.cache();
         cache.overview = None;
         cache.list = None;
-        cache.problems = None;
+        if let Some(history) = &mut cache.history {
+            history.stale = true;
+        }
+        drop(cache);
+        self.refresh.ask();
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
@@ -484,6 +551,33 @@ mod tests {
         assert_eq!(console.apply((1001, 1), &add, &actor()).unwrap(), 1);
         release.send(()).unwrap();
         assert_eq!(reading.join().unwrap(), Ok(true), "the history read ends once let go");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The console over the route file with a history that counts its reads (each is sent
+    /// on the channel returned; none waits).
+    fn counted_console(dir: &std::path::Path) -> (Console, mpsc::Receiver<()>) {
+        let (entered, reads) = mpsc::channel();
+        let (_, never_held) = mpsc::channel();
+        let history = GatedHistory { history: MemoryHistory::new(), entered, release: never_held };
+        let store = GatedStore { routes: FileConsole::new(route_file(dir), None), history: Some(history) };
+        (Console::new(Box::new(store), &dir.join("state")).unwrap(), reads)
+    }
+
+    /// After an edit the service list's marks come from the history's problems as last read,
+    /// which the background refresh is asked to read again, not from a read in the request.
+    #[test]
+    fn after_an_edit_the_list_does_not_read_the_history() {
+        let dir = scratch("marks-after-edit");
+        let (console, reads) = counted_console(&dir);
+        assert!(console.problem_marks().unwrap().is_empty());
+        assert_eq!(reads.try_iter().count(), 1, "the first list reads the history");
+        let add = Edit::AddHost { addr: SocketAddr::from(([10, 0, 0, 1], 2)), weight: 1 };
+        assert_eq!(console.apply((1001, 1), &add, &actor()).unwrap(), 1);
+        assert!(console.problem_marks().unwrap().is_empty());
+        assert_eq!(console.services().unwrap().rows[0].hosts, 2, "the list shows the edit");
+        assert_eq!(reads.try_iter().count(), 0, "no history read in the request after the edit");
+        assert!(console.history_problems_stale() && console.refresh.wait(), "the refresh is asked for");
         let _ = std::fs::remove_dir_all(dir);
     }
 
