@@ -331,23 +331,44 @@ fn mysql_history_queries_answer_as_the_memory_store_does() {
         }
     }
     rows.push(HistoryRow { host: addr("[2001:db8::1]:80"), ..rows[0] });
+    // 10.0.0.10 sorts before 10.0.0.2 as text, after it as an address: both stores cut in the
+    // text's order.
+    let beside: Vec<HistoryRow> = rows
+        .iter()
+        .filter(|r| r.cmdid == 1 && r.host == addr("10.0.0.2:80"))
+        .map(|r| HistoryRow { host: addr("10.0.0.10:80"), ..*r })
+        .collect();
+    rows.extend(beside);
+    rows.push(HistoryRow { host: addr("[2001:db8::a]:80"), ..rows[0] });
+    rows.push(HistoryRow { host: addr("[2001:db8::]:80"), ..rows[0] });
     mysql.add_history(&rows).unwrap();
     memory.add_history(&rows).unwrap();
     for bucket in [60, 300, 900, 7200] {
+        let range = (base + 60, base + 11 * 60);
         for host in [None, Some(SocketAddr::from(([10, 0, 0, 2], 80)))] {
-            let range = (base + 60, base + 11 * 60);
             assert_eq!(
                 mysql.history_buckets((1001, 1), host, range, bucket, 1000).unwrap(),
                 memory.history_buckets((1001, 1), host, range, bucket, 1000).unwrap(),
                 "bucket {bucket}, host {host:?}"
             );
         }
+        assert_eq!(
+            mysql.route_buckets((1001, 1), range, bucket).unwrap(),
+            memory.route_buckets((1001, 1), range, bucket).unwrap(),
+            "the route's buckets of {bucket} s"
+        );
     }
-    assert_eq!(
-        mysql.history_buckets((1001, 1), None, (base, base + 720), 60, 5).unwrap().len(),
-        5,
-        "the limit"
-    );
+    // Cut at every length: the same rows, whole hosts first (the newest columns kept).
+    let range = (base, base + 720);
+    let whole = memory.history_buckets((1001, 1), None, range, 60, usize::MAX).unwrap().len();
+    for limit in 1..=whole + 1 {
+        let cut = mysql.history_buckets((1001, 1), None, range, 60, limit).unwrap();
+        assert_eq!(cut, memory.history_buckets((1001, 1), None, range, 60, limit).unwrap(), "limit {limit}");
+        assert_eq!(cut.len(), limit.min(whole), "the limit");
+    }
+    let first = mysql.history_buckets((1001, 1), None, (base, base + 720), 60, 12).unwrap();
+    assert_eq!(first[0].host, addr("10.0.0.10:80"), "text order: {first:?}");
+    assert_eq!(first[11].minute, base + 11 * 60, "a whole host, its newest minute included");
     for rules in [
         ProblemRules::default(),
         ProblemRules { min_calls: 10_000, overloaded_minutes: 3, ..ProblemRules::default() },

@@ -52,9 +52,9 @@ impl HistoryRow {
 
     /// Adds `other`'s counts (the same key) to this row.
     pub fn add(&mut self, other: &HistoryRow) {
-        self.succ += other.succ;
-        self.err += other.err;
-        self.overload += other.overload;
+        self.succ = self.succ.saturating_add(other.succ);
+        self.err = self.err.saturating_add(other.err);
+        self.overload = self.overload.saturating_add(other.overload);
         self.overloaded |= other.overloaded;
     }
 }
@@ -171,9 +171,11 @@ pub trait HistoryStore: Send {
     /// A route's history (one host's, with `host`) for the minutes `from..to`, summed per host
     /// into buckets of `bucket` seconds (a multiple of 60) that start at multiples of `bucket`:
     /// each row's `minute` is its bucket's start, `overloaded` whether the host was held
-    /// overloaded in any minute of it. Oldest first, hosts in address order within a bucket,
-    /// at most `limit` rows (the oldest). What the console's charts read: a week of a route
-    /// with 100 hosts is 1,008,000 minute rows but 16,800 hourly ones.
+    /// overloaded in any minute of it. By host (in the order of its text, `10.0.0.10:80`
+    /// before `10.0.0.2:80`, as MySQL keeps it), oldest first within a host, at most `limit`
+    /// rows: a cut keeps whole hosts with every column, never the oldest columns of all.
+    /// What the console's charts read: a week of a route with 100 hosts is 1,008,000 minute
+    /// rows but 16,800 bucket ones.
     fn history_buckets(
         &mut self,
         route: RouteKey,
@@ -184,6 +186,19 @@ pub trait HistoryStore: Send {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let rows = self.history(route, host, range.0, range.1)?;
         Ok(into_buckets(&rows, bucket, limit))
+    }
+
+    /// A route's history for the minutes `from..to` summed over every host into buckets of
+    /// `bucket` seconds, as [`HistoryStore::history_buckets`] sums each host's; oldest first.
+    /// One row per bucket (96 at most for the console's ranges), so never cut.
+    fn route_buckets(
+        &mut self,
+        route: RouteKey,
+        range: (u64, u64),
+        bucket: u64,
+    ) -> Result<Vec<RouteBucket>, StoreError> {
+        let rows = self.history(route, None, range.0, range.1)?;
+        Ok(route_sums(&into_buckets(&rows, bucket, usize::MAX)))
     }
 
     /// The problems of every route in the history at Unix time `now`, by `rules` (what
@@ -227,7 +242,8 @@ fn problem_window(now: u64, rules: ProblemRules) -> (u64, u64) {
 }
 
 /// The problems of one route in its `rows` (the minutes of [`problem_window`]), in the order
-/// no healthy host, hosts overloaded for long (by address), high error rate.
+/// no healthy host, hosts overloaded for long (by address; [`sort_problems`] orders them by
+/// text), high error rate.
 fn route_problems(
     route: RouteKey,
     rows: &[HistoryRow],
@@ -251,16 +267,18 @@ fn route_problems(
         }
     }
     let window = last.saturating_sub(rules.error_window_minutes * 60);
-    let (succ, err) =
-        rows.iter().filter(|r| r.minute >= window).fold((0u64, 0u64), |(s, e), r| (s + r.succ, e + r.err));
+    let (succ, err) = rows
+        .iter()
+        .filter(|r| r.minute >= window)
+        .fold((0u64, 0u64), |(s, e), r| (s.saturating_add(r.succ), e.saturating_add(r.err)));
     if let Some(rate) = error_rate(succ, err, rules) {
-        found.push(Problem::HighErrorRate { route, rate, calls: succ + err });
+        found.push(Problem::HighErrorRate { route, rate, calls: succ.saturating_add(err) });
     }
 }
 
 /// The error rate of `succ` and `err` calls if it is a problem by `rules`.
 fn error_rate(succ: u64, err: u64, rules: ProblemRules) -> Option<f64> {
-    let calls = succ + err;
+    let calls = succ.saturating_add(err);
     let rate = err as f64 / calls as f64;
     (calls >= rules.min_calls.max(1) && rate > rules.error_rate).then_some(rate)
 }
@@ -276,11 +294,11 @@ impl Problem {
     }
 
     /// The order [`HistoryStore::recent_problems`] lists problems in: route, then kind as
-    /// [`problems`] finds them, then host.
-    fn order(&self) -> (RouteKey, u8, Option<SocketAddr>) {
+    /// [`problems`] finds them, then host by its text (the order MySQL cuts at `limit` in).
+    fn order(&self) -> (RouteKey, u8, Option<String>) {
         match self {
             Problem::NoHealthyHost { route, .. } => (*route, 0, None),
-            Problem::OverloadedLong { route, host, .. } => (*route, 1, Some(*host)),
+            Problem::OverloadedLong { route, host, .. } => (*route, 1, Some(host.to_string())),
             Problem::HighErrorRate { route, .. } => (*route, 2, None),
         }
     }
@@ -288,7 +306,7 @@ impl Problem {
 
 /// Sorts problems as [`HistoryStore::recent_problems`] returns them.
 fn sort_problems(found: &mut [Problem]) {
-    found.sort_by_key(Problem::order);
+    found.sort_by_cached_key(Problem::order);
 }
 
 /// Keeps at most `limit` problems of each kind (the first by route).
@@ -304,18 +322,48 @@ fn limit_problems(found: Vec<Problem>, limit: usize) -> Vec<Problem> {
         .collect()
 }
 
-/// Sums minute rows (in minute, host order) per host into buckets of `bucket` seconds; at
-/// most `limit` rows.
+/// Sums minute rows per host into buckets of `bucket` seconds, in the order of
+/// [`HistoryStore::history_buckets`] (host text, then bucket); at most `limit` rows.
 pub fn into_buckets(rows: &[HistoryRow], bucket: u64, limit: usize) -> Vec<HistoryRow> {
     let bucket = bucket.max(60);
-    let mut sums: BTreeMap<(u64, SocketAddr), HistoryRow> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, u64), HistoryRow> = BTreeMap::new();
     for row in rows {
         let start = row.minute / bucket * bucket;
-        sums.entry((start, row.host))
+        sums.entry((row.host.to_string(), start))
             .and_modify(|sum| sum.add(row))
             .or_insert(HistoryRow { minute: start, ..*row });
     }
     sums.into_values().take(limit).collect()
+}
+
+/// One bucket of a route's history, every host summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteBucket {
+    /// The bucket's start, Unix seconds.
+    pub start: u64,
+    /// Successful calls.
+    pub succ: u64,
+    /// Failed calls (overloads included).
+    pub err: u64,
+    /// Calls refused as overloaded.
+    pub overload: u64,
+    /// Hosts held overloaded in some minute of the bucket.
+    pub overloaded_hosts: u64,
+}
+
+/// The route's buckets of per-host `buckets`, oldest first (sums saturate: they are the
+/// database's, not ours to trust).
+pub fn route_sums(buckets: &[HistoryRow]) -> Vec<RouteBucket> {
+    let mut sums: BTreeMap<u64, RouteBucket> = BTreeMap::new();
+    for row in buckets {
+        let sum =
+            sums.entry(row.minute).or_insert(RouteBucket { start: row.minute, ..RouteBucket::default() });
+        sum.succ = sum.succ.saturating_add(row.succ);
+        sum.err = sum.err.saturating_add(row.err);
+        sum.overload = sum.overload.saturating_add(row.overload);
+        sum.overloaded_hosts += u64::from(row.overloaded);
+    }
+    sums.into_values().collect()
 }
 
 /// Why a store has no call history for the console to show.
@@ -573,10 +621,19 @@ mod tests {
         second.minute = 0;
         let mut third = row(5, 80, 4, 0, false);
         third.minute = 300;
-        assert_eq!(buckets, [first, second, third]);
-        assert_eq!(store.history_buckets((1001, 1), None, (0, 600), 300, 2).unwrap().len(), 2, "the limit");
+        assert_eq!(buckets, [first, third, second], "by host, then oldest first");
+        let cut = store.history_buckets((1001, 1), None, (0, 600), 300, 2).unwrap();
+        assert_eq!(cut, [first, third], "the limit keeps whole hosts, the newest column too");
         let one = store.history_buckets((1001, 1), Some(first.host), (0, 600), 300, 10).unwrap();
         assert_eq!(one, [first, third]);
+        let route = store.route_buckets((1001, 1), (0, 600), 300).unwrap();
+        assert_eq!(
+            route,
+            [
+                RouteBucket { start: 0, succ: 11, err: 1, overload: 0, overloaded_hosts: 1 },
+                RouteBucket { start: 300, succ: 4, err: 0, overload: 0, overloaded_hosts: 0 },
+            ]
+        );
     }
 
     #[test]
@@ -598,6 +655,18 @@ mod tests {
         let limited = store.recent_problems(now, rules, 1).unwrap();
         assert_eq!(limited.len(), 3, "one of each kind: {limited:?}");
         assert!(store.recent_problems(30, rules, 100).unwrap().is_empty(), "no minute complete yet");
+    }
+
+    #[test]
+    fn sums_near_u64_max_saturate() {
+        let mut store = MemoryHistory::new();
+        let huge = u64::MAX - 1;
+        store.add_history(&[row(0, 80, huge, huge, false), row(0, 81, huge, 2, false)]).unwrap();
+        store.add_history(&[row(0, 80, huge, huge, false)]).unwrap();
+        let route = store.route_buckets((1001, 1), (0, 600), 300).unwrap();
+        assert_eq!((route[0].succ, route[0].err), (u64::MAX, u64::MAX));
+        let found = store.recent_problems(90, ProblemRules::default(), 100).unwrap();
+        assert!(matches!(found[..], [Problem::HighErrorRate { calls: u64::MAX, .. }]), "{found:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::html::esc;
-use crate::model::history::Series;
+use crate::model::history::{Point, Series};
 
 /// A chart's size and labels.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +41,7 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
     let base = top + plot_h;
     let count = series.points.len().max(1) as u32;
     let column = (plot_w / count).max(1);
-    let most = series.points.iter().map(|p| p.succ + p.err).max().unwrap_or(0);
+    let most = series.points.iter().map(Point::calls).max().unwrap_or(0);
     let calls = series.calls();
     let mut svg = String::with_capacity(512 + series.points.len() * 260);
     let _ = write!(
@@ -61,7 +61,12 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
             top + plot_h / 2 + 4
         );
     }
-    let scale = |n: u64| (n * u64::from(plot_h)).checked_div(most).unwrap_or(0) as u32;
+    // In u128: a column's calls (the database's sums) times the height may not fit in u64.
+    let scale = |n: u64| {
+        (u128::from(n) * u128::from(plot_h))
+            .checked_div(u128::from(most))
+            .map_or(0, |h| h.min(u128::from(plot_h)) as u32)
+    };
     // A small chart draws each kind of column as one path, without a title per column: a
     // page of 100 hosts stays a few hundred KiB.
     let mut paths: [String; 4] = Default::default();
@@ -69,7 +74,7 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
         let x = left + column * i as u32;
         let bar = column.saturating_sub(u32::from(column > 2)).max(1);
         let at = series.from + series.bucket * i as u64;
-        if point.succ + point.err > 0 {
+        if point.calls() > 0 {
             if frame.labels {
                 let _ = write!(
                     svg,
@@ -91,10 +96,10 @@ pub fn history_chart(title: &str, series: &Series, frame: Frame, time: &dyn Fn(u
                 (point.err.saturating_sub(point.overload), 1),
                 (point.overload.min(point.err), 2),
             ];
-            let mut filled = 0;
+            let mut filled = 0u64;
             for (n, kind) in parts {
-                let height = scale(filled + n) - scale(filled);
-                filled += n;
+                let height = scale(filled.saturating_add(n)).saturating_sub(scale(filled));
+                filled = filled.saturating_add(n);
                 if height == 0 {
                     continue;
                 }
@@ -177,7 +182,7 @@ fn bucket_name(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::history::{Point, Series};
+    use crate::model::history::Series;
 
     fn time(at: u64) -> String {
         format!("t{at}")

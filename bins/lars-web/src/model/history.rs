@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use lars_std::store::RouteKey;
-use lars_std::store::history::{HistoryRow, Problem, ProblemRules};
+use lars_std::store::history::{HistoryRow, Problem, ProblemRules, RouteBucket};
 
 use super::{CallTable, HostCalls, ServiceList};
 
@@ -117,32 +117,39 @@ impl Series {
         Series { from, bucket, points: vec![Point::default(); count] }
     }
 
-    /// Calls in all (successful and failed).
+    /// Calls in all (successful and failed). The sums saturate: they are the database's.
     pub fn calls(&self) -> u64 {
-        self.points.iter().map(|p| p.succ + p.err).sum()
+        self.points.iter().fold(0u64, |sum, p| sum.saturating_add(p.calls()))
     }
 
     /// The sums over every bucket (`overloaded`: the buckets with an overloaded host).
     pub fn totals(&self) -> Point {
         self.points.iter().fold(Point::default(), |t, p| Point {
-            succ: t.succ + p.succ,
-            err: t.err + p.err,
-            overload: t.overload + p.overload,
-            overloaded: t.overloaded + u32::from(p.overloaded > 0),
+            succ: t.succ.saturating_add(p.succ),
+            err: t.err.saturating_add(p.err),
+            overload: t.overload.saturating_add(p.overload),
+            overloaded: t.overloaded.saturating_add(u32::from(p.overloaded > 0)),
         })
     }
 
-    fn add(&mut self, row: &HistoryRow) {
-        if row.minute < self.from {
+    fn add(&mut self, start: u64, calls: Point) {
+        if start < self.from {
             return;
         }
-        let index = ((row.minute - self.from) / self.bucket) as usize;
+        let index = ((start - self.from) / self.bucket) as usize;
         if let Some(point) = self.points.get_mut(index) {
-            point.succ += row.succ;
-            point.err += row.err;
-            point.overload += row.overload;
-            point.overloaded += u32::from(row.overloaded);
+            point.succ = point.succ.saturating_add(calls.succ);
+            point.err = point.err.saturating_add(calls.err);
+            point.overload = point.overload.saturating_add(calls.overload);
+            point.overloaded = point.overloaded.saturating_add(calls.overloaded);
         }
+    }
+}
+
+impl Point {
+    /// Successful and failed calls (saturating).
+    pub fn calls(&self) -> u64 {
+        self.succ.saturating_add(self.err)
     }
 }
 
@@ -156,13 +163,25 @@ pub struct RouteHistory {
 }
 
 impl RouteHistory {
-    /// Sorts `rows` (buckets of `range`, from [`Range::window`] at `from`) into series.
-    pub fn build(rows: &[HistoryRow], range: Range, from: u64) -> RouteHistory {
+    /// Sorts `route` (the route's buckets of `range`, from [`Range::window`] at `from`) and
+    /// `rows` (each host's) into series. The route's series is `route`'s, whole even when
+    /// `rows` were cut.
+    pub fn build(route: &[RouteBucket], rows: &[HistoryRow], range: Range, from: u64) -> RouteHistory {
         let empty = || Series::empty(from, range.bucket(), range.buckets());
         let mut history = RouteHistory { route: empty(), hosts: BTreeMap::new() };
+        for bucket in route {
+            let overloaded = u32::try_from(bucket.overloaded_hosts).unwrap_or(u32::MAX);
+            let calls = Point { succ: bucket.succ, err: bucket.err, overload: bucket.overload, overloaded };
+            history.route.add(bucket.start, calls);
+        }
         for row in rows {
-            history.route.add(row);
-            history.hosts.entry(row.host).or_insert_with(empty).add(row);
+            let calls = Point {
+                succ: row.succ,
+                err: row.err,
+                overload: row.overload,
+                overloaded: u32::from(row.overloaded),
+            };
+            history.hosts.entry(row.host).or_insert_with(empty).add(row.minute, calls);
         }
         history
     }
@@ -266,6 +285,7 @@ mod tests {
     use crate::model::{ServiceList, call_table};
     use lars_std::store::StatRow;
     use lars_std::store::console::{HostEntry, Overview};
+    use lars_std::store::history::route_sums;
 
     fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
         HistoryRow {
@@ -304,14 +324,34 @@ mod tests {
             row(3_300, 80, 1, 0, false),
             row(2_700, 80, 99, 99, true), // before the range: ignored
         ];
-        let history = RouteHistory::build(&rows, range, from);
+        let history = RouteHistory::build(&route_sums(&rows), &rows, range, from);
         assert_eq!(history.route.points.len(), 72);
         assert_eq!(history.route.points[0], Point { succ: 15, err: 7, overload: 3, overloaded: 1 });
         assert_eq!(history.route.points[1].succ, 1);
         assert_eq!(history.route.calls(), 23);
         let host = history.hosts[&SocketAddr::from(([10, 0, 0, 1], 81))].totals();
         assert_eq!(host, Point { succ: 5, err: 5, overload: 2, overloaded: 1 });
-        assert!(RouteHistory::build(&[], range, from).hosts.is_empty());
+        assert!(RouteHistory::build(&[], &[], range, from).hosts.is_empty());
+    }
+
+    #[test]
+    fn sums_near_u64_max_saturate() {
+        let huge = u64::MAX - 1;
+        let rows = [
+            row(3_000, 80, huge, huge, true),
+            row(3_000, 81, huge, huge, true),
+            row(3_300, 80, huge, 0, false),
+        ];
+        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::SixHours, 3_000);
+        assert_eq!(history.route.calls(), u64::MAX);
+        assert_eq!(history.route.totals().succ, u64::MAX);
+        let chart = crate::chart::history::history_chart(
+            "huge",
+            &history.route,
+            crate::chart::history::Frame::LARGE,
+            &|ts| ts.to_string(),
+        );
+        assert!(chart.contains(&format!("data-calls=\"{}\"", u64::MAX)));
     }
 
     #[test]

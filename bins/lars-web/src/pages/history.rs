@@ -19,8 +19,13 @@ use crate::http::{Request, Response, percent_encode};
 use crate::model::history::{Range, RouteHistory, Series};
 use lars_std::time::Clock;
 
-/// The most buckets one page reads (hosts × columns): 100 hosts over any range is 9,600.
+/// The most host buckets one page reads (hosts × columns): 100 hosts over any range is 9,600.
+/// The route's own chart is read apart (a row per column), so it is whole whatever the hosts.
 pub const MAX_ROWS: usize = 50_000;
+
+/// The most hosts a route's page lists with a chart each (about 3.7 KiB of page apiece); the
+/// rest are counted, each a link away.
+pub const MAX_HOSTS_SHOWN: usize = 200;
 
 /// What a history page is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +85,27 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
     let read = || -> Result<Result<_, NoHistory>, StoreError> {
         // The store is let go before the history is read: the history has a lock of its own.
         let hosts = console.store().route(subject.key)?;
-        let rows = match console.history().open() {
+        let mut history = console.history();
+        let (route, rows) = match history.open() {
             Ok(history) => {
-                history.history_buckets(subject.key, subject.host, (from, to), range.bucket(), MAX_ROWS)?
+                let route = match subject.host {
+                    None => history.route_buckets(subject.key, (from, to), range.bucket())?,
+                    Some(_) => Vec::new(),
+                };
+                // One more than a page reads: whether there were more.
+                let rows = history.history_buckets(
+                    subject.key,
+                    subject.host,
+                    (from, to),
+                    range.bucket(),
+                    MAX_ROWS + 1,
+                )?;
+                (route, rows)
             }
             Err(NoHistory::Unavailable(why)) => return Err(StoreError::Unavailable(why)),
             Err(why) => return Ok(Err(why)),
         };
-        Ok(Ok((hosts, rows)))
+        Ok(Ok((hosts, route, rows)))
     };
     let title = format!("History of {}", subject.name());
     let mut body = header(subject, range);
@@ -100,8 +118,16 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
                 esc(&why.to_string())
             );
         }
-        Ok(Ok((hosts, rows))) => {
-            let history = RouteHistory::build(&rows, range, from);
+        Ok(Ok((hosts, route, mut rows))) => {
+            // A cut keeps whole hosts in the order of their text but the last: drop it too, so
+            // that every host charted has every column.
+            let cut = (rows.len() > MAX_ROWS).then(|| {
+                rows.truncate(MAX_ROWS);
+                let last = rows.last().map(|r| r.host);
+                rows.retain(|r| Some(r.host) != last);
+                last.map(|h| h.to_string()).unwrap_or_default()
+            });
+            let history = RouteHistory::build(&route, &rows, range, from);
             let addrs: Vec<SocketAddr> = match subject.host {
                 Some(host) => vec![host],
                 None => {
@@ -111,7 +137,7 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
                     addrs
                 }
             };
-            body.push_str(&render(subject, range, &history, &addrs, rows.len() >= MAX_ROWS));
+            body.push_str(&render(subject, range, &history, &addrs, cut.as_deref()));
         }
     }
     Response::html(200, page(&title, Some(session), None, &body))
@@ -146,15 +172,18 @@ fn header(subject: Subject, range: Range) -> String {
     out
 }
 
-/// The chart of the subject and, for a route, a row per host (`addrs`) with a small chart.
+/// The chart of the subject and, for a route, a row per host (`addrs`, the first
+/// [`MAX_HOSTS_SHOWN`]) with a small chart. `cut`: the host rows were cut at this host (by
+/// text), so it and the hosts after it were not read.
 pub fn render(
     subject: Subject,
     range: Range,
     history: &RouteHistory,
     addrs: &[SocketAddr],
-    truncated: bool,
+    cut: Option<&str>,
 ) -> String {
-    let mut out = String::with_capacity(16_384 + addrs.len() * 8_192);
+    let shown = &addrs[..addrs.len().min(MAX_HOSTS_SHOWN)];
+    let mut out = String::with_capacity(16_384 + shown.len() * 4_096);
     let series = match subject.host {
         Some(host) => history.hosts.get(&host).cloned().unwrap_or_else(|| empty_like(&history.route)),
         None => history.route.clone(),
@@ -179,8 +208,14 @@ pub fn render(
             series.points.len()
         );
     }
-    if truncated {
-        let _ = write!(out, "<p class=\"flash error\">Only the first {MAX_ROWS} host periods are shown.</p>");
+    if let Some(cut) = cut {
+        let _ = write!(
+            out,
+            "<p class=\"flash error\">This route has more host periods than a page reads ({MAX_ROWS}): \
+             the route's chart counts every host, but hosts from {} on (in the order of their text) \
+             are not charted; open one on its own page.</p>",
+            esc(cut)
+        );
     }
     let _ = write!(
         out,
@@ -199,7 +234,17 @@ pub fn render(
         "<h2>Hosts</h2><table class=history-hosts><thead><tr><th>host</th><th>ok</th><th>failed</th>\
          <th>overloaded</th><th>periods overloaded</th><th>calls over time</th><th></th></tr></thead><tbody>",
     );
-    for addr in addrs {
+    for addr in shown {
+        if cut.is_some_and(|cut| addr.to_string().as_str() >= cut) {
+            let _ = write!(
+                out,
+                "<tr data-host=\"{addr}\"><td><a href=\"{}&amp;range={}\">{addr}</a></td>\
+                 <td colspan=6>not read here: open the host's own page</td></tr>",
+                history_link(subject.key, Some(*addr)),
+                range.param(),
+            );
+            continue;
+        }
         let host_series = history.hosts.get(addr).cloned().unwrap_or_else(|| empty_like(&history.route));
         let t = host_series.totals();
         let class = if t.overloaded > 0 { " class=bad" } else { "" };
@@ -222,6 +267,15 @@ pub fn render(
         out.push_str("<tr><td colspan=7>This route has no hosts.</td></tr>");
     }
     out.push_str("</tbody></table>");
+    if addrs.len() > shown.len() {
+        let _ = write!(
+            out,
+            "<p class=more-hosts>… and {} more hosts, not charted here: each has its own page, linked \
+             from <a href=\"{}\">the route</a>.</p>",
+            addrs.len() - shown.len(),
+            route_link(subject.key)
+        );
+    }
     out
 }
 
@@ -232,7 +286,7 @@ fn empty_like(series: &Series) -> Series {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lars_std::store::history::HistoryRow;
+    use lars_std::store::history::{HistoryRow, route_sums};
 
     fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
         HistoryRow {
@@ -251,14 +305,14 @@ mod tests {
     fn a_route_page_has_its_chart_and_a_row_per_host() {
         let (from, _) = Range::Hour.window(7_200);
         let rows = [row(from, 80, 50, 0, false), row(from + 60, 81, 1, 20, true)];
-        let history = RouteHistory::build(&rows, Range::Hour, from);
+        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::Hour, from);
         let subject = Subject { key: (7, 1), host: None };
         let hosts = [
             SocketAddr::from(([10, 0, 0, 1], 80)),
             SocketAddr::from(([10, 0, 0, 1], 81)),
             "[2001:db8::1]:80".parse().unwrap(),
         ];
-        let html = render(subject, Range::Hour, &history, &hosts, false);
+        let html = render(subject, Range::Hour, &history, &hosts, None);
         assert!(html.contains("51 calls ok, 20 failed"), "{html}");
         assert_eq!(html.matches("<svg").count(), 4, "the route's chart and one per host");
         assert!(html.contains("data-calls=\"71\""));
@@ -268,11 +322,44 @@ mod tests {
     }
 
     #[test]
+    fn a_large_route_lists_its_first_hosts_and_counts_the_rest() {
+        let (from, _) = Range::Hour.window(7_200);
+        let hosts: Vec<SocketAddr> =
+            (1..=MAX_HOSTS_SHOWN as u16 + 5).map(|port| SocketAddr::from(([10, 0, 0, 1], port))).collect();
+        let rows: Vec<HistoryRow> =
+            hosts.iter().map(|h| HistoryRow { host: *h, ..row(from, 1, 1, 0, false) }).collect();
+        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::Hour, from);
+        let html = render(Subject { key: (7, 1), host: None }, Range::Hour, &history, &hosts, None);
+        assert_eq!(
+            html.matches("<svg").count(),
+            1 + MAX_HOSTS_SHOWN,
+            "the route's chart and the first hosts'"
+        );
+        assert!(html.contains("… and 5 more hosts"), "{html}");
+        assert!(html.contains(&format!("{} calls ok", MAX_HOSTS_SHOWN + 5)), "the route counts every host");
+    }
+
+    #[test]
+    fn hosts_past_a_cut_are_said_not_read() {
+        let (from, _) = Range::Hour.window(7_200);
+        let hosts = [SocketAddr::from(([10, 0, 0, 10], 80)), SocketAddr::from(([10, 0, 0, 2], 80))];
+        let rows = [HistoryRow { host: hosts[0], ..row(from, 1, 5, 0, false) }];
+        let all = [rows[0], HistoryRow { host: hosts[1], ..rows[0] }];
+        let history = RouteHistory::build(&route_sums(&all), &rows, Range::Hour, from);
+        let html =
+            render(Subject { key: (7, 1), host: None }, Range::Hour, &history, &hosts, Some("10.0.0.2:80"));
+        assert!(html.contains("hosts from 10.0.0.2:80 on"), "{html}");
+        assert!(html.contains("10 calls ok"), "the route's chart is whole: {html}");
+        assert_eq!(html.matches("<svg").count(), 2, "the route's and 10.0.0.10's");
+        assert!(html.contains("not read here"));
+    }
+
+    #[test]
     fn empty_history_is_shown_as_such() {
         let (from, _) = Range::Week.window(1_000_000);
-        let history = RouteHistory::build(&[], Range::Week, from);
+        let history = RouteHistory::build(&[], &[], Range::Week, from);
         let subject = Subject { key: (7, 1), host: Some(SocketAddr::from(([10, 0, 0, 1], 80))) };
-        let html = render(subject, Range::Week, &history, &[], false);
+        let html = render(subject, Range::Week, &history, &[], None);
         assert!(html.contains("No calls recorded for host 10.0.0.1:80 of route 7 1 in the last week."));
         assert_eq!(html.matches("<svg").count(), 1);
         assert!(html.contains("data-calls=\"0\""));

@@ -288,10 +288,54 @@ impl HistoryStore for MysqlHistory {
             sql.push_str(" AND host = ?");
             params.push(Value::from(host.to_string()));
         }
-        sql.push_str(" GROUP BY bucket, host ORDER BY bucket, host LIMIT ?");
+        // By host and then time, so that a cut keeps whole hosts (the newest columns too); by
+        // the host's bytes, as the memory store orders its text, not by the collation's order.
+        sql.push_str(" GROUP BY bucket, host ORDER BY CAST(host AS BINARY), bucket LIMIT ?");
         params.push(Value::from(limit as u64));
         let rows: Vec<(u64, String, u64, u64, u64, u8)> = self.with(|conn| conn.exec(sql, params))?;
-        Ok(history_rows(route, rows))
+        Ok(rows
+            .into_iter()
+            .filter_map(|(minute, host, succ, err, overload, overloaded)| {
+                Some(HistoryRow {
+                    modid: route.0,
+                    cmdid: route.1,
+                    host: host_of(&host)?,
+                    minute,
+                    succ,
+                    err,
+                    overload,
+                    overloaded: overloaded != 0,
+                })
+            })
+            .collect())
+    }
+
+    fn route_buckets(
+        &mut self,
+        route: RouteKey,
+        (from, to): (u64, u64),
+        bucket: u64,
+    ) -> Result<Vec<super::RouteBucket>, StoreError> {
+        // One row per bucket, summed by the server: never cut, whatever the hosts.
+        let bucket = bucket.max(60);
+        let rows: Vec<(u64, u64, u64, u64, u64)> = self.with(|conn| {
+            conn.exec(
+                "SELECT minute - minute % ? AS bucket, SUM(succ_cnt), SUM(err_cnt), SUM(overload_cnt), \
+                 COUNT(DISTINCT IF(overloaded = 1, host, NULL)) FROM CallHistory \
+                 WHERE modid = ? AND cmdid = ? AND minute >= ? AND minute < ? GROUP BY bucket ORDER BY bucket",
+                (bucket, route.0, route.1, from, to),
+            )
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, succ, err, overload, overloaded_hosts)| super::RouteBucket {
+                start,
+                succ,
+                err,
+                overload,
+                overloaded_hosts,
+            })
+            .collect())
     }
 
     fn recent_problems(
@@ -319,7 +363,7 @@ impl HistoryStore for MysqlHistory {
                 conn.exec(
                     "SELECT modid, cmdid, host, COUNT(*) FROM CallHistory WHERE minute >= ? AND minute < ? \
                      AND overloaded = 1 GROUP BY modid, cmdid, host HAVING COUNT(*) >= ? \
-                     ORDER BY modid, cmdid, host LIMIT ?",
+                     ORDER BY modid, cmdid, CAST(host AS BINARY) LIMIT ?",
                     (since, last, rules.overloaded_minutes, limit),
                 )?
             };
@@ -344,7 +388,7 @@ impl HistoryStore for MysqlHistory {
         found.extend(failing.into_iter().filter_map(|(modid, cmdid, succ, err)| {
             // The same test as the memory store's, on the sums the server made.
             let rate = super::error_rate(succ, err, rules)?;
-            Some(Problem::HighErrorRate { route: (modid, cmdid), rate, calls: succ + err })
+            Some(Problem::HighErrorRate { route: (modid, cmdid), rate, calls: succ.saturating_add(err) })
         }));
         super::sort_problems(&mut found);
         Ok(found)
