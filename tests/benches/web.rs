@@ -7,6 +7,9 @@
 // Measuring wall time is the point here.
 #![allow(clippy::disallowed_methods)]
 
+mod timing;
+use timing::median;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -76,11 +79,6 @@ fn get_ms(addr: SocketAddr, cookie: &str, path: &str) -> f64 {
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(answer.status, 200, "{path}: {}", answer.body);
     ms
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

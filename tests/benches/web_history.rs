@@ -7,6 +7,9 @@
 // Measuring wall time is the point here.
 #![allow(clippy::disallowed_methods)]
 
+mod timing;
+use timing::median;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -32,11 +35,6 @@ const ROUTE: (i32, i32) = (4242, 1);
 
 fn host(i: u16) -> SocketAddr {
     SocketAddr::from(([10, 42, (i >> 8) as u8, i as u8], 9000))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn rows(now: u64) -> Vec<HistoryRow> {
