@@ -427,7 +427,13 @@ fn on_the_route_file_the_console_changes_what_lars_dns_serves_and_keeps_an_audit
     within(10, "the deleted route leaves the agent", || get_route(&api, 6, 1).is_empty());
     let audit = std::fs::read_to_string(scratch.0.join("routes.conf.audit")).unwrap();
     let actions: Vec<&str> = audit.lines().map(|line| line.split('\t').nth(3).unwrap()).collect();
-    assert_eq!(actions, ["add-host", "set-weight", "out-of-rotation", "into-rotation", "remove-route"]);
+    // The console's changes and, in their place, the one `lars route` made.
+    assert_eq!(
+        actions,
+        ["add-host", "set-weight", "out-of-rotation", "add-host", "into-rotation", "remove-route"]
+    );
+    let by_cli = audit.lines().nth(3).unwrap();
+    assert!(by_cli.contains("\tlars route on ") && by_cli.contains("10.0.6.2:80 weight 1"), "{by_cli}");
     let page = http(addr, "GET", "/audit?modid=6&cmdid=1", &[("Cookie", &cookie)], b"").unwrap();
     assert!(
         page.body.contains("[2001:db8::6]:80 weight 3") && page.body.contains("127.0.0.1"),
