@@ -22,7 +22,7 @@ use lars_core::wire::native::{Counter, CounterSource};
 use lars_core::wire::{Frame, frame};
 
 use crate::reactor::{
-    Control, EventLoop, LinkEvent, Ready, TcpClient, TcpClientConfig, UdpEndpoint, UdpStats, Waker,
+    Control, EventLoop, LinkEvent, Ready, SpinStats, TcpClient, TcpClientConfig, UdpEndpoint, UdpStats, Waker,
 };
 use crate::time::Clock;
 
@@ -290,6 +290,10 @@ struct Runner {
 impl Runner {
     fn bind(clock: Clock, config: &AgentDaemonConfig) -> io::Result<Runner> {
         let mut event_loop = EventLoop::new(clock, 16)?;
+        // Callers with one get_host in flight send their next request microseconds after the
+        // reply: while they do, the loop keeps its core awake instead of sleeping between
+        // requests (see `reactor/spin.rs`; measured in ARCHITECTURE.md).
+        event_loop.spin_when_dense(crate::reactor::SpinConfig::default());
         let endpoints = config
             .api
             .iter()
@@ -352,7 +356,7 @@ impl Runner {
                         link_changed(agent, now, Link::Reporter, event);
                     }
                     Ready::Io { key, .. } => {
-                        let driver = DriverCounters::new(&self.endpoints);
+                        let driver = DriverCounters::new(&self.endpoints, self.event_loop.spin_stats());
                         if let Some(endpoint) = self.endpoints.get_mut(key) {
                             let served = endpoint.serve(API_BUDGET, |_frame, datagram, _from, reply| {
                                 agent.handle_api_datagram_with(now, datagram, reply, &driver).unwrap_or(0)
@@ -631,15 +635,16 @@ fn agent_view<const R: usize, const H: usize, const D: usize>(
 
 /// What lars-agent adds to the core agent's counters in its answer to `lars stats`: the pool's,
 /// then the API sockets' (as of the start of this wake-up), among them the datagrams dropped
-/// for bad framing before they reached the agent.
+/// for bad framing before they reached the agent, then the adaptive wait's.
 struct DriverCounters {
     udp: UdpStats,
+    spin: SpinStats,
     /// Read once, when a `StatsRequest` asks for them.
     pool: std::cell::OnceCell<Vec<(&'static str, u64)>>,
 }
 
 impl DriverCounters {
-    fn new(endpoints: &[UdpEndpoint]) -> DriverCounters {
+    fn new(endpoints: &[UdpEndpoint], spin: Option<SpinStats>) -> DriverCounters {
         let mut udp = UdpStats::default();
         for stats in endpoints.iter().map(UdpEndpoint::stats) {
             udp.received += stats.received;
@@ -647,7 +652,7 @@ impl DriverCounters {
             udp.replies += stats.replies;
             udp.send_errors += stats.send_errors;
         }
-        DriverCounters { udp, pool: std::cell::OnceCell::new() }
+        DriverCounters { udp, spin: spin.unwrap_or_default(), pool: std::cell::OnceCell::new() }
     }
 }
 
@@ -661,6 +666,9 @@ impl CounterSource for DriverCounters {
             ("udp_bad_framing", self.udp.malformed),
             ("udp_replies", self.udp.replies),
             ("udp_send_errors", self.udp.send_errors),
+            ("spin_caught", self.spin.caught),
+            ("spin_missed", self.spin.missed),
+            ("spin_preempted", self.spin.preempted),
         ]
         .for_each(each);
     }

@@ -38,11 +38,13 @@ mod client;
 mod conn;
 mod registered;
 mod server;
+mod spin;
 mod udp;
 
 pub use client::{LinkEvent, TcpClient, TcpClientConfig};
 pub use conn::{CloseReason, Control, SendError, Sender, Wait};
 pub use server::{ConnId, Conns, ServerConfig, ServerHandle, ServerStats, Service, TcpServer};
+pub use spin::{SpinConfig, SpinEnd, SpinPolicy, SpinStats};
 pub use udp::{UdpEndpoint, UdpStats};
 
 use conn::FramedConn;
@@ -176,6 +178,8 @@ pub struct EventLoop<T> {
     timer_seq: u64,
     queue: Arc<TaskQueue<T>>,
     clock: Clock,
+    /// The adaptive wait, if this loop busy-polls before sleeping (see `spin`).
+    spin: Option<SpinPolicy>,
 }
 
 impl<T> EventLoop<T> {
@@ -188,7 +192,28 @@ impl<T> EventLoop<T> {
             capacity: task_capacity,
             poller: Arc::clone(&poller),
         });
-        Ok(EventLoop { poller, events: Events::new(), timers: BinaryHeap::new(), timer_seq: 0, queue, clock })
+        Ok(EventLoop {
+            poller,
+            events: Events::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            queue,
+            clock,
+            spin: None,
+        })
+    }
+
+    /// Makes the loop busy-poll for a moment before it sleeps, while work arrives densely, by
+    /// the rules of [`SpinPolicy`]: a loop that serves callers with one request in flight then
+    /// keeps its core awake between a reply and the next request instead of paying a wake-up
+    /// for each. Off by default.
+    pub fn spin_when_dense(&mut self, config: SpinConfig) {
+        self.spin = Some(SpinPolicy::new(config));
+    }
+
+    /// What the adaptive wait has done (`None` if it is off).
+    pub fn spin_stats(&self) -> Option<SpinStats> {
+        self.spin.as_ref().map(SpinPolicy::stats)
     }
 
     /// The poller, for [`Registered`] to register sources with.
@@ -236,8 +261,11 @@ impl<T> EventLoop<T> {
             (a, b) => a.or(b),
         };
         let has_tasks = self.queue.queued.load(Ordering::Acquire) > 0;
-        let timeout = if has_tasks { Some(std::time::Duration::ZERO) } else { timeout };
-        self.wait(out, timeout)?;
+        if has_tasks || timeout == Some(std::time::Duration::ZERO) {
+            self.wait(out, Some(std::time::Duration::ZERO))?;
+        } else {
+            self.idle(out, timeout)?;
+        }
         // A task posted after this check wakes the next poll through the notifier.
         if self.queue.queued.load(Ordering::Acquire) > 0 {
             let mut tasks = self.queue.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -263,6 +291,63 @@ impl<T> EventLoop<T> {
     /// a loop that reuses it does not allocate.
     pub fn ready_list(&self) -> Vec<Ready<T>> {
         Vec::with_capacity(1024 + 64)
+    }
+
+    /// The loop has run out of work: waits (at most `timeout`) for more, spinning first if the
+    /// adaptive wait says so. A spin probes with zero-timeout waits, yielding the core between
+    /// them, and ends when something is ready, at the end of its window or the timeout, or
+    /// when a step between two probes shows that another thread had the core.
+    fn idle(&mut self, out: &mut Vec<Ready<T>>, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        let Some(mut policy) = self.spin.take() else { return self.wait(out, timeout) };
+        let result = self.idle_with(&mut policy, out, timeout);
+        self.spin = Some(policy);
+        result
+    }
+
+    fn idle_with(
+        &mut self,
+        policy: &mut SpinPolicy,
+        out: &mut Vec<Ready<T>>,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<()> {
+        let before = out.len();
+        let started = self.clock.now();
+        let deadline = timeout.map(|t| started + crate::time::from_std(t));
+        if let Some(window) = policy.poll_spin(started) {
+            let window_end = started + window;
+            let (stop, cut) = match deadline {
+                Some(deadline) if deadline < window_end => (deadline, true),
+                _ => (window_end, false),
+            };
+            let mut probed = started;
+            let end = loop {
+                self.wait(out, Some(std::time::Duration::ZERO))?;
+                let now = self.clock.now();
+                let step = now.saturating_since(probed);
+                probed = now;
+                if out.len() > before || self.queue.queued.load(Ordering::Acquire) > 0 {
+                    break SpinEnd::Caught;
+                }
+                if policy.is_preempted(step) {
+                    break SpinEnd::Preempted;
+                }
+                if now >= stop {
+                    break if cut { SpinEnd::Cut } else { SpinEnd::Missed };
+                }
+                // A thread that is runnable on this core (the caller, often) goes first.
+                std::thread::yield_now();
+            };
+            policy.handle_spin(started, probed, end);
+            if end == SpinEnd::Caught || end == SpinEnd::Cut {
+                return Ok(());
+            }
+        }
+        let timeout = deadline.map(|deadline| self.clock.until(deadline));
+        self.wait(out, timeout)?;
+        if out.len() > before {
+            policy.handle_woken(started, self.clock.now());
+        }
+        Ok(())
     }
 
     /// One `Poller::wait`, its events appended to `out`. An interrupted wait returns nothing,

@@ -339,7 +339,10 @@ impl TcpServer {
         let mut workers = Vec::new();
         let alive: Arc<[AtomicBool]> = (0..config.threads.max(1)).map(|_| AtomicBool::new(true)).collect();
         for index in 0..config.threads.max(1) {
-            let event_loop = EventLoop::new(clock, config.task_capacity)?;
+            let mut event_loop = EventLoop::new(clock, config.task_capacity)?;
+            // A worker serving callers with one request in flight keeps its core awake
+            // between requests while they come densely (see `reactor/spin.rs`).
+            event_loop.spin_when_dense(super::SpinConfig::default());
             workers.push(event_loop.waker());
             let worker =
                 Worker::new(index, make(index), event_loop, &config, Arc::clone(&stats), Arc::clone(&alive));
