@@ -180,6 +180,34 @@ pub struct EventLoop<T> {
     clock: Clock,
     /// The adaptive wait, if this loop busy-polls before sleeping (see `spin`).
     spin: Option<SpinPolicy>,
+    /// Where the adaptive wait reads how many threads are runnable.
+    load: Option<LoadProbe>,
+}
+
+/// Reads how many threads are runnable on the machine, from `/proc/loadavg` (its fourth field,
+/// `running/total`), kept open and read with `pread` so that a sample is one system call.
+struct LoadProbe {
+    file: std::fs::File,
+    cpus: u64,
+}
+
+impl LoadProbe {
+    fn open() -> Option<LoadProbe> {
+        let file = std::fs::File::open("/proc/loadavg").ok()?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        Some(LoadProbe { file, cpus })
+    }
+
+    /// Runnable threads besides the caller, which is running as it reads.
+    fn others_runnable(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut text = [0u8; 128];
+        let len = self.file.read_at(&mut text, 0).ok()?;
+        let field = text[..len].split(|&b| b == b' ').nth(3)?;
+        let running = field.split(|&b| b == b'/').next()?;
+        let running: u64 = std::str::from_utf8(running).ok()?.parse().ok()?;
+        Some(running.saturating_sub(1))
+    }
 }
 
 impl<T> EventLoop<T> {
@@ -200,6 +228,7 @@ impl<T> EventLoop<T> {
             queue,
             clock,
             spin: None,
+            load: None,
         })
     }
 
@@ -209,6 +238,7 @@ impl<T> EventLoop<T> {
     /// for each. Off by default.
     pub fn spin_when_dense(&mut self, config: SpinConfig) {
         self.spin = Some(SpinPolicy::new(config));
+        self.load = LoadProbe::open();
     }
 
     /// What the adaptive wait has done (`None` if it is off).
@@ -261,10 +291,14 @@ impl<T> EventLoop<T> {
             (a, b) => a.or(b),
         };
         let has_tasks = self.queue.queued.load(Ordering::Acquire) > 0;
+        let before = out.len();
         if has_tasks || timeout == Some(std::time::Duration::ZERO) {
             self.wait(out, Some(std::time::Duration::ZERO))?;
         } else {
             self.idle(out, timeout)?;
+        }
+        if let Some(policy) = self.spin.as_mut() {
+            policy.handle_events(self.clock.now(), out.len() - before);
         }
         // A task posted after this check wakes the next poll through the notifier.
         if self.queue.queued.load(Ordering::Acquire) > 0 {
@@ -313,6 +347,11 @@ impl<T> EventLoop<T> {
         let before = out.len();
         let started = self.clock.now();
         let deadline = timeout.map(|t| started + crate::time::from_std(t));
+        if policy.load_due(started) {
+            let (others, cpus) =
+                self.load.as_ref().map_or((None, 1), |probe| (probe.others_runnable(), probe.cpus));
+            policy.handle_load(started, others, cpus);
+        }
         if let Some(window) = policy.poll_spin(started) {
             let window_end = started + window;
             let (stop, cut) = match deadline {
@@ -339,14 +378,17 @@ impl<T> EventLoop<T> {
             };
             policy.handle_spin(started, probed, end);
             if end == SpinEnd::Caught || end == SpinEnd::Cut {
+                policy.handle_idle_end(probed);
                 return Ok(());
             }
         }
         let timeout = deadline.map(|deadline| self.clock.until(deadline));
         self.wait(out, timeout)?;
+        let woke = self.clock.now();
         if out.len() > before {
-            policy.handle_woken(started, self.clock.now());
+            policy.handle_woken(started, woke);
         }
+        policy.handle_idle_end(woke);
         Ok(())
     }
 

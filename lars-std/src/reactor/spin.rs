@@ -10,10 +10,25 @@
 //! when requests come sparsely (the spin is wasted) and when another thread needs the core,
 //! which on two cores shared with the callers is often the very caller being waited for. A
 //! fixed 30 µs spin, measured, made the quiet single caller 2.8× faster and everything else
-//! slower (two callers 0.72×, one core busy 0.60–0.76×); hence these rules.
+//! slower (two callers 0.72×, one core busy 0.60–0.76×). And where the cores are busy anyway
+//! (other processes runnable), sleeping costs no halt and a spin only adds its probes: the echo
+//! bench on a machine loaded by builds ran its closed loop at half the rate when it spun.
+//! Whether spinning pays is therefore measured, not assumed; hence these rules.
 //!
 //! # Rules
 //!
+//! - **Only if it pays.** The loop runs in trials of [`SpinConfig::trial_idles`] idle periods
+//!   (and [`SpinConfig::trial_min`] at least, [`SpinConfig::trial_max`] at most), each either
+//!   spinning (by the rules below) or not, and measures each trial's wall time per IO event,
+//!   the inverse of its throughput. It spins in the trials that follow when spinning cost at
+//!   most [`SpinConfig::spin_gain_percent`] % of what blocking did (and, once spinning, as long
+//!   as it costs less), and tries the other way again after a run of trials that doubles while
+//!   the choice holds, up to [`SpinConfig::max_exploit_trials`]. A trial with little work in it
+//!   (under one event per two idle periods) decides nothing.
+//! - **Only where a core would idle.** Sleeping halts a core only if nothing else wants it.
+//!   The loop samples the number of runnable threads besides its own (`/proc/loadavg`) every
+//!   [`SpinConfig::load_every`]; while their average fills every core, it does not spin at all:
+//!   a wake-up costs no halt then, and a spin would take a core that another thread needs.
 //! - **Dense only.** Spin only after `streak` returns from idle in a row each found work within
 //!   [`SpinConfig::dense_gap`] of going idle. A spin that ends empty doubles the streak needed
 //!   (up to [`SpinConfig::max_streak`]); a spin that catches work halves it.
@@ -54,6 +69,18 @@ pub struct SpinConfig {
     pub backoff_max: Duration,
     /// Spin time that caught nothing, at most, per second.
     pub waste_per_sec: Duration,
+    /// Idle periods in a trial, at least.
+    pub trial_idles: u32,
+    /// A trial's shortest and longest wall time.
+    pub trial_min: Duration,
+    /// See `trial_min`.
+    pub trial_max: Duration,
+    /// Spinning is chosen when its cost per event is at most this percentage of blocking's.
+    pub spin_gain_percent: u64,
+    /// The most trials the chosen way runs before the other is tried again.
+    pub max_exploit_trials: u32,
+    /// How often the loop samples how many other threads are runnable.
+    pub load_every: Duration,
 }
 
 impl Default for SpinConfig {
@@ -70,6 +97,12 @@ impl Default for SpinConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             waste_per_sec: Duration::from_millis(100),
+            trial_idles: 256,
+            trial_min: Duration::from_millis(10),
+            trial_max: Duration::from_millis(100),
+            spin_gain_percent: 90,
+            max_exploit_trials: 32,
+            load_every: Duration::from_millis(5),
         }
     }
 }
@@ -90,6 +123,10 @@ pub enum SpinEnd {
 /// What the adaptive wait has done, for counters and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpinStats {
+    /// Trials run spinning, and not.
+    pub spin_trials: u64,
+    /// See `spin_trials`.
+    pub block_trials: u64,
     /// Spins that caught work.
     pub caught: u64,
     /// Spins that ran their window out.
@@ -114,7 +151,29 @@ pub struct SpinPolicy {
     /// The second that waste is counted in, and the waste so far in it.
     waste_since: Instant,
     wasted: Duration,
+    /// The trial under way.
+    trial: Trial,
+    /// What each way cost, in ns of wall time per IO event, [blocking, spinning].
+    cost: [Option<u64>; 2],
+    /// The way chosen from the last comparison.
+    prefer_spin: bool,
+    /// Runnable threads besides the loop's, averaged over samples (in 1/16), and the cores.
+    others_runnable_16ths: Option<u64>,
+    cpus: u64,
+    next_load_sample: Instant,
+    /// Trials of the chosen way left before the other is tried, and how many the last run had.
+    exploit_left: u32,
+    exploit_run: u32,
     stats: SpinStats,
+}
+
+/// One trial: spinning or not, since when, and what it has seen.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    spin: bool,
+    started: Option<Instant>,
+    idles: u32,
+    events: u64,
 }
 
 impl SpinPolicy {
@@ -128,8 +187,98 @@ impl SpinPolicy {
             backoff: Duration::ZERO,
             waste_since: Instant::ZERO,
             wasted: Duration::ZERO,
+            trial: Trial { spin: false, started: None, idles: 0, events: 0 },
+            cost: [None, None],
+            prefer_spin: false,
+            others_runnable_16ths: None,
+            cpus: 1,
+            next_load_sample: Instant::ZERO,
+            exploit_left: 0,
+            exploit_run: 1,
             stats: SpinStats::default(),
         }
+    }
+
+    /// Whether the trials so far chose spinning.
+    pub fn prefers_spin(&self) -> bool {
+        self.prefer_spin
+    }
+
+    /// Whether the loop should sample the load now (then call [`SpinPolicy::handle_load`]).
+    pub fn load_due(&self, now: Instant) -> bool {
+        now >= self.next_load_sample
+    }
+
+    /// At `now`, `others` threads besides the loop's were runnable on a machine of `cpus`
+    /// cores (or the count could not be read: `None`, which never blocks spinning).
+    pub fn handle_load(&mut self, now: Instant, others: Option<u64>, cpus: u64) {
+        self.next_load_sample = now + self.config.load_every;
+        self.cpus = cpus.max(1);
+        let Some(others) = others else { return };
+        let sample = others.saturating_mul(16);
+        // An average over the last few samples (each weighs a quarter): one sample is a
+        // moment's snapshot, which a caller between two requests tips either way.
+        self.others_runnable_16ths =
+            Some(self.others_runnable_16ths.map_or(sample, |avg| avg - avg / 4 + sample / 4));
+    }
+
+    /// Whether the other runnable threads fill every core, on average.
+    pub fn crowded(&self) -> bool {
+        self.others_runnable_16ths.is_some_and(|avg| avg >= self.cpus.saturating_mul(16))
+    }
+
+    /// `count` IO events were delivered at `now` (call after every poll, idle or not).
+    pub fn handle_events(&mut self, now: Instant, count: usize) {
+        self.trial.started.get_or_insert(now);
+        self.trial.events = self.trial.events.saturating_add(count as u64);
+    }
+
+    /// An idle period ended at `now` (with work or not). Ends the trial when it has run its
+    /// course and picks the next.
+    pub fn handle_idle_end(&mut self, now: Instant) {
+        let started = *self.trial.started.get_or_insert(now);
+        self.trial.idles = self.trial.idles.saturating_add(1);
+        let elapsed = now.saturating_since(started);
+        let complete = self.trial.idles >= self.config.trial_idles && elapsed >= self.config.trial_min;
+        if !complete && elapsed < self.config.trial_max {
+            return;
+        }
+        let trial = self.trial;
+        if trial.spin {
+            self.stats.spin_trials += 1;
+        } else {
+            self.stats.block_trials += 1;
+        }
+        let informative = trial.events.saturating_mul(2) >= u64::from(trial.idles);
+        if informative {
+            let cost = elapsed.as_micros().saturating_mul(1000) / trial.events.max(1);
+            let slot = &mut self.cost[usize::from(trial.spin)];
+            *slot = Some(slot.map_or(cost, |old| old / 2 + cost / 2));
+        }
+        let explored = trial.spin != self.prefer_spin;
+        if explored && let [Some(block), Some(spin)] = self.cost {
+            let chose_spin = if self.prefer_spin {
+                spin < block
+            } else {
+                spin.saturating_mul(100) <= block.saturating_mul(self.config.spin_gain_percent)
+            };
+            self.exploit_run = if chose_spin == self.prefer_spin {
+                self.exploit_run.saturating_mul(2).min(self.config.max_exploit_trials)
+            } else {
+                1
+            };
+            self.prefer_spin = chose_spin;
+            self.exploit_left = self.exploit_run;
+        } else if !explored {
+            self.exploit_left = self.exploit_left.saturating_sub(1);
+        }
+        let other_unknown = self.cost[usize::from(!self.prefer_spin)].is_none();
+        let spin_next = if (self.exploit_left == 0 || other_unknown) && informative {
+            !self.prefer_spin
+        } else {
+            self.prefer_spin
+        };
+        self.trial = Trial { spin: spin_next, started: Some(now), idles: 0, events: 0 };
     }
 
     /// The parameters.
@@ -145,7 +294,7 @@ impl SpinPolicy {
     /// How long to busy-poll from `now`, the loop having run out of work, before it blocks; or
     /// `None` to block at once. Call before every wait that would block.
     pub fn poll_spin(&mut self, now: Instant) -> Option<Duration> {
-        if now < self.paused_until || self.streak < self.needed {
+        if !self.trial.spin || self.crowded() || now < self.paused_until || self.streak < self.needed {
             return None;
         }
         if now.saturating_since(self.waste_since) >= Duration::from_secs(1) {
@@ -218,9 +367,17 @@ mod tests {
         Duration::from_micros(micros)
     }
 
+    /// A policy in a trial that spins (trials never end in the tests of the other rules, which
+    /// call no `handle_idle_end`).
+    fn in_spin_trial() -> SpinPolicy {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        policy.trial.spin = true;
+        policy
+    }
+
     /// A policy already spinning: two dense wakes at `t` µs.
     fn spinning(t: u64) -> SpinPolicy {
-        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let mut policy = in_spin_trial();
         policy.handle_woken(us(t), us(t + 20));
         policy.handle_woken(us(t + 40), us(t + 60));
         assert_eq!(policy.poll_spin(us(t + 80)), Some(d(100)));
@@ -229,7 +386,7 @@ mod tests {
 
     #[test]
     fn blocks_until_work_comes_densely() {
-        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let mut policy = in_spin_trial();
         assert_eq!(policy.poll_spin(us(0)), None, "nothing seen yet");
         policy.handle_woken(us(0), us(150));
         assert_eq!(policy.poll_spin(us(200)), None, "one dense wake is not a streak");
@@ -248,7 +405,7 @@ mod tests {
             assert_eq!(policy.poll_spin(us(t)), Some(d(100)));
             policy.handle_spin(us(t), us(t + 15), SpinEnd::Caught);
         }
-        assert_eq!(policy.stats(), SpinStats { caught: 1000, missed: 0, preempted: 0 });
+        assert_eq!(policy.stats(), SpinStats { caught: 1000, ..SpinStats::default() });
     }
 
     #[test]
@@ -384,5 +541,137 @@ mod tests {
         policy.handle_woken(us(100_120), us(100_130));
         policy.needed = 2;
         assert_eq!(policy.poll_spin(us(100_140)), Some(d(30)));
+    }
+    /// Runs one trial from `t` µs: `idles` idle periods, one IO event each, `per_event` µs apart.
+    /// Returns when it ended.
+    fn run_trial(policy: &mut SpinPolicy, t: u64, idles: u32, per_event: u64) -> u64 {
+        let mut now = t;
+        for _ in 0..idles {
+            now += per_event;
+            policy.handle_events(us(now), 1);
+            policy.handle_idle_end(us(now));
+        }
+        now
+    }
+
+    fn spins_in_this_trial(policy: &mut SpinPolicy, t: u64) -> bool {
+        policy.handle_woken(us(t), us(t + 1));
+        policy.handle_woken(us(t + 2), us(t + 3));
+        let spins = policy.poll_spin(us(t + 4)).is_some();
+        policy.streak = 0;
+        spins
+    }
+
+    #[test]
+    fn a_trial_of_each_way_first_then_the_cheaper_one() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        assert!(!spins_in_this_trial(&mut policy, 0), "the first trial blocks");
+        // 256 idle periods at 50 µs each: 12.8 ms, so the trial ends with its 256th.
+        let t = run_trial(&mut policy, 0, 256, 50);
+        assert!(spins_in_this_trial(&mut policy, t), "then a trial spins");
+        let t = run_trial(&mut policy, t, 256, 40);
+        assert!(policy.prefers_spin(), "40 µs per event is 80 % of 50");
+        assert!(spins_in_this_trial(&mut policy, t));
+        assert_eq!(policy.stats().spin_trials, 1);
+        assert_eq!(policy.stats().block_trials, 1);
+    }
+
+    #[test]
+    fn spinning_must_gain_a_tenth_to_be_chosen() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let t = run_trial(&mut policy, 0, 256, 50);
+        let t = run_trial(&mut policy, t, 256, 46);
+        assert!(!policy.prefers_spin(), "46 is 92 % of 50");
+        assert!(!spins_in_this_trial(&mut policy, t));
+    }
+
+    #[test]
+    fn the_other_way_is_tried_again_after_a_run_that_doubles_while_the_choice_holds() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let mut t = run_trial(&mut policy, 0, 256, 50);
+        t = run_trial(&mut policy, t, 256, 40); // spin chosen; a run of 1
+        let mut runs = Vec::new();
+        for _ in 0..7 {
+            let mut run = 0;
+            while spins_in_this_trial(&mut policy, t) {
+                t = run_trial(&mut policy, t, 256, 40);
+                run += 1;
+            }
+            runs.push(run);
+            t = run_trial(&mut policy, t, 256, 50); // blocking tried again, and still worse
+            assert!(policy.prefers_spin());
+        }
+        assert_eq!(runs, [1, 2, 4, 8, 16, 32, 32]);
+    }
+
+    #[test]
+    fn spinning_that_stops_paying_is_dropped_and_the_run_starts_over() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let mut t = run_trial(&mut policy, 0, 256, 50);
+        t = run_trial(&mut policy, t, 256, 40);
+        assert!(policy.prefers_spin());
+        // Spinning becomes expensive (the cores got busy): its estimate rises trial by trial
+        // (each trial weighs half), and the next comparison drops it.
+        t = run_trial(&mut policy, t, 256, 100);
+        assert!(!spins_in_this_trial(&mut policy, t), "blocking is tried after the run of 1");
+        t = run_trial(&mut policy, t, 256, 50);
+        assert!(!policy.prefers_spin(), "spinning's 70 µs (40 and 100, halved) is not under 50");
+        assert!(!spins_in_this_trial(&mut policy, t));
+        t = run_trial(&mut policy, t, 256, 50);
+        assert!(spins_in_this_trial(&mut policy, t), "spinning is tried again after a run of 1");
+    }
+
+    #[test]
+    fn once_spinning_it_keeps_spinning_while_spinning_costs_less() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        let mut t = run_trial(&mut policy, 0, 256, 50);
+        t = run_trial(&mut policy, t, 256, 40);
+        t = run_trial(&mut policy, t, 256, 48); // spinning's estimate: 44
+        t = run_trial(&mut policy, t, 256, 50); // blocking's: 50
+        assert!(policy.prefers_spin(), "44 < 50, though not a tenth less");
+        assert!(spins_in_this_trial(&mut policy, t));
+    }
+
+    #[test]
+    fn a_trial_with_little_work_decides_nothing() {
+        let mut policy = SpinPolicy::new(SpinConfig::default());
+        // Idle periods that end without work (timers): 100 ms of them, one event in all.
+        policy.handle_events(us(0), 1);
+        let mut t = 0;
+        while policy.stats().block_trials == 0 {
+            t += 1_000;
+            policy.handle_idle_end(us(t));
+        }
+        assert_eq!(t, 100_000, "a trial ends after 100 ms at most");
+        assert!(!spins_in_this_trial(&mut policy, t), "no spinning trial follows a trial with no work");
+        assert_eq!(policy.cost, [None, None]);
+    }
+    #[test]
+    fn no_spinning_while_other_threads_fill_the_cores() {
+        let mut policy = spinning(0);
+        assert!(policy.load_due(us(100)));
+        policy.handle_load(us(100), Some(2), 2);
+        assert!(!policy.load_due(us(5_099)));
+        assert!(policy.load_due(us(5_100)));
+        assert!(policy.crowded());
+        assert_eq!(policy.poll_spin(us(200)), None);
+        // One sample of an idle core weighs a quarter: 2 → 1.5, below 2 cores.
+        policy.handle_load(us(5_100), Some(0), 2);
+        assert!(!policy.crowded());
+        assert_eq!(policy.poll_spin(us(5_200)), Some(d(100)));
+        // On average one other thread runs: a core would idle; three keep both busy.
+        for i in 0..20 {
+            policy.handle_load(us(10_000 + i * 5_000), Some(i % 3), 2);
+        }
+        assert!(!policy.crowded());
+        for i in 0..20 {
+            policy.handle_load(us(200_000 + i * 5_000), Some(3), 2);
+        }
+        assert!(policy.crowded());
+        policy.handle_load(us(400_000), None, 2);
+        assert!(policy.crowded(), "a failed read keeps the last average");
+        let mut unread = spinning(0);
+        unread.handle_load(us(100), None, 2);
+        assert!(!unread.crowded(), "never read: no reason to hold back");
     }
 }

@@ -61,6 +61,10 @@ pub struct ServerConfig {
     /// How long a connection may stay open without sending a frame (`[reactor] idleTimeout`);
     /// `None`, the default, keeps it open: agents are silent while they have nothing to ask.
     pub idle_timeout: Option<Duration>,
+    /// The workers' adaptive wait ([`super::SpinPolicy`]): a worker serving callers with one
+    /// request in flight keeps its core awake between requests while they come densely.
+    /// `None` makes the workers sleep whenever they run out of work.
+    pub spin: Option<super::SpinConfig>,
 }
 
 impl ServerConfig {
@@ -78,6 +82,7 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: None,
+            spin: Some(super::SpinConfig::default()),
         }
     }
 }
@@ -340,9 +345,9 @@ impl TcpServer {
         let alive: Arc<[AtomicBool]> = (0..config.threads.max(1)).map(|_| AtomicBool::new(true)).collect();
         for index in 0..config.threads.max(1) {
             let mut event_loop = EventLoop::new(clock, config.task_capacity)?;
-            // A worker serving callers with one request in flight keeps its core awake
-            // between requests while they come densely (see `reactor/spin.rs`).
-            event_loop.spin_when_dense(super::SpinConfig::default());
+            if let Some(spin) = config.spin {
+                event_loop.spin_when_dense(spin);
+            }
             workers.push(event_loop.waker());
             let worker =
                 Worker::new(index, make(index), event_loop, &config, Arc::clone(&stats), Arc::clone(&alive));
