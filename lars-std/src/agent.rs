@@ -361,8 +361,9 @@ impl Runner {
                             let served = endpoint.serve(API_BUDGET, |_frame, datagram, _from, reply| {
                                 agent.handle_api_datagram_with(now, datagram, reply, &driver).unwrap_or(0)
                             });
-                            if let Err(e) = served {
-                                log::warn!("API socket: {e}");
+                            match served {
+                                Ok(served) => self.event_loop.handled(served),
+                                Err(e) => log::warn!("API socket: {e}"),
                             }
                         }
                     }

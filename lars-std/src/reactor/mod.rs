@@ -235,10 +235,21 @@ impl<T> EventLoop<T> {
     /// Makes the loop busy-poll for a moment before it sleeps, while work arrives densely, by
     /// the rules of [`SpinPolicy`]: a loop that serves callers with one request in flight then
     /// keeps its core awake between a reply and the next request instead of paying a wake-up
-    /// for each. Off by default.
+    /// for each. Off by default. Report the requests served with [`EventLoop::handled`].
     pub fn spin_when_dense(&mut self, config: SpinConfig) {
         self.spin = Some(SpinPolicy::new(config));
         self.load = LoadProbe::open();
+    }
+
+    /// Tells the adaptive wait that `requests` were served since the last poll: its trials
+    /// compare the two ways of waiting by wall time per request, so a loop that spins calls
+    /// this after handling what a poll returned (one that never does never spins).
+    pub fn handled(&mut self, requests: usize) {
+        if requests > 0
+            && let Some(policy) = self.spin.as_mut()
+        {
+            policy.handle_work(self.clock.now(), requests);
+        }
     }
 
     /// What the adaptive wait has done (`None` if it is off).
@@ -291,14 +302,10 @@ impl<T> EventLoop<T> {
             (a, b) => a.or(b),
         };
         let has_tasks = self.queue.queued.load(Ordering::Acquire) > 0;
-        let before = out.len();
         if has_tasks || timeout == Some(std::time::Duration::ZERO) {
             self.wait(out, Some(std::time::Duration::ZERO))?;
         } else {
             self.idle(out, timeout)?;
-        }
-        if let Some(policy) = self.spin.as_mut() {
-            policy.handle_events(self.clock.now(), out.len() - before);
         }
         // A task posted after this check wakes the next poll through the notifier.
         if self.queue.queued.load(Ordering::Acquire) > 0 {

@@ -19,12 +19,14 @@
 //!
 //! - **Only if it pays.** The loop runs in trials of [`SpinConfig::trial_idles`] idle periods
 //!   (and [`SpinConfig::trial_min`] at least, [`SpinConfig::trial_max`] at most), each either
-//!   spinning (by the rules below) or not, and measures each trial's wall time per IO event,
-//!   the inverse of its throughput. It spins in the trials that follow when spinning cost at
+//!   spinning (by the rules below) or not, and measures each trial's wall time per request
+//!   served (which the loop's user reports), the inverse of its throughput. It spins in the trials that follow when spinning cost at
 //!   most [`SpinConfig::spin_gain_percent`] % of what blocking did (and, once spinning, as long
 //!   as it costs less), and tries the other way again after a run of trials that doubles while
 //!   the choice holds, up to [`SpinConfig::max_exploit_trials`]. A trial with little work in it
-//!   (under one event per two idle periods) decides nothing.
+//!   (under one request per two idle periods) decides nothing. Requests, not IO events: a loop
+//!   that sleeps finds more requests per event when it wakes, and would look slower per event
+//!   than it is.
 //! - **Only where a core would idle.** Sleeping halts a core only if nothing else wants it.
 //!   The loop samples the number of runnable threads besides its own (`/proc/loadavg`) every
 //!   [`SpinConfig::load_every`]; while their average fills every core, it does not spin at all:
@@ -75,7 +77,7 @@ pub struct SpinConfig {
     pub trial_min: Duration,
     /// See `trial_min`.
     pub trial_max: Duration,
-    /// Spinning is chosen when its cost per event is at most this percentage of blocking's.
+    /// Spinning is chosen when its cost per request is at most this percentage of blocking's.
     pub spin_gain_percent: u64,
     /// The most trials the chosen way runs before the other is tried again.
     pub max_exploit_trials: u32,
@@ -153,7 +155,7 @@ pub struct SpinPolicy {
     wasted: Duration,
     /// The trial under way.
     trial: Trial,
-    /// What each way cost, in ns of wall time per IO event, [blocking, spinning].
+    /// What each way cost, in ns of wall time per request served, [blocking, spinning].
     cost: [Option<u64>; 2],
     /// The way chosen from the last comparison.
     prefer_spin: bool,
@@ -173,7 +175,7 @@ struct Trial {
     spin: bool,
     started: Option<Instant>,
     idles: u32,
-    events: u64,
+    work: u64,
 }
 
 impl SpinPolicy {
@@ -187,7 +189,7 @@ impl SpinPolicy {
             backoff: Duration::ZERO,
             waste_since: Instant::ZERO,
             wasted: Duration::ZERO,
-            trial: Trial { spin: false, started: None, idles: 0, events: 0 },
+            trial: Trial { spin: false, started: None, idles: 0, work: 0 },
             cost: [None, None],
             prefer_spin: false,
             others_runnable_16ths: None,
@@ -227,10 +229,10 @@ impl SpinPolicy {
         self.others_runnable_16ths.is_some_and(|avg| avg >= self.cpus.saturating_mul(16))
     }
 
-    /// `count` IO events were delivered at `now` (call after every poll, idle or not).
-    pub fn handle_events(&mut self, now: Instant, count: usize) {
+    /// `count` requests were served at `now` (what the trials measure throughput in).
+    pub fn handle_work(&mut self, now: Instant, count: usize) {
         self.trial.started.get_or_insert(now);
-        self.trial.events = self.trial.events.saturating_add(count as u64);
+        self.trial.work = self.trial.work.saturating_add(count as u64);
     }
 
     /// An idle period ended at `now` (with work or not). Ends the trial when it has run its
@@ -249,9 +251,9 @@ impl SpinPolicy {
         } else {
             self.stats.block_trials += 1;
         }
-        let informative = trial.events.saturating_mul(2) >= u64::from(trial.idles);
+        let informative = trial.work.saturating_mul(2) >= u64::from(trial.idles);
         if informative {
-            let cost = elapsed.as_micros().saturating_mul(1000) / trial.events.max(1);
+            let cost = elapsed.as_micros().saturating_mul(1000) / trial.work.max(1);
             let slot = &mut self.cost[usize::from(trial.spin)];
             *slot = Some(slot.map_or(cost, |old| old / 2 + cost / 2));
         }
@@ -278,7 +280,7 @@ impl SpinPolicy {
         } else {
             self.prefer_spin
         };
-        self.trial = Trial { spin: spin_next, started: Some(now), idles: 0, events: 0 };
+        self.trial = Trial { spin: spin_next, started: Some(now), idles: 0, work: 0 };
     }
 
     /// The parameters.
@@ -542,13 +544,13 @@ mod tests {
         policy.needed = 2;
         assert_eq!(policy.poll_spin(us(100_140)), Some(d(30)));
     }
-    /// Runs one trial from `t` µs: `idles` idle periods, one IO event each, `per_event` µs apart.
+    /// Runs one trial from `t` µs: `idles` idle periods, one request each, `per_event` µs apart.
     /// Returns when it ended.
     fn run_trial(policy: &mut SpinPolicy, t: u64, idles: u32, per_event: u64) -> u64 {
         let mut now = t;
         for _ in 0..idles {
             now += per_event;
-            policy.handle_events(us(now), 1);
+            policy.handle_work(us(now), 1);
             policy.handle_idle_end(us(now));
         }
         now
@@ -570,7 +572,7 @@ mod tests {
         let t = run_trial(&mut policy, 0, 256, 50);
         assert!(spins_in_this_trial(&mut policy, t), "then a trial spins");
         let t = run_trial(&mut policy, t, 256, 40);
-        assert!(policy.prefers_spin(), "40 µs per event is 80 % of 50");
+        assert!(policy.prefers_spin(), "40 µs per request is 80 % of 50");
         assert!(spins_in_this_trial(&mut policy, t));
         assert_eq!(policy.stats().spin_trials, 1);
         assert_eq!(policy.stats().block_trials, 1);
@@ -635,8 +637,8 @@ mod tests {
     #[test]
     fn a_trial_with_little_work_decides_nothing() {
         let mut policy = SpinPolicy::new(SpinConfig::default());
-        // Idle periods that end without work (timers): 100 ms of them, one event in all.
-        policy.handle_events(us(0), 1);
+        // Idle periods that end without work (timers): 100 ms of them, one request in all.
+        policy.handle_work(us(0), 1);
         let mut t = 0;
         while policy.stats().block_trials == 0 {
             t += 1_000;

@@ -356,6 +356,7 @@ impl<S: Service> Worker<S> {
         let result = conn.on_ready(writable, readable, |frame, reply| service.frame(id, frame, reply));
         let after = conn.frame_counts();
         self.stats.frames[usize::from(self.index)].add(after.0 - before.0, after.1 - before.1);
+        self.event_loop.handled((after.0 - before.0) as usize);
         if conn.is_starved() && !entry.starved {
             entry.starved = true;
             self.starved.push(slot);
