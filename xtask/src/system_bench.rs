@@ -132,6 +132,12 @@ pub(crate) fn run(base: &str) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(300));
 
     let mut rows = Vec::new();
+    // "quiet" means no busy thread of the bench's own; other load on the machine shows here.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at the start: {}",
+        loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
     println!(
         "{:>6} {:>14} {:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>16}",
         "mode",
