@@ -17,6 +17,10 @@
 //! Tasks are bounded: [`Waker::post`] refuses a task (handing it back) when the queue is full,
 //! so a flood from one thread cannot grow another's memory without limit.
 //!
+//! A loop may busy-poll for a moment before it sleeps ([`EventLoop::spin_when_dense`]): on
+//! machines where an idle core halts, a caller with one request in flight otherwise pays a
+//! wake-up per request. When it does, and whether it pays, is [`SpinPolicy`]'s to decide.
+//!
 //! # Contract
 //!
 //! - `poll` returns after at least one item is ready, after `max_wait`, or spuriously with none.
