@@ -670,6 +670,9 @@ impl CounterSource for DriverCounters {
             ("spin_caught", self.spin.caught),
             ("spin_missed", self.spin.missed),
             ("spin_preempted", self.spin.preempted),
+            ("spin_trials_spinning", self.spin.spin_trials),
+            ("spin_trials_blocking", self.spin.block_trials),
+            ("spin_crowded_samples", self.spin.crowded_samples),
         ]
         .for_each(each);
     }

@@ -135,6 +135,8 @@ pub struct SpinStats {
     pub missed: u64,
     /// Spins stopped because another thread took the core.
     pub preempted: u64,
+    /// Load samples that found the other runnable threads filling every core, on average.
+    pub crowded_samples: u64,
 }
 
 /// The adaptive wait's state. Feed it what the loop saw ([`SpinPolicy::handle_woken`],
@@ -222,6 +224,9 @@ impl SpinPolicy {
         // moment's snapshot, which a caller between two requests tips either way.
         self.others_runnable_16ths =
             Some(self.others_runnable_16ths.map_or(sample, |avg| avg - avg / 4 + sample / 4));
+        if self.crowded() {
+            self.stats.crowded_samples += 1;
+        }
     }
 
     /// Whether the other runnable threads fill every core, on average.
