@@ -199,7 +199,9 @@ pub(crate) fn demo(args: &[String]) -> Result<(), String> {
         &api,
     ])?;
     std::thread::sleep(Duration::from_millis(1500));
-    println!("\n==> what lars-reporter stored (per host: successes, failures, overloaded)");
+    println!(
+        "\n==> what lars-reporter stored (per host: successes and failures since its last state change, as\n    the original's ServerCallStatus holds them; the 15 failures that made it overloaded came before)"
+    );
     match &mysql {
         None => run_lars(&["status", "--stats-file", &stats.display().to_string()])?,
         Some(url) => run_lars(&["status", "--mysql", url])?,
