@@ -33,9 +33,10 @@ pub const HOSTS: usize = 256;
 
 /// The `lars_lb_agent.conf` keys lars-agent reads (also as `LARS_<SECTION>_<KEY>`), besides
 /// the `[route:MODID:CMDID] policy` sections.
-pub const KEYS: [(&str, &str); 26] = [
+pub const KEYS: [(&str, &str); 27] = [
     ("agent", "route_cache"),
     ("agent", "route_cache_max_age"),
+    ("agent", "spin"),
     ("dnsserver", "ip"),
     ("dnsserver", "port"),
     ("dnsserver", "codec"),
@@ -142,6 +143,9 @@ pub struct AgentDaemonConfig {
     pub route_cache_max_age: std::time::Duration,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The adaptive wait (`[agent] spin`, on by default): busy-poll briefly before sleeping
+    /// while callers come densely and a core would idle. Off, the loop always sleeps.
+    pub spin: bool,
 }
 
 impl AgentDaemonConfig {
@@ -156,6 +160,7 @@ impl AgentDaemonConfig {
             route_cache: None,
             route_cache_max_age: std::time::Duration::from_secs(24 * 3600),
             metrics: None,
+            spin: true,
         }
     }
 }
@@ -293,7 +298,9 @@ impl Runner {
         // Callers with one get_host in flight send their next request microseconds after the
         // reply: while they do, the loop keeps its core awake instead of sleeping between
         // requests (see `reactor/spin.rs`; measured in ARCHITECTURE.md).
-        event_loop.spin_when_dense(crate::reactor::SpinConfig::default());
+        if config.spin {
+            event_loop.spin_when_dense(crate::reactor::SpinConfig::default());
+        }
         let endpoints = config
             .api
             .iter()

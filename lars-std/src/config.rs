@@ -577,11 +577,14 @@ pub struct ReactorConfig {
     pub body_timeout: lars_core::time::Duration,
     /// `idleTimeout`: seconds a connection may send nothing; 0, the default, is no limit.
     pub idle_timeout: Option<lars_core::time::Duration>,
+    /// `spin` (new): the workers may busy-poll briefly before they sleep while requests come
+    /// densely and a core would idle (the adaptive wait, `reactor/spin.rs`); on by default.
+    pub spin: bool,
 }
 
 impl ReactorConfig {
     /// The keys of `[reactor]`, for [`Ini::apply_env`].
-    pub const KEYS: [(&'static str, &'static str); 8] = [
+    pub const KEYS: [(&'static str, &'static str); 9] = [
         ("reactor", "ip"),
         ("reactor", "port"),
         ("reactor", "maxConn"),
@@ -590,6 +593,7 @@ impl ReactorConfig {
         ("reactor", "headerTimeout"),
         ("reactor", "bodyTimeout"),
         ("reactor", "idleTimeout"),
+        ("reactor", "spin"),
     ];
 
     /// The most worker threads: each holds three file descriptors and its own buffers.
@@ -613,6 +617,7 @@ impl ReactorConfig {
                 ini.get("reactor", "idleTimeout", Seconds(lars_core::time::Duration::ZERO))?.0,
             )
             .filter(|idle| *idle > lars_core::time::Duration::ZERO),
+            spin: ini.get("reactor", "spin", true)?,
         };
         for (key, timeout) in [("headerTimeout", config.header_timeout), ("bodyTimeout", config.body_timeout)]
         {

@@ -375,6 +375,9 @@ pub fn server_config(
     server.header_timeout = reactor.header_timeout;
     server.body_timeout = reactor.body_timeout;
     server.idle_timeout = reactor.idle_timeout;
+    if !reactor.spin {
+        server.spin = None;
+    }
     Ok(server)
 }
 

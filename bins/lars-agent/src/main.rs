@@ -34,6 +34,8 @@ A route can have its own: a [route:MODID:CMDID] section with `policy = ...` (32 
 most once a second after they change; an agent restarted while lars-dns is unreachable serves
 them (as stale, until lars-dns answers) unless the copy is older than --route-cache-max-age
 ([agent] route_cache_max_age, default 86400 s).
+[agent] spin = off stops the loop busy-polling before it sleeps (on by default: it spins
+only while callers come back to back and a core would idle).
 [loadbalance] slow_start (seconds, 0 = off) ramps up hosts that join or recover; p2c_decay
 (seconds), p2c_failure_penalty_us and p2c_initial_latency_us tune p2c.
 --secret-file ([auth] secret_file: mode 600, at least 16 bytes) makes the agent prove the
@@ -127,6 +129,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     config.route_cache = ini.get_str("agent", "route_cache").map(std::path::PathBuf::from);
     let max_age: u64 = ini.get("agent", "route_cache_max_age", config.route_cache_max_age.as_secs())?;
     config.route_cache_max_age = std::time::Duration::from_secs(max_age);
+    config.spin = ini.get("agent", "spin", config.spin)?;
     config.metrics = daemon::metrics_addr(&mut ini, &args)?;
     config.agent.caller = caller_id(dns[0]);
     config.agent.secret = daemon::secret(&mut ini, &args)?;

@@ -67,6 +67,34 @@ fn policies_from_the_conf_file_reach_the_routes() {
     let keyed: Vec<SocketAddr> = (0..8).map(|_| client.get_host(62, 1, Some(99)).unwrap()).collect();
     assert!(keyed.windows(2).all(|w| w[0] == w[1]), "maglev keeps the key on one host: {keyed:?}");
 
+    // The adaptive wait off: `--check-config` says where that came from, and an agent so
+    // configured serves without ever trying a spin.
+    let quiet = dir.join("quiet.conf");
+    let text =
+        format!("[dnsserver]\nip = 127.0.0.1\nport = {}\n[agent]\nspin = off\n", dns.local_addr().port());
+    std::fs::write(&quiet, text).unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_lars-agent"))
+        .args(["--config", quiet.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        shown.lines().any(|line| line.starts_with("spin = off") && line.ends_with("quiet.conf:5")),
+        "{shown}"
+    );
+    let (_quiet_agent, quiet_api) = start(&quiet);
+    let client = Client::new(ClientConfig { agent: vec![quiet_api], ..ClientConfig::default() });
+    client.reg_init(61, 1, 100).unwrap();
+    for _ in 0..500 {
+        client.get_host(61, 1, None).unwrap();
+    }
+    let counters = client.agent_stats().unwrap();
+    // With the wait on, 500 calls back to back either spin, try to, or find the cores
+    // crowded (`spin_crowded_samples`): each counts.
+    let spin: u64 =
+        counters.iter().filter(|(name, _)| name.starts_with("spin_")).map(|(_, value)| value).sum();
+    assert_eq!(spin, 0, "{counters:?}");
+
     std::fs::write(&conf, "[loadbalance]\npolicy = fastest\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_lars-agent"))
         .args(["--config", conf.to_str().unwrap()])

@@ -22,6 +22,7 @@ fn reads_an_original_conf_file_unchanged() {
             header_timeout: lars_core::time::Duration::from_secs(10),
             body_timeout: lars_core::time::Duration::from_secs(30),
             idle_timeout: None,
+            spin: true,
         }
     );
     let timeouts = Ini::parse(
@@ -38,6 +39,12 @@ fn reads_an_original_conf_file_unchanged() {
     let reactor = ReactorConfig::from_ini(&timeouts, 1).unwrap();
     assert_eq!(reactor.header_timeout, lars_core::time::Duration::from_millis(500));
     assert_eq!(reactor.idle_timeout, Some(lars_core::time::Duration::from_secs(60)));
+    let quiet = Ini::parse("[reactor]\nspin = off\n", Path::new("s.conf")).unwrap();
+    assert!(!ReactorConfig::from_ini(&quiet, 1).unwrap().spin, "the adaptive wait can be turned off");
+    let bad = Ini::parse("[reactor]\nspin = sometimes\n", Path::new("s.conf")).unwrap();
+    assert!(
+        ReactorConfig::from_ini(&bad, 1).unwrap_err().to_string().starts_with("s.conf:2: key `reactor.spin`")
+    );
     let bad = Ini::parse("[reactor]\nidleTimeout = forever\n", Path::new("t.conf")).unwrap();
     assert_eq!(
         ReactorConfig::from_ini(&bad, 1).unwrap_err().to_string(),
@@ -219,7 +226,8 @@ fn the_effective_configuration_names_every_origin() {
             expect("reactor.headerTimeout", "10", "default"),
             expect("reactor.bodyTimeout", "30", "default"),
             expect("reactor.idleTimeout", "0", "default"),
+            expect("reactor.spin", "true", "default"),
         ]
     );
-    assert_eq!(ini.clone().effective().len(), 8, "a clone keeps what was read");
+    assert_eq!(ini.clone().effective().len(), 9, "a clone keeps what was read");
 }
