@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 /// The first call runs `cargo build -p lars --bin lars` (the `cargo` that runs the tests, from
 /// `$CARGO`) and takes the executable's path from cargo's own report of what it built, so the
 /// binary is never a stale one left in the target folder, whatever the target folder or
-/// profile. A failed build fails the test with cargo's output: nothing is skipped.
+/// profile. A failed build fails the test, with cargo's output.
 pub fn lars_exe() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build_bin("lars", "lars"))
