@@ -29,7 +29,10 @@ const ONE_CORE_BUSY: &str = "one core busy";
 /// agent under the same tool, on 1 December 2026 16:15–16:23 UTC, the machine otherwise
 /// idle; one core busy is a shell busy loop. 1 thread quiet is the median of three runs
 /// (32.2k, 40.3k, 63.7k: the original's own reporter, at up to 27 % of a core, keeps a core
-/// awake or not), one core busy of three (45.6k, 48.6k, 59.2k); the rest single runs.
+/// awake or not), one core busy of three (45.6k, 48.6k, 59.2k); the rest single runs. On
+/// another machine of the same kind (17:10–17:24 UTC, daemons' output discarded) the original
+/// ran far slower (1 thread, five runs: 23.3k–35.1k, median 25.7k, against lars's 38.8k–42.5k),
+/// so these, the higher figures, make the ratios printed the conservative ones.
 const ORIGINAL: [(&str, usize, f64); 6] = [
     (QUIET, 1, 40_300.0),
     (QUIET, 2, 42_600.0),
