@@ -372,6 +372,7 @@ fn mysql_history_queries_answer_as_the_memory_store_does() {
     for rules in [
         ProblemRules::default(),
         ProblemRules { min_calls: 10_000, overloaded_minutes: 3, ..ProblemRules::default() },
+        ProblemRules { overloaded_minutes: 0, ..ProblemRules::default() },
     ] {
         let found = mysql.recent_problems(now, rules, 100).unwrap();
         assert_eq!(found, memory.recent_problems(now, rules, 100).unwrap(), "{rules:?}");

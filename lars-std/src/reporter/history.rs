@@ -122,14 +122,11 @@ impl HistorySender {
         overloaded: bool,
     ) {
         let row = HistoryRow {
-            modid: route.0,
-            cmdid: route.1,
-            host,
-            minute: ts / 60 * 60,
             succ: u64::from(succ),
             err: u64::from(err),
             overload: u64::from(overload),
             overloaded,
+            ..HistoryRow::new(route, host, ts / 60 * 60)
         };
         if self.queue.try_send(Input::Calls(row, ts)).is_err() {
             self.stats.rows_dropped.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,10 @@
 //! (the embedded default) is one small file rewritten after every batch, which days of
 //! per-minute rows would turn into a write of megabytes a second; the memory store has both
 //! for tests.
+//!
+//! What the console reads is decided once for both stores: `history/buckets.rs` sums minutes
+//! into a chart's columns, `history/problems.rs` holds the alert rules' conditions;
+//! `history/mysql.rs` has the server do the same sums and the same tests, and decodes its rows.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +24,14 @@ use std::sync::{Arc, Mutex};
 
 use super::{RouteKey, StoreError};
 
+mod buckets;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+mod problems;
+
+pub use buckets::{RouteBucket, into_buckets, route_sums};
+pub use problems::{Problem, ProblemRules, problems};
+use problems::{ProblemWindow, in_report_order, route_problems};
 
 /// One host's calls in one minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +55,20 @@ pub struct HistoryRow {
 }
 
 impl HistoryRow {
+    /// A row of `route`'s `host` in `minute` with no calls yet.
+    pub fn new(route: RouteKey, host: SocketAddr, minute: u64) -> HistoryRow {
+        HistoryRow {
+            modid: route.0,
+            cmdid: route.1,
+            host,
+            minute,
+            succ: 0,
+            err: 0,
+            overload: 0,
+            overloaded: false,
+        }
+    }
+
     /// The row's key: route, host and minute.
     pub fn key(&self) -> (RouteKey, SocketAddr, u64) {
         ((self.modid, self.cmdid), self.host, self.minute)
@@ -76,56 +100,6 @@ pub struct DecisionRow {
     pub change: String,
     /// Why, in numbers ("15 consecutive failures (limit 15)").
     pub reason: String,
-}
-
-/// A condition the console's problems page shows, the same as the shipped alert rules' on the
-/// data the store has (the daemons' own conditions, links and stores, come from Prometheus).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Problem {
-    /// Every host of the route was overloaded in the last complete minute.
-    NoHealthyHost {
-        /// The route.
-        route: RouteKey,
-        /// Its hosts.
-        hosts: usize,
-    },
-    /// The host was overloaded in each of the last `minutes` minutes.
-    OverloadedLong {
-        /// The route.
-        route: RouteKey,
-        /// The host.
-        host: SocketAddr,
-        /// Minutes in a row.
-        minutes: u64,
-    },
-    /// The route's calls failed at `rate` over the window.
-    HighErrorRate {
-        /// The route.
-        route: RouteKey,
-        /// Failed calls over all calls.
-        rate: f64,
-        /// Calls in the window.
-        calls: u64,
-    },
-}
-
-/// Thresholds of [`problems`], the alert rules' defaults.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProblemRules {
-    /// Minutes in a row that make a host "overloaded for long" (10).
-    pub overloaded_minutes: u64,
-    /// The error-rate window in minutes (5).
-    pub error_window_minutes: u64,
-    /// An error rate over this is a problem (0.1).
-    pub error_rate: f64,
-    /// Fewer calls in the window than this are not judged (60: the rules' one a second).
-    pub min_calls: u64,
-}
-
-impl Default for ProblemRules {
-    fn default() -> Self {
-        ProblemRules { overloaded_minutes: 10, error_window_minutes: 5, error_rate: 0.1, min_calls: 60 }
-    }
 }
 
 /// Which decisions to read.
@@ -213,157 +187,6 @@ pub trait HistoryStore: Send {
 
     /// A short description for logs.
     fn describe(&self) -> String;
-}
-
-/// The problems in the history at Unix time `now`, by `rules`: routes whose hosts were all
-/// overloaded in the last complete minute, hosts overloaded for `overloaded_minutes` in a row,
-/// routes with an error rate over `error_rate` in the last `error_window_minutes`.
-pub fn problems(
-    store: &mut dyn HistoryStore,
-    routes: &[RouteKey],
-    now: u64,
-    rules: ProblemRules,
-) -> Result<Vec<Problem>, StoreError> {
-    let (from, last) = problem_window(now, rules);
-    let mut found = Vec::new();
-    for &route in routes {
-        let rows = store.history(route, None, from, last)?;
-        route_problems(route, &rows, last, rules, &mut found);
-    }
-    Ok(found)
-}
-
-/// The minutes [`problems`] looks at: `from..last`, `last` the start of the minute under way
-/// (which is not complete).
-fn problem_window(now: u64, rules: ProblemRules) -> (u64, u64) {
-    let last = now / 60 * 60;
-    let span = rules.overloaded_minutes.max(rules.error_window_minutes).max(1);
-    (last.saturating_sub(span * 60), last)
-}
-
-/// The problems of one route in its `rows` (the minutes of [`problem_window`]), in the order
-/// no healthy host, hosts overloaded for long (by address; [`sort_problems`] orders them by
-/// text), high error rate.
-fn route_problems(
-    route: RouteKey,
-    rows: &[HistoryRow],
-    last: u64,
-    rules: ProblemRules,
-    found: &mut Vec<Problem>,
-) {
-    let minute = last.saturating_sub(60);
-    let latest = rows.iter().filter(|r| r.minute == minute);
-    if latest.clone().next().is_some() && latest.clone().all(|r| r.overloaded) {
-        found.push(Problem::NoHealthyHost { route, hosts: latest.count() });
-    }
-    let since = last.saturating_sub(rules.overloaded_minutes * 60);
-    let mut overloaded: BTreeMap<SocketAddr, u64> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.minute >= since && r.overloaded) {
-        *overloaded.entry(row.host).or_default() += 1;
-    }
-    for (host, minutes) in overloaded {
-        if rules.overloaded_minutes > 0 && minutes >= rules.overloaded_minutes {
-            found.push(Problem::OverloadedLong { route, host, minutes });
-        }
-    }
-    let window = last.saturating_sub(rules.error_window_minutes * 60);
-    let (succ, err) = rows
-        .iter()
-        .filter(|r| r.minute >= window)
-        .fold((0u64, 0u64), |(s, e), r| (s.saturating_add(r.succ), e.saturating_add(r.err)));
-    if let Some(rate) = error_rate(succ, err, rules) {
-        found.push(Problem::HighErrorRate { route, rate, calls: succ.saturating_add(err) });
-    }
-}
-
-/// The error rate of `succ` and `err` calls if it is a problem by `rules`.
-fn error_rate(succ: u64, err: u64, rules: ProblemRules) -> Option<f64> {
-    let calls = succ.saturating_add(err);
-    let rate = err as f64 / calls as f64;
-    (calls >= rules.min_calls.max(1) && rate > rules.error_rate).then_some(rate)
-}
-
-impl Problem {
-    /// The route the problem is on.
-    pub fn route(&self) -> RouteKey {
-        match self {
-            Problem::NoHealthyHost { route, .. }
-            | Problem::OverloadedLong { route, .. }
-            | Problem::HighErrorRate { route, .. } => *route,
-        }
-    }
-
-    /// The order [`HistoryStore::recent_problems`] lists problems in: route, then kind as
-    /// [`problems`] finds them, then host by its text (the order MySQL cuts at `limit` in).
-    fn order(&self) -> (RouteKey, u8, Option<String>) {
-        match self {
-            Problem::NoHealthyHost { route, .. } => (*route, 0, None),
-            Problem::OverloadedLong { route, host, .. } => (*route, 1, Some(host.to_string())),
-            Problem::HighErrorRate { route, .. } => (*route, 2, None),
-        }
-    }
-}
-
-/// Sorts problems as [`HistoryStore::recent_problems`] returns them.
-fn sort_problems(found: &mut [Problem]) {
-    found.sort_by_cached_key(Problem::order);
-}
-
-/// Keeps at most `limit` problems of each kind (the first by route).
-fn limit_problems(found: Vec<Problem>, limit: usize) -> Vec<Problem> {
-    let mut seen = [0usize; 3];
-    found
-        .into_iter()
-        .filter(|p| {
-            let kind = usize::from(p.order().1);
-            seen[kind] += 1;
-            seen[kind] <= limit
-        })
-        .collect()
-}
-
-/// Sums minute rows per host into buckets of `bucket` seconds, in the order of
-/// [`HistoryStore::history_buckets`] (host text, then bucket); at most `limit` rows.
-pub fn into_buckets(rows: &[HistoryRow], bucket: u64, limit: usize) -> Vec<HistoryRow> {
-    let bucket = bucket.max(60);
-    let mut sums: BTreeMap<(String, u64), HistoryRow> = BTreeMap::new();
-    for row in rows {
-        let start = row.minute / bucket * bucket;
-        sums.entry((row.host.to_string(), start))
-            .and_modify(|sum| sum.add(row))
-            .or_insert(HistoryRow { minute: start, ..*row });
-    }
-    sums.into_values().take(limit).collect()
-}
-
-/// One bucket of a route's history, every host summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RouteBucket {
-    /// The bucket's start, Unix seconds.
-    pub start: u64,
-    /// Successful calls.
-    pub succ: u64,
-    /// Failed calls (overloads included).
-    pub err: u64,
-    /// Calls refused as overloaded.
-    pub overload: u64,
-    /// Hosts held overloaded in some minute of the bucket.
-    pub overloaded_hosts: u64,
-}
-
-/// The route's buckets of per-host `buckets`, oldest first (sums saturate: they are the
-/// database's, not ours to trust).
-pub fn route_sums(buckets: &[HistoryRow]) -> Vec<RouteBucket> {
-    let mut sums: BTreeMap<u64, RouteBucket> = BTreeMap::new();
-    for row in buckets {
-        let sum =
-            sums.entry(row.minute).or_insert(RouteBucket { start: row.minute, ..RouteBucket::default() });
-        sum.succ = sum.succ.saturating_add(row.succ);
-        sum.err = sum.err.saturating_add(row.err);
-        sum.overload = sum.overload.saturating_add(row.overload);
-        sum.overloaded_hosts += u64::from(row.overloaded);
-    }
-    sums.into_values().collect()
 }
 
 /// Why a store has no call history for the console to show.
@@ -502,21 +325,21 @@ impl HistoryStore for MemoryHistory {
         rules: ProblemRules,
         limit: usize,
     ) -> Result<Vec<Problem>, StoreError> {
-        let (from, last) = problem_window(now, rules);
+        let window = ProblemWindow::at(now, rules);
         let mut by_route: BTreeMap<RouteKey, Vec<HistoryRow>> = BTreeMap::new();
         {
             let inner = self.lock();
-            let first = (from, (i32::MIN, i32::MIN), SocketAddr::from(([0; 4], 0)));
-            for ((_, key, _), row) in inner.history.range(first..).take_while(|((m, _, _), _)| *m < last) {
+            let first = (window.from, (i32::MIN, i32::MIN), SocketAddr::from(([0; 4], 0)));
+            let recent = inner.history.range(first..).take_while(|((m, _, _), _)| *m < window.end);
+            for ((_, key, _), row) in recent {
                 by_route.entry(*key).or_default().push(*row);
             }
         }
         let mut found = Vec::new();
         for (route, rows) in &by_route {
-            route_problems(*route, rows, last, rules, &mut found);
+            route_problems(*route, rows, window, rules, &mut found);
         }
-        sort_problems(&mut found);
-        Ok(limit_problems(found, limit))
+        Ok(in_report_order(found, limit))
     }
 
     fn describe(&self) -> String {
@@ -528,17 +351,11 @@ impl HistoryStore for MemoryHistory {
 mod tests {
     use super::*;
 
-    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
-        HistoryRow {
-            modid: 1001,
-            cmdid: 1,
-            host: SocketAddr::from(([10, 0, 0, 1], port)),
-            minute: minute * 60,
-            succ,
-            err,
-            overload: 0,
-            overloaded,
-        }
+    /// A row of host 10.0.0.1:`port` of route 1001 1 in the `minute`th minute of 1970, the
+    /// history tests' one shape of row.
+    pub(super) fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
+        let host = SocketAddr::from(([10, 0, 0, 1], port));
+        HistoryRow { succ, err, overloaded, ..HistoryRow::new((1001, 1), host, minute * 60) }
     }
 
     #[test]
@@ -552,31 +369,6 @@ mod tests {
         assert_eq!(store.history((1001, 1), None, 120, 600).unwrap(), [row(2, 80, 5, 0, false)]);
         assert_eq!(store.prune(120, 0).unwrap(), 1);
         assert_eq!(store.history((1001, 1), None, 0, 600).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn problems_match_the_alert_rules() {
-        let mut store = MemoryHistory::new();
-        // Minutes 0..=11 complete at now = 12 min 30 s. Host 80 overloaded throughout and failing;
-        // host 81 overloaded only in the last minute.
-        for minute in 0..12 {
-            store
-                .add_history(&[row(minute, 80, 10, 90, true), row(minute, 81, 100, 0, minute == 11)])
-                .unwrap();
-        }
-        let now = 12 * 60 + 30;
-        let found = problems(&mut store, &[(1001, 1)], now, ProblemRules::default()).unwrap();
-        let host = SocketAddr::from(([10, 0, 0, 1], 80));
-        assert_eq!(
-            found,
-            [
-                Problem::NoHealthyHost { route: (1001, 1), hosts: 2 },
-                Problem::OverloadedLong { route: (1001, 1), host, minutes: 10 },
-                Problem::HighErrorRate { route: (1001, 1), rate: 450.0 / 1000.0, calls: 1000 },
-            ]
-        );
-        let quiet = problems(&mut store, &[(1001, 2)], now, ProblemRules::default()).unwrap();
-        assert!(quiet.is_empty());
     }
 
     #[test]
@@ -601,60 +393,6 @@ mod tests {
             store.decisions(DecisionFilter { route: Some((1, 1)), ..Default::default() }).unwrap().is_empty()
         );
         assert_eq!(store.prune(0, 2).unwrap(), 1);
-    }
-
-    #[test]
-    fn buckets_sum_minutes_per_host() {
-        let mut store = MemoryHistory::new();
-        store
-            .add_history(&[
-                row(0, 80, 1, 0, false),
-                row(4, 80, 2, 1, true),
-                row(5, 80, 4, 0, false),
-                row(3, 81, 8, 0, false),
-            ])
-            .unwrap();
-        let buckets = store.history_buckets((1001, 1), None, (0, 600), 300, 10).unwrap();
-        let mut first = row(0, 80, 3, 1, true);
-        first.minute = 0;
-        let mut second = row(0, 81, 8, 0, false);
-        second.minute = 0;
-        let mut third = row(5, 80, 4, 0, false);
-        third.minute = 300;
-        assert_eq!(buckets, [first, third, second], "by host, then oldest first");
-        let cut = store.history_buckets((1001, 1), None, (0, 600), 300, 2).unwrap();
-        assert_eq!(cut, [first, third], "the limit keeps whole hosts, the newest column too");
-        let one = store.history_buckets((1001, 1), Some(first.host), (0, 600), 300, 10).unwrap();
-        assert_eq!(one, [first, third]);
-        let route = store.route_buckets((1001, 1), (0, 600), 300).unwrap();
-        assert_eq!(
-            route,
-            [
-                RouteBucket { start: 0, succ: 11, err: 1, overload: 0, overloaded_hosts: 1 },
-                RouteBucket { start: 300, succ: 4, err: 0, overload: 0, overloaded_hosts: 0 },
-            ]
-        );
-    }
-
-    #[test]
-    fn recent_problems_of_every_route_are_each_routes_problems() {
-        let mut store = MemoryHistory::new();
-        for minute in 0..12 {
-            let mut other = row(minute, 90, 0, 100, true);
-            other.cmdid = 2;
-            store
-                .add_history(&[row(minute, 80, 10, 90, true), row(minute, 81, 100, 0, false), other])
-                .unwrap();
-        }
-        let now = 12 * 60 + 30;
-        let rules = ProblemRules::default();
-        let each = problems(&mut store, &[(1001, 1), (1001, 2)], now, rules).unwrap();
-        let all = store.recent_problems(now, rules, 100).unwrap();
-        assert_eq!(all, each);
-        assert_eq!(all.len(), 5, "{all:?}");
-        let limited = store.recent_problems(now, rules, 1).unwrap();
-        assert_eq!(limited.len(), 3, "one of each kind: {limited:?}");
-        assert!(store.recent_problems(30, rules, 100).unwrap().is_empty(), "no minute complete yet");
     }
 
     #[test]

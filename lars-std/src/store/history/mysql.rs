@@ -7,12 +7,18 @@
 //! add up and concurrent writers lock rows in the same order. Hosts are stored as text
 //! (`10.0.0.1:80`, `[2001:db8::1]:80`), so IPv6 hosts have history too. Pruning deletes in
 //! bounded chunks, so it never holds locks for long.
+//!
+//! The store does the SQL and decodes the rows; what the sums and problems are is decided in
+//! `buckets.rs` and `problems.rs`, which the grouped reads here state again in SQL (so that the
+//! server sums, and `LIMIT` counts problems only) and whose rules judge what the server returns.
 
 use std::net::SocketAddr;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, TxOpts, Value};
 
+use super::buckets::bucket_length;
+use super::problems::{ProblemWindow, in_report_order};
 use super::{DecisionFilter, DecisionRow, HistoryRow, HistoryStore, Problem, ProblemRules};
 use crate::store::{RouteKey, StoreError};
 
@@ -99,26 +105,16 @@ fn host_of(text: &str) -> Option<SocketAddr> {
     text.parse().ok()
 }
 
-/// Rows as read (minute or bucket, host, succ, err, overload, overloaded), in minute and
-/// address order (text order is not address order: 10.0.0.10 sorts before 10.0.0.2).
-fn history_rows(route: RouteKey, rows: Vec<(u64, String, u64, u64, u64, u8)>) -> Vec<HistoryRow> {
-    let mut out: Vec<HistoryRow> = rows
-        .into_iter()
-        .filter_map(|(minute, host, succ, err, overload, overloaded)| {
-            Some(HistoryRow {
-                modid: route.0,
-                cmdid: route.1,
-                host: host_of(&host)?,
-                minute,
-                succ,
-                err,
-                overload,
-                overloaded: overloaded != 0,
-            })
-        })
-        .collect();
-    out.sort_by_key(|r| (r.minute, r.host));
-    out
+/// A `CallHistory` row of a route as read: minute (or bucket), host, succ, err, overload,
+/// overloaded.
+type StoredRow = (u64, String, u64, u64, u64, u8);
+
+/// `route`'s rows as read, in the order read; a host that is not an address is passed over.
+fn decode_rows(route: RouteKey, rows: Vec<StoredRow>) -> impl Iterator<Item = HistoryRow> {
+    rows.into_iter().filter_map(move |(minute, host, succ, err, overload, overloaded)| {
+        let (host, overloaded) = (host_of(&host)?, overloaded != 0);
+        Some(HistoryRow { succ, err, overload, overloaded, ..HistoryRow::new(route, host, minute) })
+    })
 }
 
 /// The console's history on MySQL: there once `db-init` has made the tables.
@@ -221,7 +217,7 @@ impl HistoryStore for MysqlHistory {
         to: u64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let host_text = host.map(|h| h.to_string());
-        let rows: Vec<(u64, String, u64, u64, u64, u8)> = self.with(|conn| {
+        let rows: Vec<StoredRow> = self.with(|conn| {
             conn.exec(
                 "SELECT minute, host, succ_cnt, err_cnt, overload_cnt, overloaded FROM CallHistory \
                  WHERE modid = ? AND cmdid = ? AND minute >= ? AND minute < ? AND (? IS NULL OR host = ?) \
@@ -229,7 +225,11 @@ impl HistoryStore for MysqlHistory {
                 (route.0, route.1, from, to, host_text.clone(), host_text),
             )
         })?;
-        Ok(history_rows(route, rows))
+        // In minute and address order (text order is not address order: 10.0.0.10 sorts
+        // before 10.0.0.2).
+        let mut out: Vec<HistoryRow> = decode_rows(route, rows).collect();
+        out.sort_by_key(|r| (r.minute, r.host));
+        Ok(out)
     }
 
     fn decisions(&mut self, filter: DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
@@ -272,7 +272,7 @@ impl HistoryStore for MysqlHistory {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         // Summed by the server through the primary key's (modid, cmdid, minute) range: the
         // rows that cross the wire are one per host per bucket, at most `limit`.
-        let bucket = bucket.max(60);
+        let bucket = bucket_length(bucket);
         let mut sql = String::from(
             "SELECT minute - minute % ? AS bucket, host, SUM(succ_cnt), SUM(err_cnt), SUM(overload_cnt), \
              MAX(overloaded) FROM CallHistory WHERE modid = ? AND cmdid = ? AND minute >= ? AND minute < ?",
@@ -292,22 +292,8 @@ impl HistoryStore for MysqlHistory {
         // the host's bytes, as the memory store orders its text, not by the collation's order.
         sql.push_str(" GROUP BY bucket, host ORDER BY CAST(host AS BINARY), bucket LIMIT ?");
         params.push(Value::from(limit as u64));
-        let rows: Vec<(u64, String, u64, u64, u64, u8)> = self.with(|conn| conn.exec(sql, params))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(minute, host, succ, err, overload, overloaded)| {
-                Some(HistoryRow {
-                    modid: route.0,
-                    cmdid: route.1,
-                    host: host_of(&host)?,
-                    minute,
-                    succ,
-                    err,
-                    overload,
-                    overloaded: overloaded != 0,
-                })
-            })
-            .collect())
+        let rows: Vec<StoredRow> = self.with(|conn| conn.exec(sql, params))?;
+        Ok(decode_rows(route, rows).collect())
     }
 
     fn route_buckets(
@@ -317,7 +303,7 @@ impl HistoryStore for MysqlHistory {
         bucket: u64,
     ) -> Result<Vec<super::RouteBucket>, StoreError> {
         // One row per bucket, summed by the server: never cut, whatever the hosts.
-        let bucket = bucket.max(60);
+        let bucket = bucket_length(bucket);
         let rows: Vec<(u64, u64, u64, u64, u64)> = self.with(|conn| {
             conn.exec(
                 "SELECT minute - minute % ? AS bucket, SUM(succ_cnt), SUM(err_cnt), SUM(overload_cnt), \
@@ -345,53 +331,45 @@ impl HistoryStore for MysqlHistory {
         limit: usize,
     ) -> Result<Vec<Problem>, StoreError> {
         // Three grouped reads over `minute_index`, each of the few recent minutes only, and
-        // each bounded: a fleet's problems cost the same as one route's.
-        let (_, last) = super::problem_window(now, rules);
-        let limit = limit as u64;
-        let latest = last.saturating_sub(60);
-        let since = last.saturating_sub(rules.overloaded_minutes * 60);
-        let window = last.saturating_sub(rules.error_window_minutes * 60);
+        // each bounded: a fleet's problems cost the same as one route's. Each `HAVING` is its
+        // rule in SQL, so that `LIMIT` counts problems; the rule itself then judges each row.
+        // With `overloaded_minutes` 0 the second read's minutes are none.
+        let window = ProblemWindow::at(now, rules);
+        let most = limit as u64;
         let (no_healthy, long, failing) = self.with(|conn| {
-            let no_healthy: Vec<(i32, i32, u64)> = conn.exec(
-                "SELECT modid, cmdid, COUNT(*) FROM CallHistory WHERE minute = ? \
+            let no_healthy: Vec<(i32, i32, u64, u64)> = conn.exec(
+                "SELECT modid, cmdid, COUNT(*), SUM(overloaded) FROM CallHistory WHERE minute = ? \
                  GROUP BY modid, cmdid HAVING MIN(overloaded) = 1 ORDER BY modid, cmdid LIMIT ?",
-                (latest, limit),
+                (window.latest, most),
             )?;
-            let long: Vec<(i32, i32, String, u64)> = if rules.overloaded_minutes == 0 {
-                Vec::new()
-            } else {
-                conn.exec(
-                    "SELECT modid, cmdid, host, COUNT(*) FROM CallHistory WHERE minute >= ? AND minute < ? \
-                     AND overloaded = 1 GROUP BY modid, cmdid, host HAVING COUNT(*) >= ? \
-                     ORDER BY modid, cmdid, CAST(host AS BINARY) LIMIT ?",
-                    (since, last, rules.overloaded_minutes, limit),
-                )?
-            };
+            let long: Vec<(i32, i32, String, u64)> = conn.exec(
+                "SELECT modid, cmdid, host, COUNT(*) FROM CallHistory WHERE minute >= ? AND minute < ? \
+                 AND overloaded = 1 GROUP BY modid, cmdid, host HAVING COUNT(*) >= ? \
+                 ORDER BY modid, cmdid, CAST(host AS BINARY) LIMIT ?",
+                (window.overloaded_since, window.end, rules.overloaded_minutes, most),
+            )?;
             let failing: Vec<(i32, i32, u64, u64)> = conn.exec(
                 "SELECT modid, cmdid, SUM(succ_cnt) AS s, SUM(err_cnt) AS e FROM CallHistory \
                  WHERE minute >= ? AND minute < ? GROUP BY modid, cmdid \
                  HAVING s + e >= ? AND e > ? * (s + e) ORDER BY modid, cmdid LIMIT ?",
-                (window, last, rules.min_calls.max(1), rules.error_rate, limit),
+                (window.errors_since, window.end, rules.calls_to_judge(), rules.error_rate, most),
             )?;
             Ok((no_healthy, long, failing))
         })?;
         let mut found: Vec<Problem> = no_healthy
             .into_iter()
-            .map(|(modid, cmdid, hosts)| Problem::NoHealthyHost {
-                route: (modid, cmdid),
-                hosts: hosts as usize,
+            .filter_map(|(modid, cmdid, hosts, overloaded)| {
+                Problem::no_healthy_host((modid, cmdid), hosts as usize, overloaded as usize)
             })
             .collect();
         found.extend(long.into_iter().filter_map(|(modid, cmdid, host, minutes)| {
-            Some(Problem::OverloadedLong { route: (modid, cmdid), host: host_of(&host)?, minutes })
+            Problem::overloaded_long((modid, cmdid), host_of(&host)?, minutes, rules)
         }));
         found.extend(failing.into_iter().filter_map(|(modid, cmdid, succ, err)| {
-            // The same test as the memory store's, on the sums the server made.
-            let rate = super::error_rate(succ, err, rules)?;
-            Some(Problem::HighErrorRate { route: (modid, cmdid), rate, calls: succ.saturating_add(err) })
+            Problem::high_error_rate((modid, cmdid), succ, err, rules)
         }));
-        super::sort_problems(&mut found);
-        Ok(found)
+        // Each read is already at most `limit` long: this only sorts.
+        Ok(in_report_order(found, limit))
     }
 
     fn describe(&self) -> String {
