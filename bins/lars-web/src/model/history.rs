@@ -1,12 +1,14 @@
 //! Call history and problems as the pages show them: the ranges a history page offers, the
-//! store's buckets turned into one series for a route and one per host, and the problems
-//! report that joins the live call status with the history's conditions. Pure functions over
-//! plain data, like the rest of `model`.
+//! store's buckets turned into one series for a route and one per host (and which hosts a
+//! page lists, and where a cut read stops), and the problems report that joins the live call
+//! status with the history's conditions. Pure functions over plain data, like the rest of
+//! `model`; the pages only write them as HTML.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use lars_std::store::RouteKey;
+use lars_std::store::console::HostEntry;
 use lars_std::store::history::{HistoryRow, Problem, ProblemRules, RouteBucket};
 
 use super::{CallTable, HostCalls, ServiceList};
@@ -124,12 +126,16 @@ impl Series {
 
     /// The sums over every bucket (`overloaded`: the buckets with an overloaded host).
     pub fn totals(&self) -> Point {
-        self.points.iter().fold(Point::default(), |t, p| Point {
-            succ: t.succ.saturating_add(p.succ),
-            err: t.err.saturating_add(p.err),
-            overload: t.overload.saturating_add(p.overload),
-            overloaded: t.overloaded.saturating_add(u32::from(p.overloaded > 0)),
-        })
+        let mut totals = Point::default();
+        for point in &self.points {
+            totals.add(Point { overloaded: u32::from(point.overloaded > 0), ..*point });
+        }
+        totals
+    }
+
+    /// A series of the same buckets, every one empty.
+    fn empty_like(&self) -> Series {
+        Series::empty(self.from, self.bucket, self.points.len())
     }
 
     fn add(&mut self, start: u64, calls: Point) {
@@ -138,10 +144,7 @@ impl Series {
         }
         let index = ((start - self.from) / self.bucket) as usize;
         if let Some(point) = self.points.get_mut(index) {
-            point.succ = point.succ.saturating_add(calls.succ);
-            point.err = point.err.saturating_add(calls.err);
-            point.overload = point.overload.saturating_add(calls.overload);
-            point.overloaded = point.overloaded.saturating_add(calls.overloaded);
+            point.add(calls);
         }
     }
 }
@@ -150,6 +153,14 @@ impl Point {
     /// Successful and failed calls (saturating).
     pub fn calls(&self) -> u64 {
         self.succ.saturating_add(self.err)
+    }
+
+    /// Adds `other`'s counts to this point's. The sums saturate: they are the database's.
+    fn add(&mut self, other: Point) {
+        self.succ = self.succ.saturating_add(other.succ);
+        self.err = self.err.saturating_add(other.err);
+        self.overload = self.overload.saturating_add(other.overload);
+        self.overloaded = self.overloaded.saturating_add(other.overloaded);
     }
 }
 
@@ -185,6 +196,32 @@ impl RouteHistory {
         }
         history
     }
+
+    /// A host's series: empty buckets for a host without rows.
+    pub fn host(&self, addr: SocketAddr) -> Series {
+        self.hosts.get(&addr).cloned().unwrap_or_else(|| self.route.empty_like())
+    }
+
+    /// The hosts a route's page lists: every host of the route (`route_hosts`), then the hosts
+    /// with history that have left it.
+    pub fn hosts_to_list(&self, route_hosts: &[HostEntry]) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = route_hosts.iter().map(|h| h.addr).collect();
+        addrs.extend(self.hosts.keys().filter(|a| !route_hosts.iter().any(|h| h.addr == **a)));
+        addrs
+    }
+}
+
+/// Cuts host `rows` read with a limit of `max` + 1 (whole hosts in the order of their text,
+/// the newest columns too) when there were more than `max`: keeps the first `max` and drops
+/// the last host of those as well, which may have lost columns, so that every host charted
+/// has every column. Returns the first host not kept (its text), where there was a cut.
+pub fn cut_to_whole_hosts(rows: &mut Vec<HistoryRow>, max: usize) -> Option<String> {
+    (rows.len() > max).then(|| {
+        rows.truncate(max);
+        let last = rows.last().map(|r| r.host);
+        rows.retain(|r| Some(r.host) != last);
+        last.map(|h| h.to_string()).unwrap_or_default()
+    })
 }
 
 /// The most entries of each list a problems report keeps (the rest are counted).
@@ -279,26 +316,34 @@ impl ProblemReport {
     }
 }
 
+/// History rows and the history built from them, for the tests of the model and of the pages
+/// that show it.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use lars_std::store::history::route_sums;
+
+    /// A row of host 10.0.0.1:`port` of route 7 1 in the minute that starts at Unix second
+    /// `minute`, half its failures overloads.
+    pub(crate) fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
+        let host = SocketAddr::from(([10, 0, 0, 1], port));
+        HistoryRow { succ, err, overload: err / 2, overloaded, ..HistoryRow::new((7, 1), host, minute) }
+    }
+
+    /// The history of `rows` as a page builds it from the store's two reads: the route's
+    /// buckets (summed from the same rows) and each host's.
+    pub(crate) fn history(rows: &[HistoryRow], range: Range, from: u64) -> RouteHistory {
+        RouteHistory::build(&route_sums(rows), rows, range, from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testutil::{history, row};
     use super::*;
     use crate::model::{ServiceList, call_table};
     use lars_std::store::StatRow;
-    use lars_std::store::console::{HostEntry, Overview};
-    use lars_std::store::history::route_sums;
-
-    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
-        HistoryRow {
-            modid: 7,
-            cmdid: 1,
-            host: SocketAddr::from(([10, 0, 0, 1], port)),
-            minute,
-            succ,
-            err,
-            overload: err / 2,
-            overloaded,
-        }
-    }
+    use lars_std::store::console::Overview;
 
     #[test]
     fn ranges_are_whole_buckets_ending_with_the_one_under_way() {
@@ -324,7 +369,7 @@ mod tests {
             row(3_300, 80, 1, 0, false),
             row(2_700, 80, 99, 99, true), // before the range: ignored
         ];
-        let history = RouteHistory::build(&route_sums(&rows), &rows, range, from);
+        let history = history(&rows, range, from);
         assert_eq!(history.route.points.len(), 72);
         assert_eq!(history.route.points[0], Point { succ: 15, err: 7, overload: 3, overloaded: 1 });
         assert_eq!(history.route.points[1].succ, 1);
@@ -332,6 +377,22 @@ mod tests {
         let host = history.hosts[&SocketAddr::from(([10, 0, 0, 1], 81))].totals();
         assert_eq!(host, Point { succ: 5, err: 5, overload: 2, overloaded: 1 });
         assert!(RouteHistory::build(&[], &[], range, from).hosts.is_empty());
+        assert_eq!(history.host(SocketAddr::from(([10, 0, 0, 2], 80))), history.route.empty_like());
+    }
+
+    #[test]
+    fn a_cut_keeps_whole_hosts_and_names_the_first_left_out() {
+        // As the store returns them with a limit of 3 + 1: by host text, then oldest first.
+        let mut rows = vec![row(0, 80, 1, 0, false), row(60, 80, 1, 0, false), row(0, 81, 1, 0, false)];
+        rows.push(row(60, 81, 1, 0, false));
+        let cut = cut_to_whole_hosts(&mut rows, 3);
+        assert_eq!(cut.as_deref(), Some("10.0.0.1:81"), "81 may have lost columns");
+        assert_eq!(rows, [row(0, 80, 1, 0, false), row(60, 80, 1, 0, false)]);
+        assert_eq!(cut_to_whole_hosts(&mut rows, 3), None, "no more than the limit: no cut");
+        let history = history(&rows, Range::Hour, 0);
+        let entry = HostEntry { addr: SocketAddr::from(([10, 0, 0, 1], 82)), weight: 1, in_rotation: true };
+        let listed = history.hosts_to_list(&[entry]);
+        assert_eq!(listed, [entry.addr, SocketAddr::from(([10, 0, 0, 1], 80))], "a host that left is listed");
     }
 
     #[test]
@@ -342,7 +403,7 @@ mod tests {
             row(3_000, 81, huge, huge, true),
             row(3_300, 80, huge, 0, false),
         ];
-        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::SixHours, 3_000);
+        let history = history(&rows, Range::SixHours, 3_000);
         assert_eq!(history.route.calls(), u64::MAX);
         assert_eq!(history.route.totals().succ, u64::MAX);
         let chart = crate::chart::history::history_chart(

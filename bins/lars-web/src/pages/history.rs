@@ -16,7 +16,7 @@ use crate::auth::Session;
 use crate::chart::history::{Frame, history_chart};
 use crate::html::{esc, page};
 use crate::http::{Request, Response, percent_encode};
-use crate::model::history::{Range, RouteHistory, Series};
+use crate::model::history::{Range, RouteHistory, cut_to_whole_hosts};
 use lars_std::time::Clock;
 
 /// The most host buckets one page reads (hosts × columns): 100 hosts over any range is 9,600.
@@ -119,23 +119,11 @@ pub(super) fn get(console: &Console, request: &Request, session: &Session) -> Re
             );
         }
         Ok(Ok((hosts, route, mut rows))) => {
-            // A cut keeps whole hosts in the order of their text but the last: drop it too, so
-            // that every host charted has every column.
-            let cut = (rows.len() > MAX_ROWS).then(|| {
-                rows.truncate(MAX_ROWS);
-                let last = rows.last().map(|r| r.host);
-                rows.retain(|r| Some(r.host) != last);
-                last.map(|h| h.to_string()).unwrap_or_default()
-            });
+            let cut = cut_to_whole_hosts(&mut rows, MAX_ROWS);
             let history = RouteHistory::build(&route, &rows, range, from);
-            let addrs: Vec<SocketAddr> = match subject.host {
+            let addrs = match subject.host {
                 Some(host) => vec![host],
-                None => {
-                    // Every host of the route, and hosts with history that have left it.
-                    let mut addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.addr).collect();
-                    addrs.extend(history.hosts.keys().filter(|a| !hosts.iter().any(|h| h.addr == **a)));
-                    addrs
-                }
+                None => history.hosts_to_list(&hosts),
             };
             body.push_str(&render(subject, range, &history, &addrs, cut.as_deref()));
         }
@@ -185,7 +173,7 @@ pub fn render(
     let shown = &addrs[..addrs.len().min(MAX_HOSTS_SHOWN)];
     let mut out = String::with_capacity(16_384 + shown.len() * 4_096);
     let series = match subject.host {
-        Some(host) => history.hosts.get(&host).cloned().unwrap_or_else(|| empty_like(&history.route)),
+        Some(host) => history.host(host),
         None => history.route.clone(),
     };
     let totals = series.totals();
@@ -245,7 +233,7 @@ pub fn render(
             );
             continue;
         }
-        let host_series = history.hosts.get(addr).cloned().unwrap_or_else(|| empty_like(&history.route));
+        let host_series = history.host(*addr);
         let t = host_series.totals();
         let class = if t.overloaded > 0 { " class=bad" } else { "" };
         let _ = write!(
@@ -279,33 +267,17 @@ pub fn render(
     out
 }
 
-fn empty_like(series: &Series) -> Series {
-    Series::empty(series.from, series.bucket, series.points.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::history::testutil::{history, row};
     use lars_std::store::history::{HistoryRow, route_sums};
-
-    fn row(minute: u64, port: u16, succ: u64, err: u64, overloaded: bool) -> HistoryRow {
-        HistoryRow {
-            modid: 7,
-            cmdid: 1,
-            host: SocketAddr::from(([10, 0, 0, 1], port)),
-            minute,
-            succ,
-            err,
-            overload: 0,
-            overloaded,
-        }
-    }
 
     #[test]
     fn a_route_page_has_its_chart_and_a_row_per_host() {
         let (from, _) = Range::Hour.window(7_200);
         let rows = [row(from, 80, 50, 0, false), row(from + 60, 81, 1, 20, true)];
-        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::Hour, from);
+        let history = history(&rows, Range::Hour, from);
         let subject = Subject { key: (7, 1), host: None };
         let hosts = [
             SocketAddr::from(([10, 0, 0, 1], 80)),
@@ -328,7 +300,7 @@ mod tests {
             (1..=MAX_HOSTS_SHOWN as u16 + 5).map(|port| SocketAddr::from(([10, 0, 0, 1], port))).collect();
         let rows: Vec<HistoryRow> =
             hosts.iter().map(|h| HistoryRow { host: *h, ..row(from, 1, 1, 0, false) }).collect();
-        let history = RouteHistory::build(&route_sums(&rows), &rows, Range::Hour, from);
+        let history = history(&rows, Range::Hour, from);
         let html = render(Subject { key: (7, 1), host: None }, Range::Hour, &history, &hosts, None);
         assert_eq!(
             html.matches("<svg").count(),
