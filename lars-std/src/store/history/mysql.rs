@@ -126,66 +126,72 @@ impl super::HistorySource for MysqlHistory {
     }
 }
 
+/// Inserts `rows` in one transaction, `CHUNK` rows a statement: `insert` is the statement up
+/// to `VALUES`, `tail` what follows the values, and `values` one row's parameters.
+fn insert_in_chunks<R, const N: usize>(
+    conn: &mut Conn,
+    rows: &[R],
+    insert: &str,
+    tail: &str,
+    values: impl Fn(&R) -> [Value; N],
+) -> mysql::Result<()> {
+    let row = format!("({})", vec!["?"; N].join(", "));
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!("{insert} VALUES {}{tail}", vec![row.as_str(); chunk.len()].join(", "));
+        let params: Vec<Value> = chunk.iter().flat_map(&values).collect();
+        tx.exec_drop(sql, params)?;
+    }
+    tx.commit()
+}
+
 impl HistoryStore for MysqlHistory {
     fn add_history(&mut self, rows: &[HistoryRow]) -> Result<(), StoreError> {
         let mut rows = rows.to_vec();
         rows.sort_by_key(|r| (r.modid, r.cmdid, r.minute, r.host.to_string()));
         self.with(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            for chunk in rows.chunks(CHUNK) {
-                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO CallHistory (modid, cmdid, minute, host, succ_cnt, err_cnt, overload_cnt, overloaded) \
-                     VALUES {values} ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + VALUES(succ_cnt), \
-                     err_cnt = err_cnt + VALUES(err_cnt), overload_cnt = overload_cnt + VALUES(overload_cnt), \
-                     overloaded = GREATEST(overloaded, VALUES(overloaded))"
-                );
-                let params: Vec<Value> = chunk
-                    .iter()
-                    .flat_map(|r| {
-                        [
-                            Value::from(r.modid),
-                            Value::from(r.cmdid),
-                            Value::from(r.minute),
-                            Value::from(r.host.to_string()),
-                            Value::from(r.succ),
-                            Value::from(r.err),
-                            Value::from(r.overload),
-                            Value::from(u8::from(r.overloaded)),
-                        ]
-                    })
-                    .collect();
-                tx.exec_drop(sql, params)?;
-            }
-            tx.commit()
+            insert_in_chunks(
+                conn,
+                &rows,
+                "INSERT INTO CallHistory (modid, cmdid, minute, host, succ_cnt, err_cnt, overload_cnt, overloaded)",
+                " ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + VALUES(succ_cnt), \
+                 err_cnt = err_cnt + VALUES(err_cnt), overload_cnt = overload_cnt + VALUES(overload_cnt), \
+                 overloaded = GREATEST(overloaded, VALUES(overloaded))",
+                |r| {
+                    [
+                        Value::from(r.modid),
+                        Value::from(r.cmdid),
+                        Value::from(r.minute),
+                        Value::from(r.host.to_string()),
+                        Value::from(r.succ),
+                        Value::from(r.err),
+                        Value::from(r.overload),
+                        Value::from(u8::from(r.overloaded)),
+                    ]
+                },
+            )
         })
     }
 
     fn add_decisions(&mut self, rows: &[DecisionRow]) -> Result<(), StoreError> {
         self.with(|conn| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            for chunk in rows.chunks(CHUNK) {
-                let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO HostDecision (at_ms, modid, cmdid, host, caller, decision, reason) VALUES {values}"
-                );
-                let params: Vec<Value> = chunk
-                    .iter()
-                    .flat_map(|d| {
-                        [
-                            Value::from(d.at_ms),
-                            Value::from(d.modid),
-                            Value::from(d.cmdid),
-                            Value::from(d.host.to_string()),
-                            Value::from(d.caller),
-                            Value::from(d.change.as_str()),
-                            Value::from(d.reason.chars().take(255).collect::<String>()),
-                        ]
-                    })
-                    .collect();
-                tx.exec_drop(sql, params)?;
-            }
-            tx.commit()
+            insert_in_chunks(
+                conn,
+                rows,
+                "INSERT INTO HostDecision (at_ms, modid, cmdid, host, caller, decision, reason)",
+                "",
+                |d| {
+                    [
+                        Value::from(d.at_ms),
+                        Value::from(d.modid),
+                        Value::from(d.cmdid),
+                        Value::from(d.host.to_string()),
+                        Value::from(d.caller),
+                        Value::from(d.change.as_str()),
+                        Value::from(d.reason.chars().take(255).collect::<String>()),
+                    ]
+                },
+            )
         })
     }
 
