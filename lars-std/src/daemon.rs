@@ -148,6 +148,20 @@ impl Args {
     }
 }
 
+/// The flags a usage text names (its `--name` words), sorted and each once: what a program's
+/// test compares with the flags it accepts, so that its help offers no flag it refuses and
+/// hides none it takes.
+pub fn usage_flags(usage: &str) -> Vec<&str> {
+    let mut flags: Vec<&str> = usage
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter_map(|word| word.strip_prefix("--"))
+        .filter(|flag| !flag.is_empty())
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    flags
+}
+
 /// Loads `--config FILE` (or an empty config), then `LARS_*` variables for `keys`, `[pool]`
 /// and `[log]`, and the log flags; starts the logger; logs the lines it skipped and the keys
 /// and sections no daemon reads; and sizes the process-wide buffer pool from `[pool]` (every
@@ -334,6 +348,57 @@ pub fn serve(
 /// The flags [`server_config`] reads, for a daemon's list of known flags.
 pub const SERVER_FLAGS: [&str; 6] =
     ["listen", "threads", "max-conn", "header-timeout", "body-timeout", "idle-timeout"];
+
+/// The flags every server daemon (lars-dns, lars-reporter) takes besides [`SERVER_FLAGS`]:
+/// its MySQL store, the allowlist, the secret file and the metrics address.
+const SERVER_DAEMON_FLAGS: [&str; 4] = ["mysql", "allow", "secret-file", "metrics"];
+/// The switch every server daemon takes: `--allow-lars` ([`auth_config`]).
+const SERVER_DAEMON_SWITCHES: [&str; 1] = ["allow-lars"];
+
+/// A server daemon once [`start_server`] has read its flags and configuration.
+pub struct ServerStart {
+    /// The signals it answers, installed before anything else.
+    pub shutdown: crate::signal::Shutdown,
+    /// Its flags (no positional words).
+    pub args: Args,
+    /// Every configuration key it reads: `[reactor]`, `[mysql]`, `[auth]`, `[metrics]`, then
+    /// its own.
+    pub keys: Vec<(&'static str, &'static str)>,
+    /// Its configuration, loaded as [`load_config`] does.
+    pub ini: Ini,
+}
+
+/// The start-up every server daemon (lars-dns, lars-reporter) shares, before its own logic:
+/// installs the signal handlers first (so that a SIGHUP while it starts does not end it),
+/// parses [`SERVER_FLAGS`], the flags every server daemon takes and its `own_flags`, prints
+/// `usage` and [`DAEMON_USAGE`] for `--help` (and then gives `None`), refuses positional
+/// words, and loads its configuration with the `[reactor]`, `[mysql]`, `[auth]` and
+/// `[metrics]` keys and its `own_keys`.
+pub fn start_server(
+    usage: &str,
+    own_flags: &[&str],
+    own_keys: &[(&'static str, &'static str)],
+) -> Result<Option<ServerStart>, Box<dyn std::error::Error>> {
+    let shutdown = crate::signal::Shutdown::install()?;
+    let flags: Vec<&str> =
+        SERVER_FLAGS.iter().chain(&SERVER_DAEMON_FLAGS).chain(own_flags).copied().collect();
+    let args = Args::for_daemon(&flags, &SERVER_DAEMON_SWITCHES)?;
+    if args.switch("help") {
+        print!("{usage}\n{DAEMON_USAGE}");
+        return Ok(None);
+    }
+    let keys: Vec<(&'static str, &'static str)> = ReactorConfig::KEYS
+        .iter()
+        .chain(&MYSQL_KEYS)
+        .chain(&AUTH_KEYS)
+        .chain(&METRICS_KEYS)
+        .chain(own_keys)
+        .copied()
+        .collect();
+    let args = args.flags_only()?;
+    let ini = load_config(&args, &keys)?;
+    Ok(Some(ServerStart { shutdown, args, keys, ini }))
+}
 
 /// The `[reactor]` server config, with `--listen ip:port`, `--threads`, `--max-conn` and the
 /// timeouts (`--header-timeout`, `--body-timeout`, `--idle-timeout`, in seconds) applied over
@@ -604,6 +669,12 @@ mod tests {
         assert!(mysql_opts(&Ini::new(), &none).unwrap().is_none(), "no [mysql]: the file store");
         let flag = args(&["--mysql", "mysql://u@h:1/db"]).unwrap();
         assert_eq!(mysql_opts(&ini, &flag).unwrap().unwrap().get_ip_or_hostname(), "h", "the flag wins");
+    }
+
+    #[test]
+    fn usage_flags_are_the_dashed_words_once_each() {
+        let usage = "usage: x [--config FILE] [--b|--a]\n--config is optional; -- alone is not a flag (--a).";
+        assert_eq!(usage_flags(usage), ["a", "b", "config"]);
     }
 
     #[test]

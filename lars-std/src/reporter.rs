@@ -361,6 +361,33 @@ impl ReporterWorker {
         }
     }
 
+    /// One host of a native report: its period's calls go to the call history (if kept), and
+    /// `stored` (successes, failures) to `ServerCallStatus` under `caller`.
+    fn take_host(&self, host: &native::HostStats, stored: (u32, u32), caller: u32, ts: u64) {
+        if let Some(history) = &self.history {
+            history.calls(
+                (host.modid, host.cmdid),
+                host.host,
+                ts,
+                host.succ,
+                host.err,
+                host.overload,
+                host.overloaded,
+            );
+        }
+        let (succ, err) = stored;
+        self.enqueue(StatRow {
+            modid: host.modid,
+            cmdid: host.cmdid,
+            host: host.host,
+            caller,
+            succ,
+            err,
+            ts,
+            overload: host.overloaded,
+        });
+    }
+
     fn bad_request(&self) -> Control {
         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         Control::Close
@@ -405,13 +432,14 @@ impl Service for ReporterWorker {
         };
         // A report without a time is stamped on arrival (a gateway may have no clock).
         let arrival = Clock::unix_secs();
+        let stamped = |ts: u32| if ts == 0 { arrival } else { u64::from(ts) };
         match frame.msgid {
             MsgId::ReportStatusRequest => {
                 let Ok(report) = lars::ReportStatusRequest::parse(frame.body) else {
                     return self.bad_request();
                 };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
-                let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                let ts = stamped(report.ts);
                 // An authenticated connection may speak Lars too: its identity still holds.
                 let caller = self.caller(proved, report.caller as u32);
                 for result in &report.results {
@@ -431,31 +459,10 @@ impl Service for ReporterWorker {
                 let Ok(report) = native::StatusReport::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let caller = self.caller(proved, report.caller);
-                let ts = if report.ts == 0 { arrival } else { u64::from(report.ts) };
+                let ts = stamped(report.ts);
                 for entry in &report.entries {
-                    let e = entry.stats;
-                    if let Some(history) = &self.history {
-                        history.calls(
-                            (e.modid, e.cmdid),
-                            e.host,
-                            ts,
-                            e.succ,
-                            e.err,
-                            e.overload,
-                            e.overloaded,
-                        );
-                    }
                     // `ServerCallStatus` holds the host's calls since its last state change.
-                    self.enqueue(StatRow {
-                        modid: entry.stats.modid,
-                        cmdid: entry.stats.cmdid,
-                        host: entry.stats.host,
-                        caller,
-                        succ: entry.window_succ,
-                        err: entry.window_err,
-                        ts,
-                        overload: entry.stats.overloaded,
-                    });
+                    self.take_host(&entry.stats, (entry.window_succ, entry.window_err), caller, ts);
                 }
             }
             // From agents that predate `StatusReport`: the period's counts are all there is.
@@ -463,36 +470,15 @@ impl Service for ReporterWorker {
                 let Ok(stats) = native::CallStats::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
                 let caller = self.caller(proved, stats.caller);
-                let ts = if stats.ts == 0 { arrival } else { u64::from(stats.ts) };
+                let ts = stamped(stats.ts);
                 for entry in &stats.entries {
-                    if let Some(history) = &self.history {
-                        let e = entry;
-                        history.calls(
-                            (e.modid, e.cmdid),
-                            e.host,
-                            ts,
-                            e.succ,
-                            e.err,
-                            e.overload,
-                            e.overloaded,
-                        );
-                    }
-                    self.enqueue(StatRow {
-                        modid: entry.modid,
-                        cmdid: entry.cmdid,
-                        host: entry.host,
-                        caller,
-                        succ: entry.succ,
-                        err: entry.err,
-                        ts,
-                        overload: entry.overloaded,
-                    });
+                    self.take_host(&entry, (entry.succ, entry.err), caller, ts);
                 }
             }
             MsgId::DecisionReport => {
                 let Ok(report) = native::DecisionReport::parse(frame.body) else { return self.bad_request() };
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
-                let ts_ms = if report.ts == 0 { arrival } else { u64::from(report.ts) } * 1000;
+                let ts_ms = stamped(report.ts) * 1000;
                 for d in &report.entries {
                     self.stats.decisions_received.fetch_add(1, Ordering::Relaxed);
                     if let Some(history) = &self.history {

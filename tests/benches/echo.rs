@@ -19,9 +19,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lars_tests::spinner::Spinner;
 use lars_tests::{echo_server, frame_bytes};
 
 /// Each figure is measured in slices, alternating with the other server's (ABBA ABBA), so that
@@ -184,31 +185,6 @@ fn run_row(servers: [SocketAddr; 2], threads: usize, conns: usize, in_flight: us
             / 1e3
             / totals[server].max(1) as f64,
     })
-}
-
-/// Keeps one core busy while alive.
-struct Spinner(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Spinner {
-    fn start() -> Spinner {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        });
-        Spinner(stop, Some(thread))
-    }
-}
-
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn main() {

@@ -3,14 +3,17 @@
 //! lars's schema or the original's), peers that speak only the original protocol
 //! ([`original`]), daemon binaries run as systemd runs them ([`process`], which the
 //! binaries' own tests include by path), the `lars` tool built from the current sources
-//! ([`cli`]), and a WebDriver client for the console's browser tests ([`webdriver`]), with
-//! what those tests share ([`console`]).
+//! ([`cli`]), a WebDriver client for the console's browser tests ([`webdriver`]), with
+//! what those tests share ([`console`]), and the schema's tables ([`schema`]) and the
+//! benchmarks' busy core ([`spinner`]), which xtask includes by path.
 
 pub mod cli;
 pub mod console;
 pub mod mariadb;
 pub mod original;
 pub mod process;
+pub mod schema;
+pub mod spinner;
 pub mod webdriver;
 
 use std::io::{self, Read, Write};

@@ -1,6 +1,10 @@
 //! A daemon started as its binary, as systemd starts it: `NOTIFY_SOCKET` pointing at a socket
-//! the test bound, stderr in a file the test reads, and signals sent by pid.
+//! the test bound, stderr in a file the test reads, and signals sent by pid. Also what the
+//! daemons' service tests share besides: a run to the exit (`--check-config`, a wrong command
+//! line), the lines of `--check-config`'s output, and a plain HTTP GET of a page.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -157,9 +161,70 @@ pub fn check_lifecycle(exe: &str, args: &[&str], dir: &Path, serves: impl Fn(&st
     daemon.log()
 }
 
+/// What a program run to its exit wrote.
+pub struct Exit {
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+/// Runs `exe` with `args` and the environment `env` (and without `LARS_LOG`) to its exit, as
+/// an operator runs `--check-config` or a mistaken command line, and fails the test (with what
+/// it wrote) unless it exits with `code`.
+pub fn run_to_exit(exe: &str, args: &[&str], env: &[(&str, &str)], code: i32) -> Exit {
+    let mut command = Command::new(exe);
+    command.args(args).env_remove("LARS_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap_or_else(|e| panic!("run {exe}: {e}"));
+    let exit = Exit {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{exe} {} exits with {code}:\n{}{}",
+        args.join(" "),
+        exit.stdout,
+        exit.stderr
+    );
+    exit
+}
+
+/// The line `key = value  # origin` of `[section]` in `check_config`, the output of
+/// `--check-config`; fails the test if there is none.
+pub fn config_line(check_config: &str, section: &str, key: &str) -> String {
+    let body = check_config.split(&format!("\n[{section}]\n")).nth(1).unwrap_or_default();
+    let body = body.split("\n\n").next().unwrap_or_default();
+    body.lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("[{section}] {key} in {check_config}"))
+        .to_string()
+}
+
+/// Where `--check-config` says the value of `[section] key` came from (after its `# `).
+pub fn config_origin(check_config: &str, section: &str, key: &str) -> String {
+    let line = config_line(check_config, section, key);
+    line.split_once(" # ").map(|(_, origin)| origin.to_string()).unwrap_or_default()
+}
+
+/// `GET path` over HTTP/1.1: the status line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut conn = TcpStream::connect(addr).expect("it accepts connections once it is ready");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
 /// The address in a STATUS text such as `listening on 127.0.0.1:7778, ...` (the first
 /// `ip:port` after `on `).
-pub fn status_addr(status: &str) -> std::net::SocketAddr {
+pub fn status_addr(status: &str) -> SocketAddr {
     let after = status.split_once(" on ").map_or(status, |(_, rest)| rest).trim_start_matches("UDP ");
     let addr = after.split([',', ' ']).next().unwrap_or_default();
     addr.parse().unwrap_or_else(|_| panic!("no address in the status {status:?}"))

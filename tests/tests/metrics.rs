@@ -3,7 +3,7 @@
 //! all three daemons and the console and answers queries for them. A missing `prometheus` or `promtool` fails
 //! these tests (`cargo xtask setup` installs them).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::memory::{MemoryRoutes, MemoryStats};
+use lars_tests::process::http_get;
 use lars_tests::{Scratch, eventually};
 
 struct System {
@@ -83,17 +84,6 @@ fn with_an_overloaded_host() -> System {
         system.client.report(1001, 1, host(2), Outcome::Ok, Duration::from_micros(300)).unwrap();
     }
     system
-}
-
-/// `GET path` over HTTP/1.1; the status line and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
 
 fn page(addr: Option<SocketAddr>) -> String {

@@ -329,17 +329,7 @@ fn the_packaged_schema_is_what_db_init_makes_and_every_daemon_starts_on_it() {
     let db_init = TestDb::create();
     let made = shape(&script);
     assert_eq!(made, shape(&db_init), "schema.sql and db-init make the same schema");
-    for table in [
-        "RouteData",
-        "RouteVersion",
-        "RouteChange",
-        "ServerCallStatus",
-        "ModIDConfig",
-        "CmdIDConfig",
-        "RouteAudit",
-        "CallHistory",
-        "HostDecision",
-    ] {
+    for table in lars_tests::schema::SCHEMA_TABLES {
         assert!(made.iter().any(|line| line.starts_with(&format!("table {table} "))), "{table}: {made:#?}");
     }
     // lars-reporter keeps its history there, and the console can use every feature.

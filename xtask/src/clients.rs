@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::command::build_release;
 use super::demo::{Cluster, RunFiles, build_binaries, free_udp_port};
 use super::{cargo, root};
 
@@ -313,24 +314,7 @@ const ORIGINAL_CPP_PER_CALL: f64 = 24_000.0;
 /// daemons on a route file. Prints a table and writes `target/bench/clients.json`.
 pub(crate) fn bench() -> Result<(), String> {
     println!("\n==> clients bench: release builds");
-    run_status(
-        "release build",
-        &mut cargo(&[
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "lars-dns",
-            "-p",
-            "lars-reporter",
-            "-p",
-            "lars-agent",
-            "-p",
-            "lars",
-            "-p",
-            "lars-c",
-        ]),
-    )?;
+    build_release(&["lars-c"])?;
     let release = root().join("target/release");
     let files = RunFiles::fresh("clients/bench")?;
     let modid = 9001;

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::command::run;
+use super::schema::SCHEMA_TABLES;
 use super::{cargo, root};
 
 /// A Debian package of one binary.
@@ -62,19 +64,6 @@ fn packages() -> impl Iterator<Item = &'static Package> {
     PACKAGES.iter()
 }
 
-/// The tables of the packaged `schema.sql`: the original's and lars's additive ones.
-const SCHEMA_TABLES: [&str; 9] = [
-    "RouteData",
-    "RouteVersion",
-    "RouteChange",
-    "ServerCallStatus",
-    "ModIDConfig",
-    "CmdIDConfig",
-    "RouteAudit",
-    "CallHistory",
-    "HostDecision",
-];
-
 /// `cargo xtask dist [--debug]`: builds the binaries (the `dist` profile: release, stripped)
 /// and their packages in `target/debian/`. `--check` runs the gate instead ([`check`]).
 pub(crate) fn dist(args: &[String]) -> Result<(), String> {
@@ -100,15 +89,6 @@ fn build(profile: &str) -> Result<PathBuf, String> {
     }
     run(&mut command)?;
     Ok(root().join("target").join(if profile == "dev" { "debug" } else { profile }))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    match command.status() {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("{shown} exited with {status}")),
-        Err(e) => Err(format!("{shown} could not start: {e}")),
-    }
 }
 
 fn output(command: &mut Command) -> Result<String, String> {

@@ -7,12 +7,20 @@
 #![allow(clippy::disallowed_methods)]
 
 mod clients;
+mod command;
 mod demo;
 mod dist;
 mod firmware;
 mod fuzz;
 mod mysql;
+// Shared with lars-tests, which xtask does not depend on (it depends on nothing of lars).
+#[allow(unreachable_pub)]
+#[path = "../../tests/src/schema.rs"]
+mod schema;
 mod setup;
+#[allow(unreachable_pub)]
+#[path = "../../tests/src/spinner.rs"]
+mod spinner;
 mod system_bench;
 #[cfg(test)]
 mod tidy;

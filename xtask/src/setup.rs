@@ -15,6 +15,8 @@
 
 use std::process::{Command, Stdio};
 
+use super::command::run;
+
 /// The Rust components the gates use.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
 
@@ -145,15 +147,6 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{command:?}");
-    match command.status() {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("{shown} exited with {status}")),
-        Err(e) => Err(format!("{shown} could not start: {e}")),
-    }
 }
 
 fn cargo() -> std::ffi::OsString {

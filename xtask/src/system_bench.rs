@@ -10,12 +10,12 @@
 //! machine and with one core kept busy by a spinning thread, and each row says which.
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::command::build_release;
 use super::demo::Cluster;
-use super::{cargo, root};
+use super::root;
+use super::spinner::Spinner;
 
 const SECONDS: u64 = 5;
 /// The load conditions a row runs under.
@@ -42,31 +42,6 @@ const ORIGINAL: [(&str, usize, f64); 6] = [
     (ONE_CORE_BUSY, 10, 77_100.0),
 ];
 
-/// Keeps one core busy while alive.
-struct Spinner(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Spinner {
-    fn start() -> Spinner {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        });
-        Spinner(stop, Some(thread))
-    }
-}
-
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.1.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn bin(name: &str) -> std::path::PathBuf {
     root().join("target/release").join(name)
 }
@@ -92,24 +67,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 pub(crate) fn run(base: &str) -> Result<(), String> {
     let url = format!("{}/lars_bench", base.trim_end_matches('/'));
     println!("\n==> system bench: building release binaries");
-    let built = cargo(&[
-        "build",
-        "--release",
-        "-q",
-        "-p",
-        "lars-dns",
-        "-p",
-        "lars-reporter",
-        "-p",
-        "lars-agent",
-        "-p",
-        "lars",
-    ])
-    .status()
-    .map_err(|e| format!("cargo: {e}"))?;
-    if !built.success() {
-        return Err("release build failed".into());
-    }
+    build_release(&[])?;
     let lars = |args: &[&str]| -> Result<String, String> {
         let out = Command::new(bin("lars")).args(args).output().map_err(|e| format!("lars: {e}"))?;
         if !out.status.success() {

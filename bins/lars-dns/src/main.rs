@@ -2,10 +2,9 @@
 
 use std::error::Error;
 
-use lars_std::config::{Fraction, ReactorConfig};
-use lars_std::daemon::{self, AUTH_KEYS, Args, MYSQL_KEYS};
+use lars_std::config::Fraction;
+use lars_std::daemon;
 use lars_std::dns::{Dns, DnsConfig, SubscriptionCaps};
-use lars_std::signal::Shutdown;
 use lars_std::store::RouteStore;
 use lars_std::store::file::RouteFile;
 use lars_std::store::mysql::MysqlRoutes;
@@ -46,30 +45,13 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    // First, so that a SIGHUP while it starts does not end it.
-    let mut shutdown = Shutdown::install()?;
-    let args = Args::for_daemon(
-        &daemon::SERVER_FLAGS
-            .into_iter()
-            .chain(["routes", "mysql", "shrink-limit", "allow", "secret-file", "metrics"])
-            .collect::<Vec<_>>(),
-        &["allow-lars"],
-    )?;
-    if args.switch("help") {
-        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
+    let own_keys: Vec<(&str, &str)> =
+        [("dns", "routes"), ("dns", "shrink_limit")].into_iter().chain(SubscriptionCaps::KEYS).collect();
+    let Some(daemon::ServerStart { mut shutdown, args, keys, mut ini }) =
+        daemon::start_server(USAGE, &["routes", "shrink-limit"], &own_keys)?
+    else {
         return Ok(());
-    }
-    let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
-        .iter()
-        .chain(&MYSQL_KEYS)
-        .chain(&AUTH_KEYS)
-        .chain(&daemon::METRICS_KEYS)
-        .copied()
-        .chain([("dns", "routes"), ("dns", "shrink_limit")])
-        .chain(SubscriptionCaps::KEYS)
-        .collect();
-    let args = args.flags_only()?;
-    let mut ini = daemon::load_config(&args, &keys)?;
+    };
     if let Some(limit) = args.flag("shrink-limit") {
         ini.set_by_flag("shrink-limit", "dns", "shrink_limit", limit);
     }

@@ -8,10 +8,11 @@ mod process;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use process::{DaemonProcess, check_lifecycle, scratch, status_addr};
+use process::{
+    DaemonProcess, check_lifecycle, config_line, config_origin, run_to_exit, scratch, status_addr,
+};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lars-dns");
 
@@ -79,28 +80,16 @@ fn check_config_shows_where_each_value_came_from() {
     )
     .unwrap();
     let conf = conf.to_str().unwrap();
-    let out = Command::new(EXE)
-        .args(["--config", conf, "--check-config", "--threads", "2"])
-        .env("LARS_REACTOR_IP", "127.0.0.2")
-        .env_remove("LARS_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let line = |key: &str| {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} = ")))
-            .unwrap_or_else(|| panic!("{key} in {stdout}"))
-    };
-    let origin = |key: &str| line(key).split_once(" # ").map(|(_, origin)| origin.to_string()).unwrap();
-    assert_eq!(origin("port"), format!("{conf}:3"));
-    assert_eq!(origin("ip"), "environment variable LARS_REACTOR_IP");
-    assert_eq!(origin("threadNum"), "flag --threads");
-    assert_eq!(origin("maxConn"), "default");
-    assert_eq!(origin("level"), format!("{conf}:5"));
-    assert!(line("db_passwd").starts_with("db_passwd = (hidden)"), "{stdout}");
+    let args = ["--config", conf, "--check-config", "--threads", "2"];
+    let out = run_to_exit(EXE, &args, &[("LARS_REACTOR_IP", "127.0.0.2")], 0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    let origin = |section: &str, key: &str| config_origin(stdout, section, key);
+    assert_eq!(origin("reactor", "port"), format!("{conf}:3"));
+    assert_eq!(origin("reactor", "ip"), "environment variable LARS_REACTOR_IP");
+    assert_eq!(origin("reactor", "threadNum"), "flag --threads");
+    assert_eq!(origin("reactor", "maxConn"), "default");
+    assert_eq!(origin("log", "level"), format!("{conf}:5"));
+    assert!(config_line(stdout, "mysql", "db_passwd").starts_with("db_passwd = (hidden)"), "{stdout}");
     assert!(!stdout.contains("s3cret"), "the password is not shown: {stdout}");
     assert!(
         stderr.contains(&format!(
@@ -113,21 +102,10 @@ fn check_config_shows_where_each_value_came_from() {
 
 #[test]
 fn exit_codes_say_usage_or_configuration() {
-    let code = |args: &[&str], env: &[(&str, &str)]| {
-        let mut command = Command::new(EXE);
-        command.args(args).env_remove("LARS_LOG");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let out = command.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (usage, _) = code(&["--no-such-flag"], &[]);
-    assert_eq!(usage, Some(64), "EX_USAGE");
-    let (config, stderr) = code(&["--check-config"], &[("LARS_REACTOR_PORT", "77x")]);
-    assert_eq!(config, Some(78), "EX_CONFIG: {stderr}");
+    run_to_exit(EXE, &["--no-such-flag"], &[], 64); // EX_USAGE
+    // EX_CONFIG
+    let stderr = run_to_exit(EXE, &["--check-config"], &[("LARS_REACTOR_PORT", "77x")], 78).stderr;
     assert!(stderr.contains("environment variable LARS_REACTOR_PORT: key `reactor.port`"), "{stderr}");
-    let (level, stderr) = code(&["--check-config", "--log-level", "loud"], &[]);
-    assert_eq!(level, Some(78), "{stderr}");
+    let stderr = run_to_exit(EXE, &["--check-config", "--log-level", "loud"], &[], 78).stderr;
     assert!(stderr.contains("flag --log-level: key `log.level`: `loud` is not off, error"), "{stderr}");
 }

@@ -2,10 +2,8 @@
 
 use std::error::Error;
 
-use lars_std::config::ReactorConfig;
-use lars_std::daemon::{self, AUTH_KEYS, Args, MYSQL_KEYS};
+use lars_std::daemon;
 use lars_std::reporter::{Reporter, ReporterConfig};
-use lars_std::signal::Shutdown;
 use lars_std::store::StatsStore;
 use lars_std::store::file::StatsFile;
 use lars_std::store::history::HistoryStore;
@@ -45,35 +43,18 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    // First, so that a SIGHUP while it starts does not end it; a stop at any moment after
-    // the reporter started flushes what it holds.
-    let mut shutdown = Shutdown::install()?;
-    let args = Args::for_daemon(
-        &daemon::SERVER_FLAGS
-            .into_iter()
-            .chain(["writers", "mysql", "stats-file", "allow", "secret-file", "metrics"])
-            .collect::<Vec<_>>(),
-        &["allow-lars"],
-    )?;
-    if args.switch("help") {
-        print!("{USAGE}\n{}", daemon::DAEMON_USAGE);
+    let own_keys = [
+        ("reporter", "db_thread_cnt"),
+        ("reporter", "stats_file"),
+        ("reporter", "history_retention_hours"),
+        ("reporter", "decision_retention_hours"),
+    ];
+    // A stop at any moment after the reporter started flushes what it holds.
+    let Some(daemon::ServerStart { mut shutdown, args, keys, mut ini }) =
+        daemon::start_server(USAGE, &["writers", "stats-file"], &own_keys)?
+    else {
         return Ok(());
-    }
-    let keys: Vec<(&str, &str)> = ReactorConfig::KEYS
-        .iter()
-        .chain(&MYSQL_KEYS)
-        .chain(&AUTH_KEYS)
-        .chain(&daemon::METRICS_KEYS)
-        .copied()
-        .chain([
-            ("reporter", "db_thread_cnt"),
-            ("reporter", "stats_file"),
-            ("reporter", "history_retention_hours"),
-            ("reporter", "decision_retention_hours"),
-        ])
-        .collect();
-    let args = args.flags_only()?;
-    let mut ini = daemon::load_config(&args, &keys)?;
+    };
     let server = daemon::server_config(&mut ini, &args, 7779)?;
     let auth = daemon::auth_config(&mut ini, &args)?;
     daemon::log_access_summary("lars-reporter", &server, &auth);

@@ -6,9 +6,8 @@
 mod process;
 
 use std::net::TcpStream;
-use std::process::Command;
 
-use process::{check_lifecycle, scratch, status_addr};
+use process::{check_lifecycle, config_line, config_origin, run_to_exit, scratch, status_addr};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lars-reporter");
 
@@ -34,16 +33,11 @@ fn check_config_names_the_statistics_file_and_its_origin() {
     )
     .unwrap();
     let conf = conf.to_str().unwrap();
-    let out =
-        Command::new(EXE).args(["--config", conf, "--check-config"]).env_remove("LARS_LOG").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(
-        stdout.lines().any(|l| l.starts_with("stats_file = /var/lib/lars-reporter/stats.txt")
-            && l.ends_with(&format!("# {conf}:2"))),
-        "{stdout}"
-    );
+    let out = run_to_exit(EXE, &["--config", conf, "--check-config"], &[], 0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    let line = config_line(stdout, "reporter", "stats_file");
+    assert!(line.starts_with("stats_file = /var/lib/lars-reporter/stats.txt"), "{stdout}");
+    assert_eq!(config_origin(stdout, "reporter", "stats_file"), format!("{conf}:2"));
     assert!(
         stderr.contains(&format!(
             "{conf}:3: unknown section [repoter] (did you mean [reporter]?): its keys are ignored"

@@ -203,13 +203,7 @@ mod tests {
     /// (`--config` is one of every daemon's flags, the rest of which `DAEMON_USAGE` shows).
     #[test]
     fn usage_and_accepted_flags_agree() {
-        let mut documented: Vec<&str> = USAGE
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .filter_map(|word| word.strip_prefix("--"))
-            .filter(|flag| !flag.is_empty())
-            .collect();
-        documented.sort_unstable();
-        documented.dedup();
+        let documented = lars_std::daemon::usage_flags(USAGE);
         let mut accepted: Vec<&str> = FLAGS.iter().chain(&SWITCHES).chain(&["config"]).copied().collect();
         accepted.sort_unstable();
         assert_eq!(documented, accepted);

@@ -6,25 +6,15 @@
 #[path = "../../../tests/src/process.rs"]
 mod process;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use process::{DaemonProcess, check_lifecycle, scratch, status_addr};
+use process::{
+    DaemonProcess, check_lifecycle, config_line, config_origin, http_get, run_to_exit, scratch, status_addr,
+};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lars-web");
-
-/// `GET path`: the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut conn = TcpStream::connect(addr).expect("it accepts connections once it is ready");
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
-}
 
 fn route_file(dir: &std::path::Path) -> String {
     let routes = dir.join("routes.conf");
@@ -39,7 +29,7 @@ fn it_tells_systemd_when_it_serves_and_survives_sighup_and_sigusr1() {
     let state = dir.join("state");
     let args = ["--routes", &routes, "--state", state.to_str().unwrap(), "--listen", "127.0.0.1:0"];
     let log = check_lifecycle(EXE, &args, &dir, |status| {
-        let (line, _) = get(status_addr(status), "/login");
+        let (line, _) = http_get(status_addr(status), "/login");
         assert_eq!(line, "HTTP/1.1 200 OK", "the sign-in page is served");
     });
     assert!(log.contains("INFO  lars-web: listening on 127.0.0.1:"), "{log}");
@@ -60,27 +50,11 @@ fn check_config_shows_where_each_value_came_from() {
     )
     .unwrap();
     let conf = conf.to_str().unwrap();
-    let out = Command::new(EXE)
-        .args(["--config", conf, "--check-config", "--secure-cookies"])
-        .env("LARS_WEB_THREADS", "8")
-        .env("LARS_METRICS_LISTEN", "9464")
-        .env_remove("LARS_LOG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    // `key = value  # origin` in `[section]`.
-    let line = |section: &str, key: &str| {
-        let body = stdout.split(&format!("\n[{section}]\n")).nth(1).unwrap_or_default();
-        let body = body.split("\n\n").next().unwrap_or_default().to_string();
-        body.lines()
-            .find(|l| l.starts_with(&format!("{key} = ")))
-            .unwrap_or_else(|| panic!("[{section}] {key} in {stdout}"))
-            .to_string()
-    };
-    let origin =
-        |section: &str, key: &str| line(section, key).split_once(" # ").map(|(_, o)| o.to_string()).unwrap();
+    let env = [("LARS_WEB_THREADS", "8"), ("LARS_METRICS_LISTEN", "9464")];
+    let out = run_to_exit(EXE, &["--config", conf, "--check-config", "--secure-cookies"], &env, 0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    let line = |section: &str, key: &str| config_line(stdout, section, key);
+    let origin = |section: &str, key: &str| config_origin(stdout, section, key);
     assert_eq!(origin("web", "listen"), format!("{conf}:2"));
     assert_eq!(origin("web", "threads"), "environment variable LARS_WEB_THREADS");
     assert_eq!(origin("web", "secure_cookies"), "flag --secure-cookies");
@@ -105,27 +79,15 @@ fn check_config_shows_where_each_value_came_from() {
 
 #[test]
 fn exit_codes_say_usage_or_configuration() {
-    let code = |args: &[&str], env: &[(&str, &str)]| {
-        let mut command = Command::new(EXE);
-        command.args(args).env_remove("LARS_LOG");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let out = command.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (usage, stderr) = code(&["--no-such-flag"], &[]);
-    assert_eq!(usage, Some(64), "EX_USAGE: {stderr}");
-    let (usage, stderr) = code(&["serve"], &[]);
-    assert_eq!(usage, Some(64), "EX_USAGE: {stderr}");
-    let (none, stderr) = code(&["--check-config"], &[]);
-    assert_eq!(none, Some(78), "no store is a configuration error: {stderr}");
+    run_to_exit(EXE, &["--no-such-flag"], &[], 64); // EX_USAGE
+    run_to_exit(EXE, &["serve"], &[], 64);
+    // No store is a configuration error (EX_CONFIG).
+    let stderr = run_to_exit(EXE, &["--check-config"], &[], 78).stderr;
     assert!(stderr.contains("key `web.routes`: no store"), "{stderr}");
-    let (listen, stderr) = code(&["--check-config", "--routes", "r"], &[("LARS_WEB_LISTEN", "8080")]);
-    assert_eq!(listen, Some(78), "{stderr}");
+    let env = [("LARS_WEB_LISTEN", "8080")];
+    let stderr = run_to_exit(EXE, &["--check-config", "--routes", "r"], &env, 78).stderr;
     assert!(stderr.contains("environment variable LARS_WEB_LISTEN: key `web.listen`"), "{stderr}");
-    let (threads, stderr) = code(&["--check-config", "--routes", "r", "--threads", "0"], &[]);
-    assert_eq!(threads, Some(78), "{stderr}");
+    let stderr = run_to_exit(EXE, &["--check-config", "--routes", "r", "--threads", "0"], &[], 78).stderr;
     assert!(stderr.contains("flag --threads: key `web.threads`: must be from 1 to 256"), "{stderr}");
 }
 
@@ -151,10 +113,10 @@ fn its_metrics_page_counts_what_it_answered() {
         .split_once("metrics on http://")
         .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
         .unwrap_or_else(|| panic!("the metrics address in {status:?}"));
-    assert_eq!(get(console, "/login").0, "HTTP/1.1 200 OK");
-    assert_eq!(get(console, "/services").0, "HTTP/1.1 303 See Other", "to the sign-in page");
-    assert_eq!(get(console, "/nothing-here").0, "HTTP/1.1 404 Not Found");
-    let (line, page) = get(metrics, "/metrics");
+    assert_eq!(http_get(console, "/login").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(console, "/services").0, "HTTP/1.1 303 See Other", "to the sign-in page");
+    assert_eq!(http_get(console, "/nothing-here").0, "HTTP/1.1 404 Not Found");
+    let (line, page) = http_get(metrics, "/metrics");
     assert_eq!(line, "HTTP/1.1 200 OK");
     for series in [
         "lars_web_requests_total{class=\"2xx\"} 1",
@@ -188,7 +150,6 @@ fn user_add_reads_the_password_from_standard_input() {
     assert!(stdout.contains("user alice (admin) saved in"), "{stdout}");
     let users = std::fs::read_to_string(state.join("users")).unwrap();
     assert!(users.contains("alice") && !users.contains("a long enough password"), "{users}");
-    let missing_role = Command::new(EXE).args(["user", "add", "bob"]).output().unwrap();
-    assert_eq!(missing_role.status.code(), Some(64));
+    run_to_exit(EXE, &["user", "add", "bob"], &[], 64);
     let _ = std::fs::remove_dir_all(&dir);
 }

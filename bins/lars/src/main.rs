@@ -483,13 +483,7 @@ mod tests {
     fn each_commands_help_and_accepted_flags_agree() {
         for command in COMMANDS {
             let help = command_help(command);
-            let mut documented: Vec<&str> = help
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-                .filter_map(|word| word.strip_prefix("--"))
-                .filter(|flag| !flag.is_empty())
-                .collect();
-            documented.sort_unstable();
-            documented.dedup();
+            let documented = lars_std::daemon::usage_flags(&help);
             let mut accepted: Vec<&str> = command.flags.iter().chain(command.switches).copied().collect();
             accepted.sort_unstable();
             assert_eq!(documented, accepted, "lars {}", command.name);
