@@ -473,9 +473,6 @@ pub fn auth_config(ini: &mut Ini, args: &Args) -> Result<crate::auth::AuthConfig
     Ok(crate::auth::AuthConfig { secret, allow_lars })
 }
 
-/// What a daemon says at start about who may reach it: the allowlist, whether agents must
-/// prove a secret, and a warning when it listens beyond loopback but admits loopback only (the
-/// default), which would refuse every remote agent.
 /// Logs the lines of [`access_summary`] (without their program name, which the log adds).
 pub fn log_access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::AuthConfig) {
     let prefix = format!("{program}: ");
@@ -484,6 +481,9 @@ pub fn log_access_summary(program: &str, server: &ServerConfig, auth: &crate::au
     }
 }
 
+/// What a daemon says at start about who may reach it: the allowlist, whether agents must
+/// prove a secret, and a warning when it listens beyond loopback but admits loopback only (the
+/// default), which would refuse every remote agent.
 pub fn access_summary(program: &str, server: &ServerConfig, auth: &crate::auth::AuthConfig) -> Vec<String> {
     let allow: Vec<String> = server.allow.iter().map(ToString::to_string).collect();
     let secret = match (&auth.secret, auth.allow_lars) {
