@@ -29,7 +29,9 @@
 #define LARS_EOVERLOADED 1
 
 /**
- * The agent could not serve the request (the original's code 2).
+ * The agent could not serve the request (the original's code 2): its route table is full, the
+ * route has no host its protocol can carry, or (from an original agent) more than that
+ * protocol carries was asked (a hash key, an IPv6 host, a lease); the message says which.
  */
 #define LARS_EAGENT 2
 
@@ -44,7 +46,8 @@
 #define LARS_ETIMEOUT 4
 
 /**
- * The agent answered something that does not decode.
+ * The agent answered something that does not decode, or breaks the protocol (a success
+ * without a host, a return code that answer does not carry).
  */
 #define LARS_EMALFORMED 5
 
@@ -59,7 +62,8 @@
 #define LARS_EINVALID 7
 
 /**
- * A bug in lars (a panic, caught at the boundary); the message has its text.
+ * A bug in lars (a panic, caught at the boundary, or a request it could not encode); the
+ * message has its text.
  */
 #define LARS_EINTERNAL 8
 

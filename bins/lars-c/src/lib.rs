@@ -24,19 +24,23 @@ mod raw;
 pub const LARS_OK: c_int = 0;
 /// Every host of the route is overloaded (the original's code 1): back off or degrade.
 pub const LARS_EOVERLOADED: c_int = 1;
-/// The agent could not serve the request (the original's code 2).
+/// The agent could not serve the request (the original's code 2): its route table is full, the
+/// route has no host its protocol can carry, or (from an original agent) more than that
+/// protocol carries was asked (a hash key, an IPv6 host, a lease); the message says which.
 pub const LARS_EAGENT: c_int = 2;
 /// No such route, or the agent is still fetching it (the original's code 3).
 pub const LARS_ENOROUTE: c_int = 3;
 /// No answer from the agent after every retry: is it running?
 pub const LARS_ETIMEOUT: c_int = 4;
-/// The agent answered something that does not decode.
+/// The agent answered something that does not decode, or breaks the protocol (a success
+/// without a host, a return code that answer does not carry).
 pub const LARS_EMALFORMED: c_int = 5;
 /// A socket error.
 pub const LARS_EIO: c_int = 6;
 /// An argument is NULL, out of range or does not parse; the message says which.
 pub const LARS_EINVALID: c_int = 7;
-/// A bug in lars (a panic, caught at the boundary); the message has its text.
+/// A bug in lars (a panic, caught at the boundary, or a request it could not encode); the
+/// message has its text.
 pub const LARS_EINTERNAL: c_int = 8;
 
 /// The call succeeded.
@@ -121,10 +125,17 @@ impl From<ClientError> for Error {
         let code = match e {
             ClientError::Overloaded => LARS_EOVERLOADED,
             ClientError::NoRoute => LARS_ENOROUTE,
-            ClientError::Refused => LARS_EAGENT,
-            ClientError::Timeout => LARS_ETIMEOUT,
-            ClientError::Malformed(_) => LARS_EMALFORMED,
+            ClientError::Refused { .. } | ClientError::NeedsNative(_) | ClientError::RouteTooLarge { .. } => {
+                LARS_EAGENT
+            }
+            ClientError::Timeout | ClientError::Unreachable { .. } => LARS_ETIMEOUT,
+            ClientError::Malformed(_) | ClientError::ProtocolViolation(_) | ClientError::Unexpected(_) => {
+                LARS_EMALFORMED
+            }
             ClientError::Io(_) => LARS_EIO,
+            ClientError::NoAgent => LARS_EINVALID,
+            ClientError::Unencodable(_) => LARS_EINTERNAL,
+            // A kind of failure newer than this mapping: the agent's side, as before.
             _ => LARS_EAGENT,
         };
         Error { code, message: e.to_string() }

@@ -80,6 +80,22 @@ fn status_names_cover_every_code() {
 }
 
 #[test]
+fn each_client_error_keeps_its_code_and_new_ones_take_the_nearest() {
+    use lars_std::client::{Refusal, Violation};
+    let code = |e: ClientError| Error::from(e).code;
+    assert_eq!(code(ClientError::Overloaded), LARS_EOVERLOADED);
+    assert_eq!(code(ClientError::NoRoute), LARS_ENOROUTE);
+    assert_eq!(code(ClientError::Refused { reason: Refusal::TableFull }), LARS_EAGENT);
+    assert_eq!(code(ClientError::Refused { reason: Refusal::Unstated }), LARS_EAGENT);
+    assert_eq!(code(ClientError::NeedsNative("hash key")), LARS_EAGENT);
+    assert_eq!(code(ClientError::Timeout), LARS_ETIMEOUT);
+    assert_eq!(code(ClientError::Malformed(lars_core::wire::Error::Truncated)), LARS_EMALFORMED);
+    assert_eq!(code(ClientError::ProtocolViolation(Violation::SuccessWithoutHost)), LARS_EMALFORMED);
+    assert_eq!(code(ClientError::Io(std::io::ErrorKind::Other.into())), LARS_EIO);
+    assert_eq!(code(ClientError::Unencodable(lars_core::wire::Error::BufferTooSmall)), LARS_EINTERNAL);
+}
+
+#[test]
 fn a_panic_is_a_status_not_an_abort() {
     assert_eq!(call(|| panic!("boom")), LARS_EINTERNAL);
     assert_eq!(last_error(), "internal error (please report): boom");

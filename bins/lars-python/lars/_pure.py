@@ -45,11 +45,25 @@ def _parse_agent(text: str) -> Tuple[str, int]:
 
 
 def _errors(code: int) -> Exception:
+    """The error a ``get_host`` answer's ``code`` means, as the Rust client says it (a success
+    here came without its host)."""
     if code == _wire.OVERLOAD:
         return Overloaded("every host of the route is overloaded")
     if code == _wire.NO_EXIST:
         return NoRoute("no such route (or the agent is still fetching it)")
-    return AgentError("the agent could not serve the request")
+    if code == _wire.SYSTEM_ERROR:
+        return AgentError(
+            "the agent refused the request: its route table is full of routes in use (`route_table_full` in "
+            "`lars stats`); retry later, when a route idle for the agent's `route_idle_evict` gives way"
+        )
+    if code == _wire.SUCC:
+        return Malformed("malformed answer from the agent: a success without a host")
+    return _unexpected_code(code)
+
+
+def _unexpected_code(code: int) -> Exception:
+    """An answer carrying a code its message does not use: the agent broke the protocol."""
+    return Malformed(f"malformed answer from the agent: return code {code}, which that answer does not carry")
 
 
 class PureClient:
@@ -178,7 +192,8 @@ class PureClient:
         reply = self._with_socket(modid, cmdid, lambda s: self._request(s, request, _wire.ROUTE_RESPONSE, ours, 65535))
         if reply.code == _wire.SUCC:
             return reply.version, [tuple(h) for h in reply.hosts]  # type: ignore[misc]
-        raise NoRoute("no such route (or the agent is still fetching it)") if reply.code == _wire.NO_EXIST else _errors(reply.code)
+        # A route answer is a success or "no route": any other code breaks the protocol.
+        raise _errors(reply.code) if reply.code == _wire.NO_EXIST else _unexpected_code(reply.code)
 
     def reg_init(self, modid: int, cmdid: int, attempts: int) -> Tuple[int, List[Tuple[str, int, int]]]:
         last: Exception = NoRoute("no such route (or the agent is still fetching it)")

@@ -11,7 +11,6 @@
 //! goes unanswered, asks for the route in the Lars codec; whichever is answered fixes the codec
 //! for the client's lifetime.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
@@ -23,8 +22,10 @@ pub use lars_core::wire::native::{Outcome, WeightedHost};
 pub use lars_core::wire::{Codec, CodecChoice};
 use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame, lars};
 
+mod error;
 mod lease;
 
+pub use error::{ClientError, Refusal, Violation};
 pub use lease::{Lease, LeaseConfig};
 
 /// How long `reg_init` waits between asking for a route the agent is still fetching.
@@ -56,78 +57,6 @@ impl Default for ClientConfig {
             lease: LeaseConfig::default(),
             codec: CodecChoice::Auto,
         }
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// Every host of the route is overloaded (Lars code 1); back off or degrade.
-    Overloaded,
-    /// The route does not exist, or the agent is still fetching it (Lars code 3).
-    NoRoute,
-    /// The agent refused the request (Lars code 2): its route table is full of routes in use,
-    /// or the route has no host the caller's protocol can carry (IPv6 only, to an original
-    /// Lars caller). Its counters (`lars stats`) say which.
-    Refused,
-    /// No answer after every retry: is the agent running?
-    Timeout,
-    /// The agent answered something that does not decode.
-    Malformed(lars_core::wire::Error),
-    /// A socket error.
-    Io(io::Error),
-    /// The agent speaks only the original Lars protocol, which cannot carry this (a hash key,
-    /// an IPv6 host, a lease).
-    NeedsNative(&'static str),
-    /// The client's configuration names no agent endpoint.
-    NoAgent,
-    /// The peer answered with a message that is not an answer to the request.
-    Unexpected(MsgId),
-    /// The route has more hosts than a [`Lease`] holds; call through the agent instead.
-    RouteTooLarge {
-        /// Hosts in the route.
-        hosts: usize,
-    },
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Overloaded => f.write_str("every host of the route is overloaded"),
-            ClientError::NoRoute => f.write_str("no such route (or the agent is still fetching it)"),
-            ClientError::Refused => f.write_str(
-                "the agent refused the request (its route table is full, or the route has no host \
-                 this protocol can carry; see `lars stats`)",
-            ),
-            ClientError::Timeout => f.write_str("no answer from the agent"),
-            ClientError::Malformed(e) => write!(f, "malformed answer from the agent: {e}"),
-            ClientError::Io(e) => write!(f, "socket error: {e}"),
-            ClientError::NeedsNative(what) => {
-                write!(f, "the agent speaks only the original Lars protocol, which has no {what}")
-            }
-            ClientError::NoAgent => f.write_str("no agent endpoint is configured"),
-            ClientError::Unexpected(id) => write!(f, "the peer answered with msgid {id:?}"),
-            ClientError::RouteTooLarge { hosts } => {
-                write!(f, "the route has {hosts} hosts, more than a lease holds; call through the agent")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Io(e) => Some(e),
-            ClientError::Malformed(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for ClientError {
-    fn from(e: io::Error) -> Self {
-        ClientError::Io(e)
     }
 }
 
@@ -250,14 +179,14 @@ impl Client {
         let seq = self.next_seq();
         let mut native_probe = [0u8; 32];
         let native_len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq }, &mut native_probe)
-            .map_err(unencodable)?;
+            .map_err(ClientError::Unencodable)?;
         let mut lars_probe = [0u8; 32];
         let lars_len = frame::encode(
             MsgId::ApiGetRouteRequest,
             &lars::GetRouteRequest { modid, cmdid },
             &mut lars_probe,
         )
-        .map_err(unencodable)?;
+        .map_err(ClientError::Unencodable)?;
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
         for attempt in 0..self.attempts().max(2) {
             send(socket, &native_probe[..native_len])?;
@@ -311,7 +240,7 @@ impl Client {
         is_ours: impl Fn(&[u8]) -> Result<bool, lars_core::wire::Error>,
     ) -> Result<std::ops::Range<usize>, ClientError> {
         let mut out = [0u8; 256];
-        let len = frame::encode(msgid, request, &mut out).map_err(unencodable)?;
+        let len = frame::encode(msgid, request, &mut out).map_err(ClientError::Unencodable)?;
         for _ in 0..self.attempts() {
             send(socket, &out[..len])?;
             while let Some(n) = self.receive(socket, buf)? {
@@ -352,7 +281,7 @@ impl Client {
                 is_ours,
             )?;
             let reply = native::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
-            host_or_error(reply.code, reply.host)
+            host_or_error(reply.code, reply.host, Codec::Native)
         })
     }
 
@@ -378,8 +307,9 @@ impl Client {
                 is_ours,
             )?;
             let reply = lars::GetHostResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
-            let code = RetCode::from_i32(reply.retcode).unwrap_or(RetCode::SystemError);
-            host_or_error(code, reply.host.map(SocketAddr::V4))
+            let code = RetCode::from_i32(reply.retcode)
+                .ok_or(ClientError::ProtocolViolation(Violation::UnexpectedCode(reply.retcode)))?;
+            host_or_error(code, reply.host.map(SocketAddr::V4), Codec::Lars)
         })
     }
 
@@ -404,7 +334,7 @@ impl Client {
             let report = native::Report { modid, cmdid, host, outcome, latency_us };
             frame::encode(MsgId::NativeReport, &report, &mut out)
         }
-        .map_err(unencodable)?;
+        .map_err(ClientError::Unencodable)?;
         self.with_socket(modid, cmdid, |socket| {
             socket.send(&out[..len])?;
             Ok(())
@@ -430,10 +360,11 @@ impl Client {
                 is_ours,
             )?;
             let reply = native::RouteResponse::parse(&buf[body]).map_err(ClientError::Malformed)?;
+            // The agent answers a route it cannot hold as unknown: no other code is a route's.
             match reply.code {
                 RetCode::Succ => Ok(Route { version: reply.version, hosts: reply.hosts.iter().collect() }),
                 RetCode::NoExist => Err(ClientError::NoRoute),
-                _ => Err(ClientError::Refused),
+                code => Err(ClientError::ProtocolViolation(Violation::UnexpectedCode(code.as_i32()))),
             }
         })
     }
@@ -538,18 +469,11 @@ fn send(socket: &UdpSocket, datagram: &[u8]) -> Result<(), ClientError> {
     }
 }
 
-/// A request that does not fit its datagram (a client bug, never the caller's input).
-fn unencodable(e: lars_core::wire::Error) -> ClientError {
-    ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, format!("request does not encode: {e}")))
-}
-
-/// A `get_host` answer as a host or the error its code means.
-fn host_or_error(code: RetCode, host: Option<SocketAddr>) -> Result<SocketAddr, ClientError> {
+/// A `get_host` answer in `codec` as a host or the error its code means.
+fn host_or_error(code: RetCode, host: Option<SocketAddr>, codec: Codec) -> Result<SocketAddr, ClientError> {
     match (code, host) {
         (RetCode::Succ, Some(host)) => Ok(host),
-        (RetCode::Overload, _) => Err(ClientError::Overloaded),
-        (RetCode::NoExist, _) => Err(ClientError::NoRoute),
-        _ => Err(ClientError::Refused),
+        (code, _) => Err(ClientError::from_code(code, codec)),
     }
 }
 
@@ -561,40 +485,139 @@ fn counters(body: &[u8]) -> Result<Vec<(String, u64)>, ClientError> {
 /// The counters of the lars-dns or lars-reporter at `addr` (`lars stats --dns` / `--reporter`).
 pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, u64)>, ClientError> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| unreachable_or_timeout(addr, e))?;
     stream.set_read_timeout(Some(timeout))?;
     let mut out = [0u8; 32];
     let len = frame::encode(MsgId::StatsRequest, &native::StatsRequest { seq: 1 }, &mut out)
-        .map_err(unencodable)?;
+        .map_err(ClientError::Unencodable)?;
     stream.write_all(&out[..len])?;
     let mut header = [0u8; frame::HEADER_LEN];
-    stream.read_exact(&mut header).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
-        _ => ClientError::Io(e),
-    })?;
+    stream.read_exact(&mut header).map_err(timeout_or_io)?;
     let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(ClientError::Malformed)?;
     if header.msgid != MsgId::StatsResponse {
         return Err(ClientError::Unexpected(header.msgid));
     }
     let mut body = vec![0u8; header.len as usize];
-    stream.read_exact(&mut body)?;
+    stream.read_exact(&mut body).map_err(timeout_or_io)?;
     counters(&body)
+}
+
+/// A connection to `addr` that waited out its timeout is [`ClientError::Timeout`]; one refused
+/// (or with no way there) is [`ClientError::Unreachable`].
+fn unreachable_or_timeout(addr: SocketAddr, e: io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        _ => ClientError::Unreachable { addr, cause: e },
+    }
+}
+
+/// A read that waited out its timeout is [`ClientError::Timeout`]; any other error is `Io`.
+fn timeout_or_io(e: io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        _ => ClientError::Io(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::error::Error as _;
+
+    /// An agent at a loopback port that answers each request with what `answer` writes.
+    fn fake_agent(answer: impl Fn(Frame<'_>, &mut [u8]) -> usize + Send + 'static) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let addr = socket.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut request, mut reply) = ([0u8; 512], [0u8; 512]);
+            while let Ok((n, from)) = socket.recv_from(&mut request) {
+                let frame = Frame::parse_datagram(&request[..n], frame::MAX_BODY).unwrap();
+                let len = answer(frame, &mut reply);
+                socket.send_to(&reply[..len], from).unwrap();
+            }
+        });
+        addr
+    }
+
+    fn client(agent: SocketAddr, codec: Codec) -> Client {
+        let timeout = Duration::from_millis(500);
+        Client::new(ClientConfig {
+            agent: vec![agent],
+            timeout,
+            codec: CodecChoice::Fixed(codec),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// A native agent that answers every `get_host` with `code` and `host`.
+    fn native_agent(code: RetCode, host: Option<SocketAddr>) -> Client {
+        let agent = fake_agent(move |frame, reply| {
+            let request = native::GetHostRequest::parse(frame.body).unwrap();
+            let (seq, modid, cmdid) = (request.seq, request.modid, request.cmdid);
+            let answer = native::GetHostResponse { seq, modid, cmdid, code, host };
+            frame::encode(MsgId::NativeGetHostResponse, &answer, reply).unwrap()
+        });
+        client(agent, Codec::Native)
+    }
 
     #[test]
-    fn errors_say_what_happened_and_keep_their_cause() {
+    fn each_refusal_and_broken_answer_is_its_own_error() {
+        let host = SocketAddr::from(([10, 0, 0, 1], 80));
+        assert_eq!(native_agent(RetCode::Succ, Some(host)).get_host(1, 1, None).unwrap(), host);
+        let full = native_agent(RetCode::SystemError, None).get_host(1, 1, None);
+        assert!(matches!(full, Err(ClientError::Refused { reason: Refusal::TableFull })), "{full:?}");
+        let hostless = native_agent(RetCode::Succ, None).get_host(1, 1, None);
+        assert!(
+            matches!(hostless, Err(ClientError::ProtocolViolation(Violation::SuccessWithoutHost))),
+            "{hostless:?}"
+        );
+        let lars_agent = |retcode| {
+            let agent = fake_agent(move |frame, reply| {
+                let request = lars::GetHostRequest::parse(frame.body).unwrap();
+                let (seq, modid, cmdid) = (request.seq, request.modid, request.cmdid);
+                let answer = lars::GetHostResponse { seq, modid, cmdid, retcode, host: None };
+                frame::encode(MsgId::GetHostResponse, &answer, reply).unwrap()
+            });
+            client(agent, Codec::Lars)
+        };
+        let refused = lars_agent(RetCode::SystemError.as_i32()).get_host(1, 1, None);
+        assert!(matches!(refused, Err(ClientError::Refused { reason: Refusal::Unstated })), "{refused:?}");
+        let unknown = lars_agent(9).get_host(1, 1, None);
+        assert!(
+            matches!(unknown, Err(ClientError::ProtocolViolation(Violation::UnexpectedCode(9)))),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_answer_with_a_code_no_route_answer_carries_is_a_protocol_violation() {
+        let agent = fake_agent(|frame, reply| {
+            let request = native::GetRouteRequest::parse(frame.body).unwrap();
+            let (seq, modid, cmdid) = (request.seq, request.modid, request.cmdid);
+            let code = RetCode::Overload;
+            let answer =
+                native::RouteResponse { seq, modid, cmdid, code, version: 1, hosts: Default::default() };
+            frame::encode(MsgId::NativeRouteResponse, &answer, reply).unwrap()
+        });
+        let route = client(agent, Codec::Native).get_route(1, 1);
+        assert!(
+            matches!(route, Err(ClientError::ProtocolViolation(Violation::UnexpectedCode(1)))),
+            "{route:?}"
+        );
+    }
+
+    #[test]
+    fn a_daemon_not_listening_is_unreachable_and_one_that_waits_out_the_timeout_a_timeout() {
         let client = Client::new(ClientConfig { agent: Vec::new(), ..ClientConfig::default() });
         assert!(matches!(client.get_host(1, 1, None), Err(ClientError::NoAgent)));
-        let io = ClientError::from(io::Error::new(io::ErrorKind::PermissionDenied, "no"));
-        assert_eq!(io.source().map(ToString::to_string).as_deref(), Some("no"));
-        let malformed = ClientError::Malformed(lars_core::wire::Error::Truncated);
-        assert!(malformed.source().is_some());
-        assert!(ClientError::Refused.to_string().contains("route table is full"));
-        assert!(ClientError::RouteTooLarge { hosts: 300 }.to_string().contains("300 hosts"));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let stats = daemon_stats(closed, Duration::from_secs(1));
+        assert!(matches!(stats, Err(ClientError::Unreachable { addr, .. }) if addr == closed), "{stats:?}");
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stats = daemon_stats(silent.local_addr().unwrap(), Duration::from_millis(100));
+        assert!(matches!(stats, Err(ClientError::Timeout)), "{stats:?}");
+        let timed_out = unreachable_or_timeout(closed, io::Error::from(io::ErrorKind::TimedOut));
+        assert!(matches!(timed_out, ClientError::Timeout), "a connect timeout: {timed_out:?}");
     }
 }

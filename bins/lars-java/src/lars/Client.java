@@ -187,12 +187,23 @@ public final class Client implements AutoCloseable {
         }
     }
 
+    /** The failure a getHost answer's code means, as the Rust client says it (a success here came without its host). */
     static LarsException failure(int code) {
         return switch (code) {
             case Wire.OVERLOAD -> new LarsException(LarsException.Status.OVERLOADED, "every host of the route is overloaded");
             case Wire.NO_EXIST -> new LarsException(LarsException.Status.NO_ROUTE, "no such route (or the agent is still fetching it)");
-            default -> new LarsException(LarsException.Status.AGENT_ERROR, "the agent could not serve the request");
+            case Wire.SYSTEM_ERROR -> new LarsException(LarsException.Status.AGENT_ERROR,
+                    "the agent refused the request: its route table is full of routes in use (`route_table_full` in `lars stats`);"
+                            + " retry later, when a route idle for the agent's `route_idle_evict` gives way");
+            case Wire.SUCC -> new LarsException(LarsException.Status.MALFORMED, "malformed answer from the agent: a success without a host");
+            default -> unexpectedCode(code);
         };
+    }
+
+    /** An answer carrying a code its message does not use: the agent broke the protocol. */
+    static LarsException unexpectedCode(int code) {
+        return new LarsException(LarsException.Status.MALFORMED,
+                "malformed answer from the agent: return code " + code + ", which that answer does not carry");
     }
 
     /**
@@ -276,8 +287,8 @@ public final class Client implements AutoCloseable {
             return r.seq() == seq ? r : null;
         }));
         if (reply.code() == Wire.SUCC) return new Route(reply.version(), reply.hosts());
-        // A route has no overloaded answer: anything but NoExist is the agent's failure.
-        throw failure(reply.code() == Wire.NO_EXIST ? Wire.NO_EXIST : -1);
+        // A route answer is a success or "no route": any other code breaks the protocol.
+        throw reply.code() == Wire.NO_EXIST ? failure(Wire.NO_EXIST) : unexpectedCode(reply.code());
     }
 
     /**

@@ -21,6 +21,7 @@ final class Wire {
 
     static final int SUCC = 0;
     static final int OVERLOAD = 1;
+    static final int SYSTEM_ERROR = 2;
     static final int NO_EXIST = 3;
 
     private Wire() {}
