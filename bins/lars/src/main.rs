@@ -21,10 +21,19 @@ struct Command {
     about: &'static str,
     flags: &'static [&'static str],
     switches: &'static [&'static str],
+    /// The exit codes it can end with, each explained in [`EXIT_CODES`].
+    exits: &'static [i32],
 }
 
 /// Flags of the commands that call the agent.
 const CALL: [&str; 2] = ["agent", "codec"];
+
+/// The exit codes of the commands that make calls to a route through the agent.
+const CALLS_A_ROUTE: [i32; 6] = [0, 2, 3, 64, 75, 70];
+/// The exit codes of the commands that ask the agent, or a daemon, for what it holds.
+const ASKS_A_DAEMON: [i32; 4] = [0, 64, 75, 70];
+/// The exit codes of the commands that talk to no agent.
+const LOCAL: [i32; 3] = [0, 64, 70];
 
 const COMMANDS: &[Command] = &[
     Command {
@@ -33,6 +42,7 @@ const COMMANDS: &[Command] = &[
         about: "a host for the next call",
         flags: &["agent", "codec", "key"],
         switches: &[],
+        exits: &[0, 1, 2, 3, 64, 75, 70],
     },
     Command {
         name: "report",
@@ -40,6 +50,7 @@ const COMMANDS: &[Command] = &[
         about: "a call's result",
         flags: &["agent", "codec", "latency-us"],
         switches: &[],
+        exits: &[0, 2, 64, 75, 70],
     },
     Command {
         name: "get-route",
@@ -47,6 +58,7 @@ const COMMANDS: &[Command] = &[
         about: "every host of the route (waits up to 1 s while the agent fetches a route it has not seen)",
         flags: &CALL,
         switches: &[],
+        exits: &[0, 3, 64, 75, 70],
     },
     Command {
         name: "simulate",
@@ -54,6 +66,7 @@ const COMMANDS: &[Command] = &[
         about: "the original simulator: calls with failing hosts, then a per-host table",
         flags: &["agent", "codec", "count", "fail", "interval-ms"],
         switches: &[],
+        exits: &CALLS_A_ROUTE,
     },
     Command {
         name: "bench",
@@ -61,6 +74,7 @@ const COMMANDS: &[Command] = &[
         about: "the original qps tool: N threads, one module each; --lease picks in process from leased routes",
         flags: &["agent", "codec", "threads", "seconds", "modid-base", "cmdid", "json"],
         switches: &["lease"],
+        exits: &CALLS_A_ROUTE,
     },
     Command {
         name: "route",
@@ -68,6 +82,7 @@ const COMMANDS: &[Command] = &[
         about: "change or list the routes in the route file (--routes) or MySQL (--mysql)",
         flags: &["routes", "mysql", "weight"],
         switches: &[],
+        exits: &LOCAL,
     },
     Command {
         name: "status",
@@ -75,6 +90,7 @@ const COMMANDS: &[Command] = &[
         about: "call statistics stored by lars-reporter (its --stats-file, or MySQL)",
         flags: &["stats-file", "mysql"],
         switches: &[],
+        exits: &LOCAL,
     },
     Command {
         name: "events",
@@ -83,6 +99,7 @@ const COMMANDS: &[Command] = &[
                 log, or with --mysql every agent's, as lars-reporter stored them (newest 100 of the last day)",
         flags: &["agent", "codec", "mysql", "modid", "cmdid", "host", "since-minutes", "limit"],
         switches: &[],
+        exits: &ASKS_A_DAEMON,
     },
     Command {
         name: "stats",
@@ -90,6 +107,7 @@ const COMMANDS: &[Command] = &[
         about: "a daemon's counters (the agent's by default)",
         flags: &["agent", "codec", "dns", "reporter"],
         switches: &[],
+        exits: &ASKS_A_DAEMON,
     },
     Command {
         name: "db-init",
@@ -97,6 +115,7 @@ const COMMANDS: &[Command] = &[
         about: "create or upgrade the lars_dns schema (--print-sql: print it as an SQL script)",
         flags: &["mysql"],
         switches: &["print-sql"],
+        exits: &LOCAL,
     },
 ];
 
@@ -128,9 +147,25 @@ const FLAG_HELP: &[(&str, &str, &str)] = &[
     ("limit", "N", "the newest N at most (with --mysql; default 100)"),
 ];
 
-const EXIT_CODES: &str = "\
-exit codes: 0 done; 1 every host of the route is overloaded; 2 the agent refused the request or
-cannot carry it; 3 no such route; 64 usage error; 75 no answer from the agent; 70 anything else";
+/// What each exit code means, in the order the help lists them.
+const EXIT_CODES: &[(i32, &str)] = &[
+    (0, "done"),
+    (1, "every host of the route is overloaded"),
+    (2, "the agent refused the request or cannot carry it"),
+    (3, "no such route"),
+    (64, "usage error"),
+    (75, "no answer: the agent (or the daemon asked) is not running"),
+    (70, "anything else"),
+];
+
+/// The meanings of `codes`, one a line, as the help lists them.
+fn exit_codes_text(codes: &[i32]) -> String {
+    let mut text = String::from("exit codes:\n");
+    for (code, meaning) in EXIT_CODES.iter().filter(|(code, _)| codes.contains(code)) {
+        text += &format!("  {code:<4} {meaning}\n");
+    }
+    text
+}
 
 /// The list of commands (`lars --help`).
 fn usage_text() -> String {
@@ -139,13 +174,15 @@ fn usage_text() -> String {
     for command in COMMANDS {
         text += &format!("  {:<10} {}\n", command.name, command.about);
     }
-    text += &format!("\n{EXIT_CODES}\n");
+    let every: Vec<i32> = EXIT_CODES.iter().map(|(code, _)| *code).collect();
+    text += &format!("\n{}", exit_codes_text(&every));
     text
 }
 
 /// One command's help (`lars <command> --help`).
 fn command_help(command: &Command) -> String {
-    let mut text = format!("usage: lars {} {}\n\n{}\n", command.name, command.args, command.about);
+    let args = if command.args.is_empty() { String::new() } else { format!(" {}", command.args) };
+    let mut text = format!("usage: lars {}{args}\n\n{}\n", command.name, command.about);
     if !command.flags.is_empty() || !command.switches.is_empty() {
         text += "\nflags:\n";
     }
@@ -155,7 +192,7 @@ fn command_help(command: &Command) -> String {
         let syntax = if value.is_empty() { format!("--{flag}") } else { format!("--{flag} {value}") };
         text += &format!("  {syntax:<28} {meaning}\n");
     }
-    text += &format!("\n{EXIT_CODES}\n");
+    text += &format!("\n{}", exit_codes_text(command.exits));
     text
 }
 
@@ -173,21 +210,28 @@ fn main() {
 
 /// Says what went wrong and exits with its code ([`EXIT_CODES`]).
 fn fail(command: Option<&Command>, error: &(dyn Error + 'static)) -> ! {
-    use lars_std::client::ClientError;
     if error.is::<UsageError>() {
         let help = command.map_or_else(usage_text, command_help);
         eprintln!("lars: {error}\n\n{help}");
-        std::process::exit(64);
+    } else {
+        eprintln!("lars: {error}");
     }
-    eprintln!("lars: {error}");
-    let code = match error.downcast_ref::<ClientError>() {
+    std::process::exit(exit_code(error));
+}
+
+/// The exit code that says what `error` was ([`EXIT_CODES`]).
+fn exit_code(error: &(dyn Error + 'static)) -> i32 {
+    use lars_std::client::ClientError;
+    if error.is::<UsageError>() {
+        return 64;
+    }
+    match error.downcast_ref::<ClientError>() {
         Some(ClientError::Overloaded) => 1,
-        Some(ClientError::Refused | ClientError::NeedsNative(_)) => 2,
+        Some(ClientError::Refused { .. } | ClientError::NeedsNative(_)) => 2,
         Some(ClientError::NoRoute) => 3,
-        Some(ClientError::Timeout) => 75,
+        Some(ClientError::Timeout | ClientError::Unreachable { .. }) => 75,
         _ => 70,
-    };
-    std::process::exit(code);
+    }
 }
 
 fn usage(message: &str) -> Box<dyn Error> {
@@ -474,7 +518,30 @@ fn status(args: &Args) -> Result<(), Box<dyn Error>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{COMMANDS, FLAG_HELP, command_help, run};
+    use super::{COMMANDS, EXIT_CODES, FLAG_HELP, command_help, exit_code, run, usage};
+    use lars_std::client::{ClientError, Refusal};
+    use std::error::Error;
+
+    /// Every code a failure exits with, and every code a command's help lists, is explained.
+    #[test]
+    fn every_exit_code_is_explained() {
+        let explained = |code: i32| EXIT_CODES.iter().any(|(known, _)| *known == code);
+        let failures: Vec<Box<dyn Error>> = vec![
+            usage("bad"),
+            Box::new(ClientError::Overloaded),
+            Box::new(ClientError::Refused { reason: Refusal::TableFull }),
+            Box::new(ClientError::NoRoute),
+            Box::new(ClientError::Timeout),
+            "a store error".into(),
+        ];
+        let codes: Vec<i32> = failures.iter().map(|e| exit_code(e.as_ref())).collect();
+        assert_eq!(codes, [64, 1, 2, 3, 75, 70]);
+        for command in COMMANDS {
+            for &code in command.exits {
+                assert!(explained(code), "lars {} lists exit code {code}", command.name);
+            }
+        }
+    }
 
     /// Each command's help documents exactly the flags it accepts (`lars stats --dns` was once
     /// refused as an unknown flag), every documented flag has a meaning, and no meaning is

@@ -443,8 +443,10 @@ impl StatsFile {
     }
 
     /// The rows a statistics file holds: the last line of each (route, host, caller), in key
-    /// order. A torn last line is ignored.
+    /// order. A torn last line is ignored. A missing file is an error naming it: a reader asks
+    /// for a file lars-reporter wrote, and "no rows" would hide a wrong path.
     pub fn read(path: &Path) -> Result<Vec<StatRow>, StoreError> {
+        std::fs::metadata(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         Ok(read_log(path)?.rows.into_values().collect())
     }
 

@@ -136,6 +136,10 @@ fn statistics_append_and_the_last_line_of_a_key_wins_across_restarts() {
     assert_eq!(err.to_string(), format!("invalid store contents: {}:3: host is not ip:port", path.display()));
     let missing = StatsFile::open(dir.join("no/such/dir/stats.txt")).unwrap_err();
     assert!(missing.to_string().contains("no/such/dir does not exist"), "{missing}");
+    // Reading one that is not there names it, rather than finding no rows.
+    let unwritten = dir.join("unwritten.txt");
+    let err = StatsFile::read(&unwritten).unwrap_err();
+    assert!(err.to_string().contains(&unwritten.display().to_string()), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
