@@ -179,6 +179,7 @@ pub const AGENT: &[Desc] = &[
     counter("routes_received", "Route answers and pushes applied."),
     counter("stats_frames", "Statistics frames sent to lars-reporter."),
     counter("stats_entries", "Host statistics entries sent."),
+    counter("stats_flushes_held", "Statistics flushes held while lars-reporter was unreachable."),
     counter(
         "stats_dropped_calls",
         "Calls whose statistics were dropped (they could not be kept for lars-reporter).",

@@ -362,6 +362,9 @@ pub struct AgentStats {
     pub stats_frames: u64,
     /// Host statistics entries sent.
     pub stats_entries: u64,
+    /// Statistics flushes that fell due while lars-reporter's link was down or still greeting:
+    /// their tallies were held, and go out with the first flush once the link speaks.
+    pub stats_flushes_held: u64,
     /// Calls whose results will never reach lars-reporter: a route removed with results not
     /// yet sent, a host the route's tally table had no room for, an IPv6 host in a Lars frame,
     /// or a count past 2^32 − 1 in one flush. While lars-reporter is unreachable nothing is
@@ -378,7 +381,7 @@ pub struct AgentStats {
 
 impl AgentStats {
     /// Every counter, named.
-    pub fn counters(&self) -> [(&'static str, u64); 21] {
+    pub fn counters(&self) -> [(&'static str, u64); 22] {
         [
             ("api_requests", self.api_requests),
             ("api_errors", self.api_errors),
@@ -399,6 +402,7 @@ impl AgentStats {
             ("dns_errors", self.dns_errors),
             ("stats_frames", self.stats_frames),
             ("stats_entries", self.stats_entries),
+            ("stats_flushes_held", self.stats_flushes_held),
             ("stats_dropped_calls", self.stats_dropped_calls),
             ("events_dropped", self.events_dropped),
         ]

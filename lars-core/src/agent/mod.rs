@@ -472,6 +472,8 @@ impl<const R: usize, const H: usize, const D: usize> Agent<R, H, D> {
             if self.reporter.codec().is_some() {
                 self.flush.start();
                 self.decisions_due = self.decisions.has_unsent();
+            } else {
+                self.stats.stats_flushes_held += 1;
             }
         }
     }

@@ -86,6 +86,7 @@ fn statistics_are_kept_while_the_reporter_is_down_and_sent_when_it_is_back() {
         sim.advance(Duration::from_secs(1));
     }
     assert_eq!(sim.reporter.frames, 0, "nothing sent to a link that is down");
+    assert_eq!(sim.agent.stats().stats_flushes_held, 10, "each interval's flush held");
     assert_eq!(sim.agent.stats().stats_dropped_calls, 0, "nothing dropped");
     assert_eq!(sim.agent.unreported_calls(), 120, "every call held");
     assert!(!sim.events.iter().any(|e| matches!(e, AgentEvent::StatsDropped { .. })));
