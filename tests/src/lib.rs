@@ -318,17 +318,24 @@ impl Drop for TestDb {
     }
 }
 
-/// Waits up to 5 s for `condition`.
+/// Waits for `condition`, one that comes true at once or within a few polls of the code under
+/// test: up to 10 s (5 s and [`eventually_within`]'s margin), for a loaded machine.
 pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
     eventually_within(Duration::from_secs(5), what, condition);
 }
 
-/// [`eventually`] for a condition that takes `limit` to come true at best, plus the same margin.
+/// [`eventually`] for a condition that may take up to `limit` to come true, plus a 5 s margin.
+pub fn eventually_within(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    eventually_every(Duration::from_millis(5), limit, what, condition);
+}
+
+/// [`eventually_within`] for a condition that is costly to test (a query to another process):
+/// tested every `every` instead of every 5 ms.
 #[allow(clippy::disallowed_methods)] // a test's own deadline, not time the code under test sees
-pub fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub fn eventually_every(every: Duration, limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit + Duration::from_secs(5);
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(every);
     }
 }

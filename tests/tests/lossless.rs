@@ -3,12 +3,10 @@
 //! MariaDB); and with MariaDB hung, lars-dns and lars-reporter still stop, lars-reporter saying
 //! what it could not store (on a private `mariadbd` that the test starts, hangs and kills by
 //! its pid).
-// A test's own deadlines, not time the code under test sees.
-#![allow(clippy::disallowed_methods)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 
@@ -25,7 +23,7 @@ use lars_std::store::file::RouteFile;
 use lars_std::store::memory::MemoryStats;
 use lars_std::store::mysql::{MysqlRoutes, MysqlStats};
 use lars_tests::mariadb::PrivateMariadb;
-use lars_tests::{FrameClient, Scratch, TestDb};
+use lars_tests::{FrameClient, Scratch, TestDb, eventually, eventually_within};
 
 fn loopback(addr: SocketAddr) -> ServerConfig {
     let mut config = ServerConfig::new(addr);
@@ -40,15 +38,6 @@ fn any_port() -> SocketAddr {
 /// A loopback address nothing listens on (yet).
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap()
-}
-
-/// Waits up to `limit` for `condition`.
-fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn dns_on_file(scratch: &Scratch, text: &str) -> Dns {
@@ -76,7 +65,7 @@ fn agent(dns: &Dns, reporter: SocketAddr, report_interval: Duration) -> (AgentDa
 }
 
 fn report_calls(client: &Client, ok: u32, failed: u32) {
-    wait_for("the agent has the route", Duration::from_secs(10), || client.get_host(7, 1, None).is_ok());
+    eventually("the agent has the route", || client.get_host(7, 1, None).is_ok());
     for i in 0..ok + failed {
         let host = client.get_host(7, 1, None).unwrap();
         let outcome = if i < ok { Outcome::Ok } else { Outcome::Fail };
@@ -96,9 +85,10 @@ fn the_agent_holds_statistics_while_the_reporter_is_down_and_sends_them_when_it_
     let reporter_addr = free_addr();
     let (agent, client) = agent(&dns, reporter_addr, Duration::from_millis(200));
     report_calls(&client, 300, 30);
-    wait_for("the agent took every report", Duration::from_secs(5), || agent.stats().reports == 330);
-    // Several flushes go by with lars-reporter unreachable.
-    std::thread::sleep(Duration::from_millis(1000));
+    eventually("the agent took every report", || agent.stats().reports == 330);
+    eventually_within(Duration::from_secs(1), "several flushes go by with lars-reporter unreachable", || {
+        agent.stats().stats_flushes_held >= 3
+    });
     assert_eq!(agent.stats().stats_dropped_calls, 0, "nothing is dropped during the outage");
 
     let stats = MemoryStats::new();
@@ -106,7 +96,7 @@ fn the_agent_holds_statistics_while_the_reporter_is_down_and_sends_them_when_it_
     let reporter =
         Reporter::start(ReporterConfig::new(loopback(reporter_addr)), move |_| Box::new(store.clone()))
             .expect("lars-reporter comes up on the agent's address");
-    wait_for("the outage's calls reach lars-reporter", Duration::from_secs(20), || {
+    eventually_within(Duration::from_secs(15), "the outage's calls reach lars-reporter", || {
         totals(&stats) == (300, 30)
     });
     assert_eq!(agent.stats().stats_dropped_calls, 0);
@@ -125,9 +115,9 @@ fn a_stopping_agent_sends_what_it_holds() {
     // No flush would come for an hour: only the stop sends them.
     let (agent, client) = agent(&dns, reporter.local_addr(), Duration::from_secs(3600));
     report_calls(&client, 50, 5);
-    wait_for("the agent took every report", Duration::from_secs(5), || agent.stats().reports == 55);
+    eventually("the agent took every report", || agent.stats().reports == 55);
     agent.shutdown();
-    wait_for("the stop's flush reaches lars-reporter", Duration::from_secs(5), || totals(&stats) == (50, 5));
+    eventually("the stop's flush reaches lars-reporter", || totals(&stats) == (50, 5));
     reporter.shutdown();
 }
 
@@ -181,7 +171,7 @@ fn a_stop_stores_every_row_accepted_into_mysql() {
         }
     });
     let stats = reporter.stats();
-    wait_for("lars-reporter accepted every row", Duration::from_secs(60), || {
+    eventually_within(Duration::from_secs(55), "lars-reporter accepted every row", || {
         stats.rows_received.load(Ordering::Acquire) == ROWS as u64
     });
     // Stopped at once, with rows still queued.
@@ -205,9 +195,7 @@ fn with_mariadb_hung_lars_dns_and_lars_reporter_still_stop_and_say_what_was_not_
     let mut dns_config = DnsConfig::new(loopback(any_port()));
     dns_config.poll_interval = Duration::from_millis(20);
     let dns = Dns::start(dns_config, Box::new(MysqlRoutes::new(opts.clone()))).unwrap();
-    wait_for("lars-dns loaded its routes", Duration::from_secs(10), || {
-        !dns.snapshot().hosts((7, 1)).is_empty()
-    });
+    eventually("lars-dns loaded its routes", || !dns.snapshot().hosts((7, 1)).is_empty());
     let store_opts = opts.clone();
     let reporter = Reporter::start(ReporterConfig::new(loopback(any_port())), move |_| {
         Box::new(MysqlStats::new(store_opts.clone()))
@@ -215,13 +203,11 @@ fn with_mariadb_hung_lars_dns_and_lars_reporter_still_stop_and_say_what_was_not_
     .unwrap();
     send_all(reporter.local_addr(), &stats_frames(0, 100, 50));
     let stats = reporter.stats();
-    wait_for("the first rows are stored", Duration::from_secs(10), || {
-        stats.rows_stored.load(Ordering::Acquire) == 100
-    });
+    eventually("the first rows are stored", || stats.rows_stored.load(Ordering::Acquire) == 100);
 
     server.hang();
     send_all(reporter.local_addr(), &stats_frames(100, 500, 50));
-    wait_for("the rows sent to a hung store are accepted", Duration::from_secs(10), || {
+    eventually("the rows sent to a hung store are accepted", || {
         stats.rows_received.load(Ordering::Acquire) == 600
     });
     let (done, stopped) = std::sync::mpsc::channel();
@@ -235,9 +221,9 @@ fn with_mariadb_hung_lars_dns_and_lars_reporter_still_stop_and_say_what_was_not_
     });
     let mut unstored = None;
     for _ in 0..2 {
-        let (who, count) = stopped
-            .recv_timeout(Duration::from_secs(30))
-            .expect("lars-dns and lars-reporter stop within 30 s with MariaDB hung");
+        let (who, count) = stopped.recv_timeout(Duration::from_secs(30)).expect(
+            "lars-dns and lars-reporter stop with MariaDB hung (still running after 30 s: they hang on it)",
+        );
         if who == "lars-reporter" {
             unstored = Some(count);
         }

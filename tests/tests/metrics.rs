@@ -16,7 +16,7 @@ use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::memory::{MemoryRoutes, MemoryStats};
 use lars_tests::process::http_get;
-use lars_tests::{Scratch, eventually};
+use lars_tests::{Scratch, eventually, eventually_every};
 
 struct System {
     routes: MemoryRoutes,
@@ -185,16 +185,6 @@ impl Drop for Killed {
     }
 }
 
-/// Waits up to 60 s: Prometheus starts, then scrapes every second.
-#[allow(clippy::disallowed_methods)] // the test's own deadline, not time the code under test sees
-fn within_a_minute(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn prometheus_scrapes_every_daemon() {
     let system = with_an_overloaded_host();
@@ -254,7 +244,9 @@ fn prometheus_scrapes_every_daemon() {
         ("lars_reporter_rows_written_total >= 2", 1),
         ("lars_web_requests_total", 4),
     ] {
-        within_a_minute(&format!("Prometheus answers {expr} with {expect} series"), || {
+        // Prometheus takes a while to start, then scrapes every second; each test is a query.
+        let what = format!("Prometheus answers {expr} with {expect} series");
+        eventually_every(Duration::from_millis(200), Duration::from_secs(55), &what, || {
             let answer = query(expr);
             answer.contains(r#""status":"success""#) && answer.matches(r#""metric":"#).count() == expect
         });

@@ -473,18 +473,25 @@ fn tasks_wake_the_loop_and_the_queue_is_bounded() {
         ready.drain(..).filter_map(|r| if let Ready::Task(t) = r { Some(t) } else { None }).collect()
     };
     assert_eq!(tasks(&mut ready), [0, 1, 2]);
-    // Woken: a post from another thread ends a long wait.
+    // Woken: a post from another thread ends a wait that only a timer a minute away would
+    // otherwise end. The timer guards against hanging: if it fires first, the post did not wake.
+    const HANG_GUARD: u64 = 99;
+    let guard_at = event_loop.now() + CoreDuration::from_secs(60);
+    event_loop.set_timer(guard_at, HANG_GUARD);
     let poster = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // lets the loop go to sleep first
         waker.post(7).is_ok()
     });
-    let start = std::time::Instant::now();
     while ready.is_empty() {
-        event_loop.poll(&mut ready, Some(Duration::from_secs(10))).unwrap();
+        event_loop.poll(&mut ready, None).unwrap();
     }
     assert!(poster.join().unwrap());
-    assert!(start.elapsed() < Duration::from_secs(5), "woken by the post, not the timeout");
+    assert!(
+        !ready.iter().any(|r| matches!(r, Ready::Timer(HANG_GUARD))),
+        "the loop hung until its guard timer: the post did not wake it"
+    );
     assert_eq!(tasks(&mut ready), [7]);
+    assert_eq!(event_loop.next_timer(), Some(guard_at), "the guard timer is still pending");
 }
 
 #[test]

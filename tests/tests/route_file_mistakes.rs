@@ -2,17 +2,15 @@
 //! one outside a comment, a host given twice with two weights or a host no caller can reach
 //! fails the load naming the line while the last good routes keep serving, and a FIFO or
 //! `/dev/zero` in its place is refused without blocking the loader or filling memory.
-// A test's own deadlines, not time the code under test sees.
-#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
 use lars_std::store::file::RouteFile;
-use lars_tests::Scratch;
+use lars_tests::{Scratch, eventually};
 
 fn dns_on(routes: &Path) -> Dns {
     let mut server = ServerConfig::new("127.0.0.1:0".parse().unwrap());
@@ -29,21 +27,13 @@ fn write_routes(path: &Path, bytes: &[u8]) {
     std::fs::rename(&temp, path).unwrap();
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_non_utf8_comment_is_a_comment_and_bad_lines_keep_the_last_good_routes() {
     let scratch = Scratch::new("route-mistakes");
     let routes = scratch.0.join("routes.conf");
     write_routes(&routes, b"# r\xe9seau de test\n5 1 10.5.0.1:80 # caf\xe9\n5 1 10.5.0.2:80\n");
     let dns = dns_on(&routes);
-    wait_for("the routes of a file with non-UTF-8 comments", || dns.snapshot().hosts((5, 1)).len() == 2);
+    eventually("the routes of a file with non-UTF-8 comments", || dns.snapshot().hosts((5, 1)).len() == 2);
 
     let errors = || dns.stats().load_errors.load(Ordering::Relaxed);
     for bad in [
@@ -55,7 +45,7 @@ fn a_non_utf8_comment_is_a_comment_and_bad_lines_keep_the_last_good_routes() {
     ] {
         let before = errors();
         write_routes(&routes, bad);
-        wait_for("the bad file is refused", || errors() > before);
+        eventually("the bad file is refused", || errors() > before);
         assert_eq!(dns.snapshot().hosts((5, 1)).len(), 2, "the last good routes keep serving");
     }
     dns.shutdown();
@@ -68,7 +58,7 @@ fn a_fifo_or_dev_zero_as_the_route_file_is_refused_and_the_dns_stops() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for path in [fifo.as_path(), Path::new("/dev/zero")] {
         let dns = dns_on(path);
-        wait_for("the load is refused", || dns.stats().load_errors.load(Ordering::Relaxed) > 0);
+        eventually("the load is refused", || dns.stats().load_errors.load(Ordering::Relaxed) > 0);
         assert!(dns.snapshot().routes.is_empty());
         // A loader blocked on the FIFO, or reading /dev/zero for ever, would never stop.
         dns.shutdown();

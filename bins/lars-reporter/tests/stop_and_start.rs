@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use lars_core::wire::native::{CallStats, HostStats};
 use lars_core::wire::{List, MsgId, frame};
 use lars_std::store::file::StatsFile;
-use lars_tests::{FrameClient, Scratch};
+use lars_tests::{FrameClient, Scratch, eventually_within};
 
 /// A running lars-reporter and what it said on stderr.
 struct Daemon {
@@ -113,21 +113,13 @@ fn send(addr: SocketAddr, first: usize, rows: usize) {
     }
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_sigterm_stores_every_row_accepted_and_a_restart_keeps_them() {
     let scratch = Scratch::new("reporter-bin-stop");
     let stats = scratch.0.join("stats.txt");
     let first = start(&stats, &[]);
     send(first.addr, 0, 1000);
-    wait_for("1,000 rows stored", || first.counter("rows_stored") == 1000);
+    eventually_within(Duration::from_secs(25), "1,000 rows stored", || first.counter("rows_stored") == 1000);
     let (status, _) = first.terminate();
     assert!(status.success(), "{status}");
     assert_eq!(StatsFile::read(&stats).unwrap().len(), 1000);
@@ -139,7 +131,9 @@ fn a_sigterm_stores_every_row_accepted_and_a_restart_keeps_them() {
             scope.spawn(move || send(addr, 1000 + part * 22_000, 22_000));
         }
     });
-    wait_for("88,000 rows accepted", || second.counter("rows_received") == 88_000);
+    eventually_within(Duration::from_secs(25), "88,000 rows accepted", || {
+        second.counter("rows_received") == 88_000
+    });
     // At once, whatever is still queued.
     let (status, log) = second.terminate();
     assert!(status.success(), "{status}: {log:?}");
@@ -158,7 +152,7 @@ fn a_torn_last_line_left_by_a_crash_is_ignored() {
     let daemon = start(&stats, &[]);
     assert!(daemon.before.iter().any(|l| l.contains("ignoring a torn last line")), "{:?}", daemon.before);
     send(daemon.addr, 3, 1);
-    wait_for("the new row stored", || daemon.counter("rows_stored") == 1);
+    eventually_within(Duration::from_secs(25), "the new row stored", || daemon.counter("rows_stored") == 1);
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{status}: {log:?}");
     let rows = StatsFile::read(&stats).unwrap();
