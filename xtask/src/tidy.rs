@@ -298,3 +298,33 @@ fn the_agent_and_the_client_library_stay_lean() {
         );
     }
 }
+
+/// A source file the next engineer can hold in their head: none tracked is over 800 lines
+/// (STYLE's module sizes; past that a file holds more than one job and splits along its seams).
+#[test]
+fn no_source_file_is_over_800_lines() {
+    const MOST: usize = 800;
+    const SOURCE: [&str; 10] = ["rs", "c", "h", "cpp", "py", "java", "js", "html", "css", "sh"];
+    let output = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root())
+        .output()
+        .expect("run git ls-files");
+    assert!(output.status.success(), "git ls-files: {}", String::from_utf8_lossy(&output.stderr));
+    let tracked: Vec<PathBuf> = output
+        .stdout
+        .split(|byte| *byte == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+        .filter(|path| path.extension().is_some_and(|e| SOURCE.iter().any(|x| e == *x)))
+        .collect();
+    assert!(tracked.len() > 100, "found only {} tracked source files", tracked.len());
+    let long: Vec<String> = tracked
+        .iter()
+        .filter_map(|path| {
+            let lines = read(&root().join(path)).lines().count();
+            (lines > MOST).then(|| format!("{} ({lines} lines)", path.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "source files over {MOST} lines, to split along their seams: {long:#?}");
+}
