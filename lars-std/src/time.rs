@@ -1,4 +1,4 @@
-//! The system clock, as the core sees it. This is the only file that reads `std::time::Instant`.
+//! The system clock, as the core sees it. This is the only file that reads the clock.
 // This is the one module that reads the system clock.
 #![allow(clippy::disallowed_methods)]
 
@@ -8,21 +8,22 @@ use lars_core::time::Instant;
 /// every part agrees on what an [`Instant`] means.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    epoch: std::time::Instant,
-    /// The epoch on `CLOCK_MONOTONIC` in nanoseconds, which the coarse clock shares.
+    /// The epoch on `CLOCK_MONOTONIC` in nanoseconds. The fine and the coarse clock both count
+    /// from it: one reading, so that neither can be offset from the other by a preemption
+    /// between two.
     epoch_nanos: u64,
 }
 
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Clock {
-        let epoch = std::time::Instant::now();
-        Clock { epoch, epoch_nanos: monotonic_nanos(rustix::time::ClockId::Monotonic) }
+        Clock { epoch_nanos: monotonic_nanos(rustix::time::ClockId::Monotonic) }
     }
 
     /// Now, for the core.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros().min(u128::from(u64::MAX)) as u64)
+        let nanos = monotonic_nanos(rustix::time::ClockId::Monotonic);
+        Instant::from_micros(nanos.saturating_sub(self.epoch_nanos) / 1000)
     }
 
     /// Now to within the kernel's tick (a few milliseconds), at a fraction of the cost of
