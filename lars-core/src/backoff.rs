@@ -1,5 +1,7 @@
-//! Exponential backoff with jitter, for links that reconnect: the std reactor's TCP clients and
-//! the gateway node's links share it, so both retry the same way.
+//! Exponential backoff, for whatever retries: the std reactor's TCP clients and the gateway
+//! node's links reconnect with it (jittered, so that a fleet of them spreads out), and
+//! lars-reporter's writers retry a failing store with it and lars-dns's loader a failing load
+//! (unjittered: a few threads of one daemon, not a fleet).
 
 use crate::time::Duration;
 
@@ -15,6 +17,11 @@ pub struct Backoff {
 impl Backoff {
     /// The reconnect delays of lars's links: 100 ms doubling to 10 s.
     pub const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    /// lars-reporter's retries of a batch its store refused: 100 ms doubling to 10 s, the same
+    /// numbers as [`Backoff::RECONNECT`] but a decision of its own (a store, not a link).
+    /// lars-dns's loader has no constant: its delays are its settings, `poll_interval` doubling
+    /// to `retry_max`.
+    pub const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
     /// Delays from `min` doubling up to `max`.
     pub const fn new(min: Duration, max: Duration) -> Backoff {
@@ -31,12 +38,23 @@ impl Backoff {
         self.failures
     }
 
-    /// Records a failure and returns how long to wait before the next attempt: the nominal
-    /// delay `min · 2^failures` (at most `max`) scaled into its upper half by `jitter`, any
-    /// random number (0 gives half the nominal delay).
-    pub fn fail(&mut self, jitter: u64) -> Duration {
-        let nominal = self.min.saturating_mul(1 << self.failures.min(16)).min(self.max);
+    /// The delay before the next attempt, unjittered: `min · 2^failures`, at most `max` (so
+    /// `min` before any failure).
+    pub fn nominal(&self) -> Duration {
+        self.min.saturating_mul(1 << self.failures.min(16)).min(self.max)
+    }
+
+    /// Counts a failure: the next [`Backoff::nominal`] doubles (up to `max`).
+    pub fn record_failure(&mut self) {
         self.failures = self.failures.saturating_add(1);
+    }
+
+    /// Records a failure and returns how long to wait before the next attempt: the
+    /// [`Backoff::nominal`] delay scaled into its upper half by `jitter`, any random number (0
+    /// gives half the nominal delay).
+    pub fn fail(&mut self, jitter: u64) -> Duration {
+        let nominal = self.nominal();
+        self.record_failure();
         let half = nominal.as_micros() / 2;
         Duration::from_micros(half + jitter % (nominal.as_micros() - half + 1))
     }
@@ -69,5 +87,16 @@ mod tests {
         for _ in 0..100 {
             assert!(huge.fail(u64::MAX) <= Duration::from_secs(3600), "never past the cap");
         }
+    }
+
+    #[test]
+    fn the_nominal_delay_is_min_before_a_failure_and_doubles_with_each() {
+        let mut backoff = Backoff::STORE_RETRY;
+        for ms in [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000] {
+            assert_eq!(backoff.nominal(), Duration::from_millis(ms));
+            backoff.record_failure();
+        }
+        backoff.reset();
+        assert_eq!(backoff.nominal(), Duration::from_millis(100), "starts over");
     }
 }

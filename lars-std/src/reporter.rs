@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Ini};
 
+use lars_core::backoff::Backoff;
 use lars_core::wire::native::{self, Role};
 use lars_core::wire::{Decode, Frame, MsgId, lars};
 
@@ -598,7 +599,7 @@ impl Writer {
     /// Stores a batch, retrying with backoff while the store fails. Returns false when it
     /// gave up because the reporter is stopping (the batch is counted as not stored).
     fn store_with_retry(&mut self, batch: &[StatRow]) -> bool {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::STORE_RETRY;
         let mut failing = false;
         loop {
             let result = self.store.store(batch);
@@ -628,13 +629,14 @@ impl Writer {
                         self.stats.failing_writers.fetch_sub(1, Ordering::Relaxed);
                         return false;
                     }
+                    let delay = crate::time::to_std(backoff.nominal());
+                    backoff.record_failure();
                     // In steps, so that a stop does not wait out the backoff.
                     let mut slept = Duration::ZERO;
                     while slept < delay && !self.stop.load(Ordering::Acquire) {
                         std::thread::sleep(Duration::from_millis(50));
                         slept += Duration::from_millis(50);
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }

@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use lars_core::backoff::Backoff;
 use lars_core::time::Instant;
 
 use super::{DnsConfig, DnsStats, Push};
 use crate::reactor::Poster;
 use crate::store::{RouteKey, RouteStore, RouteTable, StoreError};
-use crate::time::{Clock, Stopwatch};
+use crate::time::{Clock, Stopwatch, from_std, to_std};
 
 /// The table the workers answer from, swapped whole by the loader (readers never wait for it).
 pub(super) type Snapshot = Arc<RwLock<Arc<RouteTable>>>;
@@ -73,8 +74,9 @@ pub(super) struct Loader {
     store_version: u64,
     /// When everything was last read (or the loader started).
     last_load: Instant,
-    /// Failures in a row, for the backoff.
-    failures: u32,
+    /// The failures in a row and the retry delays they make: `poll_interval` doubled for each,
+    /// up to `retry_max`.
+    backoff: Backoff,
 }
 
 impl Loader {
@@ -111,6 +113,7 @@ impl Loader {
         stats.routes.store(initial.routes.len() as u64, Ordering::Relaxed);
         stats.hosts.store(initial.host_count() as u64, Ordering::Relaxed);
         let store_version = initial.version;
+        let backoff = Backoff::new(from_std(config.poll_interval), from_std(config.retry_max));
         Loader {
             store,
             snapshot: Arc::new(RwLock::new(Arc::new(initial))),
@@ -120,7 +123,7 @@ impl Loader {
             held_since: None,
             store_version,
             last_load: now,
-            failures: 0,
+            backoff,
         }
     }
 
@@ -130,14 +133,9 @@ impl Loader {
     }
 
     /// How long to wait before the next [`Loader::poll`]: `poll_interval`, doubled for each
-    /// failure in a row up to `retry_max`.
+    /// failure in a row up to `retry_max` (which caps retries only, not the usual round).
     pub(super) fn wait(&self) -> Duration {
-        if self.failures == 0 {
-            self.config.poll_interval
-        } else {
-            (self.config.poll_interval * 2u32.saturating_pow(self.failures.min(10)))
-                .min(self.config.retry_max)
-        }
+        if self.backoff.failures() == 0 { self.config.poll_interval } else { to_std(self.backoff.nominal()) }
     }
 
     /// The loader thread: a round every [`Loader::wait`] until `stop`, each installed change
@@ -169,7 +167,7 @@ impl Loader {
     /// changes or everything, and installs the result unless the shrink protection holds it.
     pub(super) fn poll(&mut self, now: Instant) -> Polled {
         let served = current(&self.snapshot);
-        let reload = crate::time::to_std(now.saturating_since(self.last_load)) >= self.config.reload_interval;
+        let reload = to_std(now.saturating_since(self.last_load)) >= self.config.reload_interval;
         match self.store.version() {
             Ok(version) if version == self.store_version && !reload => {
                 self.stats.store_up.store(1, Ordering::Relaxed);
@@ -211,10 +209,10 @@ impl Loader {
                 return Polled::Failed;
             }
         };
-        if self.failures > 0 {
+        if self.backoff.failures() > 0 {
             log::info!("{} is back", self.store.describe());
         }
-        self.failures = 0;
+        self.backoff.reset();
         self.stats.store_up.store(1, Ordering::Relaxed);
         self.store_version = table.version;
         // A held table is looked at again at the next load: a full load at least
@@ -242,7 +240,7 @@ impl Loader {
         let (served_routes, served_hosts) = (served.routes.len(), served.host_count());
         if let Some(since) = self.held_since
             && full
-            && now.saturating_since(since) >= crate::time::from_std(self.config.reload_interval)
+            && now.saturating_since(since) >= from_std(self.config.reload_interval)
         {
             log::warn!(
                 "a later full load confirms {routes} routes, {hosts} hosts \
@@ -268,10 +266,10 @@ impl Loader {
     fn failed(&mut self, error: &StoreError) {
         self.stats.load_errors.fetch_add(1, Ordering::Relaxed);
         self.stats.store_up.store(0, Ordering::Relaxed);
-        if self.failures == 0 {
+        if self.backoff.failures() == 0 {
             log::error!("{error}; serving the last routes and retrying");
         }
-        self.failures += 1;
+        self.backoff.record_failure();
     }
 
     /// Swaps in `table`; returns it with the `changed` routes (those that differ from the table
