@@ -142,8 +142,9 @@ impl Gate {
                         log::error!("getrandom failed; closing {peer} unauthenticated");
                         return Ok(Control::Close);
                     };
-                    let max_body = lars_core::wire::frame::MAX_BODY;
-                    let challenge = responder.handle_hello(secret, &hello, self.role, 0, max_body, nonce)?;
+                    let ours = native::Hello::of_daemon(self.role);
+                    let challenge =
+                        responder.handle_hello(secret, &hello, ours.role, ours.node, ours.max_body, nonce)?;
                     let sent = reply.send(MsgId::AuthChallenge, &challenge).is_ok();
                     Ok(if sent { Control::Continue } else { Control::Close })
                 })

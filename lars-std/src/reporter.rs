@@ -510,14 +510,8 @@ impl Service for ReporterWorker {
                 );
             }
             MsgId::Hello => {
-                if native::Hello::parse(frame.body).is_err() {
+                let Ok(hello) = native::Hello::answer(frame.body, Role::Reporter) else {
                     return self.bad_request();
-                }
-                let hello = native::Hello {
-                    version: native::PROTOCOL_VERSION,
-                    role: Role::Reporter,
-                    node: 0,
-                    max_body: lars_core::wire::frame::MAX_BODY,
                 };
                 if reply.send(MsgId::Hello, &hello).is_err() {
                     return Control::Close;

@@ -120,6 +120,22 @@ pub struct Hello {
     pub max_body: u32,
 }
 
+impl Hello {
+    /// How a daemon (lars-dns, lars-reporter) introduces itself as `role`, in a `Hello` or an
+    /// [`AuthChallenge`]: this [`PROTOCOL_VERSION`], node 0 (a daemon is nobody's caller) and
+    /// the largest body a frame may carry.
+    pub const fn of_daemon(role: Role) -> Hello {
+        Hello { version: PROTOCOL_VERSION, role, node: 0, max_body: super::frame::MAX_BODY }
+    }
+
+    /// A daemon's answer to the `Hello` whose body is `peer`: its own [`Hello::of_daemon`] once
+    /// `peer` decodes (what the peer says changes nothing: every version is answered alike).
+    pub fn answer(peer: &[u8], role: Role) -> Result<Hello, Error> {
+        Hello::parse(peer)?;
+        Ok(Hello::of_daemon(role))
+    }
+}
+
 /// Bytes of an authentication nonce.
 pub const NONCE_LEN: usize = 16;
 /// Bytes of an authentication proof (an HMAC-SHA256 tag).

@@ -147,14 +147,8 @@ impl Service for DnsWorker {
                 return answer_stats(request, Role::Dns, self.stats.counters(), &self.server_stats, reply);
             }
             MsgId::Hello => {
-                if native::Hello::parse(frame.body).is_err() {
+                let Ok(hello) = native::Hello::answer(frame.body, Role::Dns) else {
                     return self.bad_request();
-                }
-                let hello = native::Hello {
-                    version: native::PROTOCOL_VERSION,
-                    role: Role::Dns,
-                    node: 0,
-                    max_body: lars_core::wire::frame::MAX_BODY,
                 };
                 return if reply.send(MsgId::Hello, &hello).is_ok() {
                     Control::Continue

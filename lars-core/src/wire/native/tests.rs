@@ -90,6 +90,16 @@ fn hello() {
 }
 
 #[test]
+fn a_daemon_answers_any_hello_that_decodes_with_its_own() {
+    let ours = Hello { version: PROTOCOL_VERSION, role: Role::Dns, node: 0, max_body: frame::MAX_BODY };
+    assert_eq!(Hello::answer(&HELLO, Role::Dns), Ok(ours));
+    let mut older = HELLO;
+    older[0] = 0x00; // version 0
+    assert_eq!(Hello::answer(&older, Role::Reporter), Ok(Hello { role: Role::Reporter, ..ours }));
+    assert_eq!(Hello::answer(&HELLO[..3], Role::Dns), Err(Error::Truncated));
+}
+
+#[test]
 fn heartbeat() {
     check_quartet(&HEARTBEAT, Heartbeat { seq: 300 });
 }
