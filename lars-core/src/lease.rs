@@ -24,7 +24,7 @@ use core::net::SocketAddr;
 use crate::lb::{Balance, Balancer, LbConfig, Pick, PolicyKind, Rng, UpdateError};
 use crate::tally::CallCounts;
 use crate::time::{Duration, Instant};
-use crate::wire::native::{self, CallStats, HostStats, Outcome, WeightedHost};
+use crate::wire::native::{self, CallStats, HostStats, Outcome, REPORT_CHUNK, WeightedHost};
 use crate::wire::{Decode, Frame, List, MsgId, RetCode, frame};
 
 /// How a lease balances and how often it talks to the agent: every parameter of the state
@@ -61,8 +61,6 @@ impl Default for LeaseParams {
     }
 }
 
-/// Entries per summary datagram at most; the driver's buffer may allow fewer.
-const CHUNK: usize = 64;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::V4(core::net::SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
 
@@ -271,7 +269,7 @@ impl<const H: usize> Lease<H> {
     fn next_summary(&mut self, buf: &mut [u8]) -> Option<usize> {
         let room = buf.len().saturating_sub(frame::HEADER_LEN + native::STATS_HEAD_MAX_LEN)
             / native::HostStats::MAX_ENCODED_LEN;
-        let n = self.counts.len().min(room).min(CHUNK);
+        let n = self.counts.len().min(room).min(REPORT_CHUNK);
         if n == 0 {
             return None;
         }

@@ -14,12 +14,10 @@ use core::net::SocketAddr;
 use crate::lb::{Change, HostAddr, Reason, StateChange};
 use crate::time::Instant;
 use crate::wire::native::{
-    DECISIONS_PAGE, DecisionReport, DecisionsRequest, DecisionsResponse, HostDecision, STATS_HEAD_MAX_LEN,
+    DECISIONS_PAGE, DecisionReport, DecisionsRequest, DecisionsResponse, HostDecision, REPORT_CHUNK,
+    STATS_HEAD_MAX_LEN,
 };
 use crate::wire::{List, MsgId, frame};
-
-/// Entries per frame at most; the transmit buffer may allow fewer.
-const CHUNK: usize = 64;
 
 /// One host state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,16 +143,16 @@ impl<const D: usize> DecisionLog<D> {
     }
 
     /// Writes the next `DecisionReport` frame of unsent entries into `buf` (as many as fit, at
-    /// most 64), marking them sent; `None` when there is nothing to send or `buf` cannot hold
+    /// most [`REPORT_CHUNK`]), marking them sent; `None` when there is nothing to send or `buf` cannot hold
     /// one entry. Each entry's age is counted back from `now`.
     pub(crate) fn next_frame(&mut self, now: Instant, caller: u32, ts: u32, buf: &mut [u8]) -> Option<usize> {
         let room =
             buf.len().saturating_sub(frame::HEADER_LEN + STATS_HEAD_MAX_LEN) / HostDecision::MAX_ENCODED_LEN;
-        let n = usize::from(self.unsent).min(room).min(CHUNK);
+        let n = usize::from(self.unsent).min(room).min(REPORT_CHUNK);
         if n == 0 {
             return None;
         }
-        let mut entries = [EMPTY_ENTRY; CHUNK];
+        let mut entries = [EMPTY_ENTRY; REPORT_CHUNK];
         for (entry, decision) in entries.iter_mut().zip(self.iter().skip(usize::from(self.len - self.unsent)))
         {
             *entry = decision.as_wire(now);

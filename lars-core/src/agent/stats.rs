@@ -20,11 +20,8 @@ use super::route::{FlushCursor, Route, Tally};
 use super::table::RouteTable;
 use super::{AgentStats, Codec};
 use crate::lb::Balance;
-use crate::wire::native::{HostReport, HostStats, STATS_HEAD_MAX_LEN, StatusReport};
+use crate::wire::native::{HostReport, HostStats, REPORT_CHUNK, STATS_HEAD_MAX_LEN, StatusReport};
 use crate::wire::{List, MsgId, frame, lars};
-
-/// Entries per frame at most; the transmit buffer may allow fewer.
-const CHUNK: usize = 64;
 
 /// Progress of a flush across the route table.
 #[derive(Debug, Default)]
@@ -98,9 +95,9 @@ impl Flush {
     ) -> Step {
         let room =
             buf.len().saturating_sub(frame::HEADER_LEN + STATS_HEAD_MAX_LEN) / HostReport::MAX_ENCODED_LEN;
-        let mut entries = [EMPTY_REPORT; CHUNK];
+        let mut entries = [EMPTY_REPORT; REPORT_CHUNK];
         let mut n = 0;
-        while n < room.min(CHUNK) && self.slot < routes.len() {
+        while n < room.min(REPORT_CHUNK) && self.slot < routes.len() {
             let route = &mut routes[self.slot];
             if self.cursor.at_start() && route.tallies.is_empty() {
                 self.slot += 1; // no results since the last flush: nothing to say
@@ -136,10 +133,10 @@ impl Flush {
             return Step::TooSmall;
         }
         let route = &mut routes[self.slot];
-        let mut results = [EMPTY_RESULT; CHUNK];
+        let mut results = [EMPTY_RESULT; REPORT_CHUNK];
         let mut n = 0;
         let mut done = false;
-        while n < room.min(CHUNK) {
+        while n < room.min(REPORT_CHUNK) {
             let Some(tally) = route.next_flushed(&mut self.cursor) else {
                 done = true;
                 break;

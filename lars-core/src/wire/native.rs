@@ -317,6 +317,11 @@ pub struct HostStats {
 /// within `MAX_BODY`). Senders size their frames with it.
 pub const STATS_HEAD_MAX_LEN: usize = 13;
 
+/// Entries a sender puts in one report frame at most: an agent's `StatusReport` and
+/// `DecisionReport`, a lease's `CallStats`, and the Lars `ReportStatusRequest` too. Each sender
+/// builds its list in a stack array this long; its transmit buffer may allow fewer.
+pub const REPORT_CHUNK: usize = 64;
+
 impl HostStats {
     /// The longest encoding of one entry: every varint at its longest, and an IPv6 host.
     pub const MAX_ENCODED_LEN: usize = 61;
