@@ -28,8 +28,9 @@ use crate::wire::native::{self, CallStats, HostStats, Outcome, REPORT_CHUNK, Wei
 use crate::wire::{Decode, Frame, List, MsgId, RetCode, frame};
 
 /// How a lease balances and how often it talks to the agent: every parameter of the state
-/// machine. The std client's `LeaseConfig` is the part a user sets (with std durations); it
-/// fills in `retry_after` and `recheck` from the client's own timeout and retry spacing.
+/// machine. The std client's `LeaseConfig` is this type: its user sets `ttl`, `flush_interval`,
+/// `policy` and `lb`, and the client fills in `retry_after` and `recheck` from its own timeout
+/// and retry spacing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LeaseParams {
     /// How long the hosts are used before they are refreshed.

@@ -189,7 +189,7 @@ fn a_leased_routes_counts_reach_server_call_status_and_it_follows_console_change
     system.db.console_add(6, 1, B, 9100);
     eventually("loaded", || system.dns.snapshot().hosts((6, 1)).len() == 2);
     let mut config = ClientConfig { agent: system.clientagents(), ..ClientConfig::default() };
-    config.lease.ttl = Duration::from_millis(50);
+    config.lease.ttl = lars_core::time::Duration::from_millis(50);
     let client = Client::new(config);
     let mut lease = client.lease(6, 1).unwrap();
     let mut expected = std::collections::BTreeMap::new();

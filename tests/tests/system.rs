@@ -13,6 +13,7 @@ use lars_std::dns::{Dns, DnsConfig};
 use lars_std::reactor::ServerConfig;
 use lars_std::reporter::{Reporter, ReporterConfig};
 use lars_std::store::memory::{MemoryRoutes, MemoryStats};
+use lars_std::time::from_std;
 use lars_tests::eventually;
 
 struct System {
@@ -220,8 +221,8 @@ fn the_client_is_safe_from_many_threads() {
 /// A client config for `system`'s agent whose leases refresh every `ttl`.
 fn leasing(system: &System, ttl: Duration) -> ClientConfig {
     let mut config = ClientConfig { agent: system.agent.api_addrs().to_vec(), ..ClientConfig::default() };
-    config.lease.ttl = ttl;
-    config.lease.flush_interval = Duration::from_millis(20);
+    config.lease.ttl = from_std(ttl);
+    config.lease.flush_interval = from_std(Duration::from_millis(20));
     config
 }
 
@@ -334,7 +335,7 @@ fn a_summary_of_many_hosts_reaches_the_agent_in_several_datagrams() {
     system.routes.set_route((8, 3), &[host(1)]);
     eventually("loaded", || !system.dns.snapshot().hosts((8, 3)).is_empty());
     let mut config = leasing(&system, Duration::from_secs(60));
-    config.lease.flush_interval = Duration::from_secs(60);
+    config.lease.flush_interval = from_std(Duration::from_secs(60));
     let mut lease = Client::new(config).lease(8, 3).unwrap();
     // 200 hosts the route never had: more entries than one summary datagram carries.
     for port in 0..200 {

@@ -16,7 +16,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use lars_core::lb::{LbConfig, Pick, PolicyKind};
+use lars_core::lb::Pick;
 use lars_core::time::Instant;
 use lars_core::wire::frame;
 use lars_core::wire::native::{Outcome, WeightedHost};
@@ -29,32 +29,23 @@ const HOSTS: usize = crate::agent::HOSTS;
 /// How often the socket is looked at for a refresh's answer while one is in flight.
 const ANSWER_POLL: lars_core::time::Duration = lars_core::time::Duration::from_millis(1);
 
-/// How a lease balances and how often it talks to the agent: what a user sets of the core's
-/// [`lars_core::lease::LeaseParams`] (the rest comes from the [`ClientConfig`](super::ClientConfig)'s timeout).
-#[derive(Debug, Clone, Copy)]
-pub struct LeaseConfig {
-    /// How long the hosts are used before they are refreshed from the agent.
-    pub ttl: Duration,
-    /// How often the call counts go to the agent (also on `flush` and on drop).
-    pub flush_interval: Duration,
-    /// The balancing policy.
-    pub policy: PolicyKind,
-    /// The policies' parameters.
-    pub lb: LbConfig,
-}
-
-impl Default for LeaseConfig {
-    /// Refresh every second, send counts every 100 ms, the Lars policy with its defaults.
-    fn default() -> Self {
-        let core = lars_core::lease::LeaseParams::default();
-        LeaseConfig {
-            ttl: crate::time::to_std(core.ttl),
-            flush_interval: crate::time::to_std(core.flush_interval),
-            policy: core.policy,
-            lb: core.lb,
-        }
-    }
-}
+/// How a lease balances and how often it talks to the agent: the core's
+/// [`LeaseParams`](lars_core::lease::LeaseParams), which defines and defaults each parameter.
+/// A lease uses its `ttl`, `flush_interval`, `policy` and `lb`; its `retry_after` and `recheck`
+/// are the client's own, set when the lease starts: the [`ClientConfig`](super::ClientConfig)'s
+/// `timeout` and [`REG_INIT_SPACING`](super::REG_INIT_SPACING). Its durations are the core's
+/// ([`lars_std::core::time::Duration`](lars_core::time::Duration), or
+/// [`from_std`](crate::time::from_std) of a std one):
+///
+/// ```
+/// use lars_std::client::{ClientConfig, LeaseConfig};
+/// use lars_std::core::time::Duration;
+///
+/// let mut config = ClientConfig::default();
+/// config.lease = LeaseConfig { ttl: Duration::from_millis(500), ..LeaseConfig::default() };
+/// config.lease.flush_interval = lars_std::time::from_std(std::time::Duration::from_millis(50));
+/// ```
+pub type LeaseConfig = lars_core::lease::LeaseParams;
 
 /// A route leased from the agent. Its calls take `&mut self`: give each thread its own lease
 /// (or share one behind a `Mutex`).
@@ -102,14 +93,10 @@ impl Lease {
         let socket = UdpSocket::bind(local)?;
         socket.connect(agent)?;
         socket.set_nonblocking(true)?;
-        let leased = client.config.lease;
-        let config = lars_core::lease::LeaseParams {
-            ttl: from_std(leased.ttl),
-            flush_interval: from_std(leased.flush_interval),
+        let config = LeaseConfig {
             retry_after: from_std(client.config.timeout),
             recheck: from_std(super::REG_INIT_SPACING),
-            policy: leased.policy,
-            lb: leased.lb,
+            ..client.config.lease
         };
         let clock = Clock::new();
         let now = clock.now_coarse();
