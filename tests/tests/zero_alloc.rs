@@ -55,6 +55,7 @@ fn count_allocation() {
 
 // SAFETY: every call is passed to the system allocator unchanged; counting only touches
 // atomics and a const-initialised thread-local without a destructor, so it never allocates.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_allocation();

@@ -1,5 +1,6 @@
 //! Every raw pointer the C caller hands us is turned into a Rust reference here, and nowhere
-//! else: the crate's only `unsafe` (the tidy test `unsafe_in_lars_c_is_confined_to_raw`).
+//! else: the crate's only `unsafe` blocks (the tidy test
+//! `unsafe_code_lives_only_in_the_listed_files`).
 //!
 //! The safety argument of each block is the contract written in `include/lars.h`: a handle is
 //! NULL or a value returned by its `_new` function and not yet passed to its `_free`; an input

@@ -4,6 +4,7 @@
 //! Register semantics follow the LAN9118 datasheet as QEMU models them: every access is a
 //! 32-bit word; packet bytes travel little-endian within FIFO words; an RX status word gives
 //! the frame length including its 4-byte CRC.
+#![allow(unsafe_code)]
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;

@@ -73,6 +73,8 @@ macro_rules! setting {
     };
 }
 
+// Unsafe: the controller at its address (the boot statics are the `entry` macro's).
+#[allow(unsafe_code)]
 #[entry]
 fn main() -> ! {
     // Both statics are zero-filled at boot (.bss) and built here: as initialised data their
@@ -145,6 +147,8 @@ fn panic_with(what: &str, error: impl defmt::Format) -> ! {
     semihosting::process::exit(2)
 }
 
+// Unsafe: cortex-m-rt requires the HardFault handler to be an `unsafe fn`.
+#[allow(unsafe_code)]
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     semihosting::eprintln!("lars-firmware: hard fault at pc {:#x}", frame.pc());

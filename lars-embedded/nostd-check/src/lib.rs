@@ -19,6 +19,8 @@ use lars_core::wire::native::{Outcome, WeightedHost};
 
 /// Drives one agent and one balancer of each policy through their entry points. It exists to
 /// be compiled, not called; the arguments keep the optimiser from folding it away.
+// Unsafe: an unmangled export (the compiler counts it as unsafe code), so the build keeps it.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_nostd_check(now_us: u64, datagram_len: usize) -> usize {
     let now = Instant::from_micros(now_us);
@@ -112,6 +114,8 @@ impl smoltcp::phy::Device for NullDevice {
 }
 
 /// Builds a gateway node and polls it once.
+// Unsafe: an unmangled export, as `lars_nostd_check`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_nostd_check_node(now_us: u64) -> u64 {
     use lars_embedded::{Ipv4Setup, Node, NodeConfig, NodeStorage};

@@ -5,6 +5,7 @@
 //! owns the source and makes that impossible to get wrong: it deletes the source in `Drop`,
 //! before the source itself drops and closes, and never hands out `&mut S`, through which the
 //! source could be replaced by another.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
