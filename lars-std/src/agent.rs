@@ -184,7 +184,6 @@ const DNS_KEY: usize = 1000;
 const REPORTER_KEY: usize = 1001;
 const DNS_TIMER: u64 = 1;
 const REPORTER_TIMER: u64 = 2;
-const AGENT_TIMER: u64 = 3;
 /// Datagrams served per endpoint per wake-up, so one busy port cannot starve the others.
 const API_BUDGET: usize = 256;
 /// How long a stop waits for lars-reporter's link to take the last statistics.
@@ -330,19 +329,16 @@ impl Runner {
         let clock = self.event_loop.clock();
         let mut ready = self.event_loop.ready_list();
         let mut buf = vec![0u8; frame::HEADER_LEN + frame::MAX_BODY as usize];
-        let mut armed: Option<Instant> = None;
         let mut published = clock.now();
         let mut viewed: Option<Instant> = None;
         let mut decisions_logged = 0;
         loop {
-            if let Some(deadline) = agent.poll_timeout()
-                && armed.is_none_or(|at| deadline < at)
-            {
-                self.event_loop.set_timer(deadline, AGENT_TIMER);
-                armed = Some(deadline);
-            }
+            // The agent's own deadline bounds the wait rather than being a loop timer: a timer
+            // set each time the deadline moved earlier left the later ones in the loop's heap,
+            // which grew with the load (and allocated).
+            let max_wait = agent.poll_timeout().map(|deadline| clock.until(deadline));
             ready.clear();
-            if self.event_loop.poll(&mut ready, None).is_err() {
+            if self.event_loop.poll(&mut ready, max_wait).is_err() {
                 return;
             }
             let now = clock.now();
@@ -385,11 +381,11 @@ impl Runner {
                             .on_timer(&mut self.event_loop, |frame, _| reporter_frame(agent, now, frame));
                         link_changed(agent, now, Link::Reporter, event);
                     }
-                    Ready::Timer(_) => {
-                        armed = None;
-                        agent.handle_timeout(now);
-                    }
+                    Ready::Timer(_) => {}
                 }
+            }
+            if agent.poll_timeout().is_some_and(|deadline| deadline <= now) {
+                agent.handle_timeout(now);
             }
             // Links whose handshake failed or timed out: closed, and reconnected with backoff.
             while let Some(link) = agent.poll_link_close() {

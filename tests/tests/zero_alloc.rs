@@ -6,6 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,17 +32,30 @@ static COUNTS: [Slot; SLOTS] =
 thread_local! {
     /// This thread's id (0 until its first allocation looks it up).
     static TID: Cell<i32> = const { Cell::new(0) };
+    /// Set while this thread records where it allocated: what that allocates is not counted.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The thread whose next allocation is recorded with its backtrace (0: none), and the record:
+/// a failure then says where the agent allocated, not only that it did.
+static WATCHED: AtomicI32 = AtomicI32::new(0);
+static FIRST_ALLOCATION: Mutex<Option<String>> = Mutex::new(None);
 
 struct Counting;
 
 fn count_allocation() {
+    if RECORDING.with(Cell::get) {
+        return;
+    }
     let tid = TID.with(|tid| {
         if tid.get() == 0 {
             tid.set(rustix::thread::gettid().as_raw_nonzero().get());
         }
         tid.get()
     });
+    if WATCHED.load(Ordering::Relaxed) == tid {
+        record_where(tid);
+    }
     for slot in &COUNTS {
         match slot.tid.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed) {
             Err(owner) if owner != tid => continue,
@@ -51,6 +65,18 @@ fn count_allocation() {
             }
         }
     }
+}
+
+/// Records the backtrace of the watched thread's first allocation since it was watched.
+fn record_where(tid: i32) {
+    RECORDING.with(|recording| recording.set(true));
+    WATCHED.store(0, Ordering::Relaxed);
+    if let Ok(mut first) = FIRST_ALLOCATION.try_lock()
+        && first.is_none()
+    {
+        *first = Some(format!("thread {tid}:\n{}", std::backtrace::Backtrace::force_capture()));
+    }
+    RECORDING.with(|recording| recording.set(false));
 }
 
 // SAFETY: every call is passed to the system allocator unchanged; counting only touches
@@ -78,8 +104,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Allocations so far by the thread named `name` (there must be exactly one).
+/// Allocations so far by the thread named `name`.
 fn allocations_of(name: &str) -> u64 {
+    let tid = thread_named(name);
+    COUNTS
+        .iter()
+        .find(|slot| slot.tid.load(Ordering::Relaxed) == tid)
+        .map_or(0, |slot| slot.allocations.load(Ordering::Relaxed))
+}
+
+/// The id of the thread named `name` (there must be exactly one).
+fn thread_named(name: &str) -> i32 {
     let tids: Vec<i32> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|entry| {
@@ -89,10 +124,7 @@ fn allocations_of(name: &str) -> u64 {
         })
         .collect();
     assert_eq!(tids.len(), 1, "threads named {name}: {tids:?}");
-    COUNTS
-        .iter()
-        .find(|slot| slot.tid.load(Ordering::Relaxed) == tids[0])
-        .map_or(0, |slot| slot.allocations.load(Ordering::Relaxed))
+    tids[0]
 }
 
 fn loopback() -> ServerConfig {
@@ -173,6 +205,7 @@ fn get_host_report_a_route_push_and_a_flush_allocate_nothing_in_the_agent() {
     eventually("another flush went out", || agent.stats().stats_frames > frames);
 
     let before = allocations_of("lars-agent");
+    WATCHED.store(thread_named("lars-agent"), Ordering::Relaxed);
     for _ in 0..10_000 {
         caller.call();
     }
@@ -181,6 +214,13 @@ fn get_host_report_a_route_push_and_a_flush_allocate_nothing_in_the_agent() {
     let frames = agent.stats().stats_frames;
     eventually("a flush went out", || agent.stats().stats_frames > frames);
     let after = allocations_of("lars-agent");
-    assert_eq!(after - before, 0, "the agent allocated {} times in steady state", after - before);
+    WATCHED.store(0, Ordering::Relaxed);
+    let first = FIRST_ALLOCATION.lock().unwrap().take().unwrap_or_default();
+    assert_eq!(
+        after - before,
+        0,
+        "the agent allocated {} times in steady state; the first: {first}",
+        after - before
+    );
     assert!(agent.stats().get_host >= 12_000 && !stored.rows().is_empty());
 }
