@@ -543,4 +543,3 @@ fn link_changed<const R: usize, const H: usize, const D: usize>(
         Link::Reporter => agent.handle_reporter_link(now, up),
     }
 }
-

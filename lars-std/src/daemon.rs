@@ -571,6 +571,30 @@ pub fn stats_response(
 pub(crate) type ServerStatsCell =
     std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::reactor::ServerStats>>>;
 
+/// A daemon's answer to the control frames it takes from an agent: its own `Hello` to the
+/// agent's, and a `Heartbeat` echoed as the five bytes at most it decodes to (not as whatever
+/// body came). `None` for any other msgid; `Some(Err(()))` for a body that does not decode,
+/// which the caller counts and closes for.
+pub(crate) fn answer_control(
+    frame: &lars_core::wire::Frame<'_>,
+    role: lars_core::wire::native::Role,
+    reply: &mut crate::reactor::Sender<'_>,
+) -> Option<Result<crate::reactor::Control, ()>> {
+    use lars_core::wire::{Decode, MsgId, native};
+    let sent = match frame.msgid {
+        MsgId::Hello => match native::Hello::answer(frame.body, role) {
+            Ok(hello) => reply.send(MsgId::Hello, &hello),
+            Err(_) => return Some(Err(())),
+        },
+        MsgId::Heartbeat => match native::Heartbeat::parse(frame.body) {
+            Ok(heartbeat) => reply.send(MsgId::Heartbeat, &heartbeat),
+            Err(_) => return Some(Err(())),
+        },
+        _ => return None,
+    };
+    Some(Ok(crate::reactor::Control::after(sent)))
+}
+
 /// Answers a `StatsRequest` (already decoded: one that does not decode is the caller's bad
 /// request) with a service's counters, the server's and the pool's.
 pub(crate) fn answer_stats(

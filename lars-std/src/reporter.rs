@@ -509,20 +509,11 @@ impl Service for ReporterWorker {
                     reply,
                 );
             }
-            MsgId::Hello => {
-                let Ok(hello) = native::Hello::answer(frame.body, Role::Reporter) else {
-                    return self.bad_request();
+            MsgId::Hello | MsgId::Heartbeat => {
+                return match crate::daemon::answer_control(&frame, Role::Reporter, reply) {
+                    Some(Ok(control)) => control,
+                    _ => self.bad_request(),
                 };
-                if reply.send(MsgId::Hello, &hello).is_err() {
-                    return Control::Close;
-                }
-            }
-            // Echoed as the five bytes at most it decodes to, not as whatever body came.
-            MsgId::Heartbeat => {
-                let Ok(heartbeat) = native::Heartbeat::parse(frame.body) else { return self.bad_request() };
-                if reply.send(MsgId::Heartbeat, &heartbeat).is_err() {
-                    return Control::Close;
-                }
             }
             _ => return self.bad_request(),
         }

@@ -146,23 +146,10 @@ impl Service for DnsWorker {
                 let Ok(request) = native::StatsRequest::parse(frame.body) else { return self.bad_request() };
                 return answer_stats(request, Role::Dns, self.stats.counters(), &self.server_stats, reply);
             }
-            MsgId::Hello => {
-                let Ok(hello) = native::Hello::answer(frame.body, Role::Dns) else {
-                    return self.bad_request();
-                };
-                return if reply.send(MsgId::Hello, &hello).is_ok() {
-                    Control::Continue
-                } else {
-                    Control::Close
-                };
-            }
-            // Echoed as the five bytes at most it decodes to, not as whatever body came.
-            MsgId::Heartbeat => {
-                let Ok(heartbeat) = native::Heartbeat::parse(frame.body) else { return self.bad_request() };
-                return if reply.send(MsgId::Heartbeat, &heartbeat).is_ok() {
-                    Control::Continue
-                } else {
-                    Control::Close
+            MsgId::Hello | MsgId::Heartbeat => {
+                return match crate::daemon::answer_control(&frame, Role::Dns, reply) {
+                    Some(Ok(control)) => control,
+                    _ => self.bad_request(),
                 };
             }
             _ => return self.bad_request(),
@@ -186,11 +173,7 @@ impl Service for DnsWorker {
                 version: 0,
                 hosts: List::from_slice(&[]),
             };
-            return if reply.send(MsgId::NativeRouteResponse, &body).is_ok() {
-                Control::Continue
-            } else {
-                Control::Close
-            };
+            return Control::after(reply.send(MsgId::NativeRouteResponse, &body));
         }
         let mut failed = false;
         send_route(&table, key, codec, seq, &self.stats, |msgid, body| {

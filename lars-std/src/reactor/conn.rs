@@ -114,6 +114,14 @@ pub enum Control {
     Close,
 }
 
+impl Control {
+    /// Go on after a reply that was sent; close after one that could not be (the peer does
+    /// not keep up, or the reply does not encode).
+    pub fn after(sent: Result<(), SendError>) -> Control {
+        if sent.is_ok() { Control::Continue } else { Control::Close }
+    }
+}
+
 /// Why a frame could not be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
