@@ -26,7 +26,7 @@ struct Command {
 }
 
 /// Flags of the commands that call the agent.
-const CALL: [&str; 2] = ["agent", "codec"];
+const CALL: [&str; 3] = ["agent", "codec", "timeout-ms"];
 
 /// The exit codes of the commands that make calls to a route through the agent.
 const CALLS_A_ROUTE: [i32; 6] = [0, 2, 3, 64, 75, 70];
@@ -40,7 +40,7 @@ const COMMANDS: &[Command] = &[
         name: "get-host",
         args: "MODID CMDID",
         about: "a host for the next call",
-        flags: &["agent", "codec", "key"],
+        flags: &["agent", "codec", "timeout-ms", "key"],
         switches: &[],
         exits: &[0, 1, 2, 3, 64, 75, 70],
     },
@@ -48,7 +48,7 @@ const COMMANDS: &[Command] = &[
         name: "report",
         args: "MODID CMDID HOST:PORT ok|fail|overload",
         about: "a call's result",
-        flags: &["agent", "codec", "latency-us"],
+        flags: &["agent", "codec", "timeout-ms", "latency-us"],
         switches: &[],
         exits: &[0, 2, 64, 75, 70],
     },
@@ -64,7 +64,7 @@ const COMMANDS: &[Command] = &[
         name: "simulate",
         args: "MODID CMDID",
         about: "the original simulator: calls with failing hosts, then a per-host table",
-        flags: &["agent", "codec", "count", "fail", "interval-ms"],
+        flags: &["agent", "codec", "timeout-ms", "count", "fail", "interval-ms"],
         switches: &[],
         exits: &CALLS_A_ROUTE,
     },
@@ -72,7 +72,7 @@ const COMMANDS: &[Command] = &[
         name: "bench",
         args: "",
         about: "the original qps tool: N threads, one module each; --lease picks in process from leased routes",
-        flags: &["agent", "codec", "threads", "seconds", "modid-base", "cmdid", "json"],
+        flags: &["agent", "codec", "timeout-ms", "threads", "seconds", "modid-base", "cmdid", "json"],
         switches: &["lease"],
         exits: &CALLS_A_ROUTE,
     },
@@ -97,7 +97,7 @@ const COMMANDS: &[Command] = &[
         args: "",
         about: "the balancers' decisions: each host state change with its reason, from the local agent's \
                 log, or with --mysql every agent's, as lars-reporter stored them (newest 100 of the last day)",
-        flags: &["agent", "codec", "mysql", "modid", "cmdid", "host", "since-minutes", "limit"],
+        flags: &["agent", "codec", "timeout-ms", "mysql", "modid", "cmdid", "host", "since-minutes", "limit"],
         switches: &[],
         exits: &ASKS_A_DAEMON,
     },
@@ -105,7 +105,7 @@ const COMMANDS: &[Command] = &[
         name: "stats",
         args: "",
         about: "a daemon's counters (the agent's by default)",
-        flags: &["agent", "codec", "dns", "reporter"],
+        flags: &["agent", "codec", "timeout-ms", "dns", "reporter"],
         switches: &[],
         exits: &ASKS_A_DAEMON,
     },
@@ -123,6 +123,11 @@ const COMMANDS: &[Command] = &[
 const FLAG_HELP: &[(&str, &str, &str)] = &[
     ("agent", "IP:PORT,...", "the agent's API endpoints (default 127.0.0.1:8888-8890)"),
     ("codec", "auto|native|lars", "lars speaks to an original Lars agent; auto (the default) finds out"),
+    (
+        "timeout-ms",
+        "N",
+        "ms to wait for each answer (default 200 from the agent, which is asked 3 times; 2000 from --dns or --reporter)",
+    ),
     ("key", "K", "a hash key, for consistent hashing"),
     ("latency-us", "N", "the call's latency"),
     ("count", "N", "calls to make (default 1000)"),
@@ -257,7 +262,17 @@ fn client(args: &Args) -> Result<Client, Box<dyn Error>> {
         config.codec = lars_std::client::CodecChoice::parse(codec)
             .ok_or_else(|| usage(&format!("--codec: `{codec}` is not auto, native or lars")))?;
     }
+    config.timeout = timeout(args, config.timeout)?;
     Ok(Client::new(config))
+}
+
+/// `--timeout-ms`, or `default`.
+fn timeout(args: &Args, default: Duration) -> Result<Duration, Box<dyn Error>> {
+    let Some(ms) = args.flag("timeout-ms") else { return Ok(default) };
+    match ms.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(usage(&format!("--timeout-ms: `{ms}` is not a number of milliseconds above 0"))),
+    }
 }
 
 /// Makes the agent fetch `(modid, cmdid)` before the call, as the original tools' `reg_init`
@@ -336,7 +351,7 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
                 (Some(addr), None) | (None, Some(addr)) => {
                     let addr: SocketAddr =
                         addr.parse().map_err(|_| usage(&format!("`{addr}` is not ip:port")))?;
-                    lars_std::client::daemon_stats(addr, Duration::from_secs(2))?
+                    lars_std::client::daemon_stats(addr, timeout(&args, Duration::from_secs(2))?)?
                 }
                 (None, None) => client(&args)?.agent_stats()?,
                 (Some(_), Some(_)) => return Err(usage("stats asks one daemon at a time")),

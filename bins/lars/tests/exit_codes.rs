@@ -21,8 +21,8 @@ fn closed_port() -> SocketAddr {
 }
 
 /// A native agent that holds every route as one host, and answers every `get_host` with `code`
-/// and `host`.
-fn agent_answering(code: RetCode, host: Option<SocketAddr>) -> SocketAddr {
+/// and `host`, each answer `delay` after its request.
+fn agent_answering(code: RetCode, host: Option<SocketAddr>, delay: std::time::Duration) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -47,6 +47,7 @@ fn agent_answering(code: RetCode, host: Option<SocketAddr>) -> SocketAddr {
                 }
                 _ => continue,
             };
+            std::thread::sleep(delay);
             socket.send_to(&reply[..len], from).unwrap();
         }
     });
@@ -67,12 +68,12 @@ fn a_dead_daemon_is_no_answer_like_a_dead_agent() {
 
 #[test]
 fn a_refusal_exits_2_and_says_why_and_a_success_without_a_host_is_malformed() {
-    let full = agent_answering(RetCode::SystemError, None).to_string();
+    let full = agent_answering(RetCode::SystemError, None, std::time::Duration::ZERO).to_string();
     let out = lars(&["get-host", "5", "1", "--agent", &full, "--codec", "native"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("route table is full of routes in use"), "{}", text(&out.stderr));
 
-    let hostless = agent_answering(RetCode::Succ, None).to_string();
+    let hostless = agent_answering(RetCode::Succ, None, std::time::Duration::ZERO).to_string();
     let out = lars(&["get-host", "5", "1", "--agent", &hostless, "--codec", "native"]);
     assert_eq!(out.status.code(), Some(70), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -104,4 +105,26 @@ fn each_commands_help_lists_its_own_exit_codes() {
     }
     let out = lars(&["bench", "--help"]);
     assert_eq!(text(&out.stdout).lines().next(), Some("usage: lars bench"));
+}
+
+#[test]
+fn timeout_ms_sets_the_wait_for_each_answer_and_is_checked() {
+    // An agent whose every answer comes 300 ms after its request: in time for a caller that
+    // waits 5 s, too late for one that waits 30 ms (whose retries ask again, and which takes
+    // no answer to an earlier attempt).
+    let host = SocketAddr::from(([10, 9, 0, 1], 80));
+    let slow = agent_answering(RetCode::Succ, Some(host), std::time::Duration::from_millis(300)).to_string();
+    let patient =
+        lars(&["get-host", "5", "1", "--agent", &slow, "--codec", "native", "--timeout-ms", "5000"]);
+    assert_eq!(patient.status.code(), Some(0), "{}", text(&patient.stderr));
+    assert!(text(&patient.stdout).contains("10.9.0.1:80"), "{}", text(&patient.stdout));
+    let hasty = lars(&["get-host", "5", "1", "--agent", &slow, "--codec", "native", "--timeout-ms", "30"]);
+    assert_eq!(hasty.status.code(), Some(75), "{}", text(&hasty.stderr));
+    assert!(text(&hasty.stderr).contains("no answer from the agent"), "{}", text(&hasty.stderr));
+
+    for bad in ["0", "soon"] {
+        let out = lars(&["get-host", "5", "1", "--timeout-ms", bad]);
+        assert_eq!(out.status.code(), Some(64), "--timeout-ms {bad}");
+        assert!(text(&out.stderr).contains(&format!("--timeout-ms: `{bad}`")), "{}", text(&out.stderr));
+    }
 }
