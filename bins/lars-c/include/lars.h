@@ -31,7 +31,8 @@
 /**
  * The agent could not serve the request (the original's code 2): its route table is full, the
  * route has no host its protocol can carry, or (from an original agent) more than that
- * protocol carries was asked (a hash key, an IPv6 host, a lease); the message says which.
+ * protocol carries was asked (a hash key, an IPv6 host, a lease); or the route has more hosts
+ * than a lease holds. The message says which.
  */
 #define LARS_EAGENT 2
 

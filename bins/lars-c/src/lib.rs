@@ -7,10 +7,9 @@
 //! too (it holds its lease behind a mutex), though a lease per thread is faster. No panic
 //! crosses the boundary: each call runs under `catch_unwind` and a panic becomes
 //! `LARS_EINTERNAL`. All pointer handling is in `src/raw.rs`, the crate's only `unsafe` blocks.
-// A C library by nature: every function it exports is `#[unsafe(no_mangle)]`, which the
-// compiler counts as unsafe code, so the crate allows it (ARCHITECTURE.md invariant 5); the
-// tidy test `unsafe_code_lives_only_in_the_listed_files` keeps this file to exports.
-#![allow(unsafe_code)]
+// Each export allows `unsafe_code`, which the compiler counts `#[unsafe(no_mangle)]` as, and so
+// does `raw`; nothing else here may (ARCHITECTURE.md invariant 5; the tidy test
+// `unsafe_code_lives_only_in_the_listed_files` keeps this file to exports).
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_int};
@@ -22,6 +21,8 @@ use std::time::Duration;
 use lars_std::client::Outcome;
 use lars_std::client::{Client, ClientConfig, ClientError, Lease};
 
+// The pointer handling (ARCHITECTURE.md invariant 5).
+#[allow(unsafe_code)]
 mod raw;
 
 /// Success.
@@ -30,7 +31,8 @@ pub const LARS_OK: c_int = 0;
 pub const LARS_EOVERLOADED: c_int = 1;
 /// The agent could not serve the request (the original's code 2): its route table is full, the
 /// route has no host its protocol can carry, or (from an original agent) more than that
-/// protocol carries was asked (a hash key, an IPv6 host, a lease); the message says which.
+/// protocol carries was asked (a hash key, an IPv6 host, a lease); or the route has more hosts
+/// than a lease holds. The message says which.
 pub const LARS_EAGENT: c_int = 2;
 /// No such route, or the agent is still fetching it (the original's code 3).
 pub const LARS_ENOROUTE: c_int = 3;
@@ -196,12 +198,14 @@ fn agents(list: &str) -> Result<Vec<SocketAddr>, Error> {
 
 /// The message of the calling thread's last failed call (empty if none failed). Valid until
 /// the thread's next failed call; never NULL.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_last_error() -> *const c_char {
     LAST_ERROR.try_with(|last| last.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// The name of a status code (`"LARS_ETIMEOUT"`), or `"LARS_E?"` for an unknown one. Never NULL.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_status_name(status: c_int) -> *const c_char {
     let name: &'static [u8] = match status {
@@ -224,6 +228,7 @@ pub extern "C" fn lars_status_name(status: c_int) -> *const c_char {
 /// requests go to endpoint `(modid + cmdid) mod n`. Each attempt waits `timeout_ms` (0: the
 /// default, 200 ms) and failed attempts are retried `retries` times. Free with
 /// `lars_client_free`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_client_new(
     agents: *const c_char,
@@ -248,6 +253,7 @@ pub extern "C" fn lars_client_new(
 }
 
 /// Frees a client (NULL is ignored). Leases taken from it stay valid.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_client_free(client: *mut LarsClient) {
     let _ = call(|| {
@@ -257,6 +263,7 @@ pub extern "C" fn lars_client_free(client: *mut LarsClient) {
 }
 
 /// A host for the next call to `(modid, cmdid)`, in `*host`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_get_host(
     client: *const LarsClient,
@@ -273,6 +280,7 @@ pub extern "C" fn lars_get_host(
 
 /// Like `lars_get_host`, with an affinity key: consistent-hash routes give the same key the
 /// same host.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_get_host_keyed(
     client: *const LarsClient,
@@ -290,6 +298,7 @@ pub extern "C" fn lars_get_host_keyed(
 
 /// Reports how a call to `host` went: `outcome` is a `LARS_OUTCOME_*`, `latency_us` the call's
 /// latency in microseconds. Fire and forget: only a local send error fails.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_report(
     client: *const LarsClient,
@@ -312,6 +321,7 @@ pub extern "C" fn lars_report(
 /// and the route's version into `*version` (NULL if unwanted). If the route has more than
 /// `capacity` hosts, nothing is copied, `*count` says how many there are, and the result is
 /// `LARS_EINVALID`: call again with room for them.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_get_route(
     client: *const LarsClient,
@@ -336,6 +346,7 @@ pub extern "C" fn lars_get_route(
 
 /// Makes the agent fetch `(modid, cmdid)` before the first `lars_get_host` (the original's
 /// `reg_init`): asks up to `attempts` times, 50 ms apart, until the route has hosts.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_reg_init(client: *const LarsClient, modid: i32, cmdid: i32, attempts: u32) -> c_int {
     call(|| {
@@ -347,6 +358,7 @@ pub extern "C" fn lars_reg_init(client: *const LarsClient, modid: i32, cmdid: i3
 /// Leases `(modid, cmdid)` into `*out`: its hosts are held in process and picked locally, and
 /// the results go to the agent as summaries about every 100 ms. Waits for the agent to have
 /// the route as long as one call may. Free with `lars_lease_free`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_new(
     client: *const LarsClient,
@@ -365,6 +377,7 @@ pub extern "C" fn lars_lease_new(
 }
 
 /// Sends the lease's last counts to the agent and frees it (NULL is ignored).
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_free(lease: *mut LarsLease) {
     let _ = call(|| {
@@ -385,6 +398,7 @@ fn with_lease<T>(
 }
 
 /// A host for the next call, picked in process, in `*host`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_get_host(lease: *const LarsLease, host: *mut LarsHost) -> c_int {
     call(|| {
@@ -394,6 +408,7 @@ pub extern "C" fn lars_lease_get_host(lease: *const LarsLease, host: *mut LarsHo
 }
 
 /// Like `lars_lease_get_host`, with an affinity key for consistent-hash policies.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_get_host_keyed(lease: *const LarsLease, key: u64, host: *mut LarsHost) -> c_int {
     call(|| {
@@ -404,6 +419,7 @@ pub extern "C" fn lars_lease_get_host_keyed(lease: *const LarsLease, key: u64, h
 
 /// Reports how a call to `host` went: to the lease's balancer at once, to the agent with the
 /// next summary. `outcome` is a `LARS_OUTCOME_*`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_report(
     lease: *const LarsLease,
@@ -422,12 +438,14 @@ pub extern "C" fn lars_lease_report(
 }
 
 /// Sends the lease's call counts to the agent now.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_flush(lease: *const LarsLease) -> c_int {
     call(|| with_lease(lease, |lease| Ok(lease.flush()?)))
 }
 
 /// The store's version of the hosts the lease is using, in `*version`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub extern "C" fn lars_lease_version(lease: *const LarsLease, version: *mut u64) -> c_int {
     call(|| {

@@ -126,7 +126,7 @@ const FLAG_HELP: &[(&str, &str, &str)] = &[
     (
         "timeout-ms",
         "N",
-        "ms to wait for each answer (default 200 from the agent, which is asked 3 times; 2000 from --dns or --reporter)",
+        "ms to wait for each answer (default 200 from the agent, which is asked 3 times; 2000 from lars-dns or lars-reporter; not used with MySQL)",
     ),
     ("key", "K", "a hash key, for consistent hashing"),
     ("latency-us", "N", "the call's latency"),

@@ -109,16 +109,19 @@ fn each_commands_help_lists_its_own_exit_codes() {
 
 #[test]
 fn timeout_ms_sets_the_wait_for_each_answer_and_is_checked() {
-    // An agent whose every answer comes 300 ms after its request: in time for a caller that
-    // waits 5 s, too late for one that waits 30 ms (whose retries ask again, and which takes
-    // no answer to an earlier attempt).
+    // Agents whose every answer comes 300 ms and 150 ms after its request. The first is too
+    // late for the default wait (200 ms) and in time for 5 s: the flag raises the wait. The
+    // second is in time for the default and too late for 20 ms (three tries take 60 ms): the
+    // flag lowers it.
     let host = SocketAddr::from(([10, 9, 0, 1], 80));
     let slow = agent_answering(RetCode::Succ, Some(host), std::time::Duration::from_millis(300)).to_string();
     let patient =
         lars(&["get-host", "5", "1", "--agent", &slow, "--codec", "native", "--timeout-ms", "5000"]);
     assert_eq!(patient.status.code(), Some(0), "{}", text(&patient.stderr));
     assert!(text(&patient.stdout).contains("10.9.0.1:80"), "{}", text(&patient.stdout));
-    let hasty = lars(&["get-host", "5", "1", "--agent", &slow, "--codec", "native", "--timeout-ms", "30"]);
+    let prompt =
+        agent_answering(RetCode::Succ, Some(host), std::time::Duration::from_millis(150)).to_string();
+    let hasty = lars(&["get-host", "5", "1", "--agent", &prompt, "--codec", "native", "--timeout-ms", "20"]);
     assert_eq!(hasty.status.code(), Some(75), "{}", text(&hasty.stderr));
     assert!(text(&hasty.stderr).contains("no answer from the agent"), "{}", text(&hasty.stderr));
 
