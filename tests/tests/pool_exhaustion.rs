@@ -20,7 +20,7 @@ fn exhausted_pool_pauses_reading_and_recovers() {
         client.write(&frame[..5000]).unwrap();
     }
     eventually("the partial frames hold half the large class", || {
-        lars_std::reactor::slow_holds() == lars_std::pool::config().large_blocks / 2
+        lars_std::reactor::plumbing::slow_holds() == lars_std::pool::config().large_blocks / 2
     });
     let [_, large] = lars_std::pool::stats();
     assert_eq!(large.in_use, large.blocks / 2, "the other half is kept for frames that have arrived");

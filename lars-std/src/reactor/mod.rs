@@ -52,16 +52,17 @@ pub use spin::{SpinConfig, SpinEnd, SpinPolicy, SpinStats};
 pub use udp::{UdpEndpoint, UdpStats};
 
 use conn::FramedConn;
-pub use conn::slow_holds;
+pub(crate) use conn::slow_holds;
 use registered::Registered;
 pub(crate) use server::Poster;
 
 /// The connection plumbing under [`TcpServer`] and [`TcpClient`], not part of lars-std's API:
 /// public only so that the integration tests that must empty the process's buffer pool (each
-/// in a process of its own) can drive one connection by hand.
+/// in a process of its own) can drive one connection by hand, and see how many large blocks
+/// partial frames hold.
 #[doc(hidden)]
 pub mod plumbing {
-    pub use super::conn::FramedConn;
+    pub use super::conn::{FramedConn, slow_holds};
     pub use super::registered::Registered;
 }
 
