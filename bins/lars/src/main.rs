@@ -156,7 +156,7 @@ const FLAG_HELP: &[(&str, &str, &str)] = &[
 const EXIT_CODES: &[(i32, &str)] = &[
     (0, "done"),
     (1, "every host of the route is overloaded"),
-    (2, "the agent refused the request or cannot carry it"),
+    (2, "the agent refused the request or cannot carry it (or a lease cannot hold the route)"),
     (3, "no such route"),
     (64, "usage error"),
     (75, "no answer: the agent (or the daemon asked) is not running"),
@@ -232,7 +232,10 @@ fn exit_code(error: &(dyn Error + 'static)) -> i32 {
     }
     match error.downcast_ref::<ClientError>() {
         Some(ClientError::Overloaded) => 1,
-        Some(ClientError::Refused { .. } | ClientError::NeedsNative(_)) => 2,
+        // The agent, or a lease, cannot serve this as asked.
+        Some(
+            ClientError::Refused { .. } | ClientError::NeedsNative(_) | ClientError::RouteTooLarge { .. },
+        ) => 2,
         Some(ClientError::NoRoute) => 3,
         Some(ClientError::Timeout | ClientError::Unreachable { .. }) => 75,
         _ => 70,
@@ -545,12 +548,13 @@ mod tests {
             usage("bad"),
             Box::new(ClientError::Overloaded),
             Box::new(ClientError::Refused { reason: Refusal::TableFull }),
+            Box::new(ClientError::RouteTooLarge { hosts: 300 }),
             Box::new(ClientError::NoRoute),
             Box::new(ClientError::Timeout),
             "a store error".into(),
         ];
         let codes: Vec<i32> = failures.iter().map(|e| exit_code(e.as_ref())).collect();
-        assert_eq!(codes, [64, 1, 2, 3, 75, 70]);
+        assert_eq!(codes, [64, 1, 2, 2, 3, 75, 70]);
         for command in COMMANDS {
             for &code in command.exits {
                 assert!(explained(code), "lars {} lists exit code {code}", command.name);
