@@ -227,7 +227,7 @@ fn history(db: &TestDb) -> (f64, u64) {
     });
     drop(link);
     reporter.shutdown();
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM CallHistory").unwrap().unwrap_or(0);
+    let rows: u64 = db.count("SELECT COUNT(*) FROM CallHistory");
     (written as f64 / took.as_secs_f64(), rows)
 }
 

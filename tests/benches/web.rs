@@ -174,7 +174,7 @@ fn main() {
         ", \"in_process_build_ms\": {build_ms:.2}, \"in_process_first_page_ms\": {first:.3}, \"in_process_search_ms\": {search:.3}"
     ));
     json.push_str("}\n");
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteData");
     assert_eq!(rows, u64::from(ROUTES * HOSTS_PER_ROUTE));
     if let Some(path) = std::env::var_os("LARS_BENCH_OUT") {
         std::fs::write(&path, json).unwrap();

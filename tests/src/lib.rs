@@ -98,10 +98,7 @@ impl Service for Echo {
         frame: lars_core::wire::Frame<'_>,
         reply: &mut Sender<'_>,
     ) -> Control {
-        match reply.send(frame.msgid, &Raw(frame.body)) {
-            Ok(()) => Control::Continue,
-            Err(_) => Control::Close,
-        }
+        Control::after(reply.send(frame.msgid, &Raw(frame.body)))
     }
 
     fn task(&mut self, task: EchoTask, conns: &mut Conns<'_>) {
@@ -192,6 +189,12 @@ impl TestDb {
     /// A connection to the test database.
     pub fn conn(&self) -> mysql::Conn {
         mysql::Conn::new(self.opts.clone()).expect("connect to the test database")
+    }
+
+    /// What a `SELECT COUNT(*) ...` says.
+    pub fn count(&self, sql: &str) -> u64 {
+        use mysql::prelude::Queryable;
+        self.conn().query_first(sql).expect("count rows").unwrap_or(0)
     }
 }
 

@@ -166,7 +166,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
         assert!(audit.contains(change), "audit log has {change}: {audit}");
     }
     assert!(audit.contains("ann") && audit.contains("127.0.0.1"));
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteAudit").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteAudit");
     assert_eq!(rows, 7, "two adds, two weights, out, in, one description");
     browser.screenshot(&shots.join("04-audit.png"));
 
@@ -196,11 +196,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     assert!(good[0] > bad[0], "the failing host gets fewer calls once overloaded: {table}");
     assert!(table.contains("of 600 calls"), "{table}");
     within(15, "lars-reporter stores the run with the failing host overloaded", || {
-        let overloaded: Option<u64> = db
-            .conn()
-            .exec_first("SELECT COUNT(*) FROM ServerCallStatus WHERE port = 8002 AND overload = '1'", ())
-            .unwrap();
-        overloaded == Some(1)
+        db.count("SELECT COUNT(*) FROM ServerCallStatus WHERE port = 8002 AND overload = '1'") == 1
     });
     browser.go(&format!("{base}/status?modid=77&cmdid=1"));
     within(5, "the status page shows the overloaded host", || {
@@ -238,7 +234,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     within(5, "the forged form is answered", || browser.title().starts_with("Form refused"));
     assert!(browser.text().contains("CSRF token is missing or wrong"));
     browser.screenshot(&shots.join("07-forged-form-refused.png"));
-    let hosts: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData").unwrap().unwrap();
+    let hosts: u64 = db.count("SELECT COUNT(*) FROM RouteData");
     assert_eq!(hosts, 0, "nothing was added");
 
     // A viewer sees the route but no form to change it, and a post made by hand is refused.
@@ -256,7 +252,7 @@ fn the_console_in_a_browser_changes_routes_that_reach_the_agent() {
     within(5, "the viewer's post is answered", || browser.title().starts_with("Not allowed"));
     assert!(browser.text().contains("Viewers can look but not change anything"));
     browser.screenshot(&shots.join("08-viewer-refused.png"));
-    let hosts: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData").unwrap().unwrap();
+    let hosts: u64 = db.count("SELECT COUNT(*) FROM RouteData");
     assert_eq!(hosts, 0, "nothing was added by the viewer");
 
     drop(browser);
@@ -284,10 +280,9 @@ fn on_an_original_database_the_console_reads_and_adds_and_names_db_init_for_the_
         &format!("csrf={csrf}&modid=5&cmdid=1&host=10.0.5.2:80&weight=1"),
     );
     assert_eq!(added.status, 303, "{}", added.body);
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData WHERE modid = 5").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteData WHERE modid = 5");
     assert_eq!(rows, 2);
-    let change: u64 =
-        db.conn().query_first("SELECT COUNT(*) FROM RouteChange WHERE modid = 5").unwrap().unwrap();
+    let change: u64 = db.count("SELECT COUNT(*) FROM RouteChange WHERE modid = 5");
     assert_eq!(change, 2, "the original console's row and ours: lars-dns pushes the route");
     // Another weight, or out of rotation: refused, naming db-init, nothing changed.
     let weighted = post(
@@ -322,9 +317,9 @@ fn on_an_original_database_the_console_reads_and_adds_and_names_db_init_for_the_
         .status,
         403
     );
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData WHERE modid = 5").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteData WHERE modid = 5");
     assert_eq!(rows, 2);
-    let audit: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteAudit").unwrap().unwrap();
+    let audit: u64 = db.count("SELECT COUNT(*) FROM RouteAudit");
     assert_eq!(audit, 1, "only the change that was made is recorded");
 }
 
@@ -549,7 +544,7 @@ fn lars_route_on_mysql_lists_every_host_as_the_console_does_and_adding_again_rep
     lars_ok(&["route", "add", "9", "1", "10.0.9.2:80", "--mysql", &url]);
     // Again with another weight: the same row, the new weight (as on the route file).
     lars_ok(&["route", "add", "9", "1", "10.0.9.1:80", "--weight", "4", "--mysql", &url]);
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteData").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteData");
     assert_eq!(rows, 2, "no second row for the same host");
     // Out of rotation (as the console does it): listed, marked, not served.
     db.conn()

@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mysql::prelude::Queryable;
 
 use lars_core::wire::native::Outcome;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
@@ -111,11 +110,7 @@ fn history_decisions_and_problems_of_an_overloaded_host_in_a_browser() {
         !overloads(&mut history, failing[0]).is_empty() && !overloads(&mut history, failing[1]).is_empty()
     });
     within(15, "lars-reporter stores the overloaded hosts in ServerCallStatus", || {
-        let overloaded: Option<u64> = db
-            .conn()
-            .exec_first("SELECT COUNT(DISTINCT port) FROM ServerCallStatus WHERE overload = '1'", ())
-            .unwrap();
-        overloaded == Some(2)
+        db.count("SELECT COUNT(DISTINCT port) FROM ServerCallStatus WHERE overload = '1'") == 2
     });
     // History is written a minute at a time once the minute is over; lars-reporter writes the
     // minute under way when it stops, which it does here once the agent's last period is in
@@ -402,6 +397,6 @@ fn mysql_history_queries_answer_as_the_memory_store_does() {
             assert_eq!(mysql.decisions(filter).unwrap(), memory.decisions(filter).unwrap(), "{filter:?}");
         }
     }
-    let count: u64 = db.conn().query_first("SELECT COUNT(*) FROM CallHistory").unwrap().unwrap();
+    let count: u64 = db.count("SELECT COUNT(*) FROM CallHistory");
     assert_eq!(count, rows.len() as u64);
 }

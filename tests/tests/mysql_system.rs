@@ -77,7 +77,7 @@ fn a_route_added_with_sql_is_read_from_the_change_log_and_pushed_to_get_route() 
     assert_eq!(stats.loads.load(Ordering::Relaxed) - stats.change_reads.load(Ordering::Relaxed), 1);
     system.db.console_add(9, 1, B, 8000);
     eventually("the second host arrives", || system.client.get_route(9, 1).is_ok_and(|r| r.hosts.len() == 2));
-    let remaining: u64 = system.db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
+    let remaining: u64 = system.db.count("SELECT COUNT(*) FROM RouteChange");
     assert_eq!(remaining, 2, "lars-dns reads the change log and leaves it for other replicas");
     let stats = system.dns.stats();
     let (loads, change_reads) =

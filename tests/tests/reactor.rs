@@ -66,19 +66,25 @@ impl lars_std::reactor::Service for EchoThenClose {
         frame: lars_core::wire::Frame<'_>,
         reply: &mut lars_std::reactor::Sender<'_>,
     ) -> Control {
-        match reply.send(frame.msgid, &lars_core::wire::Raw(frame.body)) {
-            Ok(()) if frame.body == b"bye" => Control::Close,
-            Ok(()) => Control::Continue,
-            Err(_) => Control::Close,
+        match Control::after(reply.send(frame.msgid, &lars_core::wire::Raw(frame.body))) {
+            Control::Continue if frame.body == b"bye" => Control::Close,
+            control => control,
         }
     }
 }
 
-#[test]
-fn replies_gathered_from_one_read_go_out_before_a_close() {
+/// A server on a free loopback port with one worker, whose connections each get `service()`.
+fn one_thread_server<S: lars_std::reactor::Service>(
+    mut service: impl FnMut() -> S,
+) -> lars_std::reactor::ServerHandle<S::Task> {
     let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
     config.threads = 1;
-    let server = lars_std::reactor::TcpServer::start(config, |_| EchoThenClose).unwrap();
+    lars_std::reactor::TcpServer::start(config, |_| service()).unwrap()
+}
+
+#[test]
+fn replies_gathered_from_one_read_go_out_before_a_close() {
+    let server = one_thread_server(|| EchoThenClose);
     let mut client = FrameClient::connect(server.local_addr()).unwrap();
     let stream: Vec<u8> = [
         frame_bytes(ECHO, b"one"),
@@ -608,18 +614,13 @@ impl lars_std::reactor::Service for SendsEncoded {
         let refused = |result| matches!(result, Err(lars_std::reactor::SendError::Encode(_)));
         assert!(refused(reply.send_frame(&bytes[..len - 1])), "a byte short of its header's length");
         assert!(refused(reply.send_frame(&bytes[..len + 1])), "a byte past it");
-        match reply.send_frame(&bytes[..len]) {
-            Ok(()) => Control::Continue,
-            Err(_) => Control::Close,
-        }
+        Control::after(reply.send_frame(&bytes[..len]))
     }
 }
 
 #[test]
 fn encoded_frames_go_out_as_they_are_and_only_whole_ones() {
-    let mut config = lars_std::reactor::ServerConfig::new("127.0.0.1:0".parse().unwrap());
-    config.threads = 1;
-    let server = lars_std::reactor::TcpServer::start(config, |_| SendsEncoded).unwrap();
+    let server = one_thread_server(|| SendsEncoded);
     let mut client = FrameClient::connect(server.local_addr()).unwrap();
     // Small frames gathered from one read, and one too large to go out from the stack.
     let bodies = [b"one".to_vec(), vec![], vec![9; 20_000], b"last".to_vec()];

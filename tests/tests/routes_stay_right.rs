@@ -228,7 +228,6 @@ fn an_agent_restarted_while_dns_is_down_serves_its_saved_routes() {
 #[test]
 fn three_replicas_on_one_database_each_follow_every_change() {
     use lars_tests::TestDb;
-    use mysql::prelude::Queryable;
     use std::net::Ipv4Addr;
 
     let db = TestDb::create();
@@ -301,7 +300,7 @@ fn three_replicas_on_one_database_each_follow_every_change() {
             (stats.loads.load(Ordering::Relaxed), stats.change_reads.load(Ordering::Relaxed));
         assert_eq!(loads - change_reads, 1, "replica {i}: one full load at start, the rest from the log");
     }
-    let rows: u64 = db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap();
+    let rows: u64 = db.count("SELECT COUNT(*) FROM RouteChange");
     assert_eq!(rows, 7, "no replica consumes the log");
 }
 
@@ -311,7 +310,6 @@ fn three_replicas_on_one_database_each_follow_every_change() {
 #[test]
 fn change_log_rows_are_pruned_once_older_than_the_retention() {
     use lars_tests::TestDb;
-    use mysql::prelude::Queryable;
     use std::net::Ipv4Addr;
 
     let db = TestDb::create();
@@ -326,7 +324,7 @@ fn change_log_rows_are_pruned_once_older_than_the_retention() {
     }
     let _ = client.reg_init(53, 1, 100);
     eventually("every change applied", || client.get_route(53, 1).is_ok_and(|r| r.hosts.len() == 3));
-    let rows = || -> u64 { db.conn().query_first("SELECT COUNT(*) FROM RouteChange").unwrap().unwrap() };
+    let rows = || -> u64 { db.count("SELECT COUNT(*) FROM RouteChange") };
     lars_tests::eventually_within(retention, "rows older than the retention are pruned", || rows() == 0);
     // A store quiet for longer than half the retention: the replica saw the version it read
     // at every poll, so the next change still comes from the log, not from a full load.
