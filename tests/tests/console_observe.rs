@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-
 use lars_core::wire::native::Outcome;
 use lars_std::agent::{AgentDaemon, AgentDaemonConfig};
 use lars_std::client::{Client, ClientConfig, ClientError};
