@@ -261,7 +261,7 @@ impl Reporter {
     }
 
     /// lars-reporter's counters.
-    pub fn stats(&self) -> &ReporterStats {
+    pub fn stats(&self) -> &Arc<ReporterStats> {
         &self.stats
     }
 

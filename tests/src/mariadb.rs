@@ -76,8 +76,29 @@ impl PrivateMariadb {
     }
 
     /// Stops the process (SIGSTOP): connections stay open and nothing is answered.
+    /// Returns once every thread of it is stopped: `kill` returns when the signal is queued,
+    /// and on a busy machine the server's connection threads can still answer a query or two
+    /// before the thread that takes the signal gets a CPU and stops them all.
+    #[allow(clippy::disallowed_methods)] // the test's own deadline
     pub fn hang(&self) {
         assert!(self.signal("-STOP"), "kill -STOP {} (our own mariadbd)", self.pid());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.all_threads_stopped() {
+            assert!(std::time::Instant::now() < deadline, "mariadbd {} did not stop in 30 s", self.pid());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether every thread of the server is in state `T` (stopped), from `/proc`.
+    fn all_threads_stopped(&self) -> bool {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let Ok(threads) = std::fs::read_dir(&tasks) else { return false };
+        threads.flatten().all(|thread| {
+            // `pid (comm) state ...`: the state follows the last `)`.
+            std::fs::read_to_string(thread.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+        })
     }
 
     /// Lets a hung server go on (SIGCONT).

@@ -204,7 +204,7 @@ fn with_mariadb_hung_lars_dns_and_lars_reporter_still_stop_and_say_what_was_not_
     })
     .unwrap();
     send_all(reporter.local_addr(), &stats_frames(0, 100, 50));
-    let stats = reporter.stats();
+    let stats = std::sync::Arc::clone(reporter.stats());
     eventually("the first rows are stored", || stats.rows_stored.load(Ordering::Acquire) == 100);
 
     server.hang();
@@ -230,10 +230,17 @@ fn with_mariadb_hung_lars_dns_and_lars_reporter_still_stop_and_say_what_was_not_
             unstored = Some(count);
         }
     }
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Acquire);
     assert_eq!(
         unstored,
         Some(500),
-        "lars-reporter says it could not store the 500 rows that came after the hang"
+        "lars-reporter says it could not store the 500 rows that came after the hang \
+         (received {}, stored {}, dropped {}, store errors {}, batches {})",
+        load(&stats.rows_received),
+        load(&stats.rows_stored),
+        load(&stats.rows_dropped),
+        load(&stats.store_errors),
+        load(&stats.batches),
     );
     drop(server);
 }
