@@ -134,7 +134,9 @@ impl From<ClientError> for Error {
             ClientError::Refused { .. } | ClientError::NeedsNative(_) | ClientError::RouteTooLarge { .. } => {
                 LARS_EAGENT
             }
-            ClientError::Timeout | ClientError::Unreachable { .. } => LARS_ETIMEOUT,
+            ClientError::Timeout | ClientError::DaemonTimeout { .. } | ClientError::Unreachable { .. } => {
+                LARS_ETIMEOUT
+            }
             ClientError::Malformed(_) | ClientError::ProtocolViolation(_) | ClientError::Unexpected(_) => {
                 LARS_EMALFORMED
             }

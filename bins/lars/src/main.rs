@@ -237,7 +237,9 @@ fn exit_code(error: &(dyn Error + 'static)) -> i32 {
             ClientError::Refused { .. } | ClientError::NeedsNative(_) | ClientError::RouteTooLarge { .. },
         ) => 2,
         Some(ClientError::NoRoute) => 3,
-        Some(ClientError::Timeout | ClientError::Unreachable { .. }) => 75,
+        Some(ClientError::Timeout | ClientError::DaemonTimeout { .. } | ClientError::Unreachable { .. }) => {
+            75
+        }
         _ => 70,
     }
 }

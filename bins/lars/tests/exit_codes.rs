@@ -67,6 +67,20 @@ fn a_dead_daemon_is_no_answer_like_a_dead_agent() {
 }
 
 #[test]
+fn a_daemon_that_never_answers_is_no_answer_naming_its_address_not_the_agent() {
+    // Accepts (the kernel's backlog), never reads.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    for daemon in ["--dns", "--reporter"] {
+        let out = lars(&["stats", daemon, &addr, "--timeout-ms", "100"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "lars stats {daemon}: {stderr}");
+        assert!(stderr.contains(&format!("no answer from {addr} in time")), "{stderr}");
+        assert!(!stderr.contains("agent"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_refusal_exits_2_and_says_why_and_a_success_without_a_host_is_malformed() {
     let full = agent_answering(RetCode::SystemError, None, std::time::Duration::ZERO).to_string();
     let out = lars(&["get-host", "5", "1", "--agent", &full, "--codec", "native"]);

@@ -21,8 +21,16 @@ pub enum ClientError {
         /// Why, as far as the answer tells.
         reason: Refusal,
     },
-    /// No answer after every retry (or within the timeout, from a daemon): is it running?
+    /// No answer from the agent after every retry: is it running?
     Timeout,
+    /// The lars-dns or lars-reporter at `addr` did not connect or answer within the timeout
+    /// ([`daemon_stats`]).
+    ///
+    /// [`daemon_stats`]: super::daemon_stats
+    DaemonTimeout {
+        /// The address asked.
+        addr: SocketAddr,
+    },
     /// A daemon's address refused the connection, or cannot be reached ([`daemon_stats`]):
     /// nothing listens there.
     ///
@@ -117,6 +125,12 @@ impl fmt::Display for ClientError {
                  (`route_table_full`, `ipv6_not_representable`)",
             ),
             ClientError::Timeout => f.write_str("no answer from the agent"),
+            ClientError::DaemonTimeout { addr } => {
+                write!(
+                    f,
+                    "no answer from {addr} in time: is a lars-dns or lars-reporter there, and is it overloaded?"
+                )
+            }
             ClientError::Unreachable { addr, cause } => {
                 write!(f, "nothing answers at {addr} ({cause}): is the daemon running?")
             }
@@ -155,6 +169,7 @@ impl std::error::Error for ClientError {
             | ClientError::NoRoute
             | ClientError::Refused { .. }
             | ClientError::Timeout
+            | ClientError::DaemonTimeout { .. }
             | ClientError::ProtocolViolation(_)
             | ClientError::NeedsNative(_)
             | ClientError::NoAgent

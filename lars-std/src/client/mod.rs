@@ -493,29 +493,30 @@ pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, 
         .map_err(ClientError::Unencodable)?;
     stream.write_all(&out[..len])?;
     let mut header = [0u8; frame::HEADER_LEN];
-    stream.read_exact(&mut header).map_err(timeout_or_io)?;
+    stream.read_exact(&mut header).map_err(|e| timeout_or_io(addr, e))?;
     let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(ClientError::Malformed)?;
     if header.msgid != MsgId::StatsResponse {
         return Err(ClientError::Unexpected(header.msgid));
     }
     let mut body = vec![0u8; header.len as usize];
-    stream.read_exact(&mut body).map_err(timeout_or_io)?;
+    stream.read_exact(&mut body).map_err(|e| timeout_or_io(addr, e))?;
     counters(&body)
 }
 
-/// A connection to `addr` that waited out its timeout is [`ClientError::Timeout`]; one refused
-/// (or with no way there) is [`ClientError::Unreachable`].
+/// A connection to `addr` that waited out its timeout is [`ClientError::DaemonTimeout`]; one
+/// refused (or with no way there) is [`ClientError::Unreachable`].
 fn unreachable_or_timeout(addr: SocketAddr, e: io::Error) -> ClientError {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::DaemonTimeout { addr },
         _ => ClientError::Unreachable { addr, cause: e },
     }
 }
 
-/// A read that waited out its timeout is [`ClientError::Timeout`]; any other error is `Io`.
-fn timeout_or_io(e: io::Error) -> ClientError {
+/// A read from `addr` that waited out its timeout is [`ClientError::DaemonTimeout`]; any other
+/// error is `Io`.
+fn timeout_or_io(addr: SocketAddr, e: io::Error) -> ClientError {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::DaemonTimeout { addr },
         _ => ClientError::Io(e),
     }
 }
@@ -615,9 +616,15 @@ mod tests {
         let stats = daemon_stats(closed, Duration::from_secs(1));
         assert!(matches!(stats, Err(ClientError::Unreachable { addr, .. }) if addr == closed), "{stats:?}");
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stats = daemon_stats(silent.local_addr().unwrap(), Duration::from_millis(100));
-        assert!(matches!(stats, Err(ClientError::Timeout)), "{stats:?}");
+        let silent = silent.local_addr().unwrap();
+        let stats = daemon_stats(silent, Duration::from_millis(100));
+        assert!(matches!(stats, Err(ClientError::DaemonTimeout { addr }) if addr == silent), "{stats:?}");
+        let message = stats.unwrap_err().to_string();
+        assert!(message.starts_with(&format!("no answer from {silent} in time")), "{message}");
         let timed_out = unreachable_or_timeout(closed, io::Error::from(io::ErrorKind::TimedOut));
-        assert!(matches!(timed_out, ClientError::Timeout), "a connect timeout: {timed_out:?}");
+        assert!(
+            matches!(timed_out, ClientError::DaemonTimeout { addr } if addr == closed),
+            "a connect timeout: {timed_out:?}"
+        );
     }
 }

@@ -20,13 +20,13 @@
 //! - **Only if it pays.** The loop runs in trials of [`SpinConfig::trial_idles`] idle periods
 //!   (and [`SpinConfig::trial_min`] at least, [`SpinConfig::trial_max`] at most), each either
 //!   spinning (by the rules below) or not, and measures each trial's wall time per request
-//!   served (which the loop's user reports), the inverse of its throughput. It spins in the trials that follow when spinning cost at
-//!   most [`SpinConfig::spin_gain_percent`] % of what blocking did (and, once spinning, as long
-//!   as it costs less), and tries the other way again after a run of trials that doubles while
-//!   the choice holds, up to [`SpinConfig::max_exploit_trials`]. A trial with little work in it
-//!   (under one request per two idle periods) decides nothing. Requests, not IO events: a loop
-//!   that sleeps finds more requests per event when it wakes, and would look slower per event
-//!   than it is.
+//!   served (which the loop's user reports), the inverse of its throughput. It spins in the
+//!   trials that follow when spinning cost at most [`SpinConfig::spin_gain_percent`] % of what
+//!   blocking did (and, once spinning, as long as it costs less), and tries the other way
+//!   again after a run of trials that doubles while the choice holds, up to
+//!   [`SpinConfig::max_exploit_trials`]. A trial with little work in it (under one request per
+//!   two idle periods) decides nothing. Requests, not IO events: a loop that sleeps finds more
+//!   requests per event when it wakes, and would look slower per event than it is.
 //! - **Only where a core would idle.** Sleeping halts a core only if nothing else wants it.
 //!   The loop samples the number of runnable threads besides its own (`/proc/loadavg`) every
 //!   [`SpinConfig::load_every`]; while their average fills every core, it does not spin at all:
