@@ -91,9 +91,14 @@ impl DaemonProcess {
 
     /// Waits until the log holds `needle`; false after [`PATIENCE`].
     pub fn wait_for_log(&self, needle: &str) -> bool {
+        self.wait_for_log_where(|log| log.contains(needle))
+    }
+
+    /// Waits until `holds` is true of the log; false after [`PATIENCE`].
+    pub fn wait_for_log_where(&self, holds: impl Fn(&str) -> bool) -> bool {
         let waited = lars_std::time::Stopwatch::start();
         while waited.elapsed() < PATIENCE {
-            if self.log().contains(needle) {
+            if holds(&self.log()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

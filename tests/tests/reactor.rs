@@ -293,16 +293,28 @@ fn slow_reader_loses_nothing(body_len: usize, count: usize) {
     let body: Vec<u8> = (0..body_len).map(|i| i as u8).collect();
     let writer = slow.stream.try_clone().unwrap();
     let request = frame_bytes(ECHO, &body);
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let feeder_written = std::sync::Arc::clone(&written);
     let feeder = std::thread::spawn(move || {
         let mut writer = writer;
         for _ in 0..count {
             if std::io::Write::write_all(&mut writer, &request).is_err() {
                 return false;
             }
+            feeder_written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         true
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the writer makes no progress for 300 ms (or is done): a server that kept reading
+    // would let it go on to the end, however slow the machine.
+    let mut last = usize::MAX;
+    let mut still = 0;
+    while still < 3 && !feeder.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
     // Meanwhile another client is served at once.
     let mut other = FrameClient::connect(server.local_addr()).unwrap();
     other.write(&frame_bytes(ECHO, b"quick")).unwrap();

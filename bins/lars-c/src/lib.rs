@@ -146,7 +146,7 @@ impl From<ClientError> for Error {
             // A kind of failure newer than this mapping: the agent's side, as before.
             _ => LARS_EAGENT,
         };
-        Error { code, message: e.to_string() }
+        Error { code, message: lars_std::client::with_causes(&e) }
     }
 }
 

@@ -206,11 +206,29 @@ fn main() {
         Ok(words) => words,
         Err(_) => fail(None, &UsageError("an argument is not valid UTF-8".into())),
     };
-    let name = words.iter().find(|w| !w.starts_with("--")).map(String::as_str);
+    let name = command_word(&words);
     let command = COMMANDS.iter().find(|c| Some(c.name) == name);
     if let Err(error) = run(&words, name, command) {
         fail(command, error.as_ref());
     }
+}
+
+/// The command among `words`: the first that is neither a flag nor the value of one, so that
+/// flags may also come before it (`lars --agent 10.0.0.1:8888 stats`).
+fn command_word(words: &[String]) -> Option<&str> {
+    let takes_value =
+        |flag: &str| FLAG_HELP.iter().any(|(name, value, _)| *name == flag && !value.is_empty());
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        match word.strip_prefix("--") {
+            None => return Some(word),
+            Some(flag) if !flag.contains('=') && takes_value(flag) => {
+                words.next();
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 /// Says what went wrong and exits with its code ([`EXIT_CODES`]).
@@ -219,7 +237,7 @@ fn fail(command: Option<&Command>, error: &(dyn Error + 'static)) -> ! {
         let help = command.map_or_else(usage_text, command_help);
         eprintln!("lars: {error}\n\n{help}");
     } else {
-        eprintln!("lars: {error}");
+        eprintln!("lars: {}", lars_std::client::with_causes(error));
     }
     std::process::exit(exit_code(error));
 }
@@ -538,9 +556,20 @@ fn status(args: &Args) -> Result<(), Box<dyn Error>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{COMMANDS, EXIT_CODES, FLAG_HELP, command_help, exit_code, run, usage};
+    use super::{COMMANDS, EXIT_CODES, FLAG_HELP, command_help, command_word, exit_code, run, usage};
     use lars_std::client::{ClientError, Refusal};
     use std::error::Error;
+
+    #[test]
+    fn the_command_is_found_before_or_after_flags_but_never_in_a_flag_value() {
+        let words = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(command_word(&words("stats --agent 10.0.0.1:8888")), Some("stats"));
+        assert_eq!(command_word(&words("--agent 10.0.0.1:8888 stats")), Some("stats"));
+        assert_eq!(command_word(&words("--agent=10.0.0.1:8888 --lease get-host 1 1")), Some("get-host"));
+        // `--codec lars`: `lars` is the flag's value, not a command.
+        assert_eq!(command_word(&words("--codec lars route 1 1")), Some("route"));
+        assert_eq!(command_word(&words("--version")), None);
+    }
 
     /// Every code a failure exits with, and every code a command's help lists, is explained.
     #[test]

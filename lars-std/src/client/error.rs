@@ -131,10 +131,10 @@ impl fmt::Display for ClientError {
                     "no answer from {addr} in time: is a lars-dns or lars-reporter there, and is it overloaded?"
                 )
             }
-            ClientError::Unreachable { addr, cause } => {
-                write!(f, "nothing answers at {addr} ({cause}): is the daemon running?")
+            ClientError::Unreachable { addr, .. } => {
+                write!(f, "nothing answers at {addr} (is the daemon running?)")
             }
-            ClientError::Malformed(e) => write!(f, "malformed answer from the agent: {e}"),
+            ClientError::Malformed(_) => f.write_str("malformed answer from the agent"),
             ClientError::ProtocolViolation(Violation::SuccessWithoutHost) => {
                 f.write_str("malformed answer from the agent: a success without a host")
             }
@@ -144,9 +144,9 @@ impl fmt::Display for ClientError {
                     "malformed answer from the agent: return code {code}, which that answer does not carry"
                 )
             }
-            ClientError::Io(e) => write!(f, "socket error: {e}"),
-            ClientError::Unencodable(e) => {
-                write!(f, "the request does not encode (a bug in lars, please report it): {e}")
+            ClientError::Io(_) => f.write_str("socket error"),
+            ClientError::Unencodable(_) => {
+                f.write_str("the request does not encode (a bug in lars, please report it)")
             }
             ClientError::NeedsNative(what) => {
                 write!(f, "the agent speaks only the original Lars protocol, which has no {what}")
@@ -177,6 +177,20 @@ impl std::error::Error for ClientError {
             | ClientError::RouteTooLarge { .. } => None,
         }
     }
+}
+
+/// `error`'s message followed by each of its causes (`source()`), `: `-separated. A
+/// [`ClientError`] with a cause leaves it out of its own message (so that a reporter walking
+/// the chain says it once): print this where a user reads the error.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 impl From<io::Error> for ClientError {
@@ -211,6 +225,9 @@ mod tests {
     fn every_error_with_a_cause_returns_it() {
         let io = ClientError::from(io::Error::new(io::ErrorKind::PermissionDenied, "no"));
         assert_eq!(io.source().map(ToString::to_string).as_deref(), Some("no"));
+        // Said once: in the chain, not also in the error's own message.
+        assert_eq!(io.to_string(), "socket error");
+        assert_eq!(with_causes(&io), "socket error: no");
         let malformed = ClientError::Malformed(lars_core::wire::Error::Truncated);
         assert!(malformed.source().is_some());
         let unencodable = ClientError::Unencodable(lars_core::wire::Error::BufferTooSmall);
@@ -222,7 +239,11 @@ mod tests {
             cause: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
         assert!(unreachable.source().is_some());
-        assert!(unreachable.to_string().starts_with("nothing answers at 127.0.0.1:9"), "{unreachable}");
+        assert_eq!(unreachable.to_string(), "nothing answers at 127.0.0.1:9 (is the daemon running?)");
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused).to_string();
+        assert_eq!(with_causes(&unreachable), format!("{unreachable}: {refused}"));
+        assert_eq!(malformed.to_string(), "malformed answer from the agent");
+        assert_eq!(with_causes(&malformed), format!("{malformed}: {}", lars_core::wire::Error::Truncated));
         assert!(ClientError::RouteTooLarge { hosts: 300 }.to_string().contains("300 hosts"));
     }
 }

@@ -34,16 +34,16 @@ const ANSWER_POLL: lars_core::time::Duration = lars_core::time::Duration::from_m
 /// A lease uses its `ttl`, `flush_interval`, `policy` and `lb`; its `retry_after` and `recheck`
 /// are the client's own, set when the lease starts: the [`ClientConfig`](super::ClientConfig)'s
 /// `timeout` and [`REG_INIT_SPACING`](super::REG_INIT_SPACING). Its durations are the core's
-/// ([`lars_std::core::time::Duration`](lars_core::time::Duration), or
-/// [`from_std`](crate::time::from_std) of a std one):
+/// ([`CoreDuration`](super::CoreDuration), or [`from_std`](crate::time::from_std) of a std
+/// one), and its policy types are in [`client`](super) too:
 ///
 /// ```
-/// use lars_std::client::{ClientConfig, LeaseConfig};
-/// use lars_std::core::time::Duration;
+/// use lars_std::client::{ClientConfig, CoreDuration, LeaseConfig, PolicyKind};
 ///
 /// let mut config = ClientConfig::default();
-/// config.lease = LeaseConfig { ttl: Duration::from_millis(500), ..LeaseConfig::default() };
+/// config.lease = LeaseConfig { ttl: CoreDuration::from_millis(500), ..LeaseConfig::default() };
 /// config.lease.flush_interval = lars_std::time::from_std(std::time::Duration::from_millis(50));
+/// config.lease.policy = PolicyKind::RoundRobin;
 /// ```
 pub type LeaseConfig = lars_core::lease::LeaseParams;
 

@@ -17,15 +17,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use lars_core::lb::{LbConfig, PolicyKind};
+pub use lars_core::time::Duration as CoreDuration;
 use lars_core::wire::native;
-pub use lars_core::wire::native::{Outcome, WeightedHost};
+pub use lars_core::wire::native::{Change, HostDecision, Outcome, Reason, WeightedHost};
 pub use lars_core::wire::{Codec, CodecChoice};
 use lars_core::wire::{Decode, Encode, Frame, MsgId, RetCode, frame, lars};
 
 mod error;
 mod lease;
 
-pub use error::{ClientError, Refusal, Violation};
+pub use error::{ClientError, Refusal, Violation, with_causes};
 pub use lease::{Lease, LeaseConfig};
 
 /// How long `reg_init` waits between asking for a route the agent is still fetching.
@@ -415,7 +417,7 @@ impl Client {
         &self,
         modid: Option<i32>,
         cmdid: Option<i32>,
-    ) -> Result<Vec<native::HostDecision>, ClientError> {
+    ) -> Result<Vec<HostDecision>, ClientError> {
         let mut decisions = Vec::new();
         // Pages of 16, up to the agent's whole log.
         for page in 0..lars_core::agent::DECISIONS.div_ceil(native::DECISIONS_PAGE) {
