@@ -51,7 +51,7 @@ fn drive(client: &Client, route: (i32, i32), failing: &[SocketAddr], calls: usiz
                 reported += 1;
             }
             Err(ClientError::Overloaded) => {}
-            Err(e) => panic!("get_host: {e}"),
+            Err(e) => panic!("get_host: {}", lars_std::client::with_causes(&e)),
         }
     }
     reported

@@ -170,7 +170,7 @@ fn a_route_file_rewritten_in_place_is_never_read_half_written() {
         counted += 1;
         for modid in 200..240 {
             if let Err(e) = served(modid) {
-                panic!("route {modid} vanished: {e}");
+                panic!("route {modid} vanished: {}", lars_std::client::with_causes(&e));
             }
         }
     }

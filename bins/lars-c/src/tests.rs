@@ -93,6 +93,14 @@ fn each_client_error_keeps_its_code_and_new_ones_take_the_nearest() {
     assert_eq!(code(ClientError::ProtocolViolation(Violation::SuccessWithoutHost)), LARS_EMALFORMED);
     assert_eq!(code(ClientError::Io(std::io::ErrorKind::Other.into())), LARS_EIO);
     assert_eq!(code(ClientError::Unencodable(lars_core::wire::Error::BufferTooSmall)), LARS_EINTERNAL);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    assert_eq!(code(ClientError::DaemonTimeout { addr }), LARS_ETIMEOUT);
+}
+
+#[test]
+fn a_message_carries_the_cause_of_its_error() {
+    let io = ClientError::Io(std::io::Error::other("the cable is out"));
+    assert_eq!(Error::from(io).message, "socket error: the cable is out");
 }
 
 #[test]

@@ -63,11 +63,14 @@ fn a_line_repeated_from_one_place_is_written_ten_times_then_summed_up() {
         dns.signal(rustix::process::Signal::USR1);
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The summary comes once the ten-second window has ended (the daemon looks every second),
+    // not at the stop: a stop taken before the last signals would leave nothing to sum up.
+    let summed_up = " more like this suppressed in the last ";
+    assert!(dns.wait_for_log(summed_up), "no summary line after the window:\n{}", dns.log());
     assert!(dns.stop().success());
     let log = dns.log();
     assert_eq!(written(&log), 10, "ten lines from one call site in 10 s:\n{log}");
-    let summary =
-        log.lines().find(|l| l.contains(" more like this suppressed in the last ")).unwrap_or_default();
+    let summary = log.lines().find(|l| l.contains(summed_up)).unwrap_or_default();
     let suppressed: usize = summary
         .split_once(" more like this")
         .and_then(|(before, _)| before.rsplit(' ').next()?.parse().ok())

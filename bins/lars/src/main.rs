@@ -314,7 +314,9 @@ fn run(words: &[String], name: Option<&str>, command: Option<&Command>) -> Resul
     }
     let Some(command) = command else {
         match name {
-            None | Some("help") => print!("{}", usage_text()),
+            Some("help") => print!("{}", usage_text()),
+            None if words.iter().all(|w| w == "--help") => print!("{}", usage_text()),
+            None => return Err(usage("flags but no command")),
             Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
         }
         return Ok(());
@@ -569,6 +571,9 @@ mod tests {
         // `--codec lars`: `lars` is the flag's value, not a command.
         assert_eq!(command_word(&words("--codec lars route 1 1")), Some("route"));
         assert_eq!(command_word(&words("--version")), None);
+        let error = run(&words("--agent 10.0.0.1:8888"), None, None).unwrap_err();
+        assert_eq!(error.to_string(), "flags but no command");
+        assert!(run(&[], None, None).is_ok() && run(&words("--help"), None, None).is_ok());
     }
 
     /// Every code a failure exits with, and every code a command's help lists, is explained.
@@ -608,10 +613,23 @@ mod tests {
                 assert!(FLAG_HELP.iter().any(|(name, ..)| name == flag), "--{flag} has no help");
             }
         }
-        for (flag, ..) in FLAG_HELP {
+        for (flag, value, _) in FLAG_HELP {
             assert!(
                 COMMANDS.iter().any(|c| c.flags.contains(flag) || c.switches.contains(flag)),
                 "--{flag} is documented but no command takes it"
+            );
+            // `command_word` knows a switch by its empty value text, as the parser knows it
+            // by `switches`: the two must agree, or the command word would be misread.
+            let switch = COMMANDS.iter().any(|c| c.switches.contains(flag));
+            let takes_value = COMMANDS.iter().any(|c| c.flags.contains(flag));
+            assert!(
+                switch != takes_value,
+                "--{flag} is a switch for one command and takes a value for another"
+            );
+            assert_eq!(
+                value.is_empty(),
+                switch,
+                "--{flag}: its help's value text and whether it is a switch"
             );
         }
     }
