@@ -137,9 +137,10 @@ impl From<ClientError> for Error {
             ClientError::Timeout | ClientError::DaemonTimeout { .. } | ClientError::Unreachable { .. } => {
                 LARS_ETIMEOUT
             }
-            ClientError::Malformed(_) | ClientError::ProtocolViolation(_) | ClientError::Unexpected(_) => {
-                LARS_EMALFORMED
-            }
+            ClientError::Malformed(_)
+            | ClientError::DaemonMalformed { .. }
+            | ClientError::ProtocolViolation(_)
+            | ClientError::Unexpected(_) => LARS_EMALFORMED,
             ClientError::Io(_) => LARS_EIO,
             ClientError::NoAgent => LARS_EINVALID,
             ClientError::Unencodable(_) => LARS_EINTERNAL,

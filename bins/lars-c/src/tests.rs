@@ -95,6 +95,8 @@ fn each_client_error_keeps_its_code_and_new_ones_take_the_nearest() {
     assert_eq!(code(ClientError::Unencodable(lars_core::wire::Error::BufferTooSmall)), LARS_EINTERNAL);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
     assert_eq!(code(ClientError::DaemonTimeout { addr }), LARS_ETIMEOUT);
+    let cause = lars_core::wire::Error::Truncated;
+    assert_eq!(code(ClientError::DaemonMalformed { addr, cause }), LARS_EMALFORMED);
 }
 
 #[test]

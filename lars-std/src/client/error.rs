@@ -43,6 +43,16 @@ pub enum ClientError {
     },
     /// The agent answered something that does not decode.
     Malformed(lars_core::wire::Error),
+    /// The lars-dns or lars-reporter at `addr` answered something that does not decode
+    /// ([`daemon_stats`]).
+    ///
+    /// [`daemon_stats`]: super::daemon_stats
+    DaemonMalformed {
+        /// The address asked.
+        addr: SocketAddr,
+        /// Why it does not decode.
+        cause: lars_core::wire::Error,
+    },
     /// The agent's answer decodes but breaks the protocol (a bug in the agent).
     ProtocolViolation(Violation),
     /// A socket error.
@@ -135,6 +145,7 @@ impl fmt::Display for ClientError {
                 write!(f, "nothing answers at {addr} (is the daemon running?)")
             }
             ClientError::Malformed(_) => f.write_str("malformed answer from the agent"),
+            ClientError::DaemonMalformed { addr, .. } => write!(f, "malformed answer from {addr}"),
             ClientError::ProtocolViolation(Violation::SuccessWithoutHost) => {
                 f.write_str("malformed answer from the agent: a success without a host")
             }
@@ -164,7 +175,9 @@ impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ClientError::Io(e) | ClientError::Unreachable { cause: e, .. } => Some(e),
-            ClientError::Malformed(e) | ClientError::Unencodable(e) => Some(e),
+            ClientError::Malformed(e)
+            | ClientError::Unencodable(e)
+            | ClientError::DaemonMalformed { cause: e, .. } => Some(e),
             ClientError::Overloaded
             | ClientError::NoRoute
             | ClientError::Refused { .. }

@@ -406,7 +406,7 @@ impl Client {
             let request = native::StatsRequest { seq };
             let (id, reply_id) = (MsgId::StatsRequest, MsgId::StatsResponse);
             let body = self.request(socket, id, &request, reply_id, &mut buf, is_ours)?;
-            counters(&buf[body])
+            counters(&buf[body]).map_err(ClientError::Malformed)
         })
     }
 
@@ -479,8 +479,8 @@ fn host_or_error(code: RetCode, host: Option<SocketAddr>, codec: Codec) -> Resul
     }
 }
 
-fn counters(body: &[u8]) -> Result<Vec<(String, u64)>, ClientError> {
-    let response = native::StatsResponse::parse(body).map_err(ClientError::Malformed)?;
+fn counters(body: &[u8]) -> Result<Vec<(String, u64)>, lars_core::wire::Error> {
+    let response = native::StatsResponse::parse(body)?;
     Ok(response.counters.iter().map(|c| (c.name.to_string(), c.value)).collect())
 }
 
@@ -496,13 +496,14 @@ pub fn daemon_stats(addr: SocketAddr, timeout: Duration) -> Result<Vec<(String, 
     stream.write_all(&out[..len])?;
     let mut header = [0u8; frame::HEADER_LEN];
     stream.read_exact(&mut header).map_err(|e| timeout_or_io(addr, e))?;
-    let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(ClientError::Malformed)?;
+    let malformed = |cause| ClientError::DaemonMalformed { addr, cause };
+    let header = frame::Header::parse(&header, frame::MAX_BODY).map_err(malformed)?;
     if header.msgid != MsgId::StatsResponse {
         return Err(ClientError::Unexpected(header.msgid));
     }
     let mut body = vec![0u8; header.len as usize];
     stream.read_exact(&mut body).map_err(|e| timeout_or_io(addr, e))?;
-    counters(&body)
+    counters(&body).map_err(malformed)
 }
 
 /// A connection to `addr` that waited out its timeout is [`ClientError::DaemonTimeout`]; one
@@ -628,5 +629,24 @@ mod tests {
             matches!(timed_out, ClientError::DaemonTimeout { addr } if addr == closed),
             "a connect timeout: {timed_out:?}"
         );
+    }
+
+    #[test]
+    fn a_daemon_that_answers_garbage_is_a_malformed_answer_from_its_address() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let daemon = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; frame::HEADER_LEN];
+            stream.read_exact(&mut request).unwrap();
+            stream.write_all(&[0xff; frame::HEADER_LEN]).unwrap();
+        });
+        let stats = daemon_stats(addr, Duration::from_secs(10));
+        daemon.join().unwrap();
+        let Err(error) = stats else { panic!("garbage decoded: {stats:?}") };
+        assert!(matches!(error, ClientError::DaemonMalformed { addr: a, .. } if a == addr), "{error:?}");
+        assert_eq!(error.to_string(), format!("malformed answer from {addr}"));
+        assert!(std::error::Error::source(&error).is_some(), "it keeps why");
     }
 }
